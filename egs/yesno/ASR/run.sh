@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# yesno: the smallest real recipe, end to end with HLG decoding.
+#   ./run.sh                                   download, then every stage
+#   ./run.sh --corpus-dir /abs/path/waves_yesno  use a local copy
+#   ./run.sh --stage 4 --stop-stage 5          retrain and decode only
+# Stages: 0 download, 1 manifests, 2 fbank, 3 lang/G/HLG, 4 train, 5 decode+score.
+# Finished stages leave .done markers and are skipped on re-runs with the same arguments.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=100
+nj=2
+corpus_dir=
+skip_bad_audio=false
+lm_order=1
+decoding=greedy,hlg
+help_message=$(sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//')
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+. utils/common.sh
+
+dl_dir=download
+manifests=data/manifests
+fbank=data/fbank
+lang=data/lang
+exp=exp/scratch_all
+
+if [ -z "$corpus_dir" ]; then
+  corpus_dir=$dl_dir/waves_yesno
+  if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+    if ! is_done $dl_dir/.done "yesno"; then
+      log "Stage 0: download yesno into $dl_dir"
+      speechtl download yesno --target-dir $dl_dir
+      mark_done $dl_dir/.done "yesno"
+    fi
+  fi
+fi
+corpus_dir=$(cd "$corpus_dir" 2>/dev/null && pwd || echo "$corpus_dir")
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  key="corpus_dir=$corpus_dir skip_bad_audio=$skip_bad_audio"
+  if ! is_done $manifests/.done "$key"; then
+    log "Stage 1: manifests from $corpus_dir"
+    speechtl prepare yesno --corpus-dir "$corpus_dir" --output-dir $manifests --skip-bad-audio $skip_bad_audio
+    mark_done $manifests/.done "$key"
+  fi
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  key="$(cat $manifests/.done) nj=$nj"
+  if ! is_done $fbank/.done "$key"; then
+    log "Stage 2: fbank (23 bins, 8 kHz, nj=$nj)"
+    steps/compute_fbank.sh --nj $nj --cmd "$cmd" --prefix yesno --splits "train test" \
+      --sampling-rate 8000 --num-mel-bins 23 $manifests $fbank
+    mark_done $fbank/.done "$key"
+  fi
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  key="$(cat $manifests/.done) lm_order=$lm_order"
+  if ! is_done $lang/.done "$key"; then
+    log "Stage 3: lexicon, tokens, words, $lm_order-gram G, HLG"
+    local/yesno_prepare_dict.py $manifests data/local/dict
+    steps/prepare_lang.sh --lm-order $lm_order data/local/dict/lexicon.txt data/local/dict/lm_train.txt $lang
+    mark_done $lang/.done "$key"
+  fi
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < conf/train.yaml)"
+  if ! is_done $exp/.done "$key"; then
+    log "Stage 4: train (conf/train.yaml) into $exp"
+    steps/train.sh --method scratch conf/train.yaml $lang $fbank/yesno_cuts_train.jsonl.gz $exp
+    mark_done $exp/.done "$key"
+  fi
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  key="$(cat $exp/.done) decoding=$decoding"
+  if ! is_done $exp/decode/.done "$key"; then
+    log "Stage 5: decode test ($decoding) and score"
+    steps/decode.sh --test-set test --decoding $decoding --method scratch --data all \
+      --results exp/results.tsv $exp/final.pt $lang $fbank/yesno_cuts_test.jsonl.gz $exp/decode
+    mark_done $exp/decode/.done "$key"
+  fi
+  log "Results (exp/results.tsv):"
+  column -t -s $'\t' exp/results.tsv
+fi

@@ -1,0 +1,168 @@
+"""``speechtl <subcommand>``: a thin layer over library functions, one per recipe step."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from speechtl.errors import SpeechtlError
+from speechtl.log import setup_logging
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("true", "1", "yes"):
+        return True
+    if s.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+def cmd_download(a):
+    from speechtl.data.corpora import get_corpus
+
+    print(get_corpus(a.corpus).download(a.target_dir))
+
+
+def cmd_prepare(a):
+    from speechtl.data.corpora import get_corpus
+
+    get_corpus(a.corpus).prepare(a.corpus_dir, a.output_dir, skip_bad_audio=a.skip_bad_audio)
+
+
+def cmd_compute_fbank(a):
+    from speechtl.features import FbankConfig
+    from speechtl.features.compute import compute_fbank
+
+    cfg = FbankConfig(sampling_rate=a.sampling_rate, num_mel_bins=a.num_mel_bins)
+    compute_fbank(a.manifest_dir, a.output_dir, a.prefix, a.splits, cfg, nj=a.nj, cmd=a.cmd,
+                  device=a.device or None, log_dir=a.log_dir, speed_perturb=a.speed_perturb,
+                  perturb_splits=a.perturb_splits)
+
+
+def cmd_prepare_lang(a):
+    from speechtl.lang.lexicon import read_lexicon
+    from speechtl.lang.prepare import prepare_lang
+
+    prepare_lang(read_lexicon(a.lexicon), a.lang_dir, lm_text=a.lm_text, lm_order=a.lm_order,
+                 lm_prune_threshold=a.lm_prune_threshold, arpa=a.arpa, sil_token=a.sil_token or None)
+
+
+def cmd_train(a):
+    from lhotse import CutSet
+
+    from speechtl.adapt import get_method
+    from speechtl.config import from_dict, load_yaml
+    from speechtl.lang import Lang
+    from speechtl.models import ModelConfig, build_model
+    from speechtl.train import TrainConfig, Trainer
+    from speechtl.train.trainer import seed_everything
+
+    conf = load_yaml(a.config)
+    unknown = set(conf) - {"model", "train"}
+    if unknown:
+        raise SpeechtlError(f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model' and 'train'")
+    model_cfg = from_dict(ModelConfig, conf.get("model", {}), f"{a.config} [model]")
+    train_cfg = from_dict(TrainConfig, conf.get("train", {}), f"{a.config} [train]")
+    for kv in a.set or []:
+        key, _, value = kv.partition("=")
+        if not hasattr(train_cfg, key):
+            raise SpeechtlError(f"--set {kv}: unknown train option {key!r}")
+        setattr(train_cfg, key, type(getattr(train_cfg, key))(value))
+    lang = Lang(a.lang_dir)
+    seed_everything(train_cfg.seed)  # before the model exists: its init must be reproducible
+    model = build_model(model_cfg, lang.vocab_size)
+    trainer = Trainer(model, lang, get_method(a.method), train_cfg, a.exp_dir)
+    valid = CutSet.from_file(a.valid_cuts) if a.valid_cuts else None
+    trainer.fit(CutSet.from_file(a.train_cuts), valid)
+
+
+def cmd_decode(a):
+    from speechtl.decode.run import decode_test_set
+
+    decode_test_set(a.checkpoint, a.lang_dir, a.cuts, a.test_set, a.out_dir, decodings=a.decoding.split(","),
+                    method=a.method, data=a.data, results_tsv=a.results, device=a.device or None,
+                    beam=a.beam, max_active=a.max_active)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="speechtl", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("download", help="download a corpus")
+    s.add_argument("corpus")
+    s.add_argument("--target-dir", type=Path, default=Path("download"))
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("prepare", help="corpus -> lhotse manifests")
+    s.add_argument("corpus")
+    s.add_argument("--corpus-dir", type=Path, required=True)
+    s.add_argument("--output-dir", type=Path, required=True)
+    s.add_argument("--skip-bad-audio", type=_bool, default=False)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("compute-fbank", help="manifests -> cuts with fbank features")
+    s.add_argument("--manifest-dir", type=Path, required=True)
+    s.add_argument("--output-dir", type=Path, required=True)
+    s.add_argument("--prefix", required=True)
+    s.add_argument("--splits", nargs="+", required=True)
+    s.add_argument("--sampling-rate", type=int, default=16000)
+    s.add_argument("--num-mel-bins", type=int, default=80)
+    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--cmd", default="local")
+    s.add_argument("--device", default="")
+    s.add_argument("--log-dir", type=Path, default=None)
+    s.add_argument("--speed-perturb", type=float, nargs="*", default=[], help="factors, e.g. 0.9 1.1")
+    s.add_argument("--perturb-splits", nargs="*", default=["train"])
+    s.set_defaults(func=cmd_compute_fbank)
+
+    s = sub.add_parser("prepare-lang", help="lexicon + LM text -> lang dir with HLG.fst")
+    s.add_argument("--lexicon", type=Path, required=True)
+    s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--lm-text", type=Path, default=None)
+    s.add_argument("--lm-order", type=int, default=3)
+    s.add_argument("--lm-prune-threshold", type=float, default=0.0)
+    s.add_argument("--arpa", type=Path, default=None, help="use this ARPA LM instead of training one")
+    s.add_argument("--sil-token", default="", help="add this optional-silence unit (e.g. SIL)")
+    s.set_defaults(func=cmd_prepare_lang)
+
+    s = sub.add_parser("train", help="train a CTC model with the one Trainer")
+    s.add_argument("--config", type=Path, required=True, help="YAML with 'model' and 'train' sections")
+    s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--train-cuts", type=Path, required=True)
+    s.add_argument("--valid-cuts", type=Path, default=None)
+    s.add_argument("--exp-dir", type=Path, required=True)
+    s.add_argument("--method", default="scratch")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train option")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("decode", help="decode a test set, write recogs/errs/wer-summary and results.tsv rows")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--cuts", type=Path, required=True)
+    s.add_argument("--test-set", required=True)
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.add_argument("--decoding", default="greedy,hlg", help="comma-separated: greedy,hlg")
+    s.add_argument("--method", default="scratch")
+    s.add_argument("--data", default="all")
+    s.add_argument("--results", type=Path, default=None, help="results.tsv to add rows to")
+    s.add_argument("--device", default="")
+    s.add_argument("--beam", type=float, default=16.0)
+    s.add_argument("--max-active", type=int, default=3000)
+    s.set_defaults(func=cmd_decode)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "log_file", None))
+    try:
+        args.func(args)
+    except SpeechtlError as e:
+        logging.error(str(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

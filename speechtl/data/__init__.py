@@ -1,0 +1,1 @@
+"""Corpora, audio validation and manifests."""

@@ -1,0 +1,29 @@
+"""One module per corpus, each with ``download_<name>()`` and ``prepare_<name>()``.
+
+``prepare_<name>`` returns ``{split: {"recordings": RecordingSet,
+"supervisions": SupervisionSet}}`` and, given ``output_dir``, writes
+``<name>_{recordings,supervisions}_<split>.jsonl.gz`` there (lhotse's layout).
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+from speechtl.data.corpora import yesno
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    download: Callable
+    prepare: Callable
+
+
+CORPORA: Dict[str, Corpus] = {
+    "yesno": Corpus("yesno", yesno.download_yesno, yesno.prepare_yesno),
+}
+
+
+def get_corpus(name: str) -> Corpus:
+    if name not in CORPORA:
+        raise KeyError(f"unknown corpus {name!r}; known: {', '.join(sorted(CORPORA))}")
+    return CORPORA[name]

@@ -1,0 +1,130 @@
+"""Fbank over a CutSet, split into ``--nj`` jobs, stored with LilcomChunkyWriter."""
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence
+
+import torch
+from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
+from lhotse.features.base import Features
+from tqdm import tqdm
+
+from speechtl.cluster import get_executor
+from speechtl.errors import SpeechtlError
+from speechtl.features.fbank import BatchedFbank, FbankConfig
+
+
+def pick_device(device: Optional[str] = None) -> torch.device:
+    """CUDA when present, unless the caller names a device."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _batches(cuts: CutSet, batch_duration: float) -> Iterator[List]:
+    batch, total = [], 0.0
+    for cut in cuts:
+        batch.append(cut)
+        total += cut.duration
+        if total >= batch_duration:
+            yield batch
+            batch, total = [], 0.0
+    if batch:
+        yield batch
+
+
+def compute_fbank_job(
+    cuts_path: str, storage_path: str, out_cuts_path: str, config: dict,
+    batch_duration: float = 600.0, device: Optional[str] = None,
+) -> str:
+    """One job: features for every cut in ``cuts_path``; returns ``out_cuts_path``."""
+    cfg = FbankConfig(**config)
+    dev = pick_device(device)
+    fbank = BatchedFbank(cfg).to(dev)
+    cuts = CutSet.from_file(cuts_path)
+    with LilcomChunkyWriter(storage_path) as writer, CutSet.open_writer(out_cuts_path) as out:
+        for batch in tqdm(list(_batches(cuts, batch_duration)), desc="fbank", mininterval=5):
+            waves = []
+            for cut in batch:
+                if cut.sampling_rate != cfg.sampling_rate:
+                    cut = cut.resample(cfg.sampling_rate)
+                try:
+                    audio = cut.load_audio()
+                except Exception as e:
+                    raise SpeechtlError(
+                        f"cannot read audio of cut {cut.id} ({cut.recording.sources[0].source}): {e}. "
+                        "Fix: replace the file, or rerun data preparation with --skip-bad-audio true."
+                    ) from e
+                waves.append(torch.from_numpy(audio[0]))  # first channel
+            feats = fbank(waves)
+            for cut, f in zip(batch, feats):
+                arr = f.cpu().numpy()
+                key = writer.write(cut.id, arr)
+                cut.features = Features(
+                    type="speechtl-fbank",
+                    num_frames=arr.shape[0],
+                    num_features=arr.shape[1],
+                    frame_shift=cfg.frame_shift,
+                    sampling_rate=cfg.sampling_rate,
+                    start=cut.start,
+                    duration=cut.duration,
+                    storage_type=writer.name,
+                    storage_path=str(storage_path),
+                    storage_key=key,
+                    recording_id=cut.recording_id,
+                    channels=0,
+                )
+                out.write(cut)
+    logging.info(f"wrote features of {len(cuts)} cuts to {storage_path}")
+    return out_cuts_path
+
+
+def compute_fbank(
+    manifest_dir: Path, output_dir: Path, prefix: str, splits: Sequence[str],
+    config: FbankConfig, nj: int = 1, cmd: str = "local", device: Optional[str] = None,
+    log_dir: Optional[Path] = None, speed_perturb: Sequence[float] = (),
+    perturb_splits: Sequence[str] = ("train",),
+) -> List[Path]:
+    """Write ``<output_dir>/<prefix>_cuts_<split>.jsonl.gz`` for every split.
+
+    ``speed_perturb`` factors (e.g. 0.9 1.1, Kaldi's 3-way perturbation) add a
+    resampled copy of every cut of ``perturb_splits`` per factor, with its own
+    features, so small corpora see more speaking rates.
+    """
+    manifest_dir, output_dir = Path(manifest_dir), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(log_dir) if log_dir else output_dir / "log"
+    written = []
+    for split in splits:
+        rec = manifest_dir / f"{prefix}_recordings_{split}.jsonl.gz"
+        sup = manifest_dir / f"{prefix}_supervisions_{split}.jsonl.gz"
+        for p in (rec, sup):
+            if not p.is_file():
+                raise SpeechtlError(f"missing manifest {p}. Fix: run the data preparation stage first.")
+        cuts = CutSet.from_manifests(
+            recordings=RecordingSet.from_file(rec), supervisions=SupervisionSet.from_file(sup)
+        )
+        if speed_perturb and split in perturb_splits:
+            original = cuts
+            for factor in speed_perturb:
+                cuts = cuts + original.perturb_speed(factor)
+            logging.info(f"{split}: speed perturbation {list(speed_perturb)}: {len(original)} -> {len(cuts)} cuts")
+        n = max(1, min(nj, len(cuts)))
+        split_dir = output_dir / f"{prefix}_feats_{split}"
+        split_dir.mkdir(parents=True, exist_ok=True)
+        args = []
+        for j, part in enumerate(cuts.split(n)):
+            part_path = split_dir / f"cuts_in.{j}.jsonl.gz"
+            part.to_file(part_path)
+            args.append((str(part_path), str(split_dir / f"feats.{j}.lca"),
+                         str(split_dir / f"cuts.{j}.jsonl.gz"), asdict(config), 600.0, device))
+        executor = get_executor(cmd, n, log_dir, f"fbank_{prefix}_{split}")
+        outs = executor.map(compute_fbank_job, args)
+        combined = output_dir / f"{prefix}_cuts_{split}.jsonl.gz"
+        CutSet.from_cuts(c for p in outs for c in CutSet.from_file(p)).to_file(combined)
+        for a in args:
+            Path(a[0]).unlink(missing_ok=True)
+        logging.info(f"{split}: {len(cuts)} cuts -> {combined}")
+        written.append(combined)
+    return written

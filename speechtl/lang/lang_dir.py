@@ -1,0 +1,68 @@
+"""A lang dir loaded for training and decoding: text <-> token ids."""
+
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from speechtl.errors import SpeechtlError
+from speechtl.lang.lexicon import read_lexicon
+from speechtl.lang.symbols import read_symbols
+
+
+class Lang:
+    """Tokens, words and lexicon of a lang dir.
+
+    ``encode`` maps a transcript to token ids (each word's first pronunciation);
+    ``decode`` maps a token sequence back to words by longest match against the
+    lexicon, a token that starts no word becoming ``<unk>`` so it counts as an error.
+    With an optional-silence unit (``optional_silence.txt``), ``encode`` puts it
+    before, between and after words and ``decode`` ignores it.
+    """
+
+    def __init__(self, lang_dir: Path):
+        self.dir = Path(lang_dir)
+        for name in ("tokens.txt", "words.txt", "lexicon.txt"):
+            if not (self.dir / name).is_file():
+                raise SpeechtlError(f"{self.dir / name} is missing. Fix: run the lang stage (steps/prepare_lang.sh).")
+        self.token2id = read_symbols(self.dir / "tokens.txt")
+        self.id2token = {i: t for t, i in self.token2id.items()}
+        self.word2id = read_symbols(self.dir / "words.txt")
+        self.id2word = {i: w for w, i in self.word2id.items()}
+        self.lexicon: Dict[str, List[str]] = {}
+        for w, p in read_lexicon(self.dir / "lexicon.txt"):
+            self.lexicon.setdefault(w, p)
+        self._pron2word: Dict[tuple, str] = {}
+        for w, p in self.lexicon.items():
+            self._pron2word.setdefault(tuple(self.token2id[t] for t in p), w)
+        self._max_pron = max(len(p) for p in self._pron2word)
+        sil_file = self.dir / "optional_silence.txt"
+        self.sil_id = self.token2id[sil_file.read_text(encoding="utf-8").strip()] if sil_file.is_file() else None
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of model outputs: blank plus real tokens (disambiguation symbols excluded)."""
+        return sum(1 for t in self.token2id if not t.startswith("#"))
+
+    def encode(self, text: str) -> List[int]:
+        sil = [] if self.sil_id is None else [self.sil_id]
+        ids: List[int] = list(sil)
+        for w in text.split():
+            pron = self.lexicon.get(w)
+            if pron is None:
+                raise SpeechtlError(f"word {w!r} (in {text!r}) is not in {self.dir / 'lexicon.txt'}")
+            ids.extend(self.token2id[t] for t in pron)
+            ids.extend(sil)
+        return ids
+
+    def decode(self, token_ids: Sequence[int]) -> List[str]:
+        words, i, ids = [], 0, [t for t in token_ids if t != self.sil_id]
+        while i < len(ids):
+            for n in range(min(self._max_pron, len(ids) - i), 0, -1):
+                w = self._pron2word.get(tuple(ids[i:i + n]))
+                if w is not None:
+                    words.append(w)
+                    i += n
+                    break
+            else:
+                words.append("<unk>")
+                i += 1
+        return words

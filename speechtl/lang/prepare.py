@@ -1,0 +1,78 @@
+"""Build a lang dir from a lexicon and LM text (icefall's prepare_lang + compile_hlg)."""
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import kaldifst
+
+from speechtl.errors import SpeechtlError
+from speechtl.lang.graph import compose_hlg, make_lexicon_fst
+from speechtl.lang.lexicon import Lexicon, add_disambig_symbols, token_inventory, write_lexicon
+from speechtl.lang.lm import arpa_to_fst, train_ngram_lm
+from speechtl.lang.symbols import write_symbols
+
+BLANK = "<blk>"
+RESERVED_WORDS = ("<eps>", "#0", "<s>", "</s>")
+
+
+def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: Optional[str] = None):
+    """lexicon.txt, lexicon_disambig.txt, tokens.txt, words.txt and L_disambig.fst.
+
+    With ``sil_token``, that unit is added to tokens.txt and named in
+    ``optional_silence.txt`` (Kaldi's name): training targets put it around and
+    between words, L lets it appear there optionally, and decoders drop it.
+    """
+    lang_dir = Path(lang_dir)
+    lang_dir.mkdir(parents=True, exist_ok=True)
+    bad = [w for w, _ in entries if w in RESERVED_WORDS]
+    if bad:
+        raise SpeechtlError(f"lexicon uses reserved word(s) {bad}; rename them")
+    if BLANK in token_inventory(entries):
+        raise SpeechtlError(f"lexicon uses the blank token {BLANK} as a unit; rename it")
+    write_lexicon(entries, lang_dir / "lexicon.txt")
+    disambig_entries, max_disambig = add_disambig_symbols(entries)
+    write_lexicon(disambig_entries, lang_dir / "lexicon_disambig.txt")
+    units = token_inventory(entries)
+    if sil_token is not None:
+        if sil_token in units or sil_token.startswith("#") or sil_token == BLANK:
+            raise SpeechtlError(f"silence token {sil_token!r} must be a new unit, not one the lexicon uses")
+        units = sorted(units + [sil_token])
+        (lang_dir / "optional_silence.txt").write_text(sil_token + "\n", encoding="utf-8")
+    else:
+        (lang_dir / "optional_silence.txt").unlink(missing_ok=True)
+    tokens = [BLANK] + units
+    disambig = [f"#{i}" for i in range(max_disambig + 1)]
+    token2id = write_symbols(tokens + disambig, lang_dir / "tokens.txt")
+    words = sorted({w for w, _ in entries})
+    word2id = write_symbols(["<eps>"] + words + ["#0", "<s>", "</s>"], lang_dir / "words.txt")
+    L = make_lexicon_fst(disambig_entries, token2id, word2id, sil_token=sil_token)
+    L.write(str(lang_dir / "L_disambig.fst"))
+    return token2id, word2id, len(tokens) - 1, tuple(token2id[d] for d in disambig)
+
+
+def prepare_lang(
+    entries: Lexicon, lang_dir: Path, lm_text: Optional[Path] = None, lm_order: int = 3,
+    lm_prune_threshold: float = 0.0, arpa: Optional[Path] = None, sil_token: Optional[str] = None,
+) -> Path:
+    """Write the whole lang dir; G from ``arpa`` if given, else trained on ``lm_text``."""
+    lang_dir = Path(lang_dir)
+    token2id, word2id, max_token_id, disambig_ids = write_lang_files(entries, lang_dir, sil_token)
+    if arpa is None:
+        if lm_text is None:
+            raise SpeechtlError("prepare_lang needs LM training text (--lm-text) or an ARPA file (--arpa)")
+        oov = sorted({w for line in Path(lm_text).read_text(encoding="utf-8").split("\n") for w in line.split()} - set(word2id))
+        if oov:
+            raise SpeechtlError(
+                f"{lm_text} has {len(oov)} word(s) not in the lexicon, e.g. {oov[:10]}. "
+                "Fix: add them to the lexicon or normalize the text."
+            )
+        words = [w for w in word2id if w not in RESERVED_WORDS]
+        arpa = train_ngram_lm(Path(lm_text), lang_dir / "G.arpa", lm_order, lm_prune_threshold, vocab=words)
+    arpa_to_fst(Path(arpa), lang_dir / "words.txt", lang_dir / "G.fst")
+    L = kaldifst.StdVectorFst.read(str(lang_dir / "L_disambig.fst"))
+    G = kaldifst.StdVectorFst.read(str(lang_dir / "G.fst"))
+    HLG = compose_hlg(L, G, max_token_id, disambig_ids)
+    HLG.write(str(lang_dir / "HLG.fst"))
+    logging.info(f"lang dir ready: {lang_dir} ({max_token_id + 1} tokens incl. blank, {len(word2id) - 4} words)")
+    return lang_dir

@@ -1,0 +1,66 @@
+"""CTC acoustic model: encoder + linear output layer + log-softmax."""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Tuple
+
+import torch
+from torch import nn
+
+from speechtl.config import from_dict
+from speechtl.errors import SpeechtlError
+from speechtl.models.encoders import ENCODERS
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "tdnn"
+    num_features: int = 80
+    #: Options of the chosen encoder's config dataclass (e.g. TdnnConfig).
+    encoder_options: Dict[str, Any] = field(default_factory=dict)
+    #: Normalize each utterance's features to zero mean, unit variance over its
+    #: own frames (padding excluded): removes channel and level differences.
+    input_norm: bool = True
+    #: Initial output bias of the blank unit. CTC normally starts blank-dominant
+    #: and learns word spikes; on tiny corpora a word unit can instead take the
+    #: filler role (emitted on silence frames), a valid alignment for training
+    #: data that generalizes badly. A positive bias starts the model on blank.
+    blank_bias: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CtcModel(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int):
+        super().__init__()
+        if config.encoder not in ENCODERS:
+            raise SpeechtlError(f"unknown encoder {config.encoder!r}; known: {sorted(ENCODERS)}")
+        cls = ENCODERS[config.encoder]
+        enc_cfg = from_dict(cls.Config, config.encoder_options, f"encoder_options of {config.encoder}")
+        self.config = config
+        self.vocab_size = vocab_size
+        self.encoder = cls(config.num_features, enc_cfg)
+        self.output = nn.Linear(self.encoder.output_dim, vocab_size)
+        with torch.no_grad():
+            self.output.bias[0] += config.blank_bias
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(batch, frames, features) -> log-probs (batch, frames', vocab), lengths'."""
+        if self.config.input_norm:
+            feats = utterance_normalize(feats, lengths)
+        enc, out_lens = self.encoder(feats, lengths)
+        return self.output(enc).log_softmax(dim=-1), out_lens
+
+
+def utterance_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean/variance normalization over valid frames; padding set to 0."""
+    mask = (torch.arange(feats.size(1), device=feats.device)[None, :] < lengths.to(feats.device)[:, None])
+    mask = mask.unsqueeze(-1).to(feats.dtype)
+    n = mask.sum(dim=1, keepdim=True).clamp(min=1)
+    mean = (feats * mask).sum(dim=1, keepdim=True) / n
+    var = (((feats - mean) * mask) ** 2).sum(dim=1, keepdim=True) / n
+    return (feats - mean) / (var + eps).sqrt() * mask
+
+
+def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
+    return CtcModel(config, vocab_size)

@@ -1,0 +1,1 @@
+"""WER with kaldialign, icefall-style recogs/errs/wer-summary files, and results.tsv."""

@@ -1,0 +1,73 @@
+"""Checkpoints: save, load, find the latest, average (icefall's --epoch/--avg)."""
+
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from speechtl.errors import SpeechtlError
+from speechtl.models import CtcModel, ModelConfig, build_model
+
+
+def save_checkpoint(path: Path, model: CtcModel, **extra) -> None:
+    state = {
+        "model": model.state_dict(),
+        "model_config": model.config.to_dict(),
+        "vocab_size": model.vocab_size,
+        **extra,
+    }
+    tmp = Path(str(path) + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> Dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechtlError(f"checkpoint {path} does not exist. Fix: run the training stage first.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise SpeechtlError(f"cannot read checkpoint {path}: {e}") from e
+
+
+def model_from_checkpoint(path: Path) -> CtcModel:
+    ckpt = load_checkpoint(path)
+    model = build_model(ModelConfig(**ckpt["model_config"]), ckpt["vocab_size"])
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def epoch_checkpoints(exp_dir: Path) -> List[Path]:
+    """``epoch-N.pt`` files in ``exp_dir``, by N."""
+    found = []
+    for p in Path(exp_dir).glob("epoch-*.pt"):
+        m = re.fullmatch(r"epoch-(\d+)\.pt", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def average_state_dicts(states: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Element-wise mean of floating tensors; integer buffers (counters) from the last."""
+    avg = {}
+    for k, v in states[-1].items():
+        if v.is_floating_point():
+            avg[k] = sum(s[k].double() for s in states).div(len(states)).to(v.dtype)
+        else:
+            avg[k] = v.clone()
+    return avg
+
+
+def average_checkpoints(paths: Sequence[Path], out: Optional[Path] = None) -> Dict:
+    """Average the models of ``paths``; the result keeps the last one's metadata."""
+    if not paths:
+        raise SpeechtlError("no checkpoints to average")
+    ckpts = [load_checkpoint(p) for p in paths]
+    result = {k: v for k, v in ckpts[-1].items() if k not in ("optimizer", "scheduler", "rng")}
+    result["model"] = average_state_dicts([c["model"] for c in ckpts])
+    result["averaged"] = [str(p) for p in paths]
+    if out is not None:
+        torch.save(result, out)
+    return result

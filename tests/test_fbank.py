@@ -1,0 +1,68 @@
+import kaldi_native_fbank as knf
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechtl.features import BatchedFbank, FbankConfig
+from speechtl.features.fbank import kaldi_num_frames
+
+
+def kaldi_reference(wave: np.ndarray, cfg: FbankConfig) -> np.ndarray:
+    opts = knf.FbankOptions()
+    opts.frame_opts.dither = 0
+    opts.frame_opts.samp_freq = cfg.sampling_rate
+    opts.frame_opts.snip_edges = cfg.snip_edges
+    opts.mel_opts.num_bins = cfg.num_mel_bins
+    opts.mel_opts.low_freq = cfg.low_freq
+    opts.mel_opts.high_freq = cfg.high_freq
+    fb = knf.OnlineFbank(opts)
+    fb.accept_waveform(cfg.sampling_rate, wave.tolist())
+    fb.input_finished()
+    return np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
+
+
+def real_waves(yesno_dir, fsdd_dir):
+    files = sorted(yesno_dir.glob("*.wav"))[:3] + sorted(fsdd_dir.glob("*.wav"))[::400]
+    return [sf.read(str(f), dtype="float32")[0] for f in files]
+
+
+@pytest.mark.parametrize("high_freq,bins", [(-400.0, 23), (0.0, 80)])
+def test_batched_fbank_equals_kaldi_native_fbank_on_real_audio(yesno_dir, fsdd_dir, high_freq, bins):
+    cfg = FbankConfig(sampling_rate=8000, num_mel_bins=bins, high_freq=high_freq)
+    waves = real_waves(yesno_dir, fsdd_dir)
+    assert len({len(w) for w in waves}) > 3, "the batch must mix lengths"
+    feats = BatchedFbank(cfg)([torch.from_numpy(w) for w in waves])  # one batch, mixed lengths
+    for w, f in zip(waves, feats):
+        ref = kaldi_reference(w, cfg)
+        assert f.shape == ref.shape
+        assert np.abs(f.numpy() - ref).max() <= 1e-3
+
+
+def test_fbank_batch_equals_one_at_a_time(fsdd_dir):
+    cfg = FbankConfig(sampling_rate=8000, num_mel_bins=40)
+    fb = BatchedFbank(cfg)
+    waves = [torch.from_numpy(sf.read(str(f), dtype="float32")[0]) for f in sorted(fsdd_dir.glob("*.wav"))[:6]]
+    batched = fb(waves)
+    for w, b in zip(waves, batched):
+        torch.testing.assert_close(b, fb([w])[0], atol=1e-5, rtol=0)
+
+
+def test_frame_counts_follow_kaldi():
+    assert kaldi_num_frames(16000, 400, 160, snip_edges=False) == 100
+    assert kaldi_num_frames(16000, 400, 160, snip_edges=True) == 98
+    assert kaldi_num_frames(100, 400, 160, snip_edges=True) == 0
+    fb = BatchedFbank(FbankConfig(sampling_rate=16000))
+    out = fb([torch.zeros(0), torch.randn(50), torch.randn(16000)])
+    assert [o.shape[0] for o in out] == [0, 0, 100]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fbank_cuda_matches_cpu(fsdd_dir):
+    cfg = FbankConfig(sampling_rate=8000, num_mel_bins=23)
+    waves = [torch.from_numpy(sf.read(str(f), dtype="float32")[0]) for f in sorted(fsdd_dir.glob("*.wav"))[:8]]
+    cpu = BatchedFbank(cfg)(waves)
+    gpu = BatchedFbank(cfg).to("cuda")(waves)
+    for c, g in zip(cpu, gpu):
+        assert g.is_cuda
+        torch.testing.assert_close(g.cpu(), c, atol=1e-3, rtol=0)

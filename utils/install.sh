@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what speechtl needs on a fresh Debian machine; a second run skips what is done.
+#   1. apt packages the recipes use (as root; otherwise prints the command to run)
+#   2. .venv with torch==2.11.0 and torchaudio==2.11.0 installed together and first
+#   3. pip install -e .[dev]  (skipped while setup.cfg is unchanged)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+venv=${VENV:-.venv}
+python=${PYTHON:-python3}
+torch_version=2.11.0
+apt_packages="sox libsndfile1 espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts"
+
+log() { echo "[install] $*"; }
+
+missing=""
+for p in $apt_packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "apt packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing
+  else
+    log "WARNING: missing apt packages:$missing"
+    log "         install them with: sudo apt-get install$missing"
+  fi
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating $venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+fi
+if ! "$venv/bin/python" -c "import torch, torchaudio, sys; sys.exit(not (torch.__version__.split('+')[0] == '$torch_version' and torchaudio.__version__.split('+')[0] == '$torch_version'))" 2>/dev/null; then
+  log "torch==$torch_version torchaudio==$torch_version (first, together)"
+  "$venv/bin/python" -m pip install "torch==$torch_version" "torchaudio==$torch_version"
+fi
+
+stamp="$venv/.speechtl-install"
+want=$(cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$venv/bin/python" -c "import speechtl" 2>/dev/null; then
+  log "pip install -e .[dev]"
+  "$venv/bin/python" -m pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+log "ready: $("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)')"
