@@ -154,6 +154,11 @@ class Trainer:
             t0, tot_loss, tot_frames = time.time(), 0.0, 0
             for i, batch in enumerate(loader):
                 loss, ctc, frames = self._loss(batch)
+                if not math.isfinite(float(loss.detach())):
+                    raise SpeechtlError(
+                        f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
+                        f"the last good model is the latest epoch-N.pt in {self.exp_dir}. Fix: lower the lr."
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -163,8 +168,6 @@ class Trainer:
                 step += 1
                 tot_loss += float(ctc)
                 tot_frames += frames
-                if not math.isfinite(float(loss)):
-                    raise SpeechtlError(f"loss became {float(loss)} at epoch {epoch} batch {i}; lower the lr")
                 if step % cfg.log_interval == 0:
                     writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)

@@ -14,6 +14,7 @@ nj=2
 corpus_dir=
 skip_bad_audio=false
 lm_order=1
+speed_perturb="0.9 1.1"
 decoding=greedy,hlg
 help_message=$(sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//')
 
@@ -50,11 +51,11 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  key="$(cat $manifests/.done) nj=$nj"
+  key="$(cat $manifests/.done) speed_perturb=$speed_perturb"
   if ! is_done $fbank/.done "$key"; then
-    log "Stage 2: fbank (23 bins, 8 kHz, nj=$nj)"
+    log "Stage 2: fbank (23 bins, 8 kHz, nj=$nj, train speed perturbation: ${speed_perturb:-none})"
     steps/compute_fbank.sh --nj $nj --cmd "$cmd" --prefix yesno --splits "train test" \
-      --sampling-rate 8000 --num-mel-bins 23 $manifests $fbank
+      --sampling-rate 8000 --num-mel-bins 23 --speed-perturb "$speed_perturb" $manifests $fbank
     mark_done $fbank/.done "$key"
   fi
 fi

@@ -1,0 +1,33 @@
+import pytest
+
+from speechtl.cluster import get_executor
+from speechtl.errors import SpeechtlError
+
+
+def square(x):
+    return x * x
+
+
+def fail_on_two(x):
+    if x == 2:
+        raise ValueError("bad input two")
+    return x
+
+
+def test_local_executor_runs_jobs_in_order_with_logs(tmp_path):
+    ex = get_executor("local", 2, tmp_path / "log", "sq")
+    assert ex.map(square, [(i,) for i in range(5)]) == [0, 1, 4, 9, 16]
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == [f"sq.{i}.log" for i in range(5)]
+
+
+def test_failed_job_names_its_number_and_log(tmp_path):
+    ex = get_executor("local", 2, tmp_path / "log", "f")
+    with pytest.raises(SpeechtlError) as e:
+        ex.map(fail_on_two, [(i,) for i in range(4)])
+    assert "f job 2 failed" in str(e.value) and "f.2.log" in str(e.value)
+    assert "bad input two" in (tmp_path / "log" / "f.2.log").read_text()
+
+
+def test_unknown_backend_is_a_clear_error(tmp_path):
+    with pytest.raises(SpeechtlError, match="unknown job runner 'pbs'"):
+        get_executor("pbs -q x", 1, tmp_path, "x")

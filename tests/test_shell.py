@@ -1,0 +1,51 @@
+"""utils/parse_options.sh and the .done markers of utils/common.sh (Kaldi semantics)."""
+
+import subprocess
+
+from conftest import REPO
+
+
+def bash(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script, "test.sh", *args], capture_output=True, text=True, cwd=REPO)
+
+
+PARSE = """
+stage=0
+corpus_dir=
+use_gpu=false
+. utils/parse_options.sh
+echo "stage=$stage corpus_dir=$corpus_dir use_gpu=$use_gpu rest=$*"
+"""
+
+
+def test_parse_options_sets_variables_and_stops_at_positionals():
+    r = bash(PARSE, "--stage", "3", "--corpus-dir", "/a b", "--use-gpu", "true", "x", "--y")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "stage=3 corpus_dir=/a b use_gpu=true rest=x --y"
+
+
+def test_parse_options_rejects_unknown_and_bad_booleans():
+    r = bash(PARSE, "--no-such", "1")
+    assert r.returncode != 0 and "invalid option --no-such" in r.stderr
+    r = bash(PARSE, "--use-gpu", "yes")
+    assert r.returncode != 0 and "true or false" in r.stderr
+    r = bash(PARSE, "--stage")
+    assert r.returncode != 0 and "needs a value" in r.stderr
+
+
+def test_parse_options_config_file(tmp_path):
+    conf = tmp_path / "x.conf"
+    conf.write_text("stage=7\n")
+    r = bash(PARSE, "--config", str(conf), "--corpus-dir", "d")
+    assert r.stdout.strip() == "stage=7 corpus_dir=d use_gpu=false rest="
+
+
+def test_done_markers_skip_same_arguments_and_redo_others(tmp_path):
+    marker = tmp_path / "stage" / ".done"
+    script = f""". utils/common.sh
+if is_done {marker} "$1"; then echo skipped; else echo working; mark_done {marker} "$1"; fi"""
+    assert bash(script, "a=1").stdout.strip() == "working"
+    assert bash(script, "a=1").stdout.strip() == "skipped"
+    out = bash(script, "a=2").stdout
+    assert "other arguments" in out and out.strip().endswith("working")
+    assert marker.read_text() == "a=2"

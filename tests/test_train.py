@@ -1,0 +1,90 @@
+"""The one Trainer: checkpoints, resume, averaging, reproducibility."""
+
+import logging
+
+import pytest
+import torch
+from lhotse import CutSet
+
+from speechtl.adapt import get_method
+from speechtl.data.corpora.yesno import LEXICON, prepare_yesno
+from speechtl.errors import SpeechtlError
+from speechtl.features import FbankConfig
+from speechtl.features.compute import compute_fbank
+from speechtl.lang import Lang
+from speechtl.lang.lexicon import lexicon_from_dict
+from speechtl.lang.prepare import prepare_lang
+from speechtl.models import ModelConfig, build_model
+from speechtl.train import TrainConfig, Trainer
+from speechtl.train.checkpoint import average_state_dicts, epoch_checkpoints, load_checkpoint
+from speechtl.train.trainer import seed_everything
+
+
+@pytest.fixture(scope="module")
+def small_yesno(yesno_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("yesno")
+    m = prepare_yesno(yesno_dir, d / "manifests")
+    text = d / "lm.txt"
+    text.write_text("".join(s.text + "\n" for s in m["train"]["supervisions"]))
+    compute_fbank(d / "manifests", d / "fbank", "yesno", ["train"], FbankConfig(sampling_rate=8000, num_mel_bins=23))
+    prepare_lang(lexicon_from_dict(LEXICON), d / "lang", lm_text=text, lm_order=1)
+    cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(first=8)
+    return d, cuts, Lang(d / "lang")
+
+
+def make_trainer(lang, exp_dir, epochs, seed=3):
+    seed_everything(seed)
+    model = build_model(ModelConfig(encoder="tdnn", num_features=23), lang.vocab_size)
+    cfg = TrainConfig(num_epochs=epochs, max_duration=20, num_buckets=2, average_last=2, seed=seed)
+    return Trainer(model, lang, get_method("scratch"), cfg, exp_dir)
+
+
+def test_fit_writes_checkpoints_and_average(small_yesno, tmp_path):
+    _, cuts, lang = small_yesno
+    final = make_trainer(lang, tmp_path / "exp", 2).fit(cuts, cuts)
+    assert [p.name for p in epoch_checkpoints(tmp_path / "exp")] == ["epoch-1.pt", "epoch-2.pt"]
+    assert final.resolve().name == "avg-2.pt"
+    assert any((tmp_path / "exp" / "tensorboard").iterdir())
+    e1, e2 = (load_checkpoint(tmp_path / "exp" / f"epoch-{i}.pt")["model"] for i in (1, 2))
+    avg = load_checkpoint(final)["model"]
+    k = "output.weight"
+    torch.testing.assert_close(avg[k], (e1[k] + e2[k]) / 2)
+    assert not torch.equal(e1[k], e2[k]), "training must change the weights"
+
+
+def test_resume_continues_after_last_epoch(small_yesno, tmp_path, caplog):
+    _, cuts, lang = small_yesno
+    make_trainer(lang, tmp_path / "exp", 1).fit(cuts)
+    first = (tmp_path / "exp" / "epoch-1.pt").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO):
+        make_trainer(lang, tmp_path / "exp", 2).fit(cuts)
+    assert "resuming from" in caplog.text and "at epoch 2" in caplog.text
+    assert (tmp_path / "exp" / "epoch-1.pt").stat().st_mtime_ns == first
+    assert load_checkpoint(tmp_path / "exp" / "epoch-2.pt")["epoch"] == 2
+
+
+def test_same_seed_same_model(small_yesno, tmp_path):
+    _, cuts, lang = small_yesno
+    a = load_checkpoint(make_trainer(lang, tmp_path / "a", 1, seed=5).fit(cuts))["model"]
+    b = load_checkpoint(make_trainer(lang, tmp_path / "b", 1, seed=5).fit(cuts))["model"]
+    c = load_checkpoint(make_trainer(lang, tmp_path / "c", 1, seed=6).fit(cuts))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["output.weight"], c["output.weight"])
+
+
+def test_average_state_dicts_keeps_integer_buffers():
+    s1 = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(4)}
+    s2 = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(9)}
+    avg = average_state_dicts([s1, s2])
+    assert torch.equal(avg["w"], torch.tensor([2.0, 4.0])) and int(avg["n"]) == 9
+
+
+def test_unknown_method_and_bad_config(small_yesno, tmp_path):
+    _, _, lang = small_yesno
+    with pytest.raises(SpeechtlError, match="unknown method 'nope'"):
+        get_method("nope")
+    model = build_model(ModelConfig(encoder="tdnn", num_features=23), lang.vocab_size)
+    with pytest.raises(SpeechtlError, match="unknown optimizer"):
+        Trainer(model, lang, get_method("scratch"), TrainConfig(optimizer="rmsprop2"), tmp_path)
+    with pytest.raises(SpeechtlError, match="unknown option"):
+        build_model(ModelConfig(encoder="tdnn", encoder_options={"hiden_dim": 3}), 4)
