@@ -11,17 +11,18 @@ def shared_data() -> Path:
     return Path(os.environ.get("SPEECHTL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def corpus(*parts: str) -> Path:
+    d = shared_data().joinpath(*parts)
+    if not d.is_dir():
+        pytest.skip(f"corpus not found at {d}")
+    return d
+
+
 @pytest.fixture(scope="session")
 def yesno_dir() -> Path:
-    d = shared_data() / "yesno" / "waves_yesno"
-    if not d.is_dir():
-        pytest.skip(f"yesno corpus not found at {d}")
-    return d
+    return corpus("yesno", "waves_yesno")
 
 
 @pytest.fixture(scope="session")
 def fsdd_dir() -> Path:
-    d = shared_data() / "fsdd" / "recordings"
-    if not d.is_dir():
-        pytest.skip(f"FSDD not found at {d}")
-    return d
+    return corpus("fsdd", "recordings")
