@@ -82,7 +82,20 @@ def cmd_decode(a):
 
     decode_test_set(a.checkpoint, a.lang_dir, a.cuts, a.test_set, a.out_dir, decodings=a.decoding.split(","),
                     method=a.method, data=a.data, results_tsv=a.results, device=a.device or None,
-                    beam=a.beam, max_active=a.max_active)
+                    beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale)
+
+
+def cmd_transcribe(a):
+    from speechtl.decode.transcribe import transcribe
+
+    failed = 0
+    for path, words, error in transcribe(a.model_dir, a.lang_dir, a.files, a.decoding, a.device or None):
+        if error is None:
+            print(f"{path}\t{' '.join(words)}", flush=True)
+        else:
+            failed += 1
+    if failed:
+        raise SpeechtlError(f"{failed} of {len(a.files)} file(s) could not be read (see above)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cuts", type=Path, required=True)
     s.add_argument("--test-set", required=True)
     s.add_argument("--out-dir", type=Path, required=True)
-    s.add_argument("--decoding", default="greedy,hlg", help="comma-separated: greedy,hlg")
+    s.add_argument("--decoding", default="greedy,hlg", help="comma-separated: greedy,hlg,hlg-lattice")
+    s.add_argument("--nj", type=int, default=1, help="processes for HLG search")
+    s.add_argument("--lm-scale", type=float, default=1.0, help="LM scale of hlg-lattice's recogs and results row")
     s.add_argument("--method", default="scratch")
     s.add_argument("--data", default="all")
     s.add_argument("--results", type=Path, default=None, help="results.tsv to add rows to")
@@ -150,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beam", type=float, default=16.0)
     s.add_argument("--max-active", type=int, default=3000)
     s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("transcribe", help="print 'file<TAB>words' for each audio file (any rate, mono or stereo)")
+    s.add_argument("--model-dir", type=Path, required=True, help="experiment dir with final.pt, or a checkpoint")
+    s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--decoding", default="hlg", choices=["hlg", "greedy"])
+    s.add_argument("--device", default="")
+    s.add_argument("files", type=Path, nargs="+")
+    s.set_defaults(func=cmd_transcribe)
     return p
 
 

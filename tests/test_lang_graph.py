@@ -121,3 +121,24 @@ def test_optional_silence(tmp_path):
         for i, t in enumerate(frames):
             lp[i, lang.token2id[t]] = math.log(0.95)
         assert HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt").decode(lp) == words
+
+
+def test_lattice_lm_scale_and_nbest(tmp_path):
+    """Acoustics slightly favour A; the LM strongly favours B: the LM scale decides."""
+    text = tmp_path / "text"
+    text.write_text("B\n" * 50 + "A\n")
+    prepare_lang(lexicon_from_dict({"A": ["a"], "B": ["b"]}), tmp_path / "lang", lm_text=text, lm_order=1)
+    lang = Lang(tmp_path / "lang")
+    lp = np.full((3, lang.vocab_size), math.log(1e-4), dtype=np.float32)
+    lp[:, 0] = math.log(0.5)  # blank, a or b on the middle frame
+    lp[1, lang.token2id["a"]], lp[1, lang.token2id["b"]], lp[1, 0] = math.log(0.55), math.log(0.44), math.log(0.01)
+    dec = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt")
+    lat = dec.lattice(lp)
+    best = dec.rescore(lat, [0.0, 1.0])
+    assert best[0.0] == ["A"] and best[1.0] == ["B"]
+    assert [w for w, _, _ in dec.nbest(lat, 2, lm_scale=0.0)] == [["A"], ["B"]]
+    nbest = dec.nbest(lat, 2, lm_scale=1.0)
+    assert [w for w, _, _ in nbest] == [["B"], ["A"]]
+    (_, g_b, ac_b), (_, g_a, ac_a) = nbest
+    assert ac_a < ac_b and g_a > g_b  # A wins on acoustics, B on the LM
+    assert dec.rescore(dec.lattice(lp[:0]), [1.0]) == {1.0: []}

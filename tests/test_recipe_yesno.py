@@ -51,7 +51,7 @@ def test_recipe_writes_results_and_decodes_well(recipe_run):
     rows = results(recipe)
     assert list(rows[0]) == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
     by = {row["decoding"]: row for row in rows}
-    assert set(by) == {"greedy", "hlg"}
+    assert set(by) == {"greedy", "hlg", "hlg-lattice"}
     for row in rows:
         assert (row["test_set"], row["method"], row["data"], row["words"]) == ("test", "scratch", "all", "240")
         assert abs(float(row["wer"]) - 100 * int(row["errors"]) / 240) < 0.01
@@ -59,7 +59,7 @@ def test_recipe_writes_results_and_decodes_well(recipe_run):
     # leaves room for floating-point differences between machines.
     assert float(by["hlg"]["wer"]) <= 1.0, rows
     dec = recipe / "exp" / "scratch_all" / "decode"
-    for d in ["greedy", "hlg"]:
+    for d in ["greedy", "hlg", "hlg-lattice"]:
         for kind in ["recogs", "errs", "wer-summary"]:
             assert (dec / f"{kind}-test-{d}.txt").is_file()
     assert "Stage 5" in r.stdout and "(run.sh:" in r.stdout
@@ -84,3 +84,61 @@ def test_changed_argument_redoes_only_its_stage(recipe_run, yesno_dir):
     r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "5", "--decoding", "greedy")
     assert r.returncode == 0, r.stderr
     assert "Stage 5" in r.stdout and "Stage 4" not in r.stdout
+
+
+def test_parallel_decoding_gives_identical_recogs(recipe_run):
+    recipe = recipe_run[0]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    outs = []
+    for nj in (1, 2):
+        out = recipe / "exp" / f"nj{nj}"
+        r = subprocess.run(
+            ["speechtl", "decode", "--checkpoint", "exp/scratch_all/final.pt", "--lang-dir", "data/lang",
+             "--cuts", "data/fbank/yesno_cuts_test.jsonl.gz", "--test-set", "test", "--out-dir", str(out),
+             "--decoding", "hlg,hlg-lattice", "--nj", str(nj)],
+            cwd=recipe, env=env, capture_output=True, text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        outs.append(out)
+    names = sorted(p.name for p in outs[0].iterdir())
+    assert "recogs-test-hlg.txt" in names and "wer-summary-test-hlg-lattice.txt" in names
+    assert names == sorted(p.name for p in outs[1].iterdir())
+    for n in names:
+        assert (outs[0] / n).read_text() == (outs[1] / n).read_text(), n
+    summary = (outs[0] / "wer-summary-test-hlg-lattice.txt").read_text().splitlines()
+    assert summary[0] == "settings\tWER" and any(line.startswith("lm_scale_0.5\t") for line in summary)
+
+
+def test_transcribe_stereo_44k_and_unreadable_files(recipe_run, yesno_dir, tmp_path):
+    import ast
+
+    import soundfile as sf
+    import torch
+    import torchaudio
+
+    from speechtl.data.corpora.yesno import text_from_name
+
+    recipe = recipe_run[0]
+    recogs = (recipe / "exp" / "scratch_all" / "decode" / "recogs-test-hlg.txt").read_text().splitlines()
+    right = [ref.split(":")[0].rsplit("-", 1)[0] for ref, hyp in zip(recogs[::2], recogs[1::2])
+             if ast.literal_eval(ref.split("ref=")[1]) == ast.literal_eval(hyp.split("hyp=")[1])]
+    name = right[0]
+    wave, sr = sf.read(str(yesno_dir / f"{name}.wav"), dtype="float32")
+    hi = torchaudio.functional.resample(torch.from_numpy(wave), sr, 44100).numpy()
+    stereo = tmp_path / "stereo44k.wav"
+    sf.write(str(stereo), torch.stack([torch.from_numpy(hi), 0.5 * torch.from_numpy(hi)], 1).numpy(), 44100)
+    assert sf.info(str(stereo)).channels == 2 and sf.info(str(stereo)).samplerate == 44100
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVE nonsense")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    r = subprocess.run(
+        ["speechtl", "transcribe", "--model-dir", "exp/scratch_all", "--lang-dir", "data/lang",
+         str(yesno_dir / f"{name}.wav"), str(bad), str(stereo)],
+        cwd=recipe, env=env, capture_output=True, text=True,
+    )
+    assert r.returncode == 1 and "broken.wav" in r.stderr and "Traceback" not in r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2
+    expected = text_from_name(name)
+    assert lines[0] == f"{yesno_dir / name}.wav\t{expected}"
+    assert lines[1] == f"{stereo}\t{expected}"

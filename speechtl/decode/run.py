@@ -8,16 +8,20 @@ import torch
 from lhotse import CutSet
 
 from speechtl.decode.greedy import ctc_greedy_search
-from speechtl.decode.hlg import HlgDecoder
+from speechtl.decode.search import HlgSearch
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
 from speechtl.lang import Lang
 from speechtl.score.results import ResultRow, update_results
-from speechtl.score.wer import Hyp, write_errs, write_recogs, write_wer_summary
+from speechtl.score.wer import Hyp, compute_wer, write_errs, write_recogs, write_wer_summary
 from speechtl.train.checkpoint import model_from_checkpoint
 from speechtl.train.data import eval_dataloader, unpack
 
-DECODINGS = ("greedy", "hlg")
+#: greedy: batched CTC greedy search; hlg: HLG one-best; hlg-lattice: HLG lattice
+#: rescored at every LM scale of the sweep (wer-summary lists them all; recogs,
+#: errs and results.tsv use ``lm_scale``).
+DECODINGS = ("greedy", "hlg", "hlg-lattice")
+LM_SCALES = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 1.7, 2.0)
 
 
 @torch.no_grad()
@@ -38,9 +42,12 @@ def decode_test_set(
     checkpoint: Path, lang_dir: Path, cuts_path: Path, test_set: str, out_dir: Path,
     decodings: Sequence[str] = DECODINGS, method: str = "scratch", data: str = "all",
     results_tsv: Optional[Path] = None, device: Optional[str] = None, beam: float = 16.0,
-    max_active: int = 3000,
+    max_active: int = 3000, nj: int = 1, lm_scale: float = 1.0, lm_scales: Sequence[float] = LM_SCALES,
 ) -> List[ResultRow]:
-    """Write recogs-/errs-/wer-summary-<test_set>-<decoding>.txt and add rows to results.tsv."""
+    """Write recogs-/errs-/wer-summary-<test_set>-<decoding>.txt and add rows to results.tsv.
+
+    The network runs once over the test set; HLG searches run in ``nj`` processes.
+    """
     unknown = [d for d in decodings if d not in DECODINGS]
     if unknown:
         raise SpeechtlError(f"unknown decoding(s) {unknown}; known: {', '.join(DECODINGS)}")
@@ -51,23 +58,38 @@ def decode_test_set(
     scores = compute_log_probs(checkpoint, cuts, device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    refs = {k: text.split() for k, (text, _) in scores.items()}
     rows = []
+    search = None
     for decoding in decodings:
-        results: List[Hyp] = []
+        summary = None
         if decoding == "greedy":
-            for cut_id, (text, lp) in scores.items():
-                tokens = ctc_greedy_search(lp[None], torch.tensor([lp.size(0)]))[0]
-                results.append((cut_id, text.split(), lang.decode(tokens)))
+            hyps = {}
+            for cut_id, (_, lp) in scores.items():
+                hyps[cut_id] = lang.decode(ctc_greedy_search(lp[None], torch.tensor([lp.size(0)]))[0])
         else:
-            hlg = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt", beam=beam, max_active=max_active)
-            for cut_id, (text, lp) in scores.items():
-                results.append((cut_id, text.split(), hlg.decode(lp.numpy())))
+            if search is None:
+                search = HlgSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, beam, max_active)
+            lps = {k: lp.numpy() for k, (_, lp) in scores.items()}
+            if decoding == "hlg":
+                hyps = search.run(lps)
+            else:
+                scales = sorted(set(lm_scales) | {lm_scale})
+                per_scale = search.run(lps, scales)
+                summary = [
+                    (f"lm_scale_{s}", compute_wer([(k, refs[k], h[s]) for k, h in per_scale.items()]).wer)
+                    for s in scales
+                ]
+                hyps = {k: h[lm_scale] for k, h in per_scale.items()}
+        results: List[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
         name = f"{test_set}-{decoding}"
         write_recogs(results, out_dir / f"recogs-{name}.txt")
         stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
-        write_wer_summary([(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
+        write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
         logging.info(f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}) -> {out_dir}")
         rows.append(ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words))
+    if search is not None:
+        search.close()
     if results_tsv is not None:
         update_results(results_tsv, rows)
         logging.info(f"results: {results_tsv}")

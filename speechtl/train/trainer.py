@@ -67,6 +67,14 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
     return f
 
 
+def feature_info(cuts: CutSet) -> dict:
+    """The fbank settings a model was trained on, so inference can compute the same."""
+    f = next(iter(cuts)).features
+    if f is None:
+        raise SpeechtlError("training cuts have no features. Fix: run the fbank stage first.")
+    return {"sampling_rate": f.sampling_rate, "num_mel_bins": f.num_features, "frame_shift": f.frame_shift}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -142,6 +150,7 @@ class Trainer:
             start_epoch = ckpt["epoch"] + 1
             logging.info(f"resuming from {done[-1]} at epoch {start_epoch}")
 
+        features = feature_info(train_cuts)
         writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
         logging.info(
             f"training {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters "
@@ -182,7 +191,7 @@ class Trainer:
             save_checkpoint(
                 self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
-                method=self.method.name,
+                method=self.method.name, features=features,
             )
         writer.close()
         epochs = epoch_checkpoints(self.exp_dir)[-max(1, cfg.average_last):]

@@ -15,7 +15,7 @@ corpus_dir=
 skip_bad_audio=false
 lm_order=1
 speed_perturb="0.9 1.1"
-decoding=greedy,hlg
+decoding=greedy,hlg,hlg-lattice
 help_message=$(sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
@@ -83,7 +83,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   key="$(cat $exp/.done) decoding=$decoding"
   if ! is_done $exp/decode/.done "$key"; then
     log "Stage 5: decode test ($decoding) and score"
-    steps/decode.sh --test-set test --decoding $decoding --method scratch --data all \
+    steps/decode.sh --nj $nj --test-set test --decoding $decoding --method scratch --data all \
       --results exp/results.tsv $exp/final.pt $lang $fbank/yesno_cuts_test.jsonl.gz $exp/decode
     mark_done $exp/decode/.done "$key"
   fi

@@ -1,0 +1,71 @@
+"""HLG search over many utterances, in ``nj`` processes.
+
+kaldi-decoder's bindings hold the GIL while decoding (no ``gil_scoped_release``
+on ``decode``), so threads cannot run searches in parallel: processes do. Each
+utterance's search is independent and deterministic, so the output is the
+same for any ``nj``.
+"""
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from speechtl.decode.hlg import HlgDecoder
+
+_decoder: Optional[HlgDecoder] = None
+
+
+def _init(hlg: str, words: str, beam: float, max_active: int) -> None:
+    global _decoder
+    _decoder = HlgDecoder(Path(hlg), Path(words), beam=beam, max_active=max_active)
+
+
+def search_with(decoder: HlgDecoder, items: List[Tuple[str, np.ndarray]], lm_scales: Optional[Tuple[float, ...]]):
+    """One-best words per utterance, or with ``lm_scales`` {scale: words} from its lattice."""
+    if lm_scales is None:
+        return [(k, decoder.decode(lp)) for k, lp in items]
+    return [(k, decoder.rescore(decoder.lattice(lp), lm_scales)) for k, lp in items]
+
+
+def _search(items, lm_scales):
+    """In a worker process: search with the decoder its initializer loaded."""
+    return search_with(_decoder, items, lm_scales)
+
+
+class HlgSearch:
+    """A pool of ``nj`` searchers that load HLG once each; ``nj=1`` searches in-process."""
+
+    def __init__(self, hlg: Path, words: Path, nj: int = 1, beam: float = 16.0, max_active: int = 3000):
+        self.nj = max(1, nj)
+        args = (str(hlg), str(words), beam, max_active)
+        self.decoder = None
+        self.pool = None
+        if self.nj == 1:
+            self.decoder = HlgDecoder(Path(hlg), Path(words), beam=beam, max_active=max_active)
+        else:
+            self.pool = ProcessPoolExecutor(self.nj, mp_context=mp.get_context("spawn"), initializer=_init, initargs=args)
+
+    def run(self, log_probs: Dict[str, np.ndarray], lm_scales: Optional[Sequence[float]] = None) -> Dict:
+        items = sorted(log_probs.items())
+        scales = tuple(lm_scales) if lm_scales is not None else None
+        if self.pool is None:
+            return dict(search_with(self.decoder, items, scales))
+        # Interleaved chunks balance utterance lengths across workers.
+        chunks = [items[j::self.nj] for j in range(self.nj)]
+        out = {}
+        for part in self.pool.map(_search, chunks, [scales] * self.nj):
+            out.update(part)
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,76 @@
+"""Transcribe audio files with a trained model: any sample rate, mono or stereo."""
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from speechtl.decode.greedy import ctc_greedy_search
+from speechtl.decode.hlg import HlgDecoder
+from speechtl.errors import SpeechtlError
+from speechtl.features import BatchedFbank, FbankConfig
+from speechtl.features.compute import pick_device
+from speechtl.lang import Lang
+from speechtl.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+def read_audio(path: Path, sampling_rate: int) -> torch.Tensor:
+    """Mono float waveform at ``sampling_rate``: channels averaged, resampled if needed."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise SpeechtlError(f"cannot read audio file {path}: {e}. Fix: pass a wav/flac/ogg file soundfile can open.") from e
+    if data.shape[0] == 0:
+        raise SpeechtlError(f"audio file {path} has no samples")
+    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    if sr != sampling_rate:
+        wave = torchaudio.functional.resample(wave, orig_freq=sr, new_freq=sampling_rate)
+    return wave
+
+
+def resolve_checkpoint(model: Path) -> Path:
+    """``model`` is a checkpoint file or an experiment dir holding final.pt."""
+    model = Path(model)
+    ckpt = model / "final.pt" if model.is_dir() else model
+    if not ckpt.is_file():
+        raise SpeechtlError(f"no model at {ckpt}. Fix: pass --model-dir of a trained system (with final.pt).")
+    return ckpt
+
+
+@torch.no_grad()
+def transcribe(
+    model: Path, lang_dir: Path, files: Sequence[Path], decoding: str = "hlg", device: Optional[str] = None,
+) -> List[Tuple[Path, Optional[List[str]], Optional[str]]]:
+    """(file, words, None) per readable file, (file, None, error) per unreadable one, in order."""
+    ckpt_path = resolve_checkpoint(model)
+    meta = load_checkpoint(ckpt_path).get("features")
+    if meta is None:
+        raise SpeechtlError(f"{ckpt_path} records no feature settings; retrain with this version of speechtl")
+    dev = pick_device(device)
+    net = model_from_checkpoint(ckpt_path).to(dev).eval()
+    fbank = BatchedFbank(FbankConfig(sampling_rate=meta["sampling_rate"], num_mel_bins=meta["num_mel_bins"],
+                                     frame_shift=meta["frame_shift"])).to(dev)
+    lang = Lang(lang_dir)
+    hlg = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt") if decoding == "hlg" else None
+    if decoding not in ("hlg", "greedy"):
+        raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
+    out = []
+    for f in files:
+        try:
+            wave = read_audio(Path(f), meta["sampling_rate"])
+        except SpeechtlError as e:
+            logging.error(str(e))
+            out.append((Path(f), None, str(e)))
+            continue
+        feats = fbank([wave])[0]
+        log_probs, lens = net(feats[None], torch.tensor([feats.size(0)], device=dev))
+        if hlg is not None:
+            words = hlg.decode(log_probs[0, : int(lens[0])].float().cpu().numpy())
+        else:
+            words = lang.decode(ctc_greedy_search(log_probs, lens)[0])
+        out.append((Path(f), words, None))
+    return out
