@@ -49,6 +49,7 @@ def cmd_prepare_lang(a):
 
 
 def cmd_train(a):
+    import yaml
     from lhotse import CutSet
 
     from speechtl.adapt import get_method
@@ -63,12 +64,13 @@ def cmd_train(a):
     if unknown:
         raise SpeechtlError(f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model' and 'train'")
     model_cfg = from_dict(ModelConfig, conf.get("model", {}), f"{a.config} [model]")
-    train_cfg = from_dict(TrainConfig, conf.get("train", {}), f"{a.config} [train]")
+    overrides = {}
     for kv in a.set or []:
-        key, _, value = kv.partition("=")
-        if not hasattr(train_cfg, key):
-            raise SpeechtlError(f"--set {kv}: unknown train option {key!r}")
-        setattr(train_cfg, key, type(getattr(train_cfg, key))(value))
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise SpeechtlError(f"--set takes KEY=VALUE, got {kv!r}")
+        overrides[key] = yaml.safe_load(value)  # typed as YAML: 0.01, true, {a: 1}
+    train_cfg = from_dict(TrainConfig, {**conf.get("train", {}), **overrides}, f"{a.config} [train] with --set")
     lang = Lang(a.lang_dir)
     seed_everything(train_cfg.seed)  # before the model exists: its init must be reproducible
     model = build_model(model_cfg, lang.vocab_size)

@@ -9,6 +9,4 @@ help_message="Usage: $0 [--method scratch] [--valid-cuts CUTS] <config.yaml> <la
 [ $# -eq 4 ] || { echo "$help_message" 1>&2; exit 1; }
 extra=()
 [ -n "$valid_cuts" ] && extra+=(--valid-cuts "$valid_cuts")
-mkdir -p "$4/log"
-speechtl train --config "$1" --lang-dir "$2" --train-cuts "$3" --exp-dir "$4" --method "$method" "${extra[@]}" \
-  2> >(tee -a "$4/log/log-train.txt" >&2)
+speechtl train --config "$1" --lang-dir "$2" --train-cuts "$3" --exp-dir "$4" --method "$method" "${extra[@]}"

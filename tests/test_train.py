@@ -45,6 +45,7 @@ def test_fit_writes_checkpoints_and_average(small_yesno, tmp_path):
     assert [p.name for p in epoch_checkpoints(tmp_path / "exp")] == ["epoch-1.pt", "epoch-2.pt"]
     assert final.resolve().name == "avg-2.pt"
     assert any((tmp_path / "exp" / "tensorboard").iterdir())
+    assert "epoch 2/2: train ctc/frame" in (tmp_path / "exp" / "log" / "log-train.txt").read_text()
     e1, e2 = (load_checkpoint(tmp_path / "exp" / f"epoch-{i}.pt")["model"] for i in (1, 2))
     avg = load_checkpoint(final)["model"]
     k = "output.weight"

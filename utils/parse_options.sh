@@ -27,7 +27,7 @@ while true; do
         echo "$0: invalid option $1 (no variable '$name' to set)" 1>&2; exit 1
       fi
       if [ $# -lt 2 ]; then echo "$0: option $1 needs a value" 1>&2; exit 1; fi
-      old=$(eval echo "\$$name")
+      old=${!name}
       if [ "$old" = true ] || [ "$old" = false ]; then
         case "$2" in true|false) ;; *) echo "$0: option $1 takes true or false, got '$2'" 1>&2; exit 1 ;; esac
       fi

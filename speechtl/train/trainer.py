@@ -23,6 +23,7 @@ from speechtl.adapt import Method
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
 from speechtl.lang import Lang
+from speechtl.log import FORMAT
 from speechtl.models import CtcModel
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
 from speechtl.train.data import encode_targets, eval_dataloader, train_dataloader, unpack
@@ -124,8 +125,6 @@ class Trainer:
 
     def fit(self, train_cuts: CutSet, valid_cuts: Optional[CutSet] = None) -> Path:
         """Train for ``num_epochs`` (resuming if epochs exist); returns ``final.pt``."""
-        from torch.utils.tensorboard import SummaryWriter
-
         cfg = self.cfg
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         (self.exp_dir / "log").mkdir(exist_ok=True)
@@ -138,7 +137,20 @@ class Trainer:
         loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment)
         steps_per_epoch = max(1, sum(1 for _ in loader.sampler))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch * cfg.num_epochs))
+        features = feature_info(train_cuts)
+        log_file = logging.FileHandler(self.exp_dir / "log" / "log-train.txt", encoding="utf-8")
+        log_file.setFormatter(logging.Formatter(FORMAT))
+        logging.getLogger().addHandler(log_file)
+        try:
+            return self._fit(train_cuts, valid_cuts, optimizer, scheduler, loader, steps_per_epoch, features)
+        finally:
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
 
+    def _fit(self, train_cuts, valid_cuts, optimizer, scheduler, loader, steps_per_epoch, features) -> Path:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
         start_epoch = 1
         done = epoch_checkpoints(self.exp_dir)
         if done:
@@ -149,8 +161,6 @@ class Trainer:
             torch.set_rng_state(ckpt["rng"])
             start_epoch = ckpt["epoch"] + 1
             logging.info(f"resuming from {done[-1]} at epoch {start_epoch}")
-
-        features = feature_info(train_cuts)
         writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
         logging.info(
             f"training {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters "

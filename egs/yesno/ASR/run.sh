@@ -88,5 +88,5 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     mark_done $exp/decode/.done "$key"
   fi
   log "Results (exp/results.tsv):"
-  column -t -s $'\t' exp/results.tsv
+  column -t -s $'\t' exp/results.tsv 2>/dev/null || cat exp/results.tsv
 fi
