@@ -1,0 +1,176 @@
+"""Synthetic corpora from text with Debian's TTS engines: espeak-ng, flite, festival.
+
+A :class:`Voice` is one speaker: an engine, a voice name and ranges for the
+speaking rate and pitch. Every utterance draws its voice, rate and pitch from
+a random generator seeded with ``(seed, utterance id)``, so a corpus is the
+same for a given seed whatever ``nj`` and job order. Audio is resampled to the
+corpus rate and written as 16-bit wav; manifests come back as lhotse sets.
+"""
+
+import logging
+import random
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.audio import AudioSource
+
+from speechtl.cluster import get_executor
+from speechtl.errors import SpeechtlError
+
+Pathlike = Union[str, Path]
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One synthetic speaker.
+
+    name: espeak-ng ``lang`` or ``lang+variant`` (``ga+f3``); flite voice (``slt``);
+    festival voice without the ``voice_`` prefix (``kal_diphone``).
+    rate, pitch: ranges of factors around the engine's default (1.0 = default).
+    """
+
+    engine: str
+    name: str
+    rate: Tuple[float, float] = (0.9, 1.1)
+    pitch: Tuple[float, float] = (0.9, 1.1)
+
+    @property
+    def speaker(self) -> str:
+        """One speaker id per voice configuration."""
+        return f"{self.engine}-{self.name}-r{self.rate[0]:g}-{self.rate[1]:g}-p{self.pitch[0]:g}-{self.pitch[1]:g}"
+
+
+def _run(cmd: List[str], stdin: str = None) -> None:
+    try:
+        subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, timeout=120)
+    except FileNotFoundError as e:
+        raise SpeechtlError(f"{cmd[0]} is not installed. Fix: run 'make setup' (it installs the TTS packages).") from e
+    except subprocess.CalledProcessError as e:
+        raise SpeechtlError(f"{' '.join(cmd[:4])} ... failed: {e.stderr.strip()[:500]}") from e
+
+
+def _espeak(text: str, voice: Voice, rate: float, pitch: float, out: Path) -> None:
+    # Defaults: 175 words per minute, pitch 50 (of 0-99).
+    _run(["espeak-ng", "-v", voice.name, "-s", str(round(175 * rate)), "-p", str(min(99, round(50 * pitch))),
+          "-w", str(out), "--stdin"], stdin=text)
+
+
+def _flite(text: str, voice: Voice, rate: float, pitch: float, out: Path) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        _run(["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / rate:.4f}",
+              "--setf", f"int_f0_target_mean={100 * pitch:.2f}", "-f", f.name, "-o", str(out)])
+
+
+def _festival(text: str, voice: Voice, rate: float, pitch: float, out: Path) -> None:
+    raw = out.with_suffix(".raw.wav")
+    _run(["text2wave", "-eval", f"(voice_{voice.name})", "-eval", f"(Parameter.set 'Duration_Stretch {1 / rate:.4f})",
+          "-o", str(raw)], stdin=text)
+    # festival's voices have no common pitch parameter: shift with sox (cents).
+    cents = 1200 * np.log2(pitch)
+    _run(["sox", "-D", "-R", str(raw), str(out), "pitch", f"{cents:.1f}"])  # no dither: repeatable
+    raw.unlink(missing_ok=True)
+
+
+ENGINES = {"espeak-ng": _espeak, "flite": _flite, "festival": _festival}
+
+
+def check_engines(voices: Sequence[Voice]) -> None:
+    """Fail early, naming the missing program, before any job starts."""
+    need = {"espeak-ng": ["espeak-ng"], "flite": ["flite"], "festival": ["text2wave", "sox"]}
+    for v in voices:
+        if v.engine not in ENGINES:
+            raise SpeechtlError(f"unknown TTS engine {v.engine!r}; known: {', '.join(ENGINES)}")
+        for prog in need[v.engine]:
+            if shutil.which(prog) is None:
+                raise SpeechtlError(f"{prog} (for {v.engine}) is not installed. Fix: run 'make setup'.")
+
+
+def read_texts(path: Pathlike) -> List[Tuple[str, str]]:
+    """(id, sentence) pairs from ``id<TAB>sentence`` .tsv or one-sentence-a-line .txt."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechtlError(f"text file {path} does not exist")
+    items = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".tsv":
+            if "\t" not in line:
+                raise SpeechtlError(f"{path}:{n}: expected 'id<TAB>sentence'")
+            uid, text = line.split("\t", 1)
+        else:
+            uid, text = f"{path.stem}-{n}", line
+        items.append((uid.strip(), " ".join(text.split())))
+    return items
+
+
+def plan(items: Sequence[Tuple[str, str]], voices: Sequence[Voice], seed: int) -> List[Dict]:
+    """Voice, rate and pitch of every utterance, from an RNG keyed on (seed, id)."""
+    out = []
+    for uid, text in items:
+        rng = random.Random(f"{seed}:{uid}")
+        v = voices[rng.randrange(len(voices))]
+        out.append({"id": f"{v.speaker}_{uid}", "text": text, "voice": v,
+                    "rate": rng.uniform(*v.rate), "pitch": rng.uniform(*v.pitch)})
+    return out
+
+
+def synthesize_job(jobs: List[Dict], wav_dir: str, sampling_rate: int) -> List[Dict]:
+    """One job: synthesize, resample, write 16-bit wav; returns what the manifests need."""
+    done = []
+    wav_dir = Path(wav_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        for j in jobs:
+            raw = Path(tmp) / "raw.wav"
+            ENGINES[j["voice"].engine](j["text"], j["voice"], j["rate"], j["pitch"], raw)
+            audio, sr = sf.read(str(raw), dtype="float32", always_2d=True)
+            wave = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=1)))
+            if sr != sampling_rate:
+                wave = torchaudio.functional.resample(wave, sr, sampling_rate)
+            if wave.numel() == 0:
+                raise SpeechtlError(f"{j['voice'].engine} produced no audio for {j['id']}: {j['text'][:80]!r}")
+            path = wav_dir / f"{j['id']}.wav"
+            sf.write(str(path), wave.clamp(-1, 1).numpy(), sampling_rate, subtype="PCM_16")
+            done.append({"id": j["id"], "path": str(path.resolve()), "num_samples": wave.numel(),
+                         "text": j["text"], "speaker": j["voice"].speaker})
+    return done
+
+
+def synthesize_corpus(
+    items: Sequence[Tuple[str, str]], voices: Sequence[Voice], out_dir: Pathlike, seed: int = 0,
+    sampling_rate: int = 16000, nj: int = 1, cmd: str = "local", language: str = "",
+) -> Tuple[RecordingSet, SupervisionSet]:
+    """Speak every sentence once with a voice drawn for it; returns lhotse manifests."""
+    if not voices:
+        raise SpeechtlError("no voices given")
+    check_engines(voices)
+    out_dir = Path(out_dir)
+    wav_dir = out_dir / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    jobs = plan(items, voices, seed)
+    n = max(1, min(nj, len(jobs)))
+    chunks = [jobs[i::n] for i in range(n)]
+    ex = get_executor(cmd, n, out_dir / "log", "tts")
+    done = sorted((d for part in ex.map(synthesize_job, [(c, str(wav_dir), sampling_rate) for c in chunks]) for d in part),
+                  key=lambda d: d["id"])
+    recordings, supervisions = [], []
+    for d in done:
+        dur = d["num_samples"] / sampling_rate
+        recordings.append(Recording(id=d["id"], sources=[AudioSource(type="file", channels=[0], source=d["path"])],
+                                    sampling_rate=sampling_rate, num_samples=d["num_samples"], duration=dur))
+        supervisions.append(SupervisionSegment(id=d["id"], recording_id=d["id"], start=0.0, duration=dur, channel=0,
+                                               text=d["text"], speaker=d["speaker"], language=language or None))
+    logging.info(f"synthesized {len(done)} utterances, {sum(r.duration for r in recordings) / 60:.1f} min, "
+                 f"{len({s.speaker for s in supervisions})} voices -> {wav_dir}")
+    return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
