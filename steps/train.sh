@@ -4,9 +4,13 @@
 set -euo pipefail
 method=scratch
 valid_cuts=
-help_message="Usage: $0 [--method scratch] [--valid-cuts CUTS] <config.yaml> <lang-dir> <train-cuts> <exp-dir>"
+num_procs=1
+help_message="Usage: $0 [--method scratch] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
+  --num-procs N: DDP training in N processes on this node (torchrun; one per GPU, or gloo on CPU)"
 . "$(dirname "$0")/../utils/parse_options.sh"
 [ $# -eq 4 ] || { echo "$help_message" 1>&2; exit 1; }
 extra=()
 [ -n "$valid_cuts" ] && extra+=(--valid-cuts "$valid_cuts")
-speechtl train --config "$1" --lang-dir "$2" --train-cuts "$3" --exp-dir "$4" --method "$method" "${extra[@]}"
+launcher=(speechtl)
+[ "$num_procs" -gt 1 ] && launcher=(torchrun --standalone --nproc-per-node "$num_procs" -m speechtl.cli)
+"${launcher[@]}" train --config "$1" --lang-dir "$2" --train-cuts "$3" --exp-dir "$4" --method "$method" "${extra[@]}"

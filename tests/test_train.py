@@ -89,3 +89,48 @@ def test_unknown_method_and_bad_config(small_yesno, tmp_path):
         Trainer(model, lang, get_method("scratch"), TrainConfig(optimizer="rmsprop2"), tmp_path)
     with pytest.raises(SpeechtlError, match="unknown option"):
         build_model(ModelConfig(encoder="tdnn", encoder_options={"hiden_dim": 3}), 4)
+
+
+def test_ddp_ranks_see_disjoint_cuts(small_yesno):
+    from speechtl.train.data import train_dataloader
+
+    d, _, _ = small_yesno
+    cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz")
+    seen = []
+    for rank in (0, 1):
+        loader = train_dataloader(cuts, 20, 2, seed=1, world_size=2, rank=rank)
+        loader.sampler.set_epoch(3)
+        seen.append([c.id for batch in loader.sampler for c in batch])
+    # lhotse may pad the smaller shard with a marked copy ("<id>_dup0") to balance ranks.
+    originals = [{i for i in ids if "_dup" not in i} for ids in seen]
+    copies = {i.split("_dup")[0] for ids in seen for i in ids if "_dup" in i}
+    assert originals[0] and originals[1]
+    assert not originals[0] & originals[1]
+    assert originals[0] | originals[1] == {c.id for c in cuts}
+    assert copies <= {c.id for c in cuts}
+
+
+def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    d, cuts, _ = small_yesno
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    conf = tmp_path / "train.yaml"
+    conf.write_text("model: {encoder: tdnn, num_features: 23}\n"
+                    "train: {num_epochs: 2, max_duration: 15, num_buckets: 2, average_last: 2}\n")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    r = subprocess.run(
+        ["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "speechtl.cli", "train", "--config", str(conf),
+         "--lang-dir", str(d / "lang"), "--train-cuts", str(tmp_path / "cuts.jsonl.gz"), "--exp-dir", str(tmp_path / "exp")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rank 1 of world size 2" in r.stderr
+    sums = re.findall(r"rank (\d): parameter checksum (\S+)", r.stderr)
+    assert sorted(s[0] for s in sums) == ["0", "1"] and sums[0][1] == sums[1][1]
+    assert [p.name for p in epoch_checkpoints(tmp_path / "exp")] == ["epoch-1.pt", "epoch-2.pt"]
+    assert (tmp_path / "exp" / "final.pt").resolve().name == "avg-2.pt"

@@ -13,10 +13,12 @@ from speechtl.lang import Lang
 
 def train_dataloader(
     cuts: CutSet, max_duration: float, num_buckets: int, seed: int,
-    spec_augment: Optional[Dict[str, Any]] = None,
+    spec_augment: Optional[Dict[str, Any]] = None, world_size: int = 1, rank: int = 0,
 ) -> DataLoader:
+    """Shuffled, duration-bucketed batches; under DDP each rank draws a disjoint shard."""
     sampler = DynamicBucketingSampler(
         cuts, max_duration=max_duration, shuffle=True, num_buckets=num_buckets, seed=seed, drop_last=False,
+        world_size=world_size, rank=rank,
     )
     transforms = []
     if spec_augment is not None:

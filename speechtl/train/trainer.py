@@ -5,6 +5,11 @@ to ``log/log-train.txt`` and ``tensorboard/``; at the end it writes
 ``avg-K.pt``, the mean of the last K epochs (icefall's checkpoint averaging),
 and ``final.pt`` pointing at it. Restarting with the same ``exp_dir``
 resumes after the last finished epoch.
+
+Under torchrun the model is wrapped in DistributedDataParallel, each rank
+reads a disjoint shard of the cuts, all ranks take as many batches per epoch
+as the rank with the fewest (so no rank waits forever in an all-reduce), and
+rank 0 alone writes checkpoints, logs and tensorboard.
 """
 
 import logging
@@ -27,6 +32,7 @@ from speechtl.log import FORMAT
 from speechtl.models import CtcModel
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
 from speechtl.train.data import encode_targets, eval_dataloader, train_dataloader, unpack
+from speechtl.train.dist import all_reduce_min, barrier, init_distributed
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -92,15 +98,19 @@ class Trainer:
         self.lang = lang
         self.method = method
         self.exp_dir = Path(exp_dir)
+        self.dist = init_distributed()
         self.device = pick_device(config.device or None)
+        if self.device.type == "cuda" and self.dist.world_size > 1:
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.model = model
+        self.net = model  # what forward() runs: the DDP wrapper while training under torchrun
         if model.vocab_size != lang.vocab_size:
             raise SpeechtlError(f"model has {model.vocab_size} outputs but {lang.dir} has {lang.vocab_size} tokens")
 
     def _loss(self, batch: dict):
         feats, lengths, texts, _ = unpack(batch)
         targets, target_lengths = encode_targets(self.lang, texts)
-        log_probs, out_lens = self.model(feats.to(self.device), lengths.to(self.device))
+        log_probs, out_lens = self.net(feats.to(self.device), lengths.to(self.device))
         ctc = torch.nn.functional.ctc_loss(
             log_probs.transpose(0, 1), targets.to(self.device), out_lens, target_lengths.to(self.device),
             blank=0, reduction="sum", zero_infinity=True,
@@ -115,12 +125,14 @@ class Trainer:
     def validate(self, cuts: CutSet) -> float:
         """CTC loss per frame on ``cuts``."""
         self.model.eval()
+        net, self.net = self.net, self.model
         total, frames = 0.0, 0
         for batch in eval_dataloader(cuts, self.cfg.max_duration):
             _, ctc, n = self._loss(batch)
             total += float(ctc)
             frames += n
         self.model.train()
+        self.net = net
         return total / max(1, frames)
 
     def fit(self, train_cuts: CutSet, valid_cuts: Optional[CutSet] = None) -> Path:
@@ -131,13 +143,20 @@ class Trainer:
         seed_everything(cfg.seed)
         self.method.prepare(self.model)
         self.model.to(self.device)
+        if self.dist.world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None
+            )
         optimizer = OPTIMIZERS[cfg.optimizer](
             self.method.param_groups(self.model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
-        loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment)
-        steps_per_epoch = max(1, sum(1 for _ in loader.sampler))
+        loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
+                                  self.dist.world_size, self.dist.rank)
+        steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch * cfg.num_epochs))
         features = feature_info(train_cuts)
+        if not self.dist.is_main:
+            return self._fit(train_cuts, valid_cuts, optimizer, scheduler, loader, steps_per_epoch, features)
         log_file = logging.FileHandler(self.exp_dir / "log" / "log-train.txt", encoding="utf-8")
         log_file.setFormatter(logging.Formatter(FORMAT))
         logging.getLogger().addHandler(log_file)
@@ -161,17 +180,23 @@ class Trainer:
             torch.set_rng_state(ckpt["rng"])
             start_epoch = ckpt["epoch"] + 1
             logging.info(f"resuming from {done[-1]} at epoch {start_epoch}")
-        writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
+        main = self.dist.is_main
+        writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if main else None
         logging.info(
             f"training {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters "
             f"on {self.device}, method {self.method.name}, {len(train_cuts)} cuts, {steps_per_epoch} batches/epoch"
+            + (f", rank {self.dist.rank} of world size {self.dist.world_size}" if self.dist.world_size > 1 else "")
         )
         step = (start_epoch - 1) * steps_per_epoch
         self.model.train()
         for epoch in range(start_epoch, cfg.num_epochs + 1):
             loader.sampler.set_epoch(epoch)
+            # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
+            n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
             t0, tot_loss, tot_frames = time.time(), 0.0, 0
             for i, batch in enumerate(loader):
+                if i == n_batches:
+                    break  # as many batches as the rank with the fewest
                 loss, ctc, frames = self._loss(batch)
                 if not math.isfinite(float(loss.detach())):
                     raise SpeechtlError(
@@ -187,28 +212,38 @@ class Trainer:
                 step += 1
                 tot_loss += float(ctc)
                 tot_frames += frames
-                if step % cfg.log_interval == 0:
+                if step % cfg.log_interval == 0 and main:
                     writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                     logging.info(f"epoch {epoch} batch {i + 1}/{steps_per_epoch} ctc/frame {float(ctc) / max(1, frames):.4f}")
             msg = f"epoch {epoch}/{cfg.num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
-            writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
-            if valid_cuts is not None and len(valid_cuts):
+            if main:
+                writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
+            if valid_cuts is not None and len(valid_cuts) and main:
                 v = self.validate(valid_cuts)
                 writer.add_scalar("epoch/valid_ctc_per_frame", v, epoch)
                 msg += f", valid {v:.4f}"
             logging.info(f"{msg} ({time.time() - t0:.1f}s)")
-            save_checkpoint(
-                self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
-                method=self.method.name, features=features,
-            )
+            if main:
+                save_checkpoint(
+                    self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
+                    method=self.method.name, features=features,
+                )
+            barrier(self.dist)
+        if self.dist.world_size > 1:
+            checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters())
+            logging.info(f"rank {self.dist.rank}: parameter checksum {checksum:.10e}")
+        final = self.exp_dir / "final.pt"
+        if not main:
+            barrier(self.dist)
+            return final
         writer.close()
         epochs = epoch_checkpoints(self.exp_dir)[-max(1, cfg.average_last):]
         avg = self.exp_dir / f"avg-{len(epochs)}.pt"
         average_checkpoints(epochs, avg)
-        final = self.exp_dir / "final.pt"
         final.unlink(missing_ok=True)
         final.symlink_to(avg.name)
         logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
+        barrier(self.dist)
         return final
