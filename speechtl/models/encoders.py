@@ -55,18 +55,25 @@ class TdnnEncoder(nn.Module):
         layers = []
         dim = num_features
         for k, d in zip(config.kernel_sizes, config.dilations):
-            layers += [
+            layers.append(nn.Sequential(
                 nn.Conv1d(dim, config.hidden_dim, k, dilation=d, padding=d * (k - 1) // 2),
                 nn.ReLU(),
                 norms[config.norm](config.hidden_dim),
                 nn.Dropout(config.dropout),
-            ]
+            ))
             dim = config.hidden_dim
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.ModuleList(layers)
         self.output_dim = config.hidden_dim
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.layers(x.transpose(1, 2)).transpose(1, 2), lengths
+        # Zero every layer's output past each utterance's end: the next convolution then
+        # sees exactly its own zero padding, so an utterance's output is the same alone
+        # or in any batch (without this, its last frames depend on its neighbours).
+        keep = (torch.arange(x.size(1), device=x.device)[None, :] < lengths.to(x.device)[:, None])[:, None, :]
+        y = x.transpose(1, 2) * keep
+        for layer in self.layers:
+            y = layer(y) * keep
+        return y.transpose(1, 2), lengths
 
 
 @dataclass
@@ -98,7 +105,10 @@ class LstmEncoder(nn.Module):
         return out, lengths
 
 
+from speechtl.models.conformer import ConformerEncoder  # noqa: E402  (registry below)
+
 ENCODERS: Dict[str, Callable[..., nn.Module]] = {
     "tdnn": TdnnEncoder,
     "lstm": LstmEncoder,
+    "conformer": ConformerEncoder,
 }
