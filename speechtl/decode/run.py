@@ -61,35 +61,37 @@ def decode_test_set(
     refs = {k: text.split() for k, (text, _) in scores.items()}
     rows = []
     search = None
-    for decoding in decodings:
-        summary = None
-        if decoding == "greedy":
-            hyps = {}
-            for cut_id, (_, lp) in scores.items():
-                hyps[cut_id] = lang.decode(ctc_greedy_search(lp[None], torch.tensor([lp.size(0)]))[0])
-        else:
-            if search is None:
-                search = HlgSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, beam, max_active)
-            lps = {k: lp.numpy() for k, (_, lp) in scores.items()}
-            if decoding == "hlg":
-                hyps = search.run(lps)
+    try:
+        for decoding in decodings:
+            summary = None
+            if decoding == "greedy":
+                hyps = {}
+                for cut_id, (_, lp) in scores.items():
+                    hyps[cut_id] = lang.decode(ctc_greedy_search(lp[None], torch.tensor([lp.size(0)]))[0])
             else:
-                scales = sorted(set(lm_scales) | {lm_scale})
-                per_scale = search.run(lps, scales)
-                summary = [
-                    (f"lm_scale_{s}", compute_wer([(k, refs[k], h[s]) for k, h in per_scale.items()]).wer)
-                    for s in scales
-                ]
-                hyps = {k: h[lm_scale] for k, h in per_scale.items()}
-        results: List[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
-        name = f"{test_set}-{decoding}"
-        write_recogs(results, out_dir / f"recogs-{name}.txt")
-        stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
-        write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
-        logging.info(f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}) -> {out_dir}")
-        rows.append(ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words))
-    if search is not None:
-        search.close()
+                if search is None:
+                    search = HlgSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, beam, max_active)
+                lps = {k: lp.numpy() for k, (_, lp) in scores.items()}
+                if decoding == "hlg":
+                    hyps = search.run(lps)
+                else:
+                    scales = sorted(set(lm_scales) | {lm_scale})
+                    per_scale = search.run(lps, scales)
+                    summary = [
+                        (f"lm_scale_{s}", compute_wer([(k, refs[k], h[s]) for k, h in per_scale.items()]).wer)
+                        for s in scales
+                    ]
+                    hyps = {k: h[lm_scale] for k, h in per_scale.items()}
+            results: List[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
+            name = f"{test_set}-{decoding}"
+            write_recogs(results, out_dir / f"recogs-{name}.txt")
+            stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
+            write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
+            logging.info(f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}) -> {out_dir}")
+            rows.append(ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words))
+    finally:
+        if search is not None:
+            search.close()
     if results_tsv is not None:
         update_results(results_tsv, rows)
         logging.info(f"results: {results_tsv}")

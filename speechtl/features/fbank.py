@@ -56,26 +56,33 @@ class BatchedFbank(torch.nn.Module):
 
     def __init__(self, config: FbankConfig = FbankConfig()):
         super().__init__()
-        from lhotse.features.kaldi.layers import Wav2LogFilterBank
-
         self.config = config
         sr = config.sampling_rate
         self.window_length = int(round(config.frame_length * sr))
         self.window_shift = int(round(config.frame_shift * sr))
         if config.backend not in ("speechtl", "lhotse"):
             raise ValueError(f"FbankConfig.backend must be 'speechtl' or 'lhotse', got {config.backend!r}")
-        self.kernel = None
+        self.kernel = self.layer = None
         if config.backend == "speechtl":
             self.kernel = KaldiFbankKernel(
                 self.window_length, self.window_shift, sr, config.num_mel_bins, preemph=config.preemph_coeff,
                 remove_dc=config.remove_dc_offset, round_to_power_of_two=config.round_to_power_of_two,
                 low_freq=config.low_freq, high_freq=config.high_freq, window_type=config.window_type,
             )
+        else:
+            self.layer = self._lhotse_layer(config)
+        # Follows .to(device), so forward() knows where to put the waves.
+        self.register_buffer("_where", torch.zeros(0), persistent=False)
+
+    @staticmethod
+    def _lhotse_layer(config: FbankConfig) -> torch.nn.Module:
+        from lhotse.features.kaldi.layers import Wav2LogFilterBank
+
         with warnings.catch_warnings():
             # lhotse warns that snip_edges=True is unusual; we handle the edges ourselves.
             warnings.simplefilter("ignore")
-            self.layer = Wav2LogFilterBank(
-                sampling_rate=sr,
+            return Wav2LogFilterBank(
+                sampling_rate=config.sampling_rate,
                 frame_length=config.frame_length,
                 frame_shift=config.frame_shift,
                 round_to_power_of_two=config.round_to_power_of_two,
@@ -89,8 +96,6 @@ class BatchedFbank(torch.nn.Module):
                 high_freq=config.high_freq,
                 num_filters=config.num_mel_bins,
             )
-        # Follows .to(device), so forward() knows where to put the waves.
-        self.register_buffer("_where", torch.zeros(0), persistent=False)
 
     def num_frames(self, num_samples: int) -> int:
         return kaldi_num_frames(num_samples, self.window_length, self.window_shift, self.config.snip_edges)
@@ -105,8 +110,7 @@ class BatchedFbank(torch.nn.Module):
         left, right = -first, first + total - n
         if 0 <= left <= n and 0 <= right <= n:
             # Kaldi reflects x[-1 - k] = x[k] and x[n + k] = x[n - 1 - k]: flipped slices.
-            parts = [wave[:left].flip(0), wave, wave[n - right:].flip(0) if right > 0 else wave[:0]]
-            return torch.cat(parts) if right >= 0 else wave[: n + right]
+            return torch.cat([wave[:left].flip(0), wave, wave[n - right:].flip(0)])
         idx = torch.arange(first, first + total, device=wave.device)
         idx = torch.where(idx < 0, -idx - 1, idx)
         idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)

@@ -63,7 +63,7 @@ class KaldiFbankKernel(torch.nn.Module):
         super().__init__()
         if window_type != "povey":
             raise ValueError("the speechtl fbank kernel implements Kaldi's povey window only")
-        self.length, self.shift = window_length, window_shift
+        self.length, self.shift, self.num_bins = window_length, window_shift, num_bins
         self.padded = 1 << (window_length - 1).bit_length() if round_to_power_of_two else window_length
         self.preemph, self.remove_dc = preemph, remove_dc
         w = povey_window(window_length)
@@ -109,7 +109,7 @@ class KaldiFbankKernel(torch.nn.Module):
             windowed[:, :, 0] = (1 - c) * starts
         windowed.mul_(self.window)
         spec = torch.view_as_real(torch.fft.rfft(buf)).flatten(-2).square_()
-        out = torch.empty(B, num_frames, len(self.groups) and self.groups[-1][1], device=x.device, dtype=x.dtype)
+        out = torch.empty(B, num_frames, self.num_bins, device=x.device, dtype=x.dtype)
         for f0, f1, lo, hi, name in self.groups:
             out[:, :, f0:f1] = torch.matmul(spec[:, :, lo:hi], getattr(self, name))
         return out.clamp_(min=self.eps).log_()
