@@ -87,6 +87,15 @@ def cmd_decode(a):
                     beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale)
 
 
+def cmd_report(a):
+    from speechtl.score.report import plot_data_efficiency, write_results_md
+
+    logging.info(f"wrote {write_results_md(a.results, a.results_md, a.title)}")
+    if a.plot:
+        png = plot_data_efficiency(a.results, a.plot, a.test_set, a.decoding)
+        logging.info(f"wrote {png}" if png else "nothing to plot: no rows with an amount of data like 5min")
+
+
 def cmd_transcribe(a):
     from speechtl.decode.transcribe import transcribe
 
@@ -167,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beam", type=float, default=16.0)
     s.add_argument("--max-active", type=int, default=3000)
     s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("report", help="RESULTS.md (and a data-efficiency PNG) from results.tsv")
+    s.add_argument("--results", type=Path, default=Path("exp/results.tsv"))
+    s.add_argument("--results-md", type=Path, default=Path("RESULTS.md"))
+    s.add_argument("--title", default="Results")
+    s.add_argument("--plot", type=Path, default=None, help="e.g. exp/plots/data_efficiency.png")
+    s.add_argument("--test-set", default="test")
+    s.add_argument("--decoding", default="hlg")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("transcribe", help="print 'file<TAB>words' for each audio file (any rate, mono or stereo)")
     s.add_argument("--model-dir", type=Path, required=True, help="experiment dir with final.pt, or a checkpoint")

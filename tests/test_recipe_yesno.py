@@ -63,6 +63,8 @@ def test_recipe_writes_results_and_decodes_well(recipe_run):
         for kind in ["recogs", "errs", "wer-summary"]:
             assert (dec / f"{kind}-test-{d}.txt").is_file()
     assert "Stage 5" in r.stdout and "(run.sh:" in r.stdout
+    md = (recipe / "exp" / "RESULTS.md").read_text()
+    assert f"| scratch | all | {float(by['greedy']['wer']):.2f} ({by['greedy']['errors']}/240)" in md
 
 
 def test_rerun_skips_every_stage(recipe_run, yesno_dir):

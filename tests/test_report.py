@@ -1,0 +1,42 @@
+import pytest
+
+from speechtl.errors import SpeechtlError
+from speechtl.score.report import parse_amount, plot_data_efficiency, write_results_md
+from speechtl.score.results import ResultRow, update_results
+
+
+def rows():
+    r = []
+    for method, wers in [("scratch", (80.0, 40.0)), ("finetune", (30.0, 20.0))]:
+        for data, wer in zip(["5min", "30min"], wers):
+            r.append(ResultRow("target", method, data, "hlg", wer, int(wer * 10), 1000))
+            r.append(ResultRow("target", method, data, "greedy", wer + 2, int(wer * 10) + 20, 1000))
+    r.append(ResultRow("target", "zero-shot", "none", "hlg", 95.0, 950, 1000))
+    return r
+
+
+def test_parse_amount():
+    assert parse_amount("30min") == (30.0, "min") and parse_amount("1h") == (60.0, "min")
+    assert parse_amount("5shots") == (5.0, "shots") and parse_amount("all") is None
+
+
+def test_results_md_table(tmp_path):
+    tsv = tmp_path / "results.tsv"
+    update_results(tsv, rows())
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    assert "## target" in md and "| method | data | greedy | hlg |" in md
+    assert "| finetune | 5min | 32.00 (320/1000) | 30.00 (300/1000) |" in md
+    lines = md.splitlines()
+    assert lines.index("| finetune | 5min | 32.00 (320/1000) | 30.00 (300/1000) |") < lines.index(
+        "| finetune | 30min | 22.00 (220/1000) | 20.00 (200/1000) |")
+
+
+def test_data_efficiency_plot(tmp_path):
+    tsv = tmp_path / "results.tsv"
+    update_results(tsv, rows())
+    png = plot_data_efficiency(tsv, tmp_path / "plots" / "data_efficiency.png", "target", "hlg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert plot_data_efficiency(tsv, tmp_path / "x.png", "other-test", "hlg") is None
+    update_results(tsv, [ResultRow("target", "scratch", "5shots", "hlg", 50.0, 5, 10)])
+    with pytest.raises(SpeechtlError, match="mixes data units"):
+        plot_data_efficiency(tsv, tmp_path / "y.png", "target", "hlg")
