@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -49,7 +49,7 @@ class Voice:
         return f"{self.engine}-{self.name}-r{self.rate[0]:g}-{self.rate[1]:g}-p{self.pitch[0]:g}-{self.pitch[1]:g}"
 
 
-def _run(cmd: List[str], stdin: str = None) -> None:
+def _run(cmd: List[str], stdin: Optional[str] = None) -> None:
     try:
         subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, timeout=120)
     except FileNotFoundError as e:

@@ -46,6 +46,8 @@ def transcribe(
     model: Path, lang_dir: Path, files: Sequence[Path], decoding: str = "hlg", device: Optional[str] = None,
 ) -> List[Tuple[Path, Optional[List[str]], Optional[str]]]:
     """(file, words, None) per readable file, (file, None, error) per unreadable one, in order."""
+    if decoding not in ("hlg", "greedy"):
+        raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     ckpt_path = resolve_checkpoint(model)
     meta = load_checkpoint(ckpt_path).get("features")
     if meta is None:
@@ -56,8 +58,6 @@ def transcribe(
                                      frame_shift=meta["frame_shift"])).to(dev)
     lang = Lang(lang_dir)
     hlg = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt") if decoding == "hlg" else None
-    if decoding not in ("hlg", "greedy"):
-        raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     out = []
     for f in files:
         try:
