@@ -42,8 +42,15 @@ def cmd_compute_fbank(a):
 
 def cmd_prepare_lang(a):
     from speechtl.lang.lexicon import read_lexicon
-    from speechtl.lang.prepare import prepare_lang
+    from speechtl.lang.prepare import prepare_lang, prepare_lang_from_text
 
+    if a.units in ("bpe", "char"):
+        if a.lm_text is None:
+            raise SpeechtlError(f"--units {a.units} trains its units on --lm-text; give it")
+        prepare_lang_from_text(a.lm_text, a.lang_dir, a.units, a.vocab_size, a.lm_order, a.lm_prune_threshold)
+        return
+    if a.lexicon is None:
+        raise SpeechtlError("--units lexicon needs --lexicon (or choose --units bpe or char)")
     prepare_lang(read_lexicon(a.lexicon), a.lang_dir, lm_text=a.lm_text, lm_order=a.lm_order,
                  lm_prune_threshold=a.lm_prune_threshold, arpa=a.arpa, sil_token=a.sil_token or None)
 
@@ -140,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--perturb-splits", nargs="*", default=["train"])
     s.set_defaults(func=cmd_compute_fbank)
 
-    s = sub.add_parser("prepare-lang", help="lexicon + LM text -> lang dir with HLG.fst")
-    s.add_argument("--lexicon", type=Path, required=True)
+    s = sub.add_parser("prepare-lang", help="lexicon or sentencepiece units + LM text -> lang dir with HLG.fst")
+    s.add_argument("--units", choices=["lexicon", "bpe", "char"], default="lexicon",
+                   help="lexicon: from --lexicon; bpe/char: sentencepiece trained on --lm-text")
+    s.add_argument("--vocab-size", type=int, default=500, help="BPE vocabulary size")
+    s.add_argument("--lexicon", type=Path, default=None)
     s.add_argument("--lang-dir", type=Path, required=True)
     s.add_argument("--lm-text", type=Path, default=None)
     s.add_argument("--lm-order", type=int, default=3)

@@ -15,7 +15,9 @@ class Lang:
     ``decode`` maps a token sequence back to words by longest match against the
     lexicon, a token that starts no word becoming ``<unk>`` so it counts as an error.
     With an optional-silence unit (``optional_silence.txt``), ``encode`` puts it
-    before, between and after words and ``decode`` ignores it.
+    before, between and after words and ``decode`` ignores it. With a
+    sentencepiece model (``bpe.model``) both go through it instead, so words
+    outside the lexicon are spelled and read back too.
     """
 
     def __init__(self, lang_dir: Path):
@@ -34,6 +36,11 @@ class Lang:
         for w, p in self.lexicon.items():
             self._pron2word.setdefault(tuple(self.token2id[t] for t in p), w)
         self._max_pron = max(len(p) for p in self._pron2word)
+        self.sp = None
+        if (self.dir / "bpe.model").is_file():
+            from speechtl.lang.units import load
+
+            self.sp = load(self.dir / "bpe.model")
         sil_file = self.dir / "optional_silence.txt"
         self.sil_id = self.token2id[sil_file.read_text(encoding="utf-8").strip()] if sil_file.is_file() else None
 
@@ -43,6 +50,15 @@ class Lang:
         return sum(1 for t in self.token2id if not t.startswith("#"))
 
     def encode(self, text: str) -> List[int]:
+        if self.sp is not None:  # sentencepiece units spell any word of known characters
+            pieces = self.sp.encode(text, out_type=str)
+            unknown = sorted({p for p in pieces if p not in self.token2id})
+            if unknown:
+                raise SpeechtlError(
+                    f"{text!r} has characters outside the units of {self.dir}: {unknown}. "
+                    "Fix: normalize the text, or train the units on text that has them."
+                )
+            return [self.token2id[p] for p in pieces]
         sil = [] if self.sil_id is None else [self.sil_id]
         ids: List[int] = list(sil)
         for w in text.split():
@@ -54,6 +70,8 @@ class Lang:
         return ids
 
     def decode(self, token_ids: Sequence[int]) -> List[str]:
+        if self.sp is not None:
+            return self.sp.decode_pieces([self.id2token[t] for t in token_ids]).split()
         words, i, ids = [], 0, [t for t in token_ids if t != self.sil_id]
         while i < len(ids):
             for n in range(min(self._max_pron, len(ids) - i), 0, -1):

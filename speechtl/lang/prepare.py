@@ -2,7 +2,7 @@
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import kaldifst
 
@@ -16,7 +16,8 @@ BLANK = "<blk>"
 RESERVED_WORDS = ("<eps>", "#0", "<s>", "</s>")
 
 
-def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: Optional[str] = None):
+def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: Optional[str] = None,
+                     extra_units: Sequence[str] = ()):
     """lexicon.txt, lexicon_disambig.txt, tokens.txt, words.txt and L_disambig.fst.
 
     With ``sil_token``, that unit is added to tokens.txt and named in
@@ -33,7 +34,7 @@ def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: Optional[str] 
     write_lexicon(entries, lang_dir / "lexicon.txt")
     disambig_entries, max_disambig = add_disambig_symbols(entries)
     write_lexicon(disambig_entries, lang_dir / "lexicon_disambig.txt")
-    units = token_inventory(entries)
+    units = sorted(set(token_inventory(entries)) | set(extra_units))
     if sil_token is not None:
         if sil_token in units or sil_token.startswith("#") or sil_token == BLANK:
             raise SpeechtlError(f"silence token {sil_token!r} must be a new unit, not one the lexicon uses")
@@ -54,10 +55,15 @@ def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: Optional[str] 
 def prepare_lang(
     entries: Lexicon, lang_dir: Path, lm_text: Optional[Path] = None, lm_order: int = 3,
     lm_prune_threshold: float = 0.0, arpa: Optional[Path] = None, sil_token: Optional[str] = None,
+    extra_units: Sequence[str] = (),
 ) -> Path:
-    """Write the whole lang dir; G from ``arpa`` if given, else trained on ``lm_text``."""
+    """Write the whole lang dir; G from ``arpa`` if given, else trained on ``lm_text``.
+
+    ``extra_units`` become tokens even if no lexicon word uses them (all
+    sentencepiece pieces, so the acoustic model can spell unseen words).
+    """
     lang_dir = Path(lang_dir)
-    token2id, word2id, max_token_id, disambig_ids = write_lang_files(entries, lang_dir, sil_token)
+    token2id, word2id, max_token_id, disambig_ids = write_lang_files(entries, lang_dir, sil_token, extra_units)
     if arpa is None:
         if lm_text is None:
             raise SpeechtlError("prepare_lang needs LM training text (--lm-text) or an ARPA file (--arpa)")
@@ -76,3 +82,23 @@ def prepare_lang(
     HLG.write(str(lang_dir / "HLG.fst"))
     logging.info(f"lang dir ready: {lang_dir} ({max_token_id + 1} tokens incl. blank, {len(word2id) - 4} words)")
     return lang_dir
+
+
+def prepare_lang_from_text(
+    text: Path, lang_dir: Path, units: str = "bpe", vocab_size: int = 500, lm_order: int = 3,
+    lm_prune_threshold: float = 0.0,
+) -> Path:
+    """Lang dir with sentencepiece ``units`` ("bpe" or "char") trained on ``text``.
+
+    ``text`` holds one normalized sentence a line; its words make the lexicon
+    (each spelled by its pieces) and the LM's training text.
+    """
+    from speechtl.lang.units import lexicon_from_sentencepiece, load, pieces, train_sentencepiece
+
+    lang_dir = Path(lang_dir)
+    lang_dir.mkdir(parents=True, exist_ok=True)
+    model = train_sentencepiece(Path(text), lang_dir / "bpe.model", units, vocab_size)
+    sp = load(model)
+    words = {w for line in Path(text).read_text(encoding="utf-8").splitlines() for w in line.split()}
+    return prepare_lang(lexicon_from_sentencepiece(words, sp), lang_dir, lm_text=Path(text), lm_order=lm_order,
+                        lm_prune_threshold=lm_prune_threshold, extra_units=pieces(sp))

@@ -1,0 +1,53 @@
+"""Sentencepiece units (BPE or characters) and the lexicons built from them.
+
+The model is stored as ``bpe.model`` in the lang dir (icefall's name, for char
+models too). Every piece becomes a token, so the acoustic model can spell any
+word; the lexicon maps each word of the training text to its pieces, which is
+what L and HLG need.
+"""
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterable, List
+
+import sentencepiece as spm
+
+from speechtl.errors import SpeechtlError
+from speechtl.lang.lexicon import Lexicon
+
+CONTROL = ("<unk>", "<s>", "</s>")
+
+
+def train_sentencepiece(text: Path, model_path: Path, units: str = "bpe", vocab_size: int = 500) -> Path:
+    """Train a sentencepiece model of ``units`` ("bpe" or "char") on one sentence a line."""
+    if units not in ("bpe", "char"):
+        raise SpeechtlError(f"units must be 'bpe' or 'char', got {units!r}")
+    model_path = Path(model_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "sp"
+        args = dict(input=str(text), model_prefix=str(prefix), model_type=units, character_coverage=1.0,
+                    unk_id=0, bos_id=1, eos_id=2, input_sentence_size=10_000_000, minloglevel=2)
+        if units == "bpe":
+            args["vocab_size"] = vocab_size
+        try:
+            spm.SentencePieceTrainer.train(**args)
+        except RuntimeError as e:
+            raise SpeechtlError(f"sentencepiece could not train on {text}: {e}. "
+                                "Fix: lower --vocab-size or give more text.") from e
+        model_path.write_bytes((Path(str(prefix) + ".model")).read_bytes())
+    logging.info(f"{units} units: {model_path} ({load(model_path).get_piece_size()} pieces)")
+    return model_path
+
+
+def load(model_path: Path) -> spm.SentencePieceProcessor:
+    return spm.SentencePieceProcessor(model_file=str(model_path))
+
+
+def pieces(sp: spm.SentencePieceProcessor) -> List[str]:
+    """Every non-control piece of the model."""
+    return [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.id_to_piece(i) not in CONTROL]
+
+
+def lexicon_from_sentencepiece(words: Iterable[str], sp: spm.SentencePieceProcessor) -> Lexicon:
+    return [(w, sp.encode(w, out_type=str)) for w in sorted(set(words))]
