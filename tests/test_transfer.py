@@ -1,0 +1,42 @@
+"""Vocabulary transfer copies the rows of shared units and leaves the others fresh."""
+
+import torch
+
+from speechtl.adapt.transfer import init_from_source
+from speechtl.models import ModelConfig, build_model
+from speechtl.train.checkpoint import save_checkpoint
+
+
+def test_vocabulary_transfer(tmp_path):
+    cfg = ModelConfig(encoder="tdnn", num_features=23)
+    src_tokens = {"<blk>": 0, "a": 1, "b": 2, "c": 3}
+    tgt_tokens = {"<blk>": 0, "b": 1, "c": 2, "d": 3, "e": 4}
+    torch.manual_seed(0)
+    source = build_model(cfg, len(src_tokens))
+    save_checkpoint(tmp_path / "src.pt", source)
+    torch.manual_seed(1)
+    target = build_model(cfg, len(tgt_tokens))
+    fresh = {k: v.clone() for k, v in target.state_dict().items()}
+    report = init_from_source(target, tmp_path / "src.pt", src_tokens, tgt_tokens)
+
+    t, s = target.state_dict(), source.state_dict()
+    for name in s:
+        if not name.startswith("output."):
+            assert torch.equal(t[name], s[name]), name
+    for sym in ["<blk>", "b", "c"]:
+        assert torch.equal(t["output.weight"][tgt_tokens[sym]], s["output.weight"][src_tokens[sym]])
+        assert torch.equal(t["output.bias"][tgt_tokens[sym]], s["output.bias"][src_tokens[sym]])
+    for sym in ["d", "e"]:
+        assert torch.equal(t["output.weight"][tgt_tokens[sym]], fresh["output.weight"][tgt_tokens[sym]])
+    assert report.shared_units == 3 and report.new_units == ["d", "e"] and not report.skipped
+
+
+def test_mismatched_shapes_are_skipped_not_fatal(tmp_path):
+    source = build_model(ModelConfig(encoder="tdnn", num_features=23, encoder_options={"hidden_dim": 16}), 4)
+    save_checkpoint(tmp_path / "src.pt", source)
+    target = build_model(ModelConfig(encoder="tdnn", num_features=23, encoder_options={"hidden_dim": 32}), 4)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    report = init_from_source(target, tmp_path / "src.pt", {"<blk>": 0}, {"<blk>": 0}, exclude=("output.",))
+    assert any(k.endswith("0.0.weight") for k in report.skipped)
+    assert all(k.endswith("num_batches_tracked") for k in report.copied)  # 0-dim counters do match
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items() if v.is_floating_point())
