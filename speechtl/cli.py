@@ -94,6 +94,19 @@ def cmd_decode(a):
                     beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale)
 
 
+def cmd_synthesize(a):
+    from speechtl.data.text import normalize_text
+    from speechtl.data.tts import load_voices, read_texts, synthesize_corpus
+
+    items = read_texts(a.text)[: a.max_utterances or None]
+    recs, sups = synthesize_corpus(items, load_voices(a.voices), a.output_dir / "audio" / f"{a.prefix}_{a.split}",
+                                   seed=a.seed, sampling_rate=a.sampling_rate, nj=a.nj, cmd=a.cmd,
+                                   language=a.language, normalize=normalize_text if a.normalize else None)
+    a.output_dir.mkdir(parents=True, exist_ok=True)
+    recs.to_file(a.output_dir / f"{a.prefix}_recordings_{a.split}.jsonl.gz")
+    sups.to_file(a.output_dir / f"{a.prefix}_supervisions_{a.split}.jsonl.gz")
+
+
 def cmd_report(a):
     from speechtl.score.report import plot_data_efficiency, write_results_md
 
@@ -186,6 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beam", type=float, default=16.0)
     s.add_argument("--max-active", type=int, default=3000)
     s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("synthesize", help="text -> synthetic speech with TTS voices -> lhotse manifests")
+    s.add_argument("--text", type=Path, required=True, help="id<TAB>sentence .tsv or one sentence a line .txt")
+    s.add_argument("--voices", type=Path, required=True, help="YAML: voices: [{engine, name, rate, pitch}]")
+    s.add_argument("--output-dir", type=Path, required=True, help="manifests go here, audio under audio/")
+    s.add_argument("--prefix", required=True)
+    s.add_argument("--split", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sampling-rate", type=int, default=16000)
+    s.add_argument("--language", default="")
+    s.add_argument("--normalize", type=_bool, default=True, help="normalize supervision text")
+    s.add_argument("--max-utterances", type=int, default=0)
+    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--cmd", default="local")
+    s.set_defaults(func=cmd_synthesize)
 
     s = sub.add_parser("report", help="RESULTS.md (and a data-efficiency PNG) from results.tsv")
     s.add_argument("--results", type=Path, default=Path("exp/results.tsv"))

@@ -71,3 +71,28 @@ def test_read_texts_tsv_and_txt(tmp_path):
 def test_unknown_engine_is_named(tmp_path):
     with pytest.raises(SpeechtlError, match="unknown TTS engine 'sapi'"):
         synthesize_corpus(ITEMS, [Voice("sapi", "x")], tmp_path)
+
+
+@needs_tts
+def test_synthesize_command(tmp_path):
+    import subprocess
+    import sys
+
+    from lhotse import RecordingSet, SupervisionSet
+
+    text = tmp_path / "en.tsv"
+    text.write_text("s1\tHello, World!\ns2\tIt's a test.\n", encoding="utf-8")
+    voices = tmp_path / "voices.yaml"
+    voices.write_text("voices:\n  - {engine: espeak-ng, name: en+m3, rate: [0.9, 1.1], pitch: [1.0, 1.2]}\n")
+    r = subprocess.run([sys.executable, "-m", "speechtl.cli", "synthesize", "--text", str(text), "--voices", str(voices),
+                        "--output-dir", str(tmp_path / "m"), "--prefix", "tts_en", "--split", "train"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sups = SupervisionSet.from_file(tmp_path / "m" / "tts_en_supervisions_train.jsonl.gz")
+    assert sorted(s.text for s in sups) == ["hello world", "it's a test"]
+    recs = RecordingSet.from_file(tmp_path / "m" / "tts_en_recordings_train.jsonl.gz")
+    assert all(r.sampling_rate == 16000 and r.duration > 0.3 for r in recs)
+    voices.write_text("voices:\n  - {engine: espeak-ng, nam: en}\n")
+    r = subprocess.run([sys.executable, "-m", "speechtl.cli", "synthesize", "--text", str(text), "--voices", str(voices),
+                        "--output-dir", str(tmp_path / "m2"), "--prefix", "x", "--split", "y"], capture_output=True, text=True)
+    assert r.returncode == 1 and "unknown option" in r.stderr and "Traceback" not in r.stderr

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -150,8 +150,13 @@ def synthesize_job(jobs: List[Dict], wav_dir: str, sampling_rate: int) -> List[D
 def synthesize_corpus(
     items: Sequence[Tuple[str, str]], voices: Sequence[Voice], out_dir: Pathlike, seed: int = 0,
     sampling_rate: int = 16000, nj: int = 1, cmd: str = "local", language: str = "",
+    normalize: Optional[Callable[[str], str]] = None,
 ) -> Tuple[RecordingSet, SupervisionSet]:
-    """Speak every sentence once with a voice drawn for it; returns lhotse manifests."""
+    """Speak every sentence once with a voice drawn for it; returns lhotse manifests.
+
+    The engines read the raw sentence (punctuation shapes prosody); supervisions
+    carry ``normalize(sentence)`` when given.
+    """
     if not voices:
         raise SpeechtlError("no voices given")
     check_engines(voices)
@@ -169,8 +174,24 @@ def synthesize_corpus(
         dur = d["num_samples"] / sampling_rate
         recordings.append(Recording(id=d["id"], sources=[AudioSource(type="file", channels=[0], source=d["path"])],
                                     sampling_rate=sampling_rate, num_samples=d["num_samples"], duration=dur))
+        text = normalize(d["text"]) if normalize else d["text"]
         supervisions.append(SupervisionSegment(id=d["id"], recording_id=d["id"], start=0.0, duration=dur, channel=0,
-                                               text=d["text"], speaker=d["speaker"], language=language or None))
+                                               text=text, speaker=d["speaker"], language=language or None))
     logging.info(f"synthesized {len(done)} utterances, {sum(r.duration for r in recordings) / 60:.1f} min, "
                  f"{len({s.speaker for s in supervisions})} voices -> {wav_dir}")
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
+
+
+def load_voices(path: Pathlike) -> List[Voice]:
+    """Voices from YAML: a list of {engine, name, rate: [lo, hi], pitch: [lo, hi]}."""
+    from speechtl.config import from_dict, load_yaml
+
+    data = load_yaml(Path(path))
+    entries = data.get("voices")
+    if not isinstance(entries, list) or not entries:
+        raise SpeechtlError(f"{path}: expected 'voices:' with a list of {{engine, name, rate, pitch}}")
+    voices = []
+    for i, e in enumerate(entries):
+        v = from_dict(Voice, dict(e), f"{path} voices[{i}]")
+        voices.append(Voice(v.engine, v.name, tuple(v.rate), tuple(v.pitch)))
+    return voices
