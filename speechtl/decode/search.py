@@ -63,9 +63,3 @@ class HlgSearch:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -15,7 +15,7 @@ from speechtl.errors import SpeechtlError
 from speechtl.features import BatchedFbank, FbankConfig
 from speechtl.features.compute import pick_device
 from speechtl.lang import Lang
-from speechtl.train.checkpoint import load_checkpoint, model_from_checkpoint
+from speechtl.train.checkpoint import load_checkpoint, model_from_state
 
 
 def read_audio(path: Path, sampling_rate: int) -> torch.Tensor:
@@ -49,11 +49,12 @@ def transcribe(
     if decoding not in ("hlg", "greedy"):
         raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     ckpt_path = resolve_checkpoint(model)
-    meta = load_checkpoint(ckpt_path).get("features")
+    ckpt = load_checkpoint(ckpt_path)
+    meta = ckpt.get("features")
     if meta is None:
         raise SpeechtlError(f"{ckpt_path} records no feature settings; retrain with this version of speechtl")
     dev = pick_device(device)
-    net = model_from_checkpoint(ckpt_path).to(dev).eval()
+    net = model_from_state(ckpt).to(dev).eval()
     fbank = BatchedFbank(FbankConfig(sampling_rate=meta["sampling_rate"], num_mel_bins=meta["num_mel_bins"],
                                      frame_shift=meta["frame_shift"])).to(dev)
     lang = Lang(lang_dir)

@@ -71,8 +71,7 @@ class KaldiFbankKernel(torch.nn.Module):
         banks = kaldi_mel_banks(num_bins, self.padded, sampling_rate, low_freq, high_freq)
         # Each mel row twice: applied to the FFT's interleaved (re, im) pairs squared, the
         # matmul also does the re^2 + im^2 sum of the power spectrum.
-        mel_t2 = banks.t().repeat_interleave(2, dim=0).contiguous().float()
-        self.register_buffer("mel_t2", mel_t2, persistent=False)
+        mel_t2 = banks.t().repeat_interleave(2, dim=0).float()
         # Filters are triangles over contiguous bins: multiply each group of filters by
         # only the columns its triangles cover (exact, about a quarter of the MACs).
         self.groups = []

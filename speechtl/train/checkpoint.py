@@ -33,7 +33,11 @@ def load_checkpoint(path: Path) -> Dict:
 
 
 def model_from_checkpoint(path: Path) -> CtcModel:
-    ckpt = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path))
+
+
+def model_from_state(ckpt: Dict) -> CtcModel:
+    """The model of a loaded checkpoint (see :func:`load_checkpoint`)."""
     model = build_model(ModelConfig(**ckpt["model_config"]), ckpt["vocab_size"])
     model.load_state_dict(ckpt["model"])
     return model

@@ -12,6 +12,7 @@ as the rank with the fewest (so no rank waits forever in an all-reduce), and
 rank 0 alone writes checkpoints, logs and tensorboard.
 """
 
+import contextlib
 import logging
 import math
 import random
@@ -107,10 +108,10 @@ class Trainer:
         if model.vocab_size != lang.vocab_size:
             raise SpeechtlError(f"model has {model.vocab_size} outputs but {lang.dir} has {lang.vocab_size} tokens")
 
-    def _loss(self, batch: dict):
+    def _loss(self, batch: dict, net: torch.nn.Module):
         feats, lengths, texts, _ = unpack(batch)
         targets, target_lengths = encode_targets(self.lang, texts)
-        log_probs, out_lens = self.net(feats.to(self.device), lengths.to(self.device))
+        log_probs, out_lens = net(feats.to(self.device), lengths.to(self.device))
         ctc = torch.nn.functional.ctc_loss(
             log_probs.transpose(0, 1), targets.to(self.device), out_lens, target_lengths.to(self.device),
             blank=0, reduction="sum", zero_infinity=True,
@@ -125,18 +126,33 @@ class Trainer:
     def validate(self, cuts: CutSet) -> float:
         """CTC loss per frame on ``cuts``."""
         self.model.eval()
-        net, self.net = self.net, self.model
         total, frames = 0.0, 0
         for batch in eval_dataloader(cuts, self.cfg.max_duration):
-            _, ctc, n = self._loss(batch)
+            _, ctc, n = self._loss(batch, self.model)
             total += float(ctc)
             frames += n
         self.model.train()
-        self.net = net
         return total / max(1, frames)
+
+    @contextlib.contextmanager
+    def _train_log(self):
+        """On rank 0, also log to exp_dir/log/log-train.txt while training."""
+        if not self.dist.is_main:
+            yield
+            return
+        handler = logging.FileHandler(self.exp_dir / "log" / "log-train.txt", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(FORMAT))
+        logging.getLogger().addHandler(handler)
+        try:
+            yield
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
     def fit(self, train_cuts: CutSet, valid_cuts: Optional[CutSet] = None) -> Path:
         """Train for ``num_epochs`` (resuming if epochs exist); returns ``final.pt``."""
+        from torch.utils.tensorboard import SummaryWriter
+
         cfg = self.cfg
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         (self.exp_dir / "log").mkdir(exist_ok=True)
@@ -155,95 +171,81 @@ class Trainer:
         steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch * cfg.num_epochs))
         features = feature_info(train_cuts)
-        if not self.dist.is_main:
-            return self._fit(train_cuts, valid_cuts, optimizer, scheduler, loader, steps_per_epoch, features)
-        log_file = logging.FileHandler(self.exp_dir / "log" / "log-train.txt", encoding="utf-8")
-        log_file.setFormatter(logging.Formatter(FORMAT))
-        logging.getLogger().addHandler(log_file)
-        try:
-            return self._fit(train_cuts, valid_cuts, optimizer, scheduler, loader, steps_per_epoch, features)
-        finally:
-            logging.getLogger().removeHandler(log_file)
-            log_file.close()
-
-    def _fit(self, train_cuts, valid_cuts, optimizer, scheduler, loader, steps_per_epoch, features) -> Path:
-        from torch.utils.tensorboard import SummaryWriter
-
-        cfg = self.cfg
-        start_epoch = 1
-        done = epoch_checkpoints(self.exp_dir)
-        if done:
-            ckpt = load_checkpoint(done[-1])
-            self.model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng"])
-            start_epoch = ckpt["epoch"] + 1
-            logging.info(f"resuming from {done[-1]} at epoch {start_epoch}")
-        main = self.dist.is_main
-        writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if main else None
-        logging.info(
-            f"training {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters "
-            f"on {self.device}, method {self.method.name}, {len(train_cuts)} cuts, {steps_per_epoch} batches/epoch"
-            + (f", rank {self.dist.rank} of world size {self.dist.world_size}" if self.dist.world_size > 1 else "")
-        )
-        step = (start_epoch - 1) * steps_per_epoch
-        self.model.train()
-        for epoch in range(start_epoch, cfg.num_epochs + 1):
-            loader.sampler.set_epoch(epoch)
-            # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
-            n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
-            t0, tot_loss, tot_frames = time.time(), 0.0, 0
-            for i, batch in enumerate(loader):
-                if i == n_batches:
-                    break  # as many batches as the rank with the fewest
-                loss, ctc, frames = self._loss(batch)
-                if not math.isfinite(float(loss.detach())):
-                    raise SpeechtlError(
-                        f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
-                        f"the last good model is the latest epoch-N.pt in {self.exp_dir}. Fix: lower the lr."
+        with self._train_log():
+            start_epoch = 1
+            done = epoch_checkpoints(self.exp_dir)
+            if done:
+                ckpt = load_checkpoint(done[-1])
+                self.model.load_state_dict(ckpt["model"])
+                optimizer.load_state_dict(ckpt["optimizer"])
+                scheduler.load_state_dict(ckpt["scheduler"])
+                torch.set_rng_state(ckpt["rng"])
+                start_epoch = ckpt["epoch"] + 1
+                logging.info(f"resuming from {done[-1]} at epoch {start_epoch}")
+            main = self.dist.is_main
+            writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if main else None
+            logging.info(
+                f"training {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters "
+                f"on {self.device}, method {self.method.name}, {len(train_cuts)} cuts, {steps_per_epoch} batches/epoch"
+                + (f", rank {self.dist.rank} of world size {self.dist.world_size}" if self.dist.world_size > 1 else "")
+            )
+            step = (start_epoch - 1) * steps_per_epoch
+            self.model.train()
+            for epoch in range(start_epoch, cfg.num_epochs + 1):
+                loader.sampler.set_epoch(epoch)
+                # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
+                n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
+                t0, tot_loss, tot_frames = time.time(), 0.0, 0
+                for i, batch in enumerate(loader):
+                    if i == n_batches:
+                        break  # as many batches as the rank with the fewest
+                    loss, ctc, frames = self._loss(batch, self.net)
+                    if not math.isfinite(float(loss.detach())):
+                        raise SpeechtlError(
+                            f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
+                            f"the last good model is the latest epoch-N.pt in {self.exp_dir}. Fix: lower the lr."
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    tot_loss += float(ctc)
+                    tot_frames += frames
+                    if step % cfg.log_interval == 0 and main:
+                        writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
+                        writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                        logging.info(f"epoch {epoch} batch {i + 1}/{steps_per_epoch} ctc/frame {float(ctc) / max(1, frames):.4f}")
+                msg = f"epoch {epoch}/{cfg.num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
+                if main:
+                    writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
+                if valid_cuts is not None and len(valid_cuts) and main:
+                    v = self.validate(valid_cuts)
+                    writer.add_scalar("epoch/valid_ctc_per_frame", v, epoch)
+                    msg += f", valid {v:.4f}"
+                logging.info(f"{msg} ({time.time() - t0:.1f}s)")
+                if main:
+                    save_checkpoint(
+                        self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
+                        method=self.method.name, features=features,
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                tot_loss += float(ctc)
-                tot_frames += frames
-                if step % cfg.log_interval == 0 and main:
-                    writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
-                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                    logging.info(f"epoch {epoch} batch {i + 1}/{steps_per_epoch} ctc/frame {float(ctc) / max(1, frames):.4f}")
-            msg = f"epoch {epoch}/{cfg.num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
-            if main:
-                writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
-            if valid_cuts is not None and len(valid_cuts) and main:
-                v = self.validate(valid_cuts)
-                writer.add_scalar("epoch/valid_ctc_per_frame", v, epoch)
-                msg += f", valid {v:.4f}"
-            logging.info(f"{msg} ({time.time() - t0:.1f}s)")
-            if main:
-                save_checkpoint(
-                    self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
-                    method=self.method.name, features=features,
-                )
-            barrier(self.dist)
-        if self.dist.world_size > 1:
-            checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters())
-            logging.info(f"rank {self.dist.rank}: parameter checksum {checksum:.10e}")
-        final = self.exp_dir / "final.pt"
-        if not main:
+                barrier(self.dist)
+            if self.dist.world_size > 1:
+                checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters())
+                logging.info(f"rank {self.dist.rank}: parameter checksum {checksum:.10e}")
+            final = self.exp_dir / "final.pt"
+            if not main:
+                barrier(self.dist)
+                return final
+            writer.close()
+            epochs = epoch_checkpoints(self.exp_dir)[-max(1, cfg.average_last):]
+            avg = self.exp_dir / f"avg-{len(epochs)}.pt"
+            average_checkpoints(epochs, avg)
+            final.unlink(missing_ok=True)
+            final.symlink_to(avg.name)
+            logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
             barrier(self.dist)
             return final
-        writer.close()
-        epochs = epoch_checkpoints(self.exp_dir)[-max(1, cfg.average_last):]
-        avg = self.exp_dir / f"avg-{len(epochs)}.pt"
-        average_checkpoints(epochs, avg)
-        final.unlink(missing_ok=True)
-        final.symlink_to(avg.name)
-        logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
-        barrier(self.dist)
-        return final
