@@ -25,9 +25,18 @@ def cmd_download(a):
 
 
 def cmd_prepare(a):
+    import inspect
+
     from speechtl.data.corpora import get_corpus
 
-    get_corpus(a.corpus).prepare(a.corpus_dir, a.output_dir, skip_bad_audio=a.skip_bad_audio)
+    prepare = get_corpus(a.corpus).prepare
+    given = {k: v for k, v in (("skip_bad_audio", a.skip_bad_audio), ("config", a.config), ("nj", a.nj),
+                               ("cmd", a.cmd)) if v is not None}
+    accepted = inspect.signature(prepare).parameters
+    unknown = [k for k in given if k not in accepted]
+    if unknown:
+        raise SpeechtlError(f"prepare {a.corpus} takes no --{', --'.join(k.replace('_', '-') for k in unknown)}")
+    prepare(a.corpus_dir, a.output_dir, **given)
 
 
 def cmd_compute_fbank(a):
@@ -60,28 +69,36 @@ def cmd_train(a):
     from lhotse import CutSet
 
     from speechtl.adapt import get_method
+    from speechtl.adapt.transfer import build_model_for
     from speechtl.config import from_dict, load_yaml
     from speechtl.lang import Lang
-    from speechtl.models import ModelConfig, build_model
+    from speechtl.models import ModelConfig
     from speechtl.train import TrainConfig, Trainer
     from speechtl.train.trainer import seed_everything
 
     conf = load_yaml(a.config)
-    unknown = set(conf) - {"model", "train"}
+    unknown = set(conf) - {"model", "train", "methods"}
     if unknown:
-        raise SpeechtlError(f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model' and 'train'")
-    model_cfg = from_dict(ModelConfig, conf.get("model", {}), f"{a.config} [model]")
+        raise SpeechtlError(f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model', 'train', 'methods'")
+    model_cfg = from_dict(ModelConfig, conf["model"], f"{a.config} [model]") if "model" in conf else None
+    # methods: {name: {options: {...}, train: {...}}}: per-method options and train overrides.
+    per_method = (conf.get("methods") or {}).get(a.method) or {}
+    bad = set(per_method) - {"options", "train"}
+    if bad:
+        raise SpeechtlError(f"{a.config} [methods.{a.method}]: unknown key(s) {sorted(bad)}; expected options, train")
     overrides = {}
     for kv in a.set or []:
         key, sep, value = kv.partition("=")
         if not sep:
             raise SpeechtlError(f"--set takes KEY=VALUE, got {kv!r}")
         overrides[key] = yaml.safe_load(value)  # typed as YAML: 0.01, true, {a: 1}
-    train_cfg = from_dict(TrainConfig, {**conf.get("train", {}), **overrides}, f"{a.config} [train] with --set")
+    train_cfg = from_dict(TrainConfig, {**conf.get("train", {}), **(per_method.get("train") or {}), **overrides},
+                          f"{a.config} [train] with methods.{a.method}.train and --set")
+    method = get_method(a.method, per_method.get("options"))
     lang = Lang(a.lang_dir)
     seed_everything(train_cfg.seed)  # before the model exists: its init must be reproducible
-    model = build_model(model_cfg, lang.vocab_size)
-    trainer = Trainer(model, lang, get_method(a.method), train_cfg, a.exp_dir)
+    model = build_model_for(method, lang, model_cfg, a.source_checkpoint)
+    trainer = Trainer(model, lang, method, train_cfg, a.exp_dir)
     valid = CutSet.from_file(a.valid_cuts) if a.valid_cuts else None
     trainer.fit(CutSet.from_file(a.train_cuts), valid)
 
@@ -92,6 +109,12 @@ def cmd_decode(a):
     decode_test_set(a.checkpoint, a.lang_dir, a.cuts, a.test_set, a.out_dir, decodings=a.decoding.split(","),
                     method=a.method, data=a.data, results_tsv=a.results, device=a.device or None,
                     beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale)
+
+
+def cmd_subset(a):
+    from speechtl.data.subset import write_subset
+
+    write_subset(a.cuts, a.minutes, a.output, a.seed)
 
 
 def cmd_synthesize(a):
@@ -142,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("corpus")
     s.add_argument("--corpus-dir", type=Path, required=True)
     s.add_argument("--output-dir", type=Path, required=True)
-    s.add_argument("--skip-bad-audio", type=_bool, default=False)
+    s.add_argument("--skip-bad-audio", type=_bool, default=None, help="leave out unreadable audio (yesno)")
+    s.add_argument("--config", type=Path, default=None, help="corpus config YAML (tts_xling)")
+    s.add_argument("--nj", type=int, default=None, help="parallel jobs (synthesized corpora)")
+    s.add_argument("--cmd", default=None, help="job runner: local (synthesized corpora)")
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("compute-fbank", help="manifests -> cuts with fbank features")
@@ -180,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--valid-cuts", type=Path, default=None)
     s.add_argument("--exp-dir", type=Path, required=True)
     s.add_argument("--method", default="scratch")
+    s.add_argument("--source-checkpoint", type=Path, default=None,
+                   help="the source model: its architecture, and its weights for transfer methods")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train option")
     s.set_defaults(func=cmd_train)
 
@@ -199,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beam", type=float, default=16.0)
     s.add_argument("--max-active", type=int, default=3000)
     s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("subset", help="the first N minutes of a training pool (nested amounts of labelled data)")
+    s.add_argument("--cuts", type=Path, required=True)
+    s.add_argument("--minutes", type=float, required=True)
+    s.add_argument("--output", type=Path, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_subset)
 
     s = sub.add_parser("synthesize", help="text -> synthetic speech with TTS voices -> lhotse manifests")
     s.add_argument("--text", type=Path, required=True, help="id<TAB>sentence .tsv or one sentence a line .txt")

@@ -3,14 +3,17 @@
 # Trains with speechtl's one Trainer; writes epoch-N.pt, avg-K.pt, final.pt, log/, tensorboard/.
 set -euo pipefail
 method=scratch
+source_checkpoint=
 valid_cuts=
 num_procs=1
-help_message="Usage: $0 [--method scratch] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
+help_message="Usage: $0 [--method scratch] [--source-checkpoint SRC.pt] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
+  --source-checkpoint: the source model (architecture for every method, weights for transfer methods)
   --num-procs N: DDP training in N processes on this node (torchrun; one per GPU, or gloo on CPU)"
 . "$(dirname "$0")/../utils/parse_options.sh"
 [ $# -eq 4 ] || { echo "$help_message" 1>&2; exit 1; }
 extra=()
 [ -n "$valid_cuts" ] && extra+=(--valid-cuts "$valid_cuts")
+[ -n "$source_checkpoint" ] && extra+=(--source-checkpoint "$source_checkpoint")
 launcher=(speechtl)
 [ "$num_procs" -gt 1 ] && launcher=(torchrun --standalone --nproc-per-node "$num_procs" -m speechtl.cli)
 "${launcher[@]}" train --config "$1" --lang-dir "$2" --train-cuts "$3" --exp-dir "$4" --method "$method" "${extra[@]}"

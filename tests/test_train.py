@@ -7,29 +7,12 @@ import torch
 from lhotse import CutSet
 
 from speechtl.adapt import get_method
-from speechtl.data.corpora.yesno import LEXICON, prepare_yesno
 from speechtl.errors import SpeechtlError
-from speechtl.features import FbankConfig
-from speechtl.features.compute import compute_fbank
 from speechtl.lang import Lang
-from speechtl.lang.lexicon import lexicon_from_dict
-from speechtl.lang.prepare import prepare_lang
 from speechtl.models import ModelConfig, build_model
 from speechtl.train import TrainConfig, Trainer
 from speechtl.train.checkpoint import average_state_dicts, epoch_checkpoints, load_checkpoint
 from speechtl.train.trainer import seed_everything
-
-
-@pytest.fixture(scope="module")
-def small_yesno(yesno_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("yesno")
-    m = prepare_yesno(yesno_dir, d / "manifests")
-    text = d / "lm.txt"
-    text.write_text("".join(s.text + "\n" for s in m["train"]["supervisions"]))
-    compute_fbank(d / "manifests", d / "fbank", "yesno", ["train"], FbankConfig(sampling_rate=8000, num_mel_bins=23))
-    prepare_lang(lexicon_from_dict(LEXICON), d / "lang", lm_text=text, lm_order=1)
-    cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(first=8)
-    return d, cuts, Lang(d / "lang")
 
 
 def make_trainer(lang, exp_dir, epochs, seed=3):

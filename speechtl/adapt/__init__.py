@@ -5,6 +5,7 @@ initialised, which parameters train at what rate, and any extra loss. No
 method copies the training loop.
 """
 
+from speechtl.adapt import finetune  # noqa: F401  (registers the fine-tuning family)
 from speechtl.adapt.base import METHODS, Method, get_method, register_method
 
 __all__ = ["METHODS", "Method", "get_method", "register_method"]

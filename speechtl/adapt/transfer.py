@@ -10,10 +10,11 @@ initialization. This is vocabulary transfer when source and target units differ.
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
+from speechtl.errors import SpeechtlError
 from speechtl.train.checkpoint import load_checkpoint
 
 OUTPUT = "output."
@@ -28,14 +29,15 @@ class TransferReport:
 
 
 def init_from_source(
-    model: torch.nn.Module, checkpoint: Path, source_tokens: Dict[str, int], target_tokens: Dict[str, int],
+    model: torch.nn.Module, checkpoint: Union[Path, Dict], source_tokens: Dict[str, int], target_tokens: Dict[str, int],
     exclude: Sequence[str] = (),
 ) -> TransferReport:
-    """Load ``checkpoint`` into ``model``; output rows mapped by unit symbol.
+    """Load ``checkpoint`` (a path or a loaded checkpoint) into ``model``; output rows mapped by unit symbol.
 
     ``exclude``: parameter-name prefixes to leave at their fresh values.
     """
-    source = load_checkpoint(checkpoint)["model"]
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    source = ckpt["model"]
     own = model.state_dict()
     report = TransferReport()
     for name, value in source.items():
@@ -58,7 +60,39 @@ def init_from_source(
         report.new_units = sorted(t for t in target_tokens if t not in source_tokens)
     model.load_state_dict(own)
     logging.info(
-        f"initialized from {checkpoint}: {len(report.copied)} tensors copied, {len(report.skipped)} skipped "
+        f"initialized from {ckpt.get('path', 'the source checkpoint')}: {len(report.copied)} tensors copied, {len(report.skipped)} skipped "
         f"(shape/name mismatch), {report.shared_units} shared output units, {len(report.new_units)} new"
     )
     return report
+
+
+def build_model_for(method, lang, model_config=None, source_checkpoint: Optional[Path] = None):
+    """The model a method trains on ``lang``: its architecture and initial weights.
+
+    With a source checkpoint the architecture is the source's (so every method,
+    ``scratch`` included, trains the same network) and methods with
+    ``uses_source`` load its weights; the source's unit symbols are stored in
+    the checkpoint, so output rows transfer by symbol.
+    """
+    from speechtl.models import ModelConfig, build_model
+
+    if source_checkpoint is None:
+        if method.uses_source:
+            raise SpeechtlError(f"method {method.name} starts from a source model. Fix: give --source-checkpoint "
+                                "(the source training's final.pt)")
+        if model_config is None:
+            raise SpeechtlError("no model configuration: give a config with a 'model' section or --source-checkpoint")
+        return build_model(model_config, lang.vocab_size)
+    ckpt = load_checkpoint(source_checkpoint)
+    ckpt["path"] = str(source_checkpoint)
+    if model_config is not None and ModelConfig(**ckpt["model_config"]) != model_config:
+        logging.warning(f"the config's model section differs from {source_checkpoint}'s; using the source architecture")
+    model = build_model(ModelConfig(**ckpt["model_config"]), lang.vocab_size)
+    if not method.uses_source:
+        logging.info(f"method {method.name}: architecture of {source_checkpoint}, random initialization")
+        return model
+    if "tokens" not in ckpt:
+        raise SpeechtlError(f"{source_checkpoint} does not store its unit symbols (trained by an older speechtl). "
+                            "Fix: retrain the source model.")
+    init_from_source(model, ckpt, ckpt["tokens"], lang.token2id, exclude=method.init_exclude)
+    return model

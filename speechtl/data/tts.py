@@ -115,13 +115,15 @@ def read_texts(path: Pathlike) -> List[Tuple[str, str]]:
     return items
 
 
-def plan(items: Sequence[Tuple[str, str]], voices: Sequence[Voice], seed: int) -> List[Dict]:
+def plan(items: Sequence[Tuple[str, str]], voices: Sequence[Voice], seed: int, language: str = "") -> List[Dict]:
     """Voice, rate and pitch of every utterance, from an RNG keyed on (seed, id)."""
+    if not voices:
+        raise SpeechtlError("no voices given")
     out = []
     for uid, text in items:
         rng = random.Random(f"{seed}:{uid}")
         v = voices[rng.randrange(len(voices))]
-        out.append({"id": f"{v.speaker}_{uid}", "text": text, "voice": v,
+        out.append({"id": f"{v.speaker}_{uid}", "text": text, "voice": v, "language": language,
                     "rate": rng.uniform(*v.rate), "pitch": rng.uniform(*v.pitch)})
     return out
 
@@ -142,9 +144,36 @@ def synthesize_job(jobs: List[Dict], wav_dir: str, sampling_rate: int) -> List[D
                 raise SpeechtlError(f"{j['voice'].engine} produced no audio for {j['id']}: {j['text'][:80]!r}")
             path = wav_dir / f"{j['id']}.wav"
             sf.write(str(path), wave.clamp(-1, 1).numpy(), sampling_rate, subtype="PCM_16")
-            done.append({"id": j["id"], "path": str(path.resolve()), "num_samples": wave.numel(),
-                         "text": j["text"], "speaker": j["voice"].speaker})
+            done.append({**j, "path": str(path.resolve()), "num_samples": wave.numel(), "speaker": j["voice"].speaker})
     return done
+
+
+def synthesize(jobs: Sequence[Dict], out_dir: Pathlike, sampling_rate: int = 16000, nj: int = 1,
+               cmd: str = "local") -> List[Dict]:
+    """Run planned ``jobs`` (see :func:`plan`) over ``nj`` jobs; wavs go to ``out_dir/wav``."""
+    check_engines({j["voice"] for j in jobs})
+    out_dir = Path(out_dir)
+    wav_dir = out_dir / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    n = max(1, min(nj, len(jobs)))
+    chunks = [list(jobs[i::n]) for i in range(n)]
+    ex = get_executor(cmd, n, out_dir / "log", "tts")
+    return sorted((d for part in ex.map(synthesize_job, [(c, str(wav_dir), sampling_rate) for c in chunks]) for d in part),
+                  key=lambda d: d["id"])
+
+
+def to_manifests(done: Sequence[Dict], sampling_rate: int, normalize: Optional[Callable[[str], str]] = None,
+                 ) -> Tuple[RecordingSet, SupervisionSet]:
+    """lhotse manifests of synthesized utterances; supervision text is ``normalize(text)`` when given."""
+    recordings, supervisions = [], []
+    for d in done:
+        dur = d["num_samples"] / sampling_rate
+        recordings.append(Recording(id=d["id"], sources=[AudioSource(type="file", channels=[0], source=d["path"])],
+                                    sampling_rate=sampling_rate, num_samples=d["num_samples"], duration=dur))
+        text = normalize(d["text"]) if normalize else d["text"]
+        supervisions.append(SupervisionSegment(id=d["id"], recording_id=d["id"], start=0.0, duration=dur, channel=0,
+                                               text=text, speaker=d["speaker"], language=d.get("language") or None))
+    return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
 
 
 def synthesize_corpus(
@@ -157,29 +186,11 @@ def synthesize_corpus(
     The engines read the raw sentence (punctuation shapes prosody); supervisions
     carry ``normalize(sentence)`` when given.
     """
-    if not voices:
-        raise SpeechtlError("no voices given")
-    check_engines(voices)
-    out_dir = Path(out_dir)
-    wav_dir = out_dir / "wav"
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    jobs = plan(items, voices, seed)
-    n = max(1, min(nj, len(jobs)))
-    chunks = [jobs[i::n] for i in range(n)]
-    ex = get_executor(cmd, n, out_dir / "log", "tts")
-    done = sorted((d for part in ex.map(synthesize_job, [(c, str(wav_dir), sampling_rate) for c in chunks]) for d in part),
-                  key=lambda d: d["id"])
-    recordings, supervisions = [], []
-    for d in done:
-        dur = d["num_samples"] / sampling_rate
-        recordings.append(Recording(id=d["id"], sources=[AudioSource(type="file", channels=[0], source=d["path"])],
-                                    sampling_rate=sampling_rate, num_samples=d["num_samples"], duration=dur))
-        text = normalize(d["text"]) if normalize else d["text"]
-        supervisions.append(SupervisionSegment(id=d["id"], recording_id=d["id"], start=0.0, duration=dur, channel=0,
-                                               text=text, speaker=d["speaker"], language=language or None))
-    logging.info(f"synthesized {len(done)} utterances, {sum(r.duration for r in recordings) / 60:.1f} min, "
-                 f"{len({s.speaker for s in supervisions})} voices -> {wav_dir}")
-    return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
+    done = synthesize(plan(items, voices, seed, language), out_dir, sampling_rate, nj, cmd)
+    recs, sups = to_manifests(done, sampling_rate, normalize)
+    logging.info(f"synthesized {len(done)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
+                 f"{len({s.speaker for s in sups})} voices -> {Path(out_dir) / 'wav'}")
+    return recs, sups
 
 
 def load_voices(path: Pathlike) -> List[Voice]:

@@ -87,7 +87,8 @@ def decode_test_set(
             write_recogs(results, out_dir / f"recogs-{name}.txt")
             stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
             write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
-            logging.info(f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}) -> {out_dir}")
+            cer = compute_wer([(k, list(" ".join(r)), list(" ".join(h))) for k, r, h in results]).wer
+            logging.info(f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}), CER {cer:.2f}% -> {out_dir}")
             rows.append(ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words))
     finally:
         if search is not None:

@@ -24,6 +24,14 @@ class ConformerConfig:
     num_layers: int = 6
     kernel_size: int = 15
     dropout: float = 0.1
+    #: Channels of the x4 convolutional subsampling; 0 = d_model. On CPU the
+    #: subsampling's second 3x3 convolution can cost as much as all blocks
+    #: together: fewer channels (icefall uses 8-128 in its front ends) buy speed.
+    subsampling_channels: int = 0
+    #: Frames in per frame out: 4 (40 ms frames, for BPE/word units) or 2 (20 ms,
+    #: for characters: fast speech reaches 20 characters/s, and CTC needs at least
+    #: one frame per label plus a blank between repeats).
+    time_reduction: int = 4
 
 
 def padding_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
@@ -32,17 +40,21 @@ def padding_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
 
 
 class Subsampling(nn.Module):
-    """Two 3x3 stride-2 convolutions over (time, frequency): 4x fewer frames."""
+    """Two 3x3 convolutions over (time, frequency), both stride 2 in frequency and
+    stride 2 in time (``time_reduction`` 4) or only the first (2)."""
 
-    def __init__(self, num_features: int, d_model: int):
+    def __init__(self, num_features: int, d_model: int, channels: int = 0, time_reduction: int = 4):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(1, d_model, 3, 2), nn.ReLU(), nn.Conv2d(d_model, d_model, 3, 2), nn.ReLU())
+        if time_reduction not in (2, 4):
+            raise ValueError(f"time_reduction must be 2 or 4, got {time_reduction}")
+        c = channels or d_model
+        self.second_stride = time_reduction // 2
+        self.conv = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, (self.second_stride, 2)), nn.ReLU())
         f = ((num_features - 3) // 2 + 1 - 3) // 2 + 1
-        self.out = nn.Linear(d_model * f, d_model)
+        self.out = nn.Linear(c * f, d_model)
 
-    @staticmethod
-    def out_lengths(lengths: torch.Tensor) -> torch.Tensor:
-        return (((lengths - 3) // 2 + 1) - 3) // 2 + 1
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return (((lengths - 3) // 2 + 1) - 3) // self.second_stride + 1
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor):
         x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
@@ -111,14 +123,18 @@ class ConformerEncoder(nn.Module):
 
     def __init__(self, num_features: int, config: ConformerConfig):
         super().__init__()
-        self.subsampling = Subsampling(num_features, config.d_model)
+        self.subsampling = Subsampling(num_features, config.d_model, config.subsampling_channels, config.time_reduction)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(ConformerBlock(config) for _ in range(config.num_layers))
         self.output_dim = config.d_model
+        self.xscale = math.sqrt(config.d_model)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         x, lengths = self.subsampling(x, lengths.to(x.device))
-        x = self.dropout(x + sinusoids(x.size(1), x.size(2), x.device))
+        # Scale by sqrt(d_model) before adding positions (Vaswani et al.; ESPnet's
+        # xscale): at init the subsampled features are small and the sinusoids
+        # would otherwise dominate the first attention layers.
+        x = self.dropout(x * self.xscale + sinusoids(x.size(1), x.size(2), x.device))
         pad = padding_mask(lengths, x.size(1))
         for layer in self.layers:
             x = layer(x, pad)

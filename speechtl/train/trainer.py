@@ -45,6 +45,10 @@ OPTIMIZERS = {
 @dataclass
 class TrainConfig:
     num_epochs: int = 15
+    #: If > 0, train for this many updates instead (epochs = ceil(num_steps /
+    #: batches per epoch)): a fixed compute budget whatever the amount of data,
+    #: as fairseq's max_update. Compares methods and data amounts at equal cost.
+    num_steps: int = 0
     optimizer: str = "adam"
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -169,7 +173,8 @@ class Trainer:
         loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
                                   self.dist.world_size, self.dist.rank)
         steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch * cfg.num_epochs))
+        num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch * num_epochs))
         features = feature_info(train_cuts)
         with self._train_log():
             start_epoch = 1
@@ -191,7 +196,7 @@ class Trainer:
             )
             step = (start_epoch - 1) * steps_per_epoch
             self.model.train()
-            for epoch in range(start_epoch, cfg.num_epochs + 1):
+            for epoch in range(start_epoch, num_epochs + 1):
                 loader.sampler.set_epoch(epoch)
                 # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
                 n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
@@ -218,7 +223,7 @@ class Trainer:
                         writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                         logging.info(f"epoch {epoch} batch {i + 1}/{steps_per_epoch} ctc/frame {float(ctc) / max(1, frames):.4f}")
-                msg = f"epoch {epoch}/{cfg.num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
+                msg = f"epoch {epoch}/{num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
                 if main:
                     writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
                 if valid_cuts is not None and len(valid_cuts) and main:
@@ -230,7 +235,7 @@ class Trainer:
                     save_checkpoint(
                         self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
                         scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
-                        method=self.method.name, features=features,
+                        method=self.method.name, features=features, tokens=self.lang.token2id,
                     )
                 barrier(self.dist)
             if self.dist.world_size > 1:

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# tts_xling: cross-lingual transfer on synthetic speech, the default recipe (make demo).
+# Source: en, nl, ro, ru spoken by espeak-ng voices; target: Irish (ga) spoken by other
+# voices at other rates, with 5 or 30 labelled minutes. Every method in the registry
+# adapts the source model; results.tsv, RESULTS.md and a data-efficiency plot compare them.
+#   ./run.sh --text-dir /abs/path/text        use local {lang}.tsv files (id<TAB>sentence)
+#   ./run.sh                                  download the Living Audio Dataset's sentences
+#   ./run.sh --stage 5 --methods "finetune freeze" --target-minutes 5
+# Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
+#         5 adapt (every method x amount), 6 decode, score, RESULTS.md and plot.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=100
+nj=2
+text_dir=
+target_minutes="5 30"
+methods="scratch finetune freeze linear-probe layerwise-lr"
+decoding=greedy,hlg
+speed_perturb="0.9 1.1"
+lm_order=3
+help_message=$(sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//')
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+. utils/common.sh
+
+dl_dir=download
+manifests=data/manifests
+fbank=data/fbank
+src_lang=data/lang_source
+tgt_lang=data/lang_target
+cuts=$fbank/tts_xling_cuts
+
+if [ -z "$text_dir" ]; then
+  text_dir=$dl_dir/text
+  if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+    if ! is_done $dl_dir/.done "lad-text"; then
+      log "Stage 0: download the Living Audio Dataset's sentences into $text_dir"
+      speechtl download tts_xling --target-dir $dl_dir
+      mark_done $dl_dir/.done "lad-text"
+    fi
+  fi
+fi
+text_dir=$(cd "$text_dir" 2>/dev/null && pwd || echo "$text_dir")
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  key="text_dir=$text_dir $(cksum < conf/corpus.yaml)"
+  if ! is_done $manifests/.done "$key"; then
+    log "Stage 1: synthesize source and target corpora (conf/corpus.yaml, nj=$nj)"
+    speechtl prepare tts_xling --corpus-dir "$text_dir" --output-dir $manifests --config conf/corpus.yaml \
+      --nj $nj --cmd "$cmd"
+    mark_done $manifests/.done "$key"
+  fi
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  key="$(cat $manifests/.done) speed_perturb=$speed_perturb target_minutes=$target_minutes"
+  if ! is_done $fbank/.done "$key"; then
+    log "Stage 2: fbank (80 bins, nj=$nj; target_train speed perturbation: ${speed_perturb:-none}); subsets of $target_minutes min"
+    steps/compute_fbank.sh --nj $nj --cmd "$cmd" --prefix tts_xling \
+      --splits "source_train source_dev target_train target_dev target_test" \
+      --speed-perturb "$speed_perturb" --perturb-splits target_train $manifests $fbank
+    for m in $target_minutes; do
+      speechtl subset --cuts ${cuts}_target_train.jsonl.gz --minutes $m --output ${cuts}_target_train_${m}min.jsonl.gz
+    done
+    mark_done $fbank/.done "$key"
+  fi
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  key="$(cat $manifests/.done) lm_order=$lm_order"
+  if ! is_done data/.lang.done "$key"; then
+    log "Stage 3: character units; source lang, target lang with a $lm_order-gram word LM and HLG"
+    steps/prepare_lang.sh --units char --lm-order 2 $manifests/source_train_text.txt $src_lang
+    steps/prepare_lang.sh --units char --lm-order $lm_order $manifests/target_train_text.txt $tgt_lang
+    mark_done data/.lang.done "$key"
+  fi
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  key="$(cat $fbank/.done) $(cat data/.lang.done) $(cksum < conf/source.yaml)"
+  if ! is_done exp/source/.done "$key"; then
+    log "Stage 4: source pretraining (conf/source.yaml) into exp/source"
+    steps/train.sh --method scratch --valid-cuts ${cuts}_source_dev.jsonl.gz conf/source.yaml $src_lang \
+      ${cuts}_source_train.jsonl.gz exp/source
+    mark_done exp/source/.done "$key"
+  fi
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  for m in $target_minutes; do
+    for method in $methods; do
+      exp=exp/${method}_${m}min
+      key="$(cat exp/source/.done) $(cksum < conf/adapt.yaml) method=$method minutes=$m"
+      if ! is_done $exp/.done "$key"; then
+        log "Stage 5: $method on $m min of target data into $exp"
+        rm -rf $exp  # a changed setup retrains from the start, never resumes a different run
+        steps/train.sh --method $method --source-checkpoint exp/source/final.pt conf/adapt.yaml $tgt_lang \
+          ${cuts}_target_train_${m}min.jsonl.gz $exp
+        mark_done $exp/.done "$key"
+      fi
+    done
+  done
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  key="$(cat exp/source/.done) decoding=greedy"
+  if ! is_done exp/source/decode_zero_shot/.done "$key"; then
+    log "Stage 6: zero-shot (source model, source units) on target_test"
+    steps/decode.sh --nj $nj --test-set target_test --decoding greedy --method zero-shot --data 0min \
+      --results exp/results.tsv exp/source/final.pt $src_lang ${cuts}_target_test.jsonl.gz exp/source/decode_zero_shot
+    mark_done exp/source/decode_zero_shot/.done "$key"
+  fi
+  for m in $target_minutes; do
+    for method in $methods; do
+      exp=exp/${method}_${m}min
+      key="$(cat $exp/.done) decoding=$decoding"
+      if ! is_done $exp/decode/.done "$key"; then
+        log "Stage 6: decode target_test with $exp ($decoding)"
+        steps/decode.sh --nj $nj --test-set target_test --decoding $decoding --method $method --data ${m}min \
+          --results exp/results.tsv $exp/final.pt $tgt_lang ${cuts}_target_test.jsonl.gz $exp/decode
+        mark_done $exp/decode/.done "$key"
+      fi
+    done
+  done
+  speechtl report --results exp/results.tsv --results-md exp/RESULTS.md --title "tts_xling: en+nl+ro+ru -> ga" \
+    --plot exp/plots/data_efficiency.png --test-set target_test --decoding greedy
+  log "Results (exp/results.tsv; exp/RESULTS.md; exp/plots/data_efficiency.png):"
+  column -t -s $'\t' exp/results.tsv 2>/dev/null || cat exp/results.tsv
+fi

@@ -1,0 +1,138 @@
+"""The fine-tuning family: start from the source model, choose what trains and how fast.
+
+All of them load the source weights (output rows of shared units included,
+see :mod:`speechtl.adapt.transfer`) and then differ only in which parameters
+the optimizer sees and at what learning rate.
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Sequence, Tuple
+
+from torch import nn
+
+from speechtl.adapt.base import Method, register_method
+from speechtl.errors import SpeechtlError
+
+HEAD = "output."
+
+
+def layer_stack(model: nn.Module) -> List[List[Tuple[str, nn.Parameter]]]:
+    """Named parameters grouped bottom to top: front end, each encoder layer, head.
+
+    The front end is every encoder parameter outside ``encoder.layers`` (the
+    subsampling, input projections); the head is the output layer.
+    """
+    layers = getattr(getattr(model, "encoder", None), "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise SpeechtlError(f"{type(model).__name__} has no encoder.layers list; layer-wise methods need one")
+    stack: List[List[Tuple[str, nn.Parameter]]] = [[] for _ in range(len(layers) + 2)]
+    for name, p in model.named_parameters():
+        if name.startswith(HEAD):
+            stack[-1].append((name, p))
+        elif name.startswith("encoder.layers."):
+            stack[1 + int(name.split(".")[2])].append((name, p))
+        else:
+            stack[0].append((name, p))
+    return stack
+
+
+def freeze(model: nn.Module, prefixes: Sequence[str]) -> List[str]:
+    """Stop gradients for every parameter under one of ``prefixes``; returns their names."""
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(name == q or name.startswith(q if q.endswith(".") else q + ".") for q in prefixes):
+            p.requires_grad_(False)
+            frozen.append(name)
+    unused = [q for q in prefixes if not any(n == q or n.startswith(q.rstrip(".") + ".") for n in frozen)]
+    if unused:
+        raise SpeechtlError(f"freeze prefixes {unused} match no parameter; names look like "
+                            f"{[n for n, _ in model.named_parameters()][:4]}")
+    return frozen
+
+
+@register_method
+class Finetune(Method):
+    """Start from the source model and train every parameter on the target data."""
+
+    name = "finetune"
+    uses_source = True
+
+
+@dataclass
+class FreezeOptions:
+    #: Freeze the front end and the lowest N encoder layers.
+    bottom_layers: int = 0
+    #: ...and/or every parameter under these name prefixes (e.g. ``encoder.subsampling``).
+    prefixes: List[str] = field(default_factory=list)
+
+
+@register_method
+class Freeze(Method):
+    """Start from the source model; frozen parameters never change, the rest train.
+
+    Low layers hold language-independent acoustics: keeping them fixed guards
+    against overfitting a few minutes of target speech.
+    """
+
+    name = "freeze"
+    Options = FreezeOptions
+    uses_source = True
+
+    def prepare(self, model: nn.Module) -> None:
+        o = self.options
+        prefixes = list(o.prefixes)
+        if o.bottom_layers:
+            stack = layer_stack(model)
+            if o.bottom_layers > len(stack) - 2:
+                raise SpeechtlError(f"freeze: bottom_layers={o.bottom_layers} but the encoder has {len(stack) - 2} layers")
+            prefixes += [n for group in stack[: 1 + o.bottom_layers] for n, _ in group]
+        if not prefixes:
+            raise SpeechtlError("freeze needs bottom_layers > 0 or prefixes; as configured it would train everything")
+        freeze(model, prefixes)
+
+
+@register_method
+class LinearProbe(Method):
+    """The whole encoder frozen; a new output layer trained from scratch on top of it.
+
+    It measures how linearly decodable the target units are from the source
+    features, the feature-extraction end of the transfer spectrum.
+    """
+
+    name = "linear-probe"
+    uses_source = True
+    init_exclude = (HEAD,)
+
+    def prepare(self, model: nn.Module) -> None:
+        freeze(model, [n for n, _ in model.named_parameters() if not n.startswith(HEAD)])
+
+
+@dataclass
+class LayerwiseLrOptions:
+    #: Each step down from the head multiplies the learning rate by this.
+    decay: float = 0.7
+
+
+@register_method
+class LayerwiseLr(Method):
+    """Discriminative learning rates (ULMFiT): the head at ``lr``, each layer below
+    it at ``decay`` times the one above, the front end lowest.
+
+    General low layers move little, task-specific top layers adapt freely.
+    """
+
+    name = "layerwise-lr"
+    Options = LayerwiseLrOptions
+    uses_source = True
+
+    def param_groups(self, model: nn.Module, lr: float) -> List[dict]:
+        if not 0 < self.options.decay <= 1:
+            raise SpeechtlError(f"layerwise-lr: decay must be in (0, 1], got {self.options.decay}")
+        stack = layer_stack(model)
+        groups = []
+        for depth, group in enumerate(reversed(stack)):
+            params = [p for _, p in group if p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": lr * self.options.decay ** depth,
+                               "name": group[0][0].rsplit(".", 1)[0]})
+        return groups

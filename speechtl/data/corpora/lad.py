@@ -1,0 +1,73 @@
+"""Sentences of the Living Audio Dataset (Idlak), the recipes' public text source.
+
+Each language's recording script is a ``text.xml`` of ``<fileid id=...>``
+elements in the dataset's GitHub repository (Apache-2.0). ``download_lad_text``
+turns them into ``{lang}.tsv`` (``id<TAB>sentence``), the format every text
+reader in speechtl takes.
+"""
+
+import logging
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Dict, Iterable, List, Tuple, Union
+
+from speechtl.errors import SpeechtlError
+
+Pathlike = Union[str, Path]
+
+LAD_URL = "https://raw.githubusercontent.com/Idlak/Living-Audio-Dataset/master/{path}/text.xml"
+#: The recording script of one speaker per language (ids as in the dataset).
+LAD_SCRIPTS: Dict[str, str] = {
+    "en": "en/rp/rbu",
+    "ga": "ga/ie/cll",
+    "nl": "nl/nl/abw",
+    "ro": "ro/ro",
+    "ru": "ru/ru/abr",
+}
+
+
+def parse_recording_script(xml_text: str, source: str = "text.xml") -> List[Tuple[str, str]]:
+    """``(id, sentence)`` pairs of a LAD ``<recording_script>``."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as e:
+        raise SpeechtlError(f"{source} is not valid XML: {e}") from e
+    items = []
+    for el in root.iter("fileid"):
+        text = " ".join("".join(el.itertext()).split())
+        if el.get("id") and text:
+            items.append((el.get("id"), text))
+    if not items:
+        raise SpeechtlError(f"{source} holds no <fileid id=...> sentences")
+    return items
+
+
+def write_tsv(items: Iterable[Tuple[str, str]], path: Path) -> Path:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{uid}\t{text}\n" for uid, text in items), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def download_lad_text(langs: Iterable[str], target_dir: Pathlike, force: bool = False) -> Path:
+    """``target_dir/{lang}.tsv`` for each language; existing files are kept unless ``force``."""
+    target_dir = Path(target_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for lang in langs:
+        out = target_dir / f"{lang}.tsv"
+        if out.is_file() and not force:
+            continue
+        if lang not in LAD_SCRIPTS:
+            raise SpeechtlError(f"no Living Audio Dataset script for {lang!r} (known: {', '.join(sorted(LAD_SCRIPTS))}). "
+                                f"Fix: put your own {lang}.tsv (id<TAB>sentence) in a directory and pass --text-dir.")
+        url = LAD_URL.format(path=LAD_SCRIPTS[lang])
+        logging.info(f"downloading {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                xml_text = r.read().decode("utf-8")
+        except OSError as e:
+            raise SpeechtlError(f"cannot download {url}: {e}. Fix: check the network, or pass --text-dir "
+                                f"with {lang}.tsv files") from e
+        write_tsv(parse_recording_script(xml_text, url), out)
+    return target_dir
