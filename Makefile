@@ -1,9 +1,9 @@
 # The two commands of the README. Both install what they need first (utils/install.sh).
-#   make demo [ARGS="--corpus-dir /abs/path/waves_yesno"]   the default recipe, end to end
+#   make demo [ARGS="--text-dir /abs/path/text"]   the default recipe (egs/tts_xling/ASR), end to end
 #   make test [PYTEST_ARGS="-k fbank"]                      the test suite
 SHELL := /bin/bash
 VENV ?= .venv
-DEMO_RECIPE ?= egs/yesno/ASR
+DEMO_RECIPE ?= egs/tts_xling/ASR
 ARGS ?=
 PYTEST_ARGS ?=
 

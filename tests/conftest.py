@@ -1,4 +1,7 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,21 @@ def small_yesno(yesno_dir, tmp_path_factory):
     prepare_lang(lexicon_from_dict(LEXICON), d / "lang", lm_text=text, lm_order=1)
     cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(first=8)
     return d, cuts, Lang(d / "lang")
+
+
+def copy_recipe(recipe: Path, dst: Path) -> Path:
+    """``recipe`` (egs/<corpus>/ASR) in a scratch tree: its own data/ and exp/, the repo's steps/utils/local."""
+    d = dst / recipe.relative_to(REPO)
+    d.mkdir(parents=True)
+    for name in ["run.sh", "cmd.sh", "path.sh"]:
+        shutil.copy(recipe / name, d / name)
+    shutil.copytree(recipe / "conf", d / "conf")
+    for link in ["steps", "utils", "local"]:
+        (d / link).symlink_to(REPO / link)
+    return d
+
+
+def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    """``./run.sh args`` in ``recipe`` with this interpreter's bin first on PATH."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True)

@@ -2,7 +2,6 @@
 
 import csv
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -10,31 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, copy_recipe, run
 
 RECIPE = REPO / "egs" / "yesno" / "ASR"
 
 
-def copy_recipe(dst: Path) -> Path:
-    """The recipe in a scratch tree: its own data/ and exp/, the repo's steps/utils/local."""
-    d = dst / "egs" / "yesno" / "ASR"
-    d.mkdir(parents=True)
-    for name in ["run.sh", "cmd.sh", "path.sh"]:
-        shutil.copy(RECIPE / name, d / name)
-    shutil.copytree(RECIPE / "conf", d / "conf")
-    for link in ["steps", "utils", "local"]:
-        (d / link).symlink_to(REPO / link)
-    return d
-
-
-def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def recipe_run(yesno_dir, tmp_path_factory):
-    recipe = copy_recipe(tmp_path_factory.mktemp("yesno"))
+    recipe = copy_recipe(RECIPE, tmp_path_factory.mktemp("yesno"))
     t0 = time.time()
     r = run(recipe, "--corpus-dir", str(yesno_dir))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

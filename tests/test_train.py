@@ -8,7 +8,6 @@ from lhotse import CutSet
 
 from speechtl.adapt import get_method
 from speechtl.errors import SpeechtlError
-from speechtl.lang import Lang
 from speechtl.models import ModelConfig, build_model
 from speechtl.train import TrainConfig, Trainer
 from speechtl.train.checkpoint import average_state_dicts, epoch_checkpoints, load_checkpoint

@@ -24,3 +24,31 @@ mark_done() {
   mkdir -p "$(dirname "$1")"
   printf '%s' "$2" > "$1"
 }
+
+run_parallel() {
+  # run_parallel NJ LOG_DIR STEP FUNC ARG...: runs "FUNC ARG" for every ARG, NJ at a time,
+  # each in the background with its output in LOG_DIR/STEP.ARG.log and the machine's
+  # cores shared out (OMP_NUM_THREADS = cores / NJ). Waits for all; if any failed, names
+  # each failed job and its log and returns 1. Independent trainings or decodings of a
+  # stage run this way (2 one-thread jobs beat one two-thread job on a small CPU).
+  local nj=$1 log_dir=$2 step=$3 func=$4 arg pid i failed=0
+  shift 4
+  local cores threads
+  cores=$(nproc 2>/dev/null || echo 1)
+  threads=$(( cores / nj )); [ "$threads" -ge 1 ] || threads=1
+  mkdir -p "$log_dir"
+  local pids=() names=()
+  for arg in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 0.5; done
+    OMP_NUM_THREADS=$threads "$func" "$arg" > "$log_dir/$step.$arg.log" 2>&1 &
+    pids+=($!); names+=("$arg")
+  done
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+      log "ERROR: $step job ${names[$i]} failed; see $log_dir/$step.${names[$i]}.log:"
+      tail -n 5 "$log_dir/$step.${names[$i]}.log" 1>&2
+      failed=1
+    fi
+  done
+  return $failed
+}

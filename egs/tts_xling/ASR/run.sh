@@ -6,21 +6,23 @@
 #   ./run.sh --text-dir /abs/path/text        use local {lang}.tsv files (id<TAB>sentence)
 #   ./run.sh                                  download the Living Audio Dataset's sentences
 #   ./run.sh --stage 5 --methods "finetune freeze" --target-minutes 5
+#   --nj N: parallel jobs (synthesis, fbank, adaptation runs, decoding); --source-procs N: DDP processes
 # Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
-#         5 adapt (every method x amount), 6 decode, score, RESULTS.md and plot.
+#         5 adapt (every method x amount, --nj at a time), 6 decode, RESULTS.md and plot.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
 stop_stage=100
 nj=2
+source_procs=2
 text_dir=
 target_minutes="5 30"
 methods="scratch finetune freeze linear-probe layerwise-lr"
 decoding=greedy,hlg
 speed_perturb="0.9 1.1"
 lm_order=3
-help_message=$(sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -81,53 +83,66 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  key="$(cat $fbank/.done) $(cat data/.lang.done) $(cksum < conf/source.yaml)"
+  key="$(cat $fbank/.done) $(cat data/.lang.done) $(cksum < conf/source.yaml) procs=$source_procs"
   if ! is_done exp/source/.done "$key"; then
-    log "Stage 4: source pretraining (conf/source.yaml) into exp/source"
-    steps/train.sh --method scratch --valid-cuts ${cuts}_source_dev.jsonl.gz conf/source.yaml $src_lang \
+    log "Stage 4: source pretraining (conf/source.yaml, $source_procs DDP process(es)) into exp/source"
+    steps/train.sh --num-procs $source_procs --method scratch --valid-cuts ${cuts}_source_dev.jsonl.gz conf/source.yaml $src_lang \
       ${cuts}_source_train.jsonl.gz exp/source
     mark_done exp/source/.done "$key"
   fi
 fi
 
+systems=()
+for m in $target_minutes; do
+  for method in $methods; do systems+=(${method}_${m}min); done
+done
+
+adapt() {
+  # adapt <method>_<N>min: one adaptation run, then its .done marker.
+  local exp=exp/$1 method=${1%_*} data=${1##*_}
+  rm -rf $exp  # a changed setup retrains from the start, never resumes a different run
+  steps/train.sh --method $method --source-checkpoint exp/source/final.pt conf/adapt.yaml $tgt_lang \
+    ${cuts}_target_train_${data}.jsonl.gz $exp
+  mark_done $exp/.done "$(adapt_key $1)"
+}
+adapt_key() { echo "$(cat exp/source/.done) $(cksum < conf/adapt.yaml) system=$1"; }
+
+decode() {
+  # decode <method>_<N>min | zero-shot: decode target_test, add rows to exp/results.tsv.
+  if [ $1 = zero-shot ]; then
+    steps/decode.sh --test-set target_test --decoding greedy --method zero-shot --data 0min \
+      --results exp/results.tsv exp/source/final.pt $src_lang ${cuts}_target_test.jsonl.gz exp/source/decode_zero_shot
+    mark_done exp/source/decode_zero_shot/.done "$(decode_key $1)"
+    return
+  fi
+  local exp=exp/$1
+  steps/decode.sh --test-set target_test --decoding $decoding --method ${1%_*} --data ${1##*_} \
+    --results exp/results.tsv $exp/final.pt $tgt_lang ${cuts}_target_test.jsonl.gz $exp/decode
+  mark_done $exp/decode/.done "$(decode_key $1)"
+}
+decode_key() {
+  if [ $1 = zero-shot ]; then echo "$(cat exp/source/.done) decoding=greedy"; else echo "$(cat exp/$1/.done) decoding=$decoding"; fi
+}
+decode_dir() { if [ $1 = zero-shot ]; then echo exp/source/decode_zero_shot; else echo exp/$1/decode; fi; }
+
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  for m in $target_minutes; do
-    for method in $methods; do
-      exp=exp/${method}_${m}min
-      key="$(cat exp/source/.done) $(cksum < conf/adapt.yaml) method=$method minutes=$m"
-      if ! is_done $exp/.done "$key"; then
-        log "Stage 5: $method on $m min of target data into $exp"
-        rm -rf $exp  # a changed setup retrains from the start, never resumes a different run
-        steps/train.sh --method $method --source-checkpoint exp/source/final.pt conf/adapt.yaml $tgt_lang \
-          ${cuts}_target_train_${m}min.jsonl.gz $exp
-        mark_done $exp/.done "$key"
-      fi
-    done
-  done
+  todo=()
+  for s in "${systems[@]}"; do is_done exp/$s/.done "$(adapt_key $s)" || todo+=($s); done
+  if [ ${#todo[@]} -gt 0 ]; then
+    log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
+    run_parallel $nj exp/log adapt adapt "${todo[@]}"
+  fi
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  key="$(cat exp/source/.done) decoding=greedy"
-  if ! is_done exp/source/decode_zero_shot/.done "$key"; then
-    log "Stage 6: zero-shot (source model, source units) on target_test"
-    steps/decode.sh --nj $nj --test-set target_test --decoding greedy --method zero-shot --data 0min \
-      --results exp/results.tsv exp/source/final.pt $src_lang ${cuts}_target_test.jsonl.gz exp/source/decode_zero_shot
-    mark_done exp/source/decode_zero_shot/.done "$key"
+  todo=()
+  for s in zero-shot "${systems[@]}"; do is_done $(decode_dir $s)/.done "$(decode_key $s)" || todo+=($s); done
+  if [ ${#todo[@]} -gt 0 ]; then
+    log "Stage 6: decode target_test with ${todo[*]} ($decoding; zero-shot: greedy, source units; logs: exp/log/decode.<system>.log)"
+    run_parallel $nj exp/log decode decode "${todo[@]}"
   fi
-  for m in $target_minutes; do
-    for method in $methods; do
-      exp=exp/${method}_${m}min
-      key="$(cat $exp/.done) decoding=$decoding"
-      if ! is_done $exp/decode/.done "$key"; then
-        log "Stage 6: decode target_test with $exp ($decoding)"
-        steps/decode.sh --nj $nj --test-set target_test --decoding $decoding --method $method --data ${m}min \
-          --results exp/results.tsv $exp/final.pt $tgt_lang ${cuts}_target_test.jsonl.gz $exp/decode
-        mark_done $exp/decode/.done "$key"
-      fi
-    done
-  done
   speechtl report --results exp/results.tsv --results-md exp/RESULTS.md --title "tts_xling: en+nl+ro+ru -> ga" \
-    --plot exp/plots/data_efficiency.png --test-set target_test --decoding greedy
+    --plot exp/plots/data_efficiency.png --test-set target_test --decoding hlg
   log "Results (exp/results.tsv; exp/RESULTS.md; exp/plots/data_efficiency.png):"
   column -t -s $'\t' exp/results.tsv 2>/dev/null || cat exp/results.tsv
 fi

@@ -1,0 +1,89 @@
+"""End to end: the default recipe, egs/tts_xling/ASR/run.sh, at toy scale on the real sentences.
+
+The corpus, model and budgets are shrunk (conf/ is rewritten in a copy of the
+recipe) so every stage, method and decoding runs in about a minute; the real
+configuration's numbers are in the recipe's RESULTS.md.
+"""
+
+import csv
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, copy_recipe, run, shared_data
+
+RECIPE = REPO / "egs" / "tts_xling" / "ASR"
+METHODS = ["scratch", "finetune", "freeze", "linear-probe", "layerwise-lr"]
+
+
+def shrink_conf(conf):
+    corpus = yaml.safe_load((conf / "corpus.yaml").read_text())
+    corpus.update(source_langs=["en", "ru"], source_train_sentences=40, source_dev_sentences=4,
+                  target_dev_sentences=4, target_test_sentences=12, target_train_sentences=40)
+    (conf / "corpus.yaml").write_text(yaml.safe_dump(corpus))
+    source = yaml.safe_load((conf / "source.yaml").read_text())
+    source["model"]["encoder_options"].update(d_model=32, ffn_dim=64, num_layers=2, num_heads=2,
+                                              subsampling_channels=8)
+    source["train"].update(num_epochs=2, warmup_steps=5, average_last=2)
+    (conf / "source.yaml").write_text(yaml.safe_dump(source))
+    adapt = yaml.safe_load((conf / "adapt.yaml").read_text())
+    adapt["train"].update(num_steps=4, warmup_steps=1, average_last=1)
+    adapt["methods"]["freeze"]["options"]["bottom_layers"] = 1
+    for m in adapt["methods"].values():
+        (m.get("train") or {}).pop("warmup_steps", None)
+    (conf / "adapt.yaml").write_text(yaml.safe_dump(adapt))
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    text_dir = shared_data() / "text"
+    if not (text_dir / "ga.tsv").is_file():
+        pytest.skip(f"no sentences at {text_dir}")
+    recipe = copy_recipe(RECIPE, tmp_path_factory.mktemp("tts_xling"))
+    shrink_conf(recipe / "conf")
+    r = run(recipe, "--text-dir", str(text_dir), "--target-minutes", "0.5 1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return recipe, r, text_dir
+
+
+def test_every_method_amount_and_decoding_has_a_row(recipe_run):
+    recipe, r, _ = recipe_run
+    with open(recipe / "exp" / "results.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert list(rows[0]) == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
+    keys = {(x["method"], x["data"], x["decoding"]) for x in rows}
+    want = {(m, a, d) for m in METHODS for a in ("0.5min", "1min") for d in ("greedy", "hlg")}
+    assert want | {("zero-shot", "0min", "greedy")} == keys
+    assert {x["test_set"] for x in rows} == {"target_test"}
+    md = (recipe / "exp" / "RESULTS.md").read_text()
+    for m in METHODS + ["zero-shot"]:
+        assert f"| {m} |" in md
+    png = recipe / "exp" / "plots" / "data_efficiency.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for m in METHODS:
+        assert (recipe / "exp" / f"{m}_0.5min" / "decode" / "recogs-target_test-hlg.txt").is_file()
+        assert (recipe / "exp" / f"{m}_1min" / "tensorboard").is_dir()
+
+
+def test_methods_did_what_they_claim(recipe_run):
+    recipe = recipe_run[0]
+    load = lambda d: torch.load(recipe / "exp" / d / "final.pt", map_location="cpu", weights_only=False)["model"]  # noqa: E731
+    src = load("source")
+    enc = [k for k in src if k.startswith("encoder.")]
+    frozen = [k for k in enc if k.startswith(("encoder.subsampling.", "encoder.layers.0."))]
+    probe, freeze, finetune = load("linear-probe_0.5min"), load("freeze_0.5min"), load("finetune_0.5min")
+    assert all(torch.equal(probe[k], src[k]) for k in enc), "linear-probe must not touch the encoder"
+    assert all(torch.equal(freeze[k], src[k]) for k in frozen), "freeze changed a frozen parameter"
+    assert not torch.equal(freeze["encoder.layers.1.ff1.net.1.weight"], src["encoder.layers.1.ff1.net.1.weight"])
+    assert not all(torch.equal(finetune[k], src[k]) for k in frozen), "finetune must train the bottom too"
+
+
+def test_rerun_skips_every_stage(recipe_run):
+    recipe, _, text_dir = recipe_run
+    t0 = time.time()
+    r = run(recipe, "--text-dir", str(text_dir), "--target-minutes", "0.5 1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Stage" not in r.stdout, r.stdout[-2000:]
+    assert time.time() - t0 < 30
