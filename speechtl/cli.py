@@ -86,21 +86,27 @@ def cmd_train(a):
     bad = set(per_method) - {"options", "train"}
     if bad:
         raise SpeechtlError(f"{a.config} [methods.{a.method}]: unknown key(s) {sorted(bad)}; expected options, train")
-    overrides = {}
-    for kv in a.set or []:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise SpeechtlError(f"--set takes KEY=VALUE, got {kv!r}")
-        overrides[key] = yaml.safe_load(value)  # typed as YAML: 0.01, true, {a: 1}
-    train_cfg = from_dict(TrainConfig, {**conf.get("train", {}), **(per_method.get("train") or {}), **overrides},
+    def key_values(items, flag):
+        out = {}
+        for kv in items or []:
+            key, sep, value = kv.partition("=")
+            if not sep:
+                raise SpeechtlError(f"{flag} takes KEY=VALUE, got {kv!r}")
+            out[key] = yaml.safe_load(value)  # typed as YAML: 0.01, true, {a: 1}
+        return out
+
+    train_cfg = from_dict(TrainConfig, {**conf.get("train", {}), **(per_method.get("train") or {}),
+                                        **key_values(a.set, "--set")},
                           f"{a.config} [train] with methods.{a.method}.train and --set")
-    method = get_method(a.method, per_method.get("options"))
+    method = get_method(a.method, {**(per_method.get("options") or {}), **key_values(a.option, "--option")})
     lang = Lang(a.lang_dir)
     seed_everything(train_cfg.seed)  # before the model exists: its init must be reproducible
     model = build_model_for(method, lang, model_cfg, a.source_checkpoint)
     trainer = Trainer(model, lang, method, train_cfg, a.exp_dir)
     valid = CutSet.from_file(a.valid_cuts) if a.valid_cuts else None
-    trainer.fit(CutSet.from_file(a.train_cuts), valid)
+    aux = {name: CutSet.from_file(path) for name, path in (("unlabelled", a.unlabelled_cuts), ("source", a.source_cuts))
+           if path is not None}
+    trainer.fit(CutSet.from_file(a.train_cuts), valid, aux)
 
 
 def cmd_decode(a):
@@ -208,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="scratch")
     s.add_argument("--source-checkpoint", type=Path, default=None,
                    help="the source model: its architecture, and its weights for transfer methods")
+    s.add_argument("--unlabelled-cuts", type=Path, default=None,
+                   help="unlabelled target audio for the methods that use it (dann, mmd, coral, reweight, kd, ...)")
+    s.add_argument("--source-cuts", type=Path, default=None, help="source audio for methods that use it")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train option")
+    s.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a method option (e.g. teacher=PATH)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("decode", help="decode a test set, write recogs/errs/wer-summary and results.tsv rows")

@@ -4,16 +4,22 @@
 set -euo pipefail
 method=scratch
 source_checkpoint=
+unlabelled_cuts=
+options=
 valid_cuts=
 num_procs=1
-help_message="Usage: $0 [--method scratch] [--source-checkpoint SRC.pt] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
+help_message="Usage: $0 [--method scratch] [--source-checkpoint SRC.pt] [--unlabelled-cuts CUTS] [--options 'k=v'] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
   --source-checkpoint: the source model (architecture for every method, weights for transfer methods)
+  --unlabelled-cuts: unlabelled target audio (used by dann, mmd, coral, reweight, kd, pseudo-label, ssl)
+  --options 'k=v k2=v2': method options over the config's (e.g. teacher=exp/finetune_5min/final.pt)
   --num-procs N: DDP training in N processes on this node (torchrun; one per GPU, or gloo on CPU)"
 . "$(dirname "$0")/../utils/parse_options.sh"
 [ $# -eq 4 ] || { echo "$help_message" 1>&2; exit 1; }
 extra=()
 [ -n "$valid_cuts" ] && extra+=(--valid-cuts "$valid_cuts")
 [ -n "$source_checkpoint" ] && extra+=(--source-checkpoint "$source_checkpoint")
+[ -n "$unlabelled_cuts" ] && extra+=(--unlabelled-cuts "$unlabelled_cuts")
+for kv in $options; do extra+=(--option "$kv"); done
 launcher=(speechtl)
 [ "$num_procs" -gt 1 ] && launcher=(torchrun --standalone --nproc-per-node "$num_procs" -m speechtl.cli)
 "${launcher[@]}" train --config "$1" --lang-dir "$2" --train-cuts "$3" --exp-dir "$4" --method "$method" "${extra[@]}"

@@ -15,13 +15,16 @@ import yaml
 from conftest import REPO, copy_recipe, run, shared_data
 
 RECIPE = REPO / "egs" / "tts_xling" / "ASR"
-METHODS = ["scratch", "finetune", "freeze", "linear-probe", "layerwise-lr"]
+ARGS = ["--target-minutes", "0.5 1", "--unlabelled-target-minutes", "0.3", "--methods", "all"]
+METHODS = ["scratch", "finetune", "freeze", "linear-probe", "layerwise-lr", "adapter", "lora", "dann", "mmd", "coral",
+           "reweight", "reptile", "fomaml", "ssl", "kd", "pseudo-label"]
 
 
 def shrink_conf(conf):
     corpus = yaml.safe_load((conf / "corpus.yaml").read_text())
     corpus.update(source_langs=["en", "ru"], source_train_sentences=40, source_dev_sentences=4,
-                  target_dev_sentences=4, target_test_sentences=12, target_train_sentences=40)
+                  target_dev_sentences=4, target_test_sentences=12, target_train_sentences=40,
+                  target_unlabelled_sentences=16)
     (conf / "corpus.yaml").write_text(yaml.safe_dump(corpus))
     source = yaml.safe_load((conf / "source.yaml").read_text())
     source["model"]["encoder_options"].update(d_model=32, ffn_dim=64, num_layers=2, num_heads=2,
@@ -33,6 +36,9 @@ def shrink_conf(conf):
     adapt["methods"]["freeze"]["options"]["bottom_layers"] = 1
     for m in adapt["methods"].values():
         (m.get("train") or {}).pop("warmup_steps", None)
+    adapt["methods"]["reptile"]["options"].update(outer_steps=2, inner_steps=1)
+    adapt["methods"]["fomaml"]["options"].update(outer_steps=2, inner_steps=1)
+    adapt["methods"]["ssl"]["options"].update(steps=2)
     (conf / "adapt.yaml").write_text(yaml.safe_dump(adapt))
 
 
@@ -43,7 +49,7 @@ def recipe_run(tmp_path_factory):
         pytest.skip(f"no sentences at {text_dir}")
     recipe = copy_recipe(RECIPE, tmp_path_factory.mktemp("tts_xling"))
     shrink_conf(recipe / "conf")
-    r = run(recipe, "--text-dir", str(text_dir), "--target-minutes", "0.5 1")
+    r = run(recipe, *ARGS, "--text-dir", str(text_dir))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return recipe, r, text_dir
 
@@ -78,12 +84,17 @@ def test_methods_did_what_they_claim(recipe_run):
     assert all(torch.equal(freeze[k], src[k]) for k in frozen), "freeze changed a frozen parameter"
     assert not torch.equal(freeze["encoder.layers.1.ff1.net.1.weight"], src["encoder.layers.1.ff1.net.1.weight"])
     assert not all(torch.equal(finetune[k], src[k]) for k in frozen), "finetune must train the bottom too"
+    lora = load("lora_0.5min")
+    assert all(torch.equal(lora[k.replace("ff1.net.1.weight", "ff1.net.1.parametrizations.weight.original")], src[k])
+               for k in enc if k.endswith("ff1.net.1.weight"))
+    assert (recipe / "exp" / "adapter_0.5min" / "adapter.pt").is_file()
+    assert (recipe / "exp" / "pseudo-label_0.5min" / "pseudo_labels.txt").is_file()
 
 
 def test_rerun_skips_every_stage(recipe_run):
     recipe, _, text_dir = recipe_run
     t0 = time.time()
-    r = run(recipe, "--text-dir", str(text_dir), "--target-minutes", "0.5 1")
+    r = run(recipe, *ARGS, "--text-dir", str(text_dir))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Stage" not in r.stdout, r.stdout[-2000:]
     assert time.time() - t0 < 30

@@ -18,6 +18,7 @@ TINY = {
     "source_langs": ["en", "ru"], "target_lang": "ga",
     "source_train_sentences": 3, "source_dev_sentences": 1,
     "target_dev_sentences": 2, "target_test_sentences": 2, "target_train_sentences": 4, "seed": 3,
+    "target_unlabelled_sentences": 3,
     "voices": {
         "source": [{"engine": "espeak-ng", "name": "{lang}+m1", "rate": [0.9, 1.0], "pitch": [1, 1]}],
         "target_train": [{"engine": "espeak-ng", "name": "{lang}+m3", "rate": [1.1, 1.2], "pitch": [1, 1]}],
@@ -47,13 +48,14 @@ def write_config(tmp_path, **changes):
 
 def test_splits_hold_out_sentences_and_voices(text_dir, tmp_path):
     jobs = plan_corpus(text_dir, load_config(write_config(tmp_path)))
-    assert [len(jobs[s]) for s in SPLITS] == [6, 2, 4, 2, 2]
+    assert [len(jobs[s]) for s in SPLITS] == [6, 2, 4, 2, 2, 3]
     texts = {s: {j["text"] for j in jobs[s]} for s in SPLITS}
     assert not texts["target_train"] & (texts["target_test"] | texts["target_dev"])
     assert not texts["target_test"] & texts["target_dev"]
     assert not any("5" in t for s in SPLITS for t in texts[s]), "sentences with digits are left out"
     assert {j["voice"].name for j in jobs["target_train"]} == {"ga+m3"}
-    assert {j["voice"].name for j in jobs["target_test"] + jobs["target_dev"]} == {"ga+f5"}
+    assert {j["voice"].name for j in jobs["target_test"] + jobs["target_dev"] + jobs["target_unlabelled"]} == {"ga+f5"}
+    assert texts["target_unlabelled"] <= texts["target_train"], "unlabelled audio never speaks a test sentence"
     assert {j["voice"].name for j in jobs["source_train"]} == {"en+m1", "ru+m1"}
     assert all(1.1 <= j["rate"] <= 1.2 for j in jobs["target_test"])
     assert {j["language"] for j in jobs["source_train"]} == {"en", "ru"}

@@ -7,6 +7,7 @@ test that fails if the method were a no-op.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Type
 
 import torch
@@ -45,6 +46,10 @@ class Method:
     uses_source = False
     #: Parameter-name prefixes left at their fresh values when loading the source.
     init_exclude: Tuple[str, ...] = ()
+    #: Auxiliary cut sets it trains on besides the labelled data: "unlabelled"
+    #: (target audio; transcripts unused) and/or "source". One batch of each per
+    #: step goes through the same forward pass (``StepContext.aux``).
+    aux_data: Tuple[str, ...] = ()
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -52,13 +57,32 @@ class Method:
     def prepare(self, model: nn.Module) -> None:
         """Change the model before training (freeze, add modules); weights are loaded already."""
 
+    def modules(self) -> Optional[nn.Module]:
+        """The method's own trainable modules (a domain classifier...): optimized with the
+        model, kept in epoch checkpoints for resuming, never in the model."""
+        return None
+
+    def before_training(self, trainer, cuts, aux_cuts: Dict[str, Any]) -> None:
+        """Work on the model before the main loop (self-supervised or meta-learned init)."""
+
+    def prepare_data(self, trainer, cuts, aux_cuts: Dict[str, Any]):
+        """The labelled cuts the main loop trains on (pseudo-labelling adds to them)."""
+        return cuts
+
     def param_groups(self, model: nn.Module, lr: float) -> List[dict]:
         """Optimizer parameter groups: every trainable parameter at ``lr``."""
         return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
 
-    def extra_loss(self, model: nn.Module, batch: dict, log_probs: torch.Tensor) -> Optional[torch.Tensor]:
-        """A loss term added to CTC for this batch, or None."""
+    def utterance_weights(self, ctx) -> Optional[torch.Tensor]:
+        """Per-utterance weights of the labelled batch's CTC terms, or None (all 1)."""
         return None
+
+    def extra_loss(self, ctx) -> Optional[torch.Tensor]:
+        """A loss term added to the batch's mean CTC (``ctx``: a StepContext), or None."""
+        return None
+
+    def finalize(self, trainer, final: Path) -> None:
+        """After the last epoch and averaging (export adapters...)."""
 
 
 @register_method

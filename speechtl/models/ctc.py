@@ -25,6 +25,9 @@ class ModelConfig:
     #: filler role (emitted on silence frames), a valid alignment for training
     #: data that generalizes badly. A positive bias starts the model on blank.
     blank_bias: float = 0.0
+    #: Adapters or LoRA (a :class:`speechtl.models.peft.PeftConfig` mapping), added
+    #: by the adapter/lora methods and recorded here so checkpoints rebuild them.
+    peft: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,13 +46,19 @@ class CtcModel(nn.Module):
         self.output = nn.Linear(self.encoder.output_dim, vocab_size)
         with torch.no_grad():
             self.output.bias[0] += config.blank_bias
+        if config.peft:
+            from speechtl.models.peft import add_peft
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(batch, frames, features) -> log-probs (batch, frames', vocab), lengths'."""
+            add_peft(self, config.peft)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, return_encoder: bool = False):
+        """(batch, frames, features) -> log-probs (batch, frames', vocab), lengths'
+        [, encoder output (batch, frames', dim) when ``return_encoder``]."""
         if self.config.input_norm:
             feats = utterance_normalize(feats, lengths)
         enc, out_lens = self.encoder(feats, lengths)
-        return self.output(enc).log_softmax(dim=-1), out_lens
+        log_probs = self.output(enc).log_softmax(dim=-1)
+        return (log_probs, out_lens, enc) if return_encoder else (log_probs, out_lens)
 
 
 def utterance_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

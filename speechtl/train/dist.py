@@ -47,3 +47,13 @@ def all_reduce_min(value: int, info: DistInfo, device: torch.device) -> int:
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
         dist.barrier()
+
+
+def all_reduce_grads(module: torch.nn.Module, info: DistInfo) -> None:
+    """Average the gradients of a module DDP does not wrap (a method's own modules)."""
+    if info.world_size <= 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(info.world_size)

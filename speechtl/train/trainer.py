@@ -17,9 +17,9 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from speechtl.log import FORMAT
 from speechtl.models import CtcModel
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
 from speechtl.train.data import encode_targets, eval_dataloader, train_dataloader, unpack
-from speechtl.train.dist import all_reduce_min, barrier, init_distributed
+from speechtl.train.dist import all_reduce_grads, all_reduce_min, barrier, init_distributed
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -87,6 +87,39 @@ def feature_info(cuts: CutSet) -> dict:
     return {"sampling_rate": f.sampling_rate, "num_mel_bins": f.num_features, "frame_shift": f.frame_shift}
 
 
+@dataclass
+class StepContext:
+    """What a method's hooks see of one training step (see :class:`speechtl.adapt.Method`).
+
+    ``log_probs``/``out_lens``/``encoder_out`` are the network's outputs on the
+    labelled batch; ``aux[name]`` holds the same triple, computed in the same
+    forward pass, for each auxiliary stream the method asked for (``aux_data``),
+    and ``aux_feats[name]`` its (features, lengths). ``progress`` runs 0 -> 1.
+    """
+
+    trainer: "Trainer"
+    feats: torch.Tensor
+    lengths: torch.Tensor
+    texts: List[str]
+    log_probs: torch.Tensor
+    out_lens: torch.Tensor
+    encoder_out: torch.Tensor
+    aux: Dict[str, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    aux_feats: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    progress: float = 0.0
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.device
+
+
+def _pad_cat(parts: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate (batch, frames, dim) feature batches along batch, zero-padding frames."""
+    t = max(f.size(1) for f, _ in parts)
+    feats = torch.cat([torch.nn.functional.pad(f, (0, 0, 0, t - f.size(1))) for f, _ in parts])
+    return feats, torch.cat([n for _, n in parts])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -112,19 +145,39 @@ class Trainer:
         if model.vocab_size != lang.vocab_size:
             raise SpeechtlError(f"model has {model.vocab_size} outputs but {lang.dir} has {lang.vocab_size} tokens")
 
-    def _loss(self, batch: dict, net: torch.nn.Module):
+    def _loss(self, batch: dict, net: torch.nn.Module, aux: Optional[Dict[str, dict]] = None,
+              progress: float = 0.0, hooks: bool = True):
+        """CTC on the labelled batch (+ the method's terms); one forward pass covers the aux batches too."""
         feats, lengths, texts, _ = unpack(batch)
         targets, target_lengths = encode_targets(self.lang, texts)
-        log_probs, out_lens = net(feats.to(self.device), lengths.to(self.device))
-        ctc = torch.nn.functional.ctc_loss(
-            log_probs.transpose(0, 1), targets.to(self.device), out_lens, target_lengths.to(self.device),
-            blank=0, reduction="sum", zero_infinity=True,
-        )
-        loss = ctc / feats.size(0)
-        extra = self.method.extra_loss(self.model, batch, log_probs)
+        parts = [(feats, lengths)]
+        for name in sorted(aux or {}):
+            f, n, _, _ = unpack(aux[name])
+            parts.append((f, n))
+        all_feats, all_lengths = _pad_cat(parts) if len(parts) > 1 else parts[0]
+        log_probs, out_lens, enc = net(all_feats.to(self.device), all_lengths.to(self.device), return_encoder=True)
+        b = feats.size(0)
+        ctx = StepContext(self, feats.to(self.device), lengths.to(self.device), texts, log_probs[:b], out_lens[:b], enc[:b],
+                          progress=progress)
+        start = b
+        for (name, (f, n)) in zip(sorted(aux or {}), parts[1:]):
+            end = start + f.size(0)
+            ctx.aux[name] = (log_probs[start:end], out_lens[start:end], enc[start:end])
+            ctx.aux_feats[name] = (f.to(self.device), n.to(self.device))
+            start = end
+        weights = self.method.utterance_weights(ctx) if hooks else None
+        ctc_args = (ctx.log_probs.transpose(0, 1), targets.to(self.device), ctx.out_lens, target_lengths.to(self.device))
+        if weights is None:
+            ctc = torch.nn.functional.ctc_loss(*ctc_args, blank=0, reduction="sum", zero_infinity=True)
+            main = ctc
+        else:
+            per_utt = torch.nn.functional.ctc_loss(*ctc_args, blank=0, reduction="none", zero_infinity=True)
+            ctc, main = per_utt.sum(), (per_utt * weights).sum()
+        loss = main / b
+        extra = self.method.extra_loss(ctx) if hooks else None
         if extra is not None:
             loss = loss + extra
-        return loss, ctc.detach(), int(out_lens.sum())
+        return loss, ctc.detach(), int(ctx.out_lens.sum())
 
     @torch.no_grad()
     def validate(self, cuts: CutSet) -> float:
@@ -132,11 +185,26 @@ class Trainer:
         self.model.eval()
         total, frames = 0.0, 0
         for batch in eval_dataloader(cuts, self.cfg.max_duration):
-            _, ctc, n = self._loss(batch, self.model)
+            _, ctc, n = self._loss(batch, self.model, hooks=False)
             total += float(ctc)
             frames += n
         self.model.train()
         return total / max(1, frames)
+
+    def aux_batches(self, cuts: CutSet, seed: int) -> Iterator[dict]:
+        """Endless shuffled batches of ``cuts`` (this rank's shard), epoch after epoch."""
+        loader = train_dataloader(cuts, self.cfg.max_duration, self.cfg.num_buckets, seed, None,
+                                  self.dist.world_size, self.dist.rank)
+        epoch = 0
+        while True:
+            loader.sampler.set_epoch(epoch)
+            got = False
+            for b in loader:
+                got = True
+                yield b
+            if not got:
+                raise SpeechtlError("an auxiliary cut set produced no batches; is it empty?")
+            epoch += 1
 
     @contextlib.contextmanager
     def _train_log(self):
@@ -153,104 +221,146 @@ class Trainer:
             logging.getLogger().removeHandler(handler)
             handler.close()
 
-    def fit(self, train_cuts: CutSet, valid_cuts: Optional[CutSet] = None) -> Path:
-        """Train for ``num_epochs`` (resuming if epochs exist); returns ``final.pt``."""
-        from torch.utils.tensorboard import SummaryWriter
+    def fit(self, train_cuts: CutSet, valid_cuts: Optional[CutSet] = None,
+            aux_cuts: Optional[Dict[str, CutSet]] = None) -> Path:
+        """Train (resuming if epochs exist); returns ``final.pt``.
 
+        ``aux_cuts``: extra cut sets by name (``unlabelled``, ``source``) for
+        methods whose ``aux_data`` asks for them.
+        """
         cfg = self.cfg
+        aux_cuts = dict(aux_cuts or {})
+        missing = [n for n in self.method.aux_data if n not in aux_cuts]
+        if missing:
+            raise SpeechtlError(f"method {self.method.name} also trains on {' and '.join(missing)} audio. "
+                                f"Fix: give --{missing[0]}-cuts")
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         (self.exp_dir / "log").mkdir(exist_ok=True)
-        seed_everything(cfg.seed)
-        self.method.prepare(self.model)
-        self.model.to(self.device)
-        if self.dist.world_size > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None
-            )
-        optimizer = OPTIMIZERS[cfg.optimizer](
-            self.method.param_groups(self.model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
-        loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
-                                  self.dist.world_size, self.dist.rank)
-        steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
-        num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch * num_epochs))
-        features = feature_info(train_cuts)
         with self._train_log():
-            start_epoch = 1
+            seed_everything(cfg.seed)
             done = epoch_checkpoints(self.exp_dir)
+            self.method.prepare(self.model)
+            self.model.to(self.device)
+            extra = self.method.modules()
+            if extra is not None:
+                extra.to(self.device)
+            if not done:  # a resumed run has these weights in its checkpoint already
+                self.method.before_training(self, train_cuts, aux_cuts)
+            train_cuts = self.method.prepare_data(self, train_cuts, aux_cuts)
+            if self.dist.world_size > 1:  # DDP broadcasts rank 0's weights here
+                self.net = torch.nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None
+                )
+            groups = self.method.param_groups(self.model, cfg.lr)
+            if extra is not None:
+                groups.append({"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"})
+            optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
+                                      self.dist.world_size, self.dist.rank)
+            steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
+            num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
+            total_steps = steps_per_epoch * num_epochs
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
+            start_epoch = 1
             if done:
                 ckpt = load_checkpoint(done[-1])
                 self.model.load_state_dict(ckpt["model"])
                 optimizer.load_state_dict(ckpt["optimizer"])
                 scheduler.load_state_dict(ckpt["scheduler"])
                 torch.set_rng_state(ckpt["rng"])
+                if extra is not None and "method_state" in ckpt:
+                    extra.load_state_dict(ckpt["method_state"])
                 start_epoch = ckpt["epoch"] + 1
                 logging.info(f"resuming from {done[-1]} at epoch {start_epoch}")
-            main = self.dist.is_main
-            writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if main else None
+            aux_iters = {n: self.aux_batches(aux_cuts[n], cfg.seed + 1 + i) for i, n in enumerate(self.method.aux_data)}
             logging.info(
                 f"training {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters "
                 f"on {self.device}, method {self.method.name}, {len(train_cuts)} cuts, {steps_per_epoch} batches/epoch"
+                + (f", aux: {', '.join(f'{n} {len(aux_cuts[n])} cuts' for n in aux_iters)}" if aux_iters else "")
                 + (f", rank {self.dist.rank} of world size {self.dist.world_size}" if self.dist.world_size > 1 else "")
             )
-            step = (start_epoch - 1) * steps_per_epoch
-            self.model.train()
-            for epoch in range(start_epoch, num_epochs + 1):
-                loader.sampler.set_epoch(epoch)
-                # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
-                n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
-                t0, tot_loss, tot_frames = time.time(), 0.0, 0
-                for i, batch in enumerate(loader):
-                    if i == n_batches:
-                        break  # as many batches as the rank with the fewest
-                    loss, ctc, frames = self._loss(batch, self.net)
-                    if not math.isfinite(float(loss.detach())):
-                        raise SpeechtlError(
-                            f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
-                            f"the last good model is the latest epoch-N.pt in {self.exp_dir}. Fix: lower the lr."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    tot_loss += float(ctc)
-                    tot_frames += frames
-                    if step % cfg.log_interval == 0 and main:
-                        writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
-                        writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                        logging.info(f"epoch {epoch} batch {i + 1}/{steps_per_epoch} ctc/frame {float(ctc) / max(1, frames):.4f}")
-                msg = f"epoch {epoch}/{num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
-                if main:
-                    writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
-                if valid_cuts is not None and len(valid_cuts) and main:
-                    v = self.validate(valid_cuts)
-                    writer.add_scalar("epoch/valid_ctc_per_frame", v, epoch)
-                    msg += f", valid {v:.4f}"
-                logging.info(f"{msg} ({time.time() - t0:.1f}s)")
-                if main:
-                    save_checkpoint(
-                        self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
-                        method=self.method.name, features=features, tokens=self.lang.token2id,
+            state = {"optimizer": optimizer, "scheduler": scheduler, "extra": extra, "features": feature_info(train_cuts),
+                     "total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
+            self._epochs(loader, state, aux_iters, start_epoch, num_epochs, valid_cuts)
+            return self._finish()
+
+    def _epochs(self, loader, state: dict, aux_iters: Dict[str, Iterator[dict]], start_epoch: int, num_epochs: int,
+                valid_cuts: Optional[CutSet]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        optimizer, scheduler, extra = state["optimizer"], state["scheduler"], state["extra"]
+        main = self.dist.is_main
+        writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if main else None
+        step = (start_epoch - 1) * state["steps_per_epoch"]
+        params = list(self.model.parameters()) + (list(extra.parameters()) if extra is not None else [])
+        self.model.train()
+        for epoch in range(start_epoch, num_epochs + 1):
+            loader.sampler.set_epoch(epoch)
+            # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
+            n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
+            t0, tot_loss, tot_frames = time.time(), 0.0, 0
+            for i, batch in enumerate(loader):
+                if i == n_batches:
+                    break  # as many batches as the rank with the fewest
+                aux = {n: next(it) for n, it in aux_iters.items()}
+                loss, ctc, frames = self._loss(batch, self.net, aux, progress=step / state["total_steps"])
+                if not math.isfinite(float(loss.detach())):
+                    raise SpeechtlError(
+                        f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
+                        f"the last good model is the latest epoch-N.pt in {self.exp_dir}. Fix: lower the lr."
                     )
-                barrier(self.dist)
-            if self.dist.world_size > 1:
-                checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters())
-                logging.info(f"rank {self.dist.rank}: parameter checksum {checksum:.10e}")
-            final = self.exp_dir / "final.pt"
-            if not main:
-                barrier(self.dist)
-                return final
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if extra is not None:
+                    all_reduce_grads(extra, self.dist)  # DDP syncs the model only
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                tot_loss += float(ctc)
+                tot_frames += frames
+                if step % cfg.log_interval == 0 and main:
+                    writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
+                    writer.add_scalar("train/loss", float(loss.detach()), step)
+                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                    logging.info(f"epoch {epoch} batch {i + 1}/{state['steps_per_epoch']} ctc/frame "
+                                 f"{float(ctc) / max(1, frames):.4f} loss {float(loss.detach()):.4f}")
+            msg = f"epoch {epoch}/{num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
+            if main:
+                writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
+            if valid_cuts is not None and len(valid_cuts) and main:
+                v = self.validate(valid_cuts)
+                writer.add_scalar("epoch/valid_ctc_per_frame", v, epoch)
+                msg += f", valid {v:.4f}"
+            logging.info(f"{msg} ({time.time() - t0:.1f}s)")
+            if main:
+                save_checkpoint(
+                    self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
+                    method=self.method.name, features=state["features"], tokens=self.lang.token2id,
+                    **({"method_state": extra.state_dict()} if extra is not None else {}),
+                )
+            barrier(self.dist)
+        if main:
             writer.close()
-            epochs = epoch_checkpoints(self.exp_dir)[-max(1, cfg.average_last):]
-            avg = self.exp_dir / f"avg-{len(epochs)}.pt"
-            average_checkpoints(epochs, avg)
-            final.unlink(missing_ok=True)
-            final.symlink_to(avg.name)
-            logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
+
+    def _finish(self) -> Path:
+        """Average the last epochs into avg-K.pt, point final.pt at it, let the method finish."""
+        if self.dist.world_size > 1:
+            checksum = sum(float(p.detach().double().sum()) for p in self.model.parameters())
+            logging.info(f"rank {self.dist.rank}: parameter checksum {checksum:.10e}")
+        final = self.exp_dir / "final.pt"
+        if not self.dist.is_main:
             barrier(self.dist)
             return final
+        epochs = epoch_checkpoints(self.exp_dir)[-max(1, self.cfg.average_last):]
+        avg = self.exp_dir / f"avg-{len(epochs)}.pt"
+        average_checkpoints(epochs, avg)
+        final.unlink(missing_ok=True)
+        final.symlink_to(avg.name)
+        logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
+        self.method.finalize(self, final)
+        barrier(self.dist)
+        return final

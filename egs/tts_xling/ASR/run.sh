@@ -6,6 +6,7 @@
 #   ./run.sh --text-dir /abs/path/text        use local {lang}.tsv files (id<TAB>sentence)
 #   ./run.sh                                  download the Living Audio Dataset's sentences
 #   ./run.sh --stage 5 --methods "finetune freeze" --target-minutes 5
+#   ./run.sh --stage 5 --stop-stage 6 --methods all --target-minutes 5   every registered method
 #   --nj N: parallel jobs (synthesis, fbank, adaptation runs, decoding); --source-procs N: DDP processes
 # Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
 #         5 adapt (every method x amount, --nj at a time), 6 decode, RESULTS.md and plot.
@@ -18,16 +19,25 @@ nj=2
 source_procs=2
 text_dir=
 target_minutes="5 30"
+unlabelled_target_minutes=10
+# The fine-tuning family by default (make demo stays under 20 minutes on 2 cores);
+# --methods all adds adapter, lora, dann, mmd, coral, reweight, kd, pseudo-label,
+# reptile, fomaml and ssl.
 methods="scratch finetune freeze linear-probe layerwise-lr"
 decoding=greedy,hlg
 speed_perturb="0.9 1.1"
 lm_order=3
-help_message=$(sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 . utils/common.sh
+
+family="scratch finetune freeze linear-probe layerwise-lr"
+beyond="adapter lora dann mmd coral reweight reptile fomaml ssl"
+needs_teacher="kd pseudo-label"  # taught by finetune at the same amount: run after it
+[ "$methods" = all ] && methods="$family $beyond $needs_teacher"
 
 dl_dir=download
 manifests=data/manifests
@@ -59,15 +69,17 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  key="$(cat $manifests/.done) speed_perturb=$speed_perturb target_minutes=$target_minutes"
+  key="$(cat $manifests/.done) speed_perturb=$speed_perturb target_minutes=$target_minutes unlabelled=$unlabelled_target_minutes"
   if ! is_done $fbank/.done "$key"; then
     log "Stage 2: fbank (80 bins, nj=$nj; target_train speed perturbation: ${speed_perturb:-none}); subsets of $target_minutes min"
     steps/compute_fbank.sh --nj $nj --cmd "$cmd" --prefix tts_xling \
-      --splits "source_train source_dev target_train target_dev target_test" \
+      --splits "source_train source_dev target_train target_dev target_test target_unlabelled" \
       --speed-perturb "$speed_perturb" --perturb-splits target_train $manifests $fbank
     for m in $target_minutes; do
       speechtl subset --cuts ${cuts}_target_train.jsonl.gz --minutes $m --output ${cuts}_target_train_${m}min.jsonl.gz
     done
+    speechtl subset --cuts ${cuts}_target_unlabelled.jsonl.gz --minutes $unlabelled_target_minutes \
+      --output ${cuts}_target_unlabelled_used.jsonl.gz
     mark_done $fbank/.done "$key"
   fi
 fi
@@ -97,15 +109,23 @@ for m in $target_minutes; do
   for method in $methods; do systems+=(${method}_${m}min); done
 done
 
+teacher_of() { case " $needs_teacher " in *" ${1%_*} "*) echo exp/finetune_${1##*_}/final.pt ;; esac; }
+
 adapt() {
   # adapt <method>_<N>min: one adaptation run, then its .done marker.
-  local exp=exp/$1 method=${1%_*} data=${1##*_}
+  local exp=exp/$1 method=${1%_*} data=${1##*_} teacher
+  teacher=$(teacher_of $1)
   rm -rf $exp  # a changed setup retrains from the start, never resumes a different run
-  steps/train.sh --method $method --source-checkpoint exp/source/final.pt conf/adapt.yaml $tgt_lang \
-    ${cuts}_target_train_${data}.jsonl.gz $exp
+  steps/train.sh --method $method --source-checkpoint exp/source/final.pt \
+    --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz ${teacher:+--options "teacher=$teacher"} \
+    conf/adapt.yaml $tgt_lang ${cuts}_target_train_${data}.jsonl.gz $exp
   mark_done $exp/.done "$(adapt_key $1)"
 }
-adapt_key() { echo "$(cat exp/source/.done) $(cksum < conf/adapt.yaml) system=$1"; }
+adapt_key() {
+  local teacher
+  teacher=$(teacher_of $1)
+  echo "$(cat exp/source/.done) $(cksum < conf/adapt.yaml) system=$1${teacher:+ teacher=$(cat $(dirname $teacher)/.done 2>/dev/null)}"
+}
 
 decode() {
   # decode <method>_<N>min | zero-shot: decode target_test, add rows to exp/results.tsv.
@@ -126,12 +146,21 @@ decode_key() {
 decode_dir() { if [ $1 = zero-shot ]; then echo exp/source/decode_zero_shot; else echo exp/$1/decode; fi; }
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  todo=()
-  for s in "${systems[@]}"; do is_done exp/$s/.done "$(adapt_key $s)" || todo+=($s); done
-  if [ ${#todo[@]} -gt 0 ]; then
-    log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
-    run_parallel $nj exp/log adapt adapt "${todo[@]}"
-  fi
+  for wave in first taught; do  # methods with a teacher wait for it (finetune at their amount)
+    todo=()
+    for s in "${systems[@]}"; do
+      if [ -n "$(teacher_of $s)" ] && [ $wave = first ]; then continue; fi
+      if [ -z "$(teacher_of $s)" ] && [ $wave = taught ]; then continue; fi
+      if [ -n "$(teacher_of $s)" ] && [ ! -f exp/finetune_${s##*_}/.done ]; then
+        log "ERROR: ${s%_*} is taught by finetune_${s##*_}: add finetune to --methods"; exit 1
+      fi
+      is_done exp/$s/.done "$(adapt_key $s)" || todo+=($s)
+    done
+    if [ ${#todo[@]} -gt 0 ]; then
+      log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
+      run_parallel $nj exp/log adapt adapt "${todo[@]}"
+    fi
+  done
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

@@ -8,7 +8,10 @@ measures generalization to new speakers and new text, not memorization.
 
 Splits (``tts_xling_{recordings,supervisions}_<split>.jsonl.gz``):
 ``source_train``, ``source_dev``, ``target_train`` (the pool that labelled
-subsets such as 5 or 30 minutes are cut from), ``target_dev``, ``target_test``.
+subsets such as 5 or 30 minutes are cut from), ``target_dev``, ``target_test``,
+and ``target_unlabelled``: pool sentences spoken by the held-out voices, whose
+transcripts the recipe never uses (the unlabelled target-speaker audio of
+domain adaptation, self-training and distillation; test sentences never occur).
 ``<split>_text.txt`` holds each split's normalized sentences (LM and unit text).
 """
 
@@ -26,7 +29,7 @@ from speechtl.data.tts import Voice, plan, read_texts, synthesize, to_manifests
 from speechtl.errors import SpeechtlError
 
 Pathlike = Union[str, Path]
-SPLITS = ("source_train", "source_dev", "target_train", "target_dev", "target_test")
+SPLITS = ("source_train", "source_dev", "target_train", "target_dev", "target_test", "target_unlabelled")
 _DIGIT = re.compile(r"\d")
 
 
@@ -41,6 +44,8 @@ class TtsXlingConfig:
     target_dev_sentences: int = 60
     target_test_sentences: int = 150
     target_train_sentences: int = 0
+    #: Pool sentences spoken again by the held-out voices, as unlabelled audio (0 = none).
+    target_unlabelled_sentences: int = 0
     seed: int = 0
     sampling_rate: int = 16000
     #: {source: [...], target_train: [...], target_heldout: [...]}, each a list of
@@ -130,6 +135,8 @@ def plan_corpus(text_dir: Path, cfg: TtsXlingConfig) -> Dict[str, List[Dict]]:
     for split, part, voices in (("target_test", sents[:n_test], heldout_v), ("target_dev", sents[n_test:n_test + n_dev], heldout_v),
                                 ("target_train", pool, train_v)):
         jobs[split] += plan([(f"{lang}_{u}", raw) for u, raw, _ in part], voices, cfg.seed, lang)
+    unl = _shuffled(pool, cfg.seed + 1, lang)[: cfg.target_unlabelled_sentences]
+    jobs["target_unlabelled"] += plan([(f"{lang}_unl_{u}", raw) for u, raw, _ in unl], heldout_v, cfg.seed, lang)
     return jobs
 
 

@@ -1,0 +1,125 @@
+"""Meta-learned initialization: ``reptile`` and ``fomaml``.
+
+Tasks are groups of the labelled cuts (by speaker, i.e. voice, or language).
+Starting from the source model, each outer step adapts a copy of the weights to
+one task with a few SGD steps; Reptile (Nichol et al., 2018) then moves the
+weights toward the adapted ones, first-order MAML (Finn et al., 2017) applies
+the adapted weights' gradient on a held-out batch of the same task. The result
+is an initialization that fine-tuning (the main loop, all parameters) adapts.
+"""
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Dict, Iterator, List
+
+import torch
+from lhotse import CutSet
+
+from speechtl.adapt.base import Method, register_method
+from speechtl.errors import SpeechtlError
+
+
+@dataclass
+class MetaOptions:
+    outer_steps: int = 30
+    inner_steps: int = 3
+    inner_lr: float = 0.01
+    #: Reptile's step size epsilon (fraction of the way to the adapted weights);
+    #: FOMAML's outer learning rate.
+    meta_lr: float = 0.5
+    #: Supervision field that defines a task: "speaker" or "language".
+    task_key: str = "speaker"
+
+
+def task_groups(cuts: CutSet, key: str) -> Dict[str, CutSet]:
+    if key not in ("speaker", "language"):
+        raise SpeechtlError(f"task_key must be 'speaker' or 'language', got {key!r}")
+    groups: Dict[str, List] = {}
+    for c in cuts:
+        groups.setdefault(str(getattr(c.supervisions[0], key)), []).append(c)
+    return {k: CutSet.from_cuts(v) for k, v in sorted(groups.items())}
+
+
+def trainable(model: torch.nn.Module) -> Dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def reptile_update(model: torch.nn.Module, adapted: Dict[str, torch.Tensor], epsilon: float) -> None:
+    """theta <- theta + epsilon (theta_adapted - theta), in place."""
+    with torch.no_grad():
+        for n, p in trainable(model).items():
+            p.add_(adapted[n].to(p.device) - p, alpha=epsilon)
+
+
+class _Meta(Method):
+    Options = MetaOptions
+    uses_source = True
+
+    def inner_loop(self, trainer, batches: Iterator[dict]) -> None:
+        """``inner_steps`` SGD steps on ``batches``, in place."""
+        opt = torch.optim.SGD(list(trainable(trainer.model).values()), lr=self.options.inner_lr)
+        for _ in range(self.options.inner_steps):
+            loss, _, _ = trainer._loss(next(batches), trainer.model, hooks=False)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 5.0)
+            opt.step()
+
+    def outer_step(self, trainer, batches: Iterator[dict]) -> Dict[str, torch.Tensor]:
+        """One meta update on one task; returns the task-adapted weights."""
+        raise NotImplementedError
+
+    def before_training(self, trainer, cuts: CutSet, aux_cuts) -> None:
+        o = self.options
+        tasks = task_groups(cuts, o.task_key)
+        if len(tasks) < 2:
+            logging.warning(f"{self.name}: only {len(tasks)} task(s) by {o.task_key}; meta-learning needs several")
+        iters = {k: trainer.aux_batches(v, trainer.cfg.seed + 100 + i) for i, (k, v) in enumerate(tasks.items())}
+        rng = random.Random(trainer.cfg.seed)
+        trainer.model.train()
+        for step in range(o.outer_steps):
+            self.outer_step(trainer, iters[rng.choice(sorted(iters))])
+        logging.info(f"{self.name}: {o.outer_steps} outer steps over {len(tasks)} tasks ({o.task_key}); "
+                     "fine-tuning from the meta-learned weights")
+
+
+@register_method
+class Reptile(_Meta):
+    """Start from the source; Reptile meta-learning over tasks (voices) moves the weights
+    toward each task's few-step-adapted weights by meta_lr, then everything is fine-tuned."""
+
+    name = "reptile"
+
+    def outer_step(self, trainer, batches):
+        start = {n: p.detach().clone() for n, p in trainable(trainer.model).items()}
+        self.inner_loop(trainer, batches)
+        adapted = {n: p.detach().clone() for n, p in trainable(trainer.model).items()}
+        with torch.no_grad():
+            for n, p in trainable(trainer.model).items():
+                p.copy_(start[n])
+        reptile_update(trainer.model, adapted, self.options.meta_lr)
+        return adapted
+
+
+@register_method
+class Fomaml(_Meta):
+    """Start from the source; first-order MAML over tasks (voices): the gradient of a
+    held-out batch at the task-adapted weights updates the initial weights, then
+    everything is fine-tuned."""
+
+    name = "fomaml"
+
+    def outer_step(self, trainer, batches):
+        params = trainable(trainer.model)
+        start = {n: p.detach().clone() for n, p in params.items()}
+        self.inner_loop(trainer, batches)
+        adapted = {n: p.detach().clone() for n, p in params.items()}
+        loss, _, _ = trainer._loss(next(batches), trainer.model, hooks=False)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        with torch.no_grad():
+            for (n, p), g in zip(params.items(), grads):
+                p.copy_(start[n])
+                if g is not None:
+                    p.add_(g, alpha=-self.options.meta_lr)
+        return adapted

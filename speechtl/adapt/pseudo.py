@@ -1,0 +1,78 @@
+"""Self-training: ``pseudo-label`` (noisy student).
+
+A teacher transcribes unlabelled target audio; hypotheses it is confident
+about join the labelled data, and the student (from the source model, with
+SpecAugment and speed perturbation as its noise) trains on both. The kept
+transcripts are written to ``<exp>/pseudo_labels.txt``.
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+from lhotse import CutSet
+from lhotse.utils import fastcopy
+
+from speechtl.adapt.base import Method, register_method
+from speechtl.errors import SpeechtlError
+
+
+@dataclass
+class PseudoLabelOptions:
+    #: Teacher checkpoint (same units as the student).
+    teacher: str = ""
+    #: Keep a hypothesis when its confidence (geometric mean of the best path's
+    #: posteriors at the frames that emit a unit) is at least this.
+    threshold: float = 0.8
+
+
+def confidence(log_probs) -> Tuple[List[int], float]:
+    """Greedy CTC units and their confidence from one utterance's (frames, vocab) log-probs."""
+    best, ids = log_probs.max(dim=-1)
+    units, emit = [], []
+    prev = 0
+    for lp, i in zip(best.tolist(), ids.tolist()):
+        if i != 0 and i != prev:
+            units.append(i)
+            emit.append(lp)
+        prev = i
+    return units, (math.exp(sum(emit) / len(emit)) if emit else 0.0)
+
+
+def select_confident(hyps: Sequence[Tuple[str, str, float]], threshold: float) -> List[Tuple[str, str, float]]:
+    """The (id, text, confidence) hypotheses with text and confidence >= threshold."""
+    return [h for h in hyps if h[1].strip() and h[2] >= threshold]
+
+
+@register_method
+class PseudoLabel(Method):
+    """Start from the source; train on the labelled data plus the unlabelled target audio
+    a teacher transcribed with confidence >= threshold."""
+
+    name = "pseudo-label"
+    Options = PseudoLabelOptions
+    uses_source = True
+
+    def prepare_data(self, trainer, cuts: CutSet, aux_cuts) -> CutSet:
+        from speechtl.decode.run import compute_log_probs
+
+        if not self.options.teacher:
+            raise SpeechtlError("pseudo-label needs a teacher checkpoint: methods: {pseudo-label: {options: {teacher: PATH}}}")
+        if "unlabelled" not in aux_cuts:
+            raise SpeechtlError("pseudo-label transcribes unlabelled target audio. Fix: give --unlabelled-cuts")
+        unlabelled = aux_cuts["unlabelled"]
+        scores = compute_log_probs(self.options.teacher, unlabelled, str(trainer.device))
+        hyps = []
+        for cut_id, (_, lp) in scores.items():
+            units, conf = confidence(lp)
+            hyps.append((cut_id, " ".join(trainer.lang.decode(units)), conf))
+        kept = select_confident(hyps, self.options.threshold)
+        (trainer.exp_dir / "pseudo_labels.txt").write_text(
+            "".join(f"{i}\t{c:.3f}\t{t}\n" for i, t, c in sorted(kept)), encoding="utf-8")
+        logging.info(f"pseudo-label: kept {len(kept)} of {len(hyps)} unlabelled utterances "
+                     f"(confidence >= {self.options.threshold}) -> {trainer.exp_dir / 'pseudo_labels.txt'}")
+        text = {i: t for i, t, _ in kept}
+        extra = [fastcopy(c, supervisions=[fastcopy(c.supervisions[0], text=text[c.id])])
+                 for c in unlabelled if c.id in text]
+        return cuts + CutSet.from_cuts(extra) if extra else cuts
