@@ -52,3 +52,13 @@ run_parallel() {
   done
   return $failed
 }
+
+reset_if_changed() {
+  # reset_if_changed DIR KEY: DIR finished with other arguments (its .done holds
+  # another KEY) is removed, so the stage starts afresh instead of "resuming" a
+  # different run. An interrupted run (no .done yet) is kept: training resumes it.
+  local dir=$1 key=$2
+  if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" != "$key" ]; then
+    rm -rf "$dir"
+  fi
+}

@@ -1,7 +1,7 @@
 """CTC acoustic model: encoder + linear output layer + log-softmax."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import torch
 from torch import nn

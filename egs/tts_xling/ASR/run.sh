@@ -97,6 +97,7 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   key="$(cat $fbank/.done) $(cat data/.lang.done) $(cksum < conf/source.yaml) procs=$source_procs"
   if ! is_done exp/source/.done "$key"; then
+    reset_if_changed exp/source "$key"
     log "Stage 4: source pretraining (conf/source.yaml, $source_procs DDP process(es)) into exp/source"
     steps/train.sh --num-procs $source_procs --method scratch --valid-cuts ${cuts}_source_dev.jsonl.gz conf/source.yaml $src_lang \
       ${cuts}_source_train.jsonl.gz exp/source
@@ -115,7 +116,7 @@ adapt() {
   # adapt <method>_<N>min: one adaptation run, then its .done marker.
   local exp=exp/$1 method=${1%_*} data=${1##*_} teacher
   teacher=$(teacher_of $1)
-  rm -rf $exp  # a changed setup retrains from the start, never resumes a different run
+  reset_if_changed $exp "$(adapt_key $1)"
   steps/train.sh --method $method --source-checkpoint exp/source/final.pt \
     --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz ${teacher:+--options "teacher=$teacher"} \
     conf/adapt.yaml $tgt_lang ${cuts}_target_train_${data}.jsonl.gz $exp

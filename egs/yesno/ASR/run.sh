@@ -73,6 +73,7 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < conf/train.yaml)"
   if ! is_done $exp/.done "$key"; then
+    reset_if_changed $exp "$key"
     log "Stage 4: train (conf/train.yaml) into $exp"
     steps/train.sh --method scratch conf/train.yaml $lang $fbank/yesno_cuts_train.jsonl.gz $exp
     mark_done $exp/.done "$key"
