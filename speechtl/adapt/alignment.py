@@ -145,14 +145,9 @@ class DannOptions:
     max_frames: int = 512
 
 
-@register_method
-class Dann(Method):
-    """Start from the source; a domain classifier on encoder frames behind a gradient
-    reversal layer learns labelled vs unlabelled target audio, while the encoder learns
-    to make them indistinguishable (lambda rising 0 -> weight, Ganin & Lempitsky)."""
+class _WithClassifier(Method):
+    """A method that owns a domain classifier over encoder vectors (trained with the model)."""
 
-    name = "dann"
-    Options = DannOptions
     uses_source = True
     aux_data = ("unlabelled",)
 
@@ -165,6 +160,16 @@ class Dann(Method):
 
     def modules(self) -> Optional[nn.Module]:
         return self.classifier
+
+
+@register_method
+class Dann(_WithClassifier):
+    """Start from the source; a domain classifier on encoder frames behind a gradient
+    reversal layer learns labelled vs unlabelled target audio, while the encoder learns
+    to make them indistinguishable (lambda rising 0 -> weight, Ganin & Lempitsky)."""
+
+    name = "dann"
+    Options = DannOptions
 
     def extra_loss(self, ctx) -> Optional[torch.Tensor]:
         o = self.options
@@ -185,7 +190,7 @@ class ReweightOptions:
 
 
 @register_method
-class Reweight(Method):
+class Reweight(_WithClassifier):
     """Start from the source; weight each labelled utterance's CTC by a domain
     classifier's odds p(target-like) / p(labelled-like), learned on pooled (detached)
     encoder features of labelled vs unlabelled target audio: utterances that look like
@@ -193,18 +198,6 @@ class Reweight(Method):
 
     name = "reweight"
     Options = ReweightOptions
-    uses_source = True
-    aux_data = ("unlabelled",)
-
-    def __init__(self, options=None):
-        super().__init__(options)
-        self.classifier: Optional[DomainClassifier] = None
-
-    def prepare(self, model: nn.Module) -> None:
-        self.classifier = DomainClassifier(model.encoder.output_dim, self.options.hidden)
-
-    def modules(self) -> Optional[nn.Module]:
-        return self.classifier
 
     def utterance_weights(self, ctx) -> Optional[torch.Tensor]:
         with torch.no_grad():
