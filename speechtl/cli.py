@@ -53,6 +53,18 @@ def cmd_prepare_lang(a):
     from speechtl.lang.lexicon import read_lexicon
     from speechtl.lang.prepare import prepare_lang, prepare_lang_from_text
 
+    if a.extra_lm_text:
+        if a.lm_text is None:
+            raise SpeechtlError("--extra-lm-text adds to --lm-text; give --lm-text too")
+        a.lang_dir.mkdir(parents=True, exist_ok=True)
+        combined = a.lang_dir / "lm_train.txt"
+        parts = []
+        for f in [a.lm_text, *a.extra_lm_text]:
+            if not f.is_file():
+                raise SpeechtlError(f"LM text {f} does not exist")
+            parts.append(f.read_text(encoding="utf-8").rstrip("\n") + "\n")
+        combined.write_text("".join(parts), encoding="utf-8")
+        a.lm_text = combined
     if a.units in ("bpe", "char"):
         if a.lm_text is None:
             raise SpeechtlError(f"--units {a.units} trains its units on --lm-text; give it")
@@ -114,7 +126,7 @@ def cmd_decode(a):
 
     decode_test_set(a.checkpoint, a.lang_dir, a.cuts, a.test_set, a.out_dir, decodings=a.decoding.split(","),
                     method=a.method, data=a.data, results_tsv=a.results, device=a.device or None,
-                    beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale)
+                    beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale, skip_blank=a.skip_blank)
 
 
 def cmd_subset(a):
@@ -199,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lexicon", type=Path, default=None)
     s.add_argument("--lang-dir", type=Path, required=True)
     s.add_argument("--lm-text", type=Path, default=None)
+    s.add_argument("--extra-lm-text", type=Path, action="append", default=[],
+                   help="more normalized text, one sentence a line, for the LM (and, with bpe/char units, the lexicon)")
     s.add_argument("--lm-order", type=int, default=3)
     s.add_argument("--lm-prune-threshold", type=float, default=0.0)
     s.add_argument("--arpa", type=Path, default=None, help="use this ARPA LM instead of training one")
@@ -227,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cuts", type=Path, required=True)
     s.add_argument("--test-set", required=True)
     s.add_argument("--out-dir", type=Path, required=True)
-    s.add_argument("--decoding", default="greedy,hlg", help="comma-separated: greedy,hlg,hlg-lattice")
+    s.add_argument("--decoding", default="greedy,hlg", help="comma-separated: greedy,beam,hlg,hlg-lattice")
     s.add_argument("--nj", type=int, default=1, help="processes for HLG search")
     s.add_argument("--lm-scale", type=float, default=1.0, help="LM scale of hlg-lattice's recogs and results row")
     s.add_argument("--method", default="scratch")
@@ -236,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="")
     s.add_argument("--beam", type=float, default=16.0)
     s.add_argument("--max-active", type=int, default=3000)
+    s.add_argument("--skip-blank", type=float, default=0.0,
+                   help="HLG: skip frames whose blank posterior is at least this (e.g. 0.99; 0 = off)")
     s.set_defaults(func=cmd_decode)
 
     s = sub.add_parser("subset", help="the first N minutes of a training pool (nested amounts of labelled data)")

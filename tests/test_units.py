@@ -56,3 +56,15 @@ def test_sentencepiece_lang(irish_text, tmp_path, units):
     for t, i in enumerate(frames):
         lp[t, i] = math.log(0.9)
     assert HlgDecoder(lang_dir / "HLG.fst", lang_dir / "words.txt").decode(lp) == sentence.split()
+
+
+def test_extra_lm_text_extends_lm_and_vocabulary(tmp_path):
+    from speechtl.cli import main
+
+    (tmp_path / "train.txt").write_text("tá sé go maith\ntá an lá go breá\n", encoding="utf-8")
+    (tmp_path / "extra.txt").write_text("bhí an oíche fuar\n", encoding="utf-8")
+    assert main(["prepare-lang", "--units", "char", "--lm-text", str(tmp_path / "train.txt"), "--extra-lm-text",
+                 str(tmp_path / "extra.txt"), "--lang-dir", str(tmp_path / "lang"), "--lm-order", "2"]) == 0
+    lang = Lang(tmp_path / "lang")
+    assert {"oíche", "fuar", "maith"} <= set(lang.word2id)
+    assert "oíche" in (tmp_path / "lang" / "G.arpa").read_text(encoding="utf-8")

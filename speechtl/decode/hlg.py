@@ -18,20 +18,45 @@ from speechtl.errors import SpeechtlError
 from speechtl.lang.symbols import read_symbols
 
 
+def skip_blank_frames(log_probs: np.ndarray, min_blank_prob: float, blank: int = 0) -> np.ndarray:
+    """Drop frames whose blank posterior is at least ``min_blank_prob`` (0 = keep all).
+
+    CTC output is mostly confident blanks; the search gains nothing from them but
+    time. One skipped frame is kept between two frames whose best unit is the
+    same non-blank unit, so a doubled letter never merges into one.
+    """
+    if min_blank_prob <= 0 or log_probs.shape[0] == 0:
+        return log_probs
+    best = log_probs.argmax(axis=1)
+    skip = log_probs[:, blank] >= np.log(min_blank_prob)
+    keep = ~skip
+    last, gap = -1, None  # last kept best unit (-1 after a kept blank); first skipped frame since
+    for t in range(log_probs.shape[0]):
+        if skip[t]:
+            gap = t if gap is None else gap
+            continue
+        if best[t] != blank and best[t] == last and gap is not None:
+            keep[gap] = True
+        last = best[t] if best[t] != blank else -1
+        gap = None
+    return log_probs[keep]
+
+
 class HlgDecoder:
     """Decodes one utterance's (frames, vocab) log-probs into words with HLG.fst."""
 
     def __init__(self, hlg: Path, words_txt: Path, beam: float = 16.0, max_active: int = 3000,
-                 lattice_beam: float = 8.0):
+                 lattice_beam: float = 8.0, skip_blank: float = 0.0):
         if not Path(hlg).is_file():
             raise SpeechtlError(f"{hlg} is missing. Fix: run the lang stage (steps/prepare_lang.sh).")
         self.fst = kaldifst.StdVectorFst.read(str(hlg))
         self.id2word = {i: w for w, i in read_symbols(Path(words_txt)).items()}
         self.options = FasterDecoderOptions(beam=beam, max_active=max_active)
         self.lattice_config = LatticeSimpleDecoderConfig(beam=beam, lattice_beam=lattice_beam)
+        self.skip_blank = skip_blank
 
-    @staticmethod
-    def _decodable(log_probs: np.ndarray) -> DecodableCtc:
+    def _decodable(self, log_probs: np.ndarray) -> DecodableCtc:
+        log_probs = skip_blank_frames(log_probs, self.skip_blank)
         return DecodableCtc(np.ascontiguousarray(log_probs, dtype=np.float32))
 
     def _words(self, path) -> Optional[List[str]]:

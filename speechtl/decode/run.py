@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence
 import torch
 from lhotse import CutSet
 
+from speechtl.decode.beam import ctc_prefix_beam_search
 from speechtl.decode.greedy import ctc_greedy_search
 from speechtl.decode.search import HlgSearch
 from speechtl.errors import SpeechtlError
@@ -17,10 +18,11 @@ from speechtl.score.wer import Hyp, compute_wer, write_errs, write_recogs, write
 from speechtl.train.checkpoint import model_from_checkpoint
 from speechtl.train.data import eval_dataloader, unpack
 
-#: greedy: batched CTC greedy search; hlg: HLG one-best; hlg-lattice: HLG lattice
+#: greedy: batched CTC greedy search; beam: CTC prefix beam search (no LM);
+#: hlg: HLG one-best; hlg-lattice: HLG lattice
 #: rescored at every LM scale of the sweep (wer-summary lists them all; recogs,
 #: errs and results.tsv use ``lm_scale``).
-DECODINGS = ("greedy", "hlg", "hlg-lattice")
+DECODINGS = ("greedy", "beam", "hlg", "hlg-lattice")
 LM_SCALES = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 1.7, 2.0)
 
 
@@ -43,6 +45,7 @@ def decode_test_set(
     decodings: Sequence[str] = DECODINGS, method: str = "scratch", data: str = "all",
     results_tsv: Optional[Path] = None, device: Optional[str] = None, beam: float = 16.0,
     max_active: int = 3000, nj: int = 1, lm_scale: float = 1.0, lm_scales: Sequence[float] = LM_SCALES,
+    skip_blank: float = 0.0,
 ) -> List[ResultRow]:
     """Write recogs-/errs-/wer-summary-<test_set>-<decoding>.txt and add rows to results.tsv.
 
@@ -64,13 +67,14 @@ def decode_test_set(
     try:
         for decoding in decodings:
             summary = None
-            if decoding == "greedy":
+            if decoding in ("greedy", "beam"):
+                search_fn = ctc_greedy_search if decoding == "greedy" else ctc_prefix_beam_search
                 hyps = {}
                 for cut_id, (_, lp) in scores.items():
-                    hyps[cut_id] = lang.decode(ctc_greedy_search(lp[None], torch.tensor([lp.size(0)]))[0])
+                    hyps[cut_id] = lang.decode(search_fn(lp[None], torch.tensor([lp.size(0)]))[0])
             else:
                 if search is None:
-                    search = HlgSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, beam, max_active)
+                    search = HlgSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, beam, max_active, skip_blank)
                 lps = {k: lp.numpy() for k, (_, lp) in scores.items()}
                 if decoding == "hlg":
                     hyps = search.run(lps)

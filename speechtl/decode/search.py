@@ -18,9 +18,9 @@ from speechtl.decode.hlg import HlgDecoder
 _decoder: Optional[HlgDecoder] = None
 
 
-def _init(hlg: str, words: str, beam: float, max_active: int) -> None:
+def _init(hlg: str, words: str, beam: float, max_active: int, skip_blank: float) -> None:
     global _decoder
-    _decoder = HlgDecoder(Path(hlg), Path(words), beam=beam, max_active=max_active)
+    _decoder = HlgDecoder(Path(hlg), Path(words), beam=beam, max_active=max_active, skip_blank=skip_blank)
 
 
 def search_with(decoder: HlgDecoder, items: List[Tuple[str, np.ndarray]], lm_scales: Optional[Tuple[float, ...]]):
@@ -38,13 +38,14 @@ def _search(items, lm_scales):
 class HlgSearch:
     """A pool of ``nj`` searchers that load HLG once each; ``nj=1`` searches in-process."""
 
-    def __init__(self, hlg: Path, words: Path, nj: int = 1, beam: float = 16.0, max_active: int = 3000):
+    def __init__(self, hlg: Path, words: Path, nj: int = 1, beam: float = 16.0, max_active: int = 3000,
+                 skip_blank: float = 0.0):
         self.nj = max(1, nj)
-        args = (str(hlg), str(words), beam, max_active)
+        args = (str(hlg), str(words), beam, max_active, skip_blank)
         self.decoder = None
         self.pool = None
         if self.nj == 1:
-            self.decoder = HlgDecoder(Path(hlg), Path(words), beam=beam, max_active=max_active)
+            self.decoder = HlgDecoder(Path(hlg), Path(words), beam=beam, max_active=max_active, skip_blank=skip_blank)
         else:
             self.pool = ProcessPoolExecutor(self.nj, mp_context=mp.get_context("spawn"), initializer=_init, initargs=args)
 
