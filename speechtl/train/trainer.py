@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 from lhotse import CutSet
+from tqdm import tqdm
 
 from speechtl.adapt import Method
 from speechtl.errors import SpeechtlError
@@ -300,6 +302,9 @@ class Trainer:
             # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
             n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
             t0, tot_loss, tot_frames = time.time(), 0.0, 0
+            # A progress bar on an interactive terminal; logs and job files get the periodic lines.
+            bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{num_epochs}", leave=False,
+                       disable=not (main and sys.stderr.isatty()))
             for i, batch in enumerate(loader):
                 if i == n_batches:
                     break  # as many batches as the rank with the fewest
@@ -319,6 +324,7 @@ class Trainer:
                 optimizer.step()
                 scheduler.step()
                 step += 1
+                bar.update(1)
                 tot_loss += float(ctc)
                 tot_frames += frames
                 if step % cfg.log_interval == 0 and main:
@@ -327,6 +333,7 @@ class Trainer:
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                     logging.info(f"epoch {epoch} batch {i + 1}/{state['steps_per_epoch']} ctc/frame "
                                  f"{float(ctc) / max(1, frames):.4f} loss {float(loss.detach()):.4f}")
+            bar.close()
             msg = f"epoch {epoch}/{num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
             if main:
                 writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
