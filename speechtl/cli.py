@@ -126,7 +126,8 @@ def cmd_decode(a):
 
     decode_test_set(a.checkpoint, a.lang_dir, a.cuts, a.test_set, a.out_dir, decodings=a.decoding.split(","),
                     method=a.method, data=a.data, results_tsv=a.results, device=a.device or None,
-                    beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale, skip_blank=a.skip_blank)
+                    beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale, skip_blank=a.skip_blank,
+                    cmd=a.cmd)
 
 
 def cmd_subset(a):
@@ -242,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-set", required=True)
     s.add_argument("--out-dir", type=Path, required=True)
     s.add_argument("--decoding", default="greedy,hlg", help="comma-separated: greedy,beam,hlg,hlg-lattice")
-    s.add_argument("--nj", type=int, default=1, help="processes for HLG search")
+    s.add_argument("--nj", type=int, default=1, help="processes (or --cmd jobs) for HLG search")
+    s.add_argument("--cmd", default="local", help="job runner for the HLG search jobs: local or slurm [options]")
     s.add_argument("--lm-scale", type=float, default=1.0, help="LM scale of hlg-lattice's recogs and results row")
     s.add_argument("--method", default="scratch")
     s.add_argument("--data", default="all")

@@ -8,10 +8,11 @@ method=scratch
 data=all
 results=
 nj=1
-help_message="Usage: $0 [--test-set test] [--decoding greedy,hlg] [--method scratch] [--data all] [--results exp/results.tsv] [--nj 1] <checkpoint> <lang-dir> <test-cuts> <out-dir>"
+cmd=local
+help_message="Usage: $0 [--test-set test] [--decoding greedy,hlg] [--method scratch] [--data all] [--results exp/results.tsv] [--nj 1] [--cmd local] <checkpoint> <lang-dir> <test-cuts> <out-dir>"
 . "$(dirname "$0")/../utils/parse_options.sh"
 [ $# -eq 4 ] || { echo "$help_message" 1>&2; exit 1; }
 extra=()
 [ -n "$results" ] && extra+=(--results "$results")
 speechtl decode --checkpoint "$1" --lang-dir "$2" --cuts "$3" --out-dir "$4" --test-set "$test_set" \
-  --decoding "$decoding" --method "$method" --data "$data" --nj "$nj" "${extra[@]}"
+  --decoding "$decoding" --method "$method" --data "$data" --nj "$nj" --cmd "$cmd" "${extra[@]}"

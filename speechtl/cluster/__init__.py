@@ -4,6 +4,6 @@
 splits its work into ``nj`` jobs and hands them to :func:`get_executor`.
 """
 
-from speechtl.cluster.executor import LocalExecutor, get_executor
+from speechtl.cluster.executor import LocalExecutor, SlurmExecutor, get_executor
 
-__all__ = ["LocalExecutor", "get_executor"]
+__all__ = ["LocalExecutor", "SlurmExecutor", "get_executor"]

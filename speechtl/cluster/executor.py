@@ -1,7 +1,11 @@
-"""Job runners. ``local`` runs jobs as a pool of processes on this machine.
+"""Job runners. ``local`` runs jobs as a pool of processes on this machine;
+``slurm`` submits them as a Slurm job array through submitit.
 
-Every job logs to ``<log_dir>/<name>.<job>.log``. A failed job stops the step
-with its number and log path; the other jobs' outputs stay on disk.
+``cmd`` (a recipe's cmd.sh) names the backend and its options, as Kaldi's
+run.pl/slurm.pl: ``local`` or ``slurm --partition debug --time 60 --mem 4G
+--cpus 2 --gpus 0``. Every job logs to ``<log_dir>/<name>.<job>.log``. A failed
+job stops the step with its number (and Slurm id) and log path; the other
+jobs' outputs stay on disk.
 """
 
 import logging
@@ -10,7 +14,8 @@ import shlex
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, List, Sequence, Tuple, Union
 
 from speechtl.errors import SpeechtlError
 from speechtl.log import FORMAT
@@ -89,10 +94,81 @@ class LocalExecutor:
         )
 
 
-def get_executor(cmd: str, nj: int, log_dir: Path, name: str) -> LocalExecutor:
+@dataclass
+class SlurmOptions:
+    partition: str = ""
+    time: int = 60  # minutes
+    mem: str = "2G"
+    cpus: int = 1
+    gpus: int = 0
+
+
+def parse_slurm_options(opts: Sequence[str]) -> SlurmOptions:
+    """``--partition P --time MIN --mem 4G --cpus N --gpus N`` -> SlurmOptions."""
+    o = SlurmOptions()
+    it = iter(opts)
+    for flag in it:
+        key = flag.lstrip("-").replace("-", "_")
+        if not flag.startswith("--") or key not in o.__dataclass_fields__:
+            raise SpeechtlError(f"unknown slurm option {flag!r}; known: --partition --time --mem --cpus --gpus")
+        try:
+            value = next(it)
+        except StopIteration:
+            raise SpeechtlError(f"slurm option {flag} needs a value") from None
+        setattr(o, key, type(getattr(o, key))(value))
+    return o
+
+
+class SlurmExecutor:
+    """Runs jobs as one Slurm job array (at most ``nj`` at once) through submitit."""
+
+    def __init__(self, nj: int, log_dir: Path, name: str, options: SlurmOptions):
+        self.nj = max(1, int(nj))
+        self.log_dir = Path(log_dir)
+        self.name = name
+        self.options = options
+
+    def log_path(self, job: int) -> Path:
+        return self.log_dir / f"{self.name}.{job}.log"
+
+    def map(self, fn: Callable, args_list: Sequence[Tuple]) -> List[Any]:
+        import submitit
+
+        o = self.options
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ex = submitit.AutoExecutor(folder=self.log_dir / "slurm" / "%j", cluster="slurm")
+        params = dict(timeout_min=o.time, cpus_per_task=o.cpus, slurm_mem=o.mem, name=f"speechtl-{self.name}",
+                      slurm_array_parallelism=self.nj)
+        if o.partition:
+            params["slurm_partition"] = o.partition
+        if o.gpus:
+            params["slurm_gpus_per_node"] = o.gpus
+        ex.update_parameters(**params)
+        with ex.batch():
+            jobs = [ex.submit(_run_job, fn, args, str(self.log_path(j)), o.cpus) for j, args in enumerate(args_list)]
+        logging.info(f"submitted {len(jobs)} {self.name} job(s) to Slurm (array {jobs[0].job_id.split('_')[0]}, "
+                     f"{self.nj} at a time); logs: {self.log_dir}/{self.name}.*.log")
+        results = []
+        for j, job in enumerate(jobs):
+            try:
+                results.append(job.result())
+            except Exception as e:
+                for other in jobs:
+                    other.cancel(check=False)
+                lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+                why = next((line for line in reversed(lines) if "Error" in line), lines[0] if lines else type(e).__name__)
+                raise SpeechtlError(
+                    f"{self.name} job {j} (Slurm job {job.job_id}) failed: {why[:300]}\n"
+                    f"See its log: {self.log_path(j)} (Slurm's output: {job.paths.stderr})"
+                ) from e
+        return results
+
+
+def get_executor(cmd: str, nj: int, log_dir: Path, name: str) -> Union[LocalExecutor, SlurmExecutor]:
     """Build the runner that ``cmd`` (from the recipe's cmd.sh) names.
 
-    ``cmd`` is a backend name followed by its options, e.g. ``"local"``.
+    ``cmd`` is a backend name followed by its options, e.g. ``"local"`` or
+    ``"slurm --partition gpu --time 120 --mem 8G --cpus 4 --gpus 1"``.
     """
     words = shlex.split(cmd or "local")
     backend, opts = words[0], words[1:]
@@ -100,4 +176,6 @@ def get_executor(cmd: str, nj: int, log_dir: Path, name: str) -> LocalExecutor:
         if opts:
             raise SpeechtlError(f"--cmd local takes no options, got: {' '.join(opts)}")
         return LocalExecutor(nj, log_dir, name)
-    raise SpeechtlError(f"unknown job runner {backend!r} in --cmd {cmd!r}; known: local. Fix: edit cmd.sh.")
+    if backend == "slurm":
+        return SlurmExecutor(nj, log_dir, name, parse_slurm_options(opts))
+    raise SpeechtlError(f"unknown job runner {backend!r} in --cmd {cmd!r}; known: local, slurm. Fix: edit cmd.sh.")

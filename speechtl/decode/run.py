@@ -9,7 +9,7 @@ from lhotse import CutSet
 
 from speechtl.decode.beam import ctc_prefix_beam_search
 from speechtl.decode.greedy import ctc_greedy_search
-from speechtl.decode.search import HlgSearch
+from speechtl.decode.search import ExecutorSearch, HlgSearch
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
 from speechtl.lang import Lang
@@ -45,11 +45,12 @@ def decode_test_set(
     decodings: Sequence[str] = DECODINGS, method: str = "scratch", data: str = "all",
     results_tsv: Optional[Path] = None, device: Optional[str] = None, beam: float = 16.0,
     max_active: int = 3000, nj: int = 1, lm_scale: float = 1.0, lm_scales: Sequence[float] = LM_SCALES,
-    skip_blank: float = 0.0,
+    skip_blank: float = 0.0, cmd: str = "local",
 ) -> List[ResultRow]:
     """Write recogs-/errs-/wer-summary-<test_set>-<decoding>.txt and add rows to results.tsv.
 
-    The network runs once over the test set; HLG searches run in ``nj`` processes.
+    The network runs once over the test set; HLG searches run in ``nj`` processes,
+    or, with a ``cmd`` other than ``local`` (``slurm ...``), as ``nj`` jobs of that runner.
     """
     unknown = [d for d in decodings if d not in DECODINGS]
     if unknown:
@@ -73,8 +74,11 @@ def decode_test_set(
                 for cut_id, (_, lp) in scores.items():
                     hyps[cut_id] = lang.decode(search_fn(lp[None], torch.tensor([lp.size(0)]))[0])
             else:
-                if search is None:
+                if search is None and (cmd or "local").split()[0] == "local":
                     search = HlgSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, beam, max_active, skip_blank)
+                elif search is None:
+                    search = ExecutorSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, cmd, out_dir / "log",
+                                            beam, max_active, skip_blank)
                 lps = {k: lp.numpy() for k, (_, lp) in scores.items()}
                 if decoding == "hlg":
                     hyps = search.run(lps)

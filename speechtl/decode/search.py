@@ -64,3 +64,34 @@ class HlgSearch:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+
+
+def search_chunk(hlg: str, words: str, beam: float, max_active: int, skip_blank: float,
+                 items: List[Tuple[str, np.ndarray]], lm_scales: Optional[Tuple[float, ...]]):
+    """One job's share of the utterances (for job runners such as Slurm): load HLG, search."""
+    decoder = HlgDecoder(Path(hlg), Path(words), beam=beam, max_active=max_active, skip_blank=skip_blank)
+    return search_with(decoder, items, lm_scales)
+
+
+class ExecutorSearch:
+    """HLG search split into ``nj`` jobs of a job runner (``--cmd``): Kaldi's decode --nj."""
+
+    def __init__(self, hlg: Path, words: Path, nj: int, cmd: str, log_dir: Path, beam: float = 16.0,
+                 max_active: int = 3000, skip_blank: float = 0.0):
+        from speechtl.cluster import get_executor
+
+        self.nj = max(1, nj)
+        self.args = (str(hlg), str(words), beam, max_active, skip_blank)
+        self.executor = get_executor(cmd, self.nj, log_dir, "decode")
+
+    def run(self, log_probs: Dict[str, np.ndarray], lm_scales: Optional[Sequence[float]] = None) -> Dict:
+        items = sorted(log_probs.items())
+        scales = tuple(lm_scales) if lm_scales is not None else None
+        n = max(1, min(self.nj, len(items)))
+        out = {}
+        for part in self.executor.map(search_chunk, [(*self.args, items[j::n], scales) for j in range(n)]):
+            out.update(part)
+        return out
+
+    def close(self) -> None:
+        pass

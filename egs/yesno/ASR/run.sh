@@ -85,7 +85,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   if ! is_done $exp/decode/.done "$key"; then
     log "Stage 5: decode test ($decoding) and score"
     steps/decode.sh --nj $nj --test-set test --decoding $decoding --method scratch --data all \
-      --results exp/results.tsv $exp/final.pt $lang $fbank/yesno_cuts_test.jsonl.gz $exp/decode
+      --cmd "$cmd" --results exp/results.tsv $exp/final.pt $lang $fbank/yesno_cuts_test.jsonl.gz $exp/decode
     speechtl report --results exp/results.tsv --results-md exp/RESULTS.md --title "yesno results"
     mark_done $exp/decode/.done "$key"
   fi
