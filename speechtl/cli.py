@@ -130,6 +130,15 @@ def cmd_decode(a):
                     cmd=a.cmd)
 
 
+def cmd_run_job(a):
+    from speechtl.cluster.launch import run_as_job
+
+    argv = a.argv[1:] if a.argv and a.argv[0] == "--" else a.argv
+    if not argv:
+        raise SpeechtlError("run-job needs a command after --")
+    run_as_job(argv, a.cmd, a.log_dir, a.name)
+
+
 def cmd_subset(a):
     from speechtl.data.subset import write_subset
 
@@ -255,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-blank", type=float, default=0.0,
                    help="HLG: skip frames whose blank posterior is at least this (e.g. 0.99; 0 = off)")
     s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("run-job", help="run one command as a job of a runner (e.g. training under Slurm)")
+    s.add_argument("--cmd", required=True, help="local or slurm [options]")
+    s.add_argument("--log-dir", type=Path, required=True)
+    s.add_argument("--name", default="job")
+    s.add_argument("argv", nargs=argparse.REMAINDER, help="-- command args...")
+    s.set_defaults(func=cmd_run_job)
 
     s = sub.add_parser("subset", help="the first N minutes of a training pool (nested amounts of labelled data)")
     s.add_argument("--cuts", type=Path, required=True)

@@ -71,3 +71,18 @@ def test_failed_slurm_job_names_its_id_and_log(slurm, tmp_path):
     with pytest.raises(SpeechtlError, match=r"(?s)div job 1 \(Slurm job \d+_1\) failed: .*ZeroDivisionError.*div\.1\.log"):
         ex.map(divmod, [(4, 2), (1, 0)])
     assert "ZeroDivisionError" in (tmp_path / "log" / "div.1.log").read_text()
+
+
+def test_training_runs_torchrun_inside_a_slurm_job(slurm, yesno_dir, tmp_path):
+    recipe = copy_recipe(RECIPE, tmp_path)
+    r = run(recipe, "--corpus-dir", str(yesno_dir), "--stop-stage", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "4", "--stop-stage", "4", "--train-procs", "2",
+            "--cmd", "slurm --time 10 --mem 2G --cpus 2")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    exp = recipe / "exp" / "scratch_all"
+    log = (exp / "log" / "train.0.log").read_text()
+    assert log.count("world size 2") == 2, "both DDP ranks ran inside the job"
+    checksums = {line.rsplit(" ", 1)[-1] for line in log.splitlines() if "parameter checksum" in line}
+    assert len(checksums) == 1, "the ranks must end with the same weights"
+    assert list((exp / "log" / "slurm").iterdir()) and (exp / "final.pt").exists()

@@ -14,6 +14,7 @@ nj=2
 corpus_dir=
 skip_bad_audio=false
 lm_order=1
+train_procs=1
 speed_perturb="0.9 1.1"
 decoding=greedy,hlg,hlg-lattice
 help_message=$(sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//')
@@ -71,11 +72,12 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < conf/train.yaml)"
+  key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < conf/train.yaml) procs=$train_procs"
   if ! is_done $exp/.done "$key"; then
     reset_if_changed $exp "$key"
     log "Stage 4: train (conf/train.yaml) into $exp"
-    steps/train.sh --method scratch conf/train.yaml $lang $fbank/yesno_cuts_train.jsonl.gz $exp
+    steps/train.sh --cmd "$cmd" --num-procs $train_procs --method scratch conf/train.yaml $lang \
+      $fbank/yesno_cuts_train.jsonl.gz $exp
     mark_done $exp/.done "$key"
   fi
 fi
