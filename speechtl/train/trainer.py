@@ -58,6 +58,11 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     max_duration: float = 200.0  # seconds of audio per batch
+    #: "rank": max_duration per process (icefall's meaning: N processes take N times
+    #: the audio per update, and 1/N the updates). "global": the batch spans all
+    #: processes, each reading max_duration / N, so N processes make the same
+    #: updates as one; update-limited runs (small corpora) need this to match.
+    max_duration_scope: str = "rank"
     num_buckets: int = 10
     grad_clip: float = 5.0
     seed: int = 42
@@ -132,6 +137,8 @@ class Trainer:
     def __init__(self, model: CtcModel, lang: Lang, method: Method, config: TrainConfig, exp_dir: Path):
         if config.optimizer not in OPTIMIZERS:
             raise SpeechtlError(f"unknown optimizer {config.optimizer!r}; known: {sorted(OPTIMIZERS)}")
+        if config.max_duration_scope not in ("rank", "global"):
+            raise SpeechtlError(f"max_duration_scope must be 'rank' or 'global', got {config.max_duration_scope!r}")
         if config.lr_schedule not in ("constant", "cosine"):
             raise SpeechtlError(f"unknown lr_schedule {config.lr_schedule!r}; known: constant, cosine")
         self.cfg = config
@@ -146,6 +153,13 @@ class Trainer:
         self.net = model  # what forward() runs: the DDP wrapper while training under torchrun
         if model.vocab_size != lang.vocab_size:
             raise SpeechtlError(f"model has {model.vocab_size} outputs but {lang.dir} has {lang.vocab_size} tokens")
+
+    @property
+    def batch_duration(self) -> float:
+        """Seconds of audio per batch in this process (see ``max_duration_scope``)."""
+        if self.cfg.max_duration_scope == "global":
+            return self.cfg.max_duration / self.dist.world_size
+        return self.cfg.max_duration
 
     def _loss(self, batch: dict, net: torch.nn.Module, aux: Optional[Dict[str, dict]] = None,
               progress: float = 0.0, hooks: bool = True):
@@ -195,7 +209,7 @@ class Trainer:
 
     def aux_batches(self, cuts: CutSet, seed: int) -> Iterator[dict]:
         """Endless shuffled batches of ``cuts`` (this rank's shard), epoch after epoch."""
-        loader = train_dataloader(cuts, self.cfg.max_duration, self.cfg.num_buckets, seed, None,
+        loader = train_dataloader(cuts, self.batch_duration, self.cfg.num_buckets, seed, None,
                                   self.dist.world_size, self.dist.rank)
         epoch = 0
         while True:
@@ -257,7 +271,7 @@ class Trainer:
             if extra is not None:
                 groups.append({"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"})
             optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-            loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
+            loader = train_dataloader(train_cuts, self.batch_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
                                       self.dist.world_size, self.dist.rank)
             steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
