@@ -8,6 +8,7 @@ the adapted weights' gradient on a held-out batch of the same task. The result
 is an initialization that fine-tuning (the main loop, all parameters) adapts.
 """
 
+import abc
 import logging
 import random
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def reptile_update(model: torch.nn.Module, adapted: Dict[str, torch.Tensor], eps
             p.add_(adapted[n].to(p.device) - p, alpha=epsilon)
 
 
-class _Meta(Method):
+class _Meta(Method, abc.ABC):
     Options = MetaOptions
     uses_source = True
 
@@ -67,8 +68,26 @@ class _Meta(Method):
             opt.step()
 
     def outer_step(self, trainer, batches: Iterator[dict]) -> Dict[str, torch.Tensor]:
-        """One meta update on one task; returns the task-adapted weights."""
-        raise NotImplementedError
+        """One meta update on one task: adapt a copy of the weights with the inner loop,
+        restore the start weights, then apply this method's update; returns the adapted weights."""
+        params = trainable(trainer.model)
+        start = {n: p.detach().clone() for n, p in params.items()}
+        self.inner_loop(trainer, batches)
+        adapted = {n: p.detach().clone() for n, p in params.items()}
+        grads = self.outer_gradient(trainer, params, batches)  # at the adapted weights, if the method uses one
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(start[n])
+        self.meta_update(trainer.model, adapted, grads)
+        return adapted
+
+    @abc.abstractmethod
+    def outer_gradient(self, trainer, params: Dict[str, torch.nn.Parameter], batches: Iterator[dict]):
+        """What the update needs from the adapted weights before they are restored (or None)."""
+
+    @abc.abstractmethod
+    def meta_update(self, model: torch.nn.Module, adapted: Dict[str, torch.Tensor], grads) -> None:
+        """Move the (restored) start weights."""
 
     def before_training(self, trainer, cuts: CutSet, aux_cuts) -> None:
         o = self.options
@@ -91,15 +110,11 @@ class Reptile(_Meta):
 
     name = "reptile"
 
-    def outer_step(self, trainer, batches):
-        start = {n: p.detach().clone() for n, p in trainable(trainer.model).items()}
-        self.inner_loop(trainer, batches)
-        adapted = {n: p.detach().clone() for n, p in trainable(trainer.model).items()}
-        with torch.no_grad():
-            for n, p in trainable(trainer.model).items():
-                p.copy_(start[n])
-        reptile_update(trainer.model, adapted, self.options.meta_lr)
-        return adapted
+    def outer_gradient(self, trainer, params, batches):
+        return None
+
+    def meta_update(self, model, adapted, grads):
+        reptile_update(model, adapted, self.options.meta_lr)
 
 
 @register_method
@@ -110,16 +125,12 @@ class Fomaml(_Meta):
 
     name = "fomaml"
 
-    def outer_step(self, trainer, batches):
-        params = trainable(trainer.model)
-        start = {n: p.detach().clone() for n, p in params.items()}
-        self.inner_loop(trainer, batches)
-        adapted = {n: p.detach().clone() for n, p in params.items()}
+    def outer_gradient(self, trainer, params, batches):
         loss, _, _ = trainer._loss(next(batches), trainer.model, hooks=False)
-        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        return torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+
+    def meta_update(self, model, adapted, grads):
         with torch.no_grad():
-            for (n, p), g in zip(params.items(), grads):
-                p.copy_(start[n])
+            for p, g in zip(trainable(model).values(), grads):
                 if g is not None:
                     p.add_(g, alpha=-self.options.meta_lr)
-        return adapted

@@ -45,8 +45,10 @@ class _Peft(Method):
             p.requires_grad_(name in added or (o.train_head and name.startswith(HEAD)))
 
     def finalize(self, trainer, final: Path) -> None:
+        from speechtl.train.checkpoint import load_checkpoint  # speechtl.train imports this package
+
         model = trainer.model
-        state = torch.load(final, map_location="cpu", weights_only=False)
+        state = load_checkpoint(final)
         names = peft_parameter_names(model)
         out = {"peft": model.config.peft, "adapter": {n: state["model"][n] for n in names}}
         if self.options.train_head:

@@ -60,7 +60,7 @@ def init_from_source(
         report.new_units = sorted(t for t in target_tokens if t not in source_tokens)
     model.load_state_dict(own)
     logging.info(
-        f"initialized from {ckpt.get('path', 'the source checkpoint')}: {len(report.copied)} tensors copied, {len(report.skipped)} skipped "
+        f"initialized from {checkpoint if not isinstance(checkpoint, dict) else 'the source checkpoint'}: {len(report.copied)} tensors copied, {len(report.skipped)} skipped "
         f"(shape/name mismatch), {report.shared_units} shared output units, {len(report.new_units)} new"
     )
     return report
@@ -84,7 +84,6 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Optional
             raise SpeechtlError("no model configuration: give a config with a 'model' section or --source-checkpoint")
         return build_model(model_config, lang.vocab_size)
     ckpt = load_checkpoint(source_checkpoint)
-    ckpt["path"] = str(source_checkpoint)
     if model_config is not None and ModelConfig(**ckpt["model_config"]) != model_config:
         logging.warning(f"the config's model section differs from {source_checkpoint}'s; using the source architecture")
     model = build_model(ModelConfig(**ckpt["model_config"]), lang.vocab_size)
@@ -94,5 +93,6 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Optional
     if "tokens" not in ckpt:
         raise SpeechtlError(f"{source_checkpoint} does not store its unit symbols (trained by an older speechtl). "
                             "Fix: retrain the source model.")
+    logging.info(f"method {method.name}: weights from {source_checkpoint}")
     init_from_source(model, ckpt, ckpt["tokens"], lang.token2id, exclude=method.init_exclude)
     return model

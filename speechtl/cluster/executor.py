@@ -41,18 +41,24 @@ def _run_job(fn: Callable, args: Tuple, log_path: str, num_threads: int) -> Any:
         handler.close()
 
 
-class LocalExecutor:
-    """Runs ``nj`` jobs in parallel processes on this machine."""
+class _Executor:
+    """What every runner shares: ``nj`` jobs of step ``name``, job ``j`` logging to ``<log_dir>/<name>.<j>.log``."""
 
-    def __init__(self, nj: int, log_dir: Path, name: str, cpus: int = 0):
+    def __init__(self, nj: int, log_dir: Path, name: str):
         self.nj = max(1, int(nj))
         self.log_dir = Path(log_dir)
         self.name = name
-        total = cpus or mp.cpu_count()
-        self.threads_per_job = max(1, total // self.nj)
 
     def log_path(self, job: int) -> Path:
         return self.log_dir / f"{self.name}.{job}.log"
+
+
+class LocalExecutor(_Executor):
+    """Runs ``nj`` jobs in parallel processes on this machine."""
+
+    def __init__(self, nj: int, log_dir: Path, name: str, cpus: int = 0):
+        super().__init__(nj, log_dir, name)
+        self.threads_per_job = max(1, (cpus or mp.cpu_count()) // self.nj)
 
     def map(self, fn: Callable, args_list: Sequence[Tuple]) -> List[Any]:
         """Run ``fn(*args)`` for every entry; results in input order."""
@@ -119,17 +125,12 @@ def parse_slurm_options(opts: Sequence[str]) -> SlurmOptions:
     return o
 
 
-class SlurmExecutor:
+class SlurmExecutor(_Executor):
     """Runs jobs as one Slurm job array (at most ``nj`` at once) through submitit."""
 
     def __init__(self, nj: int, log_dir: Path, name: str, options: SlurmOptions):
-        self.nj = max(1, int(nj))
-        self.log_dir = Path(log_dir)
-        self.name = name
+        super().__init__(nj, log_dir, name)
         self.options = options
-
-    def log_path(self, job: int) -> Path:
-        return self.log_dir / f"{self.name}.{job}.log"
 
     def map(self, fn: Callable, args_list: Sequence[Tuple]) -> List[Any]:
         import submitit

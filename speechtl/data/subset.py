@@ -26,13 +26,16 @@ def original_id(cut_id: str) -> str:
 def subset_by_minutes(cuts: CutSet, minutes: float, seed: int = 0) -> CutSet:
     """The first ``minutes`` of original audio of ``cuts`` in a seeded order, with their perturbed copies."""
     groups: Dict[str, List] = {}
+    duration: Dict[str, float] = {}  # of each original cut
     for c in cuts:
         groups.setdefault(original_id(c.id), []).append(c)
-    originals = sorted(k for k, g in groups.items() if any(c.id == k for c in g))
+        if original_id(c.id) == c.id:
+            duration[c.id] = c.duration
+    originals = sorted(duration)
     if not originals:
         raise SpeechtlError("no original (unperturbed) cuts to take a subset of")
     random.Random(seed).shuffle(originals)
-    total, chosen = sum(next(c for c in groups[k] if c.id == k).duration for k in originals), []
+    total, chosen = sum(duration.values()), []
     if minutes * 60 > total + 1e-6:
         raise SpeechtlError(f"asked for {minutes:g} min of labelled data but the pool has {total / 60:.1f} min. "
                             "Fix: lower the amount or synthesize a larger target_train pool.")
@@ -40,7 +43,7 @@ def subset_by_minutes(cuts: CutSet, minutes: float, seed: int = 0) -> CutSet:
     for k in originals:
         if acc >= minutes * 60:
             break
-        acc += next(c for c in groups[k] if c.id == k).duration
+        acc += duration[k]
         chosen.append(k)
     logging.info(f"subset: {len(chosen)} utterances, {acc / 60:.2f} min of {total / 60:.1f} min")
     return CutSet.from_cuts(c for k in sorted(chosen) for c in groups[k])

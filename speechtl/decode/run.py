@@ -74,11 +74,12 @@ def decode_test_set(
                 for cut_id, (_, lp) in scores.items():
                     hyps[cut_id] = lang.decode(search_fn(lp[None], torch.tensor([lp.size(0)]))[0])
             else:
-                if search is None and (cmd or "local").split()[0] == "local":
-                    search = HlgSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, beam, max_active, skip_blank)
-                elif search is None:
-                    search = ExecutorSearch(lang.dir / "HLG.fst", lang.dir / "words.txt", nj, cmd, out_dir / "log",
-                                            beam, max_active, skip_blank)
+                if search is None:  # one searcher for every HLG decoding of this test set
+                    graph = (lang.dir / "HLG.fst", lang.dir / "words.txt")
+                    if (cmd or "local").split()[0] == "local":
+                        search = HlgSearch(*graph, nj, beam, max_active, skip_blank)
+                    else:
+                        search = ExecutorSearch(*graph, nj, cmd, out_dir / "log", beam, max_active, skip_blank)
                 lps = {k: lp.numpy() for k, (_, lp) in scores.items()}
                 if decoding == "hlg":
                     hyps = search.run(lps)

@@ -150,10 +150,11 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for wave in first taught; do  # methods with a teacher wait for it (finetune at their amount)
     todo=()
     for s in "${systems[@]}"; do
-      if [ -n "$(teacher_of $s)" ] && [ $wave = first ]; then continue; fi
-      if [ -z "$(teacher_of $s)" ] && [ $wave = taught ]; then continue; fi
-      if [ -n "$(teacher_of $s)" ] && [ ! -f exp/finetune_${s##*_}/.done ]; then
-        log "ERROR: ${s%_*} is taught by finetune_${s##*_}: add finetune to --methods"; exit 1
+      teacher=$(teacher_of $s)
+      if [ -n "$teacher" ]; then kind=taught; else kind=first; fi
+      [ $kind = $wave ] || continue
+      if [ -n "$teacher" ] && [ ! -f $(dirname $teacher)/.done ]; then
+        log "ERROR: ${s%_*} is taught by $(dirname $teacher): add finetune to --methods"; exit 1
       fi
       is_done exp/$s/.done "$(adapt_key $s)" || todo+=($s)
     done
