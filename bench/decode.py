@@ -6,7 +6,13 @@ Defaults use the default recipe's outputs (run ``make demo`` first): the
 ``finetune_5min`` model, the Irish lang dir and its ``target_test`` cuts.
 Every time is the best of ``--repeats``; the 2-process pool is started and
 warmed up before it is timed (its start-up is a one-off per decode job).
-The forward pass runs at the machine's torch thread count.
+The forward pass runs at the machine's torch thread count, the CTC searches on
+one torch thread (their tensors are small; spare threads only wait on busy
+cores). Prefix beam search (beam 8) is timed per utterance (as ``speechtl
+decode`` calls it), on the whole test set as one padded batch, and as the
+per-utterance Python reference (``prefix_beam_search_one``);
+``beam_reference_over_batched=<ratio>`` and ``beam_per_utt_over_batched=<ratio>``
+compare them.
 
 The last two lines are ``search_over_forward=<ratio>`` (HLG one-best search
 time / forward time) and ``nj2_over_nj1=<ratio>`` (throughput of 2 search
@@ -21,7 +27,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from speechtl.decode.beam import ctc_prefix_beam_search
+from speechtl.decode.beam import ctc_prefix_beam_search, prefix_beam_search_one
 from speechtl.decode.greedy import ctc_greedy_search
 from speechtl.decode.run import compute_log_probs
 from speechtl.decode.search import HlgSearch
@@ -68,8 +74,17 @@ def main():
     def per_utt(fn):
         return lambda: [fn(lp[None], torch.tensor([lp.size(0)])) for lp in lps.values()]
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     greedy = best_of(a.repeats, per_utt(ctc_greedy_search))
     beam = best_of(a.repeats, per_utt(ctc_prefix_beam_search))
+    batch = torch.nn.utils.rnn.pad_sequence(list(lps.values()), batch_first=True)
+    batch_lens = torch.tensor([lp.size(0) for lp in lps.values()])
+    hyps = {}
+    beam_batched = best_of(a.repeats, lambda: hyps.update(batched=ctc_prefix_beam_search(batch, batch_lens)))
+    beam_ref = best_of(a.repeats, lambda: hyps.update(ref=[prefix_beam_search_one(lp) for lp in np_lps.values()]))
+    assert hyps["batched"] == hyps["ref"], "batched prefix beam search must give the reference's units"
+    torch.set_num_threads(threads)
     opts = dict(beam=a.beam, max_active=a.max_active, skip_blank=a.skip_blank)
     print(f"HLG search: beam {a.beam}, max_active {a.max_active}, skip_blank {a.skip_blank}")
     one = HlgSearch(a.lang_dir / "HLG.fst", a.lang_dir / "words.txt", nj=1, **opts)
@@ -81,9 +96,13 @@ def main():
     two.close()
 
     print(f"{'step':<28}{'seconds':>10}{'RTF':>10}")
-    for name, t in [("forward (model, fbank in)", forward), ("greedy search", greedy), ("prefix beam search (8)", beam),
-                    ("HLG one-best search, nj=1", hlg1), ("HLG one-best search, nj=2", hlg2)]:
+    rows = [("forward (model, fbank in)", forward), ("greedy search", greedy), ("prefix beam (8) per utt", beam),
+            ("prefix beam (8) one batch", beam_batched), ("prefix beam (8) reference", beam_ref),
+            ("HLG one-best search, nj=1", hlg1), ("HLG one-best search, nj=2", hlg2)]
+    for name, t in rows:
         print(f"{name:<28}{t:>10.3f}{t / audio:>10.5f}")
+    print(f"beam_reference_over_batched={beam_ref / beam_batched:.3f}")
+    print(f"beam_per_utt_over_batched={beam / beam_batched:.3f}")
     print(f"search_over_forward={hlg1 / forward:.3f}")
     print(f"nj2_over_nj1={hlg1 / hlg2:.3f}")
 

@@ -69,10 +69,13 @@ def decode_test_set(
         for decoding in decodings:
             summary = None
             if decoding in ("greedy", "beam"):
+                # One padded batch: both searches are batched (and run on the log-probs' device).
                 search_fn = ctc_greedy_search if decoding == "greedy" else ctc_prefix_beam_search
-                hyps = {}
-                for cut_id, (_, lp) in scores.items():
-                    hyps[cut_id] = lang.decode(search_fn(lp[None], torch.tensor([lp.size(0)]))[0])
+                ids = list(scores)
+                lps = [scores[k][1] for k in ids]
+                padded = torch.nn.utils.rnn.pad_sequence(lps, batch_first=True)
+                units = search_fn(padded, torch.tensor([lp.size(0) for lp in lps]))
+                hyps = {k: lang.decode(u) for k, u in zip(ids, units)}
             else:
                 if search is None:  # one searcher for every HLG decoding of this test set
                     graph = (lang.dir / "HLG.fst", lang.dir / "words.txt")
