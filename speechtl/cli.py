@@ -31,11 +31,14 @@ def cmd_prepare(a):
 
     prepare = get_corpus(a.corpus).prepare
     given = {k: v for k, v in (("skip_bad_audio", a.skip_bad_audio), ("config", a.config), ("nj", a.nj),
-                               ("cmd", a.cmd)) if v is not None}
+                               ("cmd", a.cmd), ("train_speakers", a.train_speakers),
+                               ("test_speakers", a.test_speakers)) if v is not None}
     accepted = inspect.signature(prepare).parameters
     unknown = [k for k in given if k not in accepted]
     if unknown:
         raise SpeechtlError(f"prepare {a.corpus} takes no --{', --'.join(k.replace('_', '-') for k in unknown)}")
+    if a.corpus_dir is None and accepted["corpus_dir"].default is inspect.Parameter.empty:
+        raise SpeechtlError(f"prepare {a.corpus} needs --corpus-dir (or run its download first)")
     prepare(a.corpus_dir, a.output_dir, **given)
 
 
@@ -86,12 +89,14 @@ def cmd_train(a):
     from speechtl.lang import Lang
     from speechtl.models import ModelConfig
     from speechtl.train import TrainConfig, Trainer
+    from speechtl.train.objectives import ClassifyObjective
     from speechtl.train.trainer import seed_everything
 
     conf = load_yaml(a.config)
-    unknown = set(conf) - {"model", "train", "methods"}
+    unknown = set(conf) - {"model", "train", "methods", "classify"}
     if unknown:
-        raise SpeechtlError(f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model', 'train', 'methods'")
+        raise SpeechtlError(f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model', 'train', 'methods', "
+                            "'classify'")
     model_cfg = from_dict(ModelConfig, conf["model"], f"{a.config} [model]") if "model" in conf else None
     # methods: {name: {options: {...}, train: {...}}}: per-method options and train overrides.
     per_method = (conf.get("methods") or {}).get(a.method) or {}
@@ -111,14 +116,24 @@ def cmd_train(a):
                                         **key_values(a.set, "--set")},
                           f"{a.config} [train] with methods.{a.method}.train and --set")
     method = get_method(a.method, {**(per_method.get("options") or {}), **key_values(a.option, "--option")})
-    lang = Lang(a.lang_dir)
+    train_cuts = CutSet.from_file(a.train_cuts)
     seed_everything(train_cfg.seed)  # before the model exists: its init must be reproducible
-    model = build_model_for(method, lang, model_cfg, a.source_checkpoint)
-    trainer = Trainer(model, lang, method, train_cfg, a.exp_dir)
+    if a.task == "asr":
+        if a.lang_dir is None:
+            raise SpeechtlError("--task asr trains over the units of a lang dir; give --lang-dir")
+        lang = Lang(a.lang_dir)
+        model = build_model_for(method, lang, model_cfg, a.source_checkpoint)
+        objective = None  # CTC over lang's units
+    else:
+        # classify: {pooling: stats}: how the head pools encoder frames (mean, stats, attention).
+        pooling = (conf.get("classify") or {}).get("pooling", "stats")
+        lang, objective = None, ClassifyObjective.from_cuts(a.task, train_cuts)
+        model = build_model_for(method, objective, model_cfg, a.source_checkpoint, head=pooling)
+    trainer = Trainer(model, lang, method, train_cfg, a.exp_dir, objective)
     valid = CutSet.from_file(a.valid_cuts) if a.valid_cuts else None
     aux = {name: CutSet.from_file(path) for name, path in (("unlabelled", a.unlabelled_cuts), ("source", a.source_cuts))
            if path is not None}
-    trainer.fit(CutSet.from_file(a.train_cuts), valid, aux)
+    trainer.fit(train_cuts, valid, aux)
 
 
 def cmd_decode(a):
@@ -128,6 +143,12 @@ def cmd_decode(a):
                     method=a.method, data=a.data, results_tsv=a.results, device=a.device or None,
                     beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale, skip_blank=a.skip_blank,
                     cmd=a.cmd)
+
+
+def cmd_classify(a):
+    from speechtl.score.classify import evaluate_classifier
+
+    evaluate_classifier(a.checkpoint, a.cuts, a.test_set, a.out_dir, a.method, a.data, a.results, a.device or None)
 
 
 def cmd_run_job(a):
@@ -142,7 +163,7 @@ def cmd_run_job(a):
 def cmd_subset(a):
     from speechtl.data.subset import write_subset
 
-    write_subset(a.cuts, a.minutes, a.output, a.seed)
+    write_subset(a.cuts, a.output, minutes=a.minutes, shots=a.shots, seed=a.seed)
 
 
 def cmd_synthesize(a):
@@ -191,9 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prepare", help="corpus -> lhotse manifests")
     s.add_argument("corpus")
-    s.add_argument("--corpus-dir", type=Path, required=True)
+    s.add_argument("--corpus-dir", type=Path, default=None, help="the corpus (synthesized corpora need none)")
     s.add_argument("--output-dir", type=Path, required=True)
-    s.add_argument("--skip-bad-audio", type=_bool, default=None, help="leave out unreadable audio (yesno)")
+    s.add_argument("--skip-bad-audio", type=_bool, default=None, help="leave out unreadable audio (yesno, fsdd)")
+    s.add_argument("--train-speakers", nargs="*", default=None, help="speakers whose recordings train (fsdd)")
+    s.add_argument("--test-speakers", nargs="*", default=None, help="speakers whose recordings test (fsdd)")
     s.add_argument("--config", type=Path, default=None, help="corpus config YAML (tts_xling)")
     s.add_argument("--nj", type=int, default=None, help="parallel jobs (synthesized corpora)")
     s.add_argument("--cmd", default=None, help="job runner: local (synthesized corpora)")
@@ -229,9 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sil-token", default="", help="add this optional-silence unit (e.g. SIL)")
     s.set_defaults(func=cmd_prepare_lang)
 
-    s = sub.add_parser("train", help="train a CTC model with the one Trainer")
+    s = sub.add_parser("train", help="train a CTC model (or an utterance classifier) with the one Trainer")
     s.add_argument("--config", type=Path, required=True, help="YAML with 'model' and 'train' sections")
-    s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--task", default="asr", choices=["asr", "classify-digit", "classify-speaker"],
+                   help="asr: CTC over the lang dir's units; classify-digit / classify-speaker: one label per "
+                        "utterance (its transcript / its speaker) from a pooled encoder")
+    s.add_argument("--lang-dir", type=Path, default=None, help="units of --task asr")
     s.add_argument("--train-cuts", type=Path, required=True)
     s.add_argument("--valid-cuts", type=Path, default=None)
     s.add_argument("--exp-dir", type=Path, required=True)
@@ -244,6 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train option")
     s.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a method option (e.g. teacher=PATH)")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("classify", help="score an utterance classifier on a test set: predictions, metrics, "
+                                        "confusion-matrix PNG, a classify.tsv row")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--cuts", type=Path, required=True)
+    s.add_argument("--test-set", required=True)
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.add_argument("--method", default="scratch")
+    s.add_argument("--data", default="all")
+    s.add_argument("--results", type=Path, default=None, help="classify.tsv to add the row to")
+    s.add_argument("--device", default="")
+    s.set_defaults(func=cmd_classify)
 
     s = sub.add_parser("decode", help="decode a test set, write recogs/errs/wer-summary and results.tsv rows")
     s.add_argument("--checkpoint", type=Path, required=True)
@@ -272,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("argv", nargs=argparse.REMAINDER, help="-- command args...")
     s.set_defaults(func=cmd_run_job)
 
-    s = sub.add_parser("subset", help="the first N minutes of a training pool (nested amounts of labelled data)")
+    s = sub.add_parser("subset", help="the first N minutes, or N shots per (speaker, transcript), of a training pool "
+                                      "(nested amounts of labelled data)")
     s.add_argument("--cuts", type=Path, required=True)
-    s.add_argument("--minutes", type=float, required=True)
+    s.add_argument("--minutes", type=float, default=0.0)
+    s.add_argument("--shots", type=int, default=0, help="utterances per (speaker, transcript) class")
     s.add_argument("--output", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_subset)

@@ -50,6 +50,9 @@ class Method:
     #: (target audio; transcripts unused) and/or "source". One batch of each per
     #: step goes through the same forward pass (``StepContext.aux``).
     aux_data: Tuple[str, ...] = ()
+    #: Works on frame-level unit posteriors (a CTC teacher's, CTC transcripts), so it
+    #: cannot train an utterance classifier.
+    ctc_only = False
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()

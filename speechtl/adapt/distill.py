@@ -50,6 +50,7 @@ class Kd(Method):
     over the labelled batch and unlabelled target audio; the teacher is frozen."""
 
     name = "kd"
+    ctc_only = True
     Options = KdOptions
     aux_data = ("unlabelled",)
 

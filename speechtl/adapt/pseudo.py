@@ -51,6 +51,7 @@ class PseudoLabel(Method):
     a teacher transcribed with confidence >= threshold."""
 
     name = "pseudo-label"
+    ctc_only = True
     Options = PseudoLabelOptions
     uses_source = True
 

@@ -53,6 +53,8 @@ def init_from_source(
         for suffix in ("weight", "bias"):
             key = OUTPUT + suffix
             if key in source and key in own:
+                if own[key].shape[1:] != source[key].shape[1:]:
+                    continue  # e.g. a statistics-pooling head over twice the encoder width
                 for _, ti, si in shared:
                     if ti < own[key].shape[0] and si < source[key].shape[0]:
                         own[key][ti] = source[key][si]
@@ -66,15 +68,24 @@ def init_from_source(
     return report
 
 
-def build_model_for(method, lang, model_config=None, source_checkpoint: Optional[Path] = None):
+def build_model_for(method, lang, model_config=None, source_checkpoint: Optional[Path] = None,
+                    head: Optional[str] = None):
     """The model a method trains on ``lang``: its architecture and initial weights.
 
+    ``lang``: what the outputs mean, anything with ``vocab_size`` and
+    ``token2id`` (a lang dir's units, or a classification objective's classes).
     With a source checkpoint the architecture is the source's (so every method,
     ``scratch`` included, trains the same network) and methods with
     ``uses_source`` load its weights; the source's unit symbols are stored in
-    the checkpoint, so output rows transfer by symbol.
+    the checkpoint, so output rows transfer by symbol. ``head`` replaces the
+    output head (an utterance classifier's pooling on a CTC-trained encoder).
     """
+    import dataclasses
+
     from speechtl.models import ModelConfig, build_model
+
+    def with_head(cfg):
+        return cfg if head is None else dataclasses.replace(cfg, head=head)
 
     if source_checkpoint is None:
         if method.uses_source:
@@ -82,11 +93,12 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Optional
                                 "(the source training's final.pt)")
         if model_config is None:
             raise SpeechtlError("no model configuration: give a config with a 'model' section or --source-checkpoint")
-        return build_model(model_config, lang.vocab_size)
+        return build_model(with_head(model_config), lang.vocab_size)
     ckpt = load_checkpoint(source_checkpoint)
-    if model_config is not None and ModelConfig(**ckpt["model_config"]) != model_config:
+    source_cfg = ModelConfig(**ckpt["model_config"])
+    if model_config is not None and with_head(source_cfg) != with_head(model_config):
         logging.warning(f"the config's model section differs from {source_checkpoint}'s; using the source architecture")
-    model = build_model(ModelConfig(**ckpt["model_config"]), lang.vocab_size)
+    model = build_model(with_head(source_cfg), lang.vocab_size)
     if not method.uses_source:
         logging.info(f"method {method.name}: architecture of {source_checkpoint}, random initialization")
         return model

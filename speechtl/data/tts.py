@@ -128,8 +128,31 @@ def plan(items: Sequence[Tuple[str, str]], voices: Sequence[Voice], seed: int, l
     return out
 
 
+def add_noise(wave: torch.Tensor, snr_db: float, color: float, seed: str) -> torch.Tensor:
+    """``wave`` plus Gaussian noise at ``snr_db`` below the speech power.
+
+    ``color`` in (-1, 1) tilts the noise spectrum through a one-pole filter
+    (positive: more low-frequency hum, negative: more hiss), so the source sees
+    many channels rather than one. Speech power is measured over the loudest
+    half of the samples, so leading silence does not lower the noise floor.
+    """
+    g = torch.Generator().manual_seed(int.from_bytes(seed.encode()[-8:].rjust(8, b"\0"), "little") & (2**63 - 1))
+    noise = torch.randn(wave.numel(), generator=g, dtype=torch.float64)
+    if color:
+        noise = torchaudio.functional.lfilter(noise[None], torch.tensor([1.0, -color], dtype=torch.float64),
+                                              torch.tensor([1.0, 0.0], dtype=torch.float64), clamp=False)[0]
+    loud = wave.double().pow(2).sort().values[wave.numel() // 2:]
+    speech_power = float(loud.mean()) if loud.numel() else 0.0
+    if speech_power <= 0:
+        return wave
+    noise = noise * (speech_power / float(noise.pow(2).mean()) / 10 ** (snr_db / 10)) ** 0.5
+    return (wave.double() + noise).float()
+
+
 def synthesize_job(jobs: List[Dict], wav_dir: str, sampling_rate: int) -> List[Dict]:
-    """One job: synthesize, resample, write 16-bit wav; returns what the manifests need."""
+    """One job: synthesize, resample, apply the planned ``speed`` factor (a vocal tract
+    length and tempo change, as speed perturbation) and noise (``snr``, ``color``), write
+    16-bit wav; returns what the manifests need."""
     done = []
     wav_dir = Path(wav_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +165,11 @@ def synthesize_job(jobs: List[Dict], wav_dir: str, sampling_rate: int) -> List[D
                 wave = torchaudio.functional.resample(wave, sr, sampling_rate)
             if wave.numel() == 0:
                 raise SpeechtlError(f"{j['voice'].engine} produced no audio for {j['id']}: {j['text'][:80]!r}")
+            if j.get("speed"):  # speed perturbation: duration, pitch and formants scale together
+                wave = torchaudio.functional.resample(wave, round(100 * j["speed"]), 100)
+            if j.get("snr") is not None:
+                wave = add_noise(wave, j["snr"], j.get("color", 0.0), j["id"])
+                wave = wave * min(1.0, 0.95 / max(1e-6, float(wave.abs().max())))  # no clipping
             path = wav_dir / f"{j['id']}.wav"
             sf.write(str(path), wave.clamp(-1, 1).numpy(), sampling_rate, subtype="PCM_16")
             done.append({**j, "path": str(path.resolve()), "num_samples": wave.numel(), "speaker": j["voice"].speaker})

@@ -28,6 +28,10 @@ class ModelConfig:
     #: Adapters or LoRA (a :class:`speechtl.models.peft.PeftConfig` mapping), added
     #: by the adapter/lora methods and recorded here so checkpoints rebuild them.
     peft: Dict[str, Any] = field(default_factory=dict)
+    #: "ctc": a unit distribution per frame (ASR). "mean", "stats" or "attention":
+    #: one label per utterance from encoder frames pooled that way
+    #: (:class:`speechtl.models.classifier.UtteranceClassifier`).
+    head: str = "ctc"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,9 +47,7 @@ class CtcModel(nn.Module):
         self.config = config
         self.vocab_size = vocab_size
         self.encoder = cls(config.num_features, enc_cfg)
-        self.output = nn.Linear(self.encoder.output_dim, vocab_size)
-        with torch.no_grad():
-            self.output.bias[0] += config.blank_bias
+        self.output = self._make_output(vocab_size)
         if config.peft:
             from speechtl.models.peft import add_peft
 
@@ -57,8 +59,17 @@ class CtcModel(nn.Module):
         if self.config.input_norm:
             feats = utterance_normalize(feats, lengths)
         enc, out_lens = self.encoder(feats, lengths)
-        log_probs = self.output(enc).log_softmax(dim=-1)
+        log_probs = self._head(enc, out_lens).log_softmax(dim=-1)
         return (log_probs, out_lens, enc) if return_encoder else (log_probs, out_lens)
+
+    def _make_output(self, vocab_size: int) -> nn.Module:
+        output = nn.Linear(self.encoder.output_dim, vocab_size)
+        with torch.no_grad():
+            output.bias[0] += self.config.blank_bias
+        return output
+
+    def _head(self, enc: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
+        return self.output(enc)
 
 
 def utterance_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -72,4 +83,9 @@ def utterance_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float =
 
 
 def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
-    return CtcModel(config, vocab_size)
+    """A CTC model, or an utterance classifier when ``config.head`` names a pooling."""
+    if config.head == "ctc":
+        return CtcModel(config, vocab_size)
+    from speechtl.models.classifier import UtteranceClassifier
+
+    return UtteranceClassifier(config, vocab_size)

@@ -9,9 +9,9 @@ so parallel decode jobs can add rows to the same file.
 import csv
 import fcntl
 import os
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Sequence
 
 from speechtl.errors import SpeechtlError
 
@@ -36,42 +36,54 @@ class ResultRow:
 assert [f.name for f in fields(ResultRow)] == HEADER
 
 
-def read_results(path: Path) -> List[ResultRow]:
+def _read_table(path: Path, header: Sequence[str]) -> List[List[str]]:
     path = Path(path)
     if not path.is_file():
         return []
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header != HEADER:
-            raise SpeechtlError(f"{path} has header {header}, expected {HEADER}. Fix: move the file aside.")
+        found = next(reader, None)
+        if found != list(header):
+            raise SpeechtlError(f"{path} has header {found}, expected {list(header)}. Fix: move the file aside.")
         rows = []
         for n, r in enumerate(reader, 2):
             if not r:
                 continue
-            if len(r) != len(HEADER):
-                raise SpeechtlError(f"{path}:{n}: expected {len(HEADER)} tab-separated fields, got {r}")
-            rows.append(ResultRow(r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6])))
+            if len(r) != len(header):
+                raise SpeechtlError(f"{path}:{n}: expected {len(header)} tab-separated fields, got {r}")
+            rows.append(r)
         return rows
 
 
-def update_results(path: Path, new_rows: Iterable[ResultRow]) -> List[ResultRow]:
-    """Add or replace rows (by key) and rewrite the file atomically; returns all rows."""
+def upsert_table(path: Path, header: Sequence[str], new_rows: Iterable[Sequence[str]], key_width: int) -> List[List[str]]:
+    """Add or replace rows of a tab-separated table, keyed by their first ``key_width``
+    fields, sorted by key, under a lock and atomically; returns every row."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = {r.key: r for r in read_results(path)}
+        rows = {tuple(r[:key_width]): list(r) for r in _read_table(path, header)}
         for r in new_rows:
-            rows[r.key] = r
-        ordered = sorted(rows.values(), key=lambda r: r.key)
+            rows[tuple(r[:key_width])] = [str(x) for x in r]
+        ordered = [rows[k] for k in sorted(rows)]
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(HEADER)
-            for r in ordered:
-                row = list(astuple(r))
-                row[4] = f"{r.wer:.2f}"
-                w.writerow(row)
+            w.writerow(header)
+            w.writerows(ordered)
         os.replace(tmp, path)
     return ordered
+
+
+def _parse(r: Sequence[str]) -> ResultRow:
+    return ResultRow(r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]))
+
+
+def read_results(path: Path) -> List[ResultRow]:
+    return [_parse(r) for r in _read_table(path, HEADER)]
+
+
+def update_results(path: Path, new_rows: Iterable[ResultRow]) -> List[ResultRow]:
+    """Add or replace rows (by key) and rewrite the file atomically; returns all rows."""
+    formatted = [[r.test_set, r.method, r.data, r.decoding, f"{r.wer:.2f}", r.errors, r.words] for r in new_rows]
+    return [_parse(r) for r in upsert_table(path, HEADER, formatted, 4)]

@@ -34,7 +34,8 @@ from speechtl.lang import Lang
 from speechtl.log import FORMAT
 from speechtl.models import CtcModel
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
-from speechtl.train.data import encode_targets, eval_dataloader, train_dataloader, unpack
+from speechtl.train.data import eval_dataloader, train_dataloader, unpack
+from speechtl.train.objectives import CtcObjective
 from speechtl.train.dist import all_reduce_grads, all_reduce_min, barrier, init_distributed
 
 OPTIMIZERS = {
@@ -99,7 +100,7 @@ class StepContext:
     """What a method's hooks see of one training step (see :class:`speechtl.adapt.Method`).
 
     ``log_probs``/``out_lens``/``encoder_out`` are the network's outputs on the
-    labelled batch; ``aux[name]`` holds the same triple, computed in the same
+    labelled batch (log_probs per frame for CTC, per utterance for classifiers); ``aux[name]`` holds the same triple, computed in the same
     forward pass, for each auxiliary stream the method asked for (``aux_data``),
     and ``aux_feats[name]`` its (features, lengths). ``progress`` runs 0 -> 1.
     """
@@ -114,6 +115,8 @@ class StepContext:
     aux: Dict[str, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     aux_feats: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     progress: float = 0.0
+    #: The labelled batch's cuts, in row order (supervision fields beyond the text).
+    cuts: List = field(default_factory=list)
 
     @property
     def device(self) -> torch.device:
@@ -134,15 +137,29 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, model: CtcModel, lang: Lang, method: Method, config: TrainConfig, exp_dir: Path):
+    """Trains ``model`` on labelled cuts with ``method``; the loss is ``objective``'s
+    (default: CTC over ``lang``'s units; :class:`ClassifyObjective` for utterance labels)."""
+
+    def __init__(self, model: CtcModel, lang: Optional[Lang], method: Method, config: TrainConfig, exp_dir: Path,
+                 objective=None):
         if config.optimizer not in OPTIMIZERS:
             raise SpeechtlError(f"unknown optimizer {config.optimizer!r}; known: {sorted(OPTIMIZERS)}")
         if config.max_duration_scope not in ("rank", "global"):
             raise SpeechtlError(f"max_duration_scope must be 'rank' or 'global', got {config.max_duration_scope!r}")
+        if config.num_buckets < 2:
+            raise SpeechtlError(f"num_buckets must be 2 or more (lhotse's bucketing sampler), got {config.num_buckets}")
         if config.lr_schedule not in ("constant", "cosine"):
             raise SpeechtlError(f"unknown lr_schedule {config.lr_schedule!r}; known: constant, cosine")
         self.cfg = config
         self.lang = lang
+        if objective is None:
+            if lang is None:
+                raise SpeechtlError("a Trainer needs a lang dir (CTC) or a classification objective")
+            objective = CtcObjective(lang)
+        self.objective = objective
+        if method.ctc_only and not isinstance(objective, CtcObjective):
+            raise SpeechtlError(f"method {method.name} works on CTC posteriors; it cannot train a {objective.metric} "
+                                "classifier. Fix: pick another method (finetune, linear-probe, freeze, ...)")
         self.method = method
         self.exp_dir = Path(exp_dir)
         self.dist = init_distributed()
@@ -151,8 +168,9 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.model = model
         self.net = model  # what forward() runs: the DDP wrapper while training under torchrun
-        if model.vocab_size != lang.vocab_size:
-            raise SpeechtlError(f"model has {model.vocab_size} outputs but {lang.dir} has {lang.vocab_size} tokens")
+        if model.vocab_size != objective.vocab_size:
+            raise SpeechtlError(f"model has {model.vocab_size} outputs but the {objective.metric} objective has "
+                                f"{objective.vocab_size} symbols")
 
     @property
     def batch_duration(self) -> float:
@@ -163,9 +181,10 @@ class Trainer:
 
     def _loss(self, batch: dict, net: torch.nn.Module, aux: Optional[Dict[str, dict]] = None,
               progress: float = 0.0, hooks: bool = True):
-        """CTC on the labelled batch (+ the method's terms); one forward pass covers the aux batches too."""
-        feats, lengths, texts, _ = unpack(batch)
-        targets, target_lengths = encode_targets(self.lang, texts)
+        """The objective on the labelled batch (+ the method's terms); one forward pass covers the aux batches too.
+
+        Returns (loss to minimize, the objective's unweighted sum, frames or utterances it is over)."""
+        feats, lengths, texts, cuts = unpack(batch)
         parts = [(feats, lengths)]
         for name in sorted(aux or {}):
             f, n, _, _ = unpack(aux[name])
@@ -174,7 +193,7 @@ class Trainer:
         log_probs, out_lens, enc = net(all_feats.to(self.device), all_lengths.to(self.device), return_encoder=True)
         b = feats.size(0)
         ctx = StepContext(self, feats.to(self.device), lengths.to(self.device), texts, log_probs[:b], out_lens[:b], enc[:b],
-                          progress=progress)
+                          progress=progress, cuts=cuts)
         start = b
         for (name, (f, n)) in zip(sorted(aux or {}), parts[1:]):
             end = start + f.size(0)
@@ -182,27 +201,21 @@ class Trainer:
             ctx.aux_feats[name] = (f.to(self.device), n.to(self.device))
             start = end
         weights = self.method.utterance_weights(ctx) if hooks else None
-        ctc_args = (ctx.log_probs.transpose(0, 1), targets.to(self.device), ctx.out_lens, target_lengths.to(self.device))
-        if weights is None:
-            ctc = torch.nn.functional.ctc_loss(*ctc_args, blank=0, reduction="sum", zero_infinity=True)
-            main = ctc
-        else:
-            per_utt = torch.nn.functional.ctc_loss(*ctc_args, blank=0, reduction="none", zero_infinity=True)
-            ctc, main = per_utt.sum(), (per_utt * weights).sum()
+        main, total, count = self.objective.loss(ctx, weights)
         loss = main / b
         extra = self.method.extra_loss(ctx) if hooks else None
         if extra is not None:
             loss = loss + extra
-        return loss, ctc.detach(), int(ctx.out_lens.sum())
+        return loss, total, count
 
     @torch.no_grad()
     def validate(self, cuts: CutSet) -> float:
-        """CTC loss per frame on ``cuts``."""
+        """The objective's loss per frame (CTC) or per utterance (classification) on ``cuts``."""
         self.model.eval()
         total, frames = 0.0, 0
         for batch in eval_dataloader(cuts, self.cfg.max_duration):
-            _, ctc, n = self._loss(batch, self.model, hooks=False)
-            total += float(ctc)
+            _, value, n = self._loss(batch, self.model, hooks=False)
+            total += float(value)
             frames += n
         self.model.train()
         return total / max(1, frames)
@@ -310,6 +323,8 @@ class Trainer:
         writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if main else None
         step = (start_epoch - 1) * state["steps_per_epoch"]
         params = list(self.model.parameters()) + (list(extra.parameters()) if extra is not None else [])
+        metric = f"{self.objective.metric}/{self.objective.unit}"  # ctc/frame, ce/utt
+        per = f"{self.objective.metric}_per_{self.objective.unit}"
         self.model.train()
         for epoch in range(start_epoch, num_epochs + 1):
             loader.sampler.set_epoch(epoch)
@@ -323,7 +338,7 @@ class Trainer:
                 if i == n_batches:
                     break  # as many batches as the rank with the fewest
                 aux = {n: next(it) for n, it in aux_iters.items()}
-                loss, ctc, frames = self._loss(batch, self.net, aux, progress=step / state["total_steps"])
+                loss, value, frames = self._loss(batch, self.net, aux, progress=step / state["total_steps"])
                 if not math.isfinite(float(loss.detach())):
                     raise SpeechtlError(
                         f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
@@ -339,28 +354,28 @@ class Trainer:
                 scheduler.step()
                 step += 1
                 bar.update(1)
-                tot_loss += float(ctc)
+                tot_loss += float(value)
                 tot_frames += frames
                 if step % cfg.log_interval == 0 and main:
-                    writer.add_scalar("train/ctc_per_frame", float(ctc) / max(1, frames), step)
+                    writer.add_scalar(f"train/{per}", float(value) / max(1, frames), step)
                     writer.add_scalar("train/loss", float(loss.detach()), step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                    logging.info(f"epoch {epoch} batch {i + 1}/{state['steps_per_epoch']} ctc/frame "
-                                 f"{float(ctc) / max(1, frames):.4f} loss {float(loss.detach()):.4f}")
+                    logging.info(f"epoch {epoch} batch {i + 1}/{state['steps_per_epoch']} {metric} "
+                                 f"{float(value) / max(1, frames):.4f} loss {float(loss.detach()):.4f}")
             bar.close()
-            msg = f"epoch {epoch}/{num_epochs}: train ctc/frame {tot_loss / max(1, tot_frames):.4f}"
+            msg = f"epoch {epoch}/{num_epochs}: train {metric} {tot_loss / max(1, tot_frames):.4f}"
             if main:
-                writer.add_scalar("epoch/train_ctc_per_frame", tot_loss / max(1, tot_frames), epoch)
+                writer.add_scalar(f"epoch/train_{per}", tot_loss / max(1, tot_frames), epoch)
             if valid_cuts is not None and len(valid_cuts) and main:
                 v = self.validate(valid_cuts)
-                writer.add_scalar("epoch/valid_ctc_per_frame", v, epoch)
+                writer.add_scalar(f"epoch/valid_{per}", v, epoch)
                 msg += f", valid {v:.4f}"
             logging.info(f"{msg} ({time.time() - t0:.1f}s)")
             if main:
                 save_checkpoint(
                     self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
-                    method=self.method.name, features=state["features"], tokens=self.lang.token2id,
+                    method=self.method.name, features=state["features"], **self.objective.checkpoint_info(),
                     **({"method_state": extra.state_dict()} if extra is not None else {}),
                 )
             barrier(self.dist)

@@ -8,7 +8,7 @@
 from dataclasses import dataclass
 from typing import Callable, Dict
 
-from speechtl.data.corpora import tts_xling, yesno
+from speechtl.data.corpora import fsdd, tts_digits, tts_xling, yesno
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class Corpus:
 
 
 CORPORA: Dict[str, Corpus] = {
+    "fsdd": Corpus("fsdd", fsdd.download_fsdd, fsdd.prepare_fsdd),
+    "tts_digits": Corpus("tts_digits", tts_digits.download_tts_digits, tts_digits.prepare_tts_digits),
     "tts_xling": Corpus("tts_xling", tts_xling.download_tts_xling, tts_xling.prepare_tts_xling),
     "yesno": Corpus("yesno", yesno.download_yesno, yesno.prepare_yesno),
 }

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# fsdd: sim-to-real. A digit recognizer pretrained on synthetic speech (espeak-ng, flite,
+# festival voices; conf/source_corpus.yaml) is adapted to real speakers of the Free Spoken
+# Digit Dataset with a few labelled utterances per digit and speaker (--shots).
+#   ./run.sh --corpus-dir /abs/path/fsdd/recordings    use a local copy (else download)
+#   ./run.sh --shots "1 5" --methods "finetune freeze"  which amounts and methods
+#   ./run.sh --train-speakers "george jackson" --test-speakers "lucas nicolas"   unseen speakers
+#   ./run.sh --task "classify-digit classify-speaker" --stage 7   the classification heads only
+# Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train).
+# Stages: 0 download, 1 manifests + synthesize the source, 2 fbank + shot subsets, 3 lang
+#   (one unit per digit word, digit-loop G, HLG), 4 source pretrain, 5 adapt (asr),
+#   6 decode (zero-shot, target-only, adapted; results.tsv, RESULTS.md, plot),
+#   7 classification heads on the source encoder (exp/classify.tsv, confusion PNGs).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=100
+nj=2
+source_procs=2
+corpus_dir=
+train_speakers=          # empty: every speaker (official split)
+test_speakers=
+shots="1 2 5"
+speed_perturb="0.9 1.1"  # extra copies of the real training utterances (Kaldi's 3-way perturbation)
+# scratch is the target-only baseline (source architecture, random init).
+methods="scratch finetune freeze layerwise-lr"
+task="asr classify-digit classify-speaker"
+classify_methods="scratch linear-probe finetune"
+decoding=greedy,hlg
+help_message=$(sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//')
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+. utils/common.sh
+
+dl_dir=download
+manifests=data/manifests
+fbank=data/fbank
+lang=data/lang
+cuts=$fbank/fsdd_cuts
+src_cuts=$fbank/tts_digits_cuts
+has_task() { case " $task " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+if [ -z "$corpus_dir" ]; then
+  corpus_dir=$dl_dir/fsdd/recordings
+  if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+    if ! is_done $dl_dir/.done "fsdd"; then
+      log "Stage 0: download FSDD into $dl_dir"
+      speechtl download fsdd --target-dir $dl_dir
+      mark_done $dl_dir/.done "fsdd"
+    fi
+  fi
+fi
+corpus_dir=$(cd "$corpus_dir" 2>/dev/null && pwd || echo "$corpus_dir")
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  key="corpus_dir=$corpus_dir train=$train_speakers test=$test_speakers"
+  if ! is_done $manifests/.fsdd.done "$key"; then
+    log "Stage 1: FSDD manifests from $corpus_dir (train speakers: ${train_speakers:-all}; test speakers: ${test_speakers:-all})"
+    # shellcheck disable=SC2086
+    speechtl prepare fsdd --corpus-dir "$corpus_dir" --output-dir $manifests \
+      ${train_speakers:+--train-speakers $train_speakers} ${test_speakers:+--test-speakers $test_speakers}
+    mark_done $manifests/.fsdd.done "$key"
+  fi
+  key="$(cksum < conf/source_corpus.yaml)"
+  if ! is_done $manifests/.source.done "$key"; then
+    log "Stage 1: synthesize the source digit strings (conf/source_corpus.yaml, nj=$nj)"
+    speechtl prepare tts_digits --output-dir $manifests --config conf/source_corpus.yaml --nj $nj --cmd "$cmd"
+    mark_done $manifests/.source.done "$key"
+  fi
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  key="$(cat $manifests/.source.done)"
+  if ! is_done $fbank/.source.done "$key"; then
+    log "Stage 2: fbank of the synthetic source (40 bins, 8 kHz, nj=$nj)"
+    steps/compute_fbank.sh --nj $nj --cmd "$cmd" --prefix tts_digits --splits "source_train source_dev" \
+      --sampling-rate 8000 --num-mel-bins 40 $manifests $fbank
+    mark_done $fbank/.source.done "$key"
+  fi
+  key="$(cat $manifests/.fsdd.done) shots=$shots speed_perturb=$speed_perturb"
+  if ! is_done $fbank/.fsdd.done "$key"; then
+    log "Stage 2: fbank of FSDD (real train speed perturbation: ${speed_perturb:-none}); subsets of $shots shot(s) per digit and training speaker"
+    steps/compute_fbank.sh --nj $nj --cmd "$cmd" --prefix fsdd --splits "train test" \
+      --sampling-rate 8000 --num-mel-bins 40 --speed-perturb "$speed_perturb" $manifests $fbank
+    for n in $shots; do
+      speechtl subset --cuts ${cuts}_train.jsonl.gz --shots $n --output ${cuts}_train_${n}shots.jsonl.gz
+    done
+    mark_done $fbank/.fsdd.done "$key"
+  fi
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  key="$(cat $manifests/.source.done)"
+  if ! is_done data/.lang.done "$key"; then
+    log "Stage 3: one unit per digit word; a digit-loop G (unigram of the source strings) and HLG"
+    local/fsdd_prepare_dict.py $manifests/source_train_text.txt data/local/dict
+    steps/prepare_lang.sh --lm-order 1 data/local/dict/lexicon.txt data/local/dict/lm_train.txt $lang
+    mark_done data/.lang.done "$key"
+  fi
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  key="$(cat $fbank/.source.done) $(cat data/.lang.done) $(cksum < conf/source.yaml) procs=$source_procs"
+  if ! is_done exp/source/.done "$key"; then
+    reset_if_changed exp/source "$key"
+    log "Stage 4: source pretraining on synthetic digit strings (conf/source.yaml, $source_procs process(es))"
+    steps/train.sh --num-procs $source_procs --method scratch --valid-cuts ${src_cuts}_source_dev.jsonl.gz \
+      conf/source.yaml $lang ${src_cuts}_source_train.jsonl.gz exp/source
+    mark_done exp/source/.done "$key"
+  fi
+fi
+
+systems=()
+for n in $shots; do
+  for method in $methods; do systems+=(${method}_${n}shots); done
+done
+
+adapt_key() { echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $(cksum < conf/adapt.yaml) system=$1"; }
+adapt() {
+  # adapt <method>_<N>shots: one adaptation run on N real utterances per digit and speaker.
+  local exp=exp/$1
+  reset_if_changed $exp "$(adapt_key $1)"
+  steps/train.sh --method ${1%_*} --source-checkpoint exp/source/final.pt \
+    conf/adapt.yaml $lang ${cuts}_train_${1##*_}.jsonl.gz $exp
+  mark_done $exp/.done "$(adapt_key $1)"
+}
+decode_dir() { if [ $1 = zero-shot ]; then echo exp/source/decode_zero_shot; else echo exp/$1/decode; fi; }
+decode_key() { if [ $1 = zero-shot ]; then echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $decoding"; else echo "$(cat exp/$1/.done) $decoding"; fi; }
+decode() {
+  # decode <method>_<N>shots | zero-shot: the real test set, rows into exp/results.tsv.
+  local ckpt=exp/$1/final.pt method=${1%_*} data=${1##*_}
+  [ $1 = zero-shot ] && ckpt=exp/source/final.pt method=zero-shot data=0shots
+  steps/decode.sh --test-set test --decoding $decoding --method $method --data $data \
+    --results exp/results.tsv $ckpt $lang ${cuts}_test.jsonl.gz $(decode_dir $1)
+  mark_done $(decode_dir $1)/.done "$(decode_key $1)"
+}
+
+if has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  todo=()
+  for s in "${systems[@]}"; do is_done exp/$s/.done "$(adapt_key $s)" || todo+=($s); done
+  if [ ${#todo[@]} -gt 0 ]; then
+    log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
+    run_parallel $nj exp/log adapt adapt "${todo[@]}"
+  fi
+fi
+
+if has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  todo=()
+  for s in zero-shot "${systems[@]}"; do is_done $(decode_dir $s)/.done "$(decode_key $s)" || todo+=($s); done
+  if [ ${#todo[@]} -gt 0 ]; then
+    log "Stage 6: decode the real test set with ${todo[*]} ($decoding; logs: exp/log/decode.<system>.log)"
+    run_parallel $nj exp/log decode decode "${todo[@]}"
+  fi
+  speechtl report --results exp/results.tsv --results-md exp/RESULTS.md --title "fsdd: synthetic digits -> real speakers" \
+    --plot exp/plots/data_efficiency.png --test-set test --decoding hlg
+  log "Results (exp/results.tsv; exp/RESULTS.md; exp/plots/data_efficiency.png):"
+  column -t -s $'\t' exp/results.tsv 2>/dev/null || cat exp/results.tsv
+fi
+
+classifiers=()
+for t in classify-digit classify-speaker; do
+  has_task $t || continue
+  if [ $t = classify-speaker ] && [ -n "$test_speakers$train_speakers" ] && [ "$test_speakers" != "$train_speakers" ]; then
+    log "Stage 7: skipping classify-speaker: speaker identification is closed-set; it needs the same --train-speakers and --test-speakers"
+    continue
+  fi
+  for n in $shots; do
+    for method in $classify_methods; do classifiers+=(${t}_${method}_${n}shots); done
+  done
+done
+classify_key() { echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $(cksum < conf/classify.yaml) system=$1"; }
+classify_dir() { echo exp/classify/${1%%_*}/${1#*_}; }
+classify() {
+  # classify <task>_<method>_<N>shots: train the head (and encoder, per method), score the test set.
+  local exp t=${1%%_*} system=${1#*_}
+  exp=$(classify_dir $1)
+  reset_if_changed $exp "$(classify_key $1)"
+  steps/train.sh --task $t --method ${system%_*} --source-checkpoint exp/source/final.pt \
+    conf/classify.yaml ${cuts}_train_${system##*_}.jsonl.gz $exp
+  speechtl classify --checkpoint $exp/final.pt --cuts ${cuts}_test.jsonl.gz --test-set test --out-dir $exp \
+    --method ${system%_*} --data ${system##*_} --results exp/classify.tsv
+  mark_done $exp/.done "$(classify_key $1)"
+}
+
+if [ ${#classifiers[@]} -gt 0 ] && [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  todo=()
+  for c in "${classifiers[@]}"; do is_done $(classify_dir $c)/.done "$(classify_key $c)" || todo+=($c); done
+  if [ ${#todo[@]} -gt 0 ]; then
+    log "Stage 7: classification heads ${todo[*]} ($nj at a time; logs: exp/log/classify.<task>_<method>_<N>shots.log)"
+    run_parallel $nj exp/log classify classify "${todo[@]}"
+  fi
+  log "Classification (exp/classify.tsv; confusion matrices: exp/classify/<task>/<system>/confusion-test.png):"
+  column -t -s $'\t' exp/classify.tsv 2>/dev/null || cat exp/classify.tsv
+fi

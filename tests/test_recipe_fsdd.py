@@ -1,0 +1,132 @@
+"""End to end: egs/fsdd/ASR/run.sh at toy scale on real FSDD recordings.
+
+The synthetic source, the model and the budgets are shrunk (conf/ is rewritten
+in a copy of the recipe) and the corpus is recordings 0-9 of every speaker, so
+each run takes about a minute; the real configuration's numbers are in the
+recipe's RESULTS.md. Run 1 uses the official split, run 2 disjoint speakers.
+"""
+
+import csv
+import gzip
+import json
+import shutil
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_recipe, run
+
+RECIPE = REPO / "egs" / "fsdd" / "ASR"
+SPEAKERS = ("george", "jackson", "lucas", "nicolas")
+
+
+def shrink_conf(conf):
+    corpus = yaml.safe_load((conf / "source_corpus.yaml").read_text())
+    corpus.update(train_utterances=60, dev_utterances=4, max_digits=3, espeak_accents=["en-us"],
+                  espeak_variants=["", "m3"], flite_voices=["kal"], festival_voices=["kal_diphone"])
+    (conf / "source_corpus.yaml").write_text(yaml.safe_dump(corpus))
+    source = yaml.safe_load((conf / "source.yaml").read_text())
+    source["model"]["encoder_options"].update(d_model=32, ffn_dim=64, num_layers=2, num_heads=2, subsampling_channels=8)
+    source["train"].update(num_epochs=2, warmup_steps=5, average_last=2)
+    (conf / "source.yaml").write_text(yaml.safe_dump(source))
+    for name in ("adapt.yaml", "classify.yaml"):
+        c = yaml.safe_load((conf / name).read_text())
+        c["train"].update(num_steps=4, warmup_steps=1, average_last=1)
+        for m in c["methods"].values():
+            (m.get("train") or {}).pop("warmup_steps", None)
+        (conf / name).write_text(yaml.safe_dump(c))
+    adapt = yaml.safe_load((conf / "adapt.yaml").read_text())
+    adapt["methods"]["freeze"]["options"]["bottom_layers"] = 1
+    (conf / "adapt.yaml").write_text(yaml.safe_dump(adapt))
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def speakers_in(manifest):
+    with gzip.open(manifest, "rt") as f:
+        return {json.loads(line)["speaker"] for line in f}
+
+
+@pytest.fixture(scope="module")
+def recipe(fsdd_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("fsdd")
+    corpus = base / "recordings"
+    corpus.mkdir()
+    for w in fsdd_dir.glob("*.wav"):
+        if int(w.stem.rsplit("_", 1)[1]) < 10:
+            shutil.copy(w, corpus / w.name)
+    recipe = copy_recipe(RECIPE, base)
+    shrink_conf(recipe / "conf")
+    return recipe, corpus
+
+
+ARGS = ["--shots", "1 2", "--methods", "scratch finetune", "--classify-methods", "linear-probe finetune"]
+
+
+@pytest.fixture(scope="module")
+def official(recipe):
+    recipe, corpus = recipe
+    r = run(recipe, *ARGS, "--corpus-dir", str(corpus))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return recipe, corpus
+
+
+def test_zero_shot_target_only_and_adapted_rows(official):
+    recipe, _ = official
+    got = rows(recipe / "exp" / "results.tsv")
+    assert list(got[0]) == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
+    keys = {(x["method"], x["data"], x["decoding"]) for x in got}
+    want = {(m, d, dec) for m in ("scratch", "finetune") for d in ("1shots", "2shots") for dec in ("greedy", "hlg")}
+    assert keys == want | {("zero-shot", "0shots", "greedy"), ("zero-shot", "0shots", "hlg")}
+    assert {x["words"] for x in got} == {"200"}  # 4 speakers x 10 digits x recordings 0-4
+    assert (recipe / "exp" / "plots" / "data_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| zero-shot | 0shots |" in (recipe / "exp" / "RESULTS.md").read_text()
+
+
+def test_classification_rows_and_confusion_matrices(official):
+    recipe, _ = official
+    got = rows(recipe / "exp" / "classify.tsv")
+    assert list(got[0]) == ["task", "method", "data", "accuracy", "precision", "recall", "f1"]
+    assert {(x["task"], x["method"], x["data"]) for x in got} == {
+        (t, m, d) for t in ("classify-digit", "classify-speaker") for m in ("linear-probe", "finetune")
+        for d in ("1shots", "2shots")}
+    for x in got:
+        assert all(0.0 <= float(x[k]) <= 100.0 for k in ("accuracy", "precision", "recall", "f1"))
+    png = recipe / "exp" / "classify" / "classify-speaker" / "finetune_2shots" / "confusion-test.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shot_subsets_hold_n_utterances_per_digit_and_speaker(official):
+    recipe, _ = official
+    with gzip.open(recipe / "data" / "fbank" / "fsdd_cuts_train_2shots.jsonl.gz", "rt") as f:
+        cuts = [json.loads(line) for line in f]
+    originals = [c for c in cuts if "_sp" not in c["id"]]
+    assert len(originals) == 2 * 10 * 4
+    assert len(cuts) == 3 * len(originals)  # speed perturbation 0.9 and 1.1
+
+
+def test_a_rerun_does_no_work(official):
+    recipe, corpus = official
+    r = run(recipe, *ARGS, "--corpus-dir", str(corpus))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Stage" not in r.stdout
+
+
+def test_disjoint_speakers_train_on_some_and_test_on_the_others(official):
+    recipe, corpus = official
+    r = run(recipe, *ARGS, "--corpus-dir", str(corpus), "--stage", "1",
+            "--train-speakers", "george jackson lucas", "--test-speakers", "nicolas")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    m = recipe / "data" / "manifests"
+    assert speakers_in(m / "fsdd_supervisions_train.jsonl.gz") == {"george", "jackson", "lucas"}
+    assert speakers_in(m / "fsdd_supervisions_test.jsonl.gz") == {"nicolas"}
+    with gzip.open(recipe / "data" / "fbank" / "fsdd_cuts_train_1shots.jsonl.gz", "rt") as f:
+        assert {json.loads(line)["supervisions"][0]["speaker"] for line in f} == {"george", "jackson", "lucas"}
+    got = rows(recipe / "exp" / "results.tsv")
+    assert {x["words"] for x in got} == {"100"}  # nicolas' 10 digits x recordings 0-9, every row re-decoded
+    assert "skipping classify-speaker" in r.stdout
+    digit = [x for x in rows(recipe / "exp" / "classify.tsv") if x["task"] == "classify-digit"]
+    assert len(digit) == 4
