@@ -167,6 +167,7 @@ def cmd_subset(a):
 
 
 def cmd_synthesize(a):
+    from speechtl.data.layout import write_split
     from speechtl.data.text import normalize_text
     from speechtl.data.tts import load_voices, read_texts, synthesize_corpus
 
@@ -174,9 +175,7 @@ def cmd_synthesize(a):
     recs, sups = synthesize_corpus(items, load_voices(a.voices), a.output_dir / "audio" / f"{a.prefix}_{a.split}",
                                    seed=a.seed, sampling_rate=a.sampling_rate, nj=a.nj, cmd=a.cmd,
                                    language=a.language, normalize=normalize_text if a.normalize else None)
-    a.output_dir.mkdir(parents=True, exist_ok=True)
-    recs.to_file(a.output_dir / f"{a.prefix}_recordings_{a.split}.jsonl.gz")
-    sups.to_file(a.output_dir / f"{a.prefix}_supervisions_{a.split}.jsonl.gz")
+    write_split(a.output_dir, a.prefix, a.split, recs, sups)
 
 
 def cmd_report(a):

@@ -31,6 +31,7 @@ from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
 
 from speechtl.data.audio import validate_audio_files
+from speechtl.data.layout import write_split
 from speechtl.errors import SpeechtlError
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip"
@@ -139,8 +140,6 @@ def prepare_fsdd(
         logging.info(f"fsdd {split}: {len(recordings)} utterances of {sorted({s.speaker for s in supervisions})}, "
                      f"{sum(r.duration for r in recordings) / 60:.1f} min")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         for split, m in manifests.items():
-            m["recordings"].to_file(out / f"fsdd_recordings_{split}.jsonl.gz")
-            m["supervisions"].to_file(out / f"fsdd_supervisions_{split}.jsonl.gz")
+            write_split(out, "fsdd", split, m["recordings"], m["supervisions"])
     return manifests

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from speechtl.config import from_dict, load_yaml
 from speechtl.data.corpora.fsdd import DIGIT_WORDS
+from speechtl.data.layout import write_split
 from speechtl.data.tts import Voice, synthesize, to_manifests
 from speechtl.errors import SpeechtlError
 
@@ -132,8 +133,7 @@ def prepare_tts_digits(corpus_dir: Optional[Pathlike] = None, output_dir: Pathli
     result = {}
     for split in SPLITS:
         recs, sups = to_manifests([{**done[j["id"]], "text": j["text"]} for j in jobs[split]], cfg.sampling_rate)
-        recs.to_file(output_dir / f"tts_digits_recordings_{split}.jsonl.gz")
-        sups.to_file(output_dir / f"tts_digits_supervisions_{split}.jsonl.gz")
+        write_split(output_dir, "tts_digits", split, recs, sups)
         (output_dir / f"{split}_text.txt").write_text("".join(s.text + "\n" for s in sups), encoding="utf-8")
         result[split] = {"recordings": recs, "supervisions": sups}
         logging.info(f"{split}: {len(recs)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "

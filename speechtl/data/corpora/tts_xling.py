@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 from speechtl.config import from_dict, load_yaml
 from speechtl.data.corpora.lad import download_lad_text
 from speechtl.data.text import normalize_text
+from speechtl.data.layout import write_split
 from speechtl.data.tts import Voice, plan, read_texts, synthesize, to_manifests
 from speechtl.errors import SpeechtlError
 
@@ -163,8 +164,7 @@ def prepare_tts_xling(text_dir: Pathlike, output_dir: Pathlike, config: Pathlike
     result = {}
     for split in SPLITS:
         recs, sups = to_manifests([done[j["id"]] for j in jobs[split]], cfg.sampling_rate, normalize_text)
-        recs.to_file(output_dir / f"tts_xling_recordings_{split}.jsonl.gz")
-        sups.to_file(output_dir / f"tts_xling_supervisions_{split}.jsonl.gz")
+        write_split(output_dir, "tts_xling", split, recs, sups)
         (output_dir / f"{split}_text.txt").write_text("".join(s.text + "\n" for s in sups), encoding="utf-8")
         result[split] = {"recordings": recs, "supervisions": sups}
         logging.info(f"{split}: {len(recs)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "

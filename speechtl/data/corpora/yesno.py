@@ -14,6 +14,7 @@ from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
 
 from speechtl.data.audio import validate_audio_files
+from speechtl.data.layout import write_split
 from speechtl.errors import SpeechtlError
 
 YESNO_URL = "http://www.openslr.org/resources/1/waves_yesno.tar.gz"
@@ -116,8 +117,6 @@ def prepare_yesno(
         }
         logging.info(f"yesno {split}: {len(recordings)} utterances")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         for split, m in manifests.items():
-            m["recordings"].to_file(out / f"yesno_recordings_{split}.jsonl.gz")
-            m["supervisions"].to_file(out / f"yesno_supervisions_{split}.jsonl.gz")
+            write_split(out, "yesno", split, m["recordings"], m["supervisions"])
     return manifests
