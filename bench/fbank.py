@@ -9,8 +9,9 @@ under the peak), where any two float32 FFTs differ by ~2e-3 in the log (lhotse's
 too), so that difference is only reported.
 Peers: kaldi-native-fbank, lhotse's Fbank, torchaudio.compliance.kaldi.fbank,
 and kaldifeat when installed. Each is timed at 1 and 2 threads (best of
---repeats), in frames per second; ratios are against the fastest peer measured
-in the same run. The output is first checked equal to kaldi-native-fbank.
+--repeats, the systems taking turns), in frames per second; ratios are against
+the fastest peer measured in the same run. The output is first checked equal
+to kaldi-native-fbank. --profile adds speechtl's time per stage at 1 thread.
 
 The last line is ``speedup_vs_fastest_peer=<ratio at 1 thread>``.
 """
@@ -65,6 +66,8 @@ def peers():
     found = {
         "kaldi-native-fbank": knf_fbank,
         "lhotse": lambda ws: [lh.extract(w, SR) for w in ws],
+        # lhotse's own batching (pads to the longest wave), the fair peer of our batched path.
+        "lhotse-batch": lambda ws: lh.extract_batch(list(ws), SR),
         "torchaudio": lambda ws: [
             torchaudio.compliance.kaldi.fbank(torch.from_numpy(w)[None] * 32768, num_mel_bins=BINS,
                                               sample_frequency=SR, dither=0.0, snip_edges=False, high_freq=-400)
@@ -102,17 +105,45 @@ def ours(batch_seconds: float, rate: int = SR):
                 batch, dur = [], 0.0
         return out + (fb(batch) if batch else [])
 
+    run.fbank = fb
     return run
 
 
-def best_time(fn, waves, repeats):
-    fn(waves[:4])  # warm-up
-    times = []
+def best_times(systems, waves, repeats):
+    """Best of ``repeats`` seconds per system, timed round-robin: load from other
+    processes on the machine then slows every system alike, not just the one that
+    happens to run during it, so the ratios stay meaningful."""
+    for fn in systems.values():
+        fn(waves[:4])  # warm-up
+    best = {name: float("inf") for name in systems}
     for _ in range(repeats):
+        for name, fn in systems.items():
+            t0 = time.perf_counter()
+            fn(waves)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def print_profile(waves, batch_seconds: float, repeats: int):
+    """speechtl's time per stage at 1 thread, from the stage clocks in its code
+    (best of ``repeats`` by total; "other" is the Python glue between stages)."""
+    torch.set_num_threads(1)
+    run = ours(batch_seconds)
+    run(waves[:4])
+    best = None
+    for _ in range(repeats):
+        run.fbank.stage_times = times = {}
         t0 = time.perf_counter()
-        fn(waves)
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        run(waves)
+        total = time.perf_counter() - t0
+        if best is None or total < best[0]:
+            best = (total, times)
+    run.fbank.stage_times = None
+    total, times = best
+    times["other"] = total - sum(times.values())
+    print(f"\nspeechtl at 1 thread, per stage ({total * 1e3:.1f} ms in all):")
+    for name, sec in sorted(times.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:24s} {sec * 1e3:8.2f} ms {100 * sec / total:6.1f}%")
 
 
 def main():
@@ -120,8 +151,9 @@ def main():
     here = Path(__file__).resolve().parents[1]
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SPEECHTL_SHARED_DATA", here.parent / "shared/data")))
     ap.add_argument("--max-files", type=int, default=400)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch-seconds", type=float, default=60.0)
+    ap.add_argument("--profile", action="store_true", help="also print speechtl's time per stage at 1 thread")
     args = ap.parse_args()
 
     native = load(args.data_dir, args.max_files, rate=8000)
@@ -139,12 +171,15 @@ def main():
     print(f"speechtl: max |diff| on the 16 kHz copies = {diff:.2e} (empty upper band, see the docstring)")
     print(f"{len(waves)} utterances, {sum(len(w) for w in waves) / SR:.0f} s of audio, {frames} frames at {SR} Hz")
 
+    if args.profile:
+        print_profile(waves, args.batch_seconds, args.repeats)
+
     systems = {"speechtl": ours(args.batch_seconds), "speechtl-per-utt": ours(0.0), **peers()}
     rate = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        for name, fn in systems.items():
-            rate[name, threads] = frames / best_time(fn, waves, args.repeats)
+        for name, seconds in best_times(systems, waves, args.repeats).items():
+            rate[name, threads] = frames / seconds
     peer_names = [n for n in systems if not n.startswith("speechtl")]
     print(f"\n{'system':20s} {'1 thread':>14s} {'2 threads':>14s}   (frames/s)")
     for name in systems:

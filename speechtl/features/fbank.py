@@ -13,11 +13,11 @@ and each result is cut to that wave's Kaldi frame count.
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from speechtl.features.kaldi_fbank import KaldiFbankKernel
+from speechtl.features.kaldi_fbank import KaldiFbankKernel, StageClock
 
 
 @dataclass
@@ -58,8 +58,10 @@ class BatchedFbank(torch.nn.Module):
         super().__init__()
         self.config = config
         sr = config.sampling_rate
-        self.window_length = int(round(config.frame_length * sr))
-        self.window_shift = int(round(config.frame_shift * sr))
+        # Kaldi (and lhotse) truncate to whole samples: 25.1 ms at 8 kHz is 200 samples,
+        # not 201. The 1e-6 keeps e.g. 0.0145 s * 16 kHz = 231.99999999999997 at 232.
+        self.window_length = int(config.frame_length * sr + 1e-6)
+        self.window_shift = int(config.frame_shift * sr + 1e-6)
         if config.backend not in ("speechtl", "lhotse"):
             raise ValueError(f"FbankConfig.backend must be 'speechtl' or 'lhotse', got {config.backend!r}")
         self.kernel = self.layer = None
@@ -68,9 +70,13 @@ class BatchedFbank(torch.nn.Module):
                 self.window_length, self.window_shift, sr, config.num_mel_bins, preemph=config.preemph_coeff,
                 remove_dc=config.remove_dc_offset, round_to_power_of_two=config.round_to_power_of_two,
                 low_freq=config.low_freq, high_freq=config.high_freq, window_type=config.window_type,
+                dither=config.dither,
             )
         else:
             self.layer = self._lhotse_layer(config)
+        #: When a dict, the speechtl backend adds the seconds it spends per stage to it
+        #: (``bench/fbank.py --profile``).
+        self.stage_times: Optional[Dict[str, float]] = None
         # Follows .to(device), so forward() knows where to put the waves.
         self.register_buffer("_where", torch.zeros(0), persistent=False)
 
@@ -100,32 +106,38 @@ class BatchedFbank(torch.nn.Module):
     def num_frames(self, num_samples: int) -> int:
         return kaldi_num_frames(num_samples, self.window_length, self.window_shift, self.config.snip_edges)
 
-    def _kaldi_extended(self, wave: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """The samples Kaldi's frames read, edges reflected, laid out for snip_edges framing."""
+    def _kaldi_pieces(self, wave: torch.Tensor, num_frames: int) -> List[torch.Tensor]:
+        """The samples Kaldi's frames read, edges reflected, laid out for snip_edges
+        framing, as pieces to concatenate: commonly the two flipped edges (copies of
+        at most a frame each) around the wave itself (not copied here)."""
         if self.config.snip_edges or num_frames == 0:
-            return wave
+            return [wave]
         n = wave.numel()
         first = self.window_shift // 2 - self.window_length // 2  # first sample of frame 0
         total = (num_frames - 1) * self.window_shift + self.window_length
         left, right = -first, first + total - n
         if 0 <= left <= n and 0 <= right <= n:
             # Kaldi reflects x[-1 - k] = x[k] and x[n + k] = x[n - 1 - k]: flipped slices.
-            return torch.cat([wave[:left].flip(0), wave, wave[n - right:].flip(0)])
+            return [wave[:left].flip(0), wave, wave[n - right:].flip(0)]
         idx = torch.arange(first, first + total, device=wave.device)
         idx = torch.where(idx < 0, -idx - 1, idx)
         idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
-        return wave[idx.clamp_(0, n - 1)]
+        return [wave[idx.clamp_(0, n - 1)]]
+
+    def _kaldi_extended(self, wave: torch.Tensor, num_frames: int) -> torch.Tensor:
+        pieces = self._kaldi_pieces(wave, num_frames)
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     @torch.no_grad()
     def forward(self, waves: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         device = self._where.device
         counts = [self.num_frames(w.numel()) for w in waves]
+        if self.kernel is not None:
+            return self._packed(waves, counts, device)
         ext = [
             self._kaldi_extended(w.to(device=device, dtype=torch.float32).reshape(-1), c)
             for w, c in zip(waves, counts)
         ]
-        if self.kernel is not None:
-            return self._packed(ext, counts, device)
         nonempty = [e for e, c in zip(ext, counts) if c > 0]
         out: List[torch.Tensor] = []
         if nonempty:
@@ -139,24 +151,36 @@ class BatchedFbank(torch.nn.Module):
                 k += 1
         return out
 
-    def _packed(self, ext: List[torch.Tensor], counts: List[int], device) -> List[torch.Tensor]:
+    def _packed(self, waves: Sequence[torch.Tensor], counts: List[int], device) -> List[torch.Tensor]:
         """All waves back to back in one signal, each starting at a multiple of the
         frame shift: one framing covers them all, with no padding to the longest wave
-        and at most a couple of discarded frames across each boundary."""
+        and at most a couple of discarded frames across each boundary.
+
+        The signal is one ``torch.cat`` of slices of the waves (reflected edges, zero
+        gaps), built where the waves are and moved to ``device`` in one copy: no
+        per-wave intermediate tensors or host-to-GPU transfers."""
+        clock = StageClock(self.stage_times)
         shift = self.window_shift
+        where = waves[0].device if waves and all(w.device == waves[0].device for w in waves) else device
+        gap = torch.zeros(shift, device=where)
         parts, first_frame, pos = [], [], 0
-        for e, c in zip(ext, counts):
+        for w, c in zip(waves, counts):
             first_frame.append(pos)
             if c > 0:
-                n = e.numel()
+                pieces = self._kaldi_pieces(w.to(device=where, dtype=torch.float32).reshape(-1), c)
+                n = sum(p.numel() for p in pieces)
                 room = -(-n // shift) * shift
-                parts.append(e)
+                parts += pieces
                 if room > n:
-                    parts.append(e.new_zeros(room - n))
+                    parts.append(gap[: room - n])
                 pos += room // shift
         if not parts:
             return [torch.zeros(0, self.config.num_mel_bins, device=device) for _ in counts]
-        flat = torch.cat(parts)
+        flat = torch.cat(parts).to(device)
         total = (flat.numel() - self.window_length) // shift + 1
-        feats = self.kernel(flat[None], total)[0]
-        return [feats[f : f + c] for f, c in zip(first_frame, counts)]
+        clock("packing waves")
+        feats = self.kernel(flat, total, self.stage_times)
+        clock = StageClock(self.stage_times)
+        out = [feats[f : f + c] for f, c in zip(first_frame, counts)]
+        clock("packing waves")
+        return out
