@@ -12,7 +12,7 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from lhotse import CutSet
 
@@ -25,17 +25,24 @@ def original_id(cut_id: str) -> str:
     return _PERTURBED.sub("", cut_id)
 
 
-def subset_by_minutes(cuts: CutSet, minutes: float, seed: int = 0) -> CutSet:
-    """The first ``minutes`` of original audio of ``cuts`` in a seeded order, with their perturbed copies."""
+def _by_original(cuts: CutSet) -> Tuple[Dict[str, List], List]:
+    """(original id -> the original and its perturbed copies, the original cuts)."""
     groups: Dict[str, List] = {}
-    duration: Dict[str, float] = {}  # of each original cut
+    originals = []
     for c in cuts:
         groups.setdefault(original_id(c.id), []).append(c)
         if original_id(c.id) == c.id:
-            duration[c.id] = c.duration
-    originals = sorted(duration)
+            originals.append(c)
     if not originals:
         raise SpeechtlError("no original (unperturbed) cuts to take a subset of")
+    return groups, originals
+
+
+def subset_by_minutes(cuts: CutSet, minutes: float, seed: int = 0) -> CutSet:
+    """The first ``minutes`` of original audio of ``cuts`` in a seeded order, with their perturbed copies."""
+    groups, found = _by_original(cuts)
+    duration = {c.id: c.duration for c in found}
+    originals = sorted(duration)
     random.Random(seed).shuffle(originals)
     total, chosen = sum(duration.values()), []
     if minutes * 60 > total + 1e-6:
@@ -60,15 +67,11 @@ def subset_by_shots(cuts: CutSet, shots: int, seed: int = 0) -> CutSet:
     """
     if shots < 1:
         raise SpeechtlError(f"shots must be >= 1, got {shots}")
-    groups: Dict[str, List] = {}
+    groups, originals = _by_original(cuts)
     classes: Dict[tuple, List[str]] = {}
-    for c in cuts:
-        groups.setdefault(original_id(c.id), []).append(c)
-        if original_id(c.id) == c.id:
-            sup = c.supervisions[0]
-            classes.setdefault((sup.speaker or "", sup.text or ""), []).append(c.id)
-    if not classes:
-        raise SpeechtlError("no original (unperturbed) cuts to take shots from")
+    for c in originals:
+        sup = c.supervisions[0]
+        classes.setdefault((sup.speaker or "", sup.text or ""), []).append(c.id)
     short = {k: len(v) for k, v in classes.items() if len(v) < shots}
     if short:
         raise SpeechtlError(f"{len(short)} (speaker, transcript) class(es) have fewer than {shots} utterances, e.g. "

@@ -94,8 +94,8 @@ def plot_confusion(scores: ClassifyScores, png: Path, title: str) -> Path:
 
 @torch.no_grad()
 def predict(checkpoint: Path, cuts: CutSet, device: Optional[str] = None, max_duration: float = 200.0,
-            ) -> Tuple[str, List[Tuple[str, str, str]]]:
-    """(task, [(cut id, reference label, predicted label)]) of a classifier checkpoint on ``cuts``."""
+            ) -> Tuple[str, List[str], List[Tuple[str, str, str]]]:
+    """(task, classes, [(cut id, reference label, predicted label)]) of a classifier checkpoint on ``cuts``."""
     ckpt = load_checkpoint(checkpoint)
     task, classes = ckpt.get("task"), ckpt.get("classes")
     if task not in TASK_FIELDS or not classes:
@@ -109,7 +109,7 @@ def predict(checkpoint: Path, cuts: CutSet, device: Optional[str] = None, max_du
         log_probs, _ = model(feats.to(dev), lengths.to(dev))
         for cut, k in zip(batch_cuts, log_probs.argmax(-1).tolist()):
             out.append((cut.id, label_of(cut, TASK_FIELDS[task]), classes[k]))
-    return task, sorted(out)
+    return task, classes, sorted(out)
 
 
 def evaluate_classifier(checkpoint: Path, cuts_path: Path, test_set: str, out_dir: Path, method: str, data: str,
@@ -117,9 +117,8 @@ def evaluate_classifier(checkpoint: Path, cuts_path: Path, test_set: str, out_di
     """Predict ``cuts_path``, write predictions/metrics/confusion files and a classify.tsv row."""
     if not Path(cuts_path).is_file():
         raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the fbank stage first.")
-    task, preds = predict(checkpoint, CutSet.from_file(cuts_path), device)
-    ckpt_classes = set(load_checkpoint(checkpoint)["classes"])
-    unseen = sorted({r for _, r, _ in preds} - ckpt_classes)
+    task, classes, preds = predict(checkpoint, CutSet.from_file(cuts_path), device)
+    unseen = sorted({r for _, r, _ in preds} - set(classes))
     if unseen:
         raise SpeechtlError(f"{test_set} has {TASK_FIELDS[task]} label(s) {unseen} that {checkpoint} never saw in training; "
                             f"{task} is closed-set. Fix: test on the training classes (for speakers: the same "

@@ -43,6 +43,12 @@ class CtcObjective:
         return {"tokens": self.token2id}
 
 
+def task_field(task: str) -> str:
+    if task not in TASK_FIELDS:
+        raise SpeechtlError(f"unknown task {task!r}; known: asr, {', '.join(TASK_FIELDS)}")
+    return TASK_FIELDS[task]
+
+
 def label_of(cut, field: str) -> str:
     sup = cut.supervisions[0]
     value = getattr(sup, field, None)
@@ -59,12 +65,10 @@ class ClassifyObjective:
     unit = "utt"
 
     def __init__(self, task: str, classes: Sequence[str]):
-        if task not in TASK_FIELDS:
-            raise SpeechtlError(f"unknown task {task!r}; known: asr, {', '.join(TASK_FIELDS)}")
         if len(classes) < 2:
             raise SpeechtlError(f"{task}: the training data has {len(classes)} class(es); classification needs 2 or more")
         self.task = task
-        self.field = TASK_FIELDS[task]
+        self.field = task_field(task)
         self.classes = list(classes)
         self.token2id = {c: i for i, c in enumerate(self.classes)}
         self.vocab_size = len(self.classes)
@@ -72,9 +76,7 @@ class ClassifyObjective:
     @classmethod
     def from_cuts(cls, task: str, cuts) -> "ClassifyObjective":
         """The classes are the sorted labels found in the training cuts."""
-        field = TASK_FIELDS.get(task)
-        if field is None:
-            raise SpeechtlError(f"unknown task {task!r}; known: asr, {', '.join(TASK_FIELDS)}")
+        field = task_field(task)
         return cls(task, sorted({label_of(c, field) for c in cuts}))
 
     def targets(self, cuts: List) -> torch.Tensor:
