@@ -37,7 +37,7 @@ def test_recipe_writes_results_and_decodes_well(recipe_run):
     for row in rows:
         assert (row["test_set"], row["method"], row["data"], row["words"]) == ("test", "scratch", "all", "240")
         assert abs(float(row["wer"]) - 100 * int(row["errors"]) / 240) < 0.01
-    # Measured spread of this recipe over 27 seeded runs: 0.42%-4.58% (see conf/train.yaml);
+    # Measured over seeds 42-49: 0.42%-2.92%, mean 1.15% (see conf/train.yaml);
     # an untrained or broken model scores about 100%.
     assert float(by["hlg"]["wer"]) <= 5.0, rows
     dec = recipe / "exp" / "scratch_all" / "decode"
@@ -128,17 +128,20 @@ def test_transcribe_stereo_44k_and_unreadable_files(recipe_run, yesno_dir, tmp_p
     assert lines[1] == f"{stereo}\t{expected}"
 
 
-def test_one_process_training_matches_the_two_process_default(recipe_run, yesno_dir):
-    """Last in this file: it retrains the shared recipe copy in 1 process (the default is 2 DDP processes)."""
+def test_two_process_ddp_training_matches_the_one_process_default(recipe_run, yesno_dir):
+    """Last in this file: it retrains the shared recipe copy under DDP (the default is 1 process)."""
     recipe = recipe_run[0]
     log = recipe / "exp" / "scratch_all" / "log" / "log-train.txt"
-    assert "world size 2" in log.read_text()  # the default run trained under DDP
-    two = [row for row in results(recipe) if row["decoding"] == "hlg"][0]
-
-    r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "4", "--stop-stage", "5", "--train-procs", "1")
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "world size" not in log.read_text()
-    # max_duration_scope: global -> each of 2 ranks reads half of the 20 s batch, so both
-    # runs make the same number of updates (per-rank 20 s batches gave 3.75%: half the updates).
+    assert "world size" not in log.read_text()  # the default run trained in one process
     one = [row for row in results(recipe) if row["decoding"] == "hlg"][0]
-    assert float(one["wer"]) <= 5.0 and float(two["wer"]) <= 5.0, (one, two)  # measured: 1 process 1.25%, 2 processes 0.42%
+
+    r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "4", "--stop-stage", "5", "--train-procs", "2")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "world size 2" in log.read_text()
+    # max_duration_scope: global -> each of 2 ranks reads half of the 20 s batch and the
+    # loss is normalized by the global batch, so both runs make the same updates up to
+    # dropout/noise draws and batch packing. Measured, HLG WER 1 vs 2 processes, seeds
+    # 42-45: 0.42/0.83, 0.42/0.42, 0.42/1.25, 1.67/1.67 (% of 240 words).
+    two = [row for row in results(recipe) if row["decoding"] == "hlg"][0]
+    assert float(one["wer"]) <= 5.0 and float(two["wer"]) <= 5.0, (one, two)
+    assert abs(int(one["errors"]) - int(two["errors"])) <= 5, (one, two)

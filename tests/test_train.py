@@ -116,3 +116,72 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
     assert sorted(s[0] for s in sums) == ["0", "1"] and sums[0][1] == sums[1][1]
     assert [p.name for p in epoch_checkpoints(tmp_path / "exp")] == ["epoch-1.pt", "epoch-2.pt"]
     assert (tmp_path / "exp" / "final.pt").resolve().name == "avg-2.pt"
+
+
+def _rank_gradients(rank, world, port, lang_dir, cuts_path, shares, out):
+    """One DDP rank: the gradient of its share of a global batch under max_duration_scope=global."""
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from speechtl.lang import Lang
+    from speechtl.train.dist import init_distributed
+
+    init_distributed()
+    cuts = CutSet.from_file(cuts_path)
+    trainer = _grad_trainer(Lang(lang_dir), out.parent / f"exp{rank}", "global")
+    net = torch.nn.parallel.DistributedDataParallel(trainer.model)
+    grads = _share_gradients(trainer, net, cuts.subset(cut_ids=shares[rank]))
+    torch.save(grads, out.parent / f"{out.name}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def _grad_trainer(lang, exp_dir, scope):
+    seed_everything(11)
+    model = build_model(ModelConfig(encoder="tdnn", num_features=23,
+                                    encoder_options={"dropout": 0.0, "norm": "layer"}), lang.vocab_size)
+    cfg = TrainConfig(max_duration=20, num_buckets=2, max_duration_scope=scope, device="cpu")
+    return Trainer(model, lang, get_method("scratch"), cfg, exp_dir)
+
+
+def _share_gradients(trainer, net, cuts):
+    from speechtl.train.data import eval_dataloader
+
+    (batch,) = list(eval_dataloader(cuts, 1000))
+    loss, _, _ = trainer._loss(batch, net, training_step=True)
+    loss.backward()
+    return {k: p.grad.clone() for k, p in trainer.model.named_parameters()}
+
+
+def test_ddp_global_batch_gradient_equals_one_process(small_yesno, tmp_path):
+    """Ranks holding unequal shares (3 and 1 utterances) of one global batch update the
+    model exactly as one process does on the whole batch: the loss is normalized by
+    the global batch, not by each rank's."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    d, cuts, lang = small_yesno
+    ids = [c.id for c in cuts][:4]
+    cuts.subset(cut_ids=ids).to_file(tmp_path / "cuts.jsonl.gz")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "grads"
+    mp.spawn(_rank_gradients, args=(2, port, d / "lang", tmp_path / "cuts.jsonl.gz", [ids[:3], ids[3:]], out),
+             nprocs=2, join=True)
+    def one_process(share):
+        t = _grad_trainer(lang, tmp_path / "one", "global")
+        return _share_gradients(t, t.model, cuts.subset(cut_ids=share))
+
+    expected = one_process(ids)
+    first, last = one_process(ids[:3]), one_process(ids[3:])
+    k = "output.weight"
+    # Each rank dividing by its own batch would average the two shares' means instead.
+    assert (expected[k] - (first[k] + last[k]) / 2).abs().max() > 0.05 * expected[k].abs().max()
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"grads.{rank}")
+        for name in expected:  # padding to different lengths moves the last frames' outputs by ~1e-6
+            scale = float(expected[name].abs().max())
+            torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-4 * scale)
+

@@ -9,11 +9,13 @@ from torch.utils.data import DataLoader
 
 from speechtl.errors import SpeechtlError
 from speechtl.lang import Lang
+from speechtl.train.augment import MelNoise, mel_noise_config
 
 
 def train_dataloader(
     cuts: CutSet, max_duration: float, num_buckets: int, seed: int,
     spec_augment: Optional[Dict[str, Any]] = None, world_size: int = 1, rank: int = 0,
+    mel_noise: Optional[Dict[str, Any]] = None,
 ) -> DataLoader:
     """Shuffled, duration-bucketed batches; under DDP each rank draws a disjoint shard."""
     sampler = DynamicBucketingSampler(
@@ -21,6 +23,8 @@ def train_dataloader(
         world_size=world_size, rank=rank,
     )
     transforms = []
+    if mel_noise is not None:  # before SpecAugment: masked regions stay masked
+        transforms.append(MelNoise(mel_noise_config(mel_noise), torch.Generator().manual_seed(seed * 1009 + rank)))
     if spec_augment is not None:
         try:
             transforms.append(SpecAugment(**spec_augment))
@@ -31,7 +35,9 @@ def train_dataloader(
 
 
 def eval_dataloader(cuts: CutSet, max_duration: float) -> DataLoader:
-    sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False)
+    """Every cut, in order. Not sharded: lhotse samplers shard by the torch.distributed
+    group when one exists, which would make rank 0's validation see 1/N of the set."""
+    sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False, world_size=1, rank=0)
     return DataLoader(K2SpeechRecognitionDataset(return_cuts=True), sampler=sampler, batch_size=None, num_workers=0)
 
 

@@ -44,6 +44,14 @@ def all_reduce_min(value: int, info: DistInfo, device: torch.device) -> int:
     return int(t.item())
 
 
+def all_reduce_sum(value: int, info: DistInfo, device: torch.device) -> int:
+    if info.world_size == 1:
+        return value
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
         dist.barrier()

@@ -33,10 +33,11 @@ from speechtl.features.compute import pick_device
 from speechtl.lang import Lang
 from speechtl.log import FORMAT
 from speechtl.models import CtcModel
+from speechtl.train.augment import mel_noise_config
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
 from speechtl.train.data import eval_dataloader, train_dataloader, unpack
 from speechtl.train.objectives import CtcObjective
-from speechtl.train.dist import all_reduce_grads, all_reduce_min, barrier, init_distributed
+from speechtl.train.dist import all_reduce_grads, all_reduce_min, all_reduce_sum, barrier, init_distributed
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -72,6 +73,9 @@ class TrainConfig:
     #: SpecAugment (lhotse) on training batches; None = off. Keys are lhotse's
     #: SpecAugment arguments, e.g. {num_feature_masks: 2, features_mask_size: 5}.
     spec_augment: Optional[Dict[str, Any]] = None
+    #: Additive noise on the training features (:class:`speechtl.train.augment.MelNoiseConfig`
+    #: keys: snr [low, high] dB, prob, tilt, jitter); None = off.
+    mel_noise: Optional[Dict[str, Any]] = None
     device: str = ""  # empty: CUDA when present
 
 
@@ -150,6 +154,8 @@ class Trainer:
             raise SpeechtlError(f"num_buckets must be 2 or more (lhotse's bucketing sampler), got {config.num_buckets}")
         if config.lr_schedule not in ("constant", "cosine"):
             raise SpeechtlError(f"unknown lr_schedule {config.lr_schedule!r}; known: constant, cosine")
+        if config.mel_noise is not None:
+            mel_noise_config(config.mel_noise)
         self.cfg = config
         self.lang = lang
         if objective is None:
@@ -180,9 +186,12 @@ class Trainer:
         return self.cfg.max_duration
 
     def _loss(self, batch: dict, net: torch.nn.Module, aux: Optional[Dict[str, dict]] = None,
-              progress: float = 0.0, hooks: bool = True):
+              progress: float = 0.0, hooks: bool = True, training_step: bool = False):
         """The objective on the labelled batch (+ the method's terms); one forward pass covers the aux batches too.
 
+        ``training_step``: an update every DDP rank makes together, normalized by the
+        global batch (:meth:`_batch_share`); other calls (validation, a method's
+        inner steps) divide by their own batch.
         Returns (loss to minimize, the objective's unweighted sum, frames or utterances it is over)."""
         feats, lengths, texts, cuts = unpack(batch)
         parts = [(feats, lengths)]
@@ -202,11 +211,21 @@ class Trainer:
             start = end
         weights = self.method.utterance_weights(ctx) if hooks else None
         main, total, count = self.objective.loss(ctx, weights)
-        loss = main / b
+        loss = main / (self._batch_share(b) if training_step else b)
         extra = self.method.extra_loss(ctx) if hooks else None
         if extra is not None:
             loss = loss + extra
         return loss, total, count
+
+    def _batch_share(self, b: int) -> float:
+        """What this rank divides its loss sum by. One process: its batch size. With
+        ``max_duration_scope: global`` the ranks' batches are one batch split N ways,
+        so each divides by (global batch / N): DDP's gradient average is then the
+        mean over the global batch, as one process computes it, even when the
+        ranks' shares differ in size. Per-rank scope keeps icefall's per-rank mean."""
+        if self.dist.world_size == 1 or self.cfg.max_duration_scope != "global":
+            return b
+        return all_reduce_sum(b, self.dist, self.device) / self.dist.world_size
 
     @torch.no_grad()
     def validate(self, cuts: CutSet) -> float:
@@ -285,7 +304,7 @@ class Trainer:
                 groups.append({"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"})
             optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             loader = train_dataloader(train_cuts, self.batch_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
-                                      self.dist.world_size, self.dist.rank)
+                                      self.dist.world_size, self.dist.rank, mel_noise=cfg.mel_noise)
             steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
             total_steps = steps_per_epoch * num_epochs
@@ -338,7 +357,8 @@ class Trainer:
                 if i == n_batches:
                     break  # as many batches as the rank with the fewest
                 aux = {n: next(it) for n, it in aux_iters.items()}
-                loss, value, frames = self._loss(batch, self.net, aux, progress=step / state["total_steps"])
+                loss, value, frames = self._loss(batch, self.net, aux, progress=step / state["total_steps"],
+                                                training_step=True)
                 if not math.isfinite(float(loss.detach())):
                     raise SpeechtlError(
                         f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
