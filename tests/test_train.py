@@ -14,10 +14,11 @@ from speechtl.train.checkpoint import average_state_dicts, epoch_checkpoints, lo
 from speechtl.train.trainer import seed_everything
 
 
-def make_trainer(lang, exp_dir, epochs, seed=3):
+def make_trainer(lang, exp_dir, epochs, seed=3, encoder_options=None, **train_options):
     seed_everything(seed)
-    model = build_model(ModelConfig(encoder="tdnn", num_features=23), lang.vocab_size)
-    cfg = TrainConfig(num_epochs=epochs, max_duration=20, num_buckets=2, average_last=2, seed=seed)
+    model = build_model(ModelConfig(encoder="tdnn", num_features=23, encoder_options=encoder_options or {}),
+                        lang.vocab_size)
+    cfg = TrainConfig(num_epochs=epochs, max_duration=20, num_buckets=2, average_last=2, seed=seed, **train_options)
     return Trainer(model, lang, get_method("scratch"), cfg, exp_dir)
 
 
@@ -137,11 +138,9 @@ def _rank_gradients(rank, world, port, lang_dir, cuts_path, shares, out):
 
 
 def _grad_trainer(lang, exp_dir, scope):
-    seed_everything(11)
-    model = build_model(ModelConfig(encoder="tdnn", num_features=23,
-                                    encoder_options={"dropout": 0.0, "norm": "layer"}), lang.vocab_size)
-    cfg = TrainConfig(max_duration=20, num_buckets=2, max_duration_scope=scope, device="cpu")
-    return Trainer(model, lang, get_method("scratch"), cfg, exp_dir)
+    """No dropout, and per-frame LayerNorm (BatchNorm's statistics would depend on the split)."""
+    return make_trainer(lang, exp_dir, 1, seed=11, encoder_options={"dropout": 0.0, "norm": "layer"},
+                        max_duration_scope=scope, device="cpu")
 
 
 def _share_gradients(trainer, net, cuts):

@@ -62,3 +62,22 @@ reset_if_changed() {
     rm -rf "$dir"
   fi
 }
+
+corpus_or_download() {
+  # corpus_or_download VAR DEFAULT CORPUS KEY WHAT: a recipe's stage 0. An empty $VAR
+  # (no --corpus-dir) becomes DEFAULT, which `speechtl download CORPUS` fetches into
+  # $dl_dir once, when stage 0 is in --stage/--stop-stage ($dl_dir/.done holds KEY).
+  # $VAR ends as an absolute path when the directory exists.
+  local var=$1 default=$2 corpus=$3 key=$4 what=$5
+  local dir=${!var}
+  if [ -z "$dir" ]; then
+    dir=$default
+    if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && ! is_done "$dl_dir/.done" "$key"; then
+      log "Stage 0: download $what into $dl_dir"
+      speechtl download "$corpus" --target-dir "$dl_dir"
+      mark_done "$dl_dir/.done" "$key"
+    fi
+  fi
+  dir=$(cd "$dir" 2>/dev/null && pwd || echo "$dir")
+  printf -v "$var" '%s' "$dir"
+}

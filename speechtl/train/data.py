@@ -9,13 +9,13 @@ from torch.utils.data import DataLoader
 
 from speechtl.errors import SpeechtlError
 from speechtl.lang import Lang
-from speechtl.train.augment import MelNoise, mel_noise_config
+from speechtl.train.augment import MelNoise, MelNoiseConfig
 
 
 def train_dataloader(
     cuts: CutSet, max_duration: float, num_buckets: int, seed: int,
     spec_augment: Optional[Dict[str, Any]] = None, world_size: int = 1, rank: int = 0,
-    mel_noise: Optional[Dict[str, Any]] = None,
+    mel_noise: Optional[MelNoiseConfig] = None,
 ) -> DataLoader:
     """Shuffled, duration-bucketed batches; under DDP each rank draws a disjoint shard."""
     sampler = DynamicBucketingSampler(
@@ -24,7 +24,7 @@ def train_dataloader(
     )
     transforms = []
     if mel_noise is not None:  # before SpecAugment: masked regions stay masked
-        transforms.append(MelNoise(mel_noise_config(mel_noise), torch.Generator().manual_seed(seed * 1009 + rank)))
+        transforms.append(MelNoise(mel_noise, torch.Generator().manual_seed(seed * 1009 + rank)))
     if spec_augment is not None:
         try:
             transforms.append(SpecAugment(**spec_augment))

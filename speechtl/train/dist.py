@@ -36,20 +36,20 @@ def init_distributed() -> DistInfo:
     return info
 
 
-def all_reduce_min(value: int, info: DistInfo, device: torch.device) -> int:
+def _all_reduce_int(value: int, info: DistInfo, device: torch.device, op) -> int:
     if info.world_size == 1:
         return value
     t = torch.tensor([value], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    dist.all_reduce(t, op=op)
     return int(t.item())
+
+
+def all_reduce_min(value: int, info: DistInfo, device: torch.device) -> int:
+    return _all_reduce_int(value, info, device, dist.ReduceOp.MIN)
 
 
 def all_reduce_sum(value: int, info: DistInfo, device: torch.device) -> int:
-    if info.world_size == 1:
-        return value
-    t = torch.tensor([value], device=device)
-    dist.all_reduce(t)
-    return int(t.item())
+    return _all_reduce_int(value, info, device, dist.ReduceOp.SUM)
 
 
 def barrier(info: DistInfo) -> None:

@@ -154,8 +154,8 @@ class Trainer:
             raise SpeechtlError(f"num_buckets must be 2 or more (lhotse's bucketing sampler), got {config.num_buckets}")
         if config.lr_schedule not in ("constant", "cosine"):
             raise SpeechtlError(f"unknown lr_schedule {config.lr_schedule!r}; known: constant, cosine")
-        if config.mel_noise is not None:
-            mel_noise_config(config.mel_noise)
+        # Parsed here, so bad options stop the run before any work.
+        self.mel_noise = None if config.mel_noise is None else mel_noise_config(config.mel_noise)
         self.cfg = config
         self.lang = lang
         if objective is None:
@@ -304,7 +304,7 @@ class Trainer:
                 groups.append({"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"})
             optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             loader = train_dataloader(train_cuts, self.batch_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
-                                      self.dist.world_size, self.dist.rank, mel_noise=cfg.mel_noise)
+                                      self.dist.world_size, self.dist.rank, mel_noise=self.mel_noise)
             steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
             total_steps = steps_per_epoch * num_epochs

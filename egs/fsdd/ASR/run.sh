@@ -43,17 +43,7 @@ cuts=$fbank/fsdd_cuts
 src_cuts=$fbank/tts_digits_cuts
 has_task() { case " $task " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-if [ -z "$corpus_dir" ]; then
-  corpus_dir=$dl_dir/fsdd/recordings
-  if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-    if ! is_done $dl_dir/.done "fsdd"; then
-      log "Stage 0: download FSDD into $dl_dir"
-      speechtl download fsdd --target-dir $dl_dir
-      mark_done $dl_dir/.done "fsdd"
-    fi
-  fi
-fi
-corpus_dir=$(cd "$corpus_dir" 2>/dev/null && pwd || echo "$corpus_dir")
+corpus_or_download corpus_dir $dl_dir/fsdd/recordings fsdd fsdd "FSDD"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   key="corpus_dir=$corpus_dir train=$train_speakers test=$test_speakers"

@@ -46,17 +46,7 @@ src_lang=data/lang_source
 tgt_lang=data/lang_target
 cuts=$fbank/tts_xling_cuts
 
-if [ -z "$text_dir" ]; then
-  text_dir=$dl_dir/text
-  if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-    if ! is_done $dl_dir/.done "lad-text"; then
-      log "Stage 0: download the Living Audio Dataset's sentences into $text_dir"
-      speechtl download tts_xling --target-dir $dl_dir
-      mark_done $dl_dir/.done "lad-text"
-    fi
-  fi
-fi
-text_dir=$(cd "$text_dir" 2>/dev/null && pwd || echo "$text_dir")
+corpus_or_download text_dir $dl_dir/text tts_xling lad-text "the Living Audio Dataset's sentences"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   key="text_dir=$text_dir $(cksum < conf/corpus.yaml)"

@@ -30,17 +30,7 @@ fbank=data/fbank
 lang=data/lang
 exp=exp/scratch_all
 
-if [ -z "$corpus_dir" ]; then
-  corpus_dir=$dl_dir/waves_yesno
-  if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-    if ! is_done $dl_dir/.done "yesno"; then
-      log "Stage 0: download yesno into $dl_dir"
-      speechtl download yesno --target-dir $dl_dir
-      mark_done $dl_dir/.done "yesno"
-    fi
-  fi
-fi
-corpus_dir=$(cd "$corpus_dir" 2>/dev/null && pwd || echo "$corpus_dir")
+corpus_or_download corpus_dir $dl_dir/waves_yesno yesno yesno "yesno"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   key="corpus_dir=$corpus_dir skip_bad_audio=$skip_bad_audio"
