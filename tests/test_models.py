@@ -35,3 +35,29 @@ def test_conformer_layers_are_addressable():
     assert len(model.encoder.layers) == 3
     names = {n.split(".")[2] for n, _ in model.named_parameters() if n.startswith("encoder.layers.")}
     assert names == {"0", "1", "2"}
+
+
+def test_input_norm_modes():
+    """"mean" removes each utterance's channel offset but keeps its spread; "mvn" also
+    scales to unit variance; padding never counts; true/false read as mvn/none."""
+    from speechtl.errors import SpeechtlError
+    from speechtl.models.ctc import input_norm_mode, utterance_normalize
+
+    feats = torch.randn(2, 50, 4) * 3.0 + 7.0
+    lengths = torch.tensor([50, 30])
+    feats[1, 30:] = -23.0
+    mean = utterance_normalize(feats, lengths, variance=False)
+    mvn = utterance_normalize(feats, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        valid = feats[i, :n]
+        torch.testing.assert_close(mean[i, :n], valid - valid.mean(0))
+        torch.testing.assert_close(mvn[i, :n].std(0, unbiased=False), torch.ones(4), rtol=1e-3, atol=1e-3)
+    assert float(mean[1, 30:].abs().max()) == 0.0 and float(mvn[1, 30:].abs().max()) == 0.0
+    assert [input_norm_mode(v) for v in (True, False, "mean", "mvn", "none")] == ["mvn", "none", "mean", "mvn", "none"]
+    with pytest.raises(SpeechtlError, match="input_norm must be one of"):
+        build_model(ModelConfig(encoder="tdnn", num_features=4, input_norm="cmvn"), 5)
+    model = build_model(ModelConfig(encoder="tdnn", num_features=4, input_norm="mean"), 5).eval()
+    with torch.no_grad():  # a level shift of the whole utterance (gain, channel) changes nothing
+        a, _ = model(feats[:1], lengths[:1])
+        b, _ = model(feats[:1] + 5.0, lengths[:1])
+    torch.testing.assert_close(a, b)

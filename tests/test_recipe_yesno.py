@@ -138,10 +138,11 @@ def test_two_process_ddp_training_matches_the_one_process_default(recipe_run, ye
     r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "4", "--stop-stage", "5", "--train-procs", "2")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "world size 2" in log.read_text()
-    # max_duration_scope: global -> each of 2 ranks reads half of the 20 s batch and the
-    # loss is normalized by the global batch, so both runs make the same updates up to
-    # dropout/noise draws and batch packing. Measured, HLG WER 1 vs 2 processes, seeds
-    # 42-45: 0.42/0.83, 0.42/0.42, 0.42/1.25, 1.67/1.67 (% of 240 words).
+    # max_duration_scope: global -> the 2 ranks share each one-process batch, noise is
+    # drawn per cut and the loss normalized by the whole batch: the same updates up to
+    # dropout and float sums, which a 30-utterance corpus amplifies. Measured here, HLG
+    # WER 1 vs 2 processes: 0.42/0.42 at the recipe's seed 43; means over seeds 42-49
+    # 1.62/1.72% (conf/train.yaml). Another CPU may sum floats differently, hence a margin.
     two = [row for row in results(recipe) if row["decoding"] == "hlg"][0]
     assert float(one["wer"]) <= 5.0 and float(two["wer"]) <= 5.0, (one, two)
     assert abs(int(one["errors"]) - int(two["errors"])) <= 5, (one, two)

@@ -74,16 +74,18 @@ def test_unknown_method_and_bad_config(small_yesno, tmp_path):
         build_model(ModelConfig(encoder="tdnn", encoder_options={"hiden_dim": 3}), 4)
 
 
+def _sampled_ids(loader, epoch):
+    loader.sampler.set_epoch(epoch)
+    return [[c.id for c in batch] for batch in loader.sampler]
+
+
 def test_ddp_ranks_see_disjoint_cuts(small_yesno):
     from speechtl.train.data import train_dataloader
 
     d, _, _ = small_yesno
     cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz")
-    seen = []
-    for rank in (0, 1):
-        loader = train_dataloader(cuts, 20, 2, seed=1, world_size=2, rank=rank)
-        loader.sampler.set_epoch(3)
-        seen.append([c.id for batch in loader.sampler for c in batch])
+    seen = [sum(_sampled_ids(train_dataloader(cuts, 20, 2, seed=1, world_size=2, rank=rank), 3), [])
+            for rank in (0, 1)]
     # lhotse may pad the smaller shard with a marked copy ("<id>_dup0") to balance ranks.
     originals = [{i for i in ids if "_dup" not in i} for ids in seen]
     copies = {i.split("_dup")[0] for ids in seen for i in ids if "_dup" in i}
@@ -91,6 +93,58 @@ def test_ddp_ranks_see_disjoint_cuts(small_yesno):
     assert not originals[0] & originals[1]
     assert originals[0] | originals[1] == {c.id for c in cuts}
     assert copies <= {c.id for c in cuts}
+
+
+def test_split_batches_deal_the_one_process_batches_across_ranks(small_yesno):
+    """max_duration_scope global: rank r holds cuts r, r+2, ... of each batch one
+    process draws, so the ranks' cuts are disjoint and together are that batch."""
+    from speechtl.train.data import is_pad, train_dataloader
+
+    d, _, _ = small_yesno
+    cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz")
+    for max_duration in (20, 7):  # 7 s: batches of one cut, so rank 1's share is a stand-in
+        one = _sampled_ids(train_dataloader(cuts, max_duration, 2, seed=1), 3)
+        loaders = [train_dataloader(cuts, max_duration, 2, seed=1, world_size=2, rank=r, split_batches=True)
+                   for r in (0, 1)]
+        for loader in loaders:
+            loader.sampler.set_epoch(3)
+        ranks = [list(loader.sampler) for loader in loaders]
+        assert len(ranks[0]) == len(ranks[1]) == len(one)
+        pads = 0
+        for batch, b0, b1 in zip(one, *ranks):
+            real = [[c.id for c in b if not is_pad(c)] for b in (b0, b1)]
+            assert not set(real[0]) & set(real[1])
+            assert sorted(real[0] + real[1]) == sorted(batch)
+            assert real[0] == batch[0::2] and real[1] == batch[1::2]
+            pads += sum(is_pad(c) for c in b1)
+        assert sorted(i for b in one for i in b) == sorted(c.id for c in cuts)
+        if max_duration == 7:
+            assert pads > 0
+
+
+def test_augmentation_is_drawn_per_cut(small_yesno):
+    """A cut's SpecAugment masks and mel noise depend on (seed, epoch, cut), not on the
+    batch it is in: the premise of N ranks computing one process's gradient."""
+    from speechtl.train.augment import MelNoiseConfig
+    from speechtl.train.data import set_epoch, train_dataloader, unpack
+
+    d, _, _ = small_yesno
+    cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(first=3).to_eager()
+    loader = train_dataloader(cuts, 100, 2, seed=5, spec_augment={"time_warp_factor": 0, "num_frame_masks": 2},
+                              mel_noise=MelNoiseConfig(prob=1.0))
+    ds = loader.dataset
+
+    def feats_of(batch_cuts, epoch):
+        set_epoch(loader, epoch)
+        f, n, _, cs = unpack(ds[CutSet.from_cuts(batch_cuts)])
+        return {c.id: f[i, : n[i]] for i, c in enumerate(cs)}
+
+    first = cuts[0]
+    clean = torch.from_numpy(first.load_features())
+    alone, together = feats_of([first], 1)[first.id], feats_of(list(cuts), 1)[first.id]
+    assert not torch.allclose(alone, clean)  # augmented at all
+    torch.testing.assert_close(alone, together)
+    assert not torch.allclose(feats_of([first], 2)[first.id], alone)  # a new draw each epoch
 
 
 def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
@@ -103,15 +157,28 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
     d, cuts, _ = small_yesno
     cuts.to_file(tmp_path / "cuts.jsonl.gz")
     conf = tmp_path / "train.yaml"
-    conf.write_text("model: {encoder: tdnn, num_features: 23}\n"
-                    "train: {num_epochs: 2, max_duration: 15, num_buckets: 2, average_last: 2}\n")
+    # Global batches, augmentation on, no dropout: 2 processes must make 1 process's updates.
+    # SGD: Adam's per-weight normalization turns float-level differences in near-zero
+    # gradients (summation order) into lr-sized steps, which would hide what is compared.
+    conf.write_text("model: {encoder: tdnn, num_features: 23, encoder_options: {dropout: 0.0, norm: layer}}\n"
+                    "train: {num_epochs: 2, max_duration: 15, max_duration_scope: global, num_buckets: 2,\n"
+                    "        optimizer: sgd, lr: 0.5,\n"
+                    "        average_last: 2, mel_noise: {prob: 0.5}, spec_augment: {time_warp_factor: 0}}\n")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    r = subprocess.run(
-        ["torchrun", "--standalone", "--nproc-per-node", "2", "-m", "speechtl.cli", "train", "--config", str(conf),
-         "--lang-dir", str(d / "lang"), "--train-cuts", str(tmp_path / "cuts.jsonl.gz"), "--exp-dir", str(tmp_path / "exp")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    args = ["-m", "speechtl.cli", "train", "--config", str(conf), "--lang-dir", str(d / "lang"),
+            "--train-cuts", str(tmp_path / "cuts.jsonl.gz"), "--exp-dir"]
+    r = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2"] + args + [str(tmp_path / "exp")],
+                       env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    one = subprocess.run([sys.executable] + args + [str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two, ref, ref1 = (torch.load(tmp_path / e / f"epoch-{n}.pt", weights_only=False)["model"]
+                      for e, n in (("exp", 2), ("one", 2), ("one", 1)))
+    for k in ref:
+        moved = float((ref[k] - ref1[k]).abs().max())  # what one epoch of updates changes
+        # Float summation order differs (all-reduce, padding); the updates themselves must agree.
+        assert float((two[k] - ref[k]).abs().max()) <= 0.02 * moved + 1e-6, (k, moved)
     assert "rank 1 of world size 2" in r.stderr
     sums = re.findall(r"rank (\d): parameter checksum (\S+)", r.stderr)
     assert sorted(s[0] for s in sums) == ["0", "1"] and sums[0][1] == sums[1][1]

@@ -1,7 +1,7 @@
 """CTC acoustic model: encoder + linear output layer + log-softmax."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Union
 
 import torch
 from torch import nn
@@ -17,9 +17,12 @@ class ModelConfig:
     num_features: int = 80
     #: Options of the chosen encoder's config dataclass (e.g. TdnnConfig).
     encoder_options: Dict[str, Any] = field(default_factory=dict)
-    #: Normalize each utterance's features to zero mean, unit variance over its
-    #: own frames (padding excluded): removes channel and level differences.
-    input_norm: bool = True
+    #: Per-utterance feature normalization over its own frames (padding excluded):
+    #: "mvn" (or true): zero mean, unit variance; "mean": zero mean only (removes
+    #: channel and level, keeps the spread); "none" (or false). The variance of a
+    #: short, tightly trimmed recording is mostly speech, of a padded one mostly
+    #: silence, so "mvn" scales the two differently; "mean" does not.
+    input_norm: Union[bool, str] = True
     #: Initial output bias of the blank unit. CTC normally starts blank-dominant
     #: and learns word spikes; on tiny corpora a word unit can instead take the
     #: filler role (emitted on silence frames), a valid alignment for training
@@ -45,6 +48,7 @@ class CtcModel(nn.Module):
         cls = ENCODERS[config.encoder]
         enc_cfg = from_dict(cls.Config, config.encoder_options, f"encoder_options of {config.encoder}")
         self.config = config
+        self.norm = input_norm_mode(config.input_norm)
         self.vocab_size = vocab_size
         self.encoder = cls(config.num_features, enc_cfg)
         self.output = self._make_output(vocab_size)
@@ -56,8 +60,8 @@ class CtcModel(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, return_encoder: bool = False):
         """(batch, frames, features) -> log-probs (batch, frames', vocab), lengths'
         [, encoder output (batch, frames', dim) when ``return_encoder``]."""
-        if self.config.input_norm:
-            feats = utterance_normalize(feats, lengths)
+        if self.norm != "none":
+            feats = utterance_normalize(feats, lengths, variance=self.norm == "mvn")
         enc, out_lens = self.encoder(feats, lengths)
         log_probs = self._head(enc, out_lens).log_softmax(dim=-1)
         return (log_probs, out_lens, enc) if return_encoder else (log_probs, out_lens)
@@ -72,12 +76,26 @@ class CtcModel(nn.Module):
         return self.output(enc)
 
 
-def utterance_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-utterance mean/variance normalization over valid frames; padding set to 0."""
+INPUT_NORMS = ("mvn", "mean", "none")
+
+
+def input_norm_mode(value: Union[bool, str]) -> str:
+    """ModelConfig.input_norm as one of INPUT_NORMS (true/false are "mvn"/"none")."""
+    mode = {True: "mvn", False: "none"}.get(value, value) if isinstance(value, bool) else value
+    if mode not in INPUT_NORMS:
+        raise SpeechtlError(f"model input_norm must be one of {', '.join(INPUT_NORMS)} (or true/false), got {value!r}")
+    return mode
+
+
+def utterance_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5,
+                        variance: bool = True) -> torch.Tensor:
+    """Per-utterance mean (and variance) normalization over valid frames; padding set to 0."""
     mask = (torch.arange(feats.size(1), device=feats.device)[None, :] < lengths.to(feats.device)[:, None])
     mask = mask.unsqueeze(-1).to(feats.dtype)
     n = mask.sum(dim=1, keepdim=True).clamp(min=1)
     mean = (feats * mask).sum(dim=1, keepdim=True) / n
+    if not variance:
+        return (feats - mean) * mask
     var = (((feats - mean) * mask) ** 2).sum(dim=1, keepdim=True) / n
     return (feats - mean) / (var + eps).sqrt() * mask
 

@@ -1,37 +1,142 @@
 """Data loaders over lhotse cuts with precomputed features."""
 
-from typing import Any, Dict, List, Optional, Tuple
+import contextlib
+import random
+import zlib
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 from lhotse import CutSet
+from lhotse.utils import fastcopy
 from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, SimpleCutSampler, SpecAugment
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from speechtl.errors import SpeechtlError
 from speechtl.lang import Lang
 from speechtl.train.augment import MelNoise, MelNoiseConfig
 
 
+class SplitBatches:
+    """The one-process batch sequence, each batch dealt across N ranks (cut i to rank i mod N).
+
+    Every rank draws the same batches (same cuts, seed and ``max_duration``, the
+    global one) and keeps its share, so N processes train on exactly the batches one
+    process would, which lhotse's per-rank sharding (each rank packing its own
+    smaller batches) does not. A batch with fewer cuts than ranks gives the ranks
+    left over a copy of its first cut marked :data:`PAD_KEY`, which the trainer
+    weighs 0: every rank still runs the forward and backward DDP needs."""
+
+    def __init__(self, sampler, world_size: int, rank: int):
+        self.sampler = sampler
+        self.world_size = world_size
+        self.rank = rank
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[CutSet]:
+        for batch in self.sampler:
+            cuts = list(batch)
+            share = cuts[self.rank::self.world_size]
+            if not share:
+                share = [fastcopy(cuts[0], custom={**(getattr(cuts[0], "custom", None) or {}), PAD_KEY: True})]
+            yield CutSet.from_cuts(share)
+
+
+#: Custom field of a cut that only fills a rank's empty share of a batch (loss weight 0).
+PAD_KEY = "speechtl_batch_pad"
+
+
+def is_pad(cut) -> bool:
+    return bool((getattr(cut, "custom", None) or {}).get(PAD_KEY, False))
+
+
+def cut_seed(seed: int, epoch: int, cut_id: str) -> int:
+    """A seed for one cut's augmentation in one epoch, the same in every process."""
+    return (seed * 1_000_003 + epoch * 7919 + zlib.crc32(cut_id.encode("utf-8"))) % (2 ** 63)
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int):
+    """Python's, numpy's and torch's CPU generators seeded for the block, restored after."""
+    py, npy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2 ** 32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
+class PerCutAugmentDataset(Dataset):
+    """K2SpeechRecognitionDataset batches whose augmentation is drawn per cut.
+
+    Each utterance's noise and masks come from generators seeded by (seed, epoch, cut
+    id) rather than one stream over the batch: a cut is augmented the same way in
+    whichever batch, rank or number of processes it lands, so DDP ranks sharing a
+    batch compute the gradient one process computes (dropout aside)."""
+
+    def __init__(self, transforms: List[torch.nn.Module], seed: int):
+        self.base = K2SpeechRecognitionDataset(return_cuts=True)
+        self.transforms = transforms
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, cuts: CutSet) -> dict:
+        batch = self.base[cuts]
+        if not self.transforms:
+            return batch
+        feats, sup = batch["inputs"], batch["supervisions"]
+        for j, cut in enumerate(sup["cut"]):
+            row, start, num = int(sup["sequence_idx"][j]), int(sup["start_frame"][j]), int(sup["num_frames"][j])
+            x = feats[row: row + 1, : start + num]
+            segments = torch.tensor([[0, start, num]], dtype=torch.int32)
+            with seeded_rng(cut_seed(self.seed, self.epoch, cut.id)):
+                for t in self.transforms:
+                    x = t(x, supervision_segments=segments)
+            feats[row, : start + num] = x[0]
+        return batch
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Reshuffle the sampler and re-seed the per-cut augmentation for ``epoch``."""
+    loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
+
+
 def train_dataloader(
     cuts: CutSet, max_duration: float, num_buckets: int, seed: int,
     spec_augment: Optional[Dict[str, Any]] = None, world_size: int = 1, rank: int = 0,
-    mel_noise: Optional[MelNoiseConfig] = None,
+    mel_noise: Optional[MelNoiseConfig] = None, split_batches: bool = False,
 ) -> DataLoader:
-    """Shuffled, duration-bucketed batches; under DDP each rank draws a disjoint shard."""
+    """Shuffled, duration-bucketed batches; under DDP each rank reads disjoint cuts.
+
+    ``split_batches``: ``max_duration`` is the global batch and each one-process batch
+    is dealt across the ranks (:class:`SplitBatches`); otherwise lhotse shards the
+    cuts and each rank packs its own batches of ``max_duration``."""
+    split = split_batches and world_size > 1
     sampler = DynamicBucketingSampler(
         cuts, max_duration=max_duration, shuffle=True, num_buckets=num_buckets, seed=seed, drop_last=False,
-        world_size=world_size, rank=rank,
+        world_size=1 if split else world_size, rank=0 if split else rank,
     )
     transforms = []
     if mel_noise is not None:  # before SpecAugment: masked regions stay masked
-        transforms.append(MelNoise(mel_noise, torch.Generator().manual_seed(seed * 1009 + rank)))
+        transforms.append(MelNoise(mel_noise))
     if spec_augment is not None:
         try:
             transforms.append(SpecAugment(**spec_augment))
         except TypeError as e:
             raise SpeechtlError(f"bad spec_augment options {spec_augment}: {e}") from e
-    dataset = K2SpeechRecognitionDataset(return_cuts=True, input_transforms=transforms)
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
+    return DataLoader(PerCutAugmentDataset(transforms, seed), sampler=SplitBatches(sampler, world_size, rank) if split
+                      else sampler, batch_size=None, num_workers=0)
 
 
 def eval_dataloader(cuts: CutSet, max_duration: float) -> DataLoader:

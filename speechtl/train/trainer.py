@@ -35,7 +35,7 @@ from speechtl.log import FORMAT
 from speechtl.models import CtcModel
 from speechtl.train.augment import mel_noise_config
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
-from speechtl.train.data import eval_dataloader, train_dataloader, unpack
+from speechtl.train.data import eval_dataloader, is_pad, set_epoch, train_dataloader, unpack
 from speechtl.train.objectives import CtcObjective
 from speechtl.train.dist import all_reduce_grads, all_reduce_min, all_reduce_sum, barrier, init_distributed
 
@@ -61,9 +61,11 @@ class TrainConfig:
     warmup_steps: int = 0
     max_duration: float = 200.0  # seconds of audio per batch
     #: "rank": max_duration per process (icefall's meaning: N processes take N times
-    #: the audio per update, and 1/N the updates). "global": the batch spans all
-    #: processes, each reading max_duration / N, so N processes make the same
-    #: updates as one; update-limited runs (small corpora) need this to match.
+    #: the audio per update, and 1/N the updates). "global": every process draws the
+    #: batches one process would and trains on its share of each (cut i to rank
+    #: i mod N), augmentation is seeded per cut and the loss normalized by the whole
+    #: batch, so N processes make one process's updates (dropout draws aside);
+    #: update-limited runs (small corpora) need this to match.
     max_duration_scope: str = "rank"
     num_buckets: int = 10
     grad_clip: float = 5.0
@@ -210,8 +212,13 @@ class Trainer:
             ctx.aux_feats[name] = (f.to(self.device), n.to(self.device))
             start = end
         weights = self.method.utterance_weights(ctx) if hooks else None
+        pads = [is_pad(c) for c in cuts]
+        if any(pads):  # a DDP rank's stand-in for an empty share of the batch (SplitBatches)
+            keep = torch.tensor([0.0 if p else 1.0 for p in pads], device=self.device)
+            weights = keep if weights is None else weights * keep
+            b -= sum(pads)
         main, total, count = self.objective.loss(ctx, weights)
-        loss = main / (self._batch_share(b) if training_step else b)
+        loss = main / (self._batch_share(b) if training_step else max(1, b))
         extra = self.method.extra_loss(ctx) if hooks else None
         if extra is not None:
             loss = loss + extra
@@ -224,8 +231,8 @@ class Trainer:
         mean over the global batch, as one process computes it, even when the
         ranks' shares differ in size. Per-rank scope keeps icefall's per-rank mean."""
         if self.dist.world_size == 1 or self.cfg.max_duration_scope != "global":
-            return b
-        return all_reduce_sum(b, self.dist, self.device) / self.dist.world_size
+            return max(1, b)
+        return max(1, all_reduce_sum(b, self.dist, self.device)) / self.dist.world_size
 
     @torch.no_grad()
     def validate(self, cuts: CutSet) -> float:
@@ -245,7 +252,7 @@ class Trainer:
                                   self.dist.world_size, self.dist.rank)
         epoch = 0
         while True:
-            loader.sampler.set_epoch(epoch)
+            set_epoch(loader, epoch)
             got = False
             for b in loader:
                 got = True
@@ -303,8 +310,11 @@ class Trainer:
             if extra is not None:
                 groups.append({"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"})
             optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-            loader = train_dataloader(train_cuts, self.batch_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
-                                      self.dist.world_size, self.dist.rank, mel_noise=self.mel_noise)
+            # Global scope: every rank draws the one-process batches and keeps its share of each.
+            split = cfg.max_duration_scope == "global"
+            loader = train_dataloader(train_cuts, cfg.max_duration if split else self.batch_duration, cfg.num_buckets,
+                                      cfg.seed, cfg.spec_augment, self.dist.world_size, self.dist.rank,
+                                      mel_noise=self.mel_noise, split_batches=split)
             steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
             total_steps = steps_per_epoch * num_epochs
@@ -346,7 +356,7 @@ class Trainer:
         per = f"{self.objective.metric}_per_{self.objective.unit}"
         self.model.train()
         for epoch in range(start_epoch, num_epochs + 1):
-            loader.sampler.set_epoch(epoch)
+            set_epoch(loader, epoch)
             # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
             n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
             t0, tot_loss, tot_frames = time.time(), 0.0, 0
