@@ -25,9 +25,9 @@ host=$(hostname -s)
 cpus=$(nproc)
 mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
 dbpass=speechtl-slurmdb
-mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /run/mysqld
+mkdir -p /etc/slurm /etc/munge /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /run/mysqld
 chown slurm:slurm /var/spool/slurmctld /var/log/slurm
-chown munge:munge /run/munge
+chown munge:munge /run/munge /etc/munge
 chown mysql:mysql /run/mysqld
 
 # munge: one key, the daemon as its own user
