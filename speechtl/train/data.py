@@ -57,14 +57,19 @@ def cut_seed(seed: int, epoch: int, cut_id: str) -> int:
     return (seed * 1_000_003 + epoch * 7919 + zlib.crc32(cut_id.encode("utf-8"))) % (2 ** 63)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (numpy takes the seed mod 2**32)."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
 @contextlib.contextmanager
 def seeded_rng(seed: int):
-    """Python's, numpy's and torch's CPU generators seeded for the block, restored after."""
+    """:func:`seed_everything` for the block; the generators' states are restored after."""
     py, npy = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        random.seed(seed)
-        np.random.seed(seed % 2 ** 32)
-        torch.manual_seed(seed)
+        seed_everything(seed)
         try:
             yield
         finally:

@@ -7,7 +7,8 @@ and ``final.pt`` pointing at it. Restarting with the same ``exp_dir``
 resumes after the last finished epoch.
 
 Under torchrun the model is wrapped in DistributedDataParallel, each rank
-reads a disjoint shard of the cuts, all ranks take as many batches per epoch
+reads disjoint cuts (a shard of them, or with ``max_duration_scope: global``
+its share of every one-process batch), all ranks take as many batches per epoch
 as the rank with the fewest (so no rank waits forever in an all-reduce), and
 rank 0 alone writes checkpoints, logs and tensorboard.
 """
@@ -15,14 +16,12 @@ rank 0 alone writes checkpoints, logs and tensorboard.
 import contextlib
 import logging
 import math
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
 import torch
 from lhotse import CutSet
 from tqdm import tqdm
@@ -35,7 +34,7 @@ from speechtl.log import FORMAT
 from speechtl.models import CtcModel
 from speechtl.train.augment import mel_noise_config
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
-from speechtl.train.data import eval_dataloader, is_pad, set_epoch, train_dataloader, unpack
+from speechtl.train.data import eval_dataloader, is_pad, seed_everything, set_epoch, train_dataloader, unpack
 from speechtl.train.objectives import CtcObjective
 from speechtl.train.dist import all_reduce_grads, all_reduce_min, all_reduce_sum, barrier, init_distributed
 
@@ -136,12 +135,6 @@ def _pad_cat(parts: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tens
     return feats, torch.cat([n for _, n in parts])
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 class Trainer:
     """Trains ``model`` on labelled cuts with ``method``; the loss is ``objective``'s
     (default: CTC over ``lang``'s units; :class:`ClassifyObjective` for utterance labels)."""
@@ -182,7 +175,8 @@ class Trainer:
 
     @property
     def batch_duration(self) -> float:
-        """Seconds of audio per batch in this process (see ``max_duration_scope``)."""
+        """Seconds of audio per batch of a method's auxiliary stream in this process: those
+        streams are sharded by lhotse, so under scope global each rank reads 1/N."""
         if self.cfg.max_duration_scope == "global":
             return self.cfg.max_duration / self.dist.world_size
         return self.cfg.max_duration
@@ -310,11 +304,11 @@ class Trainer:
             if extra is not None:
                 groups.append({"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"})
             optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-            # Global scope: every rank draws the one-process batches and keeps its share of each.
-            split = cfg.max_duration_scope == "global"
-            loader = train_dataloader(train_cuts, cfg.max_duration if split else self.batch_duration, cfg.num_buckets,
-                                      cfg.seed, cfg.spec_augment, self.dist.world_size, self.dist.rank,
-                                      mel_noise=self.mel_noise, split_batches=split)
+            # max_duration is each rank's batch (scope rank) or the one-process batch every
+            # rank draws and keeps its share of (scope global).
+            loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
+                                      self.dist.world_size, self.dist.rank, mel_noise=self.mel_noise,
+                                      split_batches=cfg.max_duration_scope == "global")
             steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
             total_steps = steps_per_epoch * num_epochs
