@@ -96,9 +96,15 @@ def main():
     two.close()
 
     print(f"{'step':<28}{'seconds':>10}{'RTF':>10}")
-    rows = [("forward (model, fbank in)", forward), ("greedy search", greedy), ("prefix beam (8) per utt", beam),
-            ("prefix beam (8) one batch", beam_batched), ("prefix beam (8) reference", beam_ref),
-            ("HLG one-best search, nj=1", hlg1), ("HLG one-best search, nj=2", hlg2)]
+    rows = [
+        ("forward (model, fbank in)", forward),
+        ("greedy search", greedy),
+        ("prefix beam (8) per utt", beam),
+        ("prefix beam (8) one batch", beam_batched),
+        ("prefix beam (8) reference", beam_ref),
+        ("HLG one-best search, nj=1", hlg1),
+        ("HLG one-best search, nj=2", hlg2),
+    ]
     for name, t in rows:
         print(f"{name:<28}{t:>10.3f}{t / audio:>10.5f}")
     print(f"beam_reference_over_batched={beam_ref / beam_batched:.3f}")

@@ -69,8 +69,14 @@ def peers():
         # lhotse's own batching (pads to the longest wave), the fair peer of our batched path.
         "lhotse-batch": lambda ws: lh.extract_batch(list(ws), SR),
         "torchaudio": lambda ws: [
-            torchaudio.compliance.kaldi.fbank(torch.from_numpy(w)[None] * 32768, num_mel_bins=BINS,
-                                              sample_frequency=SR, dither=0.0, snip_edges=False, high_freq=-400)
+            torchaudio.compliance.kaldi.fbank(
+                torch.from_numpy(w)[None] * 32768,
+                num_mel_bins=BINS,
+                sample_frequency=SR,
+                dither=0.0,
+                snip_edges=False,
+                high_freq=-400,
+            )
             for w in ws
         ],
     }
@@ -149,7 +155,9 @@ def print_profile(waves, batch_seconds: float, repeats: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = Path(__file__).resolve().parents[1]
-    ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SPEECHTL_SHARED_DATA", here.parent / "shared/data")))
+    ap.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("SPEECHTL_SHARED_DATA", here.parent / "shared/data"))
+    )
     ap.add_argument("--max-files", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch-seconds", type=float, default=60.0)
@@ -161,13 +169,15 @@ def main():
         raise SystemExit(f"no audio under {args.data_dir}")
     ref = knf_fbank(native, 8000)
     for name, fn in [("speechtl", ours(args.batch_seconds, 8000)), ("speechtl-per-utt", ours(0.0, 8000))]:
-        diff = max(float(np.abs(np.asarray(o) - r).max()) for o, r in zip(fn(native), ref))
+        diff = max(float(np.abs(np.asarray(o) - r).max()) for o, r in zip(fn(native), ref, strict=False))
         print(f"{name}: max |diff| vs kaldi-native-fbank on the recordings (8 kHz) = {diff:.2e}")
         assert diff <= 1e-3, "not Kaldi-equal"
     waves = load(args.data_dir, args.max_files)
     ref = knf_fbank(waves)
     frames = sum(len(r) for r in ref)
-    diff = max(float(np.abs(np.asarray(o) - r).max()) for o, r in zip(ours(args.batch_seconds)(waves), ref))
+    diff = max(
+        float(np.abs(np.asarray(o) - r).max()) for o, r in zip(ours(args.batch_seconds)(waves), ref, strict=False)
+    )
     print(f"speechtl: max |diff| on the 16 kHz copies = {diff:.2e} (empty upper band, see the docstring)")
     print(f"{len(waves)} utterances, {sum(len(w) for w in waves) / SR:.0f} s of audio, {frames} frames at {SR} Hz")
 

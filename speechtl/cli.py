@@ -4,7 +4,6 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 from speechtl.errors import SpeechtlError
 from speechtl.log import setup_logging
@@ -19,9 +18,14 @@ def _bool(s: str) -> bool:
 
 
 def cmd_download(a):
+    import inspect
+
     from speechtl.data.corpora import get_corpus
 
-    print(get_corpus(a.corpus).download(a.target_dir))
+    download = get_corpus(a.corpus).download
+    if a.from_web and "from_web" not in inspect.signature(download).parameters:
+        raise SpeechtlError(f"download {a.corpus} always fetches from the web; drop --from-web")
+    print(download(a.target_dir, **({"from_web": True} if a.from_web else {})))
 
 
 def cmd_prepare(a):
@@ -30,9 +34,18 @@ def cmd_prepare(a):
     from speechtl.data.corpora import get_corpus
 
     prepare = get_corpus(a.corpus).prepare
-    given = {k: v for k, v in (("skip_bad_audio", a.skip_bad_audio), ("config", a.config), ("nj", a.nj),
-                               ("cmd", a.cmd), ("train_speakers", a.train_speakers),
-                               ("test_speakers", a.test_speakers)) if v is not None}
+    given = {
+        k: v
+        for k, v in (
+            ("skip_bad_audio", a.skip_bad_audio),
+            ("config", a.config),
+            ("nj", a.nj),
+            ("cmd", a.cmd),
+            ("train_speakers", a.train_speakers),
+            ("test_speakers", a.test_speakers),
+        )
+        if v is not None
+    }
     accepted = inspect.signature(prepare).parameters
     unknown = [k for k in given if k not in accepted]
     if unknown:
@@ -47,9 +60,19 @@ def cmd_compute_fbank(a):
     from speechtl.features.compute import compute_fbank
 
     cfg = FbankConfig(sampling_rate=a.sampling_rate, num_mel_bins=a.num_mel_bins)
-    compute_fbank(a.manifest_dir, a.output_dir, a.prefix, a.splits, cfg, nj=a.nj, cmd=a.cmd,
-                  device=a.device or None, log_dir=a.log_dir, speed_perturb=a.speed_perturb,
-                  perturb_splits=a.perturb_splits)
+    compute_fbank(
+        a.manifest_dir,
+        a.output_dir,
+        a.prefix,
+        a.splits,
+        cfg,
+        nj=a.nj,
+        cmd=a.cmd,
+        device=a.device or None,
+        log_dir=a.log_dir,
+        speed_perturb=a.speed_perturb,
+        perturb_splits=a.perturb_splits,
+    )
 
 
 def cmd_prepare_lang(a):
@@ -75,8 +98,15 @@ def cmd_prepare_lang(a):
         return
     if a.lexicon is None:
         raise SpeechtlError("--units lexicon needs --lexicon (or choose --units bpe or char)")
-    prepare_lang(read_lexicon(a.lexicon), a.lang_dir, lm_text=a.lm_text, lm_order=a.lm_order,
-                 lm_prune_threshold=a.lm_prune_threshold, arpa=a.arpa, sil_token=a.sil_token or None)
+    prepare_lang(
+        read_lexicon(a.lexicon),
+        a.lang_dir,
+        lm_text=a.lm_text,
+        lm_order=a.lm_order,
+        lm_prune_threshold=a.lm_prune_threshold,
+        arpa=a.arpa,
+        sil_token=a.sil_token or None,
+    )
 
 
 def cmd_train(a):
@@ -95,14 +125,16 @@ def cmd_train(a):
     conf = load_yaml(a.config)
     unknown = set(conf) - {"model", "train", "methods", "classify"}
     if unknown:
-        raise SpeechtlError(f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model', 'train', 'methods', "
-                            "'classify'")
+        raise SpeechtlError(
+            f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model', 'train', 'methods', 'classify'"
+        )
     model_cfg = from_dict(ModelConfig, conf["model"], f"{a.config} [model]") if "model" in conf else None
     # methods: {name: {options: {...}, train: {...}}}: per-method options and train overrides.
     per_method = (conf.get("methods") or {}).get(a.method) or {}
     bad = set(per_method) - {"options", "train"}
     if bad:
         raise SpeechtlError(f"{a.config} [methods.{a.method}]: unknown key(s) {sorted(bad)}; expected options, train")
+
     def key_values(items, flag):
         out = {}
         for kv in items or []:
@@ -112,9 +144,11 @@ def cmd_train(a):
             out[key] = yaml.safe_load(value)  # typed as YAML: 0.01, true, {a: 1}
         return out
 
-    train_cfg = from_dict(TrainConfig, {**conf.get("train", {}), **(per_method.get("train") or {}),
-                                        **key_values(a.set, "--set")},
-                          f"{a.config} [train] with methods.{a.method}.train and --set")
+    train_cfg = from_dict(
+        TrainConfig,
+        {**conf.get("train", {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")},
+        f"{a.config} [train] with methods.{a.method}.train and --set",
+    )
     method = get_method(a.method, {**(per_method.get("options") or {}), **key_values(a.option, "--option")})
     train_cuts = CutSet.from_file(a.train_cuts)
     seed_everything(train_cfg.seed)  # before the model exists: its init must be reproducible
@@ -131,18 +165,35 @@ def cmd_train(a):
         model = build_model_for(method, objective, model_cfg, a.source_checkpoint, head=pooling)
     trainer = Trainer(model, lang, method, train_cfg, a.exp_dir, objective)
     valid = CutSet.from_file(a.valid_cuts) if a.valid_cuts else None
-    aux = {name: CutSet.from_file(path) for name, path in (("unlabelled", a.unlabelled_cuts), ("source", a.source_cuts))
-           if path is not None}
+    aux = {
+        name: CutSet.from_file(path)
+        for name, path in (("unlabelled", a.unlabelled_cuts), ("source", a.source_cuts))
+        if path is not None
+    }
     trainer.fit(train_cuts, valid, aux)
 
 
 def cmd_decode(a):
     from speechtl.decode.run import decode_test_set
 
-    decode_test_set(a.checkpoint, a.lang_dir, a.cuts, a.test_set, a.out_dir, decodings=a.decoding.split(","),
-                    method=a.method, data=a.data, results_tsv=a.results, device=a.device or None,
-                    beam=a.beam, max_active=a.max_active, nj=a.nj, lm_scale=a.lm_scale, skip_blank=a.skip_blank,
-                    cmd=a.cmd)
+    decode_test_set(
+        a.checkpoint,
+        a.lang_dir,
+        a.cuts,
+        a.test_set,
+        a.out_dir,
+        decodings=a.decoding.split(","),
+        method=a.method,
+        data=a.data,
+        results_tsv=a.results,
+        device=a.device or None,
+        beam=a.beam,
+        max_active=a.max_active,
+        nj=a.nj,
+        lm_scale=a.lm_scale,
+        skip_blank=a.skip_blank,
+        cmd=a.cmd,
+    )
 
 
 def cmd_classify(a):
@@ -172,9 +223,17 @@ def cmd_synthesize(a):
     from speechtl.data.tts import load_voices, read_texts, synthesize_corpus
 
     items = read_texts(a.text)[: a.max_utterances or None]
-    recs, sups = synthesize_corpus(items, load_voices(a.voices), a.output_dir / "audio" / f"{a.prefix}_{a.split}",
-                                   seed=a.seed, sampling_rate=a.sampling_rate, nj=a.nj, cmd=a.cmd,
-                                   language=a.language, normalize=normalize_text if a.normalize else None)
+    recs, sups = synthesize_corpus(
+        items,
+        load_voices(a.voices),
+        a.output_dir / "audio" / f"{a.prefix}_{a.split}",
+        seed=a.seed,
+        sampling_rate=a.sampling_rate,
+        nj=a.nj,
+        cmd=a.cmd,
+        language=a.language,
+        normalize=normalize_text if a.normalize else None,
+    )
     write_split(a.output_dir, a.prefix, a.split, recs, sups)
 
 
@@ -207,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("download", help="download a corpus")
     s.add_argument("corpus")
     s.add_argument("--target-dir", type=Path, default=Path("download"))
+    s.add_argument(
+        "--from-web",
+        action="store_true",
+        help="fetch afresh where speechtl ships a copy (tts_xling's sentences); the others always download",
+    )
     s.set_defaults(func=cmd_download)
 
     s = sub.add_parser("prepare", help="corpus -> lhotse manifests")
@@ -237,14 +301,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_compute_fbank)
 
     s = sub.add_parser("prepare-lang", help="lexicon or sentencepiece units + LM text -> lang dir with HLG.fst")
-    s.add_argument("--units", choices=["lexicon", "bpe", "char"], default="lexicon",
-                   help="lexicon: from --lexicon; bpe/char: sentencepiece trained on --lm-text")
+    s.add_argument(
+        "--units",
+        choices=["lexicon", "bpe", "char"],
+        default="lexicon",
+        help="lexicon: from --lexicon; bpe/char: sentencepiece trained on --lm-text",
+    )
     s.add_argument("--vocab-size", type=int, default=500, help="BPE vocabulary size")
     s.add_argument("--lexicon", type=Path, default=None)
     s.add_argument("--lang-dir", type=Path, required=True)
     s.add_argument("--lm-text", type=Path, default=None)
-    s.add_argument("--extra-lm-text", type=Path, action="append", default=[],
-                   help="more normalized text, one sentence a line, for the LM (and, with bpe/char units, the lexicon)")
+    s.add_argument(
+        "--extra-lm-text",
+        type=Path,
+        action="append",
+        default=[],
+        help="more normalized text, one sentence a line, for the LM (and, with bpe/char units, the lexicon)",
+    )
     s.add_argument("--lm-order", type=int, default=3)
     s.add_argument("--lm-prune-threshold", type=float, default=0.0)
     s.add_argument("--arpa", type=Path, default=None, help="use this ARPA LM instead of training one")
@@ -253,25 +326,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a CTC model (or an utterance classifier) with the one Trainer")
     s.add_argument("--config", type=Path, required=True, help="YAML with 'model' and 'train' sections")
-    s.add_argument("--task", default="asr", choices=["asr", "classify-digit", "classify-speaker"],
-                   help="asr: CTC over the lang dir's units; classify-digit / classify-speaker: one label per "
-                        "utterance (its transcript / its speaker) from a pooled encoder")
+    s.add_argument(
+        "--task",
+        default="asr",
+        choices=["asr", "classify-digit", "classify-speaker"],
+        help="asr: CTC over the lang dir's units; classify-digit / classify-speaker: one label per "
+        "utterance (its transcript / its speaker) from a pooled encoder",
+    )
     s.add_argument("--lang-dir", type=Path, default=None, help="units of --task asr")
     s.add_argument("--train-cuts", type=Path, required=True)
     s.add_argument("--valid-cuts", type=Path, default=None)
     s.add_argument("--exp-dir", type=Path, required=True)
     s.add_argument("--method", default="scratch")
-    s.add_argument("--source-checkpoint", type=Path, default=None,
-                   help="the source model: its architecture, and its weights for transfer methods")
-    s.add_argument("--unlabelled-cuts", type=Path, default=None,
-                   help="unlabelled target audio for the methods that use it (dann, mmd, coral, reweight, kd, ...)")
+    s.add_argument(
+        "--source-checkpoint",
+        type=Path,
+        default=None,
+        help="the source model: its architecture, and its weights for transfer methods",
+    )
+    s.add_argument(
+        "--unlabelled-cuts",
+        type=Path,
+        default=None,
+        help="unlabelled target audio for the methods that use it (dann, mmd, coral, reweight, kd, ...)",
+    )
     s.add_argument("--source-cuts", type=Path, default=None, help="source audio for methods that use it")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train option")
-    s.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a method option (e.g. teacher=PATH)")
+    s.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="override a method option (e.g. teacher=PATH)"
+    )
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("classify", help="score an utterance classifier on a test set: predictions, metrics, "
-                                        "confusion-matrix PNG, a classify.tsv row")
+    s = sub.add_parser(
+        "classify",
+        help="score an utterance classifier on a test set: predictions, metrics, "
+        "confusion-matrix PNG, a classify.tsv row",
+    )
     s.add_argument("--checkpoint", type=Path, required=True)
     s.add_argument("--cuts", type=Path, required=True)
     s.add_argument("--test-set", required=True)
@@ -298,8 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="")
     s.add_argument("--beam", type=float, default=16.0)
     s.add_argument("--max-active", type=int, default=3000)
-    s.add_argument("--skip-blank", type=float, default=0.0,
-                   help="HLG: skip frames whose blank posterior is at least this (e.g. 0.99; 0 = off)")
+    s.add_argument(
+        "--skip-blank",
+        type=float,
+        default=0.0,
+        help="HLG: skip frames whose blank posterior is at least this (e.g. 0.99; 0 = off)",
+    )
     s.set_defaults(func=cmd_decode)
 
     s = sub.add_parser("run-job", help="run one command as a job of a runner (e.g. training under Slurm)")
@@ -309,8 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("argv", nargs=argparse.REMAINDER, help="-- command args...")
     s.set_defaults(func=cmd_run_job)
 
-    s = sub.add_parser("subset", help="the first N minutes, or N shots per (speaker, transcript), of a training pool "
-                                      "(nested amounts of labelled data)")
+    s = sub.add_parser(
+        "subset",
+        help="the first N minutes, or N shots per (speaker, transcript), of a training pool "
+        "(nested amounts of labelled data)",
+    )
     s.add_argument("--cuts", type=Path, required=True)
     s.add_argument("--minutes", type=float, default=0.0)
     s.add_argument("--shots", type=int, default=0, help="utterances per (speaker, transcript) class")
@@ -352,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "log_file", None))
     try:

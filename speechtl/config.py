@@ -2,7 +2,7 @@
 
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, Type, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -11,19 +11,17 @@ from speechtl.errors import SpeechtlError
 T = TypeVar("T")
 
 
-def from_dict(cls: Type[T], data: Dict[str, Any], where: str = "") -> T:
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build ``cls`` from a mapping, naming unknown keys instead of ignoring them."""
     assert is_dataclass(cls)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise SpeechtlError(
-            f"{where or cls.__name__}: unknown option(s) {unknown}; known: {sorted(names)}"
-        )
+        raise SpeechtlError(f"{where or cls.__name__}: unknown option(s) {unknown}; known: {sorted(names)}")
     return cls(**data)
 
 
-def load_yaml(path: Path) -> Dict[str, Any]:
+def load_yaml(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise SpeechtlError(f"config file {path} does not exist")

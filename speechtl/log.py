@@ -3,12 +3,11 @@
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Union
 
 FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 
 
-def setup_logging(log_file: Optional[Union[str, Path]] = None, level: int = logging.INFO) -> None:
+def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> None:
     """Log to stderr and, when ``log_file`` is given, also to that file (appending)."""
     handlers = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:

@@ -2,7 +2,7 @@
 # Usage: steps/decode.sh [options] <checkpoint> <lang-dir> <test-cuts> <out-dir>
 # Writes recogs-/errs-/wer-summary-<test-set>-<decoding>.txt and adds rows to --results.
 set -euo pipefail
-test_set=test
+test_set="test"
 decoding=greedy,hlg
 method=scratch
 data=all

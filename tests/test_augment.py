@@ -58,9 +58,9 @@ def test_bad_options_are_named(small_yesno, tmp_path):
     from speechtl.train import TrainConfig, Trainer
 
     assert mel_noise_config({"snr": [0, 20], "prob": 1}).snr == (0, 20)
-    with pytest.raises(SpeechtlError, match="low <= high"):
+    with pytest.raises(SpeechtlError, match=r"low <= high"):
         mel_noise_config({"snr": [20, 5]})
     _, _, lang = small_yesno
     model = build_model(ModelConfig(encoder="tdnn", num_features=23), lang.vocab_size)
-    with pytest.raises(SpeechtlError, match="bad mel_noise options.*snr_db"):  # refused before any work
+    with pytest.raises(SpeechtlError, match=r"bad mel_noise options.*snr_db"):  # refused before any work
         Trainer(model, lang, get_method("scratch"), TrainConfig(mel_noise={"snr_db": [1, 2]}), tmp_path)

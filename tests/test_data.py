@@ -54,18 +54,28 @@ def test_cli_reports_bad_audio_without_traceback(yesno_dir, tmp_path):
     corpus = copy_corpus(yesno_dir, tmp_path / "waves", 4)
     (corpus / "1_0_1_0_1_0_1_0.wav").write_bytes(b"not audio at all")
     r = subprocess.run(
-        [sys.executable, "-m", "speechtl.cli", "prepare", "yesno", "--corpus-dir", str(corpus),
-         "--output-dir", str(tmp_path / "m")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "speechtl.cli",
+            "prepare",
+            "yesno",
+            "--corpus-dir",
+            str(corpus),
+            "--output-dir",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1
     assert "1_0_1_0_1_0_1_0.wav" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_misnamed_files_and_missing_dir(yesno_dir, tmp_path):
-    with pytest.raises(SpeechtlError, match="does not exist"):
+    with pytest.raises(SpeechtlError, match=r"does not exist"):
         prepare_yesno(tmp_path / "nope")
     corpus = copy_corpus(yesno_dir, tmp_path / "waves", 3)
     shutil.copy(next(corpus.glob("*.wav")), corpus / "hello.wav")
-    with pytest.raises(SpeechtlError, match="hello.wav"):
+    with pytest.raises(SpeechtlError, match=r"hello.wav"):
         prepare_yesno(corpus)

@@ -36,7 +36,7 @@ def real_waves(yesno_dir, fsdd_dir):
 def assert_batch_equals_kaldi(cfg, waves):
     """One BatchedFbank call over all ``waves``; each utterance within 1e-3 of kaldi-native-fbank."""
     feats = BatchedFbank(cfg)([torch.from_numpy(w) for w in waves])
-    for w, f in zip(waves, feats):
+    for w, f in zip(waves, feats, strict=False):
         ref = kaldi_reference(w, cfg)
         assert f.shape == ref.shape
         assert np.abs(f.numpy() - ref).max() <= 1e-3
@@ -67,7 +67,7 @@ def test_fbank_batch_equals_one_at_a_time(fsdd_dir):
     fb = BatchedFbank(cfg)
     waves = [torch.from_numpy(sf.read(str(f), dtype="float32")[0]) for f in sorted(fsdd_dir.glob("*.wav"))[:6]]
     batched = fb(waves)
-    for w, b in zip(waves, batched):
+    for w, b in zip(waves, batched, strict=False):
         torch.testing.assert_close(b, fb([w])[0], atol=1e-5, rtol=0)
 
 
@@ -98,7 +98,7 @@ def test_blocks_of_frames_do_not_change_the_result(yesno_dir):
     waves = [torch.from_numpy(sf.read(str(f), dtype="float32")[0]) for f in sorted(yesno_dir.glob("*.wav"))[:3]]
     whole, blocked = BatchedFbank(cfg), BatchedFbank(cfg)
     whole.kernel.block_frames, blocked.kernel.block_frames = 10**9, 37
-    for a, b in zip(whole(waves), blocked(waves)):
+    for a, b in zip(whole(waves), blocked(waves), strict=False):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
@@ -131,6 +131,6 @@ def test_fbank_cuda_matches_cpu(fsdd_dir):
     waves = [torch.from_numpy(sf.read(str(f), dtype="float32")[0]) for f in sorted(fsdd_dir.glob("*.wav"))[:8]]
     cpu = BatchedFbank(cfg)(waves)
     gpu = BatchedFbank(cfg).to("cuda")(waves)
-    for c, g in zip(cpu, gpu):
+    for c, g in zip(cpu, gpu, strict=False):
         assert g.is_cuda
         torch.testing.assert_close(g.cpu(), c, atol=1e-3, rtol=0)

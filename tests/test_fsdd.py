@@ -43,14 +43,14 @@ def test_disjoint_speakers_train_only_the_first_and_test_only_the_second(fsdd_di
 
 
 def test_bad_speaker_and_bad_file_names_are_named(fsdd_dir, tmp_path):
-    with pytest.raises(SpeechtlError, match="alice"):
+    with pytest.raises(SpeechtlError, match=r"alice"):
         prepare_fsdd(fsdd_dir, train_speakers=["alice"])
     d = tmp_path / "rec"
     d.mkdir()
     for name in ("0_george_0.wav", "1_george_7.wav"):
         shutil.copy(fsdd_dir / name, d / name)
     (d / "notes.wav").write_bytes(b"")
-    with pytest.raises(SpeechtlError, match="notes.wav"):
+    with pytest.raises(SpeechtlError, match=r"notes.wav"):
         prepare_fsdd(d)
 
 
@@ -61,7 +61,7 @@ def test_a_corrupt_wav_is_named_and_nothing_is_written(fsdd_dir, tmp_path):
         shutil.copy(fsdd_dir / name, d / name)
     (d / "3_lucas_9.wav").write_bytes(b"RIFF not really")
     out = tmp_path / "out"
-    with pytest.raises(SpeechtlError, match="3_lucas_9.wav"):
+    with pytest.raises(SpeechtlError, match=r"3_lucas_9.wav"):
         prepare_fsdd(d, out)
     assert not out.exists() or not list(out.glob("*.jsonl.gz"))
 
@@ -74,9 +74,18 @@ def _toy_cuts(per_class=6):
         for word in ("ONE", "TWO"):
             for i in range(per_class):
                 cid = f"{word}_{spk}_{i}"
-                cuts.append(MonoCut(cid, 0, 1.0, 0, supervisions=[SupervisionSegment(cid, cid, 0, 1.0, text=word, speaker=spk)]))
-                cuts.append(MonoCut(cid + "_sp0.9", 0, 1.1, 0,
-                                    supervisions=[SupervisionSegment(cid + "_sp0.9", cid, 0, 1.1, text=word, speaker=spk)]))
+                cuts.append(
+                    MonoCut(cid, 0, 1.0, 0, supervisions=[SupervisionSegment(cid, cid, 0, 1.0, text=word, speaker=spk)])
+                )
+                cuts.append(
+                    MonoCut(
+                        cid + "_sp0.9",
+                        0,
+                        1.1,
+                        0,
+                        supervisions=[SupervisionSegment(cid + "_sp0.9", cid, 0, 1.1, text=word, speaker=spk)],
+                    )
+                )
     return CutSet.from_cuts(cuts)
 
 
@@ -92,14 +101,22 @@ def test_shots_are_per_speaker_and_transcript_and_nested():
         per_class[(word, spk)] = per_class.get((word, spk), 0) + 1
     assert set(per_class.values()) == {3}
     assert {c.id for c in three} == originals(three) | {i + "_sp0.9" for i in originals(three)}
-    with pytest.raises(SpeechtlError, match="fewer than 7"):
+    with pytest.raises(SpeechtlError, match=r"fewer than 7"):
         subset_by_shots(cuts, 7)
 
 
 def test_digit_source_plan_is_deterministic_and_within_its_ranges():
-    cfg = TtsDigitsConfig(train_utterances=300, dev_utterances=10, min_digits=2, max_digits=4,
-                          espeak_accents=["en-us"], espeak_variants=["", "m3"], flite_voices=["kal"],
-                          festival_voices=["kal_diphone"], weights={"espeak-ng": 0.5, "flite": 0.5, "festival": 0.0})
+    cfg = TtsDigitsConfig(
+        train_utterances=300,
+        dev_utterances=10,
+        min_digits=2,
+        max_digits=4,
+        espeak_accents=["en-us"],
+        espeak_variants=["", "m3"],
+        flite_voices=["kal"],
+        festival_voices=["kal_diphone"],
+        weights={"espeak-ng": 0.5, "flite": 0.5, "festival": 0.0},
+    )
     a, b = plan_digits(cfg), plan_digits(cfg)
     assert [j["id"] for j in a["source_train"]] == [j["id"] for j in b["source_train"]]
     jobs = a["source_train"]
@@ -117,7 +134,7 @@ def test_classification_scores_match_hand_computation():
     # a: P 2/2 R 2/3; b: P 1/3 R 1/1; c: P 1/1 R 1/2
     p = [1.0, 1 / 3, 1.0]
     r = [2 / 3, 1.0, 0.5]
-    f = [2 * x * y / (x + y) for x, y in zip(p, r)]
+    f = [2 * x * y / (x + y) for x, y in zip(p, r, strict=False)]
     assert s.precision == pytest.approx(100 * np.mean(p))
     assert s.recall == pytest.approx(100 * np.mean(r))
     assert s.f1 == pytest.approx(100 * np.mean(f))
@@ -138,15 +155,26 @@ def fsdd_feats(fsdd_dir, tmp_path_factory):
             for i in range(6):
                 shutil.copy(fsdd_dir / f"{digit}_{spk}_{i}.wav", src / f"{digit}_{spk}_{i}.wav")
     prepare_fsdd(src, d / "manifests", test_indices=range(2))
-    compute_fbank(d / "manifests", d / "fbank", "fsdd", ["train", "test"], FbankConfig(sampling_rate=8000, num_mel_bins=40))
-    return CutSet.from_file(d / "fbank" / "fsdd_cuts_train.jsonl.gz"), CutSet.from_file(d / "fbank" / "fsdd_cuts_test.jsonl.gz"), d
+    compute_fbank(
+        d / "manifests", d / "fbank", "fsdd", ["train", "test"], FbankConfig(sampling_rate=8000, num_mel_bins=40)
+    )
+    return (
+        CutSet.from_file(d / "fbank" / "fsdd_cuts_train.jsonl.gz"),
+        CutSet.from_file(d / "fbank" / "fsdd_cuts_test.jsonl.gz"),
+        d,
+    )
 
 
 def _small_model_cfg():
     from speechtl.models import ModelConfig
 
-    return ModelConfig(encoder="conformer", num_features=40, encoder_options=dict(
-        d_model=32, num_heads=2, ffn_dim=64, num_layers=2, kernel_size=7, dropout=0.0, subsampling_channels=8))
+    return ModelConfig(
+        encoder="conformer",
+        num_features=40,
+        encoder_options=dict(
+            d_model=32, num_heads=2, ffn_dim=64, num_layers=2, kernel_size=7, dropout=0.0, subsampling_channels=8
+        ),
+    )
 
 
 def test_speaker_classifier_learns_through_the_one_trainer(fsdd_feats, tmp_path):
@@ -161,11 +189,14 @@ def test_speaker_classifier_learns_through_the_one_trainer(fsdd_feats, tmp_path)
     assert objective.classes == ["george", "lucas"]
     torch.manual_seed(0)
     model = build_model_for(get_method("scratch"), objective, _small_model_cfg(), head="stats")
-    cfg = TrainConfig(num_steps=40, lr=0.003, optimizer="adamw", max_duration=15, num_buckets=2, average_last=1,
-                      log_interval=100)
+    cfg = TrainConfig(
+        num_steps=40, lr=0.003, optimizer="adamw", max_duration=15, num_buckets=2, average_last=1, log_interval=100
+    )
     final = Trainer(model, None, get_method("scratch"), cfg, tmp_path / "exp", objective).fit(train)
     tsv = tmp_path / "classify.tsv"
-    s = evaluate_classifier(final, d / "fbank" / "fsdd_cuts_test.jsonl.gz", "test", tmp_path / "out", "scratch", "4shots", tsv)
+    s = evaluate_classifier(
+        final, d / "fbank" / "fsdd_cuts_test.jsonl.gz", "test", tmp_path / "out", "scratch", "4shots", tsv
+    )
     assert s.accuracy >= 90.0  # two speakers, chance is 50%
     lines = tsv.read_text().splitlines()
     assert lines[0].split("\t") == ["task", "method", "data", "accuracy", "precision", "recall", "f1"]
@@ -216,5 +247,5 @@ def test_ctc_only_methods_refuse_a_classifier(fsdd_feats, tmp_path):
 
     objective = ClassifyObjective.from_cuts("classify-digit", fsdd_feats[0])
     model = build_model_for(get_method("scratch"), objective, _small_model_cfg(), head="mean")
-    with pytest.raises(SpeechtlError, match="kd works on CTC posteriors"):
+    with pytest.raises(SpeechtlError, match=r"kd works on CTC posteriors"):
         Trainer(model, None, get_method("kd"), TrainConfig(), tmp_path, objective)

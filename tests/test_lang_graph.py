@@ -90,8 +90,16 @@ def test_hlg_decoder_on_hand_made_posteriors(lang):
 
 
 def test_lang_files_are_icefall_compatible(lang):
-    for name in ["tokens.txt", "words.txt", "lexicon.txt", "lexicon_disambig.txt", "L_disambig.fst",
-                 "G.arpa", "G.fst", "HLG.fst"]:
+    for name in [
+        "tokens.txt",
+        "words.txt",
+        "lexicon.txt",
+        "lexicon_disambig.txt",
+        "L_disambig.fst",
+        "G.arpa",
+        "G.fst",
+        "HLG.fst",
+    ]:
         assert (lang.dir / name).is_file(), name
     assert lang.token2id["<blk>"] == 0
     assert lang.word2id["<eps>"] == 0
@@ -109,8 +117,9 @@ def test_lang_encode_decode_roundtrip(lang):
 def test_optional_silence(tmp_path):
     text = tmp_path / "text"
     text.write_text("YES NO\n")
-    prepare_lang(lexicon_from_dict({"YES": ["Y"], "NO": ["N"]}), tmp_path / "lang", lm_text=text,
-                 lm_order=1, sil_token="SIL")
+    prepare_lang(
+        lexicon_from_dict({"YES": ["Y"], "NO": ["N"]}), tmp_path / "lang", lm_text=text, lm_order=1, sil_token="SIL"
+    )
     lang = Lang(tmp_path / "lang")
     sil, y, n = lang.token2id["SIL"], lang.token2id["Y"], lang.token2id["N"]
     assert lang.encode("YES NO") == [sil, y, sil, n, sil]

@@ -12,8 +12,13 @@ from speechtl.train import TrainConfig, Trainer
 from speechtl.train.checkpoint import load_checkpoint, save_checkpoint
 from speechtl.train.trainer import seed_everything
 
-TINY = ModelConfig(encoder="conformer", num_features=23, encoder_options=dict(
-    d_model=16, num_heads=2, ffn_dim=32, num_layers=3, kernel_size=3, dropout=0.0, subsampling_channels=4))
+TINY = ModelConfig(
+    encoder="conformer",
+    num_features=23,
+    encoder_options=dict(
+        d_model=16, num_heads=2, ffn_dim=32, num_layers=3, kernel_size=3, dropout=0.0, subsampling_channels=4
+    ),
+)
 
 
 @pytest.fixture
@@ -66,7 +71,9 @@ def test_scratch_takes_the_source_architecture_not_its_weights(small_yesno, sour
     _, _, lang = small_yesno
     model = build_model_for(get_method("scratch"), lang, None, path)
     assert model.config == TINY
-    assert not torch.equal(model.state_dict()["encoder.layers.0.ff1.net.1.weight"], src["encoder.layers.0.ff1.net.1.weight"])
+    assert not torch.equal(
+        model.state_dict()["encoder.layers.0.ff1.net.1.weight"], src["encoder.layers.0.ff1.net.1.weight"]
+    )
 
 
 def test_freeze_leaves_frozen_parameters_bitwise_unchanged(small_yesno, source, tmp_path):
@@ -96,7 +103,7 @@ def test_freeze_by_prefix_and_bad_options(small_yesno, source, tmp_path):
 
 
 def test_linear_probe_trains_only_a_fresh_head(small_yesno, source, tmp_path):
-    path, src, tokens = source
+    path, src, _tokens = source
     before, ckpt = one_step(get_method("linear-probe"), small_yesno, path, tmp_path)
     after = ckpt["model"]
     for n in before:

@@ -5,6 +5,7 @@ Each test fails if its method were a no-op.
 
 import pytest
 import torch
+from test_methods import TINY
 
 from speechtl.adapt import get_method
 from speechtl.adapt.distill import frame_kl
@@ -17,7 +18,6 @@ from speechtl.models import build_model
 from speechtl.train import TrainConfig, Trainer
 from speechtl.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from speechtl.train.trainer import seed_everything
-from test_methods import TINY
 
 
 @pytest.fixture
@@ -136,8 +136,9 @@ def test_fomaml_changes_the_initialization(small_yesno, source, tmp_path):
 
 
 def test_pseudo_label_filtering_honours_its_threshold(small_yesno, source, tmp_path):
-    lp = torch.log(torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.9, 0.05, 0.05],
-                                 [0.2, 0.1, 0.7]]))
+    lp = torch.log(
+        torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.9, 0.05, 0.05], [0.2, 0.1, 0.7]])
+    )
     units, conf = confidence(lp)
     assert units == [1, 2] and conf == pytest.approx((0.8 * 0.7) ** 0.5)
     hyps = [("a", "y n", 0.95), ("b", "y", 0.79), ("c", "", 0.99), ("d", "n", 0.8)]

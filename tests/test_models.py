@@ -6,11 +6,14 @@ import torch
 from speechtl.models import ModelConfig, build_model
 
 
-@pytest.mark.parametrize("encoder,options,factor", [
-    ("tdnn", {}, 1),
-    ("lstm", {"hidden_dim": 16}, 1),
-    ("conformer", {"d_model": 32, "num_heads": 2, "ffn_dim": 64, "num_layers": 2, "kernel_size": 7}, 4),
-])
+@pytest.mark.parametrize(
+    "encoder,options,factor",
+    [
+        ("tdnn", {}, 1),
+        ("lstm", {"hidden_dim": 16}, 1),
+        ("conformer", {"d_model": 32, "num_heads": 2, "ffn_dim": 64, "num_layers": 2, "kernel_size": 7}, 4),
+    ],
+)
 def test_encoder_is_batch_invariant(encoder, options, factor):
     torch.manual_seed(0)
     model = build_model(ModelConfig(encoder=encoder, num_features=23, encoder_options=options), vocab_size=7).eval()
@@ -21,7 +24,7 @@ def test_encoder_is_batch_invariant(encoder, options, factor):
     with torch.no_grad():
         batch_lp, batch_lens = model(feats, lengths)
         for i, n in enumerate(lengths.tolist()):
-            alone_lp, alone_len = model(feats[i:i + 1, :n], lengths[i:i + 1])
+            alone_lp, alone_len = model(feats[i : i + 1, :n], lengths[i : i + 1])
             assert int(alone_len) == int(batch_lens[i])
             if factor > 1:
                 assert int(alone_len) == ((n - 3) // 2 + 1 - 3) // 2 + 1
@@ -30,15 +33,21 @@ def test_encoder_is_batch_invariant(encoder, options, factor):
 
 
 def test_conformer_layers_are_addressable():
-    model = build_model(ModelConfig(encoder="conformer", num_features=80,
-                                    encoder_options={"d_model": 32, "num_heads": 2, "ffn_dim": 64, "num_layers": 3}), 10)
+    model = build_model(
+        ModelConfig(
+            encoder="conformer",
+            num_features=80,
+            encoder_options={"d_model": 32, "num_heads": 2, "ffn_dim": 64, "num_layers": 3},
+        ),
+        10,
+    )
     assert len(model.encoder.layers) == 3
     names = {n.split(".")[2] for n, _ in model.named_parameters() if n.startswith("encoder.layers.")}
     assert names == {"0", "1", "2"}
 
 
 def test_input_norm_modes():
-    """"mean" removes each utterance's channel offset but keeps its spread; "mvn" also
+    """ "mean" removes each utterance's channel offset but keeps its spread; "mvn" also
     scales to unit variance; padding never counts; true/false read as mvn/none."""
     from speechtl.errors import SpeechtlError
     from speechtl.models.ctc import input_norm_mode, utterance_normalize

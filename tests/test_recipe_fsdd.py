@@ -13,7 +13,6 @@ import shutil
 
 import pytest
 import yaml
-
 from conftest import REPO, copy_recipe, run
 
 RECIPE = REPO / "egs" / "fsdd" / "ASR"
@@ -22,8 +21,15 @@ SPEAKERS = ("george", "jackson", "lucas", "nicolas")
 
 def shrink_conf(conf):
     corpus = yaml.safe_load((conf / "source_corpus.yaml").read_text())
-    corpus.update(train_utterances=60, dev_utterances=4, max_digits=3, espeak_accents=["en-us"],
-                  espeak_variants=["", "m3"], flite_voices=["kal"], festival_voices=["kal_diphone"])
+    corpus.update(
+        train_utterances=60,
+        dev_utterances=4,
+        max_digits=3,
+        espeak_accents=["en-us"],
+        espeak_variants=["", "m3"],
+        flite_voices=["kal"],
+        festival_voices=["kal_diphone"],
+    )
     (conf / "source_corpus.yaml").write_text(yaml.safe_dump(corpus))
     source = yaml.safe_load((conf / "source.yaml").read_text())
     source["model"]["encoder_options"].update(d_model=32, ffn_dim=64, num_layers=2, num_heads=2, subsampling_channels=8)
@@ -91,8 +97,11 @@ def test_classification_rows_and_confusion_matrices(official):
     got = rows(recipe / "exp" / "classify.tsv")
     assert list(got[0]) == ["task", "method", "data", "accuracy", "precision", "recall", "f1"]
     assert {(x["task"], x["method"], x["data"]) for x in got} == {
-        (t, m, d) for t in ("classify-digit", "classify-speaker") for m in ("linear-probe", "finetune")
-        for d in ("1shots", "2shots")}
+        (t, m, d)
+        for t in ("classify-digit", "classify-speaker")
+        for m in ("linear-probe", "finetune")
+        for d in ("1shots", "2shots")
+    }
     for x in got:
         assert all(0.0 <= float(x[k]) <= 100.0 for k in ("accuracy", "precision", "recall", "f1"))
     png = recipe / "exp" / "classify" / "classify-speaker" / "finetune_2shots" / "confusion-test.png"
@@ -117,8 +126,18 @@ def test_a_rerun_does_no_work(official):
 
 def test_disjoint_speakers_train_on_some_and_test_on_the_others(official):
     recipe, corpus = official
-    r = run(recipe, *ARGS, "--corpus-dir", str(corpus), "--stage", "1",
-            "--train-speakers", "george jackson lucas", "--test-speakers", "nicolas")
+    r = run(
+        recipe,
+        *ARGS,
+        "--corpus-dir",
+        str(corpus),
+        "--stage",
+        "1",
+        "--train-speakers",
+        "george jackson lucas",
+        "--test-speakers",
+        "nicolas",
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = recipe / "data" / "manifests"
     assert speakers_in(m / "fsdd_supervisions_train.jsonl.gz") == {"george", "jackson", "lucas"}

@@ -11,24 +11,44 @@ import time
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, copy_recipe, run, shared_data
 
 RECIPE = REPO / "egs" / "tts_xling" / "ASR"
 ARGS = ["--target-minutes", "0.5 1", "--unlabelled-target-minutes", "0.3", "--methods", "all"]
-METHODS = ["scratch", "finetune", "freeze", "linear-probe", "layerwise-lr", "adapter", "lora", "dann", "mmd", "coral",
-           "reweight", "reptile", "fomaml", "ssl", "kd", "pseudo-label"]
+METHODS = [
+    "scratch",
+    "finetune",
+    "freeze",
+    "linear-probe",
+    "layerwise-lr",
+    "adapter",
+    "lora",
+    "dann",
+    "mmd",
+    "coral",
+    "reweight",
+    "reptile",
+    "fomaml",
+    "ssl",
+    "kd",
+    "pseudo-label",
+]
 
 
 def shrink_conf(conf):
     corpus = yaml.safe_load((conf / "corpus.yaml").read_text())
-    corpus.update(source_langs=["en", "ru"], source_train_sentences=40, source_dev_sentences=4,
-                  target_dev_sentences=4, target_test_sentences=12, target_train_sentences=40,
-                  target_unlabelled_sentences=16)
+    corpus.update(
+        source_langs=["en", "ru"],
+        source_train_sentences=40,
+        source_dev_sentences=4,
+        target_dev_sentences=4,
+        target_test_sentences=12,
+        target_train_sentences=40,
+        target_unlabelled_sentences=16,
+    )
     (conf / "corpus.yaml").write_text(yaml.safe_dump(corpus))
     source = yaml.safe_load((conf / "source.yaml").read_text())
-    source["model"]["encoder_options"].update(d_model=32, ffn_dim=64, num_layers=2, num_heads=2,
-                                              subsampling_channels=8)
+    source["model"]["encoder_options"].update(d_model=32, ffn_dim=64, num_layers=2, num_heads=2, subsampling_channels=8)
     source["train"].update(num_epochs=2, warmup_steps=5, average_last=2)
     (conf / "source.yaml").write_text(yaml.safe_dump(source))
     adapt = yaml.safe_load((conf / "adapt.yaml").read_text())
@@ -55,7 +75,7 @@ def recipe_run(tmp_path_factory):
 
 
 def test_every_method_amount_and_decoding_has_a_row(recipe_run):
-    recipe, r, _ = recipe_run
+    recipe, _r, _ = recipe_run
     with open(recipe / "exp" / "results.tsv") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert list(rows[0]) == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
@@ -64,7 +84,7 @@ def test_every_method_amount_and_decoding_has_a_row(recipe_run):
     assert want | {("zero-shot", "0min", "greedy")} == keys
     assert {x["test_set"] for x in rows} == {"target_test"}
     md = (recipe / "exp" / "RESULTS.md").read_text()
-    for m in METHODS + ["zero-shot"]:
+    for m in [*METHODS, "zero-shot"]:
         assert f"| {m} |" in md
     png = recipe / "exp" / "plots" / "data_efficiency.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -85,8 +105,11 @@ def test_methods_did_what_they_claim(recipe_run):
     assert not torch.equal(freeze["encoder.layers.1.ff1.net.1.weight"], src["encoder.layers.1.ff1.net.1.weight"])
     assert not all(torch.equal(finetune[k], src[k]) for k in frozen), "finetune must train the bottom too"
     lora = load("lora_0.5min")
-    assert all(torch.equal(lora[k.replace("ff1.net.1.weight", "ff1.net.1.parametrizations.weight.original")], src[k])
-               for k in enc if k.endswith("ff1.net.1.weight"))
+    assert all(
+        torch.equal(lora[k.replace("ff1.net.1.weight", "ff1.net.1.parametrizations.weight.original")], src[k])
+        for k in enc
+        if k.endswith("ff1.net.1.weight")
+    )
     assert (recipe / "exp" / "adapter_0.5min" / "adapter.pt").is_file()
     assert (recipe / "exp" / "pseudo-label_0.5min" / "pseudo_labels.txt").is_file()
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, copy_recipe, run
 
 RECIPE = REPO / "egs" / "yesno" / "ASR"
@@ -29,7 +28,7 @@ def results(recipe: Path):
 
 
 def test_recipe_writes_results_and_decodes_well(recipe_run):
-    recipe, r, seconds = recipe_run
+    recipe, r, _seconds = recipe_run
     rows = results(recipe)
     assert list(rows[0]) == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
     by = {row["decoding"]: row for row in rows}
@@ -51,8 +50,12 @@ def test_recipe_writes_results_and_decodes_well(recipe_run):
 
 def test_rerun_skips_every_stage(recipe_run, yesno_dir):
     recipe = recipe_run[0]
-    watched = [recipe / "exp" / "scratch_all" / "final.pt", recipe / "data" / "lang" / "HLG.fst",
-               recipe / "data" / "fbank" / "yesno_cuts_train.jsonl.gz", recipe / "exp" / "results.tsv"]
+    watched = [
+        recipe / "exp" / "scratch_all" / "final.pt",
+        recipe / "data" / "lang" / "HLG.fst",
+        recipe / "data" / "fbank" / "yesno_cuts_train.jsonl.gz",
+        recipe / "exp" / "results.tsv",
+    ]
     before = [p.stat().st_mtime_ns for p in watched]
     t0 = time.time()
     r = run(recipe, "--corpus-dir", str(yesno_dir))
@@ -77,10 +80,28 @@ def test_parallel_decoding_gives_identical_recogs(recipe_run):
     for nj in (1, 2):
         out = recipe / "exp" / f"nj{nj}"
         r = subprocess.run(
-            ["speechtl", "decode", "--checkpoint", "exp/scratch_all/final.pt", "--lang-dir", "data/lang",
-             "--cuts", "data/fbank/yesno_cuts_test.jsonl.gz", "--test-set", "test", "--out-dir", str(out),
-             "--decoding", "hlg,hlg-lattice", "--nj", str(nj)],
-            cwd=recipe, env=env, capture_output=True, text=True,
+            [
+                "speechtl",
+                "decode",
+                "--checkpoint",
+                "exp/scratch_all/final.pt",
+                "--lang-dir",
+                "data/lang",
+                "--cuts",
+                "data/fbank/yesno_cuts_test.jsonl.gz",
+                "--test-set",
+                "test",
+                "--out-dir",
+                str(out),
+                "--decoding",
+                "hlg,hlg-lattice",
+                "--nj",
+                str(nj),
+            ],
+            cwd=recipe,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         assert r.returncode == 0, r.stderr
         outs.append(out)
@@ -104,8 +125,11 @@ def test_transcribe_stereo_44k_and_unreadable_files(recipe_run, yesno_dir, tmp_p
 
     recipe = recipe_run[0]
     recogs = (recipe / "exp" / "scratch_all" / "decode" / "recogs-test-hlg.txt").read_text().splitlines()
-    right = [ref.split(":")[0].rsplit("-", 1)[0] for ref, hyp in zip(recogs[::2], recogs[1::2])
-             if ast.literal_eval(ref.split("ref=")[1]) == ast.literal_eval(hyp.split("hyp=")[1])]
+    right = [
+        ref.split(":")[0].rsplit("-", 1)[0]
+        for ref, hyp in zip(recogs[::2], recogs[1::2], strict=False)
+        if ast.literal_eval(ref.split("ref=")[1]) == ast.literal_eval(hyp.split("hyp=")[1])
+    ]
     name = right[0]
     wave, sr = sf.read(str(yesno_dir / f"{name}.wav"), dtype="float32")
     hi = torchaudio.functional.resample(torch.from_numpy(wave), sr, 44100).numpy()
@@ -116,9 +140,21 @@ def test_transcribe_stereo_44k_and_unreadable_files(recipe_run, yesno_dir, tmp_p
     bad.write_bytes(b"RIFF....WAVE nonsense")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     r = subprocess.run(
-        ["speechtl", "transcribe", "--model-dir", "exp/scratch_all", "--lang-dir", "data/lang",
-         str(yesno_dir / f"{name}.wav"), str(bad), str(stereo)],
-        cwd=recipe, env=env, capture_output=True, text=True,
+        [
+            "speechtl",
+            "transcribe",
+            "--model-dir",
+            "exp/scratch_all",
+            "--lang-dir",
+            "data/lang",
+            str(yesno_dir / f"{name}.wav"),
+            str(bad),
+            str(stereo),
+        ],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1 and "broken.wav" in r.stderr and "Traceback" not in r.stderr
     lines = r.stdout.splitlines()
@@ -133,7 +169,7 @@ def test_two_process_ddp_training_matches_the_one_process_default(recipe_run, ye
     recipe = recipe_run[0]
     log = recipe / "exp" / "scratch_all" / "log" / "log-train.txt"
     assert "world size" not in log.read_text()  # the default run trained in one process
-    one = [row for row in results(recipe) if row["decoding"] == "hlg"][0]
+    one = next(row for row in results(recipe) if row["decoding"] == "hlg")
 
     r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "4", "--stop-stage", "5", "--train-procs", "2")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -143,6 +179,6 @@ def test_two_process_ddp_training_matches_the_one_process_default(recipe_run, ye
     # dropout and float sums, which a 30-utterance corpus amplifies. Measured here, HLG
     # WER 1 vs 2 processes: 0.42/0.42 at the recipe's seed 43; means over seeds 42-49
     # 1.62/1.72% (conf/train.yaml). Another CPU may sum floats differently, hence a margin.
-    two = [row for row in results(recipe) if row["decoding"] == "hlg"][0]
+    two = next(row for row in results(recipe) if row["decoding"] == "hlg")
     assert float(one["wer"]) <= 5.0 and float(two["wer"]) <= 5.0, (one, two)
     assert abs(int(one["errors"]) - int(two["errors"])) <= 5, (one, two)

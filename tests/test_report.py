@@ -8,7 +8,7 @@ from speechtl.score.results import ResultRow, update_results
 def rows():
     r = []
     for method, wers in [("scratch", (80.0, 40.0)), ("finetune", (30.0, 20.0))]:
-        for data, wer in zip(["5min", "30min"], wers):
+        for data, wer in zip(["5min", "30min"], wers, strict=False):
             r.append(ResultRow("target", method, data, "hlg", wer, int(wer * 10), 1000))
             r.append(ResultRow("target", method, data, "greedy", wer + 2, int(wer * 10) + 20, 1000))
     r.append(ResultRow("target", "zero-shot", "none", "hlg", 95.0, 950, 1000))
@@ -28,7 +28,8 @@ def test_results_md_table(tmp_path):
     assert "| finetune | 5min | 32.00 (320/1000) | 30.00 (300/1000) |" in md
     lines = md.splitlines()
     assert lines.index("| finetune | 5min | 32.00 (320/1000) | 30.00 (300/1000) |") < lines.index(
-        "| finetune | 30min | 22.00 (220/1000) | 20.00 (200/1000) |")
+        "| finetune | 30min | 22.00 (220/1000) | 20.00 (200/1000) |"
+    )
 
 
 def test_data_efficiency_plot(tmp_path):

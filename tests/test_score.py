@@ -6,7 +6,7 @@ from speechtl.score.wer import compute_wer, write_errs, write_recogs, write_wer_
 
 
 def test_wer_on_known_pairs():
-    s = compute_wer([("u1", "a b c d".split(), "a x c".split())])
+    s = compute_wer([("u1", ["a", "b", "c", "d"], ["a", "x", "c"])])
     assert (s.substitutions, s.deletions, s.insertions, s.words) == (1, 1, 0, 4)
     assert s.wer == 50.0
     s = compute_wer([("u1", ["a"], ["a", "b", "b"]), ("u2", ["c", "d"], ["c", "d"])])
@@ -32,8 +32,13 @@ def test_icefall_style_files(tmp_path):
 def test_results_tsv_schema_and_upsert(tmp_path):
     path = tmp_path / "exp" / "results.tsv"
     update_results(path, [ResultRow("test", "scratch", "all", "greedy", 5.0, 12, 240)])
-    update_results(path, [ResultRow("test", "scratch", "all", "hlg", 0.4166, 1, 240),
-                          ResultRow("test", "scratch", "all", "greedy", 4.0, 10, 240)])
+    update_results(
+        path,
+        [
+            ResultRow("test", "scratch", "all", "hlg", 0.4166, 1, 240),
+            ResultRow("test", "scratch", "all", "greedy", 4.0, 10, 240),
+        ],
+    )
     text = path.read_text().splitlines()
     assert text[0].split("\t") == HEADER == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
     assert text[1:] == ["test\tscratch\tall\tgreedy\t4.00\t10\t240", "test\tscratch\tall\thlg\t0.42\t1\t240"]

@@ -7,9 +7,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from lhotse import CutSet
-
 from conftest import REPO, copy_recipe, run
+from lhotse import CutSet
 
 RECIPE = REPO / "egs" / "yesno" / "ASR"
 SLURM = "slurm --time 10 --mem 1G --cpus 1"
@@ -68,7 +67,9 @@ def test_failed_slurm_job_names_its_id_and_log(slurm, tmp_path):
     from speechtl.errors import SpeechtlError
 
     ex = get_executor(SLURM, 2, tmp_path / "log", "div")
-    with pytest.raises(SpeechtlError, match=r"(?s)div job 1 \(Slurm job \d+_1\) failed: .*ZeroDivisionError.*div\.1\.log"):
+    with pytest.raises(
+        SpeechtlError, match=r"(?s)div job 1 \(Slurm job \d+_1\) failed: .*ZeroDivisionError.*div\.1\.log"
+    ):
         ex.map(divmod, [(4, 2), (1, 0)])
     assert "ZeroDivisionError" in (tmp_path / "log" / "div.1.log").read_text()
 
@@ -77,8 +78,19 @@ def test_training_runs_torchrun_inside_a_slurm_job(slurm, yesno_dir, tmp_path):
     recipe = copy_recipe(RECIPE, tmp_path)
     r = run(recipe, "--corpus-dir", str(yesno_dir), "--stop-stage", "3")
     assert r.returncode == 0, r.stderr[-2000:]
-    r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "4", "--stop-stage", "4", "--train-procs", "2",
-            "--cmd", "slurm --time 10 --mem 2G --cpus 2")
+    r = run(
+        recipe,
+        "--corpus-dir",
+        str(yesno_dir),
+        "--stage",
+        "4",
+        "--stop-stage",
+        "4",
+        "--train-procs",
+        "2",
+        "--cmd",
+        "slurm --time 10 --mem 2G --cpus 2",
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     exp = recipe / "exp" / "scratch_all"
     log = (exp / "log" / "train.0.log").read_text()

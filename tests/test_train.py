@@ -1,6 +1,8 @@
 """The one Trainer: checkpoints, resume, averaging, reproducibility."""
 
+import functools
 import logging
+import operator
 
 import pytest
 import torch
@@ -16,8 +18,9 @@ from speechtl.train.trainer import seed_everything
 
 def make_trainer(lang, exp_dir, epochs, seed=3, encoder_options=None, **train_options):
     seed_everything(seed)
-    model = build_model(ModelConfig(encoder="tdnn", num_features=23, encoder_options=encoder_options or {}),
-                        lang.vocab_size)
+    model = build_model(
+        ModelConfig(encoder="tdnn", num_features=23, encoder_options=encoder_options or {}), lang.vocab_size
+    )
     cfg = TrainConfig(num_epochs=epochs, max_duration=20, num_buckets=2, average_last=2, seed=seed, **train_options)
     return Trainer(model, lang, get_method("scratch"), cfg, exp_dir)
 
@@ -84,8 +87,12 @@ def test_ddp_ranks_see_disjoint_cuts(small_yesno):
 
     d, _, _ = small_yesno
     cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz")
-    seen = [sum(_sampled_ids(train_dataloader(cuts, 20, 2, seed=1, world_size=2, rank=rank), 3), [])
-            for rank in (0, 1)]
+    seen = [
+        functools.reduce(
+            operator.iadd, _sampled_ids(train_dataloader(cuts, 20, 2, seed=1, world_size=2, rank=rank), 3), []
+        )
+        for rank in (0, 1)
+    ]
     # lhotse may pad the smaller shard with a marked copy ("<id>_dup0") to balance ranks.
     originals = [{i for i in ids if "_dup" not in i} for ids in seen]
     copies = {i.split("_dup")[0] for ids in seen for i in ids if "_dup" in i}
@@ -104,14 +111,15 @@ def test_split_batches_deal_the_one_process_batches_across_ranks(small_yesno):
     cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz")
     for max_duration in (20, 7):  # 7 s: batches of one cut, so rank 1's share is a stand-in
         one = _sampled_ids(train_dataloader(cuts, max_duration, 2, seed=1), 3)
-        loaders = [train_dataloader(cuts, max_duration, 2, seed=1, world_size=2, rank=r, split_batches=True)
-                   for r in (0, 1)]
+        loaders = [
+            train_dataloader(cuts, max_duration, 2, seed=1, world_size=2, rank=r, split_batches=True) for r in (0, 1)
+        ]
         for loader in loaders:
             loader.sampler.set_epoch(3)
         ranks = [list(loader.sampler) for loader in loaders]
         assert len(ranks[0]) == len(ranks[1]) == len(one)
         pads = 0
-        for batch, b0, b1 in zip(one, *ranks):
+        for batch, b0, b1 in zip(one, *ranks, strict=False):
             real = [[c.id for c in b if not is_pad(c)] for b in (b0, b1)]
             assert not set(real[0]) & set(real[1])
             assert sorted(real[0] + real[1]) == sorted(batch)
@@ -130,8 +138,14 @@ def test_augmentation_is_drawn_per_cut(small_yesno):
 
     d, _, _ = small_yesno
     cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(first=3).to_eager()
-    loader = train_dataloader(cuts, 100, 2, seed=5, spec_augment={"time_warp_factor": 0, "num_frame_masks": 2},
-                              mel_noise=MelNoiseConfig(prob=1.0))
+    loader = train_dataloader(
+        cuts,
+        100,
+        2,
+        seed=5,
+        spec_augment={"time_warp_factor": 0, "num_frame_masks": 2},
+        mel_noise=MelNoiseConfig(prob=1.0),
+    )
     ds = loader.dataset
 
     def feats_of(batch_cuts, epoch):
@@ -160,21 +174,41 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
     # Global batches, augmentation on, no dropout: 2 processes must make 1 process's updates.
     # SGD: Adam's per-weight normalization turns float-level differences in near-zero
     # gradients (summation order) into lr-sized steps, which would hide what is compared.
-    conf.write_text("model: {encoder: tdnn, num_features: 23, encoder_options: {dropout: 0.0, norm: layer}}\n"
-                    "train: {num_epochs: 2, max_duration: 15, max_duration_scope: global, num_buckets: 2,\n"
-                    "        optimizer: sgd, lr: 0.5,\n"
-                    "        average_last: 2, mel_noise: {prob: 0.5}, spec_augment: {time_warp_factor: 0}}\n")
+    conf.write_text(
+        "model: {encoder: tdnn, num_features: 23, encoder_options: {dropout: 0.0, norm: layer}}\n"
+        "train: {num_epochs: 2, max_duration: 15, max_duration_scope: global, num_buckets: 2,\n"
+        "        optimizer: sgd, lr: 0.5,\n"
+        "        average_last: 2, mel_noise: {prob: 0.5}, spec_augment: {time_warp_factor: 0}}\n"
+    )
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    args = ["-m", "speechtl.cli", "train", "--config", str(conf), "--lang-dir", str(d / "lang"),
-            "--train-cuts", str(tmp_path / "cuts.jsonl.gz"), "--exp-dir"]
-    r = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2"] + args + [str(tmp_path / "exp")],
-                       env=env, capture_output=True, text=True, timeout=300)
+    args = [
+        "-m",
+        "speechtl.cli",
+        "train",
+        "--config",
+        str(conf),
+        "--lang-dir",
+        str(d / "lang"),
+        "--train-cuts",
+        str(tmp_path / "cuts.jsonl.gz"),
+        "--exp-dir",
+    ]
+    r = subprocess.run(
+        ["torchrun", "--standalone", "--nproc-per-node", "2", *args, str(tmp_path / "exp")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    one = subprocess.run([sys.executable] + args + [str(tmp_path / "one")], env=env, capture_output=True, text=True,
-                         timeout=300)
+    one = subprocess.run(
+        [sys.executable, *args, str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    two, ref, ref1 = (torch.load(tmp_path / e / f"epoch-{n}.pt", weights_only=False)["model"]
-                      for e, n in (("exp", 2), ("one", 2), ("one", 1)))
+    two, ref, ref1 = (
+        torch.load(tmp_path / e / f"epoch-{n}.pt", weights_only=False)["model"]
+        for e, n in (("exp", 2), ("one", 2), ("one", 1))
+    )
     for k in ref:
         moved = float((ref[k] - ref1[k]).abs().max())  # what one epoch of updates changes
         # Float summation order differs (all-reduce, padding); the updates themselves must agree.
@@ -190,8 +224,9 @@ def _rank_gradients(rank, world, port, lang_dir, cuts_path, shares, out):
     """One DDP rank: the gradient of its share of a global batch under max_duration_scope=global."""
     import os
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     from speechtl.lang import Lang
     from speechtl.train.dist import init_distributed
 
@@ -206,8 +241,15 @@ def _rank_gradients(rank, world, port, lang_dir, cuts_path, shares, out):
 
 def _grad_trainer(lang, exp_dir, scope):
     """No dropout, and per-frame LayerNorm (BatchNorm's statistics would depend on the split)."""
-    return make_trainer(lang, exp_dir, 1, seed=11, encoder_options={"dropout": 0.0, "norm": "layer"},
-                        max_duration_scope=scope, device="cpu")
+    return make_trainer(
+        lang,
+        exp_dir,
+        1,
+        seed=11,
+        encoder_options={"dropout": 0.0, "norm": "layer"},
+        max_duration_scope=scope,
+        device="cpu",
+    )
 
 
 def _share_gradients(trainer, net, cuts):
@@ -234,8 +276,13 @@ def test_ddp_global_batch_gradient_equals_one_process(small_yesno, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "grads"
-    mp.spawn(_rank_gradients, args=(2, port, d / "lang", tmp_path / "cuts.jsonl.gz", [ids[:3], ids[3:]], out),
-             nprocs=2, join=True)
+    mp.spawn(
+        _rank_gradients,
+        args=(2, port, d / "lang", tmp_path / "cuts.jsonl.gz", [ids[:3], ids[3:]], out),
+        nprocs=2,
+        join=True,
+    )
+
     def one_process(share):
         t = _grad_trainer(lang, tmp_path / "one", "global")
         return _share_gradients(t, t.model, cuts.subset(cut_ids=share))
@@ -250,4 +297,3 @@ def test_ddp_global_batch_gradient_equals_one_process(small_yesno, tmp_path):
         for name in expected:  # padding to different lengths moves the last frames' outputs by ~1e-6
             scale = float(expected[name].abs().max())
             torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-4 * scale)
-

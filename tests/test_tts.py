@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 import soundfile as sf
-
 from conftest import shared_data
+
 from speechtl.data.tts import Voice, plan, read_texts, synthesize_corpus
 from speechtl.errors import SpeechtlError
 
@@ -16,8 +16,12 @@ needs_tts = pytest.mark.skipif(
 )
 
 ITEMS = [("u1", "hello world"), ("u2", "the quick brown fox"), ("u3", "one two three"), ("u4", "good morning")]
-VOICES = [Voice("espeak-ng", "en+f3"), Voice("espeak-ng", "nl", rate=(1.0, 1.3)), Voice("flite", "slt"),
-          Voice("festival", "kal_diphone")]
+VOICES = [
+    Voice("espeak-ng", "en+f3"),
+    Voice("espeak-ng", "nl", rate=(1.0, 1.3)),
+    Voice("flite", "slt"),
+    Voice("festival", "kal_diphone"),
+]
 
 
 def digest(recs):
@@ -61,7 +65,7 @@ def test_read_texts_tsv_and_txt(tmp_path):
     assert read_texts(txt) == [("x-1", "one"), ("x-2", "two")]
     bad = tmp_path / "bad.tsv"
     bad.write_text("no tab here\n")
-    with pytest.raises(SpeechtlError, match="bad.tsv:1"):
+    with pytest.raises(SpeechtlError, match=r"bad.tsv:1"):
         read_texts(bad)
     real = shared_data() / "text" / "ga.tsv"
     if real.is_file():
@@ -69,7 +73,7 @@ def test_read_texts_tsv_and_txt(tmp_path):
 
 
 def test_unknown_engine_is_named(tmp_path):
-    with pytest.raises(SpeechtlError, match="unknown TTS engine 'sapi'"):
+    with pytest.raises(SpeechtlError, match=r"unknown TTS engine 'sapi'"):
         synthesize_corpus(ITEMS, [Voice("sapi", "x")], tmp_path)
 
 
@@ -84,15 +88,50 @@ def test_synthesize_command(tmp_path):
     text.write_text("s1\tHello, World!\ns2\tIt's a test.\n", encoding="utf-8")
     voices = tmp_path / "voices.yaml"
     voices.write_text("voices:\n  - {engine: espeak-ng, name: en+m3, rate: [0.9, 1.1], pitch: [1.0, 1.2]}\n")
-    r = subprocess.run([sys.executable, "-m", "speechtl.cli", "synthesize", "--text", str(text), "--voices", str(voices),
-                        "--output-dir", str(tmp_path / "m"), "--prefix", "tts_en", "--split", "train"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speechtl.cli",
+            "synthesize",
+            "--text",
+            str(text),
+            "--voices",
+            str(voices),
+            "--output-dir",
+            str(tmp_path / "m"),
+            "--prefix",
+            "tts_en",
+            "--split",
+            "train",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     sups = SupervisionSet.from_file(tmp_path / "m" / "tts_en_supervisions_train.jsonl.gz")
     assert sorted(s.text for s in sups) == ["hello world", "it's a test"]
     recs = RecordingSet.from_file(tmp_path / "m" / "tts_en_recordings_train.jsonl.gz")
     assert all(r.sampling_rate == 16000 and r.duration > 0.3 for r in recs)
     voices.write_text("voices:\n  - {engine: espeak-ng, nam: en}\n")
-    r = subprocess.run([sys.executable, "-m", "speechtl.cli", "synthesize", "--text", str(text), "--voices", str(voices),
-                        "--output-dir", str(tmp_path / "m2"), "--prefix", "x", "--split", "y"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speechtl.cli",
+            "synthesize",
+            "--text",
+            str(text),
+            "--voices",
+            str(voices),
+            "--output-dir",
+            str(tmp_path / "m2"),
+            "--prefix",
+            "x",
+            "--split",
+            "y",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "unknown option" in r.stderr and "Traceback" not in r.stderr

@@ -15,9 +15,14 @@ from speechtl.errors import SpeechtlError
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
-    "source_langs": ["en", "ru"], "target_lang": "ga",
-    "source_train_sentences": 3, "source_dev_sentences": 1,
-    "target_dev_sentences": 2, "target_test_sentences": 2, "target_train_sentences": 4, "seed": 3,
+    "source_langs": ["en", "ru"],
+    "target_lang": "ga",
+    "source_train_sentences": 3,
+    "source_dev_sentences": 1,
+    "target_dev_sentences": 2,
+    "target_test_sentences": 2,
+    "target_train_sentences": 4,
+    "seed": 3,
     "target_unlabelled_sentences": 3,
     "voices": {
         "source": [{"engine": "espeak-ng", "name": "{lang}+m1", "rate": [0.9, 1.0], "pitch": [1, 1]}],
@@ -31,12 +36,23 @@ TINY = {
 def text_dir(tmp_path):
     d = tmp_path / "text"
     d.mkdir()
-    (d / "en.tsv").write_text("".join(f"e{i}\tThe cat number {w} sat.\n" for i, w in enumerate(
-        "one two three four five six".split())) + "e9\tIt cost 5 pounds.\n", encoding="utf-8")
-    (d / "ru.tsv").write_text("".join(f"r{i}\tкот {w} сидел\n" for i, w in enumerate("раз два три четыре".split())),
-                              encoding="utf-8")
-    (d / "ga.tsv").write_text("".join(f"g{i}\tTá an cat {w} anseo.\n" for i, w in enumerate(
-        "aon dó trí ceathair cúig sé seacht ocht naoi deich".split())), encoding="utf-8")
+    (d / "en.tsv").write_text(
+        "".join(
+            f"e{i}\tThe cat number {w} sat.\n" for i, w in enumerate(["one", "two", "three", "four", "five", "six"])
+        )
+        + "e9\tIt cost 5 pounds.\n",
+        encoding="utf-8",
+    )
+    (d / "ru.tsv").write_text(
+        "".join(f"r{i}\tкот {w} сидел\n" for i, w in enumerate(["раз", "два", "три", "четыре"])), encoding="utf-8"
+    )
+    (d / "ga.tsv").write_text(
+        "".join(
+            f"g{i}\tTá an cat {w} anseo.\n"
+            for i, w in enumerate(["aon", "dó", "trí", "ceathair", "cúig", "sé", "seacht", "ocht", "naoi", "deich"])
+        ),
+        encoding="utf-8",
+    )
     return d
 
 
@@ -77,9 +93,9 @@ def test_prepare_writes_manifests_and_is_deterministic(text_dir, tmp_path):
 
 def test_missing_text_and_too_few_sentences(text_dir, tmp_path):
     (text_dir / "ru.tsv").unlink()
-    with pytest.raises(SpeechtlError, match="lacks ru.tsv"):
+    with pytest.raises(SpeechtlError, match=r"lacks ru.tsv"):
         prepare_tts_xling(text_dir, tmp_path / "m", write_config(tmp_path))
-    with pytest.raises(SpeechtlError, match="not more than"):
+    with pytest.raises(SpeechtlError, match=r"not more than"):
         plan_corpus(text_dir, load_config(write_config(tmp_path, source_langs=["en"], target_test_sentences=9)))
 
 
@@ -94,10 +110,12 @@ def test_recipe_config_keeps_target_voices_apart():
 
 
 def test_parse_lad_recording_script():
-    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<recording_script>\n'
-           '  <fileid id="z0001_000">Tá  sé\n go maith.</fileid>\n  <fileid id="z0001_001"></fileid>\n</recording_script>')
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<recording_script>\n'
+        '  <fileid id="z0001_000">Tá  sé\n go maith.</fileid>\n  <fileid id="z0001_001"></fileid>\n</recording_script>'
+    )
     assert parse_recording_script(xml) == [("z0001_000", "Tá sé go maith.")]
-    with pytest.raises(SpeechtlError, match="not valid XML"):
+    with pytest.raises(SpeechtlError, match=r"not valid XML"):
         parse_recording_script("<recording_script>", "x.xml")
 
 
@@ -112,5 +130,5 @@ def test_subsets_are_nested_and_keep_perturbed_copies():
     assert len(originals(small)) == 4 and len(originals(big)) == 10
     assert originals(small) < originals(big)
     assert {c.id for c in small} == originals(small) | {f"{i}_sp0.9" for i in originals(small)}
-    with pytest.raises(SpeechtlError, match="pool has 10.0 min"):
+    with pytest.raises(SpeechtlError, match=r"pool has 10.0 min"):
         subset_by_minutes(cuts, 11)

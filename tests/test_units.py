@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from speechtl.data.text import normalize_text
 from speechtl.decode.hlg import HlgDecoder
 from speechtl.errors import SpeechtlError
@@ -63,8 +63,24 @@ def test_extra_lm_text_extends_lm_and_vocabulary(tmp_path):
 
     (tmp_path / "train.txt").write_text("tá sé go maith\ntá an lá go breá\n", encoding="utf-8")
     (tmp_path / "extra.txt").write_text("bhí an oíche fuar\n", encoding="utf-8")
-    assert main(["prepare-lang", "--units", "char", "--lm-text", str(tmp_path / "train.txt"), "--extra-lm-text",
-                 str(tmp_path / "extra.txt"), "--lang-dir", str(tmp_path / "lang"), "--lm-order", "2"]) == 0
+    assert (
+        main(
+            [
+                "prepare-lang",
+                "--units",
+                "char",
+                "--lm-text",
+                str(tmp_path / "train.txt"),
+                "--extra-lm-text",
+                str(tmp_path / "extra.txt"),
+                "--lang-dir",
+                str(tmp_path / "lang"),
+                "--lm-order",
+                "2",
+            ]
+        )
+        == 0
+    )
     lang = Lang(tmp_path / "lang")
     assert {"oíche", "fuar", "maith"} <= set(lang.word2id)
     assert "oíche" in (tmp_path / "lang" / "G.arpa").read_text(encoding="utf-8")

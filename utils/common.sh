@@ -31,7 +31,7 @@ run_parallel() {
   # cores shared out (OMP_NUM_THREADS = cores / NJ). Waits for all; if any failed, names
   # each failed job and its log and returns 1. Independent trainings or decodings of a
   # stage run this way (2 one-thread jobs beat one two-thread job on a small CPU).
-  local nj=$1 log_dir=$2 step=$3 func=$4 arg pid i failed=0
+  local nj=$1 log_dir=$2 step=$3 func=$4 arg i failed=0
   shift 4
   local cores threads
   cores=$(nproc 2>/dev/null || echo 1)
@@ -72,7 +72,7 @@ corpus_or_download() {
   local dir=${!var}
   if [ -z "$dir" ]; then
     dir=$default
-    if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ] && ! is_done "$dl_dir/.done" "$key"; then
+    if [ "${stage:?}" -le 0 ] && [ "${stop_stage:?}" -ge 0 ] && ! is_done "${dl_dir:?}/.done" "$key"; then
       log "Stage 0: download $what into $dl_dir"
       speechtl download "$corpus" --target-dir "$dl_dir"
       mark_done "$dl_dir/.done" "$key"

@@ -13,19 +13,19 @@ apt_packages="sox libsndfile1 espeak-ng flite festival festvox-kallpc16k festvox
 
 log() { echo "[install] $*"; }
 
-missing=""
+missing=()
 for p in $apt_packages; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ -n "$missing" ]; then
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "apt packages:$missing"
+    log "apt packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $missing
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
   else
-    log "WARNING: missing apt packages:$missing"
-    log "         install them with: sudo apt-get install$missing"
+    log "WARNING: missing apt packages: ${missing[*]}"
+    log "         install them with: sudo apt-get install ${missing[*]}"
   fi
 fi
 

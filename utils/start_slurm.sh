@@ -15,10 +15,10 @@ fi
 [ "$(id -u)" -eq 0 ] || { echo "[slurm] run as root (it installs packages and starts daemons)" 1>&2; exit 1; }
 if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
   echo "[slurm] installing slurm-wlm slurmdbd munge mariadb-server"
-  pkgs="slurm-wlm slurmdbd munge mariadb-server"
+  pkgs=(slurm-wlm slurmdbd munge mariadb-server)
   # A fresh image may have no package lists yet: update once, then retry.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null 2>&1 ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $pkgs >/dev/null; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null; }
 fi
 
 host=$(hostname -s)

@@ -10,8 +10,8 @@ Gretton et al. (2012) / Long et al. (2015, multi-kernel MMD) and Sun & Saenko
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -111,7 +111,7 @@ class _Align(Method):
     aux_data = ("unlabelled",)
     distance = staticmethod(coral)
 
-    def extra_loss(self, ctx) -> Optional[torch.Tensor]:
+    def extra_loss(self, ctx) -> torch.Tensor | None:
         lab = sample_rows(valid_frames(ctx.encoder_out, ctx.out_lens), self.options.max_frames)
         _, lens, enc = ctx.aux["unlabelled"]
         unl = sample_rows(valid_frames(enc, lens), self.options.max_frames)
@@ -153,12 +153,12 @@ class _WithClassifier(Method):
 
     def __init__(self, options=None):
         super().__init__(options)
-        self.classifier: Optional[DomainClassifier] = None
+        self.classifier: DomainClassifier | None = None
 
     def prepare(self, model: nn.Module) -> None:
         self.classifier = DomainClassifier(model.encoder.output_dim, self.options.hidden)
 
-    def modules(self) -> Optional[nn.Module]:
+    def modules(self) -> nn.Module | None:
         return self.classifier
 
 
@@ -171,7 +171,7 @@ class Dann(_WithClassifier):
     name = "dann"
     Options = DannOptions
 
-    def extra_loss(self, ctx) -> Optional[torch.Tensor]:
+    def extra_loss(self, ctx) -> torch.Tensor | None:
         o = self.options
         lab = sample_rows(valid_frames(ctx.encoder_out, ctx.out_lens), o.max_frames)
         _, lens, enc = ctx.aux["unlabelled"]
@@ -199,14 +199,14 @@ class Reweight(_WithClassifier):
     name = "reweight"
     Options = ReweightOptions
 
-    def utterance_weights(self, ctx) -> Optional[torch.Tensor]:
+    def utterance_weights(self, ctx) -> torch.Tensor | None:
         with torch.no_grad():
             odds = torch.exp(self.classifier(pooled(ctx.encoder_out, ctx.out_lens).detach()))
             m = self.options.max_weight
             w = odds.clamp(1 / m, m)
             return w / w.mean()
 
-    def extra_loss(self, ctx) -> Optional[torch.Tensor]:
+    def extra_loss(self, ctx) -> torch.Tensor | None:
         lab = pooled(ctx.encoder_out, ctx.out_lens).detach()
         _, lens, enc = ctx.aux["unlabelled"]
         unl = pooled(enc, lens).detach()

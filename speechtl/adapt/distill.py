@@ -9,7 +9,6 @@ units and frame rate, e.g. a model fine-tuned on the labelled target data
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -29,7 +28,9 @@ class KdOptions:
     init: str = "source"
 
 
-def frame_kl(teacher_lp: torch.Tensor, student_lp: torch.Tensor, lens: torch.Tensor, temperature: float) -> torch.Tensor:
+def frame_kl(
+    teacher_lp: torch.Tensor, student_lp: torch.Tensor, lens: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Mean over valid frames of KL(teacher_T || student_T), times T^2.
 
     The two may be padded to different lengths (the student's batch shares its
@@ -41,7 +42,7 @@ def frame_kl(teacher_lp: torch.Tensor, student_lp: torch.Tensor, lens: torch.Ten
     s = torch.log_softmax(student_lp / temperature, dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)
     mask = (torch.arange(kl.size(1), device=kl.device)[None, :] < lens[:, None]).to(kl.dtype)
-    return (kl * mask).sum() / mask.sum().clamp(min=1) * temperature ** 2
+    return (kl * mask).sum() / mask.sum().clamp(min=1) * temperature**2
 
 
 @register_method
@@ -61,7 +62,7 @@ class Kd(Method):
         if not 0 <= self.options.weight <= 1:
             raise SpeechtlError(f"kd: weight must be in [0, 1], got {self.options.weight}")
         self.uses_source = self.options.init == "source"
-        self.teacher: Optional[nn.Module] = None
+        self.teacher: nn.Module | None = None
 
     def prepare(self, model: nn.Module) -> None:
         from speechtl.train.checkpoint import model_from_checkpoint
@@ -72,8 +73,10 @@ class Kd(Method):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         if self.teacher.vocab_size != model.vocab_size:
-            raise SpeechtlError(f"kd: teacher {self.options.teacher} has {self.teacher.vocab_size} units, "
-                                f"the student {model.vocab_size}; they must share units")
+            raise SpeechtlError(
+                f"kd: teacher {self.options.teacher} has {self.teacher.vocab_size} units, "
+                f"the student {model.vocab_size}; they must share units"
+            )
 
     def _teacher(self, feats, lens, student_lens, device):
         self.teacher.to(device)
@@ -83,13 +86,14 @@ class Kd(Method):
             raise SpeechtlError("kd: teacher and student frame rates differ (time_reduction); they must match")
         return lp
 
-    def utterance_weights(self, ctx) -> Optional[torch.Tensor]:
+    def utterance_weights(self, ctx) -> torch.Tensor | None:
         return torch.full((ctx.feats.size(0),), 1.0 - self.options.weight, device=ctx.device)
 
-    def extra_loss(self, ctx) -> Optional[torch.Tensor]:
+    def extra_loss(self, ctx) -> torch.Tensor | None:
         o = self.options
-        loss = frame_kl(self._teacher(ctx.feats, ctx.lengths, ctx.out_lens, ctx.device), ctx.log_probs, ctx.out_lens,
-                        o.temperature)
+        loss = frame_kl(
+            self._teacher(ctx.feats, ctx.lengths, ctx.out_lens, ctx.device), ctx.log_probs, ctx.out_lens, o.temperature
+        )
         feats, lens = ctx.aux_feats["unlabelled"]
         lp, out_lens, _ = ctx.aux["unlabelled"]
         loss = loss + frame_kl(self._teacher(feats, lens, out_lens, ctx.device), lp, out_lens, o.temperature)

@@ -5,8 +5,8 @@ see :mod:`speechtl.adapt.transfer`) and then differ only in which parameters
 the optimizer sees and at what learning rate.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
 
 from torch import nn
 
@@ -16,7 +16,7 @@ from speechtl.errors import SpeechtlError
 HEAD = "output."
 
 
-def layer_stack(model: nn.Module) -> List[List[Tuple[str, nn.Parameter]]]:
+def layer_stack(model: nn.Module) -> list[list[tuple[str, nn.Parameter]]]:
     """Named parameters grouped bottom to top: front end, each encoder layer, head.
 
     The front end is every encoder parameter outside ``encoder.layers`` (the
@@ -25,7 +25,7 @@ def layer_stack(model: nn.Module) -> List[List[Tuple[str, nn.Parameter]]]:
     layers = getattr(getattr(model, "encoder", None), "layers", None)
     if not isinstance(layers, nn.ModuleList):
         raise SpeechtlError(f"{type(model).__name__} has no encoder.layers list; layer-wise methods need one")
-    stack: List[List[Tuple[str, nn.Parameter]]] = [[] for _ in range(len(layers) + 2)]
+    stack: list[list[tuple[str, nn.Parameter]]] = [[] for _ in range(len(layers) + 2)]
     for name, p in model.named_parameters():
         if name.startswith(HEAD):
             stack[-1].append((name, p))
@@ -36,7 +36,7 @@ def layer_stack(model: nn.Module) -> List[List[Tuple[str, nn.Parameter]]]:
     return stack
 
 
-def freeze(model: nn.Module, prefixes: Sequence[str]) -> List[str]:
+def freeze(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     """Stop gradients for every parameter under one of ``prefixes``; returns their names."""
     frozen = []
     for name, p in model.named_parameters():
@@ -45,8 +45,10 @@ def freeze(model: nn.Module, prefixes: Sequence[str]) -> List[str]:
             frozen.append(name)
     unused = [q for q in prefixes if not any(n == q or n.startswith(q.rstrip(".") + ".") for n in frozen)]
     if unused:
-        raise SpeechtlError(f"freeze prefixes {unused} match no parameter; names look like "
-                            f"{[n for n, _ in model.named_parameters()][:4]}")
+        raise SpeechtlError(
+            f"freeze prefixes {unused} match no parameter; names look like "
+            f"{[n for n, _ in model.named_parameters()][:4]}"
+        )
     return frozen
 
 
@@ -63,7 +65,7 @@ class FreezeOptions:
     #: Freeze the front end and the lowest N encoder layers.
     bottom_layers: int = 0
     #: ...and/or every parameter under these name prefixes (e.g. ``encoder.subsampling``).
-    prefixes: List[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
 
 
 @register_method
@@ -84,7 +86,9 @@ class Freeze(Method):
         if o.bottom_layers:
             stack = layer_stack(model)
             if o.bottom_layers > len(stack) - 2:
-                raise SpeechtlError(f"freeze: bottom_layers={o.bottom_layers} but the encoder has {len(stack) - 2} layers")
+                raise SpeechtlError(
+                    f"freeze: bottom_layers={o.bottom_layers} but the encoder has {len(stack) - 2} layers"
+                )
             prefixes += [n for group in stack[: 1 + o.bottom_layers] for n, _ in group]
         if not prefixes:
             raise SpeechtlError("freeze needs bottom_layers > 0 or prefixes; as configured it would train everything")
@@ -125,7 +129,7 @@ class LayerwiseLr(Method):
     Options = LayerwiseLrOptions
     uses_source = True
 
-    def param_groups(self, model: nn.Module, lr: float) -> List[dict]:
+    def param_groups(self, model: nn.Module, lr: float) -> list[dict]:
         if not 0 < self.options.decay <= 1:
             raise SpeechtlError(f"layerwise-lr: decay must be in (0, 1], got {self.options.decay}")
         stack = layer_stack(model)
@@ -133,6 +137,7 @@ class LayerwiseLr(Method):
         for depth, group in enumerate(reversed(stack)):
             params = [p for _, p in group if p.requires_grad]
             if params:
-                groups.append({"params": params, "lr": lr * self.options.decay ** depth,
-                               "name": group[0][0].rsplit(".", 1)[0]})
+                groups.append(
+                    {"params": params, "lr": lr * self.options.decay**depth, "name": group[0][0].rsplit(".", 1)[0]}
+                )
         return groups

@@ -11,8 +11,8 @@ is an initialization that fine-tuning (the main loop, all parameters) adapts.
 import abc
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Dict, Iterator, List
 
 import torch
 from lhotse import CutSet
@@ -33,20 +33,20 @@ class MetaOptions:
     task_key: str = "speaker"
 
 
-def task_groups(cuts: CutSet, key: str) -> Dict[str, CutSet]:
+def task_groups(cuts: CutSet, key: str) -> dict[str, CutSet]:
     if key not in ("speaker", "language"):
         raise SpeechtlError(f"task_key must be 'speaker' or 'language', got {key!r}")
-    groups: Dict[str, List] = {}
+    groups: dict[str, list] = {}
     for c in cuts:
         groups.setdefault(str(getattr(c.supervisions[0], key)), []).append(c)
     return {k: CutSet.from_cuts(v) for k, v in sorted(groups.items())}
 
 
-def trainable(model: torch.nn.Module) -> Dict[str, torch.nn.Parameter]:
+def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def reptile_update(model: torch.nn.Module, adapted: Dict[str, torch.Tensor], epsilon: float) -> None:
+def reptile_update(model: torch.nn.Module, adapted: dict[str, torch.Tensor], epsilon: float) -> None:
     """theta <- theta + epsilon (theta_adapted - theta), in place."""
     with torch.no_grad():
         for n, p in trainable(model).items():
@@ -67,7 +67,7 @@ class _Meta(Method, abc.ABC):
             torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), 5.0)
             opt.step()
 
-    def outer_step(self, trainer, batches: Iterator[dict]) -> Dict[str, torch.Tensor]:
+    def outer_step(self, trainer, batches: Iterator[dict]) -> dict[str, torch.Tensor]:
         """One meta update on one task: adapt a copy of the weights with the inner loop,
         restore the start weights, then apply this method's update; returns the adapted weights."""
         params = trainable(trainer.model)
@@ -82,11 +82,11 @@ class _Meta(Method, abc.ABC):
         return adapted
 
     @abc.abstractmethod
-    def outer_gradient(self, trainer, params: Dict[str, torch.nn.Parameter], batches: Iterator[dict]):
+    def outer_gradient(self, trainer, params: dict[str, torch.nn.Parameter], batches: Iterator[dict]):
         """What the update needs from the adapted weights before they are restored (or None)."""
 
     @abc.abstractmethod
-    def meta_update(self, model: torch.nn.Module, adapted: Dict[str, torch.Tensor], grads) -> None:
+    def meta_update(self, model: torch.nn.Module, adapted: dict[str, torch.Tensor], grads) -> None:
         """Move the (restored) start weights."""
 
     def before_training(self, trainer, cuts: CutSet, aux_cuts) -> None:
@@ -97,10 +97,12 @@ class _Meta(Method, abc.ABC):
         iters = {k: trainer.aux_batches(v, trainer.cfg.seed + 100 + i) for i, (k, v) in enumerate(tasks.items())}
         rng = random.Random(trainer.cfg.seed)
         trainer.model.train()
-        for step in range(o.outer_steps):
+        for _step in range(o.outer_steps):
             self.outer_step(trainer, iters[rng.choice(sorted(iters))])
-        logging.info(f"{self.name}: {o.outer_steps} outer steps over {len(tasks)} tasks ({o.task_key}); "
-                     "fine-tuning from the meta-learned weights")
+        logging.info(
+            f"{self.name}: {o.outer_steps} outer steps over {len(tasks)} tasks ({o.task_key}); "
+            "fine-tuning from the meta-learned weights"
+        )
 
 
 @register_method
@@ -131,6 +133,6 @@ class Fomaml(_Meta):
 
     def meta_update(self, model, adapted, grads):
         with torch.no_grad():
-            for p, g in zip(trainable(model).values(), grads):
+            for p, g in zip(trainable(model).values(), grads, strict=False):
                 if g is not None:
                     p.add_(g, alpha=-self.options.meta_lr)

@@ -8,7 +8,6 @@ bitwise the source's, so one source model can serve many targets, each a small
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
 
 import torch
 from torch import nn
@@ -35,7 +34,7 @@ class _Peft(Method):
 
     def prepare(self, model: nn.Module) -> None:
         o = self.options
-        spec: Dict = {"kind": self.kind, "dim": o.dim}
+        spec: dict = {"kind": self.kind, "dim": o.dim}
         if self.kind == "lora":
             spec["alpha"] = o.alpha
         add_peft(model, spec)

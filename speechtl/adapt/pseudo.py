@@ -8,8 +8,8 @@ transcripts are written to ``<exp>/pseudo_labels.txt``.
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
 
 from lhotse import CutSet
 from lhotse.utils import fastcopy
@@ -27,12 +27,12 @@ class PseudoLabelOptions:
     threshold: float = 0.8
 
 
-def confidence(log_probs) -> Tuple[List[int], float]:
+def confidence(log_probs) -> tuple[list[int], float]:
     """Greedy CTC units and their confidence from one utterance's (frames, vocab) log-probs."""
     best, ids = log_probs.max(dim=-1)
     units, emit = [], []
     prev = 0
-    for lp, i in zip(best.tolist(), ids.tolist()):
+    for lp, i in zip(best.tolist(), ids.tolist(), strict=False):
         if i != 0 and i != prev:
             units.append(i)
             emit.append(lp)
@@ -40,7 +40,7 @@ def confidence(log_probs) -> Tuple[List[int], float]:
     return units, (math.exp(sum(emit) / len(emit)) if emit else 0.0)
 
 
-def select_confident(hyps: Sequence[Tuple[str, str, float]], threshold: float) -> List[Tuple[str, str, float]]:
+def select_confident(hyps: Sequence[tuple[str, str, float]], threshold: float) -> list[tuple[str, str, float]]:
     """The (id, text, confidence) hypotheses with text and confidence >= threshold."""
     return [h for h in hyps if h[1].strip() and h[2] >= threshold]
 
@@ -59,7 +59,9 @@ class PseudoLabel(Method):
         from speechtl.decode.run import compute_log_probs
 
         if not self.options.teacher:
-            raise SpeechtlError("pseudo-label needs a teacher checkpoint: methods: {pseudo-label: {options: {teacher: PATH}}}")
+            raise SpeechtlError(
+                "pseudo-label needs a teacher checkpoint: methods: {pseudo-label: {options: {teacher: PATH}}}"
+            )
         if "unlabelled" not in aux_cuts:
             raise SpeechtlError("pseudo-label transcribes unlabelled target audio. Fix: give --unlabelled-cuts")
         unlabelled = aux_cuts["unlabelled"]
@@ -70,10 +72,14 @@ class PseudoLabel(Method):
             hyps.append((cut_id, " ".join(trainer.lang.decode(units)), conf))
         kept = select_confident(hyps, self.options.threshold)
         (trainer.exp_dir / "pseudo_labels.txt").write_text(
-            "".join(f"{i}\t{c:.3f}\t{t}\n" for i, t, c in sorted(kept)), encoding="utf-8")
-        logging.info(f"pseudo-label: kept {len(kept)} of {len(hyps)} unlabelled utterances "
-                     f"(confidence >= {self.options.threshold}) -> {trainer.exp_dir / 'pseudo_labels.txt'}")
+            "".join(f"{i}\t{c:.3f}\t{t}\n" for i, t, c in sorted(kept)), encoding="utf-8"
+        )
+        logging.info(
+            f"pseudo-label: kept {len(kept)} of {len(hyps)} unlabelled utterances "
+            f"(confidence >= {self.options.threshold}) -> {trainer.exp_dir / 'pseudo_labels.txt'}"
+        )
         text = {i: t for i, t, _ in kept}
-        extra = [fastcopy(c, supervisions=[fastcopy(c.supervisions[0], text=text[c.id])])
-                 for c in unlabelled if c.id in text]
+        extra = [
+            fastcopy(c, supervisions=[fastcopy(c.supervisions[0], text=text[c.id])]) for c in unlabelled if c.id in text
+        ]
         return cuts + CutSet.from_cuts(extra) if extra else cuts

@@ -50,7 +50,7 @@ class Ssl(Method):
         norm = utterance_normalize(feats, lengths)
         mask = span_mask(lengths, feats.size(1), o.mask_prob, o.mask_span)
         masked = norm.masked_fill(mask.unsqueeze(-1), 0.0)  # 0 = the utterance mean after normalization
-        _, out_lens, enc = model(masked.to(device), lengths.to(device), return_encoder=True)
+        _, _out_lens, enc = model(masked.to(device), lengths.to(device), return_encoder=True)
         r = max(1, round(feats.size(1) / enc.size(1)))
         t = enc.size(1) * r
         pad = max(0, t - feats.size(1))
@@ -70,7 +70,7 @@ class Ssl(Method):
         batches = trainer.aux_batches(data, trainer.cfg.seed + 7)
         model.train()
         first = last = None
-        for step in range(o.steps):
+        for _step in range(o.steps):
             feats, lengths, _, _ = unpack(next(batches))
             loss = self.reconstruction_loss(model, head, feats, lengths, trainer.device)
             opt.zero_grad(set_to_none=True)

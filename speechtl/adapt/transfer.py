@@ -8,9 +8,9 @@ initialization. This is vocabulary transfer when source and target units differ.
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -22,14 +22,17 @@ OUTPUT = "output."
 
 @dataclass
 class TransferReport:
-    copied: List[str] = field(default_factory=list)
-    skipped: List[str] = field(default_factory=list)
+    copied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     shared_units: int = 0
-    new_units: List[str] = field(default_factory=list)
+    new_units: list[str] = field(default_factory=list)
 
 
 def init_from_source(
-    model: torch.nn.Module, checkpoint: Union[Path, Dict], source_tokens: Dict[str, int], target_tokens: Dict[str, int],
+    model: torch.nn.Module,
+    checkpoint: Path | dict,
+    source_tokens: dict[str, int],
+    target_tokens: dict[str, int],
     exclude: Sequence[str] = (),
 ) -> TransferReport:
     """Load ``checkpoint`` (a path or a loaded checkpoint) into ``model``; output rows mapped by unit symbol.
@@ -68,8 +71,7 @@ def init_from_source(
     return report
 
 
-def build_model_for(method, lang, model_config=None, source_checkpoint: Optional[Path] = None,
-                    head: Optional[str] = None):
+def build_model_for(method, lang, model_config=None, source_checkpoint: Path | None = None, head: str | None = None):
     """The model a method trains on ``lang``: its architecture and initial weights.
 
     ``lang``: what the outputs mean, anything with ``vocab_size`` and
@@ -89,8 +91,10 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Optional
 
     if source_checkpoint is None:
         if method.uses_source:
-            raise SpeechtlError(f"method {method.name} starts from a source model. Fix: give --source-checkpoint "
-                                "(the source training's final.pt)")
+            raise SpeechtlError(
+                f"method {method.name} starts from a source model. Fix: give --source-checkpoint "
+                "(the source training's final.pt)"
+            )
         if model_config is None:
             raise SpeechtlError("no model configuration: give a config with a 'model' section or --source-checkpoint")
         return build_model(with_head(model_config), lang.vocab_size)
@@ -103,8 +107,10 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Optional
         logging.info(f"method {method.name}: architecture of {source_checkpoint}, random initialization")
         return model
     if "tokens" not in ckpt:
-        raise SpeechtlError(f"{source_checkpoint} does not store its unit symbols (trained by an older speechtl). "
-                            "Fix: retrain the source model.")
+        raise SpeechtlError(
+            f"{source_checkpoint} does not store its unit symbols (trained by an older speechtl). "
+            "Fix: retrain the source model."
+        )
     logging.info(f"method {method.name}: weights from {source_checkpoint}")
     init_from_source(model, ckpt, ckpt["tokens"], lang.token2id, exclude=method.init_exclude)
     return model

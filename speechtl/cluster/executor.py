@@ -12,16 +12,17 @@ import logging
 import multiprocessing as mp
 import shlex
 import traceback
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable, List, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any
 
 from speechtl.errors import SpeechtlError
 from speechtl.log import FORMAT
 
 
-def _run_job(fn: Callable, args: Tuple, log_path: str, num_threads: int) -> Any:
+def _run_job(fn: Callable, args: tuple, log_path: str, num_threads: int) -> Any:
     """Body of one job, in its own process: log to its file, limit threads, run."""
     import torch
 
@@ -60,12 +61,11 @@ class LocalExecutor(_Executor):
         super().__init__(nj, log_dir, name)
         self.threads_per_job = max(1, (cpus or mp.cpu_count()) // self.nj)
 
-    def map(self, fn: Callable, args_list: Sequence[Tuple]) -> List[Any]:
+    def map(self, fn: Callable, args_list: Sequence[tuple]) -> list[Any]:
         """Run ``fn(*args)`` for every entry; results in input order."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logging.info(
-            f"running {len(args_list)} {self.name} job(s), {self.nj} at a time; "
-            f"logs: {self.log_dir}/{self.name}.*.log"
+            f"running {len(args_list)} {self.name} job(s), {self.nj} at a time; logs: {self.log_dir}/{self.name}.*.log"
         )
         if self.nj == 1 or len(args_list) == 1:
             results = []
@@ -95,8 +95,7 @@ class LocalExecutor(_Executor):
         if isinstance(e, SpeechtlError):
             return SpeechtlError(f"{self.name} job {job} failed: {e}\n(log: {self.log_path(job)})")
         return SpeechtlError(
-            f"{self.name} job {job} failed with {type(e).__name__}: {e}\n"
-            f"See its log: {self.log_path(job)}"
+            f"{self.name} job {job} failed with {type(e).__name__}: {e}\nSee its log: {self.log_path(job)}"
         )
 
 
@@ -132,14 +131,19 @@ class SlurmExecutor(_Executor):
         super().__init__(nj, log_dir, name)
         self.options = options
 
-    def map(self, fn: Callable, args_list: Sequence[Tuple]) -> List[Any]:
+    def map(self, fn: Callable, args_list: Sequence[tuple]) -> list[Any]:
         import submitit
 
         o = self.options
         self.log_dir.mkdir(parents=True, exist_ok=True)
         ex = submitit.AutoExecutor(folder=self.log_dir / "slurm" / "%j", cluster="slurm")
-        params = dict(timeout_min=o.time, cpus_per_task=o.cpus, slurm_mem=o.mem, name=f"speechtl-{self.name}",
-                      slurm_array_parallelism=self.nj)
+        params = dict(
+            timeout_min=o.time,
+            cpus_per_task=o.cpus,
+            slurm_mem=o.mem,
+            name=f"speechtl-{self.name}",
+            slurm_array_parallelism=self.nj,
+        )
         if o.partition:
             params["slurm_partition"] = o.partition
         if o.gpus:
@@ -147,8 +151,10 @@ class SlurmExecutor(_Executor):
         ex.update_parameters(**params)
         with ex.batch():
             jobs = [ex.submit(_run_job, fn, args, str(self.log_path(j)), o.cpus) for j, args in enumerate(args_list)]
-        logging.info(f"submitted {len(jobs)} {self.name} job(s) to Slurm (array {jobs[0].job_id.split('_')[0]}, "
-                     f"{self.nj} at a time); logs: {self.log_dir}/{self.name}.*.log")
+        logging.info(
+            f"submitted {len(jobs)} {self.name} job(s) to Slurm (array {jobs[0].job_id.split('_')[0]}, "
+            f"{self.nj} at a time); logs: {self.log_dir}/{self.name}.*.log"
+        )
         results = []
         for j, job in enumerate(jobs):
             try:
@@ -157,7 +163,9 @@ class SlurmExecutor(_Executor):
                 for other in jobs:
                     other.cancel(check=False)
                 lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-                why = next((line for line in reversed(lines) if "Error" in line), lines[0] if lines else type(e).__name__)
+                why = next(
+                    (line for line in reversed(lines) if "Error" in line), lines[0] if lines else type(e).__name__
+                )
                 raise SpeechtlError(
                     f"{self.name} job {j} (Slurm job {job.job_id}) failed: {why[:300]}\n"
                     f"See its log: {self.log_path(j)} (Slurm's output: {job.paths.stderr})"
@@ -165,7 +173,7 @@ class SlurmExecutor(_Executor):
         return results
 
 
-def get_executor(cmd: str, nj: int, log_dir: Path, name: str) -> Union[LocalExecutor, SlurmExecutor]:
+def get_executor(cmd: str, nj: int, log_dir: Path, name: str) -> LocalExecutor | SlurmExecutor:
     """Build the runner that ``cmd`` (from the recipe's cmd.sh) names.
 
     ``cmd`` is a backend name followed by its options, e.g. ``"local"`` or

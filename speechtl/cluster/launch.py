@@ -4,13 +4,13 @@ training uses the CPUs/GPUs the job was given."""
 
 import logging
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 from speechtl.errors import SpeechtlError
 
 
-def run_command(argv: List[str], cwd: str) -> int:
+def run_command(argv: list[str], cwd: str) -> int:
     """In the job: run ``argv`` in ``cwd``, its output into this job's log; raise on failure."""
     logging.info(f"running in {cwd}: {' '.join(argv)}")
     p = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -7,9 +7,9 @@ fix, or skip the file and list it, before anything is written.
 """
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
 
 import soundfile as sf
 
@@ -28,7 +28,7 @@ class AudioInfo:
         return self.num_samples / self.sampling_rate
 
 
-def probe_audio(path: Path) -> Tuple[Optional[AudioInfo], Optional[str]]:
+def probe_audio(path: Path) -> tuple[AudioInfo | None, str | None]:
     """Return ``(info, None)`` for a readable non-empty file, else ``(None, problem)``."""
     path = Path(path)
     if not path.is_file():
@@ -48,8 +48,8 @@ def probe_audio(path: Path) -> Tuple[Optional[AudioInfo], Optional[str]]:
 
 
 def validate_audio_files(
-    paths: Iterable[Path], skip_bad: bool = False, bad_list: Optional[Path] = None
-) -> List[AudioInfo]:
+    paths: Iterable[Path], skip_bad: bool = False, bad_list: Path | None = None
+) -> list[AudioInfo]:
     """Probe every file; stop on the first bad ones or skip and list them.
 
     Args:

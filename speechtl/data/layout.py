@@ -9,7 +9,9 @@ from pathlib import Path
 from lhotse import RecordingSet, SupervisionSet
 
 
-def write_split(output_dir: Path, corpus: str, split: str, recordings: RecordingSet, supervisions: SupervisionSet) -> None:
+def write_split(
+    output_dir: Path, corpus: str, split: str, recordings: RecordingSet, supervisions: SupervisionSet
+) -> None:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     recordings.to_file(output_dir / f"{corpus}_recordings_{split}.jsonl.gz")

@@ -12,7 +12,6 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 from lhotse import CutSet
 
@@ -25,9 +24,9 @@ def original_id(cut_id: str) -> str:
     return _PERTURBED.sub("", cut_id)
 
 
-def _by_original(cuts: CutSet) -> Tuple[Dict[str, List], List]:
+def _by_original(cuts: CutSet) -> tuple[dict[str, list], list]:
     """(original id -> the original and its perturbed copies, the original cuts)."""
-    groups: Dict[str, List] = {}
+    groups: dict[str, list] = {}
     originals = []
     for c in cuts:
         groups.setdefault(original_id(c.id), []).append(c)
@@ -46,8 +45,10 @@ def subset_by_minutes(cuts: CutSet, minutes: float, seed: int = 0) -> CutSet:
     random.Random(seed).shuffle(originals)
     total, chosen = sum(duration.values()), []
     if minutes * 60 > total + 1e-6:
-        raise SpeechtlError(f"asked for {minutes:g} min of labelled data but the pool has {total / 60:.1f} min. "
-                            "Fix: lower the amount or synthesize a larger target_train pool.")
+        raise SpeechtlError(
+            f"asked for {minutes:g} min of labelled data but the pool has {total / 60:.1f} min. "
+            "Fix: lower the amount or synthesize a larger target_train pool."
+        )
     acc = 0.0
     for k in originals:
         if acc >= minutes * 60:
@@ -68,20 +69,24 @@ def subset_by_shots(cuts: CutSet, shots: int, seed: int = 0) -> CutSet:
     if shots < 1:
         raise SpeechtlError(f"shots must be >= 1, got {shots}")
     groups, originals = _by_original(cuts)
-    classes: Dict[tuple, List[str]] = {}
+    classes: dict[tuple, list[str]] = {}
     for c in originals:
         sup = c.supervisions[0]
         classes.setdefault((sup.speaker or "", sup.text or ""), []).append(c.id)
     short = {k: len(v) for k, v in classes.items() if len(v) < shots}
     if short:
-        raise SpeechtlError(f"{len(short)} (speaker, transcript) class(es) have fewer than {shots} utterances, e.g. "
-                            f"{sorted(short.items())[:3]}. Fix: ask for fewer shots.")
+        raise SpeechtlError(
+            f"{len(short)} (speaker, transcript) class(es) have fewer than {shots} utterances, e.g. "
+            f"{sorted(short.items())[:3]}. Fix: ask for fewer shots."
+        )
     chosen = []
     for (speaker, text), ids in sorted(classes.items()):
         ids = sorted(ids)
         random.Random(f"{seed}:{speaker}:{text}").shuffle(ids)
         chosen += ids[:shots]
-    logging.info(f"subset: {shots} shot(s) of each of {len(classes)} (speaker, transcript) classes: {len(chosen)} utterances")
+    logging.info(
+        f"subset: {shots} shot(s) of each of {len(classes)} (speaker, transcript) classes: {len(chosen)} utterances"
+    )
     return CutSet.from_cuts(c for k in sorted(chosen) for c in groups[k])
 
 

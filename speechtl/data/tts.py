@@ -12,9 +12,9 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -26,7 +26,7 @@ from lhotse.audio import AudioSource
 from speechtl.cluster import get_executor
 from speechtl.errors import SpeechtlError
 
-Pathlike = Union[str, Path]
+Pathlike = str | Path
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class Voice:
 
     engine: str
     name: str
-    rate: Tuple[float, float] = (0.9, 1.1)
-    pitch: Tuple[float, float] = (0.9, 1.1)
+    rate: tuple[float, float] = (0.9, 1.1)
+    pitch: tuple[float, float] = (0.9, 1.1)
 
     @property
     def speaker(self) -> str:
@@ -49,7 +49,7 @@ class Voice:
         return f"{self.engine}-{self.name}-r{self.rate[0]:g}-{self.rate[1]:g}-p{self.pitch[0]:g}-{self.pitch[1]:g}"
 
 
-def _run(cmd: List[str], stdin: Optional[str] = None) -> None:
+def _run(cmd: list[str], stdin: str | None = None) -> None:
     try:
         subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, timeout=120)
     except FileNotFoundError as e:
@@ -60,22 +60,58 @@ def _run(cmd: List[str], stdin: Optional[str] = None) -> None:
 
 def _espeak(text: str, voice: Voice, rate: float, pitch: float, out: Path) -> None:
     # Defaults: 175 words per minute, pitch 50 (of 0-99).
-    _run(["espeak-ng", "-v", voice.name, "-s", str(round(175 * rate)), "-p", str(min(99, round(50 * pitch))),
-          "-w", str(out), "--stdin"], stdin=text)
+    _run(
+        [
+            "espeak-ng",
+            "-v",
+            voice.name,
+            "-s",
+            str(round(175 * rate)),
+            "-p",
+            str(min(99, round(50 * pitch))),
+            "-w",
+            str(out),
+            "--stdin",
+        ],
+        stdin=text,
+    )
 
 
 def _flite(text: str, voice: Voice, rate: float, pitch: float, out: Path) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as f:
         f.write(text)
         f.flush()
-        _run(["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / rate:.4f}",
-              "--setf", f"int_f0_target_mean={100 * pitch:.2f}", "-f", f.name, "-o", str(out)])
+        _run(
+            [
+                "flite",
+                "-voice",
+                voice.name,
+                "--setf",
+                f"duration_stretch={1 / rate:.4f}",
+                "--setf",
+                f"int_f0_target_mean={100 * pitch:.2f}",
+                "-f",
+                f.name,
+                "-o",
+                str(out),
+            ]
+        )
 
 
 def _festival(text: str, voice: Voice, rate: float, pitch: float, out: Path) -> None:
     raw = out.with_suffix(".raw.wav")
-    _run(["text2wave", "-eval", f"(voice_{voice.name})", "-eval", f"(Parameter.set 'Duration_Stretch {1 / rate:.4f})",
-          "-o", str(raw)], stdin=text)
+    _run(
+        [
+            "text2wave",
+            "-eval",
+            f"(voice_{voice.name})",
+            "-eval",
+            f"(Parameter.set 'Duration_Stretch {1 / rate:.4f})",
+            "-o",
+            str(raw),
+        ],
+        stdin=text,
+    )
     # festival's voices have no common pitch parameter: shift with sox (cents).
     cents = 1200 * np.log2(pitch)
     _run(["sox", "-D", "-R", str(raw), str(out), "pitch", f"{cents:.1f}"])  # no dither: repeatable
@@ -96,7 +132,7 @@ def check_engines(voices: Sequence[Voice]) -> None:
                 raise SpeechtlError(f"{prog} (for {v.engine}) is not installed. Fix: run 'make setup'.")
 
 
-def read_texts(path: Pathlike) -> List[Tuple[str, str]]:
+def read_texts(path: Pathlike) -> list[tuple[str, str]]:
     """(id, sentence) pairs from ``id<TAB>sentence`` .tsv or one-sentence-a-line .txt."""
     path = Path(path)
     if not path.is_file():
@@ -115,7 +151,7 @@ def read_texts(path: Pathlike) -> List[Tuple[str, str]]:
     return items
 
 
-def plan(items: Sequence[Tuple[str, str]], voices: Sequence[Voice], seed: int, language: str = "") -> List[Dict]:
+def plan(items: Sequence[tuple[str, str]], voices: Sequence[Voice], seed: int, language: str = "") -> list[dict]:
     """Voice, rate and pitch of every utterance, from an RNG keyed on (seed, id)."""
     if not voices:
         raise SpeechtlError("no voices given")
@@ -123,8 +159,16 @@ def plan(items: Sequence[Tuple[str, str]], voices: Sequence[Voice], seed: int, l
     for uid, text in items:
         rng = random.Random(f"{seed}:{uid}")
         v = voices[rng.randrange(len(voices))]
-        out.append({"id": f"{v.speaker}_{uid}", "text": text, "voice": v, "language": language,
-                    "rate": rng.uniform(*v.rate), "pitch": rng.uniform(*v.pitch)})
+        out.append(
+            {
+                "id": f"{v.speaker}_{uid}",
+                "text": text,
+                "voice": v,
+                "language": language,
+                "rate": rng.uniform(*v.rate),
+                "pitch": rng.uniform(*v.pitch),
+            }
+        )
     return out
 
 
@@ -139,9 +183,13 @@ def add_noise(wave: torch.Tensor, snr_db: float, color: float, seed: str) -> tor
     g = torch.Generator().manual_seed(int.from_bytes(seed.encode()[-8:].rjust(8, b"\0"), "little") & (2**63 - 1))
     noise = torch.randn(wave.numel(), generator=g, dtype=torch.float64)
     if color:
-        noise = torchaudio.functional.lfilter(noise[None], torch.tensor([1.0, -color], dtype=torch.float64),
-                                              torch.tensor([1.0, 0.0], dtype=torch.float64), clamp=False)[0]
-    loud = wave.double().pow(2).sort().values[wave.numel() // 2:]
+        noise = torchaudio.functional.lfilter(
+            noise[None],
+            torch.tensor([1.0, -color], dtype=torch.float64),
+            torch.tensor([1.0, 0.0], dtype=torch.float64),
+            clamp=False,
+        )[0]
+    loud = wave.double().pow(2).sort().values[wave.numel() // 2 :]
     speech_power = float(loud.mean()) if loud.numel() else 0.0
     if speech_power <= 0:
         return wave
@@ -149,7 +197,7 @@ def add_noise(wave: torch.Tensor, snr_db: float, color: float, seed: str) -> tor
     return (wave.double() + noise).float()
 
 
-def synthesize_job(jobs: List[Dict], wav_dir: str, sampling_rate: int) -> List[Dict]:
+def synthesize_job(jobs: list[dict], wav_dir: str, sampling_rate: int) -> list[dict]:
     """One job: synthesize, resample, apply the planned ``speed`` factor (a vocal tract
     length and tempo change, as speed perturbation) and noise (``snr``, ``color``), write
     16-bit wav; returns what the manifests need."""
@@ -176,8 +224,9 @@ def synthesize_job(jobs: List[Dict], wav_dir: str, sampling_rate: int) -> List[D
     return done
 
 
-def synthesize(jobs: Sequence[Dict], out_dir: Pathlike, sampling_rate: int = 16000, nj: int = 1,
-               cmd: str = "local") -> List[Dict]:
+def synthesize(
+    jobs: Sequence[dict], out_dir: Pathlike, sampling_rate: int = 16000, nj: int = 1, cmd: str = "local"
+) -> list[dict]:
     """Run planned ``jobs`` (see :func:`plan`) over ``nj`` jobs; wavs go to ``out_dir/wav``."""
     check_engines({j["voice"] for j in jobs})
     out_dir = Path(out_dir)
@@ -186,29 +235,57 @@ def synthesize(jobs: Sequence[Dict], out_dir: Pathlike, sampling_rate: int = 160
     n = max(1, min(nj, len(jobs)))
     chunks = [list(jobs[i::n]) for i in range(n)]
     ex = get_executor(cmd, n, out_dir / "log", "tts")
-    return sorted((d for part in ex.map(synthesize_job, [(c, str(wav_dir), sampling_rate) for c in chunks]) for d in part),
-                  key=lambda d: d["id"])
+    return sorted(
+        (d for part in ex.map(synthesize_job, [(c, str(wav_dir), sampling_rate) for c in chunks]) for d in part),
+        key=lambda d: d["id"],
+    )
 
 
-def to_manifests(done: Sequence[Dict], sampling_rate: int, normalize: Optional[Callable[[str], str]] = None,
-                 ) -> Tuple[RecordingSet, SupervisionSet]:
+def to_manifests(
+    done: Sequence[dict],
+    sampling_rate: int,
+    normalize: Callable[[str], str] | None = None,
+) -> tuple[RecordingSet, SupervisionSet]:
     """lhotse manifests of synthesized utterances; supervision text is ``normalize(text)`` when given."""
     recordings, supervisions = [], []
     for d in done:
         dur = d["num_samples"] / sampling_rate
-        recordings.append(Recording(id=d["id"], sources=[AudioSource(type="file", channels=[0], source=d["path"])],
-                                    sampling_rate=sampling_rate, num_samples=d["num_samples"], duration=dur))
+        recordings.append(
+            Recording(
+                id=d["id"],
+                sources=[AudioSource(type="file", channels=[0], source=d["path"])],
+                sampling_rate=sampling_rate,
+                num_samples=d["num_samples"],
+                duration=dur,
+            )
+        )
         text = normalize(d["text"]) if normalize else d["text"]
-        supervisions.append(SupervisionSegment(id=d["id"], recording_id=d["id"], start=0.0, duration=dur, channel=0,
-                                               text=text, speaker=d["speaker"], language=d.get("language") or None))
+        supervisions.append(
+            SupervisionSegment(
+                id=d["id"],
+                recording_id=d["id"],
+                start=0.0,
+                duration=dur,
+                channel=0,
+                text=text,
+                speaker=d["speaker"],
+                language=d.get("language") or None,
+            )
+        )
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
 
 
 def synthesize_corpus(
-    items: Sequence[Tuple[str, str]], voices: Sequence[Voice], out_dir: Pathlike, seed: int = 0,
-    sampling_rate: int = 16000, nj: int = 1, cmd: str = "local", language: str = "",
-    normalize: Optional[Callable[[str], str]] = None,
-) -> Tuple[RecordingSet, SupervisionSet]:
+    items: Sequence[tuple[str, str]],
+    voices: Sequence[Voice],
+    out_dir: Pathlike,
+    seed: int = 0,
+    sampling_rate: int = 16000,
+    nj: int = 1,
+    cmd: str = "local",
+    language: str = "",
+    normalize: Callable[[str], str] | None = None,
+) -> tuple[RecordingSet, SupervisionSet]:
     """Speak every sentence once with a voice drawn for it; returns lhotse manifests.
 
     The engines read the raw sentence (punctuation shapes prosody); supervisions
@@ -216,12 +293,14 @@ def synthesize_corpus(
     """
     done = synthesize(plan(items, voices, seed, language), out_dir, sampling_rate, nj, cmd)
     recs, sups = to_manifests(done, sampling_rate, normalize)
-    logging.info(f"synthesized {len(done)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
-                 f"{len({s.speaker for s in sups})} voices -> {Path(out_dir) / 'wav'}")
+    logging.info(
+        f"synthesized {len(done)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
+        f"{len({s.speaker for s in sups})} voices -> {Path(out_dir) / 'wav'}"
+    )
     return recs, sups
 
 
-def load_voices(path: Pathlike) -> List[Voice]:
+def load_voices(path: Pathlike) -> list[Voice]:
     """Voices from YAML: a list of {engine, name, rate: [lo, hi], pitch: [lo, hi]}."""
     from speechtl.config import from_dict, load_yaml
 

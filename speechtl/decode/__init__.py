@@ -3,4 +3,4 @@
 from speechtl.decode.greedy import ctc_greedy_search
 from speechtl.decode.hlg import HlgDecoder
 
-__all__ = ["ctc_greedy_search", "HlgDecoder"]
+__all__ = ["HlgDecoder", "ctc_greedy_search"]

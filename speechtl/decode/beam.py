@@ -15,7 +15,6 @@ against.
 """
 
 import math
-from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -38,18 +37,18 @@ def _lse(a: float, b: float) -> float:
     return m + math.log1p(math.exp(-abs(a - b)))
 
 
-def prefix_beam_search_one(log_probs: np.ndarray, beam: int = 8, blank: int = 0, prune: float = -10.0) -> List[int]:
+def prefix_beam_search_one(log_probs: np.ndarray, beam: int = 8, blank: int = 0, prune: float = -10.0) -> list[int]:
     """Best unit sequence of one utterance's (frames, vocab) log-probs.
 
     The readable reference: prefixes are tuples in a dict. The batched search
     (:func:`batched_prefix_beam_search`) is tested against it.
     """
-    beams: Dict[Tuple[int, ...], Tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix -> (log p_blank, log p_unit)
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix -> (log p_blank, log p_unit)
     for frame in log_probs:
         units = [int(u) for u in np.nonzero(frame >= prune)[0]] or [int(frame.argmax())]
-        nxt: Dict[Tuple[int, ...], Tuple[float, float]] = {}
+        nxt: dict[tuple[int, ...], tuple[float, float]] = {}
 
-        def add(prefix, pb, pu):
+        def add(prefix, pb, pu, nxt=nxt):
             ob, ou = nxt.get(prefix, (NEG_INF, NEG_INF))
             nxt[prefix] = (_lse(ob, pb), _lse(ou, pu))
 
@@ -62,15 +61,16 @@ def prefix_beam_search_one(log_probs: np.ndarray, beam: int = 8, blank: int = 0,
                     add(prefix, total + p, NEG_INF)
                 elif u == last:
                     add(prefix, NEG_INF, pu + p)  # the same unit continues
-                    add(prefix + (u,), NEG_INF, pb + p)  # a new one after a blank
+                    add((*prefix, u), NEG_INF, pb + p)  # a new one after a blank
                 else:
-                    add(prefix + (u,), NEG_INF, total + p)
+                    add((*prefix, u), NEG_INF, total + p)
         beams = dict(sorted(nxt.items(), key=lambda kv: _lse(*kv[1]), reverse=True)[:beam])
     return list(max(beams.items(), key=lambda kv: _lse(*kv[1]))[0])
 
 
-def batched_prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 8, blank: int = 0,
-                               prune: float = -10.0) -> List[List[int]]:
+def batched_prefix_beam_search(
+    log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 8, blank: int = 0, prune: float = -10.0
+) -> list[list[int]]:
     """:func:`prefix_beam_search_one` for a whole batch at once, with tensor ops.
 
     Each utterance has ``beam`` hypothesis slots: log p_blank, log p_unit, the
@@ -145,7 +145,9 @@ def batched_prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, b
     state = empty.repeat(B, K, 1)
     state[:, 0] = torch.tensor([V, 0, 0, -2, -2], device=dev)  # slot 0: the empty prefix
     stay_col = torch.arange(K, device=dev) * C
-    frames = zip(blank_lp[..., None].unbind(0), unit_lp.unbind(0), col_unit.unbind(0), col_lp[:, :, None].unbind(0))
+    frames = zip(
+        blank_lp[..., None].unbind(0), unit_lp.unbind(0), col_unit.unbind(0), col_lp[:, :, None].unbind(0), strict=False
+    )
     parents, emitted, best = [], [], []
 
     for t in range(steps + 1):
@@ -204,14 +206,15 @@ def batched_prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, b
         at = offsets[t] + np.arange(n) * K + k[:n]
         out[t, :n] = emitted_np[at]
         k[:n] = parents_np[at]
-    hyps: List[List[int]] = [[] for _ in range(B)]
+    hyps: list[list[int]] = [[] for _ in range(B)]
     for i, row in enumerate(order.tolist()):
         col = out[: int(lens[i]), i]
         hyps[row] = col[col >= 0].tolist()
     return hyps
 
 
-def ctc_prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 8, blank: int = 0,
-                           prune: float = -10.0) -> List[List[int]]:
+def ctc_prefix_beam_search(
+    log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 8, blank: int = 0, prune: float = -10.0
+) -> list[list[int]]:
     """One unit list per row of (batch, frames, vocab) log-probs; the batched search on their device."""
     return batched_prefix_beam_search(log_probs, lengths, beam, blank, prune)

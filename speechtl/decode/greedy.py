@@ -1,11 +1,9 @@
 """Batched CTC greedy search; runs on whatever device the log-probs are on."""
 
-from typing import List
-
 import torch
 
 
-def ctc_greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> List[List[int]]:
+def ctc_greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
     """Best token per frame, repeats merged, blanks dropped.
 
     Args:

@@ -7,12 +7,18 @@ log-probability). Rescoring at an LM scale s finds the path minimizing
 ``s * graph + acoustic``, as icefall's ``--lm-scale`` sweeps do.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import kaldifst
 import numpy as np
-from kaldi_decoder import DecodableCtc, FasterDecoder, FasterDecoderOptions, LatticeSimpleDecoder, LatticeSimpleDecoderConfig
+from kaldi_decoder import (
+    DecodableCtc,
+    FasterDecoder,
+    FasterDecoderOptions,
+    LatticeSimpleDecoder,
+    LatticeSimpleDecoderConfig,
+)
 
 from speechtl.errors import SpeechtlError
 from speechtl.lang.symbols import read_symbols
@@ -45,8 +51,15 @@ def skip_blank_frames(log_probs: np.ndarray, min_blank_prob: float, blank: int =
 class HlgDecoder:
     """Decodes one utterance's (frames, vocab) log-probs into words with HLG.fst."""
 
-    def __init__(self, hlg: Path, words_txt: Path, beam: float = 16.0, max_active: int = 3000,
-                 lattice_beam: float = 8.0, skip_blank: float = 0.0):
+    def __init__(
+        self,
+        hlg: Path,
+        words_txt: Path,
+        beam: float = 16.0,
+        max_active: int = 3000,
+        lattice_beam: float = 8.0,
+        skip_blank: float = 0.0,
+    ):
         if not Path(hlg).is_file():
             raise SpeechtlError(f"{hlg} is missing. Fix: run the lang stage (steps/prepare_lang.sh).")
         self.fst = kaldifst.StdVectorFst.read(str(hlg))
@@ -59,11 +72,11 @@ class HlgDecoder:
         log_probs = skip_blank_frames(log_probs, self.skip_blank)
         return DecodableCtc(np.ascontiguousarray(log_probs, dtype=np.float32))
 
-    def _words(self, path) -> Optional[List[str]]:
+    def _words(self, path) -> list[str] | None:
         ok, _, olabels, _ = kaldifst.get_linear_symbol_sequence(path)
         return [self.id2word[i] for i in olabels] if ok else None
 
-    def decode(self, log_probs: np.ndarray) -> List[str]:
+    def decode(self, log_probs: np.ndarray) -> list[str]:
         """Words of the best path; empty if no path reaches a final state."""
         if log_probs.shape[0] == 0:
             return []
@@ -74,7 +87,7 @@ class HlgDecoder:
         ok, best = decoder.get_best_path()
         return (self._words(best) or []) if ok else []
 
-    def lattice(self, log_probs: np.ndarray) -> Optional[kaldifst.Lattice]:
+    def lattice(self, log_probs: np.ndarray) -> kaldifst.Lattice | None:
         """The raw word lattice (graph and acoustic costs apart), or None if no path survives."""
         if log_probs.shape[0] == 0:
             return None
@@ -83,7 +96,7 @@ class HlgDecoder:
         ok, lat = decoder.get_raw_lattice()
         return lat if ok and lat.num_states > 0 else None
 
-    def rescore(self, lat: Optional[kaldifst.Lattice], lm_scales: Sequence[float]) -> Dict[float, List[str]]:
+    def rescore(self, lat: kaldifst.Lattice | None, lm_scales: Sequence[float]) -> dict[float, list[str]]:
         """Best words at each LM scale (acoustic scale 1)."""
         out = {}
         for s in lm_scales:
@@ -95,7 +108,9 @@ class HlgDecoder:
             out[s] = self._words(kaldifst.shortest_path(scaled)) or []
         return out
 
-    def nbest(self, lat: Optional[kaldifst.Lattice], n: int, lm_scale: float = 1.0) -> List[Tuple[List[str], float, float]]:
+    def nbest(
+        self, lat: kaldifst.Lattice | None, n: int, lm_scale: float = 1.0
+    ) -> list[tuple[list[str], float, float]]:
         """Up to ``n`` distinct paths, best first: (words, graph cost, acoustic cost).
 
         Costs are as ranked: the graph cost is already multiplied by ``lm_scale``.

@@ -1,8 +1,8 @@
 """Decode a test set with a trained model and score it into files and results.tsv."""
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 import torch
 from lhotse import CutSet
@@ -27,7 +27,7 @@ LM_SCALES = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 1.7, 2.
 
 
 @torch.no_grad()
-def compute_log_probs(checkpoint: Path, cuts: CutSet, device: Optional[str] = None, max_duration: float = 200.0):
+def compute_log_probs(checkpoint: Path, cuts: CutSet, device: str | None = None, max_duration: float = 200.0):
     """``{cut_id: (reference text, log-probs (frames, vocab) float32 numpy)}``."""
     dev = pick_device(device)
     model = model_from_checkpoint(checkpoint).to(dev).eval()
@@ -41,12 +41,24 @@ def compute_log_probs(checkpoint: Path, cuts: CutSet, device: Optional[str] = No
 
 
 def decode_test_set(
-    checkpoint: Path, lang_dir: Path, cuts_path: Path, test_set: str, out_dir: Path,
-    decodings: Sequence[str] = DECODINGS, method: str = "scratch", data: str = "all",
-    results_tsv: Optional[Path] = None, device: Optional[str] = None, beam: float = 16.0,
-    max_active: int = 3000, nj: int = 1, lm_scale: float = 1.0, lm_scales: Sequence[float] = LM_SCALES,
-    skip_blank: float = 0.0, cmd: str = "local",
-) -> List[ResultRow]:
+    checkpoint: Path,
+    lang_dir: Path,
+    cuts_path: Path,
+    test_set: str,
+    out_dir: Path,
+    decodings: Sequence[str] = DECODINGS,
+    method: str = "scratch",
+    data: str = "all",
+    results_tsv: Path | None = None,
+    device: str | None = None,
+    beam: float = 16.0,
+    max_active: int = 3000,
+    nj: int = 1,
+    lm_scale: float = 1.0,
+    lm_scales: Sequence[float] = LM_SCALES,
+    skip_blank: float = 0.0,
+    cmd: str = "local",
+) -> list[ResultRow]:
     """Write recogs-/errs-/wer-summary-<test_set>-<decoding>.txt and add rows to results.tsv.
 
     The network runs once over the test set; HLG searches run in ``nj`` processes,
@@ -75,7 +87,7 @@ def decode_test_set(
                 lps = [scores[k][1] for k in ids]
                 padded = torch.nn.utils.rnn.pad_sequence(lps, batch_first=True)
                 units = search_fn(padded, torch.tensor([lp.size(0) for lp in lps]))
-                hyps = {k: lang.decode(u) for k, u in zip(ids, units)}
+                hyps = {k: lang.decode(u) for k, u in zip(ids, units, strict=False)}
             else:
                 if search is None:  # one searcher for every HLG decoding of this test set
                     graph = (lang.dir / "HLG.fst", lang.dir / "words.txt")
@@ -94,13 +106,15 @@ def decode_test_set(
                         for s in scales
                     ]
                     hyps = {k: h[lm_scale] for k, h in per_scale.items()}
-            results: List[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
+            results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
             name = f"{test_set}-{decoding}"
             write_recogs(results, out_dir / f"recogs-{name}.txt")
             stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
             write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
             cer = compute_wer([(k, list(" ".join(r)), list(" ".join(h))) for k, r, h in results]).wer
-            logging.info(f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}), CER {cer:.2f}% -> {out_dir}")
+            logging.info(
+                f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}), CER {cer:.2f}% -> {out_dir}"
+            )
             rows.append(ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words))
     finally:
         if search is not None:

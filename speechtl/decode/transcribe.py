@@ -1,8 +1,8 @@
 """Transcribe audio files with a trained model: any sample rate, mono or stereo."""
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -23,7 +23,9 @@ def read_audio(path: Path, sampling_rate: int) -> torch.Tensor:
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:
-        raise SpeechtlError(f"cannot read audio file {path}: {e}. Fix: pass a wav/flac/ogg file soundfile can open.") from e
+        raise SpeechtlError(
+            f"cannot read audio file {path}: {e}. Fix: pass a wav/flac/ogg file soundfile can open."
+        ) from e
     if data.shape[0] == 0:
         raise SpeechtlError(f"audio file {path} has no samples")
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
@@ -43,8 +45,12 @@ def resolve_checkpoint(model: Path) -> Path:
 
 @torch.no_grad()
 def transcribe(
-    model: Path, lang_dir: Path, files: Sequence[Path], decoding: str = "hlg", device: Optional[str] = None,
-) -> List[Tuple[Path, Optional[List[str]], Optional[str]]]:
+    model: Path,
+    lang_dir: Path,
+    files: Sequence[Path],
+    decoding: str = "hlg",
+    device: str | None = None,
+) -> list[tuple[Path, list[str] | None, str | None]]:
     """(file, words, None) per readable file, (file, None, error) per unreadable one, in order."""
     if decoding not in ("hlg", "greedy"):
         raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
@@ -55,8 +61,11 @@ def transcribe(
         raise SpeechtlError(f"{ckpt_path} records no feature settings; retrain with this version of speechtl")
     dev = pick_device(device)
     net = model_from_state(ckpt).to(dev).eval()
-    fbank = BatchedFbank(FbankConfig(sampling_rate=meta["sampling_rate"], num_mel_bins=meta["num_mel_bins"],
-                                     frame_shift=meta["frame_shift"])).to(dev)
+    fbank = BatchedFbank(
+        FbankConfig(
+            sampling_rate=meta["sampling_rate"], num_mel_bins=meta["num_mel_bins"], frame_shift=meta["frame_shift"]
+        )
+    ).to(dev)
     lang = Lang(lang_dir)
     hlg = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt") if decoding == "hlg" else None
     out = []

@@ -1,9 +1,9 @@
 """Fbank over a CutSet, split into ``--nj`` jobs, stored with LilcomChunkyWriter."""
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
 
 import torch
 from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
@@ -15,14 +15,14 @@ from speechtl.errors import SpeechtlError
 from speechtl.features.fbank import BatchedFbank, FbankConfig
 
 
-def pick_device(device: Optional[str] = None) -> torch.device:
+def pick_device(device: str | None = None) -> torch.device:
     """CUDA when present, unless the caller names a device."""
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _batches(cuts: CutSet, batch_duration: float) -> Iterator[List]:
+def _batches(cuts: CutSet, batch_duration: float) -> Iterator[list]:
     batch, total = [], 0.0
     for cut in cuts:
         batch.append(cut)
@@ -35,8 +35,12 @@ def _batches(cuts: CutSet, batch_duration: float) -> Iterator[List]:
 
 
 def compute_fbank_job(
-    cuts_path: str, storage_path: str, out_cuts_path: str, config: dict,
-    batch_duration: float = 600.0, device: Optional[str] = None,
+    cuts_path: str,
+    storage_path: str,
+    out_cuts_path: str,
+    config: dict,
+    batch_duration: float = 600.0,
+    device: str | None = None,
 ) -> str:
     """One job: features for every cut in ``cuts_path``; returns ``out_cuts_path``."""
     cfg = FbankConfig(**config)
@@ -58,7 +62,7 @@ def compute_fbank_job(
                     ) from e
                 waves.append(torch.from_numpy(audio[0]))  # first channel
             feats = fbank(waves)
-            for cut, f in zip(batch, feats):
+            for cut, f in zip(batch, feats, strict=False):
                 arr = f.cpu().numpy()
                 key = writer.write(cut.id, arr)
                 cut.features = Features(
@@ -81,11 +85,18 @@ def compute_fbank_job(
 
 
 def compute_fbank(
-    manifest_dir: Path, output_dir: Path, prefix: str, splits: Sequence[str],
-    config: FbankConfig, nj: int = 1, cmd: str = "local", device: Optional[str] = None,
-    log_dir: Optional[Path] = None, speed_perturb: Sequence[float] = (),
+    manifest_dir: Path,
+    output_dir: Path,
+    prefix: str,
+    splits: Sequence[str],
+    config: FbankConfig,
+    nj: int = 1,
+    cmd: str = "local",
+    device: str | None = None,
+    log_dir: Path | None = None,
+    speed_perturb: Sequence[float] = (),
     perturb_splits: Sequence[str] = ("train",),
-) -> List[Path]:
+) -> list[Path]:
     """Write ``<output_dir>/<prefix>_cuts_<split>.jsonl.gz`` for every split.
 
     ``speed_perturb`` factors (e.g. 0.9 1.1, Kaldi's 3-way perturbation) add a
@@ -102,9 +113,7 @@ def compute_fbank(
         for p in (rec, sup):
             if not p.is_file():
                 raise SpeechtlError(f"missing manifest {p}. Fix: run the data preparation stage first.")
-        cuts = CutSet.from_manifests(
-            recordings=RecordingSet.from_file(rec), supervisions=SupervisionSet.from_file(sup)
-        )
+        cuts = CutSet.from_manifests(recordings=RecordingSet.from_file(rec), supervisions=SupervisionSet.from_file(sup))
         if speed_perturb and split in perturb_splits:
             original = cuts
             for factor in speed_perturb:
@@ -117,8 +126,16 @@ def compute_fbank(
         for j, part in enumerate(cuts.split(n)):
             part_path = split_dir / f"cuts_in.{j}.jsonl.gz"
             part.to_file(part_path)
-            args.append((str(part_path), str(split_dir / f"feats.{j}.lca"),
-                         str(split_dir / f"cuts.{j}.jsonl.gz"), asdict(config), 600.0, device))
+            args.append(
+                (
+                    str(part_path),
+                    str(split_dir / f"feats.{j}.lca"),
+                    str(split_dir / f"cuts.{j}.jsonl.gz"),
+                    asdict(config),
+                    600.0,
+                    device,
+                )
+            )
         executor = get_executor(cmd, n, log_dir, f"fbank_{prefix}_{split}")
         outs = executor.map(compute_fbank_job, args)
         combined = output_dir / f"{prefix}_cuts_{split}.jsonl.gz"

@@ -12,8 +12,8 @@ and each result is cut to that wave's Kaldi frame count.
 """
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -54,8 +54,9 @@ def kaldi_num_frames(num_samples: int, window_length: int, window_shift: int, sn
 class BatchedFbank(torch.nn.Module):
     """``forward(list of 1-D waves in [-1, 1]) -> list of (num_frames, num_mel_bins)``."""
 
-    def __init__(self, config: FbankConfig = FbankConfig()):
+    def __init__(self, config: FbankConfig | None = None):
         super().__init__()
+        config = config if config is not None else FbankConfig()
         self.config = config
         sr = config.sampling_rate
         # Kaldi (and lhotse) truncate to whole samples: 25.1 ms at 8 kHz is 200 samples,
@@ -67,16 +68,23 @@ class BatchedFbank(torch.nn.Module):
         self.kernel = self.layer = None
         if config.backend == "speechtl":
             self.kernel = KaldiFbankKernel(
-                self.window_length, self.window_shift, sr, config.num_mel_bins, preemph=config.preemph_coeff,
-                remove_dc=config.remove_dc_offset, round_to_power_of_two=config.round_to_power_of_two,
-                low_freq=config.low_freq, high_freq=config.high_freq, window_type=config.window_type,
+                self.window_length,
+                self.window_shift,
+                sr,
+                config.num_mel_bins,
+                preemph=config.preemph_coeff,
+                remove_dc=config.remove_dc_offset,
+                round_to_power_of_two=config.round_to_power_of_two,
+                low_freq=config.low_freq,
+                high_freq=config.high_freq,
+                window_type=config.window_type,
                 dither=config.dither,
             )
         else:
             self.layer = self._lhotse_layer(config)
         #: When a dict, the speechtl backend adds the seconds it spends per stage to it
         #: (``bench/fbank.py --profile``).
-        self.stage_times: Optional[Dict[str, float]] = None
+        self.stage_times: dict[str, float] | None = None
         # Follows .to(device), so forward() knows where to put the waves.
         self.register_buffer("_where", torch.zeros(0), persistent=False)
 
@@ -106,7 +114,7 @@ class BatchedFbank(torch.nn.Module):
     def num_frames(self, num_samples: int) -> int:
         return kaldi_num_frames(num_samples, self.window_length, self.window_shift, self.config.snip_edges)
 
-    def _kaldi_pieces(self, wave: torch.Tensor, num_frames: int) -> List[torch.Tensor]:
+    def _kaldi_pieces(self, wave: torch.Tensor, num_frames: int) -> list[torch.Tensor]:
         """The samples Kaldi's frames read, edges reflected, laid out for snip_edges
         framing, as pieces to concatenate: commonly the two flipped edges (copies of
         at most a frame each) around the wave itself (not copied here)."""
@@ -118,7 +126,7 @@ class BatchedFbank(torch.nn.Module):
         left, right = -first, first + total - n
         if 0 <= left <= n and 0 <= right <= n:
             # Kaldi reflects x[-1 - k] = x[k] and x[n + k] = x[n - 1 - k]: flipped slices.
-            return [wave[:left].flip(0), wave, wave[n - right:].flip(0)]
+            return [wave[:left].flip(0), wave, wave[n - right :].flip(0)]
         idx = torch.arange(first, first + total, device=wave.device)
         idx = torch.where(idx < 0, -idx - 1, idx)
         idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
@@ -129,17 +137,17 @@ class BatchedFbank(torch.nn.Module):
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     @torch.no_grad()
-    def forward(self, waves: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, waves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = self._where.device
         counts = [self.num_frames(w.numel()) for w in waves]
         if self.kernel is not None:
             return self._packed(waves, counts, device)
         ext = [
             self._kaldi_extended(w.to(device=device, dtype=torch.float32).reshape(-1), c)
-            for w, c in zip(waves, counts)
+            for w, c in zip(waves, counts, strict=False)
         ]
-        nonempty = [e for e, c in zip(ext, counts) if c > 0]
-        out: List[torch.Tensor] = []
+        nonempty = [e for e, c in zip(ext, counts, strict=False) if c > 0]
+        out: list[torch.Tensor] = []
         if nonempty:
             feats = self.layer(torch.nn.utils.rnn.pad_sequence(nonempty, batch_first=True))
         k = 0
@@ -151,7 +159,7 @@ class BatchedFbank(torch.nn.Module):
                 k += 1
         return out
 
-    def _packed(self, waves: Sequence[torch.Tensor], counts: List[int], device) -> List[torch.Tensor]:
+    def _packed(self, waves: Sequence[torch.Tensor], counts: list[int], device) -> list[torch.Tensor]:
         """All waves back to back in one signal, each starting at a multiple of the
         frame shift: one framing covers them all, with no padding to the longest wave
         and at most a couple of discarded frames across each boundary.
@@ -164,7 +172,7 @@ class BatchedFbank(torch.nn.Module):
         where = waves[0].device if waves and all(w.device == waves[0].device for w in waves) else device
         gap = torch.zeros(shift, device=where)
         parts, first_frame, pos = [], [], 0
-        for w, c in zip(waves, counts):
+        for w, c in zip(waves, counts, strict=False):
             first_frame.append(pos)
             if c > 0:
                 pieces = self._kaldi_pieces(w.to(device=where, dtype=torch.float32).reshape(-1), c)
@@ -181,6 +189,6 @@ class BatchedFbank(torch.nn.Module):
         clock("packing waves")
         feats = self.kernel(flat, total, self.stage_times)
         clock = StageClock(self.stage_times)
-        out = [feats[f : f + c] for f, c in zip(first_frame, counts)]
+        out = [feats[f : f + c] for f, c in zip(first_frame, counts, strict=False)]
         clock("packing waves")
         return out

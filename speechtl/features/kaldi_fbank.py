@@ -35,7 +35,6 @@ reorganizes the same arithmetic:
 
 import math
 import time
-from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ class StageClock:
     real code path. Free when ``times`` is None. Host time: on a GPU it measures
     kernel launches, not the kernels."""
 
-    def __init__(self, times: Optional[Dict[str, float]]):
+    def __init__(self, times: dict[str, float] | None):
         self.times = times
         self.last = time.perf_counter() if times is not None else 0.0
 
@@ -63,7 +62,9 @@ def povey_window(length: int) -> torch.Tensor:
     return (0.5 - 0.5 * torch.cos(2 * math.pi * n / (length - 1))).pow(0.85)
 
 
-def kaldi_mel_banks(num_bins: int, padded: int, sampling_rate: float, low_freq: float, high_freq: float) -> torch.Tensor:
+def kaldi_mel_banks(
+    num_bins: int, padded: int, sampling_rate: float, low_freq: float, high_freq: float
+) -> torch.Tensor:
     """(num_bins, padded // 2 + 1) triangular filters on Kaldi's mel scale (Nyquist column 0)."""
     nyquist = 0.5 * sampling_rate
     if high_freq <= 0:
@@ -94,10 +95,22 @@ class KaldiFbankKernel(torch.nn.Module):
     into one such signal).
     """
 
-    def __init__(self, window_length: int, window_shift: int, sampling_rate: int, num_bins: int,
-                 preemph: float = 0.97, remove_dc: bool = True, round_to_power_of_two: bool = True,
-                 low_freq: float = 20.0, high_freq: float = 0.0, window_type: str = "povey", dither: float = 0.0,
-                 mel_group: int = 16, block_frames: int = 1024):
+    def __init__(
+        self,
+        window_length: int,
+        window_shift: int,
+        sampling_rate: int,
+        num_bins: int,
+        preemph: float = 0.97,
+        remove_dc: bool = True,
+        round_to_power_of_two: bool = True,
+        low_freq: float = 20.0,
+        high_freq: float = 0.0,
+        window_type: str = "povey",
+        dither: float = 0.0,
+        mel_group: int = 16,
+        block_frames: int = 1024,
+    ):
         super().__init__()
         if window_type != "povey":
             raise ValueError("the speechtl fbank kernel implements Kaldi's povey window only")
@@ -142,7 +155,7 @@ class KaldiFbankKernel(torch.nn.Module):
         out[:, 0] = (1 - self.preemph) * noise[:, 0]
         return out
 
-    def forward(self, x: torch.Tensor, num_frames: int, stage_times: Optional[Dict[str, float]] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_frames: int, stage_times: dict[str, float] | None = None) -> torch.Tensor:
         """``stage_times``, when a dict, gets the seconds spent in each stage added."""
         clock = StageClock(stage_times)
         L, S, c, T = self.length, self.shift, self.preemph, num_frames

@@ -12,7 +12,7 @@ replaced by epsilon at the end.
 """
 
 import logging
-from typing import Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import kaldifst
 
@@ -22,8 +22,11 @@ Arc = kaldifst.StdArc
 
 
 def make_lexicon_fst(
-    entries: Lexicon, token2id: Dict[str, int], word2id: Dict[str, int], loop_disambig: bool = True,
-    sil_token: Optional[str] = None,
+    entries: Lexicon,
+    token2id: dict[str, int],
+    word2id: dict[str, int],
+    loop_disambig: bool = True,
+    sil_token: str | None = None,
 ) -> kaldifst.StdVectorFst:
     """L: token sequences to words, one loop state (start and final).
 
@@ -98,7 +101,7 @@ def compose_lg(L: kaldifst.StdVectorFst, G: kaldifst.StdVectorFst) -> kaldifst.S
 
 
 def compose_hlg(
-    L: kaldifst.StdVectorFst, G: kaldifst.StdVectorFst, max_token_id: int, disambig_ids: Tuple[int, ...]
+    L: kaldifst.StdVectorFst, G: kaldifst.StdVectorFst, max_token_id: int, disambig_ids: tuple[int, ...]
 ) -> kaldifst.StdVectorFst:
     """HLG ready for kaldi-decoder: determinized, minimized, arc-sorted, no disambig symbols."""
     LG = compose_lg(L, G)

@@ -1,7 +1,7 @@
 """A lang dir loaded for training and decoding: text <-> token ids."""
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence
 
 from speechtl.errors import SpeechtlError
 from speechtl.lang.lexicon import read_lexicon
@@ -29,10 +29,10 @@ class Lang:
         self.id2token = {i: t for t, i in self.token2id.items()}
         self.word2id = read_symbols(self.dir / "words.txt")
         self.id2word = {i: w for w, i in self.word2id.items()}
-        self.lexicon: Dict[str, List[str]] = {}
+        self.lexicon: dict[str, list[str]] = {}
         for w, p in read_lexicon(self.dir / "lexicon.txt"):
             self.lexicon.setdefault(w, p)
-        self._pron2word: Dict[tuple, str] = {}
+        self._pron2word: dict[tuple, str] = {}
         for w, p in self.lexicon.items():
             self._pron2word.setdefault(tuple(self.token2id[t] for t in p), w)
         self._max_pron = max(len(p) for p in self._pron2word)
@@ -49,7 +49,7 @@ class Lang:
         """Number of model outputs: blank plus real tokens (disambiguation symbols excluded)."""
         return sum(1 for t in self.token2id if not t.startswith("#"))
 
-    def encode(self, text: str) -> List[int]:
+    def encode(self, text: str) -> list[int]:
         if self.sp is not None:  # sentencepiece units spell any word of known characters
             pieces = self.sp.encode(text, out_type=str)
             unknown = sorted({p for p in pieces if p not in self.token2id})
@@ -60,7 +60,7 @@ class Lang:
                 )
             return [self.token2id[p] for p in pieces]
         sil = [] if self.sil_id is None else [self.sil_id]
-        ids: List[int] = list(sil)
+        ids: list[int] = list(sil)
         for w in text.split():
             pron = self.lexicon.get(w)
             if pron is None:
@@ -69,13 +69,13 @@ class Lang:
             ids.extend(sil)
         return ids
 
-    def decode(self, token_ids: Sequence[int]) -> List[str]:
+    def decode(self, token_ids: Sequence[int]) -> list[str]:
         if self.sp is not None:
             return self.sp.decode_pieces([self.id2token[t] for t in token_ids]).split()
         words, i, ids = [], 0, [t for t in token_ids if t != self.sil_id]
         while i < len(ids):
             for n in range(min(self._max_pron, len(ids) - i), 0, -1):
-                w = self._pron2word.get(tuple(ids[i:i + n]))
+                w = self._pron2word.get(tuple(ids[i : i + n]))
                 if w is not None:
                     words.append(w)
                     i += n

@@ -1,12 +1,12 @@
 """Lexicons: ``word token token ...`` per line, and Kaldi's disambiguation symbols."""
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
 
 from speechtl.errors import SpeechtlError
 
-Lexicon = List[Tuple[str, List[str]]]
+Lexicon = list[tuple[str, list[str]]]
 
 
 def read_lexicon(path: Path) -> Lexicon:
@@ -28,11 +28,11 @@ def write_lexicon(entries: Lexicon, path: Path) -> None:
     Path(path).write_text("".join(f"{w} {' '.join(p)}\n" for w, p in entries), encoding="utf-8")
 
 
-def lexicon_from_dict(d: Dict[str, Sequence[str]]) -> Lexicon:
+def lexicon_from_dict(d: dict[str, Sequence[str]]) -> Lexicon:
     return [(w, list(p)) for w, p in sorted(d.items())]
 
 
-def add_disambig_symbols(entries: Lexicon) -> Tuple[Lexicon, int]:
+def add_disambig_symbols(entries: Lexicon) -> tuple[Lexicon, int]:
     """Append ``#1``, ``#2`` ... where a pronunciation is ambiguous (Kaldi's add_lex_disambig).
 
     A pronunciation needs a disambiguation symbol when several words share it
@@ -45,7 +45,7 @@ def add_disambig_symbols(entries: Lexicon) -> Tuple[Lexicon, int]:
     for _, p in entries:
         for i in range(1, len(p)):
             prefixes.add(tuple(p[:i]))
-    next_id: Dict[Tuple[str, ...], int] = {}
+    next_id: dict[tuple[str, ...], int] = {}
     max_disambig = 0
     out: Lexicon = []
     for w, p in entries:
@@ -54,11 +54,11 @@ def add_disambig_symbols(entries: Lexicon) -> Tuple[Lexicon, int]:
             k = next_id.get(key, 0) + 1
             next_id[key] = k
             max_disambig = max(max_disambig, k)
-            out.append((w, list(p) + [f"#{k}"]))
+            out.append((w, [*list(p), f"#{k}"]))
         else:
             out.append((w, list(p)))
     return out, max_disambig
 
 
-def token_inventory(entries: Iterable[Tuple[str, List[str]]]) -> List[str]:
+def token_inventory(entries: Iterable[tuple[str, list[str]]]) -> list[str]:
     return sorted({t for _, p in entries for t in p})

@@ -4,8 +4,8 @@ import logging
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 from speechtl.errors import SpeechtlError
 
@@ -23,7 +23,7 @@ def write_unigram_arpa(text: Path, arpa: Path, vocab: Iterable[str]) -> Path:
     counts["</s>"] = sentences
     total = sum(counts.values()) + len(words) + 1
     lines = ["\\data\\", f"ngram 1={len(words) + 2}", "", "\\1-grams:", "-99\t<s>"]
-    for w in words + ["</s>"]:
+    for w in [*words, "</s>"]:
         lines.append(f"{math.log10((counts[w] + 1) / total):.7f}\t{w}")
     lines += ["", "\\end\\", ""]
     Path(arpa).write_text("\n".join(lines), encoding="utf-8")
@@ -40,7 +40,7 @@ def add_missing_unigrams(arpa: Path, vocab: Iterable[str]) -> int:
     try:
         start = lines.index("\\1-grams:") + 1
     except ValueError:
-        raise SpeechtlError(f"{arpa} has no \\1-grams: section")
+        raise SpeechtlError(f"{arpa} has no \\1-grams: section") from None
     end = next(i for i in range(start, len(lines)) if not lines[i].strip() or lines[i].startswith("\\"))
     present, floor = set(), 0.0
     for line in lines[start:end]:
@@ -62,7 +62,11 @@ def add_missing_unigrams(arpa: Path, vocab: Iterable[str]) -> int:
 
 
 def train_ngram_lm(
-    text: Path, arpa: Path, order: int = 3, prune_threshold: float = 0.0, vocab: Iterable[str] = (),
+    text: Path,
+    arpa: Path,
+    order: int = 3,
+    prune_threshold: float = 0.0,
+    vocab: Iterable[str] = (),
 ) -> Path:
     """Train an ARPA LM on ``text`` (one sentence a line); prune by relative entropy if asked.
 
@@ -89,7 +93,7 @@ def train_ngram_lm(
     return arpa
 
 
-def arpa_to_fst(arpa: Path, words_txt: Path, g_fst: Path, max_order: Optional[int] = None) -> Path:
+def arpa_to_fst(arpa: Path, words_txt: Path, g_fst: Path, max_order: int | None = None) -> Path:
     """G.fst from an ARPA file, with ``#0`` on back-off arcs and <s>, </s> as epsilons."""
     import kaldilm
 

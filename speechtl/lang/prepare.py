@@ -1,8 +1,8 @@
 """Build a lang dir from a lexicon and LM text (icefall's prepare_lang + compile_hlg)."""
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import kaldifst
 
@@ -16,8 +16,7 @@ BLANK = "<blk>"
 RESERVED_WORDS = ("<eps>", "#0", "<s>", "</s>")
 
 
-def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: Optional[str] = None,
-                     extra_units: Sequence[str] = ()):
+def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: str | None = None, extra_units: Sequence[str] = ()):
     """lexicon.txt, lexicon_disambig.txt, tokens.txt, words.txt and L_disambig.fst.
 
     With ``sil_token``, that unit is added to tokens.txt and named in
@@ -38,23 +37,28 @@ def write_lang_files(entries: Lexicon, lang_dir: Path, sil_token: Optional[str] 
     if sil_token is not None:
         if sil_token in units or sil_token.startswith("#") or sil_token == BLANK:
             raise SpeechtlError(f"silence token {sil_token!r} must be a new unit, not one the lexicon uses")
-        units = sorted(units + [sil_token])
+        units = sorted([*units, sil_token])
         (lang_dir / "optional_silence.txt").write_text(sil_token + "\n", encoding="utf-8")
     else:
         (lang_dir / "optional_silence.txt").unlink(missing_ok=True)
-    tokens = [BLANK] + units
+    tokens = [BLANK, *units]
     disambig = [f"#{i}" for i in range(max_disambig + 1)]
     token2id = write_symbols(tokens + disambig, lang_dir / "tokens.txt")
     words = sorted({w for w, _ in entries})
-    word2id = write_symbols(["<eps>"] + words + ["#0", "<s>", "</s>"], lang_dir / "words.txt")
+    word2id = write_symbols(["<eps>", *words, "#0", "<s>", "</s>"], lang_dir / "words.txt")
     L = make_lexicon_fst(disambig_entries, token2id, word2id, sil_token=sil_token)
     L.write(str(lang_dir / "L_disambig.fst"))
     return token2id, word2id, len(tokens) - 1, tuple(token2id[d] for d in disambig)
 
 
 def prepare_lang(
-    entries: Lexicon, lang_dir: Path, lm_text: Optional[Path] = None, lm_order: int = 3,
-    lm_prune_threshold: float = 0.0, arpa: Optional[Path] = None, sil_token: Optional[str] = None,
+    entries: Lexicon,
+    lang_dir: Path,
+    lm_text: Path | None = None,
+    lm_order: int = 3,
+    lm_prune_threshold: float = 0.0,
+    arpa: Path | None = None,
+    sil_token: str | None = None,
     extra_units: Sequence[str] = (),
 ) -> Path:
     """Write the whole lang dir; G from ``arpa`` if given, else trained on ``lm_text``.
@@ -63,11 +67,13 @@ def prepare_lang(
     sentencepiece pieces, so the acoustic model can spell unseen words).
     """
     lang_dir = Path(lang_dir)
-    token2id, word2id, max_token_id, disambig_ids = write_lang_files(entries, lang_dir, sil_token, extra_units)
+    _token2id, word2id, max_token_id, disambig_ids = write_lang_files(entries, lang_dir, sil_token, extra_units)
     if arpa is None:
         if lm_text is None:
             raise SpeechtlError("prepare_lang needs LM training text (--lm-text) or an ARPA file (--arpa)")
-        oov = sorted({w for line in Path(lm_text).read_text(encoding="utf-8").split("\n") for w in line.split()} - set(word2id))
+        oov = sorted(
+            {w for line in Path(lm_text).read_text(encoding="utf-8").split("\n") for w in line.split()} - set(word2id)
+        )
         if oov:
             raise SpeechtlError(
                 f"{lm_text} has {len(oov)} word(s) not in the lexicon, e.g. {oov[:10]}. "
@@ -85,7 +91,11 @@ def prepare_lang(
 
 
 def prepare_lang_from_text(
-    text: Path, lang_dir: Path, units: str = "bpe", vocab_size: int = 500, lm_order: int = 3,
+    text: Path,
+    lang_dir: Path,
+    units: str = "bpe",
+    vocab_size: int = 500,
+    lm_order: int = 3,
     lm_prune_threshold: float = 0.0,
 ) -> Path:
     """Lang dir with sentencepiece ``units`` ("bpe" or "char") trained on ``text``.
@@ -100,5 +110,11 @@ def prepare_lang_from_text(
     model = train_sentencepiece(Path(text), lang_dir / "bpe.model", units, vocab_size)
     sp = load(model)
     words = {w for line in Path(text).read_text(encoding="utf-8").splitlines() for w in line.split()}
-    return prepare_lang(lexicon_from_sentencepiece(words, sp), lang_dir, lm_text=Path(text), lm_order=lm_order,
-                        lm_prune_threshold=lm_prune_threshold, extra_units=pieces(sp))
+    return prepare_lang(
+        lexicon_from_sentencepiece(words, sp),
+        lang_dir,
+        lm_text=Path(text),
+        lm_order=lm_order,
+        lm_prune_threshold=lm_prune_threshold,
+        extra_units=pieces(sp),
+    )

@@ -8,8 +8,8 @@ what L and HLG need.
 
 import logging
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, List
 
 import sentencepiece as spm
 
@@ -26,15 +26,25 @@ def train_sentencepiece(text: Path, model_path: Path, units: str = "bpe", vocab_
     model_path = Path(model_path)
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "sp"
-        args = dict(input=str(text), model_prefix=str(prefix), model_type=units, character_coverage=1.0,
-                    unk_id=0, bos_id=1, eos_id=2, input_sentence_size=10_000_000, minloglevel=2)
+        args = dict(
+            input=str(text),
+            model_prefix=str(prefix),
+            model_type=units,
+            character_coverage=1.0,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            input_sentence_size=10_000_000,
+            minloglevel=2,
+        )
         if units == "bpe":
             args["vocab_size"] = vocab_size
         try:
             spm.SentencePieceTrainer.train(**args)
         except RuntimeError as e:
-            raise SpeechtlError(f"sentencepiece could not train on {text}: {e}. "
-                                "Fix: lower --vocab-size or give more text.") from e
+            raise SpeechtlError(
+                f"sentencepiece could not train on {text}: {e}. Fix: lower --vocab-size or give more text."
+            ) from e
         model_path.write_bytes((Path(str(prefix) + ".model")).read_bytes())
     logging.info(f"{units} units: {model_path} ({load(model_path).get_piece_size()} pieces)")
     return model_path
@@ -44,7 +54,7 @@ def load(model_path: Path) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_file=str(model_path))
 
 
-def pieces(sp: spm.SentencePieceProcessor) -> List[str]:
+def pieces(sp: spm.SentencePieceProcessor) -> list[str]:
     """Every non-control piece of the model."""
     return [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.id_to_piece(i) not in CONTROL]
 

@@ -3,4 +3,4 @@
 from speechtl.models.ctc import CtcModel, ModelConfig, build_model
 from speechtl.models.encoders import ENCODERS
 
-__all__ = ["CtcModel", "ModelConfig", "build_model", "ENCODERS"]
+__all__ = ["ENCODERS", "CtcModel", "ModelConfig", "build_model"]

@@ -8,8 +8,6 @@ are also source units (digit words), the source's output rows can initialize
 the class rows by symbol, as in vocabulary transfer.
 """
 
-from typing import Dict, Type
-
 import torch
 from torch import nn
 
@@ -63,7 +61,7 @@ class AttentionPool(nn.Module):
         return (scores.softmax(dim=1) * enc).sum(1)
 
 
-POOLINGS: Dict[str, Type[nn.Module]] = {"mean": MeanPool, "stats": StatsPool, "attention": AttentionPool}
+POOLINGS: dict[str, type[nn.Module]] = {"mean": MeanPool, "stats": StatsPool, "attention": AttentionPool}
 
 
 class PooledLinear(nn.Linear):

@@ -10,7 +10,6 @@ utterance's output does not depend on what it is batched with.
 
 import math
 from dataclasses import dataclass
-from typing import Tuple
 
 import torch
 from torch import nn
@@ -49,7 +48,9 @@ class Subsampling(nn.Module):
             raise ValueError(f"time_reduction must be 2 or 4, got {time_reduction}")
         c = channels or d_model
         self.second_stride = time_reduction // 2
-        self.conv = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, (self.second_stride, 2)), nn.ReLU())
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, (self.second_stride, 2)), nn.ReLU()
+        )
         f = ((num_features - 3) // 2 + 1 - 3) // 2 + 1
         self.out = nn.Linear(c * f, d_model)
 
@@ -73,8 +74,14 @@ def sinusoids(t: int, d: int, device) -> torch.Tensor:
 class FeedForward(nn.Module):
     def __init__(self, d: int, hidden: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.SiLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, d), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.LayerNorm(d),
+            nn.Linear(d, hidden),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, d),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -129,7 +136,7 @@ class ConformerEncoder(nn.Module):
         self.output_dim = config.d_model
         self.xscale = math.sqrt(config.d_model)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths = self.subsampling(x, lengths.to(x.device))
         # Scale by sqrt(d_model) before adding positions (Vaswani et al.; ESPnet's
         # xscale): at init the subsampled features are small and the sinusoids

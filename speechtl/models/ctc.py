@@ -1,7 +1,7 @@
 """CTC acoustic model: encoder + linear output layer + log-softmax."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Union
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,13 +16,13 @@ class ModelConfig:
     encoder: str = "tdnn"
     num_features: int = 80
     #: Options of the chosen encoder's config dataclass (e.g. TdnnConfig).
-    encoder_options: Dict[str, Any] = field(default_factory=dict)
+    encoder_options: dict[str, Any] = field(default_factory=dict)
     #: Per-utterance feature normalization over its own frames (padding excluded):
     #: "mvn" (or true): zero mean, unit variance; "mean": zero mean only (removes
     #: channel and level, keeps the spread); "none" (or false). The variance of a
     #: short, tightly trimmed recording is mostly speech, of a padded one mostly
     #: silence, so "mvn" scales the two differently; "mean" does not.
-    input_norm: Union[bool, str] = True
+    input_norm: bool | str = True
     #: Initial output bias of the blank unit. CTC normally starts blank-dominant
     #: and learns word spikes; on tiny corpora a word unit can instead take the
     #: filler role (emitted on silence frames), a valid alignment for training
@@ -30,7 +30,7 @@ class ModelConfig:
     blank_bias: float = 0.0
     #: Adapters or LoRA (a :class:`speechtl.models.peft.PeftConfig` mapping), added
     #: by the adapter/lora methods and recorded here so checkpoints rebuild them.
-    peft: Dict[str, Any] = field(default_factory=dict)
+    peft: dict[str, Any] = field(default_factory=dict)
     #: "ctc": a unit distribution per frame (ASR). "mean", "stats" or "attention":
     #: one label per utterance from encoder frames pooled that way
     #: (:class:`speechtl.models.classifier.UtteranceClassifier`).
@@ -79,7 +79,7 @@ class CtcModel(nn.Module):
 INPUT_NORMS = ("mvn", "mean", "none")
 
 
-def input_norm_mode(value: Union[bool, str]) -> str:
+def input_norm_mode(value: bool | str) -> str:
     """ModelConfig.input_norm as one of INPUT_NORMS (true/false are "mvn"/"none")."""
     mode = {True: "mvn", False: "none"}.get(value, value) if isinstance(value, bool) else value
     if mode not in INPUT_NORMS:
@@ -87,10 +87,11 @@ def input_norm_mode(value: Union[bool, str]) -> str:
     return mode
 
 
-def utterance_normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5,
-                        variance: bool = True) -> torch.Tensor:
+def utterance_normalize(
+    feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5, variance: bool = True
+) -> torch.Tensor:
     """Per-utterance mean (and variance) normalization over valid frames; padding set to 0."""
-    mask = (torch.arange(feats.size(1), device=feats.device)[None, :] < lengths.to(feats.device)[:, None])
+    mask = torch.arange(feats.size(1), device=feats.device)[None, :] < lengths.to(feats.device)[:, None]
     mask = mask.unsqueeze(-1).to(feats.dtype)
     n = mask.sum(dim=1, keepdim=True).clamp(min=1)
     mean = (feats * mask).sum(dim=1, keepdim=True) / n

@@ -1,7 +1,7 @@
 """Encoders, by name. Each maps (batch, frames, features) to (batch, frames', dim)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -17,8 +17,8 @@ class TdnnConfig:
     """
 
     hidden_dim: int = 32
-    kernel_sizes: List[int] = field(default_factory=lambda: [3, 5, 5])
-    dilations: List[int] = field(default_factory=lambda: [1, 2, 4])
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 5, 5])
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4])
     dropout: float = 0.0
     #: "batch" (icefall's choice), "layer" (per frame; it removes each frame's
     #: overall level, a speech/silence cue) or "none".
@@ -54,18 +54,20 @@ class TdnnEncoder(nn.Module):
             raise ValueError("TdnnConfig: kernel_sizes and dilations need one entry per layer")
         layers = []
         dim = num_features
-        for k, d in zip(config.kernel_sizes, config.dilations):
-            layers.append(nn.Sequential(
-                nn.Conv1d(dim, config.hidden_dim, k, dilation=d, padding=d * (k - 1) // 2),
-                nn.ReLU(),
-                norms[config.norm](config.hidden_dim),
-                nn.Dropout(config.dropout),
-            ))
+        for k, d in zip(config.kernel_sizes, config.dilations, strict=False):
+            layers.append(
+                nn.Sequential(
+                    nn.Conv1d(dim, config.hidden_dim, k, dilation=d, padding=d * (k - 1) // 2),
+                    nn.ReLU(),
+                    norms[config.norm](config.hidden_dim),
+                    nn.Dropout(config.dropout),
+                )
+            )
             dim = config.hidden_dim
         self.layers = nn.ModuleList(layers)
         self.output_dim = config.hidden_dim
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Zero every layer's output past each utterance's end: the next convolution then
         # sees exactly its own zero padding, so an utterance's output is the same alone
         # or in any batch (without this, its last frames depend on its neighbours).
@@ -93,12 +95,16 @@ class LstmEncoder(nn.Module):
     def __init__(self, num_features: int, config: LstmConfig):
         super().__init__()
         self.lstm = nn.LSTM(
-            num_features, config.hidden_dim, num_layers=config.num_layers, batch_first=True,
-            bidirectional=True, dropout=config.dropout if config.num_layers > 1 else 0.0,
+            num_features,
+            config.hidden_dim,
+            num_layers=config.num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
         self.output_dim = 2 * config.hidden_dim
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
@@ -107,7 +113,7 @@ class LstmEncoder(nn.Module):
 
 from speechtl.models.conformer import ConformerEncoder  # noqa: E402  (registry below)
 
-ENCODERS: Dict[str, Callable[..., nn.Module]] = {
+ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "tdnn": TdnnEncoder,
     "lstm": LstmEncoder,
     "conformer": ConformerEncoder,

@@ -11,7 +11,6 @@ the source function exactly.
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List
 
 import torch
 from torch import nn
@@ -32,7 +31,9 @@ class PeftConfig:
     #: LoRA: scale = alpha / rank.
     alpha: float = 16.0
     #: LoRA: weight names (suffixes) inside encoder layers to adapt.
-    targets: List[str] = field(default_factory=lambda: ["in_proj_weight", "out_proj.weight", "net.1.weight", "net.4.weight"])
+    targets: list[str] = field(
+        default_factory=lambda: ["in_proj_weight", "out_proj.weight", "net.1.weight", "net.4.weight"]
+    )
 
 
 class Adapter(nn.Module):
@@ -66,13 +67,13 @@ class LoraDelta(nn.Module):
 def _adapter_hook(adapter: Adapter):
     def hook(module, inputs, output):
         if isinstance(output, tuple):  # (x, lengths)-style layers
-            return (adapter(output[0]),) + tuple(output[1:])
+            return (adapter(output[0]), *tuple(output[1:]))
         return adapter(output)
 
     return hook
 
 
-def add_peft(model: nn.Module, spec: Dict) -> PeftConfig:
+def add_peft(model: nn.Module, spec: dict) -> PeftConfig:
     """Add adapters or LoRA to ``model.encoder.layers`` as ``spec`` (a PeftConfig mapping) says."""
     cfg = from_dict(PeftConfig, dict(spec), "peft")
     layers = getattr(model.encoder, "layers", None)
@@ -81,15 +82,17 @@ def add_peft(model: nn.Module, spec: Dict) -> PeftConfig:
     if cfg.kind == "adapter":
         d = model.encoder.output_dim
         model.adapters = nn.ModuleList(Adapter(d, cfg.dim) for _ in layers)
-        for layer, adapter in zip(layers, model.adapters):
+        for layer, adapter in zip(layers, model.adapters, strict=False):
             layer.register_forward_hook(_adapter_hook(adapter))
     elif cfg.kind == "lora":
         n = 0
-        for lname, layer in layers.named_children():
+        for _lname, layer in layers.named_children():
             for pname, p in list(layer.named_parameters()):
                 if p.dim() == 2 and any(pname == t or pname.endswith("." + t) for t in cfg.targets):
                     owner = layer.get_submodule(pname.rsplit(".", 1)[0]) if "." in pname else layer
-                    parametrize.register_parametrization(owner, pname.rsplit(".", 1)[-1], LoraDelta(p.shape, cfg.dim, cfg.alpha))
+                    parametrize.register_parametrization(
+                        owner, pname.rsplit(".", 1)[-1], LoraDelta(p.shape, cfg.dim, cfg.alpha)
+                    )
                     n += 1
         if n == 0:
             raise SpeechtlError(f"lora: no encoder-layer weight matches targets {cfg.targets}")
@@ -98,6 +101,6 @@ def add_peft(model: nn.Module, spec: Dict) -> PeftConfig:
     return cfg
 
 
-def peft_parameter_names(model: nn.Module) -> List[str]:
+def peft_parameter_names(model: nn.Module) -> list[str]:
     """Names of the parameters adapters/LoRA added."""
     return [n for n, _ in model.named_parameters() if n.startswith(ADAPTER) or ".lora_" in n]

@@ -9,9 +9,9 @@ per system, ``predictions-<test_set>.txt`` (``cut<TAB>ref<TAB>hyp``),
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -33,12 +33,12 @@ class ClassifyScores:
     precision: float
     recall: float
     f1: float
-    labels: List[str]
+    labels: list[str]
     confusion: np.ndarray  # rows: reference, columns: hypothesis, over ``labels``
-    per_class: Dict[str, Tuple[float, float, float, int]]  # label -> (P, R, F1, support)
+    per_class: dict[str, tuple[float, float, float, int]]  # label -> (P, R, F1, support)
 
 
-def score(pairs: Sequence[Tuple[str, str]]) -> ClassifyScores:
+def score(pairs: Sequence[tuple[str, str]]) -> ClassifyScores:
     """Scores of (reference, hypothesis) pairs, in percent.
 
     Macro averages run over the reference's classes: a class the model
@@ -93,49 +93,74 @@ def plot_confusion(scores: ClassifyScores, png: Path, title: str) -> Path:
 
 
 @torch.no_grad()
-def predict(checkpoint: Path, cuts: CutSet, device: Optional[str] = None, max_duration: float = 200.0,
-            ) -> Tuple[str, List[str], List[Tuple[str, str, str]]]:
+def predict(
+    checkpoint: Path,
+    cuts: CutSet,
+    device: str | None = None,
+    max_duration: float = 200.0,
+) -> tuple[str, list[str], list[tuple[str, str, str]]]:
     """(task, classes, [(cut id, reference label, predicted label)]) of a classifier checkpoint on ``cuts``."""
     ckpt = load_checkpoint(checkpoint)
     task, classes = ckpt.get("task"), ckpt.get("classes")
     if task not in TASK_FIELDS or not classes:
-        raise SpeechtlError(f"{checkpoint} is not an utterance classifier (trained with --task classify-...); "
-                            "decode CTC models with 'speechtl decode'")
+        raise SpeechtlError(
+            f"{checkpoint} is not an utterance classifier (trained with --task classify-...); "
+            "decode CTC models with 'speechtl decode'"
+        )
     dev = pick_device(device)
     model = model_from_state(ckpt).to(dev).eval()
     out = []
     for batch in eval_dataloader(cuts, max_duration):
         feats, lengths, _, batch_cuts = unpack(batch)
         log_probs, _ = model(feats.to(dev), lengths.to(dev))
-        for cut, k in zip(batch_cuts, log_probs.argmax(-1).tolist()):
+        for cut, k in zip(batch_cuts, log_probs.argmax(-1).tolist(), strict=False):
             out.append((cut.id, label_of(cut, TASK_FIELDS[task]), classes[k]))
     return task, classes, sorted(out)
 
 
-def evaluate_classifier(checkpoint: Path, cuts_path: Path, test_set: str, out_dir: Path, method: str, data: str,
-                        results_tsv: Optional[Path] = None, device: Optional[str] = None) -> ClassifyScores:
+def evaluate_classifier(
+    checkpoint: Path,
+    cuts_path: Path,
+    test_set: str,
+    out_dir: Path,
+    method: str,
+    data: str,
+    results_tsv: Path | None = None,
+    device: str | None = None,
+) -> ClassifyScores:
     """Predict ``cuts_path``, write predictions/metrics/confusion files and a classify.tsv row."""
     if not Path(cuts_path).is_file():
         raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the fbank stage first.")
     task, classes, preds = predict(checkpoint, CutSet.from_file(cuts_path), device)
     unseen = sorted({r for _, r, _ in preds} - set(classes))
     if unseen:
-        raise SpeechtlError(f"{test_set} has {TASK_FIELDS[task]} label(s) {unseen} that {checkpoint} never saw in training; "
-                            f"{task} is closed-set. Fix: test on the training classes (for speakers: the same "
-                            "--train-speakers and --test-speakers).")
+        raise SpeechtlError(
+            f"{test_set} has {TASK_FIELDS[task]} label(s) {unseen} that {checkpoint} never saw in training; "
+            f"{task} is closed-set. Fix: test on the training classes (for speakers: the same "
+            "--train-speakers and --test-speakers)."
+        )
     s = score([(r, h) for _, r, h in preds])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"predictions-{test_set}.txt").write_text("".join(f"{c}\t{r}\t{h}\n" for c, r, h in preds), encoding="utf-8")
-    lines = [f"{task} {method} {data} on {test_set}: {len(preds)} utterances",
-             f"accuracy {s.accuracy:.2f}  macro precision {s.precision:.2f}  recall {s.recall:.2f}  f1 {s.f1:.2f}", "",
-             f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    (out_dir / f"predictions-{test_set}.txt").write_text(
+        "".join(f"{c}\t{r}\t{h}\n" for c, r, h in preds), encoding="utf-8"
+    )
+    lines = [
+        f"{task} {method} {data} on {test_set}: {len(preds)} utterances",
+        f"accuracy {s.accuracy:.2f}  macro precision {s.precision:.2f}  recall {s.recall:.2f}  f1 {s.f1:.2f}",
+        "",
+        f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+    ]
     lines += [f"{c:<16}{p:>10.2f}{r:>10.2f}{f:>10.2f}{n:>9}" for c, (p, r, f, n) in s.per_class.items()]
     (out_dir / f"metrics-{test_set}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot_confusion(s, out_dir / f"confusion-{test_set}.png", f"{task}: {method} {data}")
     logging.info(f"{task} {method} {data} on {test_set}: accuracy {s.accuracy:.2f}%, macro F1 {s.f1:.2f}% -> {out_dir}")
     if results_tsv is not None:
-        upsert_table(results_tsv, HEADER, [[task, method, data] + [f"{v:.2f}" for v in
-                                                                  (s.accuracy, s.precision, s.recall, s.f1)]], 3)
+        upsert_table(
+            results_tsv,
+            HEADER,
+            [[task, method, data] + [f"{v:.2f}" for v in (s.accuracy, s.precision, s.recall, s.f1)]],
+            3,
+        )
         logging.info(f"results: {results_tsv}")
     return s

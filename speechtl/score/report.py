@@ -9,7 +9,6 @@ method; methods that use no target data (``zero-shot``) are a dashed level line.
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from speechtl.errors import SpeechtlError
 from speechtl.score.results import ResultRow, read_results
@@ -17,7 +16,7 @@ from speechtl.score.results import ResultRow, read_results
 _AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)(min|h|shots?)$")
 
 
-def parse_amount(data: str) -> Optional[Tuple[float, str]]:
+def parse_amount(data: str) -> tuple[float, str] | None:
     """``'30min' -> (30.0, 'min')``, ``'1h' -> (60.0, 'min')``, ``'5shots' -> (5.0, 'shots')``; else None."""
     m = _AMOUNT.match(data)
     if not m:
@@ -38,26 +37,32 @@ def write_results_md(results_tsv: Path, out: Path, title: str = "Results") -> Pa
     if not rows:
         raise SpeechtlError(f"{results_tsv} has no results yet. Fix: run the decode stage first.")
     lines = [f"# {title}", "", f"Generated from `{Path(results_tsv).name}`; WER in %, (errors/words).", ""]
-    by_test: Dict[str, List[ResultRow]] = defaultdict(list)
+    by_test: dict[str, list[ResultRow]] = defaultdict(list)
     for r in rows:
         by_test[r.test_set].append(r)
     for test_set in sorted(by_test):
         rs = by_test[test_set]
         decodings = sorted({r.decoding for r in rs})
-        cells: Dict[Tuple[str, str], Dict[str, ResultRow]] = defaultdict(dict)
+        cells: dict[tuple[str, str], dict[str, ResultRow]] = defaultdict(dict)
         for r in sorted(rs, key=_sort_key):
             cells[(r.method, r.data)][r.decoding] = r
-        lines += [f"## {test_set}", "", "| method | data | " + " | ".join(decodings) + " |",
-                  "|---|---|" + "---|" * len(decodings)]
+        lines += [
+            f"## {test_set}",
+            "",
+            "| method | data | " + " | ".join(decodings) + " |",
+            "|---|---|" + "---|" * len(decodings),
+        ]
         for (method, data), by_dec in cells.items():
-            vals = [f"{by_dec[d].wer:.2f} ({by_dec[d].errors}/{by_dec[d].words})" if d in by_dec else "" for d in decodings]
+            vals = [
+                f"{by_dec[d].wer:.2f} ({by_dec[d].errors}/{by_dec[d].words})" if d in by_dec else "" for d in decodings
+            ]
             lines.append(f"| {method} | {data} | " + " | ".join(vals) + " |")
         lines.append("")
     Path(out).write_text("\n".join(lines), encoding="utf-8")
     return Path(out)
 
 
-def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: str) -> Optional[Path]:
+def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: str) -> Path | None:
     """WER against labelled target data, one line per method; None if nothing to plot."""
     import matplotlib
 
@@ -65,8 +70,8 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
     import matplotlib.pyplot as plt
 
     rows = [r for r in read_results(results_tsv) if r.test_set == test_set and r.decoding == decoding]
-    curves: Dict[str, List[Tuple[float, float]]] = defaultdict(list)
-    levels: Dict[str, float] = {}
+    curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    levels: dict[str, float] = {}
     units = set()
     for r in rows:
         a = parse_amount(r.data)

@@ -1,21 +1,29 @@
 """``exp/results.tsv``: the one table every recipe ends by writing.
 
-Columns ``test_set method data decoding wer errors words``; one row per decoded
-test set and system. Rows are keyed by (test_set, method, data, decoding):
-a re-run replaces its row, never duplicates it. Writes are locked and atomic,
-so parallel decode jobs can add rows to the same file.
+Columns ``test_set method data decoding wer errors words``, then (added later,
+appended so older readers and files keep working) ``seed ci_low ci_high utt_errs``:
+the training seed, the 95% bootstrap interval of the WER (see
+:mod:`speechtl.score.stats`) and the per-utterance error file behind the row,
+relative to results.tsv's folder. One row per decoded test set, system and seed:
+rows are keyed by (test_set, method, data, decoding, seed), so a re-run replaces its
+row, never duplicates it, and the seeds of a system sit side by side. Files written
+before the new columns are read as is (the new fields empty) and upgraded on the
+next write; a row without a seed is replaced by any seeded row of its system.
+Writes are locked and atomic, so parallel decode jobs can add rows to the same file.
 """
 
 import csv
 import fcntl
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, List, Sequence
 
 from speechtl.errors import SpeechtlError
 
-HEADER = ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
+#: The columns of the first files; every file starts with them.
+BASE_HEADER = ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
+HEADER = [*BASE_HEADER, "seed", "ci_low", "ci_high", "utt_errs"]
 
 
 @dataclass
@@ -27,44 +35,66 @@ class ResultRow:
     wer: float
     errors: int
     words: int
+    seed: int | None = None  # None: written before seeds were recorded
+    ci_low: float | None = None  # 95% bootstrap interval of wer, in %
+    ci_high: float | None = None
+    utt_errs: str = ""  # per-utterance errors (speechtl.score.wer.write_utt_errs), relative to results.tsv
 
     @property
     def key(self):
-        return (self.test_set, self.method, self.data, self.decoding)
+        return (self.test_set, self.method, self.data, self.decoding, "" if self.seed is None else str(self.seed))
 
 
 assert [f.name for f in fields(ResultRow)] == HEADER
 
 
-def _read_table(path: Path, header: Sequence[str]) -> List[List[str]]:
+def _read_table(path: Path, header: Sequence[str], min_width: int | None = None) -> list[list[str]]:
+    """Rows of ``path``, each padded to ``header`` with empty fields; a file whose header is
+    ``header``'s first ``min_width`` (or more) columns is an older version of the table."""
     path = Path(path)
     if not path.is_file():
         return []
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t")
-        found = next(reader, None)
-        if found != list(header):
+        found = next(reader, None) or []
+        width = len(found)
+        if width < (min_width or len(header)) or found != list(header[:width]):
             raise SpeechtlError(f"{path} has header {found}, expected {list(header)}. Fix: move the file aside.")
         rows = []
         for n, r in enumerate(reader, 2):
             if not r:
                 continue
-            if len(r) != len(header):
-                raise SpeechtlError(f"{path}:{n}: expected {len(header)} tab-separated fields, got {r}")
-            rows.append(r)
+            if len(r) != width:
+                raise SpeechtlError(f"{path}:{n}: expected {width} tab-separated fields, got {r}")
+            rows.append(r + [""] * (len(header) - width))
         return rows
 
 
-def upsert_table(path: Path, header: Sequence[str], new_rows: Iterable[Sequence[str]], key_width: int) -> List[List[str]]:
+def upsert_table(
+    path: Path,
+    header: Sequence[str],
+    new_rows: Iterable[Sequence[str]],
+    key_width: int | Sequence[int],
+    min_width: int | None = None,
+    drop: Iterable[tuple[str, ...]] = (),
+) -> list[list[str]]:
     """Add or replace rows of a tab-separated table, keyed by their first ``key_width``
-    fields, sorted by key, under a lock and atomically; returns every row."""
+    fields (or the fields at those indices), sorted by key, under a lock and atomically;
+    rows keyed ``drop`` go. Returns every row. ``min_width``: see :func:`_read_table`."""
+    cols = range(key_width) if isinstance(key_width, int) else key_width
+
+    def key(r: Sequence[str]) -> tuple[str, ...]:
+        return tuple(str(r[i]) for i in cols)
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = {tuple(r[:key_width]): list(r) for r in _read_table(path, header)}
+        rows = {key(r): list(r) for r in _read_table(path, header, min_width)}
+        for k in drop:
+            rows.pop(tuple(k), None)
         for r in new_rows:
-            rows[tuple(r[:key_width])] = [str(x) for x in r]
+            rows[key(r)] = [str(x) for x in r]
         ordered = [rows[k] for k in sorted(rows)]
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as f:
@@ -76,14 +106,40 @@ def upsert_table(path: Path, header: Sequence[str], new_rows: Iterable[Sequence[
 
 
 def _parse(r: Sequence[str]) -> ResultRow:
-    return ResultRow(r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]))
+    def opt(s: str, type_):
+        return type_(s) if s != "" else None
+
+    return ResultRow(
+        r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]), opt(r[7], int), opt(r[8], float), opt(r[9], float),
+        r[10],
+    )  # fmt: skip
 
 
-def read_results(path: Path) -> List[ResultRow]:
-    return [_parse(r) for r in _read_table(path, HEADER)]
+def read_results(path: Path) -> list[ResultRow]:
+    """Every row; rows of files written before the seed and interval columns have those empty."""
+    return [_parse(r) for r in _read_table(path, HEADER, len(BASE_HEADER))]
 
 
-def update_results(path: Path, new_rows: Iterable[ResultRow]) -> List[ResultRow]:
-    """Add or replace rows (by key) and rewrite the file atomically; returns all rows."""
-    formatted = [[r.test_set, r.method, r.data, r.decoding, f"{r.wer:.2f}", r.errors, r.words] for r in new_rows]
-    return [_parse(r) for r in upsert_table(path, HEADER, formatted, 4)]
+def _format(r: ResultRow) -> list:
+    def opt(v, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    return [
+        r.test_set, r.method, r.data, r.decoding, f"{r.wer:.2f}", r.errors, r.words,
+        opt(r.seed, "d"), opt(r.ci_low, ".2f"), opt(r.ci_high, ".2f"), r.utt_errs,
+    ]  # fmt: skip
+
+
+#: The key's columns in HEADER: test_set, method, data, decoding, seed.
+_KEY = (0, 1, 2, 3, 7)
+
+
+def update_results(path: Path, new_rows: Iterable[ResultRow]) -> list[ResultRow]:
+    """Add or replace rows (by key) and rewrite the file atomically; returns all rows.
+
+    A seeded row also replaces its system's unseeded row (one written before seeds were
+    recorded): the new measurement supersedes it rather than averaging with it."""
+    new_rows = list(new_rows)
+    legacy = [(*r.key[:4], "") for r in new_rows if r.seed is not None]
+    table = upsert_table(path, HEADER, [_format(r) for r in new_rows], _KEY, len(BASE_HEADER), legacy)
+    return [_parse(r) for r in table]

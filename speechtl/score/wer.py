@@ -1,14 +1,16 @@
 """Word error rates and the files icefall users read: recogs-*, errs-*, wer-summary-*."""
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
 
 import kaldialign
 
+from speechtl.errors import SpeechtlError
+
 EPS = "*"
-Hyp = Tuple[str, List[str], List[str]]  # (utterance id, reference words, hypothesis words)
+Hyp = tuple[str, list[str], list[str]]  # (utterance id, reference words, hypothesis words)
 
 
 @dataclass
@@ -28,7 +30,7 @@ class WerStats:
         return 100.0 * self.errors / self.words if self.words else (0.0 if self.errors == 0 else float("inf"))
 
 
-def align(ref: Sequence[str], hyp: Sequence[str]) -> List[Tuple[str, str]]:
+def align(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[str, str]]:
     return kaldialign.align(list(ref), list(hyp), EPS)
 
 
@@ -91,9 +93,42 @@ def write_errs(results: Sequence[Hyp], path: Path, name: str) -> WerStats:
     return stats
 
 
-def write_wer_summary(rows: Sequence[Tuple[str, float]], path: Path) -> None:
+def write_wer_summary(rows: Sequence[tuple[str, float]], path: Path) -> None:
     """``settings<TAB>WER`` then one row per setting, best first (icefall's layout)."""
     with open(path, "w", encoding="utf-8") as f:
         f.write("settings\tWER\n")
         for name, wer in sorted(rows, key=lambda r: r[1]):
             f.write(f"{name}\t{wer:.2f}\n")
+
+
+#: Columns of ``utt-errs-<test_set>-<decoding>.tsv``: what speechtl.score.stats resamples.
+UTT_ERRS_HEADER = ["utt_id", "errors", "ref_words"]
+
+
+def utt_errors(results: Sequence[Hyp]) -> list[tuple[str, int, int]]:
+    """``(utterance id, errors, reference words)`` per utterance, by id."""
+    return [(utt, compute_wer([(utt, ref, hyp)]).errors, len(ref)) for utt, ref, hyp in sorted(results)]
+
+
+def write_utt_errs(results: Sequence[Hyp], path: Path) -> list[tuple[str, int, int]]:
+    """The per-utterance error counts behind a WER, kept so that intervals and paired
+    tests between systems can be computed later without decoding again."""
+    counts = utt_errors(results)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(UTT_ERRS_HEADER) + "\n")
+        f.writelines(f"{u}\t{e}\t{w}\n" for u, e, w in counts)
+    return counts
+
+
+def read_utt_errs(path: Path) -> list[tuple[str, int, int]]:
+    """What :func:`write_utt_errs` wrote."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].split("\t") != UTT_ERRS_HEADER:
+        raise SpeechtlError(f"{path}: expected a header {UTT_ERRS_HEADER}. Fix: decode the system again.")
+    out = []
+    for n, line in enumerate(lines[1:], 2):
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise SpeechtlError(f"{path}:{n}: expected 3 tab-separated fields, got {line!r}")
+        out.append((parts[0], int(parts[1]), int(parts[2])))
+    return out

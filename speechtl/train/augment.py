@@ -9,7 +9,7 @@ tensor ops per batch, where mixing audio would mean recomputing features.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -19,31 +19,33 @@ from speechtl.errors import SpeechtlError
 @dataclass
 class MelNoiseConfig:
     #: Signal-to-noise ratio range in dB, drawn uniformly per utterance.
-    snr: Tuple[float, float] = (5.0, 25.0)
+    snr: tuple[float, float] = (5.0, 25.0)
     #: Share of utterances that get noise.
     prob: float = 0.5
     #: Spectral tilt range: the noise power changes by exp(tilt) from the lowest
     #: to the highest mel bin (0 = flat across bins).
-    tilt: Tuple[float, float] = (-2.0, 2.0)
+    tilt: tuple[float, float] = (-2.0, 2.0)
     #: Frame-to-frame level variation of the noise (std of its log power).
     jitter: float = 0.3
 
 
-def mel_noise_config(options: Dict[str, Any]) -> MelNoiseConfig:
+def mel_noise_config(options: dict[str, Any]) -> MelNoiseConfig:
     """The config of a YAML ``mel_noise:`` mapping; unknown keys or bad ranges are named."""
     try:
         cfg = MelNoiseConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
     except TypeError as e:
         raise SpeechtlError(f"bad mel_noise options {options}: {e}. Known: snr, prob, tilt, jitter") from e
     if cfg.snr[0] > cfg.snr[1] or not 0.0 <= cfg.prob <= 1.0:
-        raise SpeechtlError(f"bad mel_noise options {options}: need snr [low, high] with low <= high and 0 <= prob <= 1")
+        raise SpeechtlError(
+            f"bad mel_noise options {options}: need snr [low, high] with low <= high and 0 <= prob <= 1"
+        )
     return cfg
 
 
 class MelNoise(torch.nn.Module):
     """A lhotse input transform: ``(batch, frames, bins)`` log-mel features in, noisy ones out."""
 
-    def __init__(self, config: MelNoiseConfig, generator: Optional[torch.Generator] = None):
+    def __init__(self, config: MelNoiseConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
         self.generator = generator
@@ -51,7 +53,7 @@ class MelNoise(torch.nn.Module):
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.generator)
 
-    def forward(self, feats: torch.Tensor, supervision_segments: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, supervision_segments: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
         b, t, f = feats.shape
         valid = torch.zeros(b, t, dtype=torch.bool)
@@ -59,7 +61,7 @@ class MelNoise(torch.nn.Module):
             valid[:] = True
         else:
             for seq, start, num in supervision_segments.tolist():
-                valid[int(seq), int(start): int(start) + int(num)] = True
+                valid[int(seq), int(start) : int(start) + int(num)] = True
         power = feats.float().exp() * valid[..., None]
         signal = power.sum((1, 2)) / (valid.sum(1) * f).clamp(min=1)  # mean power per bin and frame
         snr = cfg.snr[0] + (cfg.snr[1] - cfg.snr[0]) * self._rand(b)

@@ -1,8 +1,8 @@
 """Checkpoints: save, load, find the latest, average (icefall's --epoch/--avg)."""
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -22,7 +22,7 @@ def save_checkpoint(path: Path, model: CtcModel, **extra) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path) -> Dict:
+def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SpeechtlError(f"checkpoint {path} does not exist. Fix: run the training stage first.")
@@ -36,14 +36,14 @@ def model_from_checkpoint(path: Path) -> CtcModel:
     return model_from_state(load_checkpoint(path))
 
 
-def model_from_state(ckpt: Dict) -> CtcModel:
+def model_from_state(ckpt: dict) -> CtcModel:
     """The model of a loaded checkpoint (see :func:`load_checkpoint`)."""
     model = build_model(ModelConfig(**ckpt["model_config"]), ckpt["vocab_size"])
     model.load_state_dict(ckpt["model"])
     return model
 
 
-def epoch_checkpoints(exp_dir: Path) -> List[Path]:
+def epoch_checkpoints(exp_dir: Path) -> list[Path]:
     """``epoch-N.pt`` files in ``exp_dir``, by N."""
     found = []
     for p in Path(exp_dir).glob("epoch-*.pt"):
@@ -53,7 +53,7 @@ def epoch_checkpoints(exp_dir: Path) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
-def average_state_dicts(states: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Element-wise mean of floating tensors; integer buffers (counters) from the last."""
     avg = {}
     for k, v in states[-1].items():
@@ -64,7 +64,7 @@ def average_state_dicts(states: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, 
     return avg
 
 
-def average_checkpoints(paths: Sequence[Path], out: Optional[Path] = None) -> Dict:
+def average_checkpoints(paths: Sequence[Path], out: Path | None = None) -> dict:
     """Average the models of ``paths``; the result keeps the last one's metadata."""
     if not paths:
         raise SpeechtlError("no checkpoints to average")

@@ -3,13 +3,14 @@
 import contextlib
 import random
 import zlib
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from lhotse import CutSet
-from lhotse.utils import fastcopy
 from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, SimpleCutSampler, SpecAugment
+from lhotse.utils import fastcopy
 from torch.utils.data import DataLoader, Dataset
 
 from speechtl.errors import SpeechtlError
@@ -38,7 +39,7 @@ class SplitBatches:
     def __iter__(self) -> Iterator[CutSet]:
         for batch in self.sampler:
             cuts = list(batch)
-            share = cuts[self.rank::self.world_size]
+            share = cuts[self.rank :: self.world_size]
             if not share:
                 share = [fastcopy(cuts[0], custom={**(getattr(cuts[0], "custom", None) or {}), PAD_KEY: True})]
             yield CutSet.from_cuts(share)
@@ -54,13 +55,13 @@ def is_pad(cut) -> bool:
 
 def cut_seed(seed: int, epoch: int, cut_id: str) -> int:
     """A seed for one cut's augmentation in one epoch, the same in every process."""
-    return (seed * 1_000_003 + epoch * 7919 + zlib.crc32(cut_id.encode("utf-8"))) % (2 ** 63)
+    return (seed * 1_000_003 + epoch * 7919 + zlib.crc32(cut_id.encode("utf-8"))) % (2**63)
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's generators (numpy takes the seed mod 2**32)."""
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -85,7 +86,7 @@ class PerCutAugmentDataset(Dataset):
     whichever batch, rank or number of processes it lands, so DDP ranks sharing a
     batch compute the gradient one process computes (dropout aside)."""
 
-    def __init__(self, transforms: List[torch.nn.Module], seed: int):
+    def __init__(self, transforms: list[torch.nn.Module], seed: int):
         self.base = K2SpeechRecognitionDataset(return_cuts=True)
         self.transforms = transforms
         self.seed = seed
@@ -101,7 +102,7 @@ class PerCutAugmentDataset(Dataset):
         feats, sup = batch["inputs"], batch["supervisions"]
         for j, cut in enumerate(sup["cut"]):
             row, start, num = int(sup["sequence_idx"][j]), int(sup["start_frame"][j]), int(sup["num_frames"][j])
-            x = feats[row: row + 1, : start + num]
+            x = feats[row : row + 1, : start + num]
             segments = torch.tensor([[0, start, num]], dtype=torch.int32)
             with seeded_rng(cut_seed(self.seed, self.epoch, cut.id)):
                 for t in self.transforms:
@@ -118,9 +119,15 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
 
 
 def train_dataloader(
-    cuts: CutSet, max_duration: float, num_buckets: int, seed: int,
-    spec_augment: Optional[Dict[str, Any]] = None, world_size: int = 1, rank: int = 0,
-    mel_noise: Optional[MelNoiseConfig] = None, split_batches: bool = False,
+    cuts: CutSet,
+    max_duration: float,
+    num_buckets: int,
+    seed: int,
+    spec_augment: dict[str, Any] | None = None,
+    world_size: int = 1,
+    rank: int = 0,
+    mel_noise: MelNoiseConfig | None = None,
+    split_batches: bool = False,
 ) -> DataLoader:
     """Shuffled, duration-bucketed batches; under DDP each rank reads disjoint cuts.
 
@@ -129,8 +136,14 @@ def train_dataloader(
     cuts and each rank packs its own batches of ``max_duration``."""
     split = split_batches and world_size > 1
     sampler = DynamicBucketingSampler(
-        cuts, max_duration=max_duration, shuffle=True, num_buckets=num_buckets, seed=seed, drop_last=False,
-        world_size=1 if split else world_size, rank=0 if split else rank,
+        cuts,
+        max_duration=max_duration,
+        shuffle=True,
+        num_buckets=num_buckets,
+        seed=seed,
+        drop_last=False,
+        world_size=1 if split else world_size,
+        rank=0 if split else rank,
     )
     transforms = []
     if mel_noise is not None:  # before SpecAugment: masked regions stay masked
@@ -140,8 +153,12 @@ def train_dataloader(
             transforms.append(SpecAugment(**spec_augment))
         except TypeError as e:
             raise SpeechtlError(f"bad spec_augment options {spec_augment}: {e}") from e
-    return DataLoader(PerCutAugmentDataset(transforms, seed), sampler=SplitBatches(sampler, world_size, rank) if split
-                      else sampler, batch_size=None, num_workers=0)
+    return DataLoader(
+        PerCutAugmentDataset(transforms, seed),
+        sampler=SplitBatches(sampler, world_size, rank) if split else sampler,
+        batch_size=None,
+        num_workers=0,
+    )
 
 
 def eval_dataloader(cuts: CutSet, max_duration: float) -> DataLoader:
@@ -151,16 +168,14 @@ def eval_dataloader(cuts: CutSet, max_duration: float) -> DataLoader:
     return DataLoader(K2SpeechRecognitionDataset(return_cuts=True), sampler=sampler, batch_size=None, num_workers=0)
 
 
-def unpack(batch: dict) -> Tuple[torch.Tensor, torch.Tensor, List[str], List]:
+def unpack(batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[str], list]:
     """Features, frame lengths, texts and cuts of a batch, in input-row order."""
     feats = batch["inputs"]
     sup = batch["supervisions"]
     n = feats.size(0)
     rows = sup["sequence_idx"].tolist()
     if sorted(rows) != list(range(n)):
-        raise SpeechtlError(
-            "a cut with several supervisions reached training; trim cuts to supervisions first"
-        )
+        raise SpeechtlError("a cut with several supervisions reached training; trim cuts to supervisions first")
     lengths = torch.zeros(n, dtype=torch.long)
     texts = [""] * n
     cuts = [None] * n
@@ -171,6 +186,6 @@ def unpack(batch: dict) -> Tuple[torch.Tensor, torch.Tensor, List[str], List]:
     return feats, lengths, texts, cuts
 
 
-def encode_targets(lang: Lang, texts: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+def encode_targets(lang: Lang, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     ids = [lang.encode(t) for t in texts]
     return torch.tensor([i for x in ids for i in x], dtype=torch.long), torch.tensor([len(x) for x in ids])

@@ -6,7 +6,7 @@ checkpoints so transfer can map output rows by symbol). Methods, data
 streams, DDP, checkpoints and logs are the Trainer's and do not change with it.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 
@@ -28,7 +28,7 @@ class CtcObjective:
         self.token2id = lang.token2id
         self.vocab_size = lang.vocab_size
 
-    def loss(self, ctx, weights: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    def loss(self, ctx, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(weighted loss sum, unweighted loss sum for logs, frames)."""
         targets, target_lengths = encode_targets(self.lang, ctx.texts)
         args = (ctx.log_probs.transpose(0, 1), targets.to(ctx.device), ctx.out_lens, target_lengths.to(ctx.device))
@@ -39,7 +39,7 @@ class CtcObjective:
         per_utt = torch.nn.functional.ctc_loss(*args, blank=0, reduction="none", zero_infinity=True)
         return (per_utt * weights).sum(), per_utt.sum().detach(), frames
 
-    def checkpoint_info(self) -> Dict:
+    def checkpoint_info(self) -> dict:
         return {"tokens": self.token2id}
 
 
@@ -66,7 +66,9 @@ class ClassifyObjective:
 
     def __init__(self, task: str, classes: Sequence[str]):
         if len(classes) < 2:
-            raise SpeechtlError(f"{task}: the training data has {len(classes)} class(es); classification needs 2 or more")
+            raise SpeechtlError(
+                f"{task}: the training data has {len(classes)} class(es); classification needs 2 or more"
+            )
         self.task = task
         self.field = task_field(task)
         self.classes = list(classes)
@@ -79,20 +81,22 @@ class ClassifyObjective:
         field = task_field(task)
         return cls(task, sorted({label_of(c, field) for c in cuts}))
 
-    def targets(self, cuts: List) -> torch.Tensor:
+    def targets(self, cuts: list) -> torch.Tensor:
         ids = []
         for c in cuts:
             label = label_of(c, self.field)
             if label not in self.token2id:
-                raise SpeechtlError(f"cut {c.id}: {self.field} {label!r} is not one of the {self.vocab_size} classes "
-                                    f"the model was built for ({self.classes[:10]})")
+                raise SpeechtlError(
+                    f"cut {c.id}: {self.field} {label!r} is not one of the {self.vocab_size} classes "
+                    f"the model was built for ({self.classes[:10]})"
+                )
             ids.append(self.token2id[label])
         return torch.tensor(ids, dtype=torch.long)
 
-    def loss(self, ctx, weights: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    def loss(self, ctx, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, int]:
         per_utt = torch.nn.functional.nll_loss(ctx.log_probs, self.targets(ctx.cuts).to(ctx.device), reduction="none")
         main = per_utt.sum() if weights is None else (per_utt * weights).sum()
         return main, per_utt.sum().detach(), len(ctx.cuts)
 
-    def checkpoint_info(self) -> Dict:
+    def checkpoint_info(self) -> dict:
         return {"tokens": self.token2id, "task": self.task, "classes": self.classes}

@@ -18,9 +18,10 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 import torch
 from lhotse import CutSet
@@ -35,8 +36,8 @@ from speechtl.models import CtcModel
 from speechtl.train.augment import mel_noise_config
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
 from speechtl.train.data import eval_dataloader, is_pad, seed_everything, set_epoch, train_dataloader, unpack
-from speechtl.train.objectives import CtcObjective
 from speechtl.train.dist import all_reduce_grads, all_reduce_min, all_reduce_sum, barrier, init_distributed
+from speechtl.train.objectives import CtcObjective
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -73,10 +74,10 @@ class TrainConfig:
     log_interval: int = 10
     #: SpecAugment (lhotse) on training batches; None = off. Keys are lhotse's
     #: SpecAugment arguments, e.g. {num_feature_masks: 2, features_mask_size: 5}.
-    spec_augment: Optional[Dict[str, Any]] = None
+    spec_augment: dict[str, Any] | None = None
     #: Additive noise on the training features (:class:`speechtl.train.augment.MelNoiseConfig`
     #: keys: snr [low, high] dB, prob, tilt, jitter); None = off.
-    mel_noise: Optional[Dict[str, Any]] = None
+    mel_noise: dict[str, Any] | None = None
     device: str = ""  # empty: CUDA when present
 
 
@@ -113,22 +114,22 @@ class StepContext:
     trainer: "Trainer"
     feats: torch.Tensor
     lengths: torch.Tensor
-    texts: List[str]
+    texts: list[str]
     log_probs: torch.Tensor
     out_lens: torch.Tensor
     encoder_out: torch.Tensor
-    aux: Dict[str, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    aux_feats: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    aux: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    aux_feats: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     progress: float = 0.0
     #: The labelled batch's cuts, in row order (supervision fields beyond the text).
-    cuts: List = field(default_factory=list)
+    cuts: list = field(default_factory=list)
 
     @property
     def device(self) -> torch.device:
         return self.trainer.device
 
 
-def _pad_cat(parts: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _pad_cat(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate (batch, frames, dim) feature batches along batch, zero-padding frames."""
     t = max(f.size(1) for f, _ in parts)
     feats = torch.cat([torch.nn.functional.pad(f, (0, 0, 0, t - f.size(1))) for f, _ in parts])
@@ -139,8 +140,9 @@ class Trainer:
     """Trains ``model`` on labelled cuts with ``method``; the loss is ``objective``'s
     (default: CTC over ``lang``'s units; :class:`ClassifyObjective` for utterance labels)."""
 
-    def __init__(self, model: CtcModel, lang: Optional[Lang], method: Method, config: TrainConfig, exp_dir: Path,
-                 objective=None):
+    def __init__(
+        self, model: CtcModel, lang: Lang | None, method: Method, config: TrainConfig, exp_dir: Path, objective=None
+    ):
         if config.optimizer not in OPTIMIZERS:
             raise SpeechtlError(f"unknown optimizer {config.optimizer!r}; known: {sorted(OPTIMIZERS)}")
         if config.max_duration_scope not in ("rank", "global"):
@@ -159,8 +161,10 @@ class Trainer:
             objective = CtcObjective(lang)
         self.objective = objective
         if method.ctc_only and not isinstance(objective, CtcObjective):
-            raise SpeechtlError(f"method {method.name} works on CTC posteriors; it cannot train a {objective.metric} "
-                                "classifier. Fix: pick another method (finetune, linear-probe, freeze, ...)")
+            raise SpeechtlError(
+                f"method {method.name} works on CTC posteriors; it cannot train a {objective.metric} "
+                "classifier. Fix: pick another method (finetune, linear-probe, freeze, ...)"
+            )
         self.method = method
         self.exp_dir = Path(exp_dir)
         self.dist = init_distributed()
@@ -170,8 +174,10 @@ class Trainer:
         self.model = model
         self.net = model  # what forward() runs: the DDP wrapper while training under torchrun
         if model.vocab_size != objective.vocab_size:
-            raise SpeechtlError(f"model has {model.vocab_size} outputs but the {objective.metric} objective has "
-                                f"{objective.vocab_size} symbols")
+            raise SpeechtlError(
+                f"model has {model.vocab_size} outputs but the {objective.metric} objective has "
+                f"{objective.vocab_size} symbols"
+            )
 
     @property
     def batch_duration(self) -> float:
@@ -181,8 +187,15 @@ class Trainer:
             return self.cfg.max_duration / self.dist.world_size
         return self.cfg.max_duration
 
-    def _loss(self, batch: dict, net: torch.nn.Module, aux: Optional[Dict[str, dict]] = None,
-              progress: float = 0.0, hooks: bool = True, training_step: bool = False):
+    def _loss(
+        self,
+        batch: dict,
+        net: torch.nn.Module,
+        aux: dict[str, dict] | None = None,
+        progress: float = 0.0,
+        hooks: bool = True,
+        training_step: bool = False,
+    ):
         """The objective on the labelled batch (+ the method's terms); one forward pass covers the aux batches too.
 
         ``training_step``: an update every DDP rank makes together, normalized by the
@@ -197,10 +210,19 @@ class Trainer:
         all_feats, all_lengths = _pad_cat(parts) if len(parts) > 1 else parts[0]
         log_probs, out_lens, enc = net(all_feats.to(self.device), all_lengths.to(self.device), return_encoder=True)
         b = feats.size(0)
-        ctx = StepContext(self, feats.to(self.device), lengths.to(self.device), texts, log_probs[:b], out_lens[:b], enc[:b],
-                          progress=progress, cuts=cuts)
+        ctx = StepContext(
+            self,
+            feats.to(self.device),
+            lengths.to(self.device),
+            texts,
+            log_probs[:b],
+            out_lens[:b],
+            enc[:b],
+            progress=progress,
+            cuts=cuts,
+        )
         start = b
-        for (name, (f, n)) in zip(sorted(aux or {}), parts[1:]):
+        for name, (f, n) in zip(sorted(aux or {}), parts[1:], strict=False):
             end = start + f.size(0)
             ctx.aux[name] = (log_probs[start:end], out_lens[start:end], enc[start:end])
             ctx.aux_feats[name] = (f.to(self.device), n.to(self.device))
@@ -242,8 +264,9 @@ class Trainer:
 
     def aux_batches(self, cuts: CutSet, seed: int) -> Iterator[dict]:
         """Endless shuffled batches of ``cuts`` (this rank's shard), epoch after epoch."""
-        loader = train_dataloader(cuts, self.batch_duration, self.cfg.num_buckets, seed, None,
-                                  self.dist.world_size, self.dist.rank)
+        loader = train_dataloader(
+            cuts, self.batch_duration, self.cfg.num_buckets, seed, None, self.dist.world_size, self.dist.rank
+        )
         epoch = 0
         while True:
             set_epoch(loader, epoch)
@@ -270,8 +293,9 @@ class Trainer:
             logging.getLogger().removeHandler(handler)
             handler.close()
 
-    def fit(self, train_cuts: CutSet, valid_cuts: Optional[CutSet] = None,
-            aux_cuts: Optional[Dict[str, CutSet]] = None) -> Path:
+    def fit(
+        self, train_cuts: CutSet, valid_cuts: CutSet | None = None, aux_cuts: dict[str, CutSet] | None = None
+    ) -> Path:
         """Train (resuming if epochs exist); returns ``final.pt``.
 
         ``aux_cuts``: extra cut sets by name (``unlabelled``, ``source``) for
@@ -281,8 +305,9 @@ class Trainer:
         aux_cuts = dict(aux_cuts or {})
         missing = [n for n in self.method.aux_data if n not in aux_cuts]
         if missing:
-            raise SpeechtlError(f"method {self.method.name} also trains on {' and '.join(missing)} audio. "
-                                f"Fix: give --{missing[0]}-cuts")
+            raise SpeechtlError(
+                f"method {self.method.name} also trains on {' and '.join(missing)} audio. Fix: give --{missing[0]}-cuts"
+            )
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         (self.exp_dir / "log").mkdir(exist_ok=True)
         with self._train_log():
@@ -302,13 +327,23 @@ class Trainer:
                 )
             groups = self.method.param_groups(self.model, cfg.lr)
             if extra is not None:
-                groups.append({"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"})
+                groups.append(
+                    {"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"}
+                )
             optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             # max_duration is each rank's batch (scope rank) or the one-process batch every
             # rank draws and keeps its share of (scope global).
-            loader = train_dataloader(train_cuts, cfg.max_duration, cfg.num_buckets, cfg.seed, cfg.spec_augment,
-                                      self.dist.world_size, self.dist.rank, mel_noise=self.mel_noise,
-                                      split_batches=cfg.max_duration_scope == "global")
+            loader = train_dataloader(
+                train_cuts,
+                cfg.max_duration,
+                cfg.num_buckets,
+                cfg.seed,
+                cfg.spec_augment,
+                self.dist.world_size,
+                self.dist.rank,
+                mel_noise=self.mel_noise,
+                split_batches=cfg.max_duration_scope == "global",
+            )
             steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
             total_steps = steps_per_epoch * num_epochs
@@ -331,13 +366,26 @@ class Trainer:
                 + (f", aux: {', '.join(f'{n} {len(aux_cuts[n])} cuts' for n in aux_iters)}" if aux_iters else "")
                 + (f", rank {self.dist.rank} of world size {self.dist.world_size}" if self.dist.world_size > 1 else "")
             )
-            state = {"optimizer": optimizer, "scheduler": scheduler, "extra": extra, "features": feature_info(train_cuts),
-                     "total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
+            state = {
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "extra": extra,
+                "features": feature_info(train_cuts),
+                "total_steps": total_steps,
+                "steps_per_epoch": steps_per_epoch,
+            }
             self._epochs(loader, state, aux_iters, start_epoch, num_epochs, valid_cuts)
             return self._finish()
 
-    def _epochs(self, loader, state: dict, aux_iters: Dict[str, Iterator[dict]], start_epoch: int, num_epochs: int,
-                valid_cuts: Optional[CutSet]) -> None:
+    def _epochs(
+        self,
+        loader,
+        state: dict,
+        aux_iters: dict[str, Iterator[dict]],
+        start_epoch: int,
+        num_epochs: int,
+        valid_cuts: CutSet | None,
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.cfg
@@ -355,14 +403,19 @@ class Trainer:
             n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
             t0, tot_loss, tot_frames = time.time(), 0.0, 0
             # A progress bar on an interactive terminal; logs and job files get the periodic lines.
-            bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{num_epochs}", leave=False,
-                       disable=not (main and sys.stderr.isatty()))
+            bar = tqdm(
+                total=n_batches,
+                desc=f"epoch {epoch}/{num_epochs}",
+                leave=False,
+                disable=not (main and sys.stderr.isatty()),
+            )
             for i, batch in enumerate(loader):
                 if i == n_batches:
                     break  # as many batches as the rank with the fewest
                 aux = {n: next(it) for n, it in aux_iters.items()}
-                loss, value, frames = self._loss(batch, self.net, aux, progress=step / state["total_steps"],
-                                                training_step=True)
+                loss, value, frames = self._loss(
+                    batch, self.net, aux, progress=step / state["total_steps"], training_step=True
+                )
                 if not math.isfinite(float(loss.detach())):
                     raise SpeechtlError(
                         f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
@@ -384,8 +437,10 @@ class Trainer:
                     writer.add_scalar(f"train/{per}", float(value) / max(1, frames), step)
                     writer.add_scalar("train/loss", float(loss.detach()), step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                    logging.info(f"epoch {epoch} batch {i + 1}/{state['steps_per_epoch']} {metric} "
-                                 f"{float(value) / max(1, frames):.4f} loss {float(loss.detach()):.4f}")
+                    logging.info(
+                        f"epoch {epoch} batch {i + 1}/{state['steps_per_epoch']} {metric} "
+                        f"{float(value) / max(1, frames):.4f} loss {float(loss.detach()):.4f}"
+                    )
             bar.close()
             msg = f"epoch {epoch}/{num_epochs}: train {metric} {tot_loss / max(1, tot_frames):.4f}"
             if main:
@@ -397,9 +452,16 @@ class Trainer:
             logging.info(f"{msg} ({time.time() - t0:.1f}s)")
             if main:
                 save_checkpoint(
-                    self.exp_dir / f"epoch-{epoch}.pt", self.model, epoch=epoch, optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), rng=torch.get_rng_state(), train_config=asdict(cfg),
-                    method=self.method.name, features=state["features"], **self.objective.checkpoint_info(),
+                    self.exp_dir / f"epoch-{epoch}.pt",
+                    self.model,
+                    epoch=epoch,
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    rng=torch.get_rng_state(),
+                    train_config=asdict(cfg),
+                    method=self.method.name,
+                    features=state["features"],
+                    **self.objective.checkpoint_info(),
                     **({"method_state": extra.state_dict()} if extra is not None else {}),
                 )
             barrier(self.dist)
@@ -415,7 +477,7 @@ class Trainer:
         if not self.dist.is_main:
             barrier(self.dist)
             return final
-        epochs = epoch_checkpoints(self.exp_dir)[-max(1, self.cfg.average_last):]
+        epochs = epoch_checkpoints(self.exp_dir)[-max(1, self.cfg.average_last) :]
         avg = self.exp_dir / f"avg-{len(epochs)}.pt"
         average_checkpoints(epochs, avg)
         final.unlink(missing_ok=True)

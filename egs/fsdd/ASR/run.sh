@@ -76,7 +76,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     steps/compute_fbank.sh --nj $nj --cmd "$cmd" --prefix fsdd --splits "train test" \
       --sampling-rate 8000 --num-mel-bins 40 --speed-perturb "$speed_perturb" $manifests $fbank
     for n in $shots; do
-      speechtl subset --cuts ${cuts}_train.jsonl.gz --shots $n --output ${cuts}_train_${n}shots.jsonl.gz
+      speechtl subset --cuts ${cuts}_train.jsonl.gz --shots "$n" --output "${cuts}_train_${n}shots.jsonl.gz"
     done
     mark_done $fbank/.fsdd.done "$key"
   fi
@@ -105,32 +105,32 @@ fi
 
 systems=()
 for n in $shots; do
-  for method in $methods; do systems+=(${method}_${n}shots); done
+  for method in $methods; do systems+=("${method}_${n}shots"); done
 done
 
 adapt_key() { echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $(cksum < conf/adapt.yaml) system=$1"; }
 adapt() {
   # adapt <method>_<N>shots: one adaptation run on N real utterances per digit and speaker.
   local exp=exp/$1
-  reset_if_changed $exp "$(adapt_key $1)"
-  steps/train.sh --method ${1%_*} --source-checkpoint exp/source/final.pt \
-    conf/adapt.yaml $lang ${cuts}_train_${1##*_}.jsonl.gz $exp
-  mark_done $exp/.done "$(adapt_key $1)"
+  reset_if_changed "$exp" "$(adapt_key "$1")"
+  steps/train.sh --method "${1%_*}" --source-checkpoint exp/source/final.pt \
+    conf/adapt.yaml $lang "${cuts}_train_${1##*_}.jsonl.gz" "$exp"
+  mark_done "$exp/.done" "$(adapt_key "$1")"
 }
-decode_dir() { if [ $1 = zero-shot ]; then echo exp/source/decode_zero_shot; else echo exp/$1/decode; fi; }
-decode_key() { if [ $1 = zero-shot ]; then echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $decoding"; else echo "$(cat exp/$1/.done) $decoding"; fi; }
+decode_dir() { if [ "$1" = zero-shot ]; then echo exp/source/decode_zero_shot; else echo "exp/$1/decode"; fi; }
+decode_key() { if [ "$1" = zero-shot ]; then echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $decoding"; else echo "$(cat "exp/$1/.done") $decoding"; fi; }
 decode() {
   # decode <method>_<N>shots | zero-shot: the real test set, rows into exp/results.tsv.
   local ckpt=exp/$1/final.pt method=${1%_*} data=${1##*_}
-  [ $1 = zero-shot ] && ckpt=exp/source/final.pt method=zero-shot data=0shots
-  steps/decode.sh --test-set test --decoding $decoding --method $method --data $data \
-    --results exp/results.tsv $ckpt $lang ${cuts}_test.jsonl.gz $(decode_dir $1)
-  mark_done $(decode_dir $1)/.done "$(decode_key $1)"
+  [ "$1" = zero-shot ] && ckpt=exp/source/final.pt method=zero-shot data=0shots
+  steps/decode.sh --test-set test --decoding $decoding --method "$method" --data "$data" \
+    --results exp/results.tsv "$ckpt" $lang ${cuts}_test.jsonl.gz "$(decode_dir "$1")"
+  mark_done "$(decode_dir "$1")/.done" "$(decode_key "$1")"
 }
 
 if has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   todo=()
-  for s in "${systems[@]}"; do is_done exp/$s/.done "$(adapt_key $s)" || todo+=($s); done
+  for s in "${systems[@]}"; do is_done "exp/$s/.done" "$(adapt_key "$s")" || todo+=("$s"); done
   if [ ${#todo[@]} -gt 0 ]; then
     log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
     run_parallel $nj exp/log adapt adapt "${todo[@]}"
@@ -139,7 +139,7 @@ fi
 
 if has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   todo=()
-  for s in zero-shot "${systems[@]}"; do is_done $(decode_dir $s)/.done "$(decode_key $s)" || todo+=($s); done
+  for s in zero-shot "${systems[@]}"; do is_done "$(decode_dir "$s")/.done" "$(decode_key "$s")" || todo+=("$s"); done
   if [ ${#todo[@]} -gt 0 ]; then
     log "Stage 6: decode the real test set with ${todo[*]} ($decoding; logs: exp/log/decode.<system>.log)"
     run_parallel $nj exp/log decode decode "${todo[@]}"
@@ -158,26 +158,26 @@ for t in classify-digit classify-speaker; do
     continue
   fi
   for n in $shots; do
-    for method in $classify_methods; do classifiers+=(${t}_${method}_${n}shots); done
+    for method in $classify_methods; do classifiers+=("${t}_${method}_${n}shots"); done
   done
 done
 classify_key() { echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $(cksum < conf/classify.yaml) system=$1"; }
-classify_dir() { echo exp/classify/${1%%_*}/${1#*_}; }
+classify_dir() { echo "exp/classify/${1%%_*}/${1#*_}"; }
 classify() {
   # classify <task>_<method>_<N>shots: train the head (and encoder, per method), score the test set.
   local exp t=${1%%_*} system=${1#*_}
-  exp=$(classify_dir $1)
-  reset_if_changed $exp "$(classify_key $1)"
-  steps/train.sh --task $t --method ${system%_*} --source-checkpoint exp/source/final.pt \
-    conf/classify.yaml ${cuts}_train_${system##*_}.jsonl.gz $exp
-  speechtl classify --checkpoint $exp/final.pt --cuts ${cuts}_test.jsonl.gz --test-set test --out-dir $exp \
-    --method ${system%_*} --data ${system##*_} --results exp/classify.tsv
-  mark_done $exp/.done "$(classify_key $1)"
+  exp=$(classify_dir "$1")
+  reset_if_changed "$exp" "$(classify_key "$1")"
+  steps/train.sh --task "$t" --method "${system%_*}" --source-checkpoint exp/source/final.pt \
+    conf/classify.yaml "${cuts}_train_${system##*_}.jsonl.gz" "$exp"
+  speechtl classify --checkpoint "$exp/final.pt" --cuts ${cuts}_test.jsonl.gz --test-set test --out-dir "$exp" \
+    --method "${system%_*}" --data "${system##*_}" --results exp/classify.tsv
+  mark_done "$exp/.done" "$(classify_key "$1")"
 }
 
 if [ ${#classifiers[@]} -gt 0 ] && [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   todo=()
-  for c in "${classifiers[@]}"; do is_done $(classify_dir $c)/.done "$(classify_key $c)" || todo+=($c); done
+  for c in "${classifiers[@]}"; do is_done "$(classify_dir "$c")/.done" "$(classify_key "$c")" || todo+=("$c"); done
   if [ ${#todo[@]} -gt 0 ]; then
     log "Stage 7: classification heads ${todo[*]} ($nj at a time; logs: exp/log/classify.<task>_<method>_<N>shots.log)"
     run_parallel $nj exp/log classify classify "${todo[@]}"

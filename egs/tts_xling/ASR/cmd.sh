@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Where jobs run. Steps that split work (--nj) hand their jobs to this runner.
 #   local: a pool of processes on this machine.
 #   slurm: one Slurm job array per step (through submitit), options as Kaldi's slurm.pl:

@@ -4,7 +4,7 @@
 # voices at other rates, with 5 or 30 labelled minutes. Every method in the registry
 # adapts the source model; results.tsv, RESULTS.md and a data-efficiency plot compare them.
 #   ./run.sh --text-dir /abs/path/text        use local {lang}.tsv files (id<TAB>sentence)
-#   ./run.sh                                  download the Living Audio Dataset's sentences
+#   ./run.sh                                  the Living Audio Dataset's sentences shipped with speechtl (offline)
 #   ./run.sh --stage 5 --methods "finetune freeze" --target-minutes 5
 #   ./run.sh --stage 5 --stop-stage 6 --methods all --target-minutes 5   every registered method
 #   --nj N: parallel jobs (synthesis, fbank, adaptation runs, decoding); --source-procs N: DDP processes
@@ -46,7 +46,9 @@ src_lang=data/lang_source
 tgt_lang=data/lang_target
 cuts=$fbank/tts_xling_cuts
 
-corpus_or_download text_dir $dl_dir/text tts_xling lad-text "the Living Audio Dataset's sentences"
+# No --text-dir: the sentences shipped with speechtl (no network needed);
+# `speechtl download tts_xling --from-web --target-dir download` fetches them afresh.
+corpus_or_download text_dir $dl_dir/text tts_xling lad-text-shipped "the Living Audio Dataset's sentences (shipped copy)"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   key="text_dir=$text_dir $(cksum < conf/corpus.yaml)"
@@ -66,7 +68,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
       --splits "source_train source_dev target_train target_dev target_test target_unlabelled" \
       --speed-perturb "$speed_perturb" --perturb-splits target_train $manifests $fbank
     for m in $target_minutes; do
-      speechtl subset --cuts ${cuts}_target_train.jsonl.gz --minutes $m --output ${cuts}_target_train_${m}min.jsonl.gz
+      speechtl subset --cuts ${cuts}_target_train.jsonl.gz --minutes "$m" --output "${cuts}_target_train_${m}min.jsonl.gz"
     done
     speechtl subset --cuts ${cuts}_target_unlabelled.jsonl.gz --minutes $unlabelled_target_minutes \
       --output ${cuts}_target_unlabelled_used.jsonl.gz
@@ -97,56 +99,56 @@ fi
 
 systems=()
 for m in $target_minutes; do
-  for method in $methods; do systems+=(${method}_${m}min); done
+  for method in $methods; do systems+=("${method}_${m}min"); done
 done
 
-teacher_of() { case " $needs_teacher " in *" ${1%_*} "*) echo exp/finetune_${1##*_}/final.pt ;; esac; }
+teacher_of() { case " $needs_teacher " in *" ${1%_*} "*) echo "exp/finetune_${1##*_}/final.pt" ;; esac; }
 
 adapt() {
   # adapt <method>_<N>min: one adaptation run, then its .done marker.
   local exp=exp/$1 method=${1%_*} data=${1##*_} teacher
-  teacher=$(teacher_of $1)
-  reset_if_changed $exp "$(adapt_key $1)"
-  steps/train.sh --method $method --source-checkpoint exp/source/final.pt \
+  teacher=$(teacher_of "$1")
+  reset_if_changed "$exp" "$(adapt_key "$1")"
+  steps/train.sh --method "$method" --source-checkpoint exp/source/final.pt \
     --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz ${teacher:+--options "teacher=$teacher"} \
-    conf/adapt.yaml $tgt_lang ${cuts}_target_train_${data}.jsonl.gz $exp
-  mark_done $exp/.done "$(adapt_key $1)"
+    conf/adapt.yaml $tgt_lang "${cuts}_target_train_${data}.jsonl.gz" "$exp"
+  mark_done "$exp/.done" "$(adapt_key "$1")"
 }
 adapt_key() {
   local teacher
-  teacher=$(teacher_of $1)
-  echo "$(cat exp/source/.done) $(cksum < conf/adapt.yaml) system=$1${teacher:+ teacher=$(cat $(dirname $teacher)/.done 2>/dev/null)}"
+  teacher=$(teacher_of "$1")
+  echo "$(cat exp/source/.done) $(cksum < conf/adapt.yaml) system=$1${teacher:+ teacher=$(cat "$(dirname "$teacher")/.done" 2>/dev/null)}"
 }
 
 decode() {
   # decode <method>_<N>min | zero-shot: decode target_test, add rows to exp/results.tsv.
-  if [ $1 = zero-shot ]; then
+  if [ "$1" = zero-shot ]; then
     steps/decode.sh --test-set target_test --decoding greedy --method zero-shot --data 0min \
       --results exp/results.tsv exp/source/final.pt $src_lang ${cuts}_target_test.jsonl.gz exp/source/decode_zero_shot
-    mark_done exp/source/decode_zero_shot/.done "$(decode_key $1)"
+    mark_done exp/source/decode_zero_shot/.done "$(decode_key "$1")"
     return
   fi
   local exp=exp/$1
-  steps/decode.sh --test-set target_test --decoding $decoding --method ${1%_*} --data ${1##*_} \
-    --results exp/results.tsv $exp/final.pt $tgt_lang ${cuts}_target_test.jsonl.gz $exp/decode
-  mark_done $exp/decode/.done "$(decode_key $1)"
+  steps/decode.sh --test-set target_test --decoding $decoding --method "${1%_*}" --data "${1##*_}" \
+    --results exp/results.tsv "$exp/final.pt" $tgt_lang ${cuts}_target_test.jsonl.gz "$exp/decode"
+  mark_done "$exp/decode/.done" "$(decode_key "$1")"
 }
 decode_key() {
-  if [ $1 = zero-shot ]; then echo "$(cat exp/source/.done) decoding=greedy"; else echo "$(cat exp/$1/.done) decoding=$decoding"; fi
+  if [ "$1" = zero-shot ]; then echo "$(cat exp/source/.done) decoding=greedy"; else echo "$(cat "exp/$1/.done") decoding=$decoding"; fi
 }
-decode_dir() { if [ $1 = zero-shot ]; then echo exp/source/decode_zero_shot; else echo exp/$1/decode; fi; }
+decode_dir() { if [ "$1" = zero-shot ]; then echo exp/source/decode_zero_shot; else echo "exp/$1/decode"; fi; }
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for wave in first taught; do  # methods with a teacher wait for it (finetune at their amount)
     todo=()
     for s in "${systems[@]}"; do
-      teacher=$(teacher_of $s)
+      teacher=$(teacher_of "$s")
       if [ -n "$teacher" ]; then kind=taught; else kind=first; fi
       [ $kind = $wave ] || continue
-      if [ -n "$teacher" ] && [ ! -f $(dirname $teacher)/.done ]; then
-        log "ERROR: ${s%_*} is taught by $(dirname $teacher): add finetune to --methods"; exit 1
+      if [ -n "$teacher" ] && [ ! -f "$(dirname "$teacher")/.done" ]; then
+        log "ERROR: ${s%_*} is taught by $(dirname "$teacher"): add finetune to --methods"; exit 1
       fi
-      is_done exp/$s/.done "$(adapt_key $s)" || todo+=($s)
+      is_done "exp/$s/.done" "$(adapt_key "$s")" || todo+=("$s")
     done
     if [ ${#todo[@]} -gt 0 ]; then
       log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
@@ -157,7 +159,7 @@ fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   todo=()
-  for s in zero-shot "${systems[@]}"; do is_done $(decode_dir $s)/.done "$(decode_key $s)" || todo+=($s); done
+  for s in zero-shot "${systems[@]}"; do is_done "$(decode_dir "$s")/.done" "$(decode_key "$s")" || todo+=("$s"); done
   if [ ${#todo[@]} -gt 0 ]; then
     log "Stage 6: decode target_test with ${todo[*]} ($decoding; zero-shot: greedy, source units; logs: exp/log/decode.<system>.log)"
     run_parallel $nj exp/log decode decode "${todo[@]}"

@@ -5,8 +5,8 @@
 ``<name>_{recordings,supervisions}_<split>.jsonl.gz`` there (lhotse's layout).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict
 
 from speechtl.data.corpora import fsdd, tts_digits, tts_xling, yesno
 
@@ -18,7 +18,7 @@ class Corpus:
     prepare: Callable
 
 
-CORPORA: Dict[str, Corpus] = {
+CORPORA: dict[str, Corpus] = {
     "fsdd": Corpus("fsdd", fsdd.download_fsdd, fsdd.prepare_fsdd),
     "tts_digits": Corpus("tts_digits", tts_digits.download_tts_digits, tts_digits.prepare_tts_digits),
     "tts_xling": Corpus("tts_xling", tts_xling.download_tts_xling, tts_xling.prepare_tts_xling),

@@ -24,8 +24,8 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
 
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
@@ -37,7 +37,7 @@ from speechtl.errors import SpeechtlError
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip"
 DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
 _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
-Pathlike = Union[str, Path]
+Pathlike = str | Path
 
 
 def download_fsdd(target_dir: Pathlike = "download", force_download: bool = False) -> Path:
@@ -56,8 +56,10 @@ def download_fsdd(target_dir: Pathlike = "download", force_download: bool = Fals
                 members = [m for m in z.namelist() if "/recordings/" in m and m.endswith(".wav")]
                 z.extractall(tmp, members)
         except Exception as e:
-            raise SpeechtlError(f"could not download FSDD from {FSDD_URL} into {target_dir}: {e}\n"
-                                "Fix: check the network, or pass --corpus-dir pointing at a local recordings/ dir.") from e
+            raise SpeechtlError(
+                f"could not download FSDD from {FSDD_URL} into {target_dir}: {e}\n"
+                "Fix: check the network, or pass --corpus-dir pointing at a local recordings/ dir."
+            ) from e
         found = sorted(Path(tmp).glob("*/recordings"))
         if not found:
             raise SpeechtlError(f"{FSDD_URL} has no recordings/ directory; the dataset's layout changed")
@@ -74,8 +76,9 @@ def parse_name(stem: str):
     return (int(m.group(1)), m.group(2), int(m.group(3))) if m else None
 
 
-def split_of(speaker: str, index: int, train_speakers: Sequence[str], test_speakers: Sequence[str],
-             test_indices: Sequence[int]) -> Optional[str]:
+def split_of(
+    speaker: str, index: int, train_speakers: Sequence[str], test_speakers: Sequence[str], test_indices: Sequence[int]
+) -> str | None:
     """``train``, ``test`` or None (a speaker in neither list) for one recording; see the module doc."""
     in_train, in_test = speaker in train_speakers, speaker in test_speakers
     if in_train and in_test:
@@ -88,9 +91,13 @@ def split_of(speaker: str, index: int, train_speakers: Sequence[str], test_speak
 
 
 def prepare_fsdd(
-    corpus_dir: Pathlike, output_dir: Optional[Pathlike] = None, train_speakers: Sequence[str] = (),
-    test_speakers: Sequence[str] = (), test_indices: Sequence[int] = range(5), skip_bad_audio: bool = False,
-) -> Dict[str, Dict[str, Union[RecordingSet, SupervisionSet]]]:
+    corpus_dir: Pathlike,
+    output_dir: Pathlike | None = None,
+    train_speakers: Sequence[str] = (),
+    test_speakers: Sequence[str] = (),
+    test_indices: Sequence[int] = range(5),
+    skip_bad_audio: bool = False,
+) -> dict[str, dict[str, RecordingSet | SupervisionSet]]:
     """Manifests of the ``train`` and ``test`` splits of an FSDD ``recordings`` directory.
 
     Empty speaker lists mean every speaker found (the official split). Every
@@ -99,14 +106,18 @@ def prepare_fsdd(
     """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
-        raise SpeechtlError(f"FSDD corpus dir {corpus_dir} does not exist.\n"
-                            "Fix: pass --corpus-dir pointing at FSDD's recordings/, or leave it out to download.")
+        raise SpeechtlError(
+            f"FSDD corpus dir {corpus_dir} does not exist.\n"
+            "Fix: pass --corpus-dir pointing at FSDD's recordings/, or leave it out to download."
+        )
     wavs = sorted(corpus_dir.glob("*.wav"))
     parsed = {w: parse_name(w.stem) for w in wavs}
     bad_names = [w for w, p in parsed.items() if p is None]
     if bad_names:
-        raise SpeechtlError(f"FSDD file names are <digit>_<speaker>_<index>.wav; these are not: "
-                            f"{', '.join(str(w) for w in bad_names[:10])}. Fix: remove or rename them.")
+        raise SpeechtlError(
+            f"FSDD file names are <digit>_<speaker>_<index>.wav; these are not: "
+            f"{', '.join(str(w) for w in bad_names[:10])}. Fix: remove or rename them."
+        )
     if not wavs:
         raise SpeechtlError(f"{corpus_dir} holds no .wav files. Fix: point --corpus-dir at FSDD's recordings/.")
     speakers = sorted({p[1] for p in parsed.values()})
@@ -128,17 +139,40 @@ def prepare_fsdd(
             if chosen[path] != split or info is None:
                 continue
             digit, speaker, _ = parsed[path]
-            recordings.append(Recording(id=path.stem, sources=[AudioSource(type="file", channels=[0], source=str(path.resolve()))],
-                                        sampling_rate=info.sampling_rate, num_samples=info.num_samples, duration=info.duration))
-            supervisions.append(SupervisionSegment(id=path.stem, recording_id=path.stem, start=0.0, duration=info.duration,
-                                                   channel=0, text=DIGIT_WORDS[digit], speaker=speaker, language="English"))
+            recordings.append(
+                Recording(
+                    id=path.stem,
+                    sources=[AudioSource(type="file", channels=[0], source=str(path.resolve()))],
+                    sampling_rate=info.sampling_rate,
+                    num_samples=info.num_samples,
+                    duration=info.duration,
+                )
+            )
+            supervisions.append(
+                SupervisionSegment(
+                    id=path.stem,
+                    recording_id=path.stem,
+                    start=0.0,
+                    duration=info.duration,
+                    channel=0,
+                    text=DIGIT_WORDS[digit],
+                    speaker=speaker,
+                    language="English",
+                )
+            )
         if not recordings:
-            raise SpeechtlError(f"no usable audio for the FSDD {split} split of {corpus_dir} "
-                                f"(train speakers {train_speakers}, test speakers {test_speakers})")
-        manifests[split] = {"recordings": RecordingSet.from_recordings(recordings),
-                            "supervisions": SupervisionSet.from_segments(supervisions)}
-        logging.info(f"fsdd {split}: {len(recordings)} utterances of {sorted({s.speaker for s in supervisions})}, "
-                     f"{sum(r.duration for r in recordings) / 60:.1f} min")
+            raise SpeechtlError(
+                f"no usable audio for the FSDD {split} split of {corpus_dir} "
+                f"(train speakers {train_speakers}, test speakers {test_speakers})"
+            )
+        manifests[split] = {
+            "recordings": RecordingSet.from_recordings(recordings),
+            "supervisions": SupervisionSet.from_segments(supervisions),
+        }
+        logging.info(
+            f"fsdd {split}: {len(recordings)} utterances of {sorted({s.speaker for s in supervisions})}, "
+            f"{sum(r.duration for r in recordings) / 60:.1f} min"
+        )
     if out is not None:
         for split, m in manifests.items():
             write_split(out, "fsdd", split, m["recordings"], m["supervisions"])

@@ -18,7 +18,6 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
 
 from speechtl.config import from_dict, load_yaml
 from speechtl.data.corpora.fsdd import DIGIT_WORDS
@@ -26,7 +25,7 @@ from speechtl.data.layout import write_split
 from speechtl.data.tts import Voice, synthesize, to_manifests
 from speechtl.errors import SpeechtlError
 
-Pathlike = Union[str, Path]
+Pathlike = str | Path
 SPLITS = ("source_train", "source_dev")
 
 
@@ -40,32 +39,32 @@ class TtsDigitsConfig:
     #: 8000: the 8 kHz band simulation (see the module doc); 16000 for wideband.
     sampling_rate: int = 8000
     #: Ranges of factors around each engine's default speaking rate and pitch.
-    rate: Tuple[float, float] = (0.75, 1.25)
-    pitch: Tuple[float, float] = (0.8, 1.25)
+    rate: tuple[float, float] = (0.75, 1.25)
+    pitch: tuple[float, float] = (0.8, 1.25)
     #: espeak-ng voices: every accent (``en-us``) with every variant (``m3``; "" = the plain voice).
-    espeak_accents: List[str] = field(default_factory=lambda: ["en-us", "en-gb"])
-    espeak_variants: List[str] = field(default_factory=lambda: ["", "m3", "f2"])
-    flite_voices: List[str] = field(default_factory=lambda: ["kal", "slt"])
-    festival_voices: List[str] = field(default_factory=lambda: ["kal_diphone"])
+    espeak_accents: list[str] = field(default_factory=lambda: ["en-us", "en-gb"])
+    espeak_variants: list[str] = field(default_factory=lambda: ["", "m3", "f2"])
+    flite_voices: list[str] = field(default_factory=lambda: ["kal", "slt"])
+    festival_voices: list[str] = field(default_factory=lambda: ["kal_diphone"])
     #: Share of utterances per engine (normalized; engines without voices are skipped).
-    weights: Dict[str, float] = field(default_factory=lambda: {"espeak-ng": 0.6, "flite": 0.3, "festival": 0.1})
+    weights: dict[str, float] = field(default_factory=lambda: {"espeak-ng": 0.6, "flite": 0.3, "festival": 0.1})
     #: Channel simulation: this share of utterances gets noise at an SNR (dB) drawn from
     #: ``noise_snr`` with a spectral tilt from ``noise_color`` (see speechtl.data.tts.add_noise).
     #: Per-utterance speed factor range (resampling: tempo, pitch and formants scale
     #: together, as a shorter or longer vocal tract); (1, 1) = off.
-    speed: Tuple[float, float] = (1.0, 1.0)
+    speed: tuple[float, float] = (1.0, 1.0)
     noise_prob: float = 0.0
-    noise_snr: Tuple[float, float] = (10.0, 40.0)
-    noise_color: Tuple[float, float] = (-0.5, 0.95)
+    noise_snr: tuple[float, float] = (10.0, 40.0)
+    noise_color: tuple[float, float] = (-0.5, 0.95)
 
 
-def load_config(path: Optional[Pathlike]) -> TtsDigitsConfig:
+def load_config(path: Pathlike | None) -> TtsDigitsConfig:
     if path is None:
         return TtsDigitsConfig()
     return from_dict(TtsDigitsConfig, load_yaml(Path(path)), str(path))
 
 
-def voices_by_engine(cfg: TtsDigitsConfig) -> Dict[str, List[Voice]]:
+def voices_by_engine(cfg: TtsDigitsConfig) -> dict[str, list[Voice]]:
     rate, pitch = tuple(cfg.rate), tuple(cfg.pitch)
     espeak = [f"{a}+{v}" if v else a for a in cfg.espeak_accents for v in cfg.espeak_variants]
     names = {"espeak-ng": espeak, "flite": cfg.flite_voices, "festival": cfg.festival_voices}
@@ -75,21 +74,23 @@ def voices_by_engine(cfg: TtsDigitsConfig) -> Dict[str, List[Voice]]:
     return {e: [Voice(e, n, rate, pitch) for n in names[e]] for e in names if names[e] and cfg.weights.get(e, 0) > 0}
 
 
-def digit_string(rng: random.Random, cfg: TtsDigitsConfig) -> List[str]:
+def digit_string(rng: random.Random, cfg: TtsDigitsConfig) -> list[str]:
     return [DIGIT_WORDS[rng.randrange(10)] for _ in range(rng.randint(cfg.min_digits, cfg.max_digits))]
 
 
-def plan_digits(cfg: TtsDigitsConfig) -> Dict[str, List[Dict]]:
+def plan_digits(cfg: TtsDigitsConfig) -> dict[str, list[dict]]:
     """Synthesis jobs of both splits; each utterance's words, engine, voice, rate and pitch
     come from an RNG keyed on (seed, utterance id), so the corpus is the same for any nj."""
     if not 1 <= cfg.min_digits <= cfg.max_digits:
         raise SpeechtlError(f"tts_digits: need 1 <= min_digits <= max_digits, got {cfg.min_digits}, {cfg.max_digits}")
     voices = voices_by_engine(cfg)
     if not voices:
-        raise SpeechtlError("tts_digits: no voices (give espeak_accents, flite_voices or festival_voices with a weight > 0)")
+        raise SpeechtlError(
+            "tts_digits: no voices (give espeak_accents, flite_voices or festival_voices with a weight > 0)"
+        )
     engines = sorted(voices)
     weights = [cfg.weights[e] for e in engines]
-    jobs: Dict[str, List[Dict]] = {}
+    jobs: dict[str, list[dict]] = {}
     for split, n in (("source_train", cfg.train_utterances), ("source_dev", cfg.dev_utterances)):
         jobs[split] = []
         for i in range(n):
@@ -98,8 +99,14 @@ def plan_digits(cfg: TtsDigitsConfig) -> Dict[str, List[Dict]]:
             words = digit_string(rng, cfg)
             engine = rng.choices(engines, weights)[0]
             v = voices[engine][rng.randrange(len(voices[engine]))]
-            job = {"id": f"{v.speaker}_{uid}", "text": " ".join(words), "voice": v, "language": "en",
-                   "rate": rng.uniform(*v.rate), "pitch": rng.uniform(*v.pitch)}
+            job = {
+                "id": f"{v.speaker}_{uid}",
+                "text": " ".join(words),
+                "voice": v,
+                "language": "en",
+                "rate": rng.uniform(*v.rate),
+                "pitch": rng.uniform(*v.pitch),
+            }
             if tuple(cfg.speed) != (1.0, 1.0):
                 job["speed"] = rng.uniform(*cfg.speed)
             if rng.random() < cfg.noise_prob:
@@ -117,8 +124,13 @@ def download_tts_digits(target_dir: Pathlike = ".") -> Path:
     raise SpeechtlError("tts_digits is synthesized locally; there is nothing to download")
 
 
-def prepare_tts_digits(corpus_dir: Optional[Pathlike] = None, output_dir: Pathlike = "data/manifests",
-                       config: Optional[Pathlike] = None, nj: int = 1, cmd: str = "local") -> Dict[str, Dict]:
+def prepare_tts_digits(
+    corpus_dir: Pathlike | None = None,
+    output_dir: Pathlike = "data/manifests",
+    config: Pathlike | None = None,
+    nj: int = 1,
+    cmd: str = "local",
+) -> dict[str, dict]:
     """Synthesize ``source_train`` and ``source_dev``; writes and returns manifests (``corpus_dir`` is unused)."""
     cfg = load_config(config)
     output_dir = Path(output_dir)
@@ -127,7 +139,9 @@ def prepare_tts_digits(corpus_dir: Optional[Pathlike] = None, output_dir: Pathli
     per_engine = {}
     for j in order:
         per_engine[j["voice"].engine] = per_engine.get(j["voice"].engine, 0) + 1
-    logging.info(f"synthesizing {len(order)} digit strings with {nj} job(s) at {cfg.sampling_rate} Hz; per engine {per_engine}")
+    logging.info(
+        f"synthesizing {len(order)} digit strings with {nj} job(s) at {cfg.sampling_rate} Hz; per engine {per_engine}"
+    )
     done = {d["id"]: d for d in synthesize(order, output_dir / "audio", cfg.sampling_rate, nj, cmd)}
     output_dir.mkdir(parents=True, exist_ok=True)
     result = {}
@@ -136,7 +150,8 @@ def prepare_tts_digits(corpus_dir: Optional[Pathlike] = None, output_dir: Pathli
         write_split(output_dir, "tts_digits", split, recs, sups)
         (output_dir / f"{split}_text.txt").write_text("".join(s.text + "\n" for s in sups), encoding="utf-8")
         result[split] = {"recordings": recs, "supervisions": sups}
-        logging.info(f"{split}: {len(recs)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
-                     f"{len({s.speaker for s in sups})} voices")
+        logging.info(
+            f"{split}: {len(recs)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
+            f"{len({s.speaker for s in sups})} voices"
+        )
     return result
-

@@ -8,7 +8,6 @@ train, odd positions test (30 + 30 for the full corpus).
 import logging
 import re
 from pathlib import Path
-from typing import Dict, Optional, Union
 
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
@@ -28,7 +27,7 @@ WORDS = {"0": "NO", "1": "YES"}
 #: these words (N O N O, Y E S Y E S), so no blank is needed between them.
 LEXICON = {"YES": ["Y"], "NO": ["N"]}
 
-Pathlike = Union[str, Path]
+Pathlike = str | Path
 
 
 def download_yesno(target_dir: Pathlike = ".", force_download: bool = False) -> Path:
@@ -49,8 +48,8 @@ def text_from_name(stem: str) -> str:
 
 
 def prepare_yesno(
-    corpus_dir: Pathlike, output_dir: Optional[Pathlike] = None, skip_bad_audio: bool = False
-) -> Dict[str, Dict[str, Union[RecordingSet, SupervisionSet]]]:
+    corpus_dir: Pathlike, output_dir: Pathlike | None = None, skip_bad_audio: bool = False
+) -> dict[str, dict[str, RecordingSet | SupervisionSet]]:
     """Build train/test manifests from a ``waves_yesno`` directory.
 
     Every wav is checked first; a corrupt or empty one stops preparation with
@@ -77,9 +76,7 @@ def prepare_yesno(
             "Fix: remove or rename them."
         )
     out = Path(output_dir) if output_dir is not None else None
-    infos = validate_audio_files(
-        wavs, skip_bad=skip_bad_audio, bad_list=out / "bad_audio.txt" if out else None
-    )
+    infos = validate_audio_files(wavs, skip_bad=skip_bad_audio, bad_list=out / "bad_audio.txt" if out else None)
     good = {i.path: i for i in infos}
     splits = {"train": wavs[::2], "test": wavs[1::2]}
     manifests = {}
