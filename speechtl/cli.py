@@ -43,16 +43,98 @@ def cmd_prepare(a):
             ("cmd", a.cmd),
             ("train_speakers", a.train_speakers),
             ("test_speakers", a.test_speakers),
+            *((k, getattr(a, k)) for k in IMPORT_OPTIONS),
         )
         if v is not None
     }
     accepted = inspect.signature(prepare).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):  # importers: options of import_options
+        from speechtl.data.corpora.imported import import_options
+
+        accepted = {**accepted, **inspect.signature(import_options).parameters}
     unknown = [k for k in given if k not in accepted]
     if unknown:
         raise SpeechtlError(f"prepare {a.corpus} takes no --{', --'.join(k.replace('_', '-') for k in unknown)}")
     if a.corpus_dir is None and accepted["corpus_dir"].default is inspect.Parameter.empty:
-        raise SpeechtlError(f"prepare {a.corpus} needs --corpus-dir (or run its download first)")
+        raise SpeechtlError(
+            f"prepare {a.corpus} needs --corpus-dir. Fix: pass --corpus-dir DIR, or run 'speechtl download {a.corpus}'"
+        )
     prepare(a.corpus_dir, a.output_dir, **given)
+
+
+#: Options of the importers of users' corpora (folder, kaldi, commonvoice, librispeech), None when not given.
+IMPORT_OPTIONS = (
+    "language",
+    "transcripts",
+    "audio_column",
+    "text_column",
+    "speaker_column",
+    "speaker_pattern",
+    "prefix",
+    "parts",
+    "sampling_rate",
+    "min_duration",
+    "max_duration",
+    "subsampling",
+    "dev_fraction",
+    "test_fraction",
+    "seed",
+    "normalize_text",
+    "keep_chars",
+    "drop_chars",
+)
+
+
+def add_import_options(s: argparse.ArgumentParser) -> None:
+    """The options of ``prepare`` and ``validate`` for users' corpora (see speechtl.data.corpora.imported)."""
+    s.add_argument(
+        "--skip-bad", dest="skip_bad_audio", nargs="?", const=True, type=_bool, help="leave bad input out (true)"
+    )
+    s.add_argument("--language", default=None, help="language code of the corpus (commonvoice: its folder, e.g. ga)")
+    s.add_argument("--transcripts", nargs="+", default=None, help="folder: transcript files (default: found)")
+    s.add_argument("--audio-column", default=None, help="folder: the audio column of a transcript table")
+    s.add_argument("--text-column", default=None, help="folder: the text column of a transcript table")
+    s.add_argument("--speaker-column", default=None, help="folder: the speaker column of a transcript table")
+    s.add_argument("--speaker-pattern", default=None, help="folder: regex over the relative path; (?P<speaker>...)")
+    s.add_argument("--prefix", default=None, help="manifest name prefix (default: the corpus kind)")
+    s.add_argument("--parts", nargs="+", default=None, help="librispeech: parts to import (default: all found)")
+    s.add_argument("--sampling-rate", type=int, default=None, help="the rate features use; others are resampled")
+    s.add_argument("--min-duration", type=float, default=None, help="shorter utterances are bad (default 0.1 s)")
+    s.add_argument("--max-duration", type=float, default=None, help="longer utterances are bad (default 30 s)")
+    s.add_argument("--subsampling", type=int, default=None, help="the model's subsampling, for the CTC check (4)")
+    s.add_argument("--dev-fraction", type=float, default=None, help="made dev split, without split folders (0.1)")
+    s.add_argument("--test-fraction", type=float, default=None, help="made test split (0.1)")
+    s.add_argument("--seed", type=int, default=None, help="seed of the made splits (0)")
+    s.add_argument("--normalize-text", type=_bool, default=None, help="NFC, case folding, punctuation (true)")
+    s.add_argument("--keep-chars", default=None, help="characters normalization keeps (e.g. '@+')")
+    s.add_argument("--drop-chars", default=None, help="characters normalization deletes")
+
+
+def cmd_validate(a):
+    from speechtl.data.validate import ValidateConfig, validate_manifest_dir
+
+    if (a.manifest_dir is None) == (a.corpus_dir is None):
+        raise SpeechtlError("validate takes --manifest-dir DIR (written manifests) or --corpus-dir DIR --kind KIND")
+    if a.manifest_dir is not None:
+        opts = {k: getattr(a, k) for k in ("sampling_rate", "min_duration", "max_duration", "subsampling", "nj")}
+        cfg = ValidateConfig(**{k: v for k, v in opts.items() if v is not None})
+        report = validate_manifest_dir(a.manifest_dir, a.prefix, cfg, bool(a.skip_bad_audio))
+        print(f"{a.manifest_dir}: {len(report.problems)} problem(s)" + (" skipped" if report.problems else ""))
+        return
+    if a.kind is None:
+        raise SpeechtlError("validate --corpus-dir needs --kind (folder, kaldi, commonvoice, librispeech, ...)")
+    a.corpus, a.output_dir = a.kind, None  # a dry run of the import: checks everything, writes nothing
+    for k in ("config", "cmd", "train_speakers", "test_speakers"):
+        setattr(a, k, None)
+    cmd_prepare(a)
+    print(f"{a.corpus_dir}: no problems")
+
+
+def cmd_export(a):
+    from speechtl.data.corpora.kaldi import export_kaldi
+
+    for d in export_kaldi(a.manifest_dir, a.output_dir, a.prefix, a.splits):
+        print(d)
 
 
 def cmd_compute_fbank(a):
@@ -76,6 +158,7 @@ def cmd_compute_fbank(a):
 
 
 def cmd_prepare_lang(a):
+    from speechtl.data.textfile import read_utf8
     from speechtl.lang.lexicon import read_lexicon
     from speechtl.lang.prepare import prepare_lang, prepare_lang_from_text
 
@@ -86,9 +169,7 @@ def cmd_prepare_lang(a):
         combined = a.lang_dir / "lm_train.txt"
         parts = []
         for f in [a.lm_text, *a.extra_lm_text]:
-            if not f.is_file():
-                raise SpeechtlError(f"LM text {f} does not exist")
-            parts.append(f.read_text(encoding="utf-8").rstrip("\n") + "\n")
+            parts.append(read_utf8(f, "LM text").rstrip("\n") + "\n")
         combined.write_text("".join(parts), encoding="utf-8")
         a.lm_text = combined
     if a.units in ("bpe", "char"):
@@ -115,9 +196,12 @@ def cmd_train(a):
 
     from speechtl.adapt import get_method
     from speechtl.adapt.transfer import build_model_for
+    from speechtl.atomic import writable_dir
     from speechtl.config import from_dict, load_yaml
+    from speechtl.decode.checks import check_features
+    from speechtl.features.inputs import mark_cuts
     from speechtl.lang import Lang
-    from speechtl.models import ModelConfig
+    from speechtl.models import ENCODERS, ModelConfig
     from speechtl.train import TrainConfig, Trainer
     from speechtl.train.objectives import ClassifyObjective
     from speechtl.train.trainer import seed_everything
@@ -128,7 +212,14 @@ def cmd_train(a):
         raise SpeechtlError(
             f"{a.config}: unknown section(s) {sorted(unknown)}; expected 'model', 'train', 'methods', 'classify'"
         )
+    not_maps = sorted(k for k, v in conf.items() if v is not None and not isinstance(v, dict))
+    if not_maps:
+        raise SpeechtlError(f"{a.config}: section(s) {not_maps} must be mappings (indented 'key: value' lines)")
     model_cfg = from_dict(ModelConfig, conf["model"], f"{a.config} [model]") if "model" in conf else None
+    if model_cfg is not None:  # the encoder's options too, so their errors name this file
+        if model_cfg.encoder not in ENCODERS:
+            raise SpeechtlError(f"{a.config} [model]: unknown encoder {model_cfg.encoder!r}; known: {sorted(ENCODERS)}")
+        from_dict(ENCODERS[model_cfg.encoder].Config, model_cfg.encoder_options, f"{a.config} [model.encoder_options]")
     # methods: {name: {options: {...}, train: {...}}}: per-method options and train overrides.
     per_method = (conf.get("methods") or {}).get(a.method) or {}
     bad = set(per_method) - {"options", "train"}
@@ -146,10 +237,13 @@ def cmd_train(a):
 
     train_cfg = from_dict(
         TrainConfig,
-        {**conf.get("train", {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")},
+        {**(conf.get("train") or {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")},
         f"{a.config} [train] with methods.{a.method}.train and --set",
     )
     method = get_method(a.method, {**(per_method.get("options") or {}), **key_values(a.option, "--option")})
+    writable_dir(a.exp_dir, "--exp-dir")  # before any work: a read-only or full disk fails here
+    if not a.train_cuts.is_file():
+        raise SpeechtlError(f"training cuts {a.train_cuts} do not exist. Fix: run the fbank stage first.")
     train_cuts = CutSet.from_file(a.train_cuts)
     seed_everything(train_cfg.seed)  # before the model exists: its init must be reproducible
     if a.task == "asr":
@@ -163,26 +257,44 @@ def cmd_train(a):
         pooling = (conf.get("classify") or {}).get("pooling", "stats")
         lang, objective = None, ClassifyObjective.from_cuts(a.task, train_cuts)
         model = build_model_for(method, objective, model_cfg, a.source_checkpoint, head=pooling)
+    check_features(model, train_cuts, a.source_checkpoint or a.config, "the training cuts")
     trainer = Trainer(model, lang, method, train_cfg, a.exp_dir, objective)
-    valid = CutSet.from_file(a.valid_cuts) if a.valid_cuts else None
+    # The cuts deliver what the model reads: their fbank, or Whisper log-mel / samples from their audio.
+    spec = model.input_spec
+    valid = mark_cuts(CutSet.from_file(a.valid_cuts), spec) if a.valid_cuts else None
     aux = {
-        name: CutSet.from_file(path)
+        name: mark_cuts(CutSet.from_file(path), spec)
         for name, path in (("unlabelled", a.unlabelled_cuts), ("source", a.source_cuts))
         if path is not None
     }
-    trainer.fit(train_cuts, valid, aux)
+    trainer.fit(mark_cuts(train_cuts, spec), valid, aux)
+
+
+def cmd_export_onnx(a):
+    from speechtl.export import ExportConfig, export_onnx
+
+    export_onnx(a.checkpoint, a.lang_dir, a.out, ExportConfig(opset=a.opset, int8=a.int8, graph=a.graph))
 
 
 def cmd_decode(a):
     from speechtl.decode.run import decode_test_set
 
+    if a.onnx is not None:
+        from speechtl.export.sherpa import ONNX_DECODINGS, SherpaOptions, decode_onnx_test_set
+
+        names = (a.decoding or ",".join(ONNX_DECODINGS)).split(",")
+        options = SherpaOptions(num_threads=a.num_threads, max_active=a.max_active)
+        decode_onnx_test_set(a.onnx, a.cuts, a.test_set, a.out_dir, names, a.method, a.data, a.results, options, a.seed)
+        return
+    if a.checkpoint is None or a.lang_dir is None:
+        raise SpeechtlError("decode needs --checkpoint and --lang-dir, or --onnx DIR (from speechtl export-onnx)")
     decode_test_set(
         a.checkpoint,
         a.lang_dir,
         a.cuts,
         a.test_set,
         a.out_dir,
-        decodings=a.decoding.split(","),
+        decodings=(a.decoding or "greedy,hlg").split(","),
         method=a.method,
         data=a.data,
         results_tsv=a.results,
@@ -193,6 +305,51 @@ def cmd_decode(a):
         lm_scale=a.lm_scale,
         skip_blank=a.skip_blank,
         cmd=a.cmd,
+        seed=a.seed,
+    )
+
+
+def cmd_sweep(a):
+    from speechtl.adapt.sweep import load_space, parse_space, sweep
+
+    space = parse_space(a.space or [], load_space(a.space_file, a.method) if a.space_file else None)
+    if not space:
+        raise SpeechtlError("sweep needs a search space: --space train.KEY=V1,V2 ... or --space-file")
+    sweep(
+        a.config,
+        a.method,
+        space,
+        a.lang_dir,
+        a.train_cuts,
+        a.dev_cuts,
+        a.exp_dir,
+        a.output,
+        num_steps=a.num_steps or None,
+        trials=a.trials,
+        seed=a.seed,
+        source_checkpoint=a.source_checkpoint,
+        unlabelled_cuts=a.unlabelled_cuts,
+        source_cuts=a.source_cuts,
+        decoding=a.decoding,
+        dev_set=a.dev_set,
+        device=a.device or None,
+    )
+
+
+def cmd_zero_shot(a):
+    from speechtl.decode.zero_shot import whisper_zero_shot
+
+    whisper_zero_shot(
+        str(a.source),
+        a.cuts,
+        a.test_set,
+        a.out_dir,
+        method=a.method,
+        data=a.data,
+        results_tsv=a.results,
+        device=a.device or None,
+        spell_digits=a.spell_digits,
+        language=a.language or None,
     )
 
 
@@ -240,7 +397,9 @@ def cmd_synthesize(a):
 def cmd_report(a):
     from speechtl.score.report import plot_data_efficiency, write_results_md
 
-    logging.info(f"wrote {write_results_md(a.results, a.results_md, a.title)}")
+    md = write_results_md(a.results, a.results_md, a.title)
+    print(md.read_text(encoding="utf-8"))  # the tables, intervals and significance marks
+    logging.info(f"wrote {md}")
     if a.plot:
         png = plot_data_efficiency(a.results, a.plot, a.test_set, a.decoding)
         logging.info(f"wrote {png}" if png else "nothing to plot: no rows with an amount of data like 5min")
@@ -249,14 +408,65 @@ def cmd_report(a):
 def cmd_transcribe(a):
     from speechtl.decode.transcribe import transcribe
 
+    if a.onnx is not None:
+        from speechtl.export.sherpa import transcribe_onnx
+
+        results = transcribe_onnx(a.onnx, a.files, a.decoding, a.int8, a.num_threads)
+    elif a.model_dir is None or a.lang_dir is None:
+        raise SpeechtlError("transcribe needs --model-dir and --lang-dir, or --onnx DIR (from speechtl export-onnx)")
+    else:
+        results = transcribe(a.model_dir, a.lang_dir, a.files, a.decoding, a.device or None)
     failed = 0
-    for path, words, error in transcribe(a.model_dir, a.lang_dir, a.files, a.decoding, a.device or None):
+    for path, words, error in results:
         if error is None:
             print(f"{path}\t{' '.join(words)}", flush=True)
         else:
             failed += 1
     if failed:
         raise SpeechtlError(f"{failed} of {len(a.files)} file(s) could not be read (see above)")
+
+
+def cmd_new_recipe(a):
+    from speechtl.recipe.generate import DEFAULT_METHODS, DEFAULT_MINUTES, RecipeConfig, new_recipe
+
+    cfg = RecipeConfig(
+        name=a.name,
+        corpus=a.corpus,
+        corpus_dir=a.corpus_dir,
+        source=a.source,
+        lm_text=a.lm_text,
+        methods=a.methods or DEFAULT_METHODS,
+        minutes=a.minutes or DEFAULT_MINUTES,
+        skip_bad=a.skip_bad,
+        prepare_opts=a.prepare_opts,
+        validate_opts=a.validate_opts,
+        speed_perturb=a.speed_perturb,
+        units=a.units,
+        egs_dir=a.egs_dir,
+    )
+    out = new_recipe(cfg, force=a.force)
+    print(out)
+
+
+def cmd_recipe_info(a):
+    from speechtl.recipe import info
+
+    if a.what == "features":
+        f = info.source_features(a.source)
+        print(f"{f.sampling_rate} {f.num_mel_bins}")
+    elif a.what == "units":
+        c = info.choose_units(a.text, a.units, a.vocab_size, a.min_words)
+        logging.info(f"units: {c.reason}")
+        print(f"{c.units} {c.vocab_size} {c.reason}")
+    elif a.what == "amounts":
+        for amount in info.plan_amounts(a.cuts, a.minutes, a.output_prefix):
+            print(f"{amount.label} {'all' if amount.minutes == float('inf') else f'{amount.minutes:g}'}")
+    elif a.what == "text":
+        info.write_transcripts(a.supervisions, a.output)
+    elif a.what == "lm-text":
+        info.normalize_lm_text(a.text, a.output)
+    else:  # sources
+        print(info.sources_message(a.egs_dirs))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,7 +493,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=Path, default=None, help="corpus config YAML (tts_xling)")
     s.add_argument("--nj", type=int, default=None, help="parallel jobs (synthesized corpora)")
     s.add_argument("--cmd", default=None, help="job runner: local (synthesized corpora)")
+    add_import_options(s)
     s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("validate", help="check a corpus or its manifests: every problem with its file and fix")
+    s.add_argument("--manifest-dir", type=Path, default=None, help="manifests written by prepare")
+    s.add_argument("--corpus-dir", type=Path, default=None, help="a corpus, checked as --kind imports it")
+    s.add_argument("--kind", default=None, help="with --corpus-dir: folder, kaldi, commonvoice, ...")
+    s.add_argument("--nj", type=int, default=None, help="threads probing audio")
+    add_import_options(s)
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("export", help="manifests -> other toolkits' formats (kaldi: one data dir per split)")
+    s.add_argument("format", choices=["kaldi"])
+    s.add_argument("--manifest-dir", type=Path, required=True)
+    s.add_argument("--prefix", required=True, help="the manifests' corpus name, e.g. folder")
+    s.add_argument("--output-dir", type=Path, required=True, help="gets <split>/{wav.scp,segments,text,...}")
+    s.add_argument("--splits", nargs="*", default=None, help="default: every split found")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("compute-fbank", help="manifests -> cuts with fbank features")
     s.add_argument("--manifest-dir", type=Path, required=True)
@@ -340,9 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="scratch")
     s.add_argument(
         "--source-checkpoint",
+        "--source",
         type=Path,
         default=None,
-        help="the source model: its architecture, and its weights for transfer methods",
+        help="the source model: its architecture, and its weights for transfer methods; our checkpoint "
+        "(final.pt) or a pretrained encoder, whisper:PATH_OR_ID or hf:PATH_OR_ID (wav2vec2, HuBERT, WavLM, XLS-R)",
     )
     s.add_argument(
         "--unlabelled-cuts",
@@ -372,19 +601,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="")
     s.set_defaults(func=cmd_classify)
 
-    s = sub.add_parser("decode", help="decode a test set, write recogs/errs/wer-summary and results.tsv rows")
+    s = sub.add_parser(
+        "export-onnx", help="a CTC checkpoint -> model.onnx, model.int8.onnx, tokens.txt, HLG.fst for sherpa-onnx"
+    )
     s.add_argument("--checkpoint", type=Path, required=True)
     s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True, help="output dir, e.g. exp/X/onnx")
+    s.add_argument("--opset", type=int, default=18)
+    s.add_argument("--int8", type=_bool, default=True, help="also write model.int8.onnx (dynamic quantization)")
+    s.add_argument(
+        "--graph",
+        default="lang",
+        choices=["lang", "undeterminized"],
+        help="HLG.fst: the lang dir's, or H∘(L∘G) with every word where sherpa-onnx reads it",
+    )
+    s.set_defaults(func=cmd_export_onnx)
+
+    s = sub.add_parser("decode", help="decode a test set, write recogs/errs/wer-summary and results.tsv rows")
+    s.add_argument("--checkpoint", type=Path, default=None)
+    s.add_argument("--lang-dir", type=Path, default=None)
+    s.add_argument("--onnx", type=Path, default=None, help="decode with sherpa-onnx from this export-onnx dir")
+    s.add_argument("--num-threads", type=int, default=1, help="--onnx: onnxruntime threads")
     s.add_argument("--cuts", type=Path, required=True)
     s.add_argument("--test-set", required=True)
     s.add_argument("--out-dir", type=Path, required=True)
-    s.add_argument("--decoding", default="greedy,hlg", help="comma-separated: greedy,beam,hlg,hlg-lattice")
+    s.add_argument(
+        "--decoding",
+        default=None,
+        help="comma-separated: greedy,beam,hlg,hlg-lattice (default greedy,hlg); with --onnx: "
+        "onnx-greedy,onnx-hlg,onnx-int8-greedy,onnx-int8-hlg (default all)",
+    )
     s.add_argument("--nj", type=int, default=1, help="processes (or --cmd jobs) for HLG search")
     s.add_argument("--cmd", default="local", help="job runner for the HLG search jobs: local or slurm [options]")
     s.add_argument("--lm-scale", type=float, default=1.0, help="LM scale of hlg-lattice's recogs and results row")
     s.add_argument("--method", default="scratch")
     s.add_argument("--data", default="all")
     s.add_argument("--results", type=Path, default=None, help="results.tsv to add rows to")
+    s.add_argument(
+        "--seed", type=int, default=None, help="the rows' seed column (default: the checkpoint's training seed)"
+    )
     s.add_argument("--device", default="")
     s.add_argument("--beam", type=float, default=16.0)
     s.add_argument("--max-active", type=int, default=3000)
@@ -395,6 +650,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="HLG: skip frames whose blank posterior is at least this (e.g. 0.99; 0 = off)",
     )
     s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser(
+        "zero-shot",
+        help="decode a test set with a pretrained model's own decoder (Whisper's generate), "
+        "normalized like the references; recogs/errs/wer-summary and a results.tsv row",
+    )
+    s.add_argument("--source", required=True, help="whisper:PATH_OR_ID (an HF Whisper directory or hub id)")
+    s.add_argument("--cuts", type=Path, required=True)
+    s.add_argument("--test-set", required=True)
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.add_argument("--method", default="zero-shot-whisper")
+    s.add_argument("--data", default="0")
+    s.add_argument("--results", type=Path, default=None, help="results.tsv to add the row to")
+    s.add_argument("--device", default="")
+    s.add_argument("--spell-digits", action="store_true", help="score '7' as 'seven' (references that spell digits)")
+    s.add_argument("--language", default="", help="multilingual models: the language to transcribe (e.g. ga)")
+    s.set_defaults(func=cmd_zero_shot)
+
+    s = sub.add_parser(
+        "sweep",
+        help="tune a method's options on the dev set at a fixed budget (num_steps); write them into a conf YAML",
+    )
+    s.add_argument("--config", type=Path, required=True, help="the recipe's adapt conf (methods: {name: ...})")
+    s.add_argument("--method", required=True)
+    s.add_argument(
+        "--space",
+        action="append",
+        metavar="train.KEY=V1,V2|option.KEY=V1,V2",
+        help="values to search (repeatable): train options (train.lr=...) or method options (option.dim=...)",
+    )
+    s.add_argument(
+        "--space-file", type=Path, default=None, help="YAML {method: {train.KEY: [values], option.KEY: [values]}}"
+    )
+    s.add_argument("--trials", type=int, default=0, help="0: the whole grid; N: N seeded random points of it")
+    s.add_argument("--seed", type=int, default=0, help="which random points --trials draws")
+    s.add_argument("--num-steps", type=int, default=0, help="updates per candidate (default: the conf's num_steps)")
+    s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--train-cuts", type=Path, required=True)
+    s.add_argument("--dev-cuts", type=Path, required=True, help="the dev set: the only set the sweep decodes")
+    s.add_argument("--dev-set", default="dev", help="its name in the trials' decode files")
+    s.add_argument("--decoding", default="greedy", help="how the dev set is decoded: greedy,beam,hlg,hlg-lattice")
+    s.add_argument("--source-checkpoint", type=Path, default=None)
+    s.add_argument("--unlabelled-cuts", type=Path, default=None)
+    s.add_argument("--source-cuts", type=Path, default=None)
+    s.add_argument("--exp-dir", type=Path, required=True, help="trial-NN/ runs and sweep.tsv go here")
+    s.add_argument(
+        "--output", type=Path, required=True, help="conf YAML to write the chosen options into (e.g. conf/tuned.yaml)"
+    )
+    s.add_argument("--device", default="")
+    s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("run-job", help="run one command as a job of a runner (e.g. training under Slurm)")
     s.add_argument("--cmd", required=True, help="local or slurm [options]")
@@ -440,12 +745,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("transcribe", help="print 'file<TAB>words' for each audio file (any rate, mono or stereo)")
-    s.add_argument("--model-dir", type=Path, required=True, help="experiment dir with final.pt, or a checkpoint")
-    s.add_argument("--lang-dir", type=Path, required=True)
+    s.add_argument("--model-dir", type=Path, default=None, help="experiment dir with final.pt, or a checkpoint")
+    s.add_argument("--lang-dir", type=Path, default=None)
+    s.add_argument("--onnx", type=Path, default=None, help="transcribe with sherpa-onnx from this export-onnx dir")
+    s.add_argument("--int8", type=_bool, default=False, help="--onnx: use model.int8.onnx")
+    s.add_argument("--num-threads", type=int, default=1, help="--onnx: onnxruntime threads")
     s.add_argument("--decoding", default="hlg", choices=["hlg", "greedy"])
     s.add_argument("--device", default="")
     s.add_argument("files", type=Path, nargs="+")
     s.set_defaults(func=cmd_transcribe)
+
+    s = sub.add_parser(
+        "new-recipe", help="write egs/NAME/ASR/ for your own corpus: import, fbank, units, adapt, decode, report"
+    )
+    s.add_argument("name", help="the recipe's name, e.g. the language: egs/NAME/ASR")
+    s.add_argument("--corpus", required=True, help="the importer: folder, kaldi, commonvoice, librispeech, ...")
+    s.add_argument("--corpus-dir", type=Path, required=True, help="your recordings and transcripts")
+    s.add_argument("--source", default="", help="the source model: a checkpoint (exp/source/final.pt), whisper:PATH")
+    s.add_argument("--lm-text", type=Path, default=None, help="more text for the word LM, one sentence a line")
+    s.add_argument("--methods", nargs="+", default=None, help="adaptation methods (default: scratch, finetune family)")
+    s.add_argument("--minutes", type=float, nargs="+", default=None, help="nested amounts (default: 5 15 30 60)")
+    s.add_argument(
+        "--prepare-opts",
+        default="",
+        help="more options of speechtl prepare, one string: --prepare-opts='--language sw'",
+    )
+    s.add_argument("--validate-opts", default="", help="more options of speechtl validate: --validate-opts='--nj 8'")
+    s.add_argument("--skip-bad", action="store_true", help="leave bad audio/text out (data/manifests/bad_audio.txt)")
+    s.add_argument("--speed-perturb", default="0.9 1.1", help="speed factors of extra train copies ('' = none)")
+    s.add_argument("--units", default="auto", choices=["auto", "char", "bpe"], help="auto: by the text's size")
+    s.add_argument("--egs-dir", type=Path, default=Path("egs"))
+    s.add_argument("--force", action="store_true", help="rewrite an existing recipe's files (data/, exp/ kept)")
+    s.set_defaults(func=cmd_new_recipe)
+
+    s = sub.add_parser("recipe-info", help="what a generated recipe's stages ask (speechtl.recipe.info)")
+    s.add_argument("what", choices=["features", "units", "amounts", "text", "lm-text", "sources"])
+    s.add_argument("--source", default="", help="features: the source model")
+    s.add_argument("--text", type=Path, default=None, help="units: the training text; lm-text: the text")
+    s.add_argument("--units", default="auto", choices=["auto", "char", "bpe"])
+    s.add_argument("--vocab-size", type=int, default=0, help="units: BPE pieces (0: from the text's size)")
+    s.add_argument("--min-words", type=int, default=50000, help="units: BPE from this many words")
+    s.add_argument("--cuts", type=Path, default=None, help="amounts: the labelled pool")
+    s.add_argument("--minutes", type=float, nargs="*", default=[], help="amounts: minutes asked for")
+    s.add_argument("--output-prefix", type=Path, default=None, help="amounts: write <prefix>_<label>.jsonl.gz")
+    s.add_argument("--supervisions", type=Path, default=None, help="text: a supervision manifest")
+    s.add_argument("--output", type=Path, default=None, help="text, lm-text: the file written")
+    s.add_argument("--egs-dirs", type=Path, nargs="*", default=[Path("egs")], help="sources: where to look")
+    s.set_defaults(func=cmd_recipe_info)
     return p
 
 

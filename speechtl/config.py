@@ -1,8 +1,11 @@
 """Typed configs from YAML: dataclass fields are the only keys accepted."""
 
+import re
+import types
+from collections import abc
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -11,13 +14,65 @@ from speechtl.errors import SpeechtlError
 T = TypeVar("T")
 
 
+def fits(value: Any, tp: Any) -> bool:
+    """Whether a YAML value can stand for a field annotated ``tp``.
+
+    ints pass for floats, lists for tuples; bools never pass for numbers (YAML's
+    ``yes`` is a bool). Annotations it does not know (a class, a Callable) pass.
+    """
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(fits(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp in (int, float):
+        return isinstance(value, int if tp is int else (int, float)) and not isinstance(value, bool)
+    if tp in (str, Path):  # a path where a string is expected (teacher=PATH) is fine
+        return isinstance(value, str | Path)
+    if origin in (list, tuple, abc.Sequence):
+        if not isinstance(value, list | tuple):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(fits(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(fits(v, args[0]) for v in value)
+    if origin in (dict, abc.Mapping):
+        return isinstance(value, dict) and (not args or all(fits(v, args[1]) for v in value.values()))
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def _wrong(key: str, value: Any, tp: Any) -> str:
+    msg = f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+    if isinstance(value, str) and fits(1.0, tp) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value):
+        msg += f" (YAML reads {value} as text; write it with a dot, e.g. {float(value):.1e})"
+    return msg
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build ``cls`` from a mapping, naming unknown keys instead of ignoring them."""
+    """Build ``cls`` from a mapping, naming unknown keys and wrongly typed values instead of
+    passing them on (a string learning rate would otherwise fail deep inside torch)."""
     assert is_dataclass(cls)
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise SpeechtlError(f"{where}: expected a mapping of options, got {data!r} ({type(data).__name__})")
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise SpeechtlError(f"{where or cls.__name__}: unknown option(s) {unknown}; known: {sorted(names)}")
+        raise SpeechtlError(f"{where}: unknown option(s) {unknown}; known: {sorted(names)}")
+    hints = get_type_hints(cls)
+    wrong = [(k, v, hints[k]) for k, v in data.items() if k in hints and not fits(v, hints[k])]
+    if wrong:
+        listing = "; ".join(_wrong(k, v, tp) for k, v, tp in wrong)
+        raise SpeechtlError(f"{where}: {listing}. Fix: correct the value(s) in the config.")
     return cls(**data)
 
 

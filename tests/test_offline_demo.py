@@ -65,3 +65,20 @@ def test_recipe_stage_0_runs_in_a_network_namespace_without_interfaces(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(p.name for p in (recipe / "download/text").glob("*.tsv")) == [f"{lang}.tsv" for lang in LANGS]
     assert "shipped" in (r.stdout + r.stderr)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare -n")
+def test_ddp_training_falls_back_to_one_process_without_loopback(small_yesno, tmp_path):
+    """`steps/train.sh --num-procs 2` in a namespace whose loopback is down trains in 1 process, and says so."""
+    d, cuts, _ = small_yesno
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    conf = tmp_path / "train.yaml"
+    conf.write_text(
+        "model: {encoder: tdnn, num_features: 23}\ntrain: {num_epochs: 1, max_duration: 15, num_buckets: 2}\n"
+    )
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    cmd = [REPO / "steps/train.sh", "--num-procs", "2", conf, d / "lang", tmp_path / "cuts.jsonl.gz", tmp_path / "exp"]
+    r = subprocess.run(["unshare", "-n", *map(str, cmd)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "training in 1 process instead of 2" in r.stderr
+    assert (tmp_path / "exp/final.pt").is_file()

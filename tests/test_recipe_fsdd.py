@@ -83,7 +83,7 @@ def official(recipe):
 def test_zero_shot_target_only_and_adapted_rows(official):
     recipe, _ = official
     got = rows(recipe / "exp" / "results.tsv")
-    assert list(got[0]) == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
+    assert list(got[0])[:7] == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
     keys = {(x["method"], x["data"], x["decoding"]) for x in got}
     want = {(m, d, dec) for m in ("scratch", "finetune") for d in ("1shots", "2shots") for dec in ("greedy", "hlg")}
     assert keys == want | {("zero-shot", "0shots", "greedy"), ("zero-shot", "0shots", "hlg")}

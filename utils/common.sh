@@ -20,9 +20,11 @@ is_done() {
 }
 
 mark_done() {
-  # mark_done MARKER KEY
+  # mark_done MARKER KEY: called only after a stage's commands succeeded (set -e); written
+  # to a temporary name and renamed, so a kill never leaves a half-written marker.
   mkdir -p "$(dirname "$1")"
-  printf '%s' "$2" > "$1"
+  printf '%s' "$2" > "$1.partial"
+  mv -f "$1.partial" "$1"
 }
 
 run_parallel() {
@@ -80,4 +82,19 @@ corpus_or_download() {
   fi
   dir=$(cd "$dir" 2>/dev/null && pwd || echo "$dir")
   printf -v "$var" '%s' "$dir"
+}
+
+# shellcheck disable=SC2034  # sys_method, sys_data and sys_seed are for the caller
+split_system() {
+  # split_system SYSTEM: sets sys_method, sys_data and sys_seed from <method>_<amount>[_s<seed>]
+  # (finetune_5min_s2 -> finetune, 5min, 2; finetune_5min -> finetune, 5min and no seed).
+  # Recipes' --seeds "1 2 3" name one system per seed this way: exp/<method>_<amount>_s<seed>.
+  local s=$1
+  sys_seed=
+  if [[ $s =~ _s([0-9]+)$ ]]; then
+    sys_seed=${BASH_REMATCH[1]}
+    s=${s%_s*}
+  fi
+  sys_method=${s%_*}
+  sys_data=${s##*_}
 }

@@ -46,4 +46,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$venv/bin/python" -c "impo
   "$venv/bin/python" -m pip install -q -e ".[dev]"
   echo "$want" > "$stamp"
 fi
+# mp3 (Common Voice clips) and opus decode through soundfile's libsndfile (>= 1.1): its pip wheels
+# bundle one; a soundfile built against an older system libsndfile gets the wheel instead.
+mp3_check="import soundfile, sys; sys.exit('MP3' not in soundfile.available_formats())"
+if ! "$venv/bin/python" -c "$mp3_check" 2>/dev/null; then
+  log "soundfile cannot decode mp3: installing its wheel, which bundles libsndfile >= 1.1"
+  "$venv/bin/python" -m pip install -q --force-reinstall --only-binary soundfile "soundfile>=0.12.1"
+  "$venv/bin/python" -c "$mp3_check" || log "WARNING: mp3 still not decodable; Common Voice imports will fail"
+fi
 log "ready: $("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)')"

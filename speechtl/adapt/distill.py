@@ -72,6 +72,11 @@ class Kd(Method):
         self.teacher = model_from_checkpoint(self.options.teacher).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+        if self.teacher.input_spec != model.input_spec:
+            raise SpeechtlError(
+                f"kd: teacher {self.options.teacher} reads {self.teacher.input_spec.kind}, the student "
+                f"{model.input_spec.kind}; they see the same batches. Fix: a teacher on the student's input"
+            )
         if self.teacher.vocab_size != model.vocab_size:
             raise SpeechtlError(
                 f"kd: teacher {self.options.teacher} has {self.teacher.vocab_size} units, "

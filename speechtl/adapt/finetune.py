@@ -20,19 +20,21 @@ def layer_stack(model: nn.Module) -> list[list[tuple[str, nn.Parameter]]]:
     """Named parameters grouped bottom to top: front end, each encoder layer, head.
 
     The front end is every encoder parameter outside ``encoder.layers`` (the
-    subsampling, input projections); the head is the output layer.
+    subsampling, input projections); the head is the output layer. Layers are
+    found by module, not by name, so a wrapped pretrained model whose layers live
+    deeper (``encoder.hf.encoder.layers``) groups the same way; what an encoder's
+    ``post_layer_modules()`` names (a final LayerNorm) goes with its last layer.
     """
-    layers = getattr(getattr(model, "encoder", None), "layers", None)
+    encoder = getattr(model, "encoder", None)
+    layers = getattr(encoder, "layers", None)
     if not isinstance(layers, nn.ModuleList):
         raise SpeechtlError(f"{type(model).__name__} has no encoder.layers list; layer-wise methods need one")
+    depth = {id(p): 1 + i for i, layer in enumerate(layers) for p in layer.parameters()}
+    post = getattr(encoder, "post_layer_modules", list)()
+    depth.update({id(p): len(layers) for m in post for p in m.parameters()})
     stack: list[list[tuple[str, nn.Parameter]]] = [[] for _ in range(len(layers) + 2)]
     for name, p in model.named_parameters():
-        if name.startswith(HEAD):
-            stack[-1].append((name, p))
-        elif name.startswith("encoder.layers."):
-            stack[1 + int(name.split(".")[2])].append((name, p))
-        else:
-            stack[0].append((name, p))
+        stack[-1 if name.startswith(HEAD) else depth.get(id(p), 0)].append((name, p))
     return stack
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from speechtl.errors import SpeechtlError
+from speechtl.models.pretrained import build_pretrained, parse_source
 from speechtl.train.checkpoint import load_checkpoint
 
 OUTPUT = "output."
@@ -81,6 +82,9 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Path | N
     ``uses_source`` load its weights; the source's unit symbols are stored in
     the checkpoint, so output rows transfer by symbol. ``head`` replaces the
     output head (an utterance classifier's pooling on a CTC-trained encoder).
+    ``source_checkpoint`` may also name a pretrained model, ``whisper:PATH_OR_ID``
+    or ``hf:PATH_OR_ID`` (:mod:`speechtl.models.pretrained`): its encoder under a
+    new output layer, the config's ``model`` section unused but for ``blank_bias``.
     """
     import dataclasses
 
@@ -98,6 +102,11 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Path | N
         if model_config is None:
             raise SpeechtlError("no model configuration: give a config with a 'model' section or --source-checkpoint")
         return build_model(with_head(model_config), lang.vocab_size)
+    pretrained = parse_source(source_checkpoint)
+    if pretrained is not None:  # whisper:... / hf:...: its encoder, a new output layer for lang's units
+        blank_bias = model_config.blank_bias if model_config is not None else 0.0
+        logging.info(f"method {method.name}: {'weights' if method.uses_source else 'architecture'} of {pretrained}")
+        return build_pretrained(pretrained, lang.vocab_size, head, method.uses_source, blank_bias)
     ckpt = load_checkpoint(source_checkpoint)
     source_cfg = ModelConfig(**ckpt["model_config"])
     if model_config is not None and with_head(source_cfg) != with_head(model_config):

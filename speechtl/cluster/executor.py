@@ -10,6 +10,7 @@ jobs' outputs stay on disk.
 
 import logging
 import multiprocessing as mp
+import os
 import shlex
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speechtl.cluster.slurm_watch import failure, wait_for
 from speechtl.errors import SpeechtlError
 from speechtl.log import FORMAT
 
@@ -27,6 +29,9 @@ def _run_job(fn: Callable, args: tuple, log_path: str, num_threads: int) -> Any:
     import torch
 
     torch.set_num_threads(num_threads)
+    task = int(os.environ.get("SLURM_PROCID", "0"))
+    if task > 0:  # the other nodes' tasks of a multi-node job: their own logs beside task 0's
+        log_path = log_path.removesuffix(".log") + f".task{task}.log"
     root = logging.getLogger()
     handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
@@ -34,6 +39,9 @@ def _run_job(fn: Callable, args: tuple, log_path: str, num_threads: int) -> Any:
     root.setLevel(logging.INFO)
     try:
         return fn(*args)
+    except SpeechtlError as e:  # the user's input: the message says the fix, a traceback would hide it
+        logging.error(f"job failed: {e}")
+        raise
     except BaseException:
         logging.error("job failed:\n" + traceback.format_exc())
         raise
@@ -106,6 +114,11 @@ class SlurmOptions:
     mem: str = "2G"
     cpus: int = 1
     gpus: int = 0
+    #: Nodes per job, one task on each (multi-node DDP training: one torchrun agent per node).
+    nodes: int = 1
+    #: Minutes a job may stay pending on a reason only an admin ends (a drained or down node,
+    #: a down partition) before the step cancels its jobs and stops (speechtl.cluster.slurm_watch).
+    max_stuck: float = 10.0
 
 
 def parse_slurm_options(opts: Sequence[str]) -> SlurmOptions:
@@ -115,7 +128,8 @@ def parse_slurm_options(opts: Sequence[str]) -> SlurmOptions:
     for flag in it:
         key = flag.lstrip("-").replace("-", "_")
         if not flag.startswith("--") or key not in o.__dataclass_fields__:
-            raise SpeechtlError(f"unknown slurm option {flag!r}; known: --partition --time --mem --cpus --gpus")
+            known = " ".join("--" + k.replace("_", "-") for k in o.__dataclass_fields__)
+            raise SpeechtlError(f"unknown slurm option {flag!r}; known: {known}")
         try:
             value = next(it)
         except StopIteration:
@@ -131,45 +145,49 @@ class SlurmExecutor(_Executor):
         super().__init__(nj, log_dir, name)
         self.options = options
 
-    def map(self, fn: Callable, args_list: Sequence[tuple]) -> list[Any]:
-        import submitit
-
+    def parameters(self) -> dict[str, Any]:
+        """submitit's parameters of these jobs (its batch script's #SBATCH lines)."""
         o = self.options
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        ex = submitit.AutoExecutor(folder=self.log_dir / "slurm" / "%j", cluster="slurm")
         params = dict(
             timeout_min=o.time,
             cpus_per_task=o.cpus,
             slurm_mem=o.mem,
             name=f"speechtl-{self.name}",
             slurm_array_parallelism=self.nj,
+            # submitit's USR2 "time is nearly up" signal ends a job that cannot checkpoint, by
+            # default 90 s before --time: all of a 1-minute job. Sent near the end instead.
+            slurm_signal_delay_s=min(90, max(5, o.time * 6)),
         )
         if o.partition:
             params["slurm_partition"] = o.partition
         if o.gpus:
             params["slurm_gpus_per_node"] = o.gpus
-        ex.update_parameters(**params)
+        if o.nodes > 1:  # srun in the batch script starts one task per node
+            params.update(nodes=o.nodes, tasks_per_node=1)
+        return params
+
+    def map(self, fn: Callable, args_list: Sequence[tuple]) -> list[Any]:
+        import submitit
+
+        o = self.options
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ex = submitit.AutoExecutor(folder=self.log_dir / "slurm" / "%j", cluster="slurm")
+        ex.update_parameters(**self.parameters())
         with ex.batch():
             jobs = [ex.submit(_run_job, fn, args, str(self.log_path(j)), o.cpus) for j, args in enumerate(args_list)]
         logging.info(
             f"submitted {len(jobs)} {self.name} job(s) to Slurm (array {jobs[0].job_id.split('_')[0]}, "
             f"{self.nj} at a time); logs: {self.log_dir}/{self.name}.*.log"
         )
+        wait_for(jobs, self.name, o.max_stuck)  # never forever: stuck jobs are cancelled and reported
         results = []
         for j, job in enumerate(jobs):
             try:
-                results.append(job.result())
+                results.append(job.results()[0] if o.nodes > 1 else job.result())
             except Exception as e:
                 for other in jobs:
                     other.cancel(check=False)
-                lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-                why = next(
-                    (line for line in reversed(lines) if "Error" in line), lines[0] if lines else type(e).__name__
-                )
-                raise SpeechtlError(
-                    f"{self.name} job {j} (Slurm job {job.job_id}) failed: {why[:300]}\n"
-                    f"See its log: {self.log_path(j)} (Slurm's output: {job.paths.stderr})"
-                ) from e
+                raise failure(self.name, j, job, e, self.log_path(j), o) from e
         return results
 
 

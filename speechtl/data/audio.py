@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
-
+from speechtl.data.validate import FIXES, probe_file
 from speechtl.errors import SpeechtlError
 
 
@@ -28,23 +27,39 @@ class AudioInfo:
         return self.num_samples / self.sampling_rate
 
 
+#: Shorter files give no fbank frame (one analysis window is 25 ms): nothing to learn from.
+MIN_DURATION = 0.025
+#: Longer files are kept with a warning: each fills a training batch on its own.
+LONG_DURATION = 60.0
+#: Recordings are read as mono or stereo (channel 0 trains); more is likely a mistake.
+MAX_CHANNELS = 2
+
+
 def probe_audio(path: Path) -> tuple[AudioInfo | None, str | None]:
-    """Return ``(info, None)`` for a readable non-empty file, else ``(None, problem)``."""
+    """Return ``(info, None)`` for a usable file, else ``(None, problem)``.
+
+    The container checks are the importers' (:func:`speechtl.data.validate.probe_file`:
+    empty, truncated, content not what the extension says, undecodable, NaN or Inf
+    float samples); on top, a file must be at least one analysis frame long and
+    have at most two channels.
+    """
     path = Path(path)
-    if not path.is_file():
-        return None, "file does not exist"
-    if path.stat().st_size == 0:
-        return None, "file is empty (0 bytes)"
-    try:
-        info = sf.info(str(path))
-        # Reading the data catches files whose header is fine but whose body is cut.
-        with sf.SoundFile(str(path)) as f:
-            data = f.read(frames=min(info.frames, 1 << 20), dtype="float32")
-    except Exception as e:  # soundfile raises several types for bad files
-        return None, f"cannot be decoded ({type(e).__name__}: {str(e).strip()})"
-    if info.frames == 0 or len(data) == 0:
-        return None, "has no audio samples"
-    return AudioInfo(path, int(info.samplerate), int(info.frames), int(info.channels)), None
+    found = probe_file(path)
+    if isinstance(found, tuple):
+        kind, detail = found
+        return None, f"{detail} ({kind}: {FIXES[kind]})"
+    info = AudioInfo(path, found.sampling_rate, found.num_samples, found.num_channels)
+    if info.num_samples < MIN_DURATION * info.sampling_rate:
+        return None, (
+            f"is {1000 * info.duration:.1f} ms long, shorter than one "
+            f"{1000 * MIN_DURATION:.0f} ms analysis frame (it would give no features)"
+        )
+    if info.num_channels > MAX_CHANNELS:
+        return None, (
+            f"has {info.num_channels} channels; speechtl reads mono or stereo. "
+            f"Keep one, e.g. sox {path.name} {path.stem}.mono.wav remix 1"
+        )
+    return info, None
 
 
 def validate_audio_files(
@@ -81,4 +96,11 @@ def validate_audio_files(
             bad_list.parent.mkdir(parents=True, exist_ok=True)
             bad_list.write_text("".join(f"{p}\t{why}\n" for p, why in bad), encoding="utf-8")
             logging.warning(f"{len(bad)} skipped file(s) listed in {bad_list}")
+    long = [i for i in good if i.duration > LONG_DURATION]
+    if long:
+        longest = max(long, key=lambda i: i.duration)
+        logging.warning(
+            f"{len(long)} file(s) longer than {LONG_DURATION:.0f} s (longest {longest.path}: {longest.duration:.0f} s): "
+            "each fills a training batch on its own and needs memory in proportion; consider segmenting them"
+        )
     return good

@@ -8,11 +8,14 @@ from pathlib import Path
 
 from lhotse import RecordingSet, SupervisionSet
 
+from speechtl.atomic import atomic_path
+
 
 def write_split(
     output_dir: Path, corpus: str, split: str, recordings: RecordingSet, supervisions: SupervisionSet
 ) -> None:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    recordings.to_file(output_dir / f"{corpus}_recordings_{split}.jsonl.gz")
-    supervisions.to_file(output_dir / f"{corpus}_supervisions_{split}.jsonl.gz")
+    for manifest, kind in ((recordings, "recordings"), (supervisions, "supervisions")):
+        with atomic_path(output_dir / f"{corpus}_{kind}_{split}.jsonl.gz") as tmp:  # whole or not at all
+            manifest.to_file(tmp)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from speechtl.atomic import atomic_path
 from speechtl.errors import SpeechtlError
 
 _PERTURBED = re.compile(r"_sp\d+(?:\.\d+)?$")
@@ -95,5 +96,6 @@ def write_subset(cuts_path: Path, out: Path, minutes: float = 0.0, shots: int = 
     if (minutes > 0) == (shots > 0):
         raise SpeechtlError("give exactly one of --minutes and --shots")
     cuts = CutSet.from_file(cuts_path)
-    (subset_by_shots(cuts, shots, seed) if shots else subset_by_minutes(cuts, minutes, seed)).to_file(out)
+    with atomic_path(Path(out)) as tmp:
+        (subset_by_shots(cuts, shots, seed) if shots else subset_by_minutes(cuts, minutes, seed)).to_file(tmp)
     return out

@@ -24,6 +24,7 @@ from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
 
 from speechtl.cluster import get_executor
+from speechtl.data.textfile import read_utf8
 from speechtl.errors import SpeechtlError
 
 Pathlike = str | Path
@@ -135,10 +136,8 @@ def check_engines(voices: Sequence[Voice]) -> None:
 def read_texts(path: Pathlike) -> list[tuple[str, str]]:
     """(id, sentence) pairs from ``id<TAB>sentence`` .tsv or one-sentence-a-line .txt."""
     path = Path(path)
-    if not path.is_file():
-        raise SpeechtlError(f"text file {path} does not exist")
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_utf8(path, "text file").splitlines(), 1):
         if not line.strip():
             continue
         if path.suffix == ".tsv":

@@ -1,21 +1,26 @@
 """Decode a test set with a trained model and score it into files and results.tsv."""
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from lhotse import CutSet
 
+from speechtl.atomic import writable_dir
 from speechtl.decode.beam import ctc_prefix_beam_search
+from speechtl.decode.checks import check_features, check_graph, check_model_fits, check_references
 from speechtl.decode.greedy import ctc_greedy_search
 from speechtl.decode.search import ExecutorSearch, HlgSearch
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
+from speechtl.features.inputs import mark_cuts
 from speechtl.lang import Lang
 from speechtl.score.results import ResultRow, update_results
-from speechtl.score.wer import Hyp, compute_wer, write_errs, write_recogs, write_wer_summary
-from speechtl.train.checkpoint import model_from_checkpoint
+from speechtl.score.stats import UttErrors, bootstrap_ci
+from speechtl.score.wer import Hyp, compute_wer, write_errs, write_recogs, write_utt_errs, write_wer_summary
+from speechtl.train.checkpoint import load_checkpoint, model_from_checkpoint
 from speechtl.train.data import eval_dataloader, unpack
 
 #: greedy: batched CTC greedy search; beam: CTC prefix beam search (no LM);
@@ -31,13 +36,42 @@ def compute_log_probs(checkpoint: Path, cuts: CutSet, device: str | None = None,
     """``{cut_id: (reference text, log-probs (frames, vocab) float32 numpy)}``."""
     dev = pick_device(device)
     model = model_from_checkpoint(checkpoint).to(dev).eval()
+    check_features(model, cuts, Path(checkpoint))
     out = {}
-    for batch in eval_dataloader(cuts, max_duration):
+    for batch in eval_dataloader(mark_cuts(cuts, model.input_spec), max_duration):
         feats, lengths, texts, batch_cuts = unpack(batch)
         log_probs, out_lens = model(feats.to(dev), lengths.to(dev))
         for i, cut in enumerate(batch_cuts):
             out[cut.id] = (texts[i], log_probs[i, : int(out_lens[i])].float().cpu())
     return out
+
+
+def score_decoding(
+    results: Sequence[Hyp],
+    out_dir: Path,
+    test_set: str,
+    decoding: str,
+    method: str,
+    data: str,
+    results_tsv: Path | None,
+    seed: int | None,
+    summary: list[tuple[str, float]] | None = None,
+) -> ResultRow:
+    """recogs-/errs-/wer-summary-/utt-errs-<test_set>-<decoding> files and the results.tsv row of one
+    decoding (shared by the torch decode and ``speechtl.export.sherpa``'s onnx decodings)."""
+    name = f"{test_set}-{decoding}"
+    write_recogs(results, out_dir / f"recogs-{name}.txt")
+    stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
+    write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
+    cer = compute_wer([(k, list(" ".join(r)), list(" ".join(h))) for k, r, h in results]).wer
+    logging.info(
+        f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}), CER {cer:.2f}% -> {out_dir}"
+    )
+    utt_path = out_dir / f"utt-errs-{name}.tsv"
+    lo, hi = bootstrap_ci(UttErrors.from_counts(write_utt_errs(results, utt_path)))
+    # The row names its evidence relative to results.tsv, so exp/ can move as a whole.
+    rel = os.path.relpath(utt_path, Path(results_tsv).parent) if results_tsv is not None else str(utt_path)
+    return ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words, seed, lo, hi, rel)
 
 
 def decode_test_set(
@@ -58,8 +92,13 @@ def decode_test_set(
     lm_scales: Sequence[float] = LM_SCALES,
     skip_blank: float = 0.0,
     cmd: str = "local",
+    seed: int | None = None,
 ) -> list[ResultRow]:
     """Write recogs-/errs-/wer-summary-<test_set>-<decoding>.txt and add rows to results.tsv.
+
+    Each decoding also keeps its per-utterance errors (utt-errs-<test_set>-<decoding>.tsv),
+    and its row gets their 95% bootstrap interval and ``seed`` (by default the training
+    seed the checkpoint records), so the report can pool seeds and test differences.
 
     The network runs once over the test set; HLG searches run in ``nj`` processes,
     or, with a ``cmd`` other than ``local`` (``slurm ...``), as ``nj`` jobs of that runner.
@@ -71,10 +110,19 @@ def decode_test_set(
         raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the fbank stage first.")
     lang = Lang(lang_dir)
     cuts = CutSet.from_file(cuts_path)
+    # Everything checked before the network runs or a file is written (speechtl.decode.checks).
+    check_graph(lang, decodings)
+    ckpt = load_checkpoint(checkpoint)
+    check_model_fits(ckpt, Path(checkpoint), lang)
+    writable_dir(Path(out_dir), "decode output dir")
+    if seed is None:
+        seed = (ckpt.get("train_config") or {}).get("seed")
+    del ckpt  # compute_log_probs loads the model itself
     scores = compute_log_probs(checkpoint, cuts, device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     refs = {k: text.split() for k, (text, _) in scores.items()}
+    check_references(refs, lang, Path(cuts_path))
     rows = []
     search = None
     try:
@@ -107,15 +155,7 @@ def decode_test_set(
                     ]
                     hyps = {k: h[lm_scale] for k, h in per_scale.items()}
             results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
-            name = f"{test_set}-{decoding}"
-            write_recogs(results, out_dir / f"recogs-{name}.txt")
-            stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
-            write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
-            cer = compute_wer([(k, list(" ".join(r)), list(" ".join(h))) for k, r, h in results]).wer
-            logging.info(
-                f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}), CER {cer:.2f}% -> {out_dir}"
-            )
-            rows.append(ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words))
+            rows.append(score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary))
     finally:
         if search is not None:
             search.close()

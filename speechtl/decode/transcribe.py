@@ -9,17 +9,22 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from speechtl.data.audio import probe_audio
 from speechtl.decode.greedy import ctc_greedy_search
 from speechtl.decode.hlg import HlgDecoder
 from speechtl.errors import SpeechtlError
 from speechtl.features import BatchedFbank, FbankConfig
 from speechtl.features.compute import pick_device
+from speechtl.features.inputs import InputSpec, wave_features
 from speechtl.lang import Lang
 from speechtl.train.checkpoint import load_checkpoint, model_from_state
 
 
 def read_audio(path: Path, sampling_rate: int) -> torch.Tensor:
     """Mono float waveform at ``sampling_rate``: channels averaged, resampled if needed."""
+    _, problem = probe_audio(Path(path))  # the checks of data preparation: truncated, NaN, ...
+    if problem is not None:
+        raise SpeechtlError(f"audio file {path} {problem}. Fix: pass a readable mono or stereo recording.")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:
@@ -43,6 +48,20 @@ def resolve_checkpoint(model: Path) -> Path:
     return ckpt
 
 
+def model_features(ckpt: dict, spec: InputSpec, where: Path) -> tuple[int, torch.nn.Module]:
+    """The audio rate and the module computing a checkpoint's model input from waves: the fbank
+    it was trained on (recorded in the checkpoint), or its encoder's Whisper log-mel or samples."""
+    if spec.kind != "fbank":
+        return spec.sampling_rate, wave_features(spec)
+    meta = ckpt.get("features")
+    if meta is None:
+        raise SpeechtlError(f"{where} records no feature settings; retrain with this version of speechtl")
+    cfg = FbankConfig(
+        sampling_rate=meta["sampling_rate"], num_mel_bins=meta["num_mel_bins"], frame_shift=meta["frame_shift"]
+    )
+    return meta["sampling_rate"], BatchedFbank(cfg)
+
+
 @torch.no_grad()
 def transcribe(
     model: Path,
@@ -56,27 +75,21 @@ def transcribe(
         raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     ckpt_path = resolve_checkpoint(model)
     ckpt = load_checkpoint(ckpt_path)
-    meta = ckpt.get("features")
-    if meta is None:
-        raise SpeechtlError(f"{ckpt_path} records no feature settings; retrain with this version of speechtl")
     dev = pick_device(device)
     net = model_from_state(ckpt).to(dev).eval()
-    fbank = BatchedFbank(
-        FbankConfig(
-            sampling_rate=meta["sampling_rate"], num_mel_bins=meta["num_mel_bins"], frame_shift=meta["frame_shift"]
-        )
-    ).to(dev)
+    sampling_rate, featurize = model_features(ckpt, net.input_spec, ckpt_path)
+    featurize = featurize.to(dev)
     lang = Lang(lang_dir)
     hlg = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt") if decoding == "hlg" else None
     out = []
     for f in files:
         try:
-            wave = read_audio(Path(f), meta["sampling_rate"])
+            wave = read_audio(Path(f), sampling_rate)
         except SpeechtlError as e:
             logging.error(str(e))
             out.append((Path(f), None, str(e)))
             continue
-        feats = fbank([wave])[0]
+        feats = featurize([wave])[0]
         log_probs, lens = net(feats[None], torch.tensor([feats.size(0)], device=dev))
         if hlg is not None:
             words = hlg.decode(log_probs[0, : int(lens[0])].float().cpu().numpy())

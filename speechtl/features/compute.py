@@ -5,11 +5,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
 from lhotse.features.base import Features
 from tqdm import tqdm
 
+import speechtl.data.downmix  # noqa: F401  (registers DownmixToMono, which imported stereo recordings name)
+from speechtl.atomic import atomic_path, writable_dir
 from speechtl.cluster import get_executor
 from speechtl.errors import SpeechtlError
 from speechtl.features.fbank import BatchedFbank, FbankConfig
@@ -42,12 +45,22 @@ def compute_fbank_job(
     batch_duration: float = 600.0,
     device: str | None = None,
 ) -> str:
-    """One job: features for every cut in ``cuts_path``; returns ``out_cuts_path``."""
+    """One job: features for every cut in ``cuts_path``; returns ``out_cuts_path``.
+
+    Both outputs are written under temporary names and moved into place at the
+    end (features first, then the cuts that point at them): a killed job
+    leaves no half-written archive or manifest under the final names.
+    """
     cfg = FbankConfig(**config)
     dev = pick_device(device)
     fbank = BatchedFbank(cfg).to(dev)
     cuts = CutSet.from_file(cuts_path)
-    with LilcomChunkyWriter(storage_path) as writer, CutSet.open_writer(out_cuts_path) as out:
+    with (
+        atomic_path(Path(out_cuts_path)) as cuts_tmp,
+        atomic_path(Path(storage_path)) as feats_tmp,
+        LilcomChunkyWriter(feats_tmp) as writer,
+        CutSet.open_writer(cuts_tmp) as out,
+    ):
         for batch in tqdm(list(_batches(cuts, batch_duration)), desc="fbank", mininterval=5):
             waves = []
             for cut in batch:
@@ -60,10 +73,21 @@ def compute_fbank_job(
                         f"cannot read audio of cut {cut.id} ({cut.recording.sources[0].source}): {e}. "
                         "Fix: replace the file, or rerun data preparation with --skip-bad-audio true."
                     ) from e
+                if not np.isfinite(audio[0]).all():
+                    raise SpeechtlError(
+                        f"audio of cut {cut.id} ({cut.recording.sources[0].source}) has NaN or Inf samples. "
+                        "Fix: replace the file, or rerun data preparation with --skip-bad-audio true."
+                    )
                 waves.append(torch.from_numpy(audio[0]))  # first channel
             feats = fbank(waves)
             for cut, f in zip(batch, feats, strict=False):
                 arr = f.cpu().numpy()
+                if arr.shape[0] == 0:
+                    raise SpeechtlError(
+                        f"cut {cut.id} ({cut.recording.sources[0].source}) is {cut.duration * 1000:.1f} ms long and "
+                        f"gives no fbank frame (a frame is {cfg.frame_length * 1000:.0f} ms). Fix: remove it, or "
+                        "rerun data preparation with --skip-bad-audio true."
+                    )
                 key = writer.write(cut.id, arr)
                 cut.features = Features(
                     type="speechtl-fbank",
@@ -104,15 +128,17 @@ def compute_fbank(
     features, so small corpora see more speaking rates.
     """
     manifest_dir, output_dir = Path(manifest_dir), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(output_dir, "fbank output dir")
     log_dir = Path(log_dir) if log_dir else output_dir / "log"
     written = []
+    for split in splits:  # every input checked before any work
+        for kind in ("recordings", "supervisions"):
+            p = manifest_dir / f"{prefix}_{kind}_{split}.jsonl.gz"
+            if not p.is_file():
+                raise SpeechtlError(f"missing manifest {p}. Fix: run the data preparation stage first.")
     for split in splits:
         rec = manifest_dir / f"{prefix}_recordings_{split}.jsonl.gz"
         sup = manifest_dir / f"{prefix}_supervisions_{split}.jsonl.gz"
-        for p in (rec, sup):
-            if not p.is_file():
-                raise SpeechtlError(f"missing manifest {p}. Fix: run the data preparation stage first.")
         cuts = CutSet.from_manifests(recordings=RecordingSet.from_file(rec), supervisions=SupervisionSet.from_file(sup))
         if speed_perturb and split in perturb_splits:
             original = cuts
@@ -122,26 +148,23 @@ def compute_fbank(
         n = max(1, min(nj, len(cuts)))
         split_dir = output_dir / f"{prefix}_feats_{split}"
         split_dir.mkdir(parents=True, exist_ok=True)
-        args = []
-        for j, part in enumerate(cuts.split(n)):
-            part_path = split_dir / f"cuts_in.{j}.jsonl.gz"
-            part.to_file(part_path)
-            args.append(
-                (
-                    str(part_path),
-                    str(split_dir / f"feats.{j}.lca"),
-                    str(split_dir / f"cuts.{j}.jsonl.gz"),
-                    asdict(config),
-                    600.0,
-                    device,
-                )
-            )
-        executor = get_executor(cmd, n, log_dir, f"fbank_{prefix}_{split}")
-        outs = executor.map(compute_fbank_job, args)
+        inputs = [split_dir / f"cuts_in.{j}.jsonl.gz" for j in range(n)]
         combined = output_dir / f"{prefix}_cuts_{split}.jsonl.gz"
-        CutSet.from_cuts(c for p in outs for c in CutSet.from_file(p)).to_file(combined)
-        for a in args:
-            Path(a[0]).unlink(missing_ok=True)
+        try:
+            for part, part_path in zip(cuts.split(n), inputs, strict=True):
+                with atomic_path(part_path) as tmp:
+                    part.to_file(tmp)
+            job = (asdict(config), 600.0, device)
+            args = [
+                (str(p), str(split_dir / f"feats.{j}.lca"), str(split_dir / f"cuts.{j}.jsonl.gz"), *job)
+                for j, p in enumerate(inputs)
+            ]
+            outs = get_executor(cmd, n, log_dir, f"fbank_{prefix}_{split}").map(compute_fbank_job, args)
+            with atomic_path(combined) as tmp:
+                CutSet.from_cuts(c for p in outs for c in CutSet.from_file(p)).to_file(tmp)
+        finally:  # the jobs' inputs go whether they succeeded or not
+            for p in inputs:
+                p.unlink(missing_ok=True)
         logging.info(f"{split}: {len(cuts)} cuts -> {combined}")
         written.append(combined)
     return written

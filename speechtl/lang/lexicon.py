@@ -4,6 +4,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from speechtl.data.textfile import read_utf8
 from speechtl.errors import SpeechtlError
 
 Lexicon = list[tuple[str, list[str]]]
@@ -11,14 +12,13 @@ Lexicon = list[tuple[str, list[str]]]
 
 def read_lexicon(path: Path) -> Lexicon:
     entries: Lexicon = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise SpeechtlError(f"{path}:{n}: a lexicon line is 'WORD TOKEN [TOKEN ...]', got {line.rstrip()!r}")
-            entries.append((parts[0], parts[1:]))
+    for n, line in enumerate(read_utf8(Path(path), "lexicon").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise SpeechtlError(f"{path}:{n}: a lexicon line is 'WORD TOKEN [TOKEN ...]', got {line.rstrip()!r}")
+        entries.append((parts[0], parts[1:]))
     if not entries:
         raise SpeechtlError(f"lexicon {path} is empty")
     return entries

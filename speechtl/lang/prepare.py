@@ -6,6 +6,7 @@ from pathlib import Path
 
 import kaldifst
 
+from speechtl.data.textfile import read_words_text
 from speechtl.errors import SpeechtlError
 from speechtl.lang.graph import compose_hlg, make_lexicon_fst
 from speechtl.lang.lexicon import Lexicon, add_disambig_symbols, token_inventory, write_lexicon
@@ -67,18 +68,18 @@ def prepare_lang(
     sentencepiece pieces, so the acoustic model can spell unseen words).
     """
     lang_dir = Path(lang_dir)
-    _token2id, word2id, max_token_id, disambig_ids = write_lang_files(entries, lang_dir, sil_token, extra_units)
-    if arpa is None:
+    if arpa is None:  # the LM text is checked before anything is written
         if lm_text is None:
             raise SpeechtlError("prepare_lang needs LM training text (--lm-text) or an ARPA file (--arpa)")
-        oov = sorted(
-            {w for line in Path(lm_text).read_text(encoding="utf-8").split("\n") for w in line.split()} - set(word2id)
-        )
+        known = {w for w, _ in entries} | set(RESERVED_WORDS)
+        oov = sorted(set(read_words_text(Path(lm_text), "LM text").split()) - known)
         if oov:
             raise SpeechtlError(
                 f"{lm_text} has {len(oov)} word(s) not in the lexicon, e.g. {oov[:10]}. "
                 "Fix: add them to the lexicon or normalize the text."
             )
+    _token2id, word2id, max_token_id, disambig_ids = write_lang_files(entries, lang_dir, sil_token, extra_units)
+    if arpa is None:
         words = [w for w in word2id if w not in RESERVED_WORDS]
         arpa = train_ngram_lm(Path(lm_text), lang_dir / "G.arpa", lm_order, lm_prune_threshold, vocab=words)
     arpa_to_fst(Path(arpa), lang_dir / "words.txt", lang_dir / "G.fst")
@@ -106,10 +107,10 @@ def prepare_lang_from_text(
     from speechtl.lang.units import lexicon_from_sentencepiece, load, pieces, train_sentencepiece
 
     lang_dir = Path(lang_dir)
+    words = set(read_words_text(Path(text), "LM text").split())  # checked before anything is written
     lang_dir.mkdir(parents=True, exist_ok=True)
     model = train_sentencepiece(Path(text), lang_dir / "bpe.model", units, vocab_size)
     sp = load(model)
-    words = {w for line in Path(text).read_text(encoding="utf-8").splitlines() for w in line.split()}
     return prepare_lang(
         lexicon_from_sentencepiece(words, sp),
         lang_dir,

@@ -66,6 +66,14 @@ class CtcModel(nn.Module):
         log_probs = self._head(enc, out_lens).log_softmax(dim=-1)
         return (log_probs, out_lens, enc) if return_encoder else (log_probs, out_lens)
 
+    @property
+    def input_spec(self):
+        """What the model reads (an :class:`speechtl.features.inputs.InputSpec`): its
+        encoder's choice, so a checkpoint's model config says it."""
+        from speechtl.features.inputs import model_input
+
+        return model_input(self)
+
     def _make_output(self, vocab_size: int) -> nn.Module:
         output = nn.Linear(self.encoder.output_dim, vocab_size)
         with torch.no_grad():

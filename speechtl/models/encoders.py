@@ -112,9 +112,16 @@ class LstmEncoder(nn.Module):
 
 
 from speechtl.models.conformer import ConformerEncoder  # noqa: E402  (registry below)
+from speechtl.models.hf_ssl import HfSslEncoder  # noqa: E402
+from speechtl.models.whisper import WhisperEncoder  # noqa: E402
 
+#: An encoder may say which input it reads (``input_spec``, default precomputed fbank;
+#: see :mod:`speechtl.features.inputs`) and which modules sit above its last layer
+#: (``post_layer_modules()``, for the layer-wise methods).
 ENCODERS: dict[str, Callable[..., nn.Module]] = {
     "tdnn": TdnnEncoder,
     "lstm": LstmEncoder,
     "conformer": ConformerEncoder,
+    "whisper": WhisperEncoder,  # pretrained: --source whisper:PATH_OR_ID
+    "hf-ssl": HfSslEncoder,  # pretrained: --source hf:PATH_OR_ID (wav2vec2, HuBERT, WavLM, XLS-R)
 }

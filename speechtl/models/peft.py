@@ -20,6 +20,21 @@ from speechtl.config import from_dict
 from speechtl.errors import SpeechtlError
 
 ADAPTER = "adapters."
+#: Conformer (attention in/out, both feed-forward linears); Whisper and wav2vec2 / HuBERT /
+#: WavLM (q/k/v/out projections; fc1/fc2 or intermediate/output dense).
+LORA_TARGETS = (
+    "in_proj_weight",
+    "out_proj.weight",
+    "net.1.weight",
+    "net.4.weight",
+    "q_proj.weight",
+    "k_proj.weight",
+    "v_proj.weight",
+    "fc1.weight",
+    "fc2.weight",
+    "feed_forward.intermediate_dense.weight",
+    "feed_forward.output_dense.weight",
+)
 
 
 @dataclass
@@ -30,10 +45,9 @@ class PeftConfig:
     dim: int = 16
     #: LoRA: scale = alpha / rank.
     alpha: float = 16.0
-    #: LoRA: weight names (suffixes) inside encoder layers to adapt.
-    targets: list[str] = field(
-        default_factory=lambda: ["in_proj_weight", "out_proj.weight", "net.1.weight", "net.4.weight"]
-    )
+    #: LoRA: weight names (suffixes) inside encoder layers to adapt: the attention and
+    #: feed-forward linears of the Conformer, the Whisper encoder and the wav2vec2 family.
+    targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
 
 
 class Adapter(nn.Module):

@@ -19,6 +19,7 @@ from lhotse import CutSet
 
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
+from speechtl.features.inputs import mark_cuts
 from speechtl.score.results import upsert_table
 from speechtl.train.checkpoint import load_checkpoint, model_from_state
 from speechtl.train.data import eval_dataloader, unpack
@@ -110,7 +111,7 @@ def predict(
     dev = pick_device(device)
     model = model_from_state(ckpt).to(dev).eval()
     out = []
-    for batch in eval_dataloader(cuts, max_duration):
+    for batch in eval_dataloader(mark_cuts(cuts, model.input_spec), max_duration):
         feats, lengths, _, batch_cuts = unpack(batch)
         log_probs, _ = model(feats.to(dev), lengths.to(dev))
         for cut, k in zip(batch_cuts, log_probs.argmax(-1).tolist(), strict=False):

@@ -1,17 +1,23 @@
 """RESULTS.md and plots generated from exp/results.tsv (the one results file).
 
 RESULTS.md has one table per test set: a row per (method, data), a column per
-decoding, WER with errors/words. ``data_efficiency.png`` plots WER against the
+decoding, WER with errors/words (mean +- sd over seeds when a system has several),
+its 95% bootstrap interval, and arrows where the paired test says it differs from
+scratch or finetune at the same data and decoding (:mod:`speechtl.score.stats`);
+then a table of those comparisons. ``data_efficiency.png`` plots WER against the
 amount of labelled target data (``5min``, ``30min``, ``5shots``...), one line per
 method; methods that use no target data (``zero-shot``) are a dashed level line.
 """
 
 import re
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
+from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 from speechtl.score.results import ResultRow, read_results
+from speechtl.score.stats import BASELINES, SystemSummary, load_utt_errors, summarize
 
 _AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)(min|h|shots?)$")
 
@@ -32,20 +38,63 @@ def _sort_key(r: ResultRow):
     return (r.method, a[0] if a else float("inf"), r.data)
 
 
+#: Arrow marks: this row's WER is significantly lower (down) or higher (up) than the baseline's.
+_MARK = {"scratch": "S", "finetune": "F"}
+_LEGEND = (
+    "n=K: mean ± sd over K seeds; [low, high]: 95% bootstrap interval over utterances (seeds pooled); "
+    "↓S / ↑S: WER lower / higher than scratch's at the same data and decoding, paired sign-flip test "
+    "p < 0.05 (↓F / ↑F: finetune's)."
+)
+
+
+def _cell(s: SystemSummary) -> str:
+    if len(s.rows) == 1:
+        r = s.rows[0]
+        text = f"{r.wer:.2f} ({r.errors}/{r.words})"
+    else:
+        text = f"{s.mean:.2f} ± {s.sd:.2f} (n={len(s.rows)})"
+    if s.ci is not None:
+        text += f" [{s.ci[0]:.2f}, {s.ci[1]:.2f}]"
+    marks = [("↓" if c.delta < 0 else "↑") + _MARK.get(b, b) for b, c in s.comparisons.items() if c.holds]
+    return " ".join([text, *marks])
+
+
+def _comparison_lines(summaries: list[SystemSummary]) -> list[str]:
+    """One row per (system, baseline) pair; empty when no row has per-utterance errors."""
+    pairs = [(s, c) for s in summaries for c in s.comparisons.values()]
+    if not pairs:
+        return []
+    lines = [
+        f"Paired comparisons with {' and '.join(BASELINES)} (ΔWER in points; P(better): bootstrap probability "
+        "of improvement; p: two-sided sign-flip test over utterances; holds: p < 0.05):",
+        "",
+        "| method | data | decoding | vs | ΔWER | P(better) | p | holds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s, c in pairs:
+        p = f"{c.p_value:.4f}" if c.p_value >= 1e-4 else "<0.0001"
+        lines.append(
+            f"| {s.method} | {s.data} | {s.decoding} | {c.baseline} | {c.delta:+.2f} | {c.prob_improvement:.3f} "
+            f"| {p} | {'yes' if c.holds else 'no'} |"
+        )
+    return [*lines, ""]
+
+
 def write_results_md(results_tsv: Path, out: Path, title: str = "Results") -> Path:
     rows = read_results(results_tsv)
     if not rows:
         raise SpeechtlError(f"{results_tsv} has no results yet. Fix: run the decode stage first.")
-    lines = [f"# {title}", "", f"Generated from `{Path(results_tsv).name}`; WER in %, (errors/words).", ""]
-    by_test: dict[str, list[ResultRow]] = defaultdict(list)
-    for r in rows:
-        by_test[r.test_set].append(r)
+    lines = [f"# {title}", "", f"Generated from `{Path(results_tsv).name}`; WER in %, (errors/words).", _LEGEND, ""]
+    summaries = summarize(sorted(rows, key=_sort_key), lambda r: load_utt_errors(results_tsv, r))
+    by_test: dict[str, list[SystemSummary]] = defaultdict(list)
+    for s in summaries:
+        by_test[s.test_set].append(s)
     for test_set in sorted(by_test):
-        rs = by_test[test_set]
-        decodings = sorted({r.decoding for r in rs})
-        cells: dict[tuple[str, str], dict[str, ResultRow]] = defaultdict(dict)
-        for r in sorted(rs, key=_sort_key):
-            cells[(r.method, r.data)][r.decoding] = r
+        ss = by_test[test_set]
+        decodings = sorted({s.decoding for s in ss})
+        cells: dict[tuple[str, str], dict[str, SystemSummary]] = defaultdict(dict)
+        for s in ss:
+            cells[(s.method, s.data)][s.decoding] = s
         lines += [
             f"## {test_set}",
             "",
@@ -53,12 +102,12 @@ def write_results_md(results_tsv: Path, out: Path, title: str = "Results") -> Pa
             "|---|---|" + "---|" * len(decodings),
         ]
         for (method, data), by_dec in cells.items():
-            vals = [
-                f"{by_dec[d].wer:.2f} ({by_dec[d].errors}/{by_dec[d].words})" if d in by_dec else "" for d in decodings
-            ]
+            vals = [_cell(by_dec[d]) if d in by_dec else "" for d in decodings]
             lines.append(f"| {method} | {data} | " + " | ".join(vals) + " |")
         lines.append("")
-    Path(out).write_text("\n".join(lines), encoding="utf-8")
+        lines += _comparison_lines(ss)
+    with atomic_open(Path(out)) as f:
+        f.write("\n".join(lines))
     return Path(out)
 
 
@@ -69,7 +118,12 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in read_results(results_tsv) if r.test_set == test_set and r.decoding == decoding]
+    seeds: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+    for r in read_results(results_tsv):
+        if r.test_set == test_set and r.decoding == decoding:
+            seeds[(r.method, r.data)].append(r)
+    # Several seeds of a system make one point, at their mean WER.
+    rows = [replace(rs[0], wer=sum(r.wer for r in rs) / len(rs)) for rs in seeds.values()]
     curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
     levels: dict[str, float] = {}
     units = set()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import kaldialign
 
+from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 
 EPS = "*"
@@ -49,7 +50,7 @@ def compute_wer(results: Sequence[Hyp]) -> WerStats:
 
 
 def write_recogs(results: Sequence[Hyp], path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:  # whole or not at all: a killed decode leaves no half file
         for utt, ref, hyp in sorted(results):
             f.write(f"{utt}:\tref={ref}\n{utt}:\thyp={hyp}\n")
 
@@ -74,7 +75,7 @@ def write_errs(results: Sequence[Hyp], path: Path, name: str) -> WerStats:
                 subs[(r, h)] += 1
                 parts.append(f"({r}->{h})")
         lines.append(f"{utt}:\t{' '.join(parts)}\n")
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         f.write(
             f"%WER = {stats.wer:.2f}\n"
             f"Errors: {stats.insertions} insertions, {stats.deletions} deletions, "
@@ -95,7 +96,7 @@ def write_errs(results: Sequence[Hyp], path: Path, name: str) -> WerStats:
 
 def write_wer_summary(rows: Sequence[tuple[str, float]], path: Path) -> None:
     """``settings<TAB>WER`` then one row per setting, best first (icefall's layout)."""
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         f.write("settings\tWER\n")
         for name, wer in sorted(rows, key=lambda r: r[1]):
             f.write(f"{name}\t{wer:.2f}\n")
@@ -114,7 +115,7 @@ def write_utt_errs(results: Sequence[Hyp], path: Path) -> list[tuple[str, int, i
     """The per-utterance error counts behind a WER, kept so that intervals and paired
     tests between systems can be computed later without decoding again."""
     counts = utt_errors(results)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         f.write("\t".join(UTT_ERRS_HEADER) + "\n")
         f.writelines(f"{u}\t{e}\t{w}\n" for u, e, w in counts)
     return counts

@@ -1,25 +1,30 @@
 """Checkpoints: save, load, find the latest, average (icefall's --epoch/--avg)."""
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from speechtl.atomic import atomic_path
 from speechtl.errors import SpeechtlError
 from speechtl.models import CtcModel, ModelConfig, build_model
 
 
 def save_checkpoint(path: Path, model: CtcModel, **extra) -> None:
+    """Write atomically (:func:`speechtl.atomic.atomic_path`: a temp file, flushed to disk,
+    renamed over ``path``): a run killed mid-write leaves the previous checkpoint whole."""
     state = {
         "model": model.state_dict(),
         "model_config": model.config.to_dict(),
         "vocab_size": model.vocab_size,
         **extra,
     }
-    tmp = Path(str(path) + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -64,14 +69,19 @@ def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, 
     return avg
 
 
+#: What only resuming needs; averaged checkpoints drop it.
+TRAINING_STATE = ("optimizer", "scheduler", "rng", "rng_states", "scaler", "position", "resume_key")
+
+
 def average_checkpoints(paths: Sequence[Path], out: Path | None = None) -> dict:
     """Average the models of ``paths``; the result keeps the last one's metadata."""
     if not paths:
         raise SpeechtlError("no checkpoints to average")
     ckpts = [load_checkpoint(p) for p in paths]
-    result = {k: v for k, v in ckpts[-1].items() if k not in ("optimizer", "scheduler", "rng")}
+    result = {k: v for k, v in ckpts[-1].items() if k not in TRAINING_STATE}
     result["model"] = average_state_dicts([c["model"] for c in ckpts])
     result["averaged"] = [str(p) for p in paths]
     if out is not None:
-        torch.save(result, out)
+        with atomic_path(out) as tmp:
+            torch.save(result, tmp)
     return result

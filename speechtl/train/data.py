@@ -1,6 +1,9 @@
-"""Data loaders over lhotse cuts with precomputed features."""
+"""Data loaders over lhotse cuts: precomputed features, or what the cuts are marked to deliver
+(Whisper log-mel, raw samples: :mod:`speechtl.features.inputs`)."""
 
 import contextlib
+import itertools
+import logging
 import random
 import zlib
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ from lhotse.utils import fastcopy
 from torch.utils.data import DataLoader, Dataset
 
 from speechtl.errors import SpeechtlError
+from speechtl.features.inputs import ModelInput, spec_of
 from speechtl.lang import Lang
 from speechtl.train.augment import MelNoise, MelNoiseConfig
 
@@ -87,7 +91,7 @@ class PerCutAugmentDataset(Dataset):
     batch compute the gradient one process computes (dropout aside)."""
 
     def __init__(self, transforms: list[torch.nn.Module], seed: int):
-        self.base = K2SpeechRecognitionDataset(return_cuts=True)
+        self.base = K2SpeechRecognitionDataset(return_cuts=True, input_strategy=ModelInput())
         self.transforms = transforms
         self.seed = seed
         self.epoch = 0
@@ -97,7 +101,7 @@ class PerCutAugmentDataset(Dataset):
 
     def __getitem__(self, cuts: CutSet) -> dict:
         batch = self.base[cuts]
-        if not self.transforms:
+        if not self.transforms or spec_of(cuts).kind == "samples":  # feature-domain augmentation only
             return batch
         feats, sup = batch["inputs"], batch["supervisions"]
         for j, cut in enumerate(sup["cut"]):
@@ -135,6 +139,12 @@ def train_dataloader(
     is dealt across the ranks (:class:`SplitBatches`); otherwise lhotse shards the
     cuts and each rank packs its own batches of ``max_duration``."""
     split = split_batches and world_size > 1
+    n = sum(1 for _ in itertools.islice(cuts, num_buckets))  # lhotse asserts a cut per bucket
+    if n < num_buckets:
+        if n < 2:
+            raise SpeechtlError(f"training needs 2 or more cuts, got {n}. Fix: give more training data.")
+        logging.info(f"{n} training cuts: as many duration buckets, not {num_buckets}")
+        num_buckets = n
     sampler = DynamicBucketingSampler(
         cuts,
         max_duration=max_duration,
@@ -165,7 +175,8 @@ def eval_dataloader(cuts: CutSet, max_duration: float) -> DataLoader:
     """Every cut, in order. Not sharded: lhotse samplers shard by the torch.distributed
     group when one exists, which would make rank 0's validation see 1/N of the set."""
     sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False, world_size=1, rank=0)
-    return DataLoader(K2SpeechRecognitionDataset(return_cuts=True), sampler=sampler, batch_size=None, num_workers=0)
+    dataset = K2SpeechRecognitionDataset(return_cuts=True, input_strategy=ModelInput())
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
 
 
 def unpack(batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[str], list]:

@@ -65,3 +65,18 @@ def all_reduce_grads(module: torch.nn.Module, info: DistInfo) -> None:
         if p.grad is not None:
             torch.distributed.all_reduce(p.grad)
             p.grad.div_(info.world_size)
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any: ranks that must act together
+    (skip an update, stop) decide from the same answer."""
+    return _all_reduce_int(int(flag), info, device, dist.ReduceOp.MAX) > 0
+
+
+def all_gather_objects(obj, info: DistInfo) -> list:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in one process."""
+    if info.world_size <= 1:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,10 +1,19 @@
 """The one training loop: every recipe and method runs through :class:`Trainer`.
 
 Per epoch it writes ``epoch-N.pt`` (model, optimizer, scheduler, RNG), logs
-to ``log/log-train.txt`` and ``tensorboard/``; at the end it writes
-``avg-K.pt``, the mean of the last K epochs (icefall's checkpoint averaging),
-and ``final.pt`` pointing at it. Restarting with the same ``exp_dir``
-resumes after the last finished epoch.
+to ``log/log-train.txt`` and ``tensorboard/`` (with seconds and peak memory per
+update); at the end it writes ``avg-K.pt``, the mean of the last K epochs
+(icefall's checkpoint averaging), and ``final.pt`` pointing at it. Every
+``save_every_n`` updates it also writes ``checkpoint-last.pt``; restarting with the
+same command continues from whichever is further along, mid-epoch included, to the
+weights an uninterrupted run reaches (:mod:`speechtl.train.resume`).
+
+An update sums the gradients of ``accum_grad`` batches; a non-finite loss or
+gradient skips it (no step, gradients zeroed, a warning naming the cuts) on every
+rank together, and ``max_bad_batches`` of them in a row stop the run with an
+error rather than a NaN model. ``amp`` runs forward passes in bf16/fp16 on a GPU
+(:mod:`speechtl.train.precision`); ``activation_checkpointing`` recomputes encoder
+layers in backward (:mod:`speechtl.train.activation_checkpointing`).
 
 Under torchrun the model is wrapped in DistributedDataParallel, each rank
 reads disjoint cuts (a shard of them, or with ``max_duration_scope: global``
@@ -16,6 +25,7 @@ rank 0 alone writes checkpoints, logs and tensorboard.
 import contextlib
 import logging
 import math
+import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -33,11 +43,37 @@ from speechtl.features.compute import pick_device
 from speechtl.lang import Lang
 from speechtl.log import FORMAT
 from speechtl.models import CtcModel
+from speechtl.train.activation_checkpointing import (
+    enable_activation_checkpointing,
+    restore_running_stats,
+    running_stats,
+)
 from speechtl.train.augment import mel_noise_config
-from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, load_checkpoint, save_checkpoint
+from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, save_checkpoint
 from speechtl.train.data import eval_dataloader, is_pad, seed_everything, set_epoch, train_dataloader, unpack
-from speechtl.train.dist import all_reduce_grads, all_reduce_min, all_reduce_sum, barrier, init_distributed
+from speechtl.train.dist import (
+    all_gather_objects,
+    all_reduce_grads,
+    all_reduce_min,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    init_distributed,
+)
 from speechtl.train.objectives import CtcObjective
+from speechtl.train.precision import AMP_DTYPES, Precision, make_precision
+from speechtl.train.resume import (
+    LAST,
+    Position,
+    data_id,
+    find_resume,
+    position_of,
+    quiet_iter,
+    resume_key,
+    rng_states,
+    set_rng_states,
+    skip_batches,
+)
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -79,6 +115,21 @@ class TrainConfig:
     #: keys: snr [low, high] dB, prob, tilt, jitter); None = off.
     mel_noise: dict[str, Any] | None = None
     device: str = ""  # empty: CUDA when present
+    #: Batches per optimizer update. Their gradients are summed and the loss divided by
+    #: all their utterances, so k batches of b make the update one batch of k*b would
+    #: (a method's extra terms are averaged over the k); max_duration stays per batch.
+    accum_grad: int = 1
+    #: "none", "bf16" or "fp16": autocast forward passes on a GPU (fp16 with a gradient
+    #: scaler); on a CPU a no-op, said in the log.
+    amp: str = "none"
+    #: Recompute each encoder layer in backward instead of keeping its activations
+    #: (the encoder exposes ``layers``; see speechtl/train/activation_checkpointing.py).
+    activation_checkpointing: bool = False
+    #: Write checkpoint-last.pt every this many updates (0: epoch checkpoints only),
+    #: so a killed run continues mid-epoch.
+    save_every_n: int = 100
+    #: Updates with a non-finite loss or gradient are skipped; this many in a row stop the run.
+    max_bad_batches: int = 5
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
@@ -136,6 +187,32 @@ def _pad_cat(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tens
     return feats, torch.cat([n for _, n in parts])
 
 
+class UpdateMeter:
+    """Wall time per update and peak memory since :meth:`reset`: on a GPU the CUDA
+    allocator's peak, on a CPU the process's peak resident size (which never goes down)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.memory_kind = "cuda allocated" if self.cuda else "max rss"
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.updates = time.perf_counter(), 0
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def tick(self) -> None:
+        self.updates += 1
+
+    def read(self) -> tuple[float, float]:
+        """(seconds per update, peak MiB)."""
+        seconds = (time.perf_counter() - self.start) / max(1, self.updates)
+        if self.cuda:
+            return seconds, torch.cuda.max_memory_allocated(self.device) / 2**20
+        return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 class Trainer:
     """Trains ``model`` on labelled cuts with ``method``; the loss is ``objective``'s
     (default: CTC over ``lang``'s units; :class:`ClassifyObjective` for utterance labels)."""
@@ -151,6 +228,13 @@ class Trainer:
             raise SpeechtlError(f"num_buckets must be 2 or more (lhotse's bucketing sampler), got {config.num_buckets}")
         if config.lr_schedule not in ("constant", "cosine"):
             raise SpeechtlError(f"unknown lr_schedule {config.lr_schedule!r}; known: constant, cosine")
+        if config.amp not in AMP_DTYPES:
+            raise SpeechtlError(f"train.amp must be one of {', '.join(AMP_DTYPES)}, got {config.amp!r}")
+        for name in ("accum_grad", "max_bad_batches"):
+            if getattr(config, name) < 1:
+                raise SpeechtlError(f"train.{name} must be 1 or more, got {getattr(config, name)}")
+        if config.save_every_n < 0:
+            raise SpeechtlError(f"train.save_every_n must be 0 (off) or more, got {config.save_every_n}")
         # Parsed here, so bad options stop the run before any work.
         self.mel_noise = None if config.mel_noise is None else mel_noise_config(config.mel_noise)
         self.cfg = config
@@ -195,12 +279,16 @@ class Trainer:
         progress: float = 0.0,
         hooks: bool = True,
         training_step: bool = False,
+        divisor: float | None = None,
+        extra_scale: float = 1.0,
     ):
         """The objective on the labelled batch (+ the method's terms); one forward pass covers the aux batches too.
 
         ``training_step``: an update every DDP rank makes together, normalized by the
         global batch (:meth:`_batch_share`); other calls (validation, a method's
-        inner steps) divide by their own batch.
+        inner steps) divide by their own batch. ``divisor`` overrides both (the
+        utterances of all batches of an accumulated update), and ``extra_scale``
+        weighs the method's extra terms (1/accum_grad: their mean over the batches).
         Returns (loss to minimize, the objective's unweighted sum, frames or utterances it is over)."""
         feats, lengths, texts, cuts = unpack(batch)
         parts = [(feats, lengths)]
@@ -234,10 +322,12 @@ class Trainer:
             weights = keep if weights is None else weights * keep
             b -= sum(pads)
         main, total, count = self.objective.loss(ctx, weights)
-        loss = main / (self._batch_share(b) if training_step else max(1, b))
+        if divisor is None:
+            divisor = self._batch_share(b) if training_step else max(1, b)
+        loss = main / divisor
         extra = self.method.extra_loss(ctx) if hooks else None
         if extra is not None:
-            loss = loss + extra
+            loss = loss + extra * extra_scale
         return loss, total, count
 
     def _batch_share(self, b: int) -> float:
@@ -262,16 +352,28 @@ class Trainer:
         self.model.train()
         return total / max(1, frames)
 
-    def aux_batches(self, cuts: CutSet, seed: int) -> Iterator[dict]:
-        """Endless shuffled batches of ``cuts`` (this rank's shard), epoch after epoch."""
+    def aux_batches(self, cuts: CutSet, seed: int, skip: int = 0) -> Iterator[dict]:
+        """Endless shuffled batches of ``cuts`` (this rank's shard), epoch after epoch;
+        ``skip``: start after that many (a resumed run's stream continues where it was)."""
         loader = train_dataloader(
             cuts, self.batch_duration, self.cfg.num_buckets, seed, None, self.dist.world_size, self.dist.rank
         )
         epoch = 0
         while True:
             set_epoch(loader, epoch)
+            if skip:
+                n = sum(1 for _ in loader.sampler)
+                if n == 0:
+                    raise SpeechtlError("an auxiliary cut set produced no batches; is it empty?")
+                if skip >= n:  # a whole epoch drawn before the restart
+                    skip -= n
+                    epoch += 1
+                    continue
+                batches, skip = quiet_iter(skip_batches(loader, skip)), 0
+            else:
+                batches = iter(loader)
             got = False
-            for b in loader:
+            for b in batches:
                 got = True
                 yield b
             if not got:
@@ -296,7 +398,7 @@ class Trainer:
     def fit(
         self, train_cuts: CutSet, valid_cuts: CutSet | None = None, aux_cuts: dict[str, CutSet] | None = None
     ) -> Path:
-        """Train (resuming if epochs exist); returns ``final.pt``.
+        """Train (resuming from ``checkpoint-last.pt`` or the last ``epoch-N.pt``); returns ``final.pt``.
 
         ``aux_cuts``: extra cut sets by name (``unlabelled``, ``source``) for
         methods whose ``aux_data`` asks for them.
@@ -312,15 +414,19 @@ class Trainer:
         (self.exp_dir / "log").mkdir(exist_ok=True)
         with self._train_log():
             seed_everything(cfg.seed)
-            done = epoch_checkpoints(self.exp_dir)
+            key = resume_key(asdict(cfg), self.method.name, self.dist.world_size, data_id(train_cuts))
+            found = find_resume(self.exp_dir, key)
             self.method.prepare(self.model)
             self.model.to(self.device)
             extra = self.method.modules()
             if extra is not None:
                 extra.to(self.device)
-            if not done:  # a resumed run has these weights in its checkpoint already
+            if found is None:  # a resumed run has these weights in its checkpoint already
                 self.method.before_training(self, train_cuts, aux_cuts)
             train_cuts = self.method.prepare_data(self, train_cuts, aux_cuts)
+            if cfg.activation_checkpointing:
+                n = enable_activation_checkpointing(self.model)
+                logging.info(f"activation checkpointing: {n} encoder layers recompute their activations in backward")
             if self.dist.world_size > 1:  # DDP broadcasts rank 0's weights here
                 self.net = torch.nn.parallel.DistributedDataParallel(
                     self.model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None
@@ -344,25 +450,23 @@ class Trainer:
                 mel_noise=self.mel_noise,
                 split_batches=cfg.max_duration_scope == "global",
             )
-            steps_per_epoch = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
+            batches = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
+            steps_per_epoch = math.ceil(batches / cfg.accum_grad)  # updates
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
             total_steps = steps_per_epoch * num_epochs
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
-            start_epoch = 1
-            if done:
-                ckpt = load_checkpoint(done[-1])
-                self.model.load_state_dict(ckpt["model"])
-                optimizer.load_state_dict(ckpt["optimizer"])
-                scheduler.load_state_dict(ckpt["scheduler"])
-                torch.set_rng_state(ckpt["rng"])
-                if extra is not None and "method_state" in ckpt:
-                    extra.load_state_dict(ckpt["method_state"])
-                start_epoch = ckpt["epoch"] + 1
-                logging.info(f"resuming from {done[-1]} at epoch {start_epoch}")
-            aux_iters = {n: self.aux_batches(aux_cuts[n], cfg.seed + 1 + i) for i, n in enumerate(self.method.aux_data)}
+            precision = make_precision(cfg.amp, self.device)
+            pos = Position()
+            if found is not None:
+                pos = self._restore(found, optimizer, scheduler, extra, precision, steps_per_epoch)
+            aux_iters = {
+                n: self.aux_batches(aux_cuts[n], cfg.seed + 1 + i, skip=pos.batches_total)
+                for i, n in enumerate(self.method.aux_data)
+            }
             logging.info(
                 f"training {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,} parameters "
-                f"on {self.device}, method {self.method.name}, {len(train_cuts)} cuts, {steps_per_epoch} batches/epoch"
+                f"on {self.device}, method {self.method.name}, {len(train_cuts)} cuts, {batches} batches/epoch"
+                + (f" ({steps_per_epoch} updates of {cfg.accum_grad})" if cfg.accum_grad > 1 else "")
                 + (f", aux: {', '.join(f'{n} {len(aux_cuts[n])} cuts' for n in aux_iters)}" if aux_iters else "")
                 + (f", rank {self.dist.rank} of world size {self.dist.world_size}" if self.dist.world_size > 1 else "")
             )
@@ -370,78 +474,212 @@ class Trainer:
                 "optimizer": optimizer,
                 "scheduler": scheduler,
                 "extra": extra,
+                "precision": precision,
                 "features": feature_info(train_cuts),
                 "total_steps": total_steps,
                 "steps_per_epoch": steps_per_epoch,
+                "resume_key": key,
             }
-            self._epochs(loader, state, aux_iters, start_epoch, num_epochs, valid_cuts)
+            self._epochs(loader, state, aux_iters, pos, num_epochs, valid_cuts)
             return self._finish()
+
+    def _restore(
+        self, found: tuple[Path, dict], optimizer, scheduler, extra, precision: Precision, steps_per_epoch: int
+    ) -> Position:
+        """Load a checkpoint's training state; the RNG last, so the next draw is the one the
+        interrupted run would have made."""
+        path, ckpt = found
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:  # size mismatch / missing keys: another architecture or other units
+            raise SpeechtlError(
+                f"{path} holds another model than this run builds "
+                f"({(str(e).splitlines()[1:] or [str(e)])[0].strip().rstrip('.')[:200]}). "
+                f"Fix: train into a new --exp-dir, or delete {self.exp_dir}'s checkpoints to start afresh."
+            ) from e
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        precision.load_state_dict(ckpt.get("scaler"))
+        if extra is not None and "method_state" in ckpt:
+            extra.load_state_dict(ckpt["method_state"])
+        pos = position_of(ckpt, steps_per_epoch)
+        states = ckpt.get("rng_states")
+        if states:
+            set_rng_states(states[self.dist.rank] if len(states) == self.dist.world_size else states[0])
+        else:  # epoch-N.pt of an older speechtl
+            torch.set_rng_state(ckpt["rng"])
+        within = f" batch {pos.batches_done + 1} (update {pos.step + 1})" if pos.batches_done else ""
+        logging.info(f"resuming from {path} at epoch {pos.epoch}{within}")
+        return pos
+
+    def _save(self, path: Path, state: dict, pos: Position) -> None:
+        """A checkpoint that continues the run at ``pos`` (every rank calls this: the RNG states are gathered)."""
+        rng = all_gather_objects(rng_states(), self.dist)
+        if not self.dist.is_main:
+            return
+        extra = state["extra"]
+        save_checkpoint(
+            path,
+            self.model,
+            epoch=pos.epoch - 1,  # finished epochs
+            position=pos.to_dict(),
+            optimizer=state["optimizer"].state_dict(),
+            scheduler=state["scheduler"].state_dict(),
+            scaler=state["precision"].state_dict(),
+            rng=torch.get_rng_state(),
+            rng_states=rng,
+            train_config=asdict(self.cfg),
+            resume_key=state["resume_key"],
+            method=self.method.name,
+            features=state["features"],
+            **self.objective.checkpoint_info(),
+            **({"method_state": extra.state_dict()} if extra is not None else {}),
+        )
+
+    def _update(self, group: list[dict], aux: list[dict], state: dict, params: list, pos: Position):
+        """One optimizer update over ``group`` (accum_grad batches, with one batch of each
+        aux stream per batch). Returns (objective sum, frames, loss), or None when the
+        update was skipped as non-finite on some rank."""
+        cfg, precision = self.cfg, state["precision"]
+        optimizer, scheduler, extra, scaler = state["optimizer"], state["scheduler"], state["extra"], precision.scaler
+        kept = sum(sum(not is_pad(c) for c in b["supervisions"]["cut"]) for b in group)
+        divisor = self._batch_share(kept) if len(group) > 1 else None  # None: _loss's own (one batch)
+        optimizer.zero_grad(set_to_none=True)
+        # A NaN batch would leave NaN in BatchNorm's running statistics even with no step.
+        stats = running_stats(self.model) + (running_stats(extra) if extra is not None else [])
+        bad_cuts, value, frames, loss_sum = [], 0.0, 0, 0.0
+        for j, (batch, aux_j) in enumerate(zip(group, aux, strict=True)):
+            # DDP all-reduces in the last batch's backward only (accumulation).
+            sync = contextlib.nullcontext() if j == len(group) - 1 or self.net is self.model else self.net.no_sync()
+            with sync:
+                with precision.autocast():
+                    loss, v, n = self._loss(
+                        batch,
+                        self.net,
+                        aux_j,
+                        progress=pos.step / state["total_steps"],
+                        training_step=True,
+                        divisor=divisor,
+                        extra_scale=1.0 / len(group),
+                    )
+                if not math.isfinite(float(loss.detach())):
+                    bad_cuts += [c.id for c in batch["supervisions"]["cut"] if not is_pad(c)]
+                # Even a non-finite loss goes through backward: DDP's gradient all-reduce
+                # must run on every rank once a forward has.
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+            value, frames, loss_sum = value + float(v), frames + n, loss_sum + float(loss.detach())
+        if extra is not None:
+            all_reduce_grads(extra, self.dist)  # DDP syncs the model only
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+        # With fp16 an overflowing gradient is the scaler's business (it skips and lowers the scale).
+        bad_grad = scaler is None and not math.isfinite(norm)
+        if any_rank(bool(bad_cuts) or bad_grad, self.dist, self.device):
+            optimizer.zero_grad(set_to_none=True)
+            restore_running_stats(stats)
+            if scaler is not None:
+                scaler.update()
+            self._skip_update(pos, bad_cuts, f"gradient norm {norm}" if bad_grad else "")
+            return None
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        pos.bad_in_a_row = 0
+        return value, frames, loss_sum
+
+    def _skip_update(self, pos: Position, bad_cuts: list[str], why: str) -> None:
+        """Warn about a skipped update (naming this rank's bad cuts); stop after max_bad_batches in a row."""
+        pos.bad_in_a_row += 1
+        where = f"epoch {pos.epoch} batch {pos.batches_done + 1}"
+        if self.dist.world_size > 1:
+            where = f"rank {self.dist.rank}: {where}"
+        shown = ", ".join(bad_cuts[:10]) + (f" and {len(bad_cuts) - 10} more" if len(bad_cuts) > 10 else "")
+        what = f"non-finite loss on cuts {shown}" if bad_cuts else why or "non-finite loss on another rank's share"
+        n, limit = pos.bad_in_a_row, self.cfg.max_bad_batches
+        if bad_cuts or self.dist.is_main:
+            logging.warning(f"{where}: {what}: skipped (no update), {n} in a row (train.max_bad_batches {limit})")
+        if n >= limit:
+            raise SpeechtlError(
+                f"{n} updates in a row had a non-finite loss or gradient (last: {where}, {what}); stopped "
+                f"before the model turns NaN. The last good weights are in {self.exp_dir} "
+                f"({LAST} or the latest epoch-N.pt). Fix: lower train.lr (now {self.cfg.lr}), set train.grad_clip, "
+                "check those cuts' audio and features for NaN/Inf, or raise train.max_bad_batches"
+            )
 
     def _epochs(
         self,
         loader,
         state: dict,
         aux_iters: dict[str, Iterator[dict]],
-        start_epoch: int,
+        pos: Position,
         num_epochs: int,
         valid_cuts: CutSet | None,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.cfg
-        optimizer, scheduler, extra = state["optimizer"], state["scheduler"], state["extra"]
         main = self.dist.is_main
         writer = SummaryWriter(str(self.exp_dir / "tensorboard")) if main else None
-        step = (start_epoch - 1) * state["steps_per_epoch"]
+        extra = state["extra"]
         params = list(self.model.parameters()) + (list(extra.parameters()) if extra is not None else [])
         metric = f"{self.objective.metric}/{self.objective.unit}"  # ctc/frame, ce/utt
         per = f"{self.objective.metric}_per_{self.objective.unit}"
+        meter = UpdateMeter(self.device)
         self.model.train()
-        for epoch in range(start_epoch, num_epochs + 1):
+        for epoch in range(pos.epoch, num_epochs + 1):
             set_epoch(loader, epoch)
             # Shuffling changes how cuts pack into batches, so ranks agree on the count every epoch.
             n_batches = all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device)
-            t0, tot_loss, tot_frames = time.time(), 0.0, 0
+            start = pos.batches_done if epoch == pos.epoch else 0
+            pos.epoch, pos.batches_done = epoch, start
+            batches = quiet_iter(skip_batches(loader, start)) if start else iter(loader)
+            t0, tot_loss, tot_frames, updates = time.time(), 0.0, 0, 0
+            epoch_meter = UpdateMeter(self.device)
             # A progress bar on an interactive terminal; logs and job files get the periodic lines.
             bar = tqdm(
                 total=n_batches,
+                initial=start,
                 desc=f"epoch {epoch}/{num_epochs}",
                 leave=False,
                 disable=not (main and sys.stderr.isatty()),
             )
-            for i, batch in enumerate(loader):
-                if i == n_batches:
-                    break  # as many batches as the rank with the fewest
-                aux = {n: next(it) for n, it in aux_iters.items()}
-                loss, value, frames = self._loss(
-                    batch, self.net, aux, progress=step / state["total_steps"], training_step=True
-                )
-                if not math.isfinite(float(loss.detach())):
-                    raise SpeechtlError(
-                        f"loss became {float(loss.detach())} at epoch {epoch} batch {i + 1}; "
-                        f"the last good model is the latest epoch-N.pt in {self.exp_dir}. Fix: lower the lr."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if extra is not None:
-                    all_reduce_grads(extra, self.dist)  # DDP syncs the model only
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                bar.update(1)
-                tot_loss += float(value)
+            while pos.batches_done < n_batches:  # as many batches as the rank with the fewest
+                group = [next(batches) for _ in range(min(cfg.accum_grad, n_batches - pos.batches_done))]
+                aux = [{n: next(it) for n, it in aux_iters.items()} for _ in group]
+                result = self._update(group, aux, state, params, pos)
+                pos.batches_done += len(group)
+                pos.batches_total += len(group)
+                bar.update(len(group))
+                if result is None:
+                    continue
+                value, frames, loss = result
+                pos.step += 1
+                updates += 1
+                meter.tick()
+                epoch_meter.tick()
+                tot_loss += value
                 tot_frames += frames
-                if step % cfg.log_interval == 0 and main:
-                    writer.add_scalar(f"train/{per}", float(value) / max(1, frames), step)
-                    writer.add_scalar("train/loss", float(loss.detach()), step)
-                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                if pos.step % cfg.log_interval == 0 and main:
+                    seconds, peak = meter.read()
+                    meter.reset()
+                    writer.add_scalar(f"train/{per}", value / max(1, frames), pos.step)
+                    writer.add_scalar("train/loss", loss, pos.step)
+                    writer.add_scalar("train/lr", state["scheduler"].get_last_lr()[0], pos.step)
+                    writer.add_scalar("train/seconds_per_update", seconds, pos.step)
+                    writer.add_scalar("train/peak_memory_mib", peak, pos.step)
                     logging.info(
-                        f"epoch {epoch} batch {i + 1}/{state['steps_per_epoch']} {metric} "
-                        f"{float(value) / max(1, frames):.4f} loss {float(loss.detach()):.4f}"
+                        f"epoch {epoch} batch {pos.batches_done}/{n_batches} {metric} "
+                        f"{value / max(1, frames):.4f} loss {loss:.4f} ({seconds:.3f} s/update, peak {peak:.0f} MiB "
+                        f"{meter.memory_kind})"
                     )
+                if cfg.save_every_n and pos.step % cfg.save_every_n == 0 and pos.batches_done < n_batches:
+                    self._save(self.exp_dir / LAST, state, pos)
             bar.close()
+            seconds, peak = epoch_meter.read()
             msg = f"epoch {epoch}/{num_epochs}: train {metric} {tot_loss / max(1, tot_frames):.4f}"
             if main:
                 writer.add_scalar(f"epoch/train_{per}", tot_loss / max(1, tot_frames), epoch)
@@ -449,21 +687,12 @@ class Trainer:
                 v = self.validate(valid_cuts)
                 writer.add_scalar(f"epoch/valid_{per}", v, epoch)
                 msg += f", valid {v:.4f}"
-            logging.info(f"{msg} ({time.time() - t0:.1f}s)")
-            if main:
-                save_checkpoint(
-                    self.exp_dir / f"epoch-{epoch}.pt",
-                    self.model,
-                    epoch=epoch,
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    rng=torch.get_rng_state(),
-                    train_config=asdict(cfg),
-                    method=self.method.name,
-                    features=state["features"],
-                    **self.objective.checkpoint_info(),
-                    **({"method_state": extra.state_dict()} if extra is not None else {}),
-                )
+            logging.info(
+                f"{msg} ({time.time() - t0:.1f}s, {updates} updates, {seconds:.3f} s/update, "
+                f"peak {peak:.0f} MiB {epoch_meter.memory_kind})"
+            )
+            pos.epoch, pos.batches_done = epoch + 1, 0
+            self._save(self.exp_dir / f"epoch-{epoch}.pt", state, pos)
             barrier(self.dist)
         if main:
             writer.close()
@@ -483,6 +712,7 @@ class Trainer:
         final.unlink(missing_ok=True)
         final.symlink_to(avg.name)
         logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
+        (self.exp_dir / LAST).unlink(missing_ok=True)  # mid-epoch state of a run that has finished
         self.method.finalize(self, final)
         barrier(self.dist)
         return final

@@ -6,6 +6,7 @@
 #   ./run.sh --shots "1 5" --methods "finetune freeze"  which amounts and methods
 #   ./run.sh --train-speakers "george jackson" --test-speakers "lucas nicolas"   unseen speakers
 #   ./run.sh --task "classify-digit classify-speaker" --stage 7   the classification heads only
+#   ./run.sh --seeds "1 2 3"   every asr method x amount once per training seed (exp/<method>_<N>shots_s<seed>)
 # Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train).
 # Stages: 0 download, 1 manifests + synthesize the source, 2 fbank + shot subsets, 3 lang
 #   (one unit per digit word, digit-loop G, HLG), 4 source pretrain, 5 adapt (asr),
@@ -28,7 +29,8 @@ methods="scratch finetune freeze layerwise-lr"
 task="asr classify-digit classify-speaker"
 classify_methods="scratch linear-probe finetune"
 decoding=greedy,hlg
-help_message=$(sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//')
+seeds=  # empty: one run per system, the seed of conf/adapt.yaml
+help_message=$(sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -105,49 +107,21 @@ fi
 
 systems=()
 for n in $shots; do
-  for method in $methods; do systems+=("${method}_${n}shots"); done
+  for method in $methods; do
+    for s in ${seeds:-conf}; do systems+=("${method}_${n}shots${seeds:+_s$s}"); done
+  done
 done
 
-adapt_key() { echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $(cksum < conf/adapt.yaml) system=$1"; }
-adapt() {
-  # adapt <method>_<N>shots: one adaptation run on N real utterances per digit and speaker.
-  local exp=exp/$1
-  reset_if_changed "$exp" "$(adapt_key "$1")"
-  steps/train.sh --method "${1%_*}" --source-checkpoint exp/source/final.pt \
-    conf/adapt.yaml $lang "${cuts}_train_${1##*_}.jsonl.gz" "$exp"
-  mark_done "$exp/.done" "$(adapt_key "$1")"
-}
-decode_dir() { if [ "$1" = zero-shot ]; then echo exp/source/decode_zero_shot; else echo "exp/$1/decode"; fi; }
-decode_key() { if [ "$1" = zero-shot ]; then echo "$(cat exp/source/.done) $(cat $fbank/.fsdd.done) $decoding"; else echo "$(cat "exp/$1/.done") $decoding"; fi; }
-decode() {
-  # decode <method>_<N>shots | zero-shot: the real test set, rows into exp/results.tsv.
-  local ckpt=exp/$1/final.pt method=${1%_*} data=${1##*_}
-  [ "$1" = zero-shot ] && ckpt=exp/source/final.pt method=zero-shot data=0shots
-  steps/decode.sh --test-set test --decoding $decoding --method "$method" --data "$data" \
-    --results exp/results.tsv "$ckpt" $lang ${cuts}_test.jsonl.gz "$(decode_dir "$1")"
-  mark_done "$(decode_dir "$1")/.done" "$(decode_key "$1")"
-}
-
 if has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  todo=()
-  for s in "${systems[@]}"; do is_done "exp/$s/.done" "$(adapt_key "$s")" || todo+=("$s"); done
-  if [ ${#todo[@]} -gt 0 ]; then
-    log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
-    run_parallel $nj exp/log adapt adapt "${todo[@]}"
-  fi
+  steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
+    conf/adapt.yaml $lang ${cuts}_train "${systems[@]}"
 fi
 
 if has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  todo=()
-  for s in zero-shot "${systems[@]}"; do is_done "$(decode_dir "$s")/.done" "$(decode_key "$s")" || todo+=("$s"); done
-  if [ ${#todo[@]} -gt 0 ]; then
-    log "Stage 6: decode the real test set with ${todo[*]} ($decoding; logs: exp/log/decode.<system>.log)"
-    run_parallel $nj exp/log decode decode "${todo[@]}"
-  fi
-  speechtl report --results exp/results.tsv --results-md exp/RESULTS.md --title "fsdd: synthetic digits -> real speakers" \
-    --plot exp/plots/data_efficiency.png --test-set test --decoding hlg
-  log "Results (exp/results.tsv; exp/RESULTS.md; exp/plots/data_efficiency.png):"
-  column -t -s $'\t' exp/results.tsv 2>/dev/null || cat exp/results.tsv
+  steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets test --decoding $decoding \
+    --zero-shot-lang $lang --zero-shot-data 0shots --key "$(cat $fbank/.fsdd.done)" $lang $cuts zero-shot "${systems[@]}"
+  steps/report.sh --title "fsdd: synthetic digits -> real speakers" --plot exp/plots/data_efficiency.png \
+    --test-set test --decoding hlg exp/results.tsv exp/RESULTS.md
 fi
 
 classifiers=()

@@ -8,6 +8,8 @@
 #   ./run.sh --stage 5 --methods "finetune freeze" --target-minutes 5
 #   ./run.sh --stage 5 --stop-stage 6 --methods all --target-minutes 5   every registered method
 #   --nj N: parallel jobs (synthesis, fbank, adaptation runs, decoding); --source-procs N: DDP processes
+#   --seeds "1 2 3": every method x amount once per training seed (exp/<method>_<N>min_s<seed>)
+#   --tune "finetune freeze": first tune their options on target_dev (speechtl sweep, conf/sweep.yaml)
 # Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
 #         5 adapt (every method x amount, --nj at a time), 6 decode, RESULTS.md and plot.
 set -euo pipefail
@@ -27,7 +29,10 @@ methods="scratch finetune freeze linear-probe layerwise-lr"
 decoding=greedy,hlg
 speed_perturb="0.9 1.1"
 lm_order=3
-help_message=$(sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//')
+seeds=  # empty: one run per system, the seed of conf/adapt.yaml
+tune=   # methods whose options stage 5 first searches on target_dev (not kd, pseudo-label: they need a teacher)
+tune_trials=0  # 0: every point of conf/sweep.yaml's grid; N: N seeded random points
+help_message=$(sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -99,73 +104,41 @@ fi
 
 systems=()
 for m in $target_minutes; do
-  for method in $methods; do systems+=("${method}_${m}min"); done
+  for method in $methods; do
+    for s in ${seeds:-conf}; do systems+=("${method}_${m}min${seeds:+_s$s}"); done
+  done
 done
 
-teacher_of() { case " $needs_teacher " in *" ${1%_*} "*) echo "exp/finetune_${1##*_}/final.pt" ;; esac; }
-
-adapt() {
-  # adapt <method>_<N>min: one adaptation run, then its .done marker.
-  local exp=exp/$1 method=${1%_*} data=${1##*_} teacher
-  teacher=$(teacher_of "$1")
-  reset_if_changed "$exp" "$(adapt_key "$1")"
-  steps/train.sh --method "$method" --source-checkpoint exp/source/final.pt \
-    --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz ${teacher:+--options "teacher=$teacher"} \
-    conf/adapt.yaml $tgt_lang "${cuts}_target_train_${data}.jsonl.gz" "$exp"
-  mark_done "$exp/.done" "$(adapt_key "$1")"
-}
-adapt_key() {
-  local teacher
-  teacher=$(teacher_of "$1")
-  echo "$(cat exp/source/.done) $(cksum < conf/adapt.yaml) system=$1${teacher:+ teacher=$(cat "$(dirname "$teacher")/.done" 2>/dev/null)}"
-}
-
-decode() {
-  # decode <method>_<N>min | zero-shot: decode target_test, add rows to exp/results.tsv.
-  if [ "$1" = zero-shot ]; then
-    steps/decode.sh --test-set target_test --decoding greedy --method zero-shot --data 0min \
-      --results exp/results.tsv exp/source/final.pt $src_lang ${cuts}_target_test.jsonl.gz exp/source/decode_zero_shot
-    mark_done exp/source/decode_zero_shot/.done "$(decode_key "$1")"
-    return
+adapt_conf=conf/adapt.yaml
+[ -n "$tune" ] && adapt_conf=exp/adapt_tuned.yaml
+if [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  # Options chosen on target_dev, never on test: each --tune method's grid at the smallest amount,
+  # train.num_steps updates per candidate (the same budget as every method); the choice -> $adapt_conf.
+  amount=${target_minutes%% *}min
+  key="$(cat exp/source/.done) $(cksum < conf/adapt.yaml) $(cksum < conf/sweep.yaml) tune=$tune amount=$amount trials=$tune_trials"
+  if ! is_done exp/sweep/.done "$key"; then
+    rm -f "$adapt_conf"
+    for method in $tune; do
+      log "Stage 5: tune $method on target_dev at $amount (conf/sweep.yaml) into exp/sweep/$method"
+      speechtl sweep --config conf/adapt.yaml --method "$method" --space-file conf/sweep.yaml --trials $tune_trials \
+        --lang-dir $tgt_lang --train-cuts "${cuts}_target_train_$amount.jsonl.gz" --dev-cuts ${cuts}_target_dev.jsonl.gz \
+        --dev-set target_dev --source-checkpoint exp/source/final.pt \
+        --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz --exp-dir "exp/sweep/$method" --output "$adapt_conf"
+    done
+    mark_done exp/sweep/.done "$key"
   fi
-  local exp=exp/$1
-  steps/decode.sh --test-set target_test --decoding $decoding --method "${1%_*}" --data "${1##*_}" \
-    --results exp/results.tsv "$exp/final.pt" $tgt_lang ${cuts}_target_test.jsonl.gz "$exp/decode"
-  mark_done "$exp/decode/.done" "$(decode_key "$1")"
-}
-decode_key() {
-  if [ "$1" = zero-shot ]; then echo "$(cat exp/source/.done) decoding=greedy"; else echo "$(cat "exp/$1/.done") decoding=$decoding"; fi
-}
-decode_dir() { if [ "$1" = zero-shot ]; then echo exp/source/decode_zero_shot; else echo "exp/$1/decode"; fi; }
+fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  for wave in first taught; do  # methods with a teacher wait for it (finetune at their amount)
-    todo=()
-    for s in "${systems[@]}"; do
-      teacher=$(teacher_of "$s")
-      if [ -n "$teacher" ]; then kind=taught; else kind=first; fi
-      [ $kind = $wave ] || continue
-      if [ -n "$teacher" ] && [ ! -f "$(dirname "$teacher")/.done" ]; then
-        log "ERROR: ${s%_*} is taught by $(dirname "$teacher"): add finetune to --methods"; exit 1
-      fi
-      is_done "exp/$s/.done" "$(adapt_key "$s")" || todo+=("$s")
-    done
-    if [ ${#todo[@]} -gt 0 ]; then
-      log "Stage 5: adapt ${todo[*]} ($nj at a time; logs: exp/log/adapt.<system>.log)"
-      run_parallel $nj exp/log adapt adapt "${todo[@]}"
-    fi
-  done
+  # kd and pseudo-label are taught by finetune at their amount: steps/adapt_all.sh runs them after it.
+  steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done)" --taught "$needs_teacher" \
+    --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz "$adapt_conf" $tgt_lang ${cuts}_target_train "${systems[@]}"
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  todo=()
-  for s in zero-shot "${systems[@]}"; do is_done "$(decode_dir "$s")/.done" "$(decode_key "$s")" || todo+=("$s"); done
-  if [ ${#todo[@]} -gt 0 ]; then
-    log "Stage 6: decode target_test with ${todo[*]} ($decoding; zero-shot: greedy, source units; logs: exp/log/decode.<system>.log)"
-    run_parallel $nj exp/log decode decode "${todo[@]}"
-  fi
-  speechtl report --results exp/results.tsv --results-md exp/RESULTS.md --title "tts_xling: en+nl+ro+ru -> ga" \
-    --plot exp/plots/data_efficiency.png --test-set target_test --decoding hlg
-  log "Results (exp/results.tsv; exp/RESULTS.md; exp/plots/data_efficiency.png):"
-  column -t -s $'\t' exp/results.tsv 2>/dev/null || cat exp/results.tsv
+  steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets target_test --decoding $decoding \
+    --zero-shot-lang $src_lang --zero-shot-decoding greedy --zero-shot-data 0min \
+    $tgt_lang $cuts zero-shot "${systems[@]}"
+  steps/report.sh --title "tts_xling: en+nl+ro+ru -> ga" --plot exp/plots/data_efficiency.png \
+    --test-set target_test --decoding hlg exp/results.tsv exp/RESULTS.md
 fi

@@ -3,7 +3,9 @@
 #   ./run.sh                                   download, then every stage
 #   ./run.sh --corpus-dir /abs/path/waves_yesno  use a local copy
 #   ./run.sh --stage 4 --stop-stage 5          retrain and decode only
-# Stages: 0 download, 1 manifests, 2 fbank, 3 lang/G/HLG, 4 train, 5 decode+score.
+#   ./run.sh --seeds "42 43 44"                 one model per training seed (exp/scratch_all_s<seed>)
+# Stages: 0 download, 1 manifests, 2 fbank, 3 lang/G/HLG, 4 train, 5 decode+score,
+#   6 ONNX export (fp32, int8) and decoding through sherpa-onnx.
 # Finished stages leave .done markers and are skipped on re-runs with the same arguments.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,7 +19,8 @@ lm_order=1
 train_procs=1  # >1: DDP processes (gloo on CPU) splitting each batch (max_duration_scope: global)
 speed_perturb="0.9 1.1"
 decoding=greedy,hlg,hlg-lattice
-help_message=$(sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//')
+seeds=  # empty: one model, the seed of conf/train.yaml
+help_message=$(sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -28,7 +31,8 @@ dl_dir=download
 manifests=data/manifests
 fbank=data/fbank
 lang=data/lang
-exp=exp/scratch_all
+systems=()
+for s in ${seeds:-conf}; do systems+=("scratch_all${seeds:+_s$s}"); done
 
 corpus_or_download corpus_dir $dl_dir/waves_yesno yesno yesno "yesno"
 
@@ -63,24 +67,37 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < conf/train.yaml) procs=$train_procs"
-  if ! is_done $exp/.done "$key"; then
-    reset_if_changed $exp "$key"
-    log "Stage 4: train (conf/train.yaml) into $exp"
-    steps/train.sh --cmd "$cmd" --num-procs $train_procs --method scratch conf/train.yaml $lang \
-      $fbank/yesno_cuts_train.jsonl.gz $exp
-    mark_done $exp/.done "$key"
-  fi
+  for system in "${systems[@]}"; do
+    split_system "$system"
+    exp=exp/$system
+    if ! is_done "$exp/.done" "$key"; then
+      reset_if_changed "$exp" "$key"
+      log "Stage 4: train (conf/train.yaml${sys_seed:+, seed $sys_seed}) into $exp"
+      steps/train.sh --cmd "$cmd" --num-procs $train_procs --method scratch ${sys_seed:+--sets "seed=$sys_seed"} \
+        conf/train.yaml $lang $fbank/yesno_cuts_train.jsonl.gz "$exp"
+      mark_done "$exp/.done" "$key"
+    fi
+  done
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  key="$(cat $exp/.done) decoding=$decoding"
-  if ! is_done $exp/decode/.done "$key"; then
-    log "Stage 5: decode test ($decoding) and score"
-    steps/decode.sh --nj $nj --test-set test --decoding $decoding --method scratch --data all \
-      --cmd "$cmd" --results exp/results.tsv $exp/final.pt $lang $fbank/yesno_cuts_test.jsonl.gz $exp/decode
-    speechtl report --results exp/results.tsv --results-md exp/RESULTS.md --title "yesno results"
-    mark_done $exp/decode/.done "$key"
+  # One system per seed (exp/scratch_all[_s<seed>]: method scratch, data all); HLG search in $nj jobs.
+  steps/decode_all.sh --nj 1 --decode-nj $nj --cmd "$cmd" --log-prefix "Stage 5" --test-sets test \
+    --decoding $decoding $lang $fbank/yesno_cuts "${systems[@]}"
+  steps/report.sh --title "yesno results" exp/results.tsv exp/RESULTS.md
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  # Deploy the first system: model.onnx/model.int8.onnx for sherpa-onnx, decoded from the test audio.
+  split_system "${systems[0]}"
+  exp=exp/${systems[0]}
+  [ -f "$exp/.done" ] || { log "Stage 6: $exp is not trained; run stage 4 first"; exit 1; }
+  key="$(cat "$exp/.done")"
+  if ! is_done "$exp/onnx/.done" "$key"; then
+    log "Stage 6: export $exp to ONNX, decode test with sherpa-onnx"
+    steps/export_onnx.sh --test-set test --method "$sys_method" --data "$sys_data" --results exp/results.tsv \
+      "$exp/final.pt" $lang $fbank/yesno_cuts_test.jsonl.gz "$exp/onnx"
+    steps/report.sh --title "yesno results" exp/results.tsv exp/RESULTS.md
+    mark_done "$exp/onnx/.done" "$key"
   fi
-  log "Results (exp/results.tsv):"
-  column -t -s $'\t' exp/results.tsv 2>/dev/null || cat exp/results.tsv
 fi

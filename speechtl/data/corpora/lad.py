@@ -12,9 +12,10 @@ import gzip
 import logging
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 
 Pathlike = str | Path
@@ -47,13 +48,53 @@ def parse_recording_script(xml_text: str, source: str = "text.xml") -> list[tupl
 
 
 def write_tsv(items: Iterable[tuple[str, str]], path: Path) -> Path:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{uid}\t{text}\n" for uid, text in items), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_open(path) as f:
+        f.write("".join(f"{uid}\t{text}\n" for uid, text in items))
     return path
 
 
 SHIPPED_DIR = Path(__file__).with_name("lad_text")
+
+
+def _fill(langs: Iterable[str], target_dir: Pathlike, force: bool, fetch: Callable[[str, Path], None]) -> Path:
+    """``fetch(lang, out)`` for each ``target_dir/{lang}.tsv`` not there yet (or every one with ``force``)."""
+    target_dir = Path(target_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for lang in langs:
+        out = target_dir / f"{lang}.tsv"
+        if force or not out.is_file():
+            fetch(lang, out)
+    return target_dir
+
+
+def _unpack_shipped(lang: str, out: Path) -> None:
+    src = SHIPPED_DIR / f"{lang}.tsv.gz"
+    if not src.is_file():
+        shipped = sorted(p.name.split(".")[0] for p in SHIPPED_DIR.glob("*.tsv.gz"))
+        raise SpeechtlError(
+            f"no shipped sentences for {lang!r} in {SHIPPED_DIR} (shipped: {', '.join(shipped)}). "
+            f"Fix: download them (speechtl download tts_xling --from-web) or pass --text-dir with {lang}.tsv."
+        )
+    with atomic_open(out, "wb") as f:
+        f.write(gzip.decompress(src.read_bytes()))
+
+
+def _download(lang: str, out: Path) -> None:
+    if lang not in LAD_SCRIPTS:
+        raise SpeechtlError(
+            f"no Living Audio Dataset script for {lang!r} (known: {', '.join(sorted(LAD_SCRIPTS))}). "
+            f"Fix: put your own {lang}.tsv (id<TAB>sentence) in a directory and pass --text-dir."
+        )
+    url = LAD_URL.format(path=LAD_SCRIPTS[lang])
+    logging.info(f"downloading {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            xml_text = r.read().decode("utf-8")
+    except OSError as e:
+        raise SpeechtlError(
+            f"cannot download {url}: {e}. Fix: check the network, or pass --text-dir with {lang}.tsv files"
+        ) from e
+    write_tsv(parse_recording_script(xml_text, url), out)
 
 
 def shipped_lad_text(langs: Iterable[str], target_dir: Pathlike, force: bool = False) -> Path:
@@ -62,47 +103,11 @@ def shipped_lad_text(langs: Iterable[str], target_dir: Pathlike, force: bool = F
     A language that is not shipped is an error naming the fix (``--from-web`` or
     ``--text-dir``); existing files are kept unless ``force``.
     """
-    target_dir = Path(target_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    for lang in langs:
-        out = target_dir / f"{lang}.tsv"
-        if out.is_file() and not force:
-            continue
-        src = SHIPPED_DIR / f"{lang}.tsv.gz"
-        if not src.is_file():
-            shipped = sorted(p.name.split(".")[0] for p in SHIPPED_DIR.glob("*.tsv.gz"))
-            raise SpeechtlError(
-                f"no shipped sentences for {lang!r} in {SHIPPED_DIR} (shipped: {', '.join(shipped)}). "
-                f"Fix: download them (speechtl download tts_xling --from-web) or pass --text-dir with {lang}.tsv."
-            )
-        tmp = out.with_suffix(".tmp")
-        tmp.write_bytes(gzip.decompress(src.read_bytes()))
-        tmp.replace(out)
-    logging.info(f"sentences from the shipped Living Audio Dataset text (Apache-2.0, {SHIPPED_DIR}) in {target_dir}")
-    return target_dir
+    out = _fill(langs, target_dir, force, _unpack_shipped)
+    logging.info(f"sentences from the shipped Living Audio Dataset text (Apache-2.0, {SHIPPED_DIR}) in {out}")
+    return out
 
 
 def download_lad_text(langs: Iterable[str], target_dir: Pathlike, force: bool = False) -> Path:
     """``target_dir/{lang}.tsv`` for each language; existing files are kept unless ``force``."""
-    target_dir = Path(target_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    for lang in langs:
-        out = target_dir / f"{lang}.tsv"
-        if out.is_file() and not force:
-            continue
-        if lang not in LAD_SCRIPTS:
-            raise SpeechtlError(
-                f"no Living Audio Dataset script for {lang!r} (known: {', '.join(sorted(LAD_SCRIPTS))}). "
-                f"Fix: put your own {lang}.tsv (id<TAB>sentence) in a directory and pass --text-dir."
-            )
-        url = LAD_URL.format(path=LAD_SCRIPTS[lang])
-        logging.info(f"downloading {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=60) as r:
-                xml_text = r.read().decode("utf-8")
-        except OSError as e:
-            raise SpeechtlError(
-                f"cannot download {url}: {e}. Fix: check the network, or pass --text-dir with {lang}.tsv files"
-            ) from e
-        write_tsv(parse_recording_script(xml_text, url), out)
-    return target_dir
+    return _fill(langs, target_dir, force, _download)

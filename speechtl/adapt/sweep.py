@@ -1,0 +1,261 @@
+"""Tune a method's options on the dev set at a fixed compute budget; never look at test.
+
+``speechtl sweep`` trains one run per candidate (every point of a grid, or ``trials``
+seeded random points of it) through ``speechtl train``'s own code path, each for the
+same number of updates (``num_steps``: the budget every method gets, so a method cannot
+win by training longer), decodes the dev set only, and writes the candidate with the
+lowest dev WER into a conf YAML in the recipe's adapt.yaml format (``methods: {name:
+{options, train}}``, see :func:`speechtl.cli.cmd_train`). The recipe then trains with
+that conf and decodes test once, with the chosen options only: the choice of options
+cannot fit the test set, and a method's reported number is not its best of many.
+
+A search space names where each option goes: ``train.lr=0.001,0.003`` (a
+:class:`speechtl.train.TrainConfig` field) or ``option.bottom_layers=1,2`` (a method
+option); values are typed as YAML. Ties go to the earlier candidate in grid order.
+Methods with their own outer loop (reptile, fomaml, ssl) count their steps in their
+options; the budget binds only the Trainer's updates.
+"""
+
+import hashlib
+import itertools
+import json
+import logging
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from speechtl.config import load_yaml
+from speechtl.errors import SpeechtlError
+
+#: Where a search-space key goes: a train option or a method option.
+PREFIXES = {"train": "train", "option": "options"}
+#: Train options a sweep may not vary: the budget is fixed, and a seed is not an option to tune.
+FIXED = ("num_steps", "num_epochs", "seed")
+SWEEP_TSV_HEADER = ["trial", "dev_wer", "errors", "words", "options", "train"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the search space: method options and train overrides."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        items = [f"option.{k}={v}" for k, v in self.options.items()] + [f"train.{k}={v}" for k, v in self.train.items()]
+        return " ".join(items) or "(the conf's options)"
+
+
+@dataclass
+class Trial:
+    index: int
+    candidate: Candidate
+    dev_wer: float
+    errors: int
+    words: int
+    exp_dir: Path
+
+
+def _check_key(key: str, where: str) -> None:
+    prefix, dot, name = key.partition(".")
+    if not dot or prefix not in PREFIXES or not name:
+        raise SpeechtlError(
+            f"{where}: a search key is train.KEY or option.KEY, got {key!r}. "
+            "Fix: e.g. --space train.lr=0.001,0.003 --space option.bottom_layers=1,2"
+        )
+    if prefix == "train" and name in FIXED:
+        raise SpeechtlError(
+            f"{where}: train.{name} is not searched (the budget is --num-steps for every "
+            "candidate; seeds are for --seeds). Fix: leave it out of the space."
+        )
+
+
+def parse_space(items: Sequence[str], space: dict[str, list[Any]] | None = None) -> dict[str, list[Any]]:
+    """``["train.lr=0.001,0.003", "option.dim=16,32"]`` -> ``{"train.lr": [0.001, 0.003], ...}``,
+    added to ``space`` (e.g. from :func:`load_space`)."""
+    space = dict(space or {})
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise SpeechtlError(f"--space takes train.KEY=V1,V2 or option.KEY=V1,V2, got {item!r}")
+        _check_key(key, f"--space {item!r}")
+        if key in space:
+            raise SpeechtlError(f"--space names {key} twice. Fix: list all its values once: {key}=V1,V2")
+        space[key] = [yaml.safe_load(v) for v in values.split(",")]
+    return space
+
+
+def load_space(path: Path, method: str) -> dict[str, list[Any]]:
+    """``method``'s space from a YAML file of ``{method: {train.KEY: [values], option.KEY: [values]}}``."""
+    spaces = load_yaml(path)
+    if method not in spaces:
+        raise SpeechtlError(f"{path} has no search space for {method}. Fix: add '{method}: {{train.lr: [...]}}'.")
+    space = spaces[method] or {}
+    if not isinstance(space, dict):
+        raise SpeechtlError(f"{path} [{method}]: expected a mapping of train.KEY/option.KEY to lists of values")
+    for key, values in space.items():
+        _check_key(key, f"{path} [{method}]")
+        if not isinstance(values, list) or not values:
+            raise SpeechtlError(f"{path} [{method}.{key}]: expected a non-empty list of values, got {values!r}")
+    return {k: list(v) for k, v in space.items()}
+
+
+def candidates(space: dict[str, list[Any]], trials: int = 0, seed: int = 0) -> list[Candidate]:
+    """Every point of the grid (``trials`` 0 or at least its size), else ``trials`` distinct
+    points drawn with ``seed``, in grid order."""
+    keys = list(space)
+    grid = list(itertools.product(*(space[k] for k in keys)))
+    if 0 < trials < len(grid):
+        grid = [grid[i] for i in sorted(random.Random(seed).sample(range(len(grid)), trials))]
+    out = []
+    for values in grid:
+        parts: dict[str, dict[str, Any]] = {"options": {}, "train": {}}
+        for key, v in zip(keys, values, strict=True):
+            prefix, _, name = key.partition(".")
+            parts[PREFIXES[prefix]][name] = v
+        out.append(Candidate(parts["options"], parts["train"]))
+    return out
+
+
+def best_trial(trials: Sequence[Trial]) -> Trial:
+    """The lowest dev WER; on a tie, the earlier candidate."""
+    if not trials:
+        raise SpeechtlError("the sweep ran no trial. Fix: give at least one --space value.")
+    return min(trials, key=lambda t: (t.dev_wer, t.index))
+
+
+def budget_of(conf: dict[str, Any], method: str, num_steps: int | None, where: Path) -> int:
+    """The sweep's budget: ``num_steps`` or the conf's train.num_steps; a method that sets its
+    own num_steps would break the equal budget."""
+    budget = num_steps or int((conf.get("train") or {}).get("num_steps") or 0)
+    if budget <= 0:
+        raise SpeechtlError(
+            f"{where}: no compute budget: train.num_steps is 0. Fix: set train.num_steps (the same for "
+            "every method) or give --num-steps."
+        )
+    own = (((conf.get("methods") or {}).get(method) or {}).get("train") or {}).get("num_steps")
+    if own is not None and own != budget:
+        raise SpeechtlError(
+            f"{where}: methods.{method}.train.num_steps is {own}, not the budget {budget}. "
+            "Fix: remove it, so every method trains for the same number of updates."
+        )
+    return budget
+
+
+def _flag(value: Any) -> str:
+    """A value as ``--set``/``--option`` read it back (YAML; JSON is YAML)."""
+    return json.dumps(value)
+
+
+def _run_trial(
+    index: int, cand: Candidate, train_argv: list[str], budget: int, exp_dir: Path, dev: dict[str, Any]
+) -> Trial:
+    from speechtl.cli import build_parser
+    from speechtl.decode.run import decode_test_set
+
+    trial_dir = exp_dir / f"trial-{index:02d}"
+    argv = [*train_argv, "--exp-dir", str(trial_dir), "--set", f"num_steps={budget}"]
+    argv += [a for k, v in cand.train.items() for a in ("--set", f"{k}={_flag(v)}")]
+    argv += [a for k, v in cand.options.items() for a in ("--option", f"{k}={_flag(v)}")]
+    key = hashlib.sha1(json.dumps([argv, dev["cuts_path"]], default=str).encode()).hexdigest()
+    marker = trial_dir / ".sweep-key"
+    if marker.is_file() and marker.read_text() != key:
+        shutil.rmtree(trial_dir)  # another candidate's run: do not resume it
+    if not (marker.is_file() and (trial_dir / "final.pt").exists()):
+        logging.info(f"sweep trial {index}: {cand.describe()} ({budget} updates) -> {trial_dir}")
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key)
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    (row,) = decode_test_set(trial_dir / "final.pt", out_dir=trial_dir / "decode", **dev)
+    logging.info(f"sweep trial {index}: dev WER {row.wer:.2f}% ({row.errors}/{row.words})")
+    return Trial(index, cand, row.wer, row.errors, row.words, trial_dir)
+
+
+def write_tuned_config(base: Path, out: Path, method: str, chosen: Candidate, budget: int, note: str) -> Path:
+    """``out`` (or, the first time, a copy of ``base``) with methods.<method> set to the
+    conf's own options and train overrides updated by ``chosen``'s, and train.num_steps
+    set to the budget the options were chosen at (the one every method then trains for)."""
+    conf = load_yaml(out if Path(out).is_file() else base)
+    conf["train"] = {**(conf.get("train") or {}), "num_steps": budget}
+    methods = conf.setdefault("methods", {}) or {}
+    conf["methods"] = methods
+    entry = dict(methods.get(method) or {})
+    for part in ("options", "train"):
+        merged = {**(entry.get(part) or {}), **getattr(chosen, part)}
+        if merged:
+            entry[part] = merged
+    methods[method] = entry
+    old = Path(out).read_text(encoding="utf-8").splitlines() if Path(out).is_file() else []
+    notes = [line for line in old if line.startswith("# sweep:") and not line.startswith(f"# sweep: {method}:")]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(
+        "\n".join([*notes, f"# sweep: {method}: {note}"]) + "\n" + yaml.safe_dump(conf, sort_keys=False),
+        encoding="utf-8",
+    )
+    return Path(out)
+
+
+def sweep(
+    config: Path,
+    method: str,
+    space: dict[str, list[Any]],
+    lang_dir: Path,
+    train_cuts: Path,
+    dev_cuts: Path,
+    exp_dir: Path,
+    output: Path,
+    num_steps: int | None = None,
+    trials: int = 0,
+    seed: int = 0,
+    source_checkpoint: Path | None = None,
+    unlabelled_cuts: Path | None = None,
+    source_cuts: Path | None = None,
+    decoding: str = "greedy",
+    dev_set: str = "dev",
+    device: str | None = None,
+) -> tuple[Trial, list[Trial]]:
+    """Train and dev-decode every candidate, write ``exp_dir``/sweep.tsv and the chosen
+    options into ``output``; returns (the chosen trial, every trial). Test is not touched."""
+    config, exp_dir = Path(config), Path(exp_dir)
+    budget = budget_of(load_yaml(config), method, num_steps, config)
+    cands = candidates(space, trials, seed)
+    train_argv = ["train", "--config", str(config), "--method", method, "--lang-dir", str(lang_dir)]
+    train_argv += ["--train-cuts", str(train_cuts)]
+    for flag, path in (
+        ("--source-checkpoint", source_checkpoint),
+        ("--unlabelled-cuts", unlabelled_cuts),
+        ("--source-cuts", source_cuts),
+    ):
+        if path is not None:
+            train_argv += [flag, str(path)]
+    dev = dict(
+        lang_dir=lang_dir,
+        cuts_path=dev_cuts,
+        test_set=dev_set,
+        decodings=[decoding],
+        method=method,
+        data="sweep",
+        device=device,
+    )
+    done = [_run_trial(i, c, train_argv, budget, exp_dir, dev) for i, c in enumerate(cands)]
+    best = best_trial(done)
+    with open(exp_dir / "sweep.tsv", "w", encoding="utf-8") as f:
+        f.write("\t".join(SWEEP_TSV_HEADER) + "\n")
+        for t in done:
+            f.write(
+                f"{t.index}\t{t.dev_wer:.2f}\t{t.errors}\t{t.words}\t{json.dumps(t.candidate.options)}\t"
+                f"{json.dumps(t.candidate.train)}\n"
+            )
+    note = (
+        f"{best.candidate.describe()} chosen on {dev_set} ({dev_cuts}, {decoding} WER {best.dev_wer:.2f}%) "
+        f"from {len(done)} candidate(s) at {budget} updates each; see {exp_dir / 'sweep.tsv'}"
+    )
+    write_tuned_config(config, output, method, best.candidate, budget, note)
+    logging.info(f"sweep {method}: {note} -> {output}")
+    return best, done

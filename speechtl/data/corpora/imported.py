@@ -1,0 +1,399 @@
+"""What the importers of users' corpora (folder, kaldi, commonvoice) share.
+
+Each importer only reads its format into :class:`Utterance` records, noting
+format-level problems (a bad line, a missing file, a non-UTF-8 line) in a
+:class:`~speechtl.data.validate.Report`. :func:`build_corpus` then does the
+rest the same way for all of them: probe every recording, check every
+utterance (:mod:`speechtl.data.validate`), stop or skip, make dev/test splits
+when the corpus has none (:func:`assign_splits`), normalize the text and write
+the character inventory, and write ``<name>_{recordings,supervisions}_<split>``
+through :func:`speechtl.data.layout.write_split`. Everything is written to a
+temporary directory first and moved into place at the end, so a failed import
+never leaves the manifests of an earlier one half overwritten.
+"""
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.audio import AudioSource
+
+from speechtl.data.downmix import DOWNMIX
+from speechtl.data.layout import write_split
+from speechtl.data.normalize import NormalizeConfig, char_inventory, normalize, write_char_inventory
+from speechtl.data.validate import AudioInfo, Report, ValidateConfig, check_duration, find_duplicates, probe_many
+from speechtl.errors import SpeechtlError
+
+Pathlike = str | Path
+Manifests = dict[str, dict[str, RecordingSet | SupervisionSet]]
+
+#: Folder names taken as splits, and the split each names.
+SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "val": "dev", "validation": "dev", "test": "test"}
+
+
+@dataclass
+class Utterance:
+    id: str
+    audio: str  # a file path, or a Kaldi ``cmd args |`` pipe
+    text: str | None  # None: no transcript was found
+    where: str  # where its transcript is (file:line), else its audio file
+    speaker: str | None = None
+    split: str | None = None  # None: decided by assign_splits
+    recording_id: str | None = None  # None: the utterance is the whole recording, named by its id
+    start: float = 0.0
+    end: float | None = None  # None: to the end of the recording
+    gender: str | None = None
+    language: str | None = None
+
+    @property
+    def rec_id(self) -> str:
+        return self.recording_id or self.id
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """The seeded dev/test rule for a corpus without split folders."""
+
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    min_speakers: int = 3  # fewer known speakers: split by utterance
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    skip_bad_audio: bool = False
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    normalize: bool = True
+    text: NormalizeConfig = field(default_factory=NormalizeConfig)
+    language: str | None = None
+
+
+def import_options(
+    skip_bad_audio: bool = False,
+    sampling_rate: int | None = None,
+    min_duration: float | None = None,
+    max_duration: float | None = None,
+    subsampling: int | None = None,
+    nj: int | None = None,
+    dev_fraction: float | None = None,
+    test_fraction: float | None = None,
+    seed: int | None = None,
+    normalize_text: bool | None = None,
+    keep_chars: str | None = None,
+    drop_chars: str | None = None,
+    language: str | None = None,
+) -> ImportOptions:
+    """ImportOptions from the flat keyword options of ``prepare_<kind>`` (None: the default)."""
+
+    def given(**kw):
+        return {k: v for k, v in kw.items() if v is not None}
+
+    return ImportOptions(
+        skip_bad_audio=bool(skip_bad_audio),
+        validate=ValidateConfig(
+            **given(
+                sampling_rate=sampling_rate,
+                min_duration=min_duration,
+                max_duration=max_duration,
+                subsampling=subsampling,
+                nj=nj,
+            )
+        ),
+        split=SplitConfig(**given(dev_fraction=dev_fraction, test_fraction=test_fraction, seed=seed)),
+        normalize=True if normalize_text is None else normalize_text,
+        text=NormalizeConfig(**given(keep=keep_chars, drop=drop_chars)),
+        language=language,
+    )
+
+
+def read_lines(path: Path, report: Report) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a text file, each line decoded alone: a non-UTF-8 line is a
+    ``bad-encoding`` problem naming its line, the others still read. A BOM is dropped."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                report.add(
+                    "bad-encoding", f"{path}:{n}", f"byte {raw[e.start]:#04x} at column {e.start + 1} is not UTF-8"
+                )
+                yield n, None
+                continue
+            if n == 1:
+                line = line.lstrip("\ufeff")
+            yield n, line.rstrip("\r\n")
+
+
+def safe_id(text: str) -> str:
+    """An id usable in Kaldi files and file names: whitespace and slashes become ``_``."""
+    return re.sub(r"[\s/\\]+", "_", text.strip())
+
+
+def split_of_split_dir(name: str) -> str | None:
+    return SPLIT_NAMES.get(name.lower())
+
+
+def _frac_rank(key: str, seed: int) -> float:
+    """A number in [0, 1) fixed by (seed, key): the same split for the same corpus on every machine."""
+    h = hashlib.sha1(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def _deal(groups: dict[str, list[Utterance]], cfg: SplitConfig) -> dict[str, str]:
+    """``{group: split}``: groups in an order fixed by the seed dealt to test, then dev, until each
+    holds its fraction of the utterances (at least one group each, when asked for), the rest train."""
+    order = sorted(groups, key=lambda k: _frac_rank(k, cfg.seed))
+    total = sum(len(g) for g in groups.values())
+    out, i = {}, 0
+    for split, frac in (("test", cfg.test_fraction), ("dev", cfg.dev_fraction)):
+        want, got = frac * total, 0
+        while i < len(order) - 1 and frac > 0 and (got == 0 or got + len(groups[order[i]]) / 2 <= want):
+            out[order[i]] = split
+            got += len(groups[order[i]])
+            i += 1
+    out.update(dict.fromkeys(order[i:], "train"))
+    return out
+
+
+def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
+    """Give dev/test to utterances whose ``split`` is None; returns a line saying what was done.
+
+    Speaker-disjoint when every utterance's speaker is known, there are at least
+    ``cfg.min_speakers`` of them, and dealing whole speakers (:func:`_deal`) still
+    leaves train at least ``1 - 2 * (dev + test fraction)`` of the utterances;
+    otherwise utterances are dealt one by one, and the line says why."""
+    todo = [u for u in utterances if u.split is None]
+    if not todo:
+        return "splits given by the corpus"
+    spk = [u.speaker for u in todo]
+    speakers = sorted({s for s in spk if s})
+    why = ""
+    if not all(spk):
+        why = " (speakers unknown)"
+    elif len(speakers) < cfg.min_speakers:
+        why = f" (only {len(speakers)} speakers)"
+    else:
+        groups: dict[str, list[Utterance]] = defaultdict(list)
+        for u in todo:
+            groups[u.speaker].append(u)
+        dealt = _deal(groups, cfg)
+        train = sum(len(groups[k]) for k, v in dealt.items() if v == "train")
+        if train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
+            for k, split in dealt.items():
+                for u in groups[k]:
+                    u.split = split
+        else:
+            why = f" (whole speakers would leave train {train} of {len(todo)})"
+    if why:
+        dealt = _deal({u.id: [u] for u in todo}, cfg)
+        for u in todo:
+            u.split = dealt[u.id]
+    counts = Counter(u.split for u in todo)
+    how = f"by utterance{why}" if why else f"speaker-disjoint over {len(speakers)} speakers"
+    return (
+        f"no split folders: dev/test made {how}, seed {cfg.seed}, fractions "
+        f"dev {cfg.dev_fraction} test {cfg.test_fraction}: "
+        + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "dev", "test"))
+    )
+
+
+def _recording(rec_id: str, source: str, info: AudioInfo) -> Recording:
+    s = source.strip()
+    is_cmd = s.endswith("|")
+    src = AudioSource(
+        type="command" if is_cmd else "file",
+        channels=[0],
+        source=s[:-1].strip() if is_cmd else os.path.abspath(s),
+    )
+    return Recording(
+        id=rec_id,
+        sources=[src],
+        sampling_rate=info.sampling_rate,
+        num_samples=info.num_samples,
+        duration=info.duration,
+        transforms=[DOWNMIX] if info.num_channels > 1 else None,
+    )
+
+
+def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateConfig) -> dict[str, AudioInfo]:
+    """Every check of :mod:`speechtl.data.validate` on the utterances; returns each good recording's info."""
+    find_duplicates(report, ((u.id, u.where) for u in utts))
+    sources: dict[str, str] = {}
+    for u in utts:
+        if sources.setdefault(u.rec_id, u.audio) != u.audio:
+            report.add("duplicate-id", u.where, f"recording {u.rec_id!r} names two sources", u.id)
+    probed = probe_many(sources.values(), cfg.nj)
+    infos: dict[str, AudioInfo] = {}
+    bad_recs: dict[str, tuple[str, str]] = {}
+    for rec_id, src in sources.items():
+        info = probed[src]
+        if isinstance(info, AudioInfo):
+            infos[rec_id] = info
+            report.note_audio(info)
+        else:
+            bad_recs[rec_id] = info
+    for u in utts:
+        if u.rec_id in bad_recs:
+            kind, detail = bad_recs[u.rec_id]
+            where = u.where if kind == "missing-audio" else u.audio.strip()
+            report.add(kind, where, detail if kind != "missing-audio" else f"{u.audio} does not exist", u.id)
+            continue
+        if u.text is None:
+            report.add("no-transcript", u.audio, "no transcript names this audio", u.id)
+            continue
+        if not u.text.strip():
+            report.add("empty-text", u.where, "the transcript is empty", u.id)
+            continue
+        dur = infos[u.rec_id].duration
+        end = dur if u.end is None or u.end < 0 else u.end
+        where = u.audio.strip() if u.where == u.audio else f"{u.audio.strip()} ({u.where})"
+        if u.start < 0 or end <= u.start or end > dur + 0.01:
+            report.add("bad-segment", where, f"{u.start:.2f}-{end:.2f} s is outside the audio's {dur:.2f} s", u.id)
+            continue
+        check_duration(report, cfg, u.id, where, end - u.start, u.text)
+    return infos
+
+
+def build_corpus(
+    name: str,
+    utterances: list[Utterance],
+    output_dir: Pathlike | None,
+    opts: ImportOptions,
+    report: Report,
+    corpus_dir: Path,
+    after_probe: Callable[[dict[str, AudioInfo]], None] | None = None,
+) -> Manifests:
+    """Validate, split, normalize and write an imported corpus (see the module doc).
+
+    ``after_probe`` gets every good recording's info for a format's own checks
+    (Kaldi's reco2dur), which add to ``report`` before it is resolved."""
+    if not utterances:
+        raise SpeechtlError(f"found no utterances in {corpus_dir}. Fix: check --corpus-dir and the corpus layout.")
+    infos = check_utterances(utterances, report, opts.validate)
+    if after_probe is not None:
+        after_probe(infos)
+    # Texts normalized first: an utterance whose text normalizes to nothing is bad too.
+    if opts.normalize:
+        for u in utterances:
+            if u.text:
+                raw = u.text
+                u.text = normalize(raw, opts.text)
+                if raw.strip() and not u.text:
+                    report.add("empty-text", u.where, f"nothing is left of {raw!r} after normalization", u.id)
+    report.log_notes(opts.validate.sampling_rate)
+    out = Path(output_dir) if output_dir is not None else None
+    bad = report.resolve(opts.skip_bad_audio, None)  # bad_audio.txt is written with the manifests
+    split_line = assign_splits(utterances, opts.split)  # over all, so skipping never moves a good one
+    good = [u for u in utterances if u.id not in bad and u.rec_id in infos]
+    logging.info(f"{name}: {split_line}")
+    by_split: dict[str, list[Utterance]] = defaultdict(list)
+    for u in good:
+        by_split[u.split].append(u)
+    empty = [s for s in ("train", "dev", "test") if s in {u.split for u in utterances} and not by_split.get(s)]
+    if empty:
+        raise SpeechtlError(f"no usable utterances left for split(s) {empty} of {corpus_dir}; see the problems above")
+    for split, utts in sorted(by_split.items()):
+        hours = sum(_dur(u, infos) for u in utts) / 3600
+        speakers = len({u.speaker for u in utts if u.speaker})
+        logging.info(f"{name} {split}: {len(utts)} utterances, {hours:.2f} h, {speakers} speakers")
+    if out is None:  # a dry run (speechtl validate): the manifests in memory
+        return {
+            split: {
+                "recordings": RecordingSet.from_recordings(_recordings(utts, infos)),
+                "supervisions": SupervisionSet.from_segments(_supervisions(utts, infos, opts.language)),
+            }
+            for split, utts in sorted(by_split.items())
+        }
+    _write_atomically(out, name, by_split, infos, split_line, report, opts)
+    # read back lazily: a corpus of a million clips is never held as manifest objects
+    return {
+        split: {
+            "recordings": RecordingSet.from_file(out / f"{name}_recordings_{split}.jsonl.gz"),
+            "supervisions": SupervisionSet.from_file(out / f"{name}_supervisions_{split}.jsonl.gz"),
+        }
+        for split in sorted(by_split)
+    }
+
+
+def _dur(u: Utterance, infos: dict[str, AudioInfo]) -> float:
+    dur = infos[u.rec_id].duration
+    end = dur if u.end is None or u.end < 0 else u.end
+    return end - u.start
+
+
+def _recordings(utts: list[Utterance], infos: dict[str, AudioInfo]) -> Iterator[Recording]:
+    """Each recording of ``utts`` once (segments share one), made as it is written."""
+    seen: set[str] = set()
+    for u in utts:
+        if u.rec_id not in seen:
+            seen.add(u.rec_id)
+            yield _recording(u.rec_id, u.audio, infos[u.rec_id])
+
+
+def _supervisions(utts: list[Utterance], infos: dict[str, AudioInfo], language: str | None):
+    for u in utts:
+        yield SupervisionSegment(
+            id=u.id,
+            recording_id=u.rec_id,
+            start=u.start,
+            duration=round(_dur(u, infos), 6),
+            channel=0,
+            text=u.text,
+            speaker=u.speaker,
+            gender=u.gender,
+            language=u.language or language,
+        )
+
+
+def _write_atomically(
+    out: Path,
+    name: str,
+    by_split: dict[str, list[Utterance]],
+    infos: dict[str, AudioInfo],
+    split_line: str,
+    report: Report,
+    opts: ImportOptions,
+) -> None:
+    """Every file into a temporary dir first (manifests streamed: RecordingSet over a generator
+    writes as it goes), then moved over the old ones only once all are complete."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}_import.", dir=out))
+    try:
+        for split, utts in sorted(by_split.items()):
+            recs = RecordingSet(_recordings(utts, infos))
+            sups = SupervisionSet(_supervisions(utts, infos, opts.language))
+            write_split(tmp, name, split, recs, sups)
+        texts = (u.text for utts in by_split.values() for u in utts)
+        write_char_inventory(char_inventory(texts), tmp / f"{name}_char_inventory.tsv", opts.text.rare_count)
+        lines = [split_line]
+        lines += [f"{s}\t{len(utts)} utterances" for s, utts in sorted(by_split.items())]
+        lines += [f"skipped {len(report.problems)} problem(s), listed in bad_audio.txt"] if report.problems else []
+        (tmp / "bad_audio.txt").write_text(report.bad_list(), encoding="utf-8")  # empty: nothing skipped
+        (tmp / f"{name}_import_report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    skipped = f", bad_audio.txt ({len(report.problems)} skipped)" if report.problems else ""
+    logging.info(f"{name}: manifests, {name}_char_inventory.tsv, {name}_import_report.txt{skipped} written to {out}")
+
+
+def nothing_to_download(kind: str) -> Callable:
+    """The ``download`` of an importer: a user's own corpus is not fetched from anywhere."""
+
+    def download(target_dir: Pathlike = ".", force_download: bool = False) -> Path:
+        raise SpeechtlError(
+            f"'{kind}' imports a corpus you have; there is nothing to download. Fix: pass --corpus-dir."
+        )
+
+    return download

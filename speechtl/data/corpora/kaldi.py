@@ -1,0 +1,250 @@
+"""Kaldi data directories in and out: ``speechtl prepare kaldi`` and ``speechtl export kaldi``.
+
+Import reads ``wav.scp`` (file paths, or ``cmd args |`` pipes, which are run to
+probe them), ``text``, ``utt2spk``, optional ``segments``, ``spk2gender``,
+``utt2lang`` and ``reco2dur``. ``--corpus-dir`` is one data dir (its name, if
+train/dev/test-like, is its split; otherwise dev and test are made from it by
+the seeded rule) or a parent holding one data dir per split (``train/``,
+``dev/``, ``test/``, or any names: the names are kept, valid/val become dev).
+lhotse's ``load_kaldi_data_dir`` reads the same files, but it takes one
+sampling rate for every recording, reads no rates or channels from the audio,
+and drops unreadable files with a warning; this reader probes every recording
+and names each problem with its file and line (:mod:`speechtl.data.validate`).
+``reco2dur``, when present, is checked against the audio: a recording shorter
+than it says was cut short.
+
+Export (:func:`export_kaldi`) writes ``wav.scp``, ``segments``, ``text``,
+``utt2spk``, ``spk2utt``, ``reco2dur`` (and ``spk2gender`` when known) per
+split, so the corpus goes back to Kaldi or ESPnet as it came.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from lhotse import RecordingSet, SupervisionSet
+
+from speechtl.atomic import atomic_open
+from speechtl.data.corpora.imported import (
+    Manifests,
+    Pathlike,
+    Utterance,
+    build_corpus,
+    import_options,
+    read_lines,
+    split_of_split_dir,
+)
+from speechtl.data.validate import Report
+from speechtl.errors import SpeechtlError
+
+
+def read_mapping(path: Path, report: Report, min_fields: int = 2) -> dict[str, tuple[str, str]]:
+    """``key -> (rest of the line, file:line)`` of a Kaldi ``key value...`` file ('' when absent)."""
+    out: dict[str, tuple[str, str]] = {}
+    if not path.is_file():
+        return out
+    for n, line in read_lines(path, report):
+        if line is None or not line.strip():
+            continue
+        parts = line.strip().split(None, 1)
+        where = f"{path}:{n}"
+        if len(parts) < min_fields:
+            report.add("bad-line", where, f"expected '<id> <value>' in {path.name}")
+            continue
+        if parts[0] in out:
+            report.add("duplicate-id", where, f"{parts[0]!r} is also on {out[parts[0]][1]}", parts[0])
+            continue
+        out[parts[0]] = (parts[1] if len(parts) > 1 else "", where)
+    return out
+
+
+def data_dirs(corpus_dir: Path) -> dict[str | None, Path]:
+    """``{split: data dir}``; the split is None for a lone dir not named like a split."""
+    if (corpus_dir / "wav.scp").is_file():
+        return {split_of_split_dir(corpus_dir.name): corpus_dir}
+    subs = sorted(d for d in corpus_dir.iterdir() if (d / "wav.scp").is_file())
+    if not subs:
+        raise SpeechtlError(
+            f"{corpus_dir} is not a Kaldi data dir (no wav.scp) and holds none. "
+            "Fix: point --corpus-dir at a data dir, or at the parent of train/, dev/, test/ data dirs."
+        )
+    return {split_of_split_dir(d.name) or d.name: d for d in subs}
+
+
+def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]:
+    """The utterances of one Kaldi data dir; format problems go to ``report``."""
+    wavs = read_mapping(d / "wav.scp", report)
+    texts = read_mapping(d / "text", report, min_fields=1)
+    spk = read_mapping(d / "utt2spk", report)
+    gender = read_mapping(d / "spk2gender", report)
+    lang = read_mapping(d / "utt2lang", report)
+    segments = read_mapping(d / "segments", report)
+    if not (d / "utt2spk").is_file():
+        logging.warning(f"{d} has no utt2spk: speakers unknown, dev/test cannot be made speaker-disjoint")
+    utts = []
+    if segments:
+        items = []
+        for uid, (rest, where) in segments.items():
+            f = rest.split()
+            try:
+                rec, start, end = f[0], float(f[1]), float(f[2])
+            except (IndexError, ValueError):
+                report.add("bad-line", where, "segments lines are '<utt> <recording> <start> <end>'", uid)
+                continue
+            if rec not in wavs:
+                report.add("missing-audio", where, f"recording {rec!r} is not in {d / 'wav.scp'}", uid)
+                continue
+            items.append((uid, rec, start, end))
+        unused = len(wavs.keys() - {rec for _, rec, _, _ in items})
+        if unused:
+            logging.warning(f"{d}: {unused} recording(s) of wav.scp have no segment; not imported")
+    else:
+        items = [(rid, None, 0.0, None) for rid in wavs]
+    for uid, rec, start, end in items:
+        s = spk.get(uid, (None,))[0]
+        utts.append(
+            Utterance(
+                id=uid,
+                audio=wavs[rec or uid][0],
+                text=texts[uid][0] if uid in texts else None,
+                where=texts[uid][1] if uid in texts else wavs[rec or uid][1],
+                speaker=s,
+                split=split,
+                recording_id=rec,
+                start=start,
+                end=end,
+                gender=gender.get(s, (None,))[0] if s else None,
+                language=lang.get(uid, (None,))[0],
+            )
+        )
+    known = {u.id for u in utts}
+    for uid, (_, where) in texts.items():
+        if uid not in known and not (segments and uid in segments):
+            report.add(
+                "missing-audio", where, f"utterance {uid!r} has a transcript but no audio in wav.scp or segments"
+            )
+    return utts
+
+
+def check_reco2dur(d: Path, utts: list[Utterance], infos: dict, report: Report) -> None:
+    """A recording shorter than its ``reco2dur`` was cut short (or wav.scp points at the wrong file)."""
+    for rid, (value, where) in read_mapping(d / "reco2dur", Report()).items():
+        info = infos.get(rid)
+        try:
+            said = float(value)
+        except ValueError:
+            continue
+        if info is not None and info.duration < said - 0.05:
+            ids = [u.id for u in utts if u.rec_id == rid]
+            for uid in ids:
+                report.add(
+                    "truncated", where, f"reco2dur says {said:.2f} s, the audio holds {info.duration:.2f} s", uid
+                )
+
+
+def prepare_kaldi(
+    corpus_dir: Pathlike,
+    output_dir: Pathlike | None = None,
+    prefix: str = "kaldi",
+    **options,
+) -> Manifests:
+    """Manifests of Kaldi data dir(s) (see the module doc); ``options`` as
+    :func:`~speechtl.data.corpora.imported.import_options`."""
+    opts = import_options(**options)
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        raise SpeechtlError(f"Kaldi data dir {corpus_dir} does not exist. Fix: check --corpus-dir.")
+    report = Report()
+    dirs = data_dirs(corpus_dir)
+    utts: list[Utterance] = []
+    for split, d in dirs.items():
+        utts += read_data_dir(d, split, report)
+    splits = {u.split for u in utts}
+    if "train" in splits and not {"dev", "test"} <= splits:
+        # dev and/or test drawn from train by the seeded rule; a split the corpus has stays as it is
+        missing = {"dev", "test"} - splits
+        opts = replace(
+            opts,
+            split=replace(
+                opts.split,
+                dev_fraction=opts.split.dev_fraction if "dev" in missing else 0.0,
+                test_fraction=opts.split.test_fraction if "test" in missing else 0.0,
+            ),
+        )
+        for u in utts:
+            if u.split == "train":
+                u.split = None
+
+    def reco2dur_checks(infos: dict) -> None:
+        for d in dirs.values():
+            check_reco2dur(d, utts, infos, report)
+
+    return build_corpus(prefix, utts, output_dir, opts, report, corpus_dir, after_probe=reco2dur_checks)
+
+
+def export_kaldi(
+    manifest_dir: Pathlike, output_dir: Pathlike, prefix: str, splits: list[str] | None = None
+) -> list[Path]:
+    """Write one Kaldi data dir per split of ``<prefix>_*`` manifests; returns the dirs.
+
+    A recording's source is written as its path, or as ``cmd |`` for a command
+    source; a multi-channel recording is down-mixed by a ``sox ... remix -`` pipe.
+    Utterances are sorted by id, as Kaldi's tools expect."""
+    manifest_dir, output_dir = Path(manifest_dir), Path(output_dir)
+    found = sorted(manifest_dir.glob(f"{prefix}_recordings_*.jsonl.gz"))
+    names = [p.name[len(f"{prefix}_recordings_") : -len(".jsonl.gz")] for p in found]
+    if splits:
+        unknown = sorted(set(splits) - set(names))
+        if unknown:
+            raise SpeechtlError(f"no {prefix} manifests for split(s) {unknown} in {manifest_dir}; found {names}")
+        names = list(splits)
+    if not names:
+        raise SpeechtlError(
+            f"no {prefix}_recordings_*.jsonl.gz in {manifest_dir}. Fix: check --manifest-dir, --prefix."
+        )
+    out = []
+    for split in names:
+        recs = RecordingSet.from_file(manifest_dir / f"{prefix}_recordings_{split}.jsonl.gz")
+        sups = SupervisionSet.from_file(manifest_dir / f"{prefix}_supervisions_{split}.jsonl.gz")
+        out.append(write_data_dir(recs, sups, output_dir / split))
+        logging.info(f"{split}: Kaldi data dir {output_dir / split}")
+    return out
+
+
+def _wav_entry(rec) -> str:
+    if len(rec.sources) != 1:
+        raise SpeechtlError(f"recording {rec.id} has {len(rec.sources)} sources; Kaldi's wav.scp takes one")
+    src = rec.sources[0]
+    if src.type == "command":
+        return f"{src.source} |"
+    if src.type != "file":
+        raise SpeechtlError(f"recording {rec.id} is stored as {src.type!r}; only files and commands export to wav.scp")
+    if rec.transforms:  # a down-mix (or a resampling) is done by sox in the pipe
+        return f"sox {src.source} -t wav -c 1 - |"
+    return src.source
+
+
+def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    sups = sorted(sups, key=lambda s: s.id)
+    spk = {s.id: s.speaker or s.id for s in sups}
+    spk2utt = defaultdict(list)
+    for s in sups:
+        spk2utt[spk[s.id]].append(s.id)
+    rec_list = sorted(recs, key=lambda r: r.id)
+    files = {
+        "wav.scp": [f"{r.id} {_wav_entry(r)}" for r in rec_list],
+        "segments": [f"{s.id} {s.recording_id} {s.start:.3f} {s.end:.3f}" for s in sups],
+        "text": [f"{s.id} {s.text or ''}".rstrip() for s in sups],
+        "utt2spk": [f"{s.id} {spk[s.id]}" for s in sups],
+        "spk2utt": [f"{k} {' '.join(v)}" for k, v in sorted(spk2utt.items())],
+        "reco2dur": [f"{r.id} {r.duration:.3f}" for r in rec_list],
+    }
+    genders = {s.speaker: s.gender for s in sups if s.speaker and s.gender}
+    if genders:
+        files["spk2gender"] = [f"{k} {v}" for k, v in sorted(genders.items())]
+    for name, lines in files.items():
+        with atomic_open(d / name) as f:
+            f.write("".join(line + "\n" for line in lines))
+    return d

@@ -1,0 +1,117 @@
+"""Zero-shot rows from a pretrained model's own decoder: Whisper through ``transformers``' generate.
+
+The row a pretrained source earns before any target label: Whisper transcribes
+the test cuts with its own decoder and vocabulary (no CTC head, no lexicon).
+Its input is the log-mel of our batched kernel over the audio padded to 30 s,
+which is exactly what Whisper was trained on and ``WhisperFeatureExtractor``
+gives (``tests/test_whisper.py``). Hypotheses and references both go through
+the project's text normalizer (:func:`speechtl.data.text.normalize_text`:
+case-folded, punctuation gone), and with ``spell_digits`` single digits become
+English words ("7" -> "seven"), since Whisper writes digits where references
+such as FSDD's spell them. Output files and the results.tsv row are those of
+``speechtl decode`` (decoding ``whisper``).
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+
+from speechtl.data.text import normalize_text
+from speechtl.errors import SpeechtlError
+from speechtl.features.compute import pick_device
+from speechtl.models.pretrained import parse_source
+from speechtl.score.results import ResultRow, update_results
+
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+#: Whisper's window: 30 s of 16-kHz audio.
+WINDOW = 30 * 16000
+
+
+def normalize_hypothesis(text: str, spell_digits: bool = False) -> list[str]:
+    """Words of a decoded text as the references are scored: normalized, digits spelled if asked."""
+    words = normalize_text(text).split()
+    return [DIGITS[int(w)] if spell_digits and len(w) == 1 and w.isdigit() else w for w in words]
+
+
+def _model_dir(source: str) -> str:
+    spec = parse_source(source)
+    if spec is None:
+        return source  # a plain directory or hub id
+    if spec.kind != "whisper":
+        raise SpeechtlError(f"{source}: zero-shot decoding needs a model with its own decoder (whisper:...)")
+    return spec.location
+
+
+@torch.no_grad()
+def whisper_transcripts(
+    source: str,
+    cuts: CutSet,
+    device: str | None = None,
+    batch_size: int = 16,
+    language: str | None = None,
+    max_new_tokens: int = 96,
+) -> dict[str, str]:
+    """``{cut id: Whisper's text}`` for every cut (audio over 30 s is cut to its first 30 s)."""
+    from transformers import AutoTokenizer, WhisperForConditionalGeneration
+
+    from speechtl.features.whisper_mel import BatchedWhisperMel, WhisperMelConfig
+
+    where = _model_dir(source)
+    dev = pick_device(device)
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(where, dtype=torch.float32).to(dev).eval()
+        tokenizer = AutoTokenizer.from_pretrained(where)
+    except Exception as e:
+        raise SpeechtlError(f"cannot load Whisper model and tokenizer from {where}: {e}") from e
+    mel = BatchedWhisperMel(WhisperMelConfig(num_mels=model.config.num_mel_bins)).to(dev)
+    kwargs = {"language": language, "task": "transcribe"} if language else {}
+    cut_list = list(cuts)
+    out = {}
+    for start in range(0, len(cut_list), batch_size):
+        part = cut_list[start : start + batch_size]
+        waves = []
+        for c in part:
+            w = torch.from_numpy(c.resample(16000).load_audio()).float().mean(0)
+            if w.numel() > WINDOW:
+                logging.warning(f"{c.id}: {w.numel() / 16000:.1f} s, Whisper hears its first 30 s only")
+            waves.append(torch.nn.functional.pad(w[:WINDOW], (0, WINDOW - min(WINDOW, w.numel()))))
+        feats = torch.stack(mel(waves)).transpose(1, 2)  # (batch, mels, 3000)
+        ids = model.generate(feats, max_new_tokens=max_new_tokens, **kwargs)
+        for c, text in zip(part, tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
+            out[c.id] = text
+    return out
+
+
+def whisper_zero_shot(
+    source: str,
+    cuts_path: Path,
+    test_set: str,
+    out_dir: Path,
+    method: str = "zero-shot-whisper",
+    data: str = "0",
+    results_tsv: Path | None = None,
+    device: str | None = None,
+    spell_digits: bool = False,
+    language: str | None = None,
+    batch_size: int = 16,
+) -> ResultRow:
+    """Decode ``cuts_path`` with Whisper's own decoder; recogs/errs/wer-summary files and a results.tsv row."""
+    from speechtl.decode.run import score_decoding
+
+    if not Path(cuts_path).is_file():
+        raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the data stages first.")
+    cuts = CutSet.from_file(cuts_path)
+    texts = whisper_transcripts(source, cuts, device, batch_size, language)
+    results = []
+    for c in cuts:
+        ref = " ".join(s.text or "" for s in c.supervisions)
+        results.append((c.id, normalize_text(ref).split(), normalize_hypothesis(texts[c.id], spell_digits)))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    row = score_decoding(sorted(results), out_dir, test_set, "whisper", method, data, results_tsv, None)
+    if results_tsv is not None:
+        update_results(results_tsv, [row])
+        logging.info(f"results: {results_tsv}")
+    return row

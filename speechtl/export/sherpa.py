@@ -1,0 +1,272 @@
+"""Decoding an exported ONNX directory with sherpa-onnx: greedy, HLG, test sets, files.
+
+The recognizer is sherpa-onnx's offline CTC recognizer with the Zipformer-CTC
+model config (see :mod:`speechtl.export.onnx` for why) and a feature config
+built from the model's own metadata, so sherpa-onnx computes the fbank the
+model was trained on:
+
+======================  ==============================  ==========================
+option                  speechtl (``FbankConfig``)      sherpa-onnx / knf
+======================  ==============================  ==========================
+sample rate, bins       from the checkpoint             ``sampling_rate``, ``feature_dim``
+low / high freq         20 / -400 Hz                    ``low_freq`` / ``high_freq`` (set)
+dither                  0                               ``dither`` (set)
+snip_edges              false                           ``snip_edges`` (set)
+samples                 float in [-1, 1]                ``normalize_samples=True``
+frame 25 ms / 10 ms,    Kaldi's defaults                knf's defaults (not settable
+povey window, pre-emph                                  from Python)
+0.97, DC removal,
+FFT size power of two
+======================  ==============================  ==========================
+
+Options sherpa-onnx cannot set from Python (frame length and shift, window,
+pre-emphasis, DC removal, FFT rounding) must be Kaldi's defaults;
+:func:`feature_config` refuses a model trained otherwise. Greedy results come
+back as token strings, mapped to ids by tokens.txt and to words by the lang
+dir's lexicon (:class:`speechtl.lang.Lang`); HLG results as word ids of
+words.txt. sherpa-onnx's CTC FST decoder is kaldi-decoder's FasterDecoder
+(beam 16) on the same HLG.fst, ilabel = token id + 1, as
+:class:`speechtl.decode.HlgDecoder` reads it.
+"""
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from lhotse import CutSet
+
+from speechtl.errors import SpeechtlError
+from speechtl.export.onnx import FBANK_KEY
+from speechtl.features import FbankConfig
+from speechtl.lang import Lang
+from speechtl.score.results import ResultRow, update_results
+from speechtl.score.wer import Hyp
+
+#: decoding name -> (int8 model, HLG search)
+ONNX_DECODINGS = {
+    "onnx-greedy": (False, False),
+    "onnx-hlg": (False, True),
+    "onnx-int8-greedy": (True, False),
+    "onnx-int8-hlg": (True, True),
+}
+#: FbankConfig options sherpa-onnx's Python feature config cannot set: they must keep these values.
+FIXED_FBANK = {
+    k: v
+    for k, v in FbankConfig().to_dict().items()
+    if k in ("frame_length", "frame_shift", "preemph_coeff", "remove_dc_offset", "window_type", "round_to_power_of_two")
+}
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-F]{2})>")
+WORD_START = "\u2581"  # sentencepiece's word-start piece
+
+
+def model_path(onnx_dir: Path, int8: bool = False) -> Path:
+    path = Path(onnx_dir) / ("model.int8.onnx" if int8 else "model.onnx")
+    if not path.is_file():
+        raise SpeechtlError(f"{path} does not exist. Fix: run `speechtl export-onnx --out {onnx_dir}` first.")
+    return path
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def fbank_of(meta: dict[str, str], path: Path) -> dict:
+    if FBANK_KEY not in meta:
+        raise SpeechtlError(f"{path} has no {FBANK_KEY} metadata. Fix: export it with `speechtl export-onnx`.")
+    return json.loads(meta[FBANK_KEY])
+
+
+def feature_config(fbank: dict, path: Path):
+    """sherpa-onnx's FeatureExtractorConfig for a model trained on ``fbank`` (FbankConfig options)."""
+    import sherpa_onnx
+
+    differ = {k: (fbank[k], v) for k, v in FIXED_FBANK.items() if k in fbank and fbank[k] != v}
+    if differ:
+        raise SpeechtlError(
+            f"{path} was trained on fbank options sherpa-onnx cannot set: {differ} (trained, sherpa-onnx's). "
+            "Fix: retrain with Kaldi's defaults for them."
+        )
+    return sherpa_onnx.FeatureExtractorConfig(
+        sampling_rate=int(fbank["sampling_rate"]),
+        feature_dim=int(fbank["num_mel_bins"]),
+        low_freq=float(fbank["low_freq"]),
+        high_freq=float(fbank["high_freq"]),
+        dither=float(fbank["dither"]),
+        normalize_samples=True,
+        snip_edges=bool(fbank["snip_edges"]),
+    )
+
+
+@dataclass
+class SherpaOptions:
+    num_threads: int = 1
+    #: HLG search: most active states per frame (sherpa-onnx's beam is kaldi-decoder's default, 16).
+    max_active: int = 3000
+    #: Streams per decode_streams call.
+    batch_size: int = 16
+
+
+class SherpaCtc:
+    """One sherpa-onnx recognizer over an exported directory: waves in, words out."""
+
+    def __init__(self, onnx_dir: Path, int8: bool = False, hlg: bool = False, options: SherpaOptions | None = None):
+        from sherpa_onnx.lib._sherpa_onnx import (
+            OfflineCtcFstDecoderConfig,
+            OfflineModelConfig,
+            OfflineRecognizer,
+            OfflineRecognizerConfig,
+            OfflineZipformerCtcModelConfig,
+        )
+
+        self.options = options or SherpaOptions()
+        self.dir = Path(onnx_dir)
+        self.model = model_path(self.dir, int8)
+        self.meta = read_metadata(self.model)
+        self.fbank = fbank_of(self.meta, self.model)
+        self.sampling_rate = int(self.fbank["sampling_rate"])
+        self.lang = Lang(self.dir)
+        graph = ""
+        if hlg:
+            if not (self.dir / "HLG.fst").is_file():
+                raise SpeechtlError(
+                    f"{self.dir / 'HLG.fst'} is missing. Fix: export with a --lang-dir that has HLG.fst."
+                )
+            graph = str(self.dir / "HLG.fst")
+        config = OfflineRecognizerConfig(
+            feat_config=feature_config(self.fbank, self.model),
+            model_config=OfflineModelConfig(
+                zipformer_ctc=OfflineZipformerCtcModelConfig(model=str(self.model)),
+                tokens=str(self.dir / "tokens.txt"),
+                num_threads=self.options.num_threads,
+                provider="cpu",
+            ),
+            ctc_fst_decoder_config=OfflineCtcFstDecoderConfig(graph=graph, max_active=self.options.max_active),
+            decoding_method="greedy_search",
+        )
+        self.hlg = hlg
+        self.recognizer = OfflineRecognizer(config)
+
+    def _token_id(self, sym: str) -> int:
+        if sym in self.lang.token2id:
+            return self.lang.token2id[sym]
+        if sym == " " and WORD_START in self.lang.token2id:  # sherpa-onnx shows sentencepiece's ▁ as a space
+            return self.lang.token2id[WORD_START]
+        m = _BYTE_TOKEN.fullmatch(sym)  # sherpa-onnx writes one-byte tokens outside 0x20-0x7e as <0xNN>
+        if m and chr(int(m.group(1), 16)) in self.lang.token2id:
+            return self.lang.token2id[chr(int(m.group(1), 16))]
+        raise SpeechtlError(f"sherpa-onnx returned token {sym!r}, not in {self.dir / 'tokens.txt'}")
+
+    def _words(self, result) -> list[str]:
+        if self.hlg:
+            return [self.lang.id2word[i] for i in result.words]
+        return self.lang.decode([self._token_id(t) for t in result.tokens])
+
+    def decode(self, waves: Sequence[np.ndarray]) -> list[list[str]]:
+        """Words of each mono float32 wave at the model's sample rate, values in [-1, 1]."""
+        out: list[list[str]] = []
+        step = max(1, self.options.batch_size)
+        for start in range(0, len(waves), step):
+            streams = []
+            for wave in waves[start : start + step]:
+                s = self.recognizer.create_stream()
+                s.accept_waveform(self.sampling_rate, np.ascontiguousarray(wave, dtype=np.float32))
+                streams.append(s)
+            self.recognizer.decode_streams(streams)
+            out.extend(self._words(s.result) for s in streams)
+        return out
+
+
+def onnx_decodings(names: Sequence[str]) -> list[str]:
+    """Decoding names with their ``onnx-`` prefix (``hlg`` and ``int8-hlg`` are ``onnx-hlg``, ``onnx-int8-hlg``)."""
+    full = [n if n.startswith("onnx-") else f"onnx-{n}" for n in names]
+    unknown = [n for n, f in zip(names, full, strict=True) if f not in ONNX_DECODINGS]
+    if unknown:
+        raise SpeechtlError(f"unknown onnx decoding(s) {unknown}; known: {', '.join(ONNX_DECODINGS)}")
+    return full
+
+
+def cut_waves(cuts: CutSet, sampling_rate: int) -> dict[str, np.ndarray]:
+    """``{cut id: mono float32 wave}`` at ``sampling_rate``, read as the fbank stage reads it."""
+    out = {}
+    for cut in cuts:
+        if cut.sampling_rate != sampling_rate:
+            cut = cut.resample(sampling_rate)
+        try:
+            out[cut.id] = cut.load_audio()[0]
+        except Exception as e:
+            raise SpeechtlError(
+                f"cannot read audio of cut {cut.id} ({cut.recording.sources[0].source}): {e}. "
+                "Fix: onnx decoding computes features from the audio; make the recordings readable."
+            ) from e
+    return out
+
+
+def decode_onnx_test_set(
+    onnx_dir: Path,
+    cuts_path: Path,
+    test_set: str,
+    out_dir: Path,
+    decodings: Sequence[str] = ("onnx-greedy", "onnx-hlg", "onnx-int8-hlg"),
+    method: str = "scratch",
+    data: str = "all",
+    results_tsv: Path | None = None,
+    options: SherpaOptions | None = None,
+    seed: int | None = None,
+) -> list[ResultRow]:
+    """The torch decode's files and results.tsv rows (:func:`speechtl.decode.run.score_decoding`)
+    for decodings through sherpa-onnx, from the cuts' audio."""
+    from speechtl.decode.checks import check_references
+    from speechtl.decode.run import score_decoding
+
+    decodings = onnx_decodings(decodings)
+    if not Path(cuts_path).is_file():
+        raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the fbank stage first.")
+    cuts = CutSet.from_file(cuts_path)
+    lang = Lang(onnx_dir)
+    refs = {c.id: " ".join(s.text for s in c.supervisions).split() for c in cuts}
+    check_references(refs, lang, Path(cuts_path))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    waves = None
+    rows = []
+    for decoding in decodings:
+        int8, hlg = ONNX_DECODINGS[decoding]
+        rec = SherpaCtc(onnx_dir, int8=int8, hlg=hlg, options=options)
+        waves = waves if waves is not None else cut_waves(cuts, rec.sampling_rate)
+        ids = list(waves)
+        hyps = dict(zip(ids, rec.decode([waves[k] for k in ids]), strict=True))
+        if seed is None and rec.meta.get("seed"):
+            seed = int(rec.meta["seed"])
+        results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
+        rows.append(score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed))
+    if results_tsv is not None:
+        update_results(results_tsv, rows)
+        logging.info(f"results: {results_tsv}")
+    return rows
+
+
+def transcribe_onnx(
+    onnx_dir: Path, files: Sequence[Path], decoding: str = "hlg", int8: bool = False, num_threads: int = 1
+) -> list[tuple[Path, list[str] | None, str | None]]:
+    """As :func:`speechtl.decode.transcribe.transcribe`, through sherpa-onnx: (file, words, error) per file."""
+    from speechtl.decode.transcribe import read_audio
+
+    if decoding not in ("hlg", "greedy"):
+        raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
+    rec = SherpaCtc(onnx_dir, int8=int8, hlg=decoding == "hlg", options=SherpaOptions(num_threads=num_threads))
+    out = []
+    for f in files:
+        try:
+            wave = read_audio(Path(f), rec.sampling_rate).numpy()
+        except SpeechtlError as e:
+            logging.error(str(e))
+            out.append((Path(f), None, str(e)))
+            continue
+        out.append((Path(f), rec.decode([wave])[0], None))
+    return out

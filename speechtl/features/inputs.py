@@ -1,0 +1,156 @@
+"""What a model reads, and the lhotse input strategies that deliver it.
+
+Each encoder says which input it takes (:class:`InputSpec`): ``fbank`` (the
+cuts' precomputed features, the default), ``whisper-mel`` (Whisper's log-mel,
+computed from the audio per batch) or ``samples`` (the waveform, for the
+wav2vec2 family). The model's config rebuilds its encoder, so a checkpoint
+knows its input and decode, transcribe and training need no flag for it.
+
+The data path learns it from the cuts: :func:`mark_cuts` writes the spec into
+each cut's ``custom`` and :class:`ModelInput`, the input strategy of every
+speechtl dataset, reads it from the batch's cuts (unmarked: precomputed
+features, as before). Both on-the-fly inputs resample each cut to the model's
+rate and return (batch, frames, features) with ``start_frame``/``num_frames``
+supervision intervals in their own frames (samples for ``samples``, whose
+"features" are one channel), so everything downstream of the dataset (length
+bookkeeping, padding of streams, augmentation hooks) is unchanged.
+"""
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset.input_strategies import BatchIO, PrecomputedFeatures
+from lhotse.utils import compute_num_samples, fastcopy
+
+from speechtl.errors import SpeechtlError
+
+#: Custom field of a cut: the InputSpec (as a dict) the model it feeds reads.
+INPUT_KEY = "speechtl_input"
+INPUT_KINDS = ("fbank", "whisper-mel", "samples")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    kind: str = "fbank"
+    #: Audio rate the input is computed at (0: the cuts' own, for precomputed fbank).
+    sampling_rate: int = 0
+    #: Features per frame (0: whatever the cuts hold).
+    num_features: int = 0
+
+    def __post_init__(self):
+        if self.kind not in INPUT_KINDS:
+            raise SpeechtlError(f"unknown model input {self.kind!r}; known: {', '.join(INPUT_KINDS)}")
+
+
+FBANK = InputSpec()
+
+
+class Samples(torch.nn.Module):
+    """``forward(list of 1-D waves) -> list of (samples, 1)``: the wave as one-channel frames."""
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples
+
+    def forward(self, waves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [w.reshape(-1, 1).float() for w in waves]
+
+
+def wave_features(spec: InputSpec) -> torch.nn.Module:
+    """The module computing a model's input from waves at ``spec.sampling_rate`` (on-the-fly kinds)."""
+    if spec.kind == "whisper-mel":
+        from speechtl.features.whisper_mel import BatchedWhisperMel, WhisperMelConfig
+
+        return BatchedWhisperMel(WhisperMelConfig(num_mels=spec.num_features, sampling_rate=spec.sampling_rate))
+    if spec.kind == "samples":
+        return Samples()
+    raise SpeechtlError(f"input {spec.kind!r} is precomputed: it comes from the cuts' features, not from waves")
+
+
+class WaveInput(BatchIO):
+    """Reads each cut's audio at the spec's rate and computes the input (one batched call)."""
+
+    def __init__(self, spec: InputSpec):
+        super().__init__()
+        self.spec = spec
+        self.features = wave_features(spec)
+
+    def _cuts(self, cuts: CutSet) -> list:
+        sr = self.spec.sampling_rate
+        return [c if c.sampling_rate == sr else c.resample(sr) for c in cuts]
+
+    def __call__(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
+        waves = []
+        for c in self._cuts(cuts):
+            try:
+                waves.append(torch.from_numpy(c.load_audio()).float().mean(0))
+            except Exception as e:
+                raise SpeechtlError(
+                    f"cut {c.id}: cannot read its audio for the model's {self.spec.kind} input ({e}). "
+                    "Fix: the cuts' recordings must be readable (models on fbank need no audio)"
+                ) from e
+        feats = self.features(waves)
+        lens = torch.tensor([f.size(0) for f in feats], dtype=torch.long)
+        return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens
+
+    def supervision_intervals(self, cuts: CutSet) -> dict[str, torch.Tensor]:
+        sr, idx, starts, nums = self.spec.sampling_rate, [], [], []
+        for i, c in enumerate(self._cuts(cuts)):
+            total = self.features.num_frames(c.num_samples)
+            for s in c.supervisions:
+                start = min(total, self.features.num_frames(compute_num_samples(max(0.0, s.start), sr)))
+                end = min(total, self.features.num_frames(compute_num_samples(s.end, sr)))
+                idx.append(i)
+                starts.append(start)
+                nums.append(end - start)
+        return {
+            "sequence_idx": torch.tensor(idx, dtype=torch.int32),
+            "start_frame": torch.tensor(starts, dtype=torch.int32),
+            "num_frames": torch.tensor(nums, dtype=torch.int32),
+        }
+
+
+def spec_of(cuts) -> InputSpec:
+    """The input marked on the first cut (precomputed fbank when unmarked)."""
+    first = next(iter(cuts), None)
+    mark = (getattr(first, "custom", None) or {}).get(INPUT_KEY)
+    return FBANK if mark is None else InputSpec(**mark)
+
+
+class ModelInput(BatchIO):
+    """The input strategy of speechtl's datasets: the one the batch's cuts are marked with."""
+
+    def __init__(self):
+        super().__init__()
+        self._strategies: dict[InputSpec, BatchIO] = {FBANK: PrecomputedFeatures()}
+
+    def strategy(self, cuts: CutSet) -> BatchIO:
+        spec = spec_of(cuts)
+        if spec not in self._strategies:
+            self._strategies[spec] = WaveInput(spec)
+        return self._strategies[spec]
+
+    def __call__(self, cuts: CutSet):
+        return self.strategy(cuts)(cuts)
+
+    def supervision_intervals(self, cuts: CutSet) -> dict[str, torch.Tensor]:
+        return self.strategy(cuts).supervision_intervals(cuts)
+
+
+def mark_cuts(cuts: CutSet, spec: InputSpec) -> CutSet:
+    """``cuts`` marked to deliver ``spec`` (unchanged for precomputed fbank)."""
+    if spec.kind == "fbank":
+        return cuts
+    mark = asdict(spec)
+
+    def marked(c):
+        return fastcopy(c, custom={**(getattr(c, "custom", None) or {}), INPUT_KEY: mark})
+
+    return cuts.map(marked)
+
+
+def model_input(model: torch.nn.Module) -> InputSpec:
+    """What ``model`` (a CtcModel or its encoder) reads."""
+    encoder = getattr(model, "encoder", model)
+    return getattr(encoder, "input_spec", FBANK)

@@ -1,0 +1,140 @@
+"""wav2vec2, HuBERT, WavLM and XLS-R encoders through ``transformers``.
+
+The encoder reads the raw waveform (16 kHz; the data path delivers it as a
+one-channel (batch, samples, 1) input, see :mod:`speechtl.features.inputs`) and
+returns the transformer's last hidden states (one frame per 20 ms). Three
+choices follow what fine-tuning these models needs (Baevski et al., 2020, and
+every toolkit that fine-tunes them):
+
+- the CNN feature encoder is frozen by default (``freeze_feature_encoder``):
+  its parameters never get a gradient, so every method leaves them bitwise as
+  pretrained (and a method that trains "everything" trains the transformer);
+- the model's own time masking (``mask_time_prob`` of its config, or the
+  option here) masks spans of frames with its learned embedding, in training
+  mode only: it is the SpecAugment of raw-waveform models;
+- the padding of a batch is given to the model as its attention mask.
+
+The whole Hugging Face config is kept in ``encoder_options.config``, so a
+checkpoint rebuilds the network without the pretrained files; the pretrained
+weights are loaded once, by :func:`load_hf_encoder`, when a source is given
+as ``hf:PATH_OR_ID`` (a local directory, or a hub id; ``HF_HUB_OFFLINE=1``
+makes it a cache lookup, as everywhere in ``transformers``).
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from speechtl.errors import SpeechtlError
+from speechtl.features.inputs import InputSpec
+
+#: The Hugging Face model types this encoder is tested with (any Wav2Vec2-like base model loads).
+MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "wav2vec2-conformer", "data2vec-audio")
+
+
+@dataclass
+class HfSslConfig:
+    #: The Hugging Face config as a dict (``model_type`` included).
+    config: dict[str, Any] = field(default_factory=dict)
+    freeze_feature_encoder: bool = True
+    #: Time masking while training; None: the config's own mask_time_prob.
+    mask_time_prob: float | None = None
+    #: LayerDrop while training; None: the config's own layerdrop.
+    layerdrop: float | None = None
+
+
+def hf_config(options: dict[str, Any]):
+    from transformers import AutoConfig
+
+    options = dict(options)
+    model_type = options.pop("model_type", None)
+    if not model_type:
+        raise SpeechtlError("hf-ssl encoder_options.config needs a model_type (e.g. wav2vec2, hubert, wavlm)")
+    for key in ("architectures", "transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+        options.pop(key, None)
+    return AutoConfig.for_model(model_type, **options)
+
+
+class HfSslEncoder(nn.Module):
+    """(batch, samples, 1) waveform -> (batch, frames, hidden_size) through a transformers model."""
+
+    Config = HfSslConfig
+
+    def __init__(self, num_features: int, config: HfSslConfig):
+        super().__init__()
+        from transformers import AutoModel
+
+        if num_features != 1:
+            raise SpeechtlError(f"hf-ssl encoder reads the waveform: num_features must be 1, got {num_features}")
+        cfg = hf_config(config.config)
+        if config.mask_time_prob is not None:
+            cfg.mask_time_prob = config.mask_time_prob
+        if config.layerdrop is not None:
+            cfg.layerdrop = config.layerdrop
+        self.hf = AutoModel.from_config(cfg)
+        if not hasattr(self.hf, "feature_extractor") or not hasattr(self.hf, "encoder"):
+            raise SpeechtlError(f"hf-ssl: {cfg.model_type} is no wav2vec2-style model; known to work: {MODEL_TYPES}")
+        if config.freeze_feature_encoder:
+            for p in self.hf.feature_extractor.parameters():
+                p.requires_grad_(False)
+            # transformers' feature encoder otherwise makes its input require a gradient in training
+            # mode, and backward then runs through every convolution for nothing.
+            self.hf.feature_extractor._requires_grad = False
+        self.output_dim = cfg.hidden_size
+        self.input_spec = InputSpec("samples", 16000, 1)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The transformer layers (for freeze, layer-wise LR, adapters, LoRA)."""
+        return self.hf.encoder.layers
+
+    def post_layer_modules(self) -> list[nn.Module]:
+        """The stable-layer-norm variants (large models, XLS-R) normalize after the last layer."""
+        return [self.hf.encoder.layer_norm] if getattr(self.hf.config, "do_stable_layer_norm", False) else []
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = lengths.to(x.device)
+        wave = x[..., 0]
+        mask = (torch.arange(wave.size(1), device=x.device)[None, :] < lengths[:, None]).long()
+        out = self.hf(wave, attention_mask=mask).last_hidden_state
+        out_lens = self.hf._get_feat_extract_output_lengths(lengths).long().clamp(max=out.size(1))
+        return out, out_lens
+
+
+def _resolve(source: str) -> str:
+    from pathlib import Path
+
+    p = Path(source).expanduser()
+    if p.exists():
+        return str(p)
+    if source.count("/") != 1 or source.startswith((".", "/")):
+        raise SpeechtlError(f"pretrained model {source} does not exist (and is no hub id like facebook/wav2vec2-base)")
+    return source
+
+
+def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], bool]:
+    """(config dict, float32 state dict of the base model, whether its inputs are normalized) of a pretrained
+    wav2vec2-family model: a local directory or a hub id."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    where = _resolve(source)
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        model = AutoModel.from_pretrained(where, local_files_only=offline, dtype=torch.float32)
+    except Exception as e:
+        raise SpeechtlError(f"cannot load pretrained model {source}: {e}") from e
+    if not hasattr(model, "feature_extractor"):
+        raise SpeechtlError(
+            f"{source} is a {model.config.model_type} model, not wav2vec2-style; use whisper: for Whisper"
+        )
+    try:
+        normalize = bool(
+            getattr(AutoFeatureExtractor.from_pretrained(where, local_files_only=offline), "do_normalize", True)
+        )
+    except Exception:
+        normalize = True  # no preprocessor_config.json: the wav2vec2 default
+    state = {k: v.float() for k, v in model.state_dict().items()}
+    return model.config.to_dict(), state, normalize

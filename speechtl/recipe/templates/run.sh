@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# A recipe for a new language from your own recordings, written by `speechtl new-recipe`.
+# Every generated recipe has this same run.sh: what it runs on is in conf/recipe.conf
+# (corpus, source model, amounts, methods, units, LM text); how it adapts in conf/adapt.yaml.
+#   ./run.sh                                         every stage
+#   ./run.sh --stage 3 --methods "finetune freeze"   re-adapt some methods, then decode and report
+#   ./run.sh --source /abs/path/exp/source/final.pt  another source (any conf/recipe.conf line is an option)
+#   ./run.sh --minutes "2 10" --nj 4                 other nested amounts; 4 jobs at a time
+# Stages: 0 import + validate, 1 fbank at the source's rate and mel bins + nested amounts of
+#   the labelled pool, 2 units (characters, or BPE for a large text) + word n-gram LM + HLG,
+#   3 adapt the source: every method x amount, 4 decode dev and test (greedy, HLG),
+#   5 exp/results.tsv, exp/RESULTS.md, exp/plots/data_efficiency.png.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=100
+nj=2
+# Set by conf/recipe.conf (its comments say what each means); options override them.
+recipe=
+corpus=
+corpus_dir=
+skip_bad=false
+prepare_opts=
+validate_opts=
+source=
+lm_text=
+minutes=
+methods=
+units=auto
+vocab_size=0
+bpe_min_words=50000
+lm_order=3
+speed_perturb=
+decoding=greedy,hlg
+seeds=
+. conf/recipe.conf
+help_message=$(sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//')
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+. utils/common.sh
+
+manifests=data/manifests
+fbank=data/fbank
+lang=data/lang
+egs_dirs=("$(cd ../.. && pwd)" "$(cd "$(readlink -f utils)/../egs" && pwd)")  # where sources are looked for
+
+if [ -z "$corpus" ] || [ -z "$corpus_dir" ]; then
+  log "ERROR: no corpus: set corpus= (an importer: speechtl prepare --help) and corpus_dir= in conf/recipe.conf"
+  exit 1
+fi
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  key="corpus=$corpus corpus_dir=$corpus_dir skip_bad=$skip_bad prepare_opts=$prepare_opts validate_opts=$validate_opts"
+  if ! is_done $manifests/.done "$key"; then
+    skip=()
+    [ "$skip_bad" = false ] || skip=(--skip-bad)
+    log "Stage 0: import $corpus_dir ($corpus) into $manifests and validate it${skip[*]:+ (bad files left out: $manifests/bad_audio.txt)}"
+    # Into a new dir, which replaces the old one once complete: a failed import loses nothing,
+    # and no manifests of an earlier corpus stay beside this one's.
+    rm -rf $manifests.new
+    # shellcheck disable=SC2086
+    speechtl prepare "$corpus" --corpus-dir "$corpus_dir" --output-dir $manifests.new "${skip[@]}" $prepare_opts
+    # Then every manifest is checked as written (the import left out the bad files it found with
+    # --skip-bad and listed them in bad_audio.txt). Other rates are said once, against the source's.
+    rate=()
+    [ -z "$source" ] || rate=(--sampling-rate "$(speechtl recipe-info features --source "$source" | cut -d' ' -f1)")
+    # shellcheck disable=SC2086
+    speechtl validate --manifest-dir $manifests.new "${rate[@]}" $validate_opts
+    rm -rf $manifests
+    mv $manifests.new $manifests
+    mark_done $manifests/.done "$key"
+  fi
+fi
+[ "$stop_stage" -ge 1 ] || exit 0
+
+if [ -z "$source" ]; then
+  log "ERROR: no source model: set source= in conf/recipe.conf (or pass --source) to a checkpoint or whisper:PATH / hf:PATH"
+  speechtl recipe-info sources --egs-dirs "${egs_dirs[@]}" 1>&2
+  exit 1
+fi
+
+# The corpus's manifests: <prefix>_supervisions_<split>.jsonl.gz; train adapts, every other split is decoded.
+train_sups=$(find $manifests -maxdepth 1 -name '*_supervisions_train.jsonl.gz' 2>/dev/null || true)
+if [ "$(echo "$train_sups" | grep -c .)" -ne 1 ]; then
+  log "ERROR: $manifests needs exactly one <corpus>_supervisions_train.jsonl.gz (found: ${train_sups:-none}); run stage 0"
+  exit 1
+fi
+prefix=$(basename "$train_sups" _supervisions_train.jsonl.gz)
+test_sets=$(find $manifests -maxdepth 1 -name "${prefix}_supervisions_*.jsonl.gz" | sed "s|.*/${prefix}_supervisions_||; s|\.jsonl\.gz$||" \
+  | { grep -vx train || true; } | sort | tr '\n' ' ' | sed 's/ $//')
+cuts=$fbank/${prefix}_cuts
+
+source_key="source=$source"
+[ -f "$source" ] && source_key="$source_key $(cksum < "$source")"
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  feats=$(speechtl recipe-info features --source "$source")
+  read -r rate bins <<< "$feats"
+  key="$(cat $manifests/.done) rate=$rate bins=$bins speed_perturb=$speed_perturb minutes=$minutes"
+  if ! is_done $fbank/.done "$key"; then
+    log "Stage 1: fbank of ${prefix} train${test_sets:+ $test_sets} at the source's $rate Hz and $bins mel bins (nj=$nj; train speed perturbation: ${speed_perturb:-none}); amounts: $minutes min and the whole pool"
+    steps/compute_fbank.sh --nj "$nj" --cmd "$cmd" --prefix "$prefix" --splits "train $test_sets" \
+      --sampling-rate "$rate" --num-mel-bins "$bins" --speed-perturb "$speed_perturb" $manifests $fbank
+    # Each amount (the first N minutes of the pool in a seeded order, as speechtl subset --minutes N)
+    # to ${cuts}_train_<label>.jsonl.gz; amounts.txt: "<label> <minutes|all>" lines.
+    # shellcheck disable=SC2086
+    speechtl recipe-info amounts --cuts "${cuts}_train.jsonl.gz" --minutes $minutes \
+      --output-prefix "${cuts}_train" > $fbank/amounts.txt
+    mark_done $fbank/.done "$key"
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  key="$(cat $manifests/.done) units=$units vocab_size=$vocab_size bpe_min_words=$bpe_min_words lm_order=$lm_order lm_text=$lm_text"
+  [ -z "$lm_text" ] || key="$key $(cksum < "$lm_text")"
+  if ! is_done $lang/.done "$key"; then
+    log "Stage 2: units and a $lm_order-gram word LM on the training text${lm_text:+ and $lm_text}; HLG"
+    speechtl recipe-info text --supervisions "$train_sups" --output data/local/train_text.txt
+    choice=$(speechtl recipe-info units --text data/local/train_text.txt --units "$units" --vocab-size "$vocab_size" \
+      --min-words "$bpe_min_words")
+    read -r unit_kind unit_vocab unit_reason <<< "$choice"
+    lm=data/local/train_text.txt
+    if [ -n "$lm_text" ]; then
+      speechtl recipe-info lm-text --text "$lm_text" --output data/local/lm_extra.txt
+      cat data/local/train_text.txt data/local/lm_extra.txt > data/local/lm_text.txt
+      lm=data/local/lm_text.txt
+    fi
+    log "Stage 2: units: $unit_reason"
+    steps/prepare_lang.sh --units "$unit_kind" --vocab-size "$unit_vocab" --lm-order "$lm_order" $lm $lang
+    echo "$unit_reason" > $lang/units_choice.txt
+    mark_done $lang/.done "$key"
+  fi
+fi
+
+systems=()
+if [ "$stop_stage" -ge 3 ]; then
+  [ -f $fbank/amounts.txt ] || { log "ERROR: $fbank/amounts.txt is missing: run stage 1 first"; exit 1; }
+  while read -r label _; do
+    for method in $methods; do
+      for s in ${seeds:-conf}; do systems+=("${method}_$label${seeds:+_s$s}"); done
+    done
+  done < $fbank/amounts.txt
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  steps/adapt_all.sh --nj "$nj" --log-prefix "Stage 3" --source-checkpoint "$source" \
+    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" conf/adapt.yaml $lang "${cuts}_train" "${systems[@]}"
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  steps/decode_all.sh --nj "$nj" --log-prefix "Stage 4" --test-sets "$test_sets" --decoding "$decoding" \
+    $lang "$cuts" "${systems[@]}"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  plot_set="test"
+  case " $test_sets " in *" test "*) ;; *) plot_set=${test_sets##* } ;; esac
+  steps/report.sh --title "$recipe: $source -> $corpus ($corpus_dir)" --plot exp/plots/data_efficiency.png \
+    --test-set "$plot_set" --decoding "${decoding##*,}" exp/results.tsv exp/RESULTS.md
+  {
+    echo
+    echo "Units: $(cat $lang/units_choice.txt). Amounts: $(cut -d' ' -f1 $fbank/amounts.txt | tr '\n' ' ')(the last is the whole labelled pool)."
+    echo "Plot: plots/data_efficiency.png ($plot_set, ${decoding##*,})."
+  } >> exp/RESULTS.md
+fi

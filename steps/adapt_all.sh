@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Usage: steps/adapt_all.sh [options] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
+# Adapts the source to every <system> = <method>_<amount> (e.g. finetune_5min): steps/train.sh
+# --method <method> on <train-cuts-prefix>_<amount>.jsonl.gz into <exp-dir>/<system>, --nj runs
+# at a time (logs: <exp-dir>/log/adapt.<system>.log). Methods in --taught run after the others,
+# taught by --teacher at the same amount (teacher=<exp-dir>/<teacher>_<amount>/final.pt).
+# A system whose .done holds this run's key is skipped; one finished with another key is
+# redone from scratch; an interrupted one resumes. The key: --key, the config's checksum,
+# the system, and the teacher's own key.
+set -euo pipefail
+nj=2
+exp_dir=exp
+source_checkpoint=exp/source/final.pt
+unlabelled_cuts=
+key=
+taught="kd pseudo-label"
+teacher=finetune
+log_prefix=
+help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label'] [--teacher finetune] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
+  <system>: <method>_<amount>, trained on <train-cuts-prefix>_<amount>.jsonl.gz into <exp-dir>/<system>;
+            <method>_<amount>_s<seed>: the same with train option seed=<seed> (a recipe's --seeds)
+  --key: what every run depends on beyond the config and the system (e.g. the source's .done)
+  --source-checkpoint: the source model (empty: no source; every method then needs a 'model' section)"
+steps=$(cd "$(dirname "$0")" && pwd)
+. "$steps/../utils/parse_options.sh"
+. "$steps/../utils/common.sh"
+[ $# -ge 3 ] || { echo "$help_message" 1>&2; exit 1; }
+config=$1 lang=$2 cuts=$3
+shift 3
+
+teacher_of() {
+  # The teacher of a taught system: --teacher at its amount (and seed, for <method>_<amount>_s<seed>).
+  split_system "$1"
+  case " $taught " in *" $sys_method "*) echo "$exp_dir/${teacher}_${sys_data}${sys_seed:+_s$sys_seed}/final.pt" ;; esac
+}
+
+adapt_key() {
+  local t
+  t=$(teacher_of "$1")
+  echo "${key:+$key }$(cksum < "$config") system=$1${t:+ teacher=$(cat "$(dirname "$t")/.done" 2>/dev/null)}"
+}
+
+adapt() {
+  # adapt <method>_<amount>: one adaptation run, then its .done marker.
+  local exp=$exp_dir/$1 t
+  t=$(teacher_of "$1")
+  reset_if_changed "$exp" "$(adapt_key "$1")"
+  split_system "$1"
+  "$steps/train.sh" --method "$sys_method" ${sys_seed:+--sets "seed=$sys_seed"} \
+    ${source_checkpoint:+--source-checkpoint "$source_checkpoint"} \
+    ${unlabelled_cuts:+--unlabelled-cuts "$unlabelled_cuts"} ${t:+--options "teacher=$t"} \
+    "$config" "$lang" "${cuts}_${sys_data}.jsonl.gz" "$exp"
+  mark_done "$exp/.done" "$(adapt_key "$1")"
+}
+
+for wave in first taught; do  # methods with a teacher wait for it
+  todo=()
+  for s in "$@"; do
+    t=$(teacher_of "$s")
+    if [ -n "$t" ]; then kind=taught; else kind=first; fi
+    [ "$kind" = "$wave" ] || continue
+    if [ -n "$t" ] && [ ! -f "$(dirname "$t")/.done" ]; then
+      log "ERROR: ${s%_*} is taught by $(dirname "$t"): add $teacher to the methods"; exit 1
+    fi
+    is_done "$exp_dir/$s/.done" "$(adapt_key "$s")" || todo+=("$s")
+  done
+  if [ ${#todo[@]} -gt 0 ]; then
+    log "${log_prefix:+$log_prefix: }adapt ${todo[*]} ($nj at a time; logs: $exp_dir/log/adapt.<system>.log)"
+    run_parallel "$nj" "$exp_dir/log" adapt adapt "${todo[@]}"
+  fi
+done

@@ -1,0 +1,222 @@
+"""wav2vec2-family encoders through transformers, and every method on a pretrained encoder.
+
+Tiny random configs, saved as Hugging Face directories: nothing is downloaded.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_whisper import tiny_whisper_dir  # noqa: F401  (fixture)
+
+from speechtl.adapt import METHODS, get_method
+from speechtl.adapt.transfer import build_model_for
+from speechtl.errors import SpeechtlError
+from speechtl.features.inputs import mark_cuts
+from speechtl.models.hf_ssl import load_hf_encoder
+from speechtl.models.pretrained import parse_source
+from speechtl.train import TrainConfig, Trainer
+from speechtl.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from speechtl.train.trainer import seed_everything
+
+NO_DROPOUT = dict(
+    hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0, final_dropout=0.0
+)
+
+
+def tiny_config(model_type: str, **kw):
+    """3 layers of width 16 over a 7-convolution front end of 8 channels (320 samples per frame)."""
+    from transformers import AutoConfig
+
+    base = dict(
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+        mask_time_prob=0.1,
+        mask_time_length=2,
+        layerdrop=0.0,
+        vocab_size=8,
+        **NO_DROPOUT,
+    )
+    if model_type == "wavlm":
+        base.update(num_buckets=8, max_bucket_distance=20)
+    return AutoConfig.for_model(model_type, **{**base, **kw})
+
+
+def save_tiny(d: Path, model_type: str, **kw) -> Path:
+    from transformers import AutoModel, Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    AutoModel.from_config(tiny_config(model_type, **kw)).save_pretrained(d)
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_w2v_dir(tmp_path_factory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("tiny-wav2vec2"), "wav2vec2")
+
+
+def fe_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.encoder.hf.feature_extractor.state_dict().items()}
+
+
+@pytest.mark.parametrize("model_type", ["wav2vec2", "hubert", "wavlm"])
+def test_pretrained_weights_load_and_give_transformers_outputs(model_type, small_yesno, tmp_path):
+    from transformers import AutoModel
+
+    d = save_tiny(tmp_path / model_type, model_type)
+    _, _, lang = small_yesno
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{d}").eval()
+    assert model.input_spec.kind == "samples" and model.input_spec.sampling_rate == 16000
+    assert model.config.input_norm == "mvn"  # the feature extractor's do_normalize
+    ref = AutoModel.from_pretrained(d).eval()
+    x = torch.randn(1, 16000)
+    with torch.no_grad():
+        enc, lens = model.encoder(x[..., None], torch.tensor([16000]))
+        torch.testing.assert_close(enc, ref(x).last_hidden_state)
+    assert lens.tolist() == [enc.size(1)] == [49]
+    # the checkpoint rebuilds the network from its own config, without the pretrained directory
+    save_checkpoint(tmp_path / "m.pt", model)
+    rebuilt = model_from_checkpoint(tmp_path / "m.pt").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.encoder(x[..., None], torch.tensor([16000]))[0], enc)
+
+
+def test_training_leaves_the_feature_encoder_bitwise_unchanged(small_yesno, tiny_w2v_dir, tmp_path):
+    _, cuts, lang = small_yesno
+    seed_everything(0)
+    method = get_method("finetune")
+    model = build_model_for(method, lang, None, f"hf:{tiny_w2v_dir}")
+    fe, layer = fe_state(model), model.encoder.layers[0].attention.q_proj.weight.detach().clone()
+    cfg = TrainConfig(num_steps=3, max_duration=100, num_buckets=2, average_last=1, lr=0.01)
+    final = Trainer(model, lang, method, cfg, tmp_path / "exp").fit(mark_cuts(cuts, model.input_spec))
+    trained = model_from_checkpoint(final)
+    for k, v in fe_state(trained).items():
+        assert torch.equal(v, fe[k]), k
+    assert not torch.equal(trained.encoder.layers[0].attention.q_proj.weight, layer)
+
+
+def test_time_masking_in_training_only(small_yesno, tiny_w2v_dir):
+    _, _, lang = small_yesno
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{tiny_w2v_dir}")
+    model.encoder.hf.config.mask_time_prob = 0.5
+    x, n = torch.randn(2, 16000, 1), torch.tensor([16000, 12000])
+    with torch.no_grad():
+        model.eval()
+        a, b = model(x, n)[0], model(x, n)[0]
+        model.train()
+        torch.manual_seed(0)
+        masked = model(x, n)[0]
+        model.encoder.hf.config.mask_time_prob = 0.0
+        unmasked = model(x, n)[0]
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(unmasked, a)  # no dropout in the tiny config: only masking differs
+    assert (masked - a).abs().max() > 1e-3
+
+
+def test_sources_parse_and_offline_hub_ids_fail_clearly(monkeypatch):
+    assert parse_source("whisper:../shared/models/whisper-tiny.en").kind == "whisper"
+    assert parse_source("hf:facebook/wav2vec2-base").location == "facebook/wav2vec2-base"
+    assert parse_source("exp/source/final.pt") is None and parse_source(None) is None
+    with pytest.raises(SpeechtlError, match="names no model"):
+        parse_source("hf:")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SpeechtlError, match="cannot load pretrained model speechtl-test/no-such-model"):
+        load_hf_encoder("speechtl-test/no-such-model")
+
+
+OPTIONS = {
+    "freeze": {"bottom_layers": 1},
+    "adapter": {"dim": 2},
+    "lora": {"dim": 2, "alpha": 2.0},
+    "reptile": {"outer_steps": 1, "inner_steps": 1},
+    "fomaml": {"outer_steps": 1, "inner_steps": 1},
+    "ssl": {"steps": 1},
+    "pseudo-label": {"threshold": 0.0},
+}
+
+
+def base_name(name: str) -> str:
+    """A parameter's name before LoRA's parametrization renamed it."""
+    return name.replace("parametrizations.", "").replace(".original", "")
+
+
+@pytest.mark.parametrize("kind", ["whisper", "hf"])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_runs_on_a_pretrained_encoder(name, kind, small_yesno, tiny_whisper_dir, tiny_w2v_dir, tmp_path):  # noqa: F811
+    """Each registered method, unchanged, on a pretrained encoder: what it freezes stays bitwise
+    pretrained (the wav2vec2 feature encoder always), something trains, the result rebuilds."""
+    _, cuts, lang = small_yesno
+    cuts = cuts.subset(first=2)
+    source = f"whisper:{tiny_whisper_dir}" if kind == "whisper" else f"hf:{tiny_w2v_dir}"
+    options = dict(OPTIONS.get(name, {}))
+    if name in ("kd", "pseudo-label"):
+        teacher = tmp_path / "teacher.pt"
+        save_checkpoint(teacher, build_model_for(get_method("finetune"), lang, None, source))
+        options["teacher"] = str(teacher)
+    method = get_method(name, options)
+    seed_everything(0)
+    model = build_model_for(method, lang, None, source)
+    pretrained = build_model_for(get_method("finetune"), lang, None, source).encoder.state_dict()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    starts_pretrained = all(
+        torch.equal(v, pretrained[k[len("encoder.") :]]) for k, v in start.items() if k.startswith("encoder.")
+    )
+    assert starts_pretrained == method.uses_source
+    cfg = TrainConfig(num_steps=1, max_duration=100, num_buckets=2, average_last=1, lr=0.01)
+    trainer = Trainer(model, lang, method, cfg, tmp_path / "exp")
+    marked = mark_cuts(cuts, model.input_spec)
+    final = trainer.fit(marked, aux_cuts={"unlabelled": marked})
+    after = dict(trainer.model.named_parameters())
+    frozen = [n for n, p in after.items() if not p.requires_grad and base_name(n) in start]
+    for n in frozen:
+        assert torch.equal(after[n].detach().cpu(), start[base_name(n)]), f"{name}: frozen {n} changed"
+    if kind == "hf":
+        assert all(not p.requires_grad for p in trainer.model.encoder.hf.feature_extractor.parameters())
+    moved = [
+        n
+        for n, p in after.items()
+        if p.requires_grad and (base_name(n) not in start or not torch.equal(p.detach().cpu(), start[base_name(n)]))
+    ]
+    assert moved, f"{name}: nothing trained"
+    rebuilt = model_from_checkpoint(final)
+    assert rebuilt.input_spec == model.input_spec
+    x = torch.randn(1, *((16000, 1) if kind == "hf" else (100, 80)))
+    assert torch.isfinite(rebuilt.eval()(x, torch.tensor([x.size(1)]))[0]).all()
+    assert load_checkpoint(final)["method"] == name
+
+
+def test_utterance_classifier_on_a_pretrained_encoder(small_yesno, tiny_w2v_dir, tmp_path):
+    from speechtl.train.objectives import ClassifyObjective
+
+    _, cuts, _ = small_yesno
+    objective = ClassifyObjective.from_cuts("classify-digit", cuts)
+    method = get_method("linear-probe")
+    model = build_model_for(method, objective, None, f"hf:{tiny_w2v_dir}", head="stats")
+    cfg = TrainConfig(num_steps=1, max_duration=100, num_buckets=2, average_last=1, lr=0.01)
+    final = Trainer(model, None, method, cfg, tmp_path / "exp", objective).fit(mark_cuts(cuts, model.input_spec))
+    rebuilt = model_from_checkpoint(final)
+    assert rebuilt.config.head == "stats" and rebuilt.input_spec.kind == "samples"
+
+
+def test_wav2vec2_checkpoint_decodes_and_transcribes(small_yesno, tiny_w2v_dir, tmp_path):
+    from speechtl.decode.run import decode_test_set
+    from speechtl.decode.transcribe import transcribe
+
+    _, cuts, lang = small_yesno
+    method = get_method("finetune")
+    model = build_model_for(method, lang, None, f"hf:{tiny_w2v_dir}")
+    cfg = TrainConfig(num_steps=1, max_duration=100, num_buckets=2, average_last=1, lr=0.01)
+    final = Trainer(model, lang, method, cfg, tmp_path / "exp").fit(mark_cuts(cuts, model.input_spec))
+    test_cuts = tmp_path / "test.jsonl.gz"
+    cuts.subset(first=2).to_file(test_cuts)
+    rows = decode_test_set(final, lang.dir, test_cuts, "test", tmp_path / "decode", decodings=("greedy",))
+    assert rows[0].words > 0
+    files = [Path(c.recording.sources[0].source) for c in cuts.subset(first=1)]
+    [(f, words, err)] = transcribe(tmp_path / "exp", lang.dir, files, "greedy")
+    assert f == files[0] and err is None and isinstance(words, list)

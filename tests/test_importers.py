@@ -1,0 +1,545 @@
+"""Importers of users' corpora (folder, kaldi, commonvoice, librispeech) on corpora laid out
+as a user's would be, from the real yesno/FSDD audio, with bad files of every kind mixed in."""
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from lhotse import CutSet, RecordingSet, SupervisionSet
+
+from speechtl.cli import main
+from speechtl.data.corpora import get_corpus
+from speechtl.data.corpora.commonvoice import prepare_commonvoice
+from speechtl.data.corpora.folder import prepare_folder
+from speechtl.data.corpora.kaldi import prepare_kaldi
+from speechtl.data.corpora.librispeech import prepare_librispeech
+from speechtl.errors import SpeechtlError
+
+WORDS = {"0": "no", "1": "yes"}
+
+
+def yesno_text(stem: str) -> str:
+    return " ".join(WORDS[c] for c in stem.split("_"))
+
+
+def read_manifest(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def supervisions(out: Path, prefix: str) -> dict[str, dict]:
+    """``{utterance id: supervision dict}`` over every split, each with its split added."""
+    sups = {}
+    for p in sorted(out.glob(f"{prefix}_supervisions_*.jsonl.gz")):
+        split = p.name[len(f"{prefix}_supervisions_") : -len(".jsonl.gz")]
+        for s in read_manifest(p):
+            sups[s["id"]] = {**s, "split": split}
+    return sups
+
+
+def bad_kinds(out: Path) -> dict[str, str]:
+    """``{kind: where}`` of bad_audio.txt (last where per kind)."""
+    lines = (out / "bad_audio.txt").read_text(encoding="utf-8").splitlines()
+    return {line.split("\t")[1]: line.split("\t")[0] for line in lines}
+
+
+def add_bad_files(d: Path, good_wav: Path) -> dict[str, str]:
+    """Write one file of every bad audio kind under ``d``; returns ``{stem: kind}``."""
+    d.mkdir(parents=True, exist_ok=True)
+    data = good_wav.read_bytes()
+    (d / "cut_short.wav").write_bytes(data[: len(data) // 2])
+    (d / "empty.wav").write_bytes(b"")
+    (d / "notes.wav").write_text("this is a text file, not audio\n")
+    (d / "phone.wav").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
+    (d / "clip.webm").write_bytes(b"\x1a\x45\xdf\xa3" + bytes(2000))
+    x, sr = sf.read(good_wav, dtype="float32")
+    sf.write(d / "blip.wav", x[: int(0.05 * sr)], sr)  # 50 ms: too short for any model
+    sf.write(d / "session.wav", np.tile(x, 6), sr)  # 38 s: over the 30 s limit
+    return {
+        "session": "too-long",
+        "cut_short": "truncated",
+        "empty": "empty-audio",
+        "notes": "wrong-format",
+        "phone": "wrong-format",
+        "clip": "unsupported-format",
+        "blip": "too-short",
+    }
+
+
+@pytest.fixture
+def user_folder(tmp_path, yesno_dir, fsdd_dir):
+    """A folder as users have them: a sub-folder per speaker, mixed formats, rates and channels,
+    one ``id|text`` transcript file, and bad files of every kind."""
+    root = tmp_path / "my_recordings"
+    all_wavs = sorted(yesno_dir.glob("*.wav"))
+    wavs = all_wavs[:12]
+    lines = []
+    for i, w in enumerate(wavs):
+        spk = f"speaker{i % 6}"
+        (root / spk).mkdir(parents=True, exist_ok=True)
+        x, sr = sf.read(w, dtype="float32")
+        if i == 1:  # stereo FLAC at 44.1 kHz
+            y = np.interp(np.arange(0, len(x), sr / 44100), np.arange(len(x)), x).astype("float32")
+            sf.write(root / spk / f"{w.stem}.flac", np.stack([y, 0.5 * y], 1), 44100)
+        elif i == 2:
+            sf.write(root / spk / f"{w.stem}.mp3", x, sr, format="MP3")
+        elif i == 3:
+            sf.write(root / spk / f"{w.stem}.ogg", x, sr, format="OGG", subtype="VORBIS")
+        else:
+            shutil.copy(w, root / spk / w.name)
+        lines.append(f"{w.stem}|{yesno_text(w.stem).upper()}.")
+    kinds = add_bad_files(root / "speaker0", wavs[0])
+    lines += [f"{stem}|NO YES" for stem in kinds if stem != "clip"]
+    lines.append("clip|YES")
+    lines.append("deleted_take|YES NO")  # transcript without audio
+    lines.append(f"{wavs[4].stem}|YES YES")  # a second transcript for one file: duplicate-id
+    lines[5] = lines[5].split("|")[0] + "|"  # an empty transcript
+    shutil.copy(all_wavs[12], root / "speaker1" / "untranscribed.wav")  # audio without transcript
+    body = "\n".join(lines).encode("utf-8") + "\nlatin|caf\xe9\n".encode("latin-1")
+    (root / "transcripts.txt").write_bytes(body)
+    shutil.copy(all_wavs[13], root / "speaker2" / "latin.wav")  # its only transcript line is not UTF-8
+    (root / "README.txt").write_text("Recorded in 2024 by the community.\nSee the consent forms.\n")
+    return root, wavs, kinds
+
+
+def wavs_of(fixture):
+    return fixture[1]
+
+
+def test_folder_names_every_bad_input(user_folder, tmp_path):
+    root, _, kinds = user_folder
+    out = tmp_path / "manifests"
+    with pytest.raises(SpeechtlError) as e:
+        prepare_folder(root, out)
+    msg = str(e.value)
+    for stem, kind in kinds.items():
+        assert f"{stem}." in msg and kind in msg, (stem, kind)
+    assert "transcripts.txt:14: empty-text" not in msg  # line numbers are the file's own
+    assert "transcripts.txt:6: empty-text" in msg
+    assert "missing-audio: no audio file is named 'deleted_take'" in msg
+    assert "untranscribed.wav: no-transcript" in msg
+    assert f"{wavs_of(user_folder)[4].stem}.wav has two transcripts" in msg
+    assert "transcripts.txt:" in msg and "bad-encoding" in msg and "iconv" in msg
+    assert not out.exists() or not list(out.glob("*.jsonl.gz"))  # nothing written on failure
+
+
+def test_folder_skip_bad_imports_the_rest(user_folder, tmp_path):
+    root, wavs, kinds = user_folder
+    out = tmp_path / "manifests"
+    prepare_folder(root, out, skip_bad_audio=True, dev_fraction=0.2, test_fraction=0.2)
+    sups = supervisions(out, "folder")
+    good = {w.stem for i, w in enumerate(wavs) if i not in (4, 5)}  # 4: two transcripts, 5: an empty one
+    assert set(sups) == good
+    for uid, s in sups.items():
+        assert s["text"] == yesno_text(uid)  # normalized: case folded, final '.' gone
+        assert s["speaker"].startswith("speaker")
+    listed = bad_kinds(out)
+    for kind in [*kinds.values(), "empty-text", "missing-audio", "no-transcript", "bad-encoding", "duplicate-id"]:
+        assert kind in listed, kind
+    # speaker-disjoint dev/test (6 speakers, a sub-folder each)
+    by_split = {}
+    for s in sups.values():
+        by_split.setdefault(s["split"], set()).add(s["speaker"])
+    assert set(by_split) == {"train", "dev", "test"}
+    assert not (by_split["train"] & by_split["dev"]) and not (by_split["train"] & by_split["test"])
+    report = (out / "folder_import_report.txt").read_text()
+    assert "speaker-disjoint over 6 speakers" in report
+    recs = {
+        r.id: r
+        for split in ("train", "dev", "test")
+        for r in RecordingSet.from_file(out / f"folder_recordings_{split}.jsonl.gz")
+    }
+    stereo = recs[wavs[1].stem]
+    assert stereo.sampling_rate == 44100 and stereo.transforms
+    audio = stereo.load_audio()
+    assert audio.shape[0] == 1  # down-mixed
+    ref, _ = sf.read(root / "speaker1" / f"{wavs[1].stem}.flac", dtype="float32")
+    np.testing.assert_allclose(audio[0], ref.mean(axis=1), atol=1e-4)
+    assert recs[wavs[2].stem].load_audio().shape[1] == pytest.approx(recs[wavs[2].stem].num_samples, abs=1200)
+    assert (out / "folder_char_inventory.tsv").read_text().splitlines()[0].startswith("char\t")
+    # the fbank stage takes the manifests as they are: mp3, ogg, 44.1 kHz stereo flac, 8 kHz wav
+    from speechtl.features import FbankConfig
+    from speechtl.features.compute import compute_fbank
+
+    compute_fbank(out, tmp_path / "fbank", "folder", ["train", "dev", "test"], FbankConfig(sampling_rate=16000))
+    cuts = [
+        c for s in ("train", "dev", "test") for c in CutSet.from_file(tmp_path / "fbank" / f"folder_cuts_{s}.jsonl.gz")
+    ]
+    assert sorted(c.supervisions[0].id for c in cuts) == sorted(sups)
+    for c in cuts:
+        assert c.num_features == 80 and c.num_frames == pytest.approx(c.duration * 100, abs=2)
+
+
+def test_folder_failed_import_keeps_earlier_manifests(user_folder, tmp_path):
+    root, _, _ = user_folder
+    out = tmp_path / "manifests"
+    prepare_folder(root, out, skip_bad_audio=True)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SpeechtlError):
+        prepare_folder(root, out)  # the same corpus without --skip-bad: fails
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("sep", ["\t", "|", ";", ",", " "])
+def test_folder_separator_is_sniffed(sep, tmp_path, yesno_dir, caplog):
+    root = tmp_path / "c"
+    (root / "wavs").mkdir(parents=True)
+    wavs = sorted(yesno_dir.glob("*.wav"))[:10]
+    for w in wavs:
+        shutil.copy(w, root / "wavs" / w.name)
+    # ids as stems, an absolute path, a Windows-style relative path
+    keys = [str((root / "wavs" / wavs[0].name).absolute()), f"wavs\\{wavs[1].name}"] + [w.stem for w in wavs[2:]]
+    (root / "list.txt").write_text("".join(f"{k}{sep}{yesno_text(w.stem)}\n" for k, w in zip(keys, wavs, strict=True)))
+    with caplog.at_level("INFO"):
+        m = prepare_folder(root, tmp_path / "out")
+    names = {"\t": "tab", "|": "'|'", ";": "';'", ",": "','", " ": "space"}
+    assert f"separator sniffed: {names[sep]}" in caplog.text
+    got = {s.id: s.text for split in m.values() for s in split["supervisions"]}
+    assert got == {w.stem: yesno_text(w.stem) for w in wavs}
+    assert "by utterance (speakers unknown)" in (tmp_path / "out" / "folder_import_report.txt").read_text()
+
+
+def test_folder_split_folders_sidecars_and_csv(tmp_path, fsdd_dir):
+    """train/valid/test folders; a .lab beside each train file, a CSV with a header for the others."""
+    root = tmp_path / "c"
+    files = sorted(fsdd_dir.glob("*_jackson_*.wav"))[:9] + sorted(fsdd_dir.glob("*_lucas_*.wav"))[:3]
+    rows = ["file_name,transcription,speaker_id"]
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for i, f in enumerate(files):
+        split = "train" if i < 6 else "valid" if i < 9 else "test"
+        (root / split).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / split / f.name)
+        text = digits[int(f.name[0])]
+        if split == "train":
+            (root / split / f"{f.stem}.lab").write_text(text.upper() + "\n")
+        else:
+            rows.append(f'{split}/{f.name},"{text.capitalize()}!",{f.stem.split("_")[1]}')
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    prepare_folder(root, tmp_path / "out")
+    sups = supervisions(tmp_path / "out", "folder")
+    assert {s["split"] for s in sups.values()} == {"train", "dev", "test"}
+    for f in files:
+        s = sups[f.stem]
+        assert s["text"] == digits[int(f.name[0])]
+    assert sups[files[-1].stem]["speaker"] == "lucas" and sups[files[-1].stem]["split"] == "test"
+
+
+def test_folder_speaker_pattern_and_cli(tmp_path, fsdd_dir):
+    """FSDD's flat folder, speakers from the file names by --speaker-pattern, through `speechtl prepare`."""
+    root = tmp_path / "c"
+    root.mkdir()
+    lines = []
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for spk in ("george", "jackson", "lucas", "nicolas"):
+        for f in sorted(fsdd_dir.glob(f"*_{spk}_*.wav"))[:6]:
+            shutil.copy(f, root / f.name)
+            lines.append(f"{f.stem}\t{digits[int(f.name[0])]}")
+    (root / "text.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["prepare", "folder", "--corpus-dir", str(root), "--output-dir", str(out)]
+    args += ["--speaker-pattern", r"^\d_(?P<speaker>[a-z]+)_", "--dev-fraction", "0.25", "--test-fraction", "0.25"]
+    assert main(args) == 0
+    sups = supervisions(out, "folder")
+    assert len(sups) == 24
+    spk_split = {}
+    for s in sups.values():
+        spk_split.setdefault(s["speaker"], set()).add(s["split"])
+    assert all(len(v) == 1 for v in spk_split.values())  # speaker-disjoint
+    assert sorted(next(iter(v)) for v in spk_split.values()) == ["dev", "test", "train", "train"]
+    # the same seed gives the same split; another seed may differ but stays speaker-disjoint
+    assert main([*args, "--seed", "0"]) == 0 and supervisions(out, "folder") == sups
+    assert main([*args, "--transcripts", "missing.tsv"]) == 1  # a SpeechtlError: said, no traceback
+    assert (
+        main(["prepare", "folder", "--corpus-dir", str(root), "--output-dir", str(out), "--train-speakers", "x"]) == 1
+    )
+
+
+def write_kaldi_dir(d: Path, wavs: list[Path], pipe_every: int = 3, segments: bool = True) -> dict[str, str]:
+    """A Kaldi data dir over yesno wavs: each recording split into two segments at 3 s;
+    every ``pipe_every``-th wav.scp entry a ``cat FILE |`` pipe. Returns ``{utt: text}``."""
+    d.mkdir(parents=True, exist_ok=True)
+    wav_scp, seg, text, utt2spk, reco2dur = [], [], [], [], []
+    texts = {}
+    for i, w in enumerate(wavs):
+        spk = f"spk{i % 4}"
+        rid = f"{spk}-{w.stem}"
+        wav_scp.append(f"{rid} cat {w} |" if i % pipe_every == 0 else f"{rid} {w}")
+        info = sf.info(w)
+        reco2dur.append(f"{rid} {info.duration:.3f}")
+        words = yesno_text(w.stem).upper().split()
+        for j, (start, end, part) in enumerate([(0.0, 3.0, words[:4]), (3.0, info.duration, words[4:])]):
+            uid = f"{rid}-{j}"
+            seg.append(f"{uid} {rid} {start:.2f} {end:.3f}")
+            text.append(f"{uid} {' '.join(part)}")
+            utt2spk.append(f"{uid} {spk}")
+            texts[uid] = " ".join(part)
+    files = {"wav.scp": wav_scp, "segments": seg, "text": text, "utt2spk": utt2spk, "reco2dur": reco2dur}
+    files["spk2gender"] = [f"spk{k} {'fm'[k % 2]}" for k in range(4)]
+    for name, lines in files.items():
+        (d / name).write_text("\n".join(lines) + "\n")
+    return texts
+
+
+def test_kaldi_parent_of_split_dirs_and_round_trip(tmp_path, yesno_dir):
+    wavs = sorted(yesno_dir.glob("*.wav"))
+    src = tmp_path / "data"
+    texts = {**write_kaldi_dir(src / "train", wavs[:8]), **write_kaldi_dir(src / "test", wavs[8:12])}
+    out = tmp_path / "manifests"
+    m = prepare_kaldi(src, out, normalize_text=False)
+    assert set(m) == {"train", "dev", "test"}  # dev drawn from train, test kept
+    sups = supervisions(out, "kaldi")
+    assert {u: s["text"] for u, s in sups.items()} == texts
+    assert {s["split"] for u, s in sups.items() if wavs[9].stem in u} == {"test"}
+    assert sups[f"spk1-{wavs[1].stem}-0"]["gender"] == "m"
+    piped = RecordingSet.from_file(out / "kaldi_recordings_train.jsonl.gz")
+    assert any(r.sources[0].type == "command" for r in piped)
+    # the round trip: manifests -> Kaldi dirs -> manifests keeps utterances, text, durations
+    kaldi_out = tmp_path / "exported"
+    assert (
+        main(["export", "kaldi", "--manifest-dir", str(out), "--prefix", "kaldi", "--output-dir", str(kaldi_out)]) == 0
+    )
+    for split in ("train", "dev", "test"):
+        for f in ("wav.scp", "segments", "text", "utt2spk", "spk2utt", "reco2dur"):
+            assert (kaldi_out / split / f).is_file(), (split, f)
+    back = tmp_path / "back"
+    prepare_kaldi(kaldi_out, back, normalize_text=False, prefix="again")
+    again = supervisions(back, "again")
+    assert set(again) == set(sups)
+    for uid, s in sups.items():
+        assert again[uid]["text"] == s["text"] and again[uid]["split"] == s["split"]
+        assert again[uid]["duration"] == pytest.approx(s["duration"], abs=1e-3)
+        assert again[uid]["speaker"] == s["speaker"]
+    cuts = CutSet.from_manifests(
+        recordings=RecordingSet.from_file(back / "again_recordings_test.jsonl.gz"),
+        supervisions=SupervisionSet.from_file(back / "again_supervisions_test.jsonl.gz"),
+    ).trim_to_supervisions()
+    c = next(iter(cuts))
+    assert c.load_audio().shape[1] == pytest.approx(c.duration * 8000, abs=2)
+
+
+def test_kaldi_bad_inputs_named_with_lines(tmp_path, yesno_dir, fsdd_dir):
+    wavs = sorted(yesno_dir.glob("*.wav"))[:8]
+    d = tmp_path / "mydata"  # not named like a split: dev/test are made from it
+    write_kaldi_dir(d, wavs)
+    short = tmp_path / "short.wav"
+    short.write_bytes(wavs[0].read_bytes()[:3000])
+    scp = (d / "wav.scp").read_text().splitlines()
+    scp[1] = scp[1].split()[0] + f" {short}"  # truncated (and shorter than reco2dur says)
+    scp[2] = scp[2].split()[0] + " false |"  # a pipe that fails
+    other = sorted(fsdd_dir.glob("*.wav"))[0]
+    scp[3] = scp[3].split()[0] + f" {other}"  # a good file, but not the one reco2dur and segments describe
+    (d / "wav.scp").write_text("\n".join(scp) + "\n")
+    with open(d / "text", "a") as f:
+        f.write("ghost-utt YES\n")  # a transcript without audio
+        f.write(f"spk0-{wavs[0].stem}-0 NO\n")  # the id again: duplicate-id
+    with pytest.raises(SpeechtlError) as e:
+        prepare_kaldi(d, tmp_path / "out")
+    msg = str(e.value)
+    assert f"{short}: truncated" in msg
+    assert f"{d / 'reco2dur'}:4: truncated: reco2dur says" in msg and "bad-segment" in msg
+    assert "unreadable: the command 'false' failed" in msg
+    assert f"{d / 'text'}:17: missing-audio" in msg
+    assert f"{d / 'text'}:18: duplicate-id: 'spk0-{wavs[0].stem}-0' is also on {d / 'text'}:1" in msg
+    prepare_kaldi(d, tmp_path / "out", skip_bad_audio=True)
+    sups = supervisions(tmp_path / "out", "kaldi")
+    assert len(sups) == 16 - 7 and {s["split"] for s in sups.values()} == {"train", "dev", "test"}
+    assert {"truncated", "unreadable", "missing-audio", "duplicate-id"} <= set(bad_kinds(tmp_path / "out"))
+
+
+def test_registered_importers():
+    for kind in ("folder", "kaldi", "commonvoice"):
+        assert get_corpus(kind).prepare is not None
+        with pytest.raises(SpeechtlError, match="nothing to download"):
+            get_corpus(kind).download("x")
+
+
+CV_COLUMNS = [
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
+]
+
+
+def write_cv_release(root: Path, lang: str, fsdd_dir: Path, with_splits: bool = True) -> dict[str, tuple[str, str]]:
+    """A Common Voice release folder: <lang>/clips/*.mp3 (made from FSDD wavs) and CV's tsv files.
+    Returns ``{clip id: (split, text)}`` of the good clips."""
+    clips = root / lang / "clips"
+    clips.mkdir(parents=True)
+    digits = ["sifuri", "moja", "mbili", "tatu", "nne", "tano", "sita", "saba", "nane", "tisa"]  # Swahili
+    rows, expect = {"train": [], "dev": [], "test": []}, {}
+    speakers = ["george", "jackson", "lucas", "nicolas"]
+    for k, spk in enumerate(speakers):
+        for f in sorted(fsdd_dir.glob(f"*_{spk}_*.wav"))[:5]:
+            x, sr = sf.read(f, dtype="float32")
+            cid = f"common_voice_{lang}_{k}{f.stem.replace('_', '')}"
+            sf.write(clips / f"{cid}.mp3", x, sr, format="MP3")
+            split = ("train", "train", "dev", "test")[k]
+            text = f"{digits[int(f.name[0])].capitalize()}."
+            gender = "male_masculine" if k % 2 else "female_feminine"
+            values = [f"hash{k:03d}" * 4, f"{cid}.mp3", "s1", text, "", "2", "0", "twenties", gender, "", "", lang, ""]
+            rows[split].append(values)
+            expect[cid] = (split, text[:-1].lower())
+    header = "\t".join(CV_COLUMNS)
+    validated = [r for split in rows.values() for r in split]
+    tables = {**rows, "validated": validated} if with_splits else {"validated": validated}
+    for name, table in tables.items():
+        (root / lang / f"{name}.tsv").write_text(header + "\n" + "".join("\t".join(r) + "\n" for r in table))
+    return expect
+
+
+def test_commonvoice_mp3_release_any_language(tmp_path, fsdd_dir):
+    root = tmp_path / "cv-corpus-17.0-2024-03-15"
+    expect = write_cv_release(root, "sw", fsdd_dir)
+    clips = root / "sw" / "clips"
+    good = next(iter(expect))
+    (clips / "common_voice_sw_bad1.mp3").write_bytes((clips / f"{good}.mp3").read_bytes()[:400])  # cut short
+    shutil.copy(next(fsdd_dir.glob("*.wav")), clips / "common_voice_sw_bad2.mp3")  # a wav named .mp3
+    with open(root / "sw" / "train.tsv", "a") as f:
+        for name in ("common_voice_sw_bad1.mp3", "common_voice_sw_bad2.mp3", "common_voice_sw_gone.mp3"):
+            f.write("\t".join(["hash999", name, "s", "Moja", "", "2", "0", "", "", "", "", "sw", ""]) + "\n")
+    out = tmp_path / "manifests"
+    with pytest.raises(SpeechtlError) as e:
+        prepare_commonvoice(root, out, language="sw")
+    msg = str(e.value)
+    assert "common_voice_sw_bad2.mp3: wrong-format: the name says .mp3 but the content is wav" in msg
+    assert "train.tsv:" in msg and "common_voice_sw_gone.mp3 does not exist" in msg
+    assert "common_voice_sw_bad1.mp3: " in msg
+    prepare_commonvoice(root, out, language="sw", skip_bad_audio=True)
+    sups = supervisions(out, "commonvoice")
+    assert {u: (s["split"], s["text"]) for u, s in sups.items()} == expect
+    assert all(s["language"] == "sw" for s in sups.values())
+    assert {s["gender"] for s in sups.values()} == {"m", "f"}
+    recs = RecordingSet.from_file(out / "commonvoice_recordings_test.jsonl.gz")
+    r = next(iter(recs))
+    assert r.sources[0].source.endswith(".mp3") and r.load_audio().shape[1] > 0.2 * r.sampling_rate
+    with pytest.raises(SpeechtlError, match="has no Common Voice folder xx/"):
+        prepare_commonvoice(root, out, language="xx")
+
+
+def test_commonvoice_validated_only_gets_speaker_disjoint_splits(tmp_path, fsdd_dir):
+    root = tmp_path / "cv"
+    write_cv_release(root, "ab", fsdd_dir, with_splits=False)
+    prepare_commonvoice(root / "ab", tmp_path / "out", dev_fraction=0.25, test_fraction=0.25)
+    sups = supervisions(tmp_path / "out", "commonvoice")
+    assert len(sups) == 20
+    splits_of = {}
+    for s in sups.values():
+        splits_of.setdefault(s["speaker"], set()).add(s["split"])
+    assert all(len(v) == 1 for v in splits_of.values())
+    assert {next(iter(v)) for v in splits_of.values()} == {"train", "dev", "test"}
+
+
+def write_librispeech(root: Path, yesno_dir: Path, part: str, first_speaker: int) -> dict[str, str]:
+    """LibriSpeech/<part>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac + <spk>-<chapter>.trans.txt."""
+    wavs = sorted(yesno_dir.glob("*.wav"))[:8]
+    texts = {}
+    for i, w in enumerate(wavs):
+        spk, chapter = str(first_speaker + i % 2), str(2000 + i % 4)
+        d = root / "LibriSpeech" / part / spk / chapter
+        d.mkdir(parents=True, exist_ok=True)
+        uid = f"{spk}-{chapter}-{i:04d}"
+        x, sr = sf.read(w, dtype="float32")
+        sf.write(d / f"{uid}.flac", x, sr)
+        texts[uid] = yesno_text(w.stem).upper()
+        with open(d / f"{spk}-{chapter}.trans.txt", "a") as f:
+            f.write(f"{uid} {texts[uid]}\n")
+    return texts
+
+
+def test_librispeech_layout_matches_lhotse(tmp_path, yesno_dir):
+    from lhotse.recipes.librispeech import prepare_librispeech as lhotse_prepare
+
+    texts = write_librispeech(tmp_path, yesno_dir, "dev-clean-2", 100)
+    write_librispeech(tmp_path, yesno_dir, "train-clean-5", 200)
+    theirs = lhotse_prepare(tmp_path / "LibriSpeech", dataset_parts="mini_librispeech")
+    out = tmp_path / "manifests"
+    assert main(["prepare", "mini_librispeech", "--corpus-dir", str(tmp_path), "--output-dir", str(out)]) == 0
+    ours = supervisions(out, "mini_librispeech")
+    assert {s["split"] for s in ours.values()} == {"dev-clean-2", "train-clean-5"}
+    for s in theirs["dev-clean-2"]["supervisions"]:
+        mine = ours[s.id]
+        assert mine["text"] == s.text.lower() == texts[s.id].lower()
+        assert mine["speaker"] == s.speaker and mine["duration"] == pytest.approx(s.duration, abs=1e-3)
+    # a corrupt flac and a transcript line without its flac: named, not a traceback or a silent drop
+    part = tmp_path / "LibriSpeech" / "dev-clean-2"
+    first = sorted(part.glob("*/*/*.flac"))[0]
+    first.write_bytes(first.read_bytes()[:200])
+    trans = sorted(part.glob("*/*/*.trans.txt"))[0]
+    with open(trans, "a") as f:
+        f.write(f"{trans.name.split('.')[0]}-0099 NO YES\n")
+    with pytest.raises(SpeechtlError) as e:
+        prepare_librispeech(tmp_path, out)
+    assert f"{first}: " in str(e.value) and f"{trans}:3: missing-audio" in str(e.value)
+
+
+def test_speaker_folder_level():
+    from speechtl.data.corpora.folder import _speaker_dir_level
+
+    assert _speaker_dir_level([("audio", "ana"), ("audio", "ben")]) == 1  # audio/<speaker>/
+    assert _speaker_dir_level([("ana", "ch1"), ("ben", "ch2")]) == 0  # <speaker>/<chapter>/
+    assert _speaker_dir_level([("wavs",), ("wavs",)]) is None  # one folder: speakers unknown
+    assert _speaker_dir_level([(), ("ana",)]) is None  # a file above the speaker folders
+
+
+def test_folder_audio_named_in_a_later_field(tmp_path, yesno_dir, caplog):
+    """FLEURS' tsv: no header, ``id<TAB>file name<TAB>raw text<TAB>normalized<TAB>...``; sphere and aiff audio."""
+    root = tmp_path / "fleurs" / "audio"
+    root.mkdir(parents=True)
+    wavs = sorted(yesno_dir.glob("*.wav"))[:6]
+    rows = []
+    for i, w in enumerate(wavs):
+        x, sr = sf.read(w, dtype="int16")
+        fmt, ext = [("NIST", ".sph"), ("AIFF", ".aiff"), ("WAV", ".wav")][i % 3]
+        sf.write(root / f"{i}{w.stem}{ext}", x, sr, format=fmt)
+        text = yesno_text(w.stem)
+        rows.append(f"{1000 + i}\t{i}{w.stem}{ext}\t{text.capitalize()}!\t{text}\t{text.replace(' ', '|')}\t8\tFEMALE")
+    (tmp_path / "fleurs" / "train.tsv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level("INFO"):
+        prepare_folder(tmp_path / "fleurs", tmp_path / "out")
+    assert "audio in field 2, field 3 as text" in caplog.text
+    sups = supervisions(tmp_path / "out", "folder")
+    assert {u: s["text"] for u, s in sups.items()} == {f"{i}{w.stem}": yesno_text(w.stem) for i, w in enumerate(wavs)}
+    # field numbers given outright win over the sniffed ones
+    prepare_folder(tmp_path / "fleurs", tmp_path / "out2", audio_column="2", text_column="5", normalize_text=False)
+    assert {s["text"] for s in supervisions(tmp_path / "out2", "folder").values()} == {
+        yesno_text(w.stem).replace(" ", "|") for w in wavs
+    }
+
+
+def test_folder_per_split_transcripts_with_clashing_names(tmp_path, yesno_dir):
+    """train/ and test/ each hold take01.wav ... and their own transcripts.txt naming them by stem;
+    one transcript still says .wav for a file converted to .flac."""
+    wavs = sorted(yesno_dir.glob("*.wav"))[:8]
+    root = tmp_path / "c"
+    texts = {}
+    for split, group in (("train", wavs[:5]), ("test", wavs[5:])):
+        (root / split).mkdir(parents=True)
+        lines = []
+        for k, w in enumerate(group):
+            name = f"take{k:02d}"
+            if split == "test" and k == 0:
+                x, sr = sf.read(w, dtype="float32")
+                sf.write(root / split / f"{name}.flac", x, sr)
+            else:
+                shutil.copy(w, root / split / f"{name}.wav")
+            lines.append(f"{name}.wav\t{yesno_text(w.stem)}")
+            texts[f"{split}_{name}"] = yesno_text(w.stem)
+        (root / split / "transcripts.txt").write_text("\n".join(lines) + "\n")
+    prepare_folder(root, tmp_path / "out")
+    sups = supervisions(tmp_path / "out", "folder")
+    assert {u: s["text"] for u, s in sups.items()} == texts  # ids made unique by their folder
+    assert {s["split"] for u, s in sups.items() if u.startswith("test_")} == {"test"}

@@ -1,0 +1,272 @@
+"""speechtl new-recipe: a folder of real recordings -> a generated recipe run end to end to results.tsv.
+
+The source is a tiny TDNN-CTC trained here on 8 yesno utterances at 16 kHz and 30 mel
+bins (neither the default 80 bins nor FSDD's native 8 kHz), so the target's fbank
+can only have those settings if stage 1 read them from the checkpoint. The target is
+a folder of FSDD recordings of two speakers with a transcript file, laid out as a
+user would: split folders, a sub-folder per speaker.
+"""
+
+import csv
+import itertools
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+SPEAKERS = ("george", "jackson")
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SPLITS = {"train": range(5, 10), "dev": range(1, 2), "test": range(0, 1)}  # FSDD recording indices
+TINY_ADAPT = {"num_steps": "4", "warmup_steps": "1", "max_duration": "20", "num_buckets": "2", "average_last": "1"}
+
+
+def env() -> dict:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+
+def speechtl(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(["speechtl", *args], cwd=cwd, env=env(), capture_output=True, text=True)
+
+
+def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env(), capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def egs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("checkout") / "egs"
+
+
+@pytest.fixture(scope="module")
+def tiny_source(yesno_dir, egs, tmp_path_factory) -> Path:
+    """``egs/tiny_source/ASR/exp/source/final.pt``: a 2-layer TDNN, a few updates on yesno, 16 kHz, 30 bins."""
+    from lhotse import CutSet
+
+    from speechtl.adapt import get_method
+    from speechtl.data.corpora.yesno import LEXICON, prepare_yesno
+    from speechtl.data.layout import write_split
+    from speechtl.features import FbankConfig
+    from speechtl.features.compute import compute_fbank
+    from speechtl.lang import Lang
+    from speechtl.lang.lexicon import lexicon_from_dict
+    from speechtl.lang.prepare import prepare_lang
+    from speechtl.models import ModelConfig, build_model
+    from speechtl.train import TrainConfig, Trainer
+    from speechtl.train.trainer import seed_everything
+
+    d = tmp_path_factory.mktemp("source")
+    train = prepare_yesno(yesno_dir)["train"]
+    recs = train["recordings"].subset(first=8)
+    write_split(d / "manifests", "yesno", "train", recs, train["supervisions"].filter(lambda s: s.recording_id in recs))
+    (d / "lm.txt").write_text("".join(s.text + "\n" for s in train["supervisions"]))
+    compute_fbank(d / "manifests", d / "fbank", "yesno", ["train"], FbankConfig(sampling_rate=16000, num_mel_bins=30))
+    prepare_lang(lexicon_from_dict(LEXICON), d / "lang", lm_text=d / "lm.txt", lm_order=1)
+    lang = Lang(d / "lang")
+    seed_everything(0)
+    cfg = ModelConfig(
+        encoder="tdnn", num_features=30, encoder_options={"hidden_dim": 16, "kernel_sizes": [3, 3], "dilations": [1, 2]}
+    )
+    exp = egs / "tiny_source" / "ASR" / "exp" / "source"
+    steps = TrainConfig(num_steps=2, max_duration=20, num_buckets=2, average_last=1, log_interval=100)
+    cuts = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz")
+    return Trainer(build_model(cfg, lang.vocab_size), lang, get_method("scratch"), steps, exp).fit(cuts)
+
+
+def lay_out_folder(fsdd_dir: Path, root: Path, speakers=SPEAKERS) -> Path:
+    """<root>/{train,dev,test}/<speaker>/<digit>_<speaker>_<i>.wav and one tab-separated transcripts.txt."""
+    lines = []
+    for split, indices in SPLITS.items():
+        for spk in speakers:
+            (root / split / spk).mkdir(parents=True)
+            for digit in range(10):
+                for i in indices:
+                    name = f"{digit}_{spk}_{i}"
+                    shutil.copy(fsdd_dir / f"{name}.wav", root / split / spk / f"{name}.wav")
+                    lines.append(f"{name}\t{WORDS[digit].upper()}\n")
+    (root / "transcripts.txt").write_text("".join(lines))
+    return root
+
+
+def new_recipe(egs: Path, name: str, corpus_dir: Path, *args: str) -> Path:
+    r = speechtl(
+        "new-recipe", name, "--corpus", "folder", "--corpus-dir", str(corpus_dir), "--egs-dir", str(egs), *args
+    )
+    assert r.returncode == 0, r.stderr
+    recipe = egs / name / "ASR"
+    assert r.stdout.strip() == str(recipe)
+    return recipe
+
+
+def tiny(recipe: Path) -> None:
+    """conf/adapt.yaml at toy scale: 4 updates of small batches."""
+    conf = recipe / "conf" / "adapt.yaml"
+    text = conf.read_text()
+    for key, value in TINY_ADAPT.items():
+        text, n = re.subn(rf"^(  {key}:) \S+", rf"\1 {value}", text, count=1, flags=re.M)
+        assert n == 1, key
+    conf.write_text(text)
+
+
+def stage_seconds(stdout: str) -> dict[str, float]:
+    """Seconds from each 'Stage N' log line to the next (the last to the end of the run)."""
+    marks = []
+    for line in stdout.splitlines():
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) .*?Stage (\d)", line)
+        if m and (not marks or marks[-1][1] != m.group(2)):
+            marks.append((datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"), m.group(2)))
+    marks.append((datetime.now(), "end"))
+    return {f"stage {a[1]}": (b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(marks)}
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tiny_source, fsdd_dir, egs, tmp_path_factory):
+    corpus = lay_out_folder(fsdd_dir, tmp_path_factory.mktemp("my_recordings"))
+    lm_text = corpus.parent / "more_text.txt"
+    lm_text.write_text("Ten, eleven; TWELVE!\nzero one two\n")
+    (corpus / "train" / "george" / "bad_take.wav").write_bytes(b"")  # an empty file, as a failed recording leaves
+    with open(corpus / "transcripts.txt", "a") as f:
+        f.write("bad_take\tNINE\n")
+    recipe = new_recipe(
+        egs, "digits2", corpus, "--source", str(tiny_source), "--methods", "finetune", "freeze",
+        "--minutes", "0.3", "--speed-perturb", "", "--lm-text", str(lm_text), "--skip-bad",
+    )  # fmt: skip
+    tiny(recipe)
+    t0, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = run(recipe)
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    (recipe / "run.log").write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    stages = ", ".join(f"{k} {v:.0f}s" for k, v in stage_seconds(r.stdout).items())
+    print(f"\nrecipe run: {time.time() - t0:.1f}s wall, {cpu:.1f}s CPU; {stages}")
+    return recipe, corpus, r
+
+
+def results(recipe: Path) -> list[dict]:
+    with open(recipe / "exp" / "results.tsv") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def test_generated_recipe_runs_to_results(recipe_run):
+    recipe, _, r = recipe_run
+    amounts = [line.split()[0] for line in (recipe / "data" / "fbank" / "amounts.txt").read_text().splitlines()]
+    # 100 train utterances of about 0.4 s: 0.3 min and the whole pool (its own duration).
+    assert amounts[0] == "0.3min" and len(amounts) == 2 and amounts[1] != "0.3min", amounts
+    pool = float(amounts[1].removesuffix("min"))
+    assert 0.3 < pool < 2.0
+    rows = results(recipe)
+    got = sorted((row["test_set"], row["method"], row["data"], row["decoding"]) for row in rows)
+    want = sorted(
+        (t, m, a, d) for t in ("dev", "test") for m in ("finetune", "freeze") for a in amounts
+        for d in ("greedy", "hlg")
+    )  # fmt: skip
+    assert got == want
+    for row in rows:
+        assert row["words"] == "20"  # 2 speakers x 10 digits, one word each, in dev and in test
+        assert abs(float(row["wer"]) - 100 * int(row["errors"]) / 20) < 0.01
+    md = (recipe / "exp" / "RESULTS.md").read_text()
+    assert "## dev" in md and "## test" in md and "Units: characters" in md
+    assert (recipe / "exp" / "plots" / "data_efficiency.png").stat().st_size > 1000
+    for stage in range(5):
+        assert f"Stage {stage}" in r.stdout, stage
+    assert "units: characters (< 50000 words" in r.stdout
+    assert "bad_take" in (recipe / "data" / "manifests" / "bad_audio.txt").read_text()  # --skip-bad: left out, listed
+    words = {line.split()[0] for line in (recipe / "data" / "lang" / "words.txt").read_text().splitlines()}
+    assert {"ten", "eleven", "twelve", "zero", "nine"} <= words  # --lm-text, normalized, joins the LM
+
+
+def test_fbank_has_the_sources_rate_and_bins(recipe_run):
+    from lhotse import CutSet
+
+    recipe = recipe_run[0]
+    for split in ("train", "dev", "test"):
+        cut = next(iter(CutSet.from_file(recipe / "data" / "fbank" / f"folder_cuts_{split}.jsonl.gz")))
+        assert (cut.features.sampling_rate, cut.features.num_features) == (16000, 30), split
+
+
+def test_adapted_from_the_source(recipe_run, tiny_source):
+    import torch
+
+    recipe = recipe_run[0]
+    src = torch.load(tiny_source, map_location="cpu", weights_only=False)
+    frozen = torch.load(recipe / "exp" / "freeze_0.3min" / "final.pt", map_location="cpu", weights_only=False)
+    tuned = torch.load(recipe / "exp" / "finetune_0.3min" / "final.pt", map_location="cpu", weights_only=False)
+    assert frozen["model_config"] == tuned["model_config"] == src["model_config"]  # the source's architecture
+    key = "encoder.layers.0.0.weight"  # the lowest TDNN layer: freeze keeps the source's, finetune trains it
+    assert torch.equal(frozen["model"][key], src["model"][key])
+    moved = (tuned["model"][key] - src["model"][key]).abs().max().item()
+    assert 0 < moved < 0.05, moved  # 4 small updates from the source's weights, not a fresh init
+
+
+def test_rerun_does_nothing(recipe_run):
+    recipe = recipe_run[0]
+    before = (recipe / "exp" / "finetune_0.3min" / "final.pt").resolve().stat().st_mtime_ns
+    r = run(recipe)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Stage" not in r.stdout, r.stdout
+    assert (recipe / "exp" / "finetune_0.3min" / "final.pt").resolve().stat().st_mtime_ns == before
+
+
+def test_two_recipes_differ_in_config_only(recipe_run, tiny_source, fsdd_dir, egs, tmp_path):
+    first, _, _ = recipe_run
+    corpus = lay_out_folder(fsdd_dir, tmp_path / "other", speakers=("lucas",))
+    second = new_recipe(egs, "lucas", corpus, "--source", str(tiny_source), "--minutes", "1", "2")
+    files = sorted(p.relative_to(second) for p in second.iterdir())
+    assert files == sorted(
+        Path(n) for n in ["run.sh", "cmd.sh", "path.sh", "README.md", "conf", "steps", "utils", "local"]
+    )
+    for name in ["run.sh", "cmd.sh", "path.sh", "README.md"]:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    for link in ["steps", "utils", "local"]:
+        assert os.readlink(first / link) == os.readlink(second / link)
+        assert (second / link).resolve() == REPO / link
+    assert sorted(p.name for p in (second / "conf").iterdir()) == ["adapt.yaml", "recipe.conf"]
+    conf = (second / "conf" / "recipe.conf").read_text()
+    assert f"corpus_dir={corpus}" in conf and "minutes='1 2'" in conf and "recipe=lucas" in conf
+    assert conf != (first / "conf" / "recipe.conf").read_text()
+    sc = subprocess.run(["shellcheck", "-x", "run.sh"], cwd=second, env=env(), capture_output=True, text=True)
+    assert sc.returncode == 0, sc.stdout
+
+
+def test_no_source_says_which_exist_and_stops(tiny_source, fsdd_dir, egs, tmp_path):
+    corpus = lay_out_folder(fsdd_dir, tmp_path / "rec", speakers=("nicolas",))
+    r = speechtl("new-recipe", "nosrc", "--corpus", "folder", "--corpus-dir", str(corpus), "--egs-dir", str(egs))
+    assert r.returncode == 0, r.stderr
+    assert str(tiny_source.absolute()) in r.stderr and "To make one" in r.stderr
+    r = run(egs / "nosrc" / "ASR", "--stage", "1")
+    assert r.returncode == 1
+    assert "no source model" in r.stdout and str(tiny_source.absolute()) in r.stderr
+    assert "egs/tts_xling/ASR && ./run.sh --stop-stage 4" in r.stderr
+
+
+def test_bad_arguments_are_named(tiny_source, egs, tmp_path):
+    r = speechtl("new-recipe", "x", "--corpus", "nosuch", "--corpus-dir", str(tmp_path), "--egs-dir", str(egs))
+    assert r.returncode == 1 and "unknown corpus kind 'nosuch'; a recipe imports one of" in r.stderr
+    r = speechtl("new-recipe", "x", "--corpus", "folder", "--corpus-dir", str(tmp_path), "--egs-dir", str(egs),
+                 "--source", str(tmp_path / "none.pt"))  # fmt: skip
+    assert r.returncode == 1 and "none.pt does not exist" in r.stderr
+    r = speechtl("new-recipe", "x", "--corpus", "folder", "--corpus-dir", str(tmp_path), "--egs-dir", str(egs),
+                 "--source", str(tiny_source), "--methods", "finetune", "dann")  # fmt: skip
+    assert r.returncode == 1 and "need unlabelled audio" in r.stderr
+
+
+def test_units_choice_follows_the_text_size(tmp_path):
+    from speechtl.recipe.info import choose_units
+
+    small = tmp_path / "small.txt"
+    small.write_text("a b c\n" * 100)
+    assert choose_units(small).units == "char"
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"w{i % 3000} x{i % 700} y z\n" for i in range(25_000)))  # 100k words
+    c = choose_units(big)
+    assert (c.units, c.vocab_size) == ("bpe", 500) and "100000 words" in c.reason
+    assert choose_units(big, min_words=200_000).units == "char"
+    assert choose_units(small, units="bpe", vocab_size=30).vocab_size == 30

@@ -1,0 +1,101 @@
+"""speechtl sweep: options searched on dev at one budget, written into the conf; test never decoded."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lhotse import CutSet
+
+from speechtl.adapt.sweep import Candidate, Trial, best_trial, budget_of, candidates, load_space, parse_space
+from speechtl.errors import SpeechtlError
+
+
+def test_space_and_candidates():
+    space = parse_space(["train.lr=0.001,0.003", "option.bottom_layers=1,2,3"])
+    assert space == {"train.lr": [0.001, 0.003], "option.bottom_layers": [1, 2, 3]}
+    grid = candidates(space)
+    assert len(grid) == 6 and grid[0] == Candidate({"bottom_layers": 1}, {"lr": 0.001})
+    drawn = candidates(space, trials=3, seed=1)
+    assert len(drawn) == 3 == len({c.describe() for c in drawn}) and all(c in grid for c in drawn)
+    assert drawn == candidates(space, trials=3, seed=1), "the same seed draws the same candidates"
+    assert any(candidates(space, trials=3, seed=s) != drawn for s in range(2, 6))
+    assert candidates(space, trials=10) == grid  # more trials than points: the grid
+    for bad, match in [
+        ("lr=0.1", "train.KEY or option.KEY"),
+        ("model.dim=3", "train.KEY or option.KEY"),
+        ("train.lr", "train.KEY=V1,V2"),
+        ("train.num_steps=10,20", "budget"),
+        ("train.seed=1,2", "seeds"),
+    ]:
+        with pytest.raises(SpeechtlError, match=match):
+            parse_space([bad])
+
+
+def test_space_file(tmp_path):
+    f = tmp_path / "sweep.yaml"
+    f.write_text("freeze: {option.bottom_layers: [1, 2], train.lr: [0.002]}\nbad: {train.seed: [1, 2]}\n")
+    space = parse_space(["train.weight_decay=0,0.01"], load_space(f, "freeze"))
+    assert space == {"option.bottom_layers": [1, 2], "train.lr": [0.002], "train.weight_decay": [0, 0.01]}
+    with pytest.raises(SpeechtlError, match="no search space for lora"):
+        load_space(f, "lora")
+    with pytest.raises(SpeechtlError, match="not searched"):
+        load_space(f, "bad")
+    with pytest.raises(SpeechtlError, match="twice"):
+        parse_space(["train.lr=0.1"], space)
+
+
+def test_best_is_lowest_dev_wer_and_ties_go_first():
+    def t(i, wer):
+        return Trial(i, Candidate(), wer, 0, 10, Path("."))
+
+    assert best_trial([t(0, 30.0), t(1, 12.5), t(2, 20.0)]).index == 1
+    assert best_trial([t(0, 20.0), t(1, 10.0), t(2, 10.0)]).index == 1
+
+
+def test_budget_is_the_same_for_every_method(tmp_path):
+    conf = {"train": {"num_steps": 150}, "methods": {"freeze": {"train": {"num_steps": 300}}}}
+    assert budget_of(conf, "finetune", None, tmp_path) == 150 and budget_of(conf, "finetune", 40, tmp_path) == 40
+    with pytest.raises(SpeechtlError, match="not the budget"):
+        budget_of(conf, "freeze", None, tmp_path)
+    with pytest.raises(SpeechtlError, match="no compute budget"):
+        budget_of({"train": {"num_epochs": 3}}, "finetune", None, tmp_path)
+
+
+def test_sweep_tunes_on_dev_and_writes_the_conf(small_yesno, tmp_path):
+    from speechtl.cli import main
+
+    d, cuts, lang = small_yesno
+    cuts.to_file(tmp_path / "train.jsonl.gz")
+    dev = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=6)
+    dev.to_file(tmp_path / "dev.jsonl.gz")
+    conf = tmp_path / "adapt.yaml"
+    conf.write_text(
+        "# the recipe's conf\n"
+        "model: {encoder: tdnn, num_features: 23, encoder_options: {hidden_dim: 16}}\n"
+        "train: {num_steps: 3, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\n"
+        "methods:\n  scratch: {train: {warmup_steps: 1}}\n  finetune: {}\n"
+    )
+    out = tmp_path / "tuned.yaml"
+    argv = ["sweep", "--config", str(conf), "--method", "scratch", "--lang-dir", str(lang.dir)]
+    argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--dev-cuts", str(tmp_path / "dev.jsonl.gz")]
+    argv += ["--space", "train.lr=0.0001,0.05", "--space", "train.weight_decay=0.0,0.1", "--trials", "3"]
+    assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out), "--num-steps", "4"]) == 0
+
+    with open(tmp_path / "sweep" / "sweep.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == 3 and all(float(r["dev_wer"]) >= 0 and int(r["words"]) > 0 for r in rows)
+    best = min(rows, key=lambda r: (float(r["dev_wer"]), int(r["trial"])))
+    tuned = yaml.safe_load(out.read_text())
+    assert tuned["methods"]["scratch"]["train"] == {"warmup_steps": 1, **json.loads(best["train"])}
+    assert tuned["model"] == yaml.safe_load(conf.read_text())["model"] and "finetune" in tuned["methods"]
+    assert out.read_text().startswith("# sweep: scratch: ") and tuned["train"]["num_steps"] == 4  # the budget
+    for trial in sorted((tmp_path / "sweep").glob("trial-*")):
+        ckpt = torch.load(trial / "final.pt", weights_only=False)
+        assert ckpt["train_config"]["num_steps"] == 4  # the budget, for every candidate
+        decoded = {p.name for p in (trial / "decode").iterdir() if p.is_file()}
+        assert decoded and all("-dev-" in n for n in decoded), decoded  # dev only: no test set
+    # The tuned conf is what the recipe trains with: cmd_train accepts it.
+    assert main(["train", "--config", str(out), "--method", "scratch", "--lang-dir", str(lang.dir), "--train-cuts", str(tmp_path / "train.jsonl.gz"), "--exp-dir", str(tmp_path / "final"), "--set", "num_steps=1"]) == 0  # fmt: skip

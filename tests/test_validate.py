@@ -1,0 +1,210 @@
+"""Validation (speechtl.data.validate) and text normalization (speechtl.data.normalize) on real audio."""
+
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+import unicodedata
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechtl.cli import main
+from speechtl.data.corpora.folder import prepare_folder
+from speechtl.data.normalize import NormalizeConfig, char_inventory, normalize, write_char_inventory
+from speechtl.data.text import normalize_text
+from speechtl.data.validate import (
+    AudioInfo,
+    Report,
+    ValidateConfig,
+    check_duration,
+    probe_audio_source,
+    probe_file,
+    sniff_format,
+)
+from speechtl.errors import SpeechtlError
+
+
+@pytest.fixture(scope="module")
+def formats(yesno_dir, tmp_path_factory):
+    """One real recording in wav, flac, mp3, ogg and opus, and cut-short copies of each."""
+    d = tmp_path_factory.mktemp("formats")
+    wav = sorted(yesno_dir.glob("*.wav"))[0]
+    x, sr = sf.read(wav, dtype="float32")
+    shutil.copy(wav, d / "a.wav")
+    sf.write(d / "a.flac", x, sr)
+    sf.write(d / "a.mp3", x, sr, format="MP3")
+    sf.write(d / "a.ogg", x, sr, format="OGG", subtype="VORBIS")
+    y = np.repeat(x, 6)  # 48 kHz for opus
+    sf.write(d / "a.opus", y, 48000, format="OGG", subtype="OPUS")
+    for name in ("a.wav", "a.flac", "a.mp3"):
+        b = (d / name).read_bytes()
+        (d / f"short_{name}").write_bytes(b[: len(b) // 2])
+    return d, x, sr
+
+
+@pytest.mark.parametrize("name,fmt", [("a.wav", "wav"), ("a.flac", "flac"), ("a.mp3", "mp3"), ("a.ogg", "ogg")])
+def test_sniff_and_probe_good_formats(formats, name, fmt):
+    d, x, sr = formats
+    assert sniff_format((d / name).read_bytes()[:4096]) == fmt
+    info = probe_file(d / name)
+    assert isinstance(info, AudioInfo) and info.sampling_rate == sr and info.num_channels == 1
+    assert info.num_samples == pytest.approx(len(x), abs=1200)  # mp3 pads by up to a frame
+
+
+def test_opus_probes_at_48k(formats):
+    info = probe_file(formats[0] / "a.opus")
+    assert isinstance(info, AudioInfo) and info.sampling_rate == 48000
+
+
+@pytest.mark.parametrize("name", ["short_a.wav", "short_a.flac", "short_a.mp3"])
+def test_truncated_files_are_named_truncated(formats, name):
+    kind, detail = probe_file(formats[0] / name)
+    assert kind == "truncated", detail
+
+
+def test_every_bad_kind(tmp_path, formats):
+    d = formats[0]
+    cases = {
+        "empty.wav": (b"", "empty-audio"),
+        "notes.wav": (b"hello, this is not audio\n", "wrong-format"),
+        "video.wav": (b"\x00\x00\x00\x20ftypisom" + bytes(3000), "wrong-format"),
+        "webm.wav": (b"\x1a\x45\xdf\xa3" + bytes(3000), "wrong-format"),
+        "real_wav.mp3": ((d / "a.wav").read_bytes(), "wrong-format"),
+        "voice.m4a": (b"\x00\x00\x00\x20ftypM4A " + bytes(3000), "unsupported-format"),
+        "garbage.wav": (b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk", "unreadable"),
+        "header_only.wav": ((d / "a.wav").read_bytes()[:44], "truncated"),
+    }
+    for name, (data, kind) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        got = probe_file(tmp_path / name)
+        assert not isinstance(got, AudioInfo) and got[0] == kind, (name, got)
+    assert probe_file(tmp_path / "absent.wav")[0] == "missing-audio"
+    sf.write(tmp_path / "silent.wav", np.zeros(0, dtype="float32"), 16000)
+    assert probe_file(tmp_path / "silent.wav")[0] == "empty-audio"
+    assert "content is mp4/m4a" in probe_file(tmp_path / "video.wav")[1]
+
+
+def test_kaldi_pipes_are_run(formats):
+    info = probe_audio_source(f"cat {formats[0] / 'a.flac'} |")
+    assert isinstance(info, AudioInfo) and info.num_samples == len(formats[1])
+    kind, detail = probe_audio_source("exit 3 |")
+    assert kind == "unreadable" and "failed" in detail
+
+
+def test_duration_limits():
+    r = Report()
+    cfg = ValidateConfig(min_duration=0.1, max_duration=10.0, subsampling=4)
+    check_duration(r, cfg, "a", "a.wav", 0.05, "x")  # under min_duration
+    check_duration(r, cfg, "b", "b.wav", 0.2, "twentyletterswordsss")  # 5 frames < 20 characters
+    check_duration(r, cfg, "c", "c.wav", 12.0, "long")
+    check_duration(r, cfg, "d", "d.wav", 2.0, "fine words")
+    assert [(p.utt_id, p.kind) for p in r.problems] == [("a", "too-short"), ("b", "too-short"), ("c", "too-long")]
+    assert "5 output frames" in r.problems[1].detail
+
+
+def test_report_raises_or_lists(tmp_path):
+    r = Report()
+    r.add("truncated", "x.wav", "cut", "x")
+    r.add("missing-audio", "t.txt:3", "gone")
+    with pytest.raises(SpeechtlError) as e:
+        r.resolve(False, tmp_path / "bad_audio.txt")
+    assert "x.wav: truncated: cut. Fix: the file was cut short" in str(e.value) and "t.txt:3: missing-audio" in str(
+        e.value
+    )
+    assert not (tmp_path / "bad_audio.txt").exists()
+    assert r.resolve(True, tmp_path / "bad_audio.txt") == {"x"}
+    lines = (tmp_path / "bad_audio.txt").read_text().splitlines()
+    assert lines == ["x.wav\ttruncated\tcut", "t.txt:3\tmissing-audio\tgone"]
+
+
+def _folder(tmp_path, yesno_dir, n=10):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    wavs = sorted(yesno_dir.glob("*.wav"))[:n]
+    for w in wavs:
+        shutil.copy(w, root / w.name)
+        (root / f"{w.stem}.txt").write_text(w.stem.replace("_", " ").replace("0", "no").replace("1", "yes"))
+    return root, wavs
+
+
+def test_validate_manifest_dir_cli(tmp_path, yesno_dir):
+    root, wavs = _folder(tmp_path, yesno_dir)
+    out = tmp_path / "manifests"
+    prepare_folder(root, out)
+    assert main(["validate", "--manifest-dir", str(out)]) == 0
+    (root / wavs[0].name).write_bytes((root / wavs[0].name).read_bytes()[:1000])  # cut short after import
+    (root / wavs[1].name).unlink()  # deleted after import
+    assert main(["validate", "--manifest-dir", str(out)]) == 1
+    assert main(["validate", "--manifest-dir", str(out), "--skip-bad"]) == 0
+    kinds = {line.split("\t")[1] for line in (out / "bad_audio.txt").read_text().splitlines()}
+    assert kinds == {"truncated", "missing-audio"}
+    left = set()
+    for p in out.glob("folder_supervisions_*.jsonl.gz"):
+        with gzip.open(p, "rt") as f:
+            left |= {json.loads(line)["id"] for line in f}
+    assert left == {w.stem for w in wavs[2:]}
+    assert main(["validate", "--manifest-dir", str(out)]) == 0  # the rewritten manifests are clean
+    # A later clean check with --skip-bad keeps the list of what was left out (a recipe's second validation).
+    assert main(["validate", "--manifest-dir", str(out), "--skip-bad"]) == 0
+    assert {line.split("\t")[1] for line in (out / "bad_audio.txt").read_text().splitlines()} == kinds
+
+
+def test_validate_corpus_dir_is_a_dry_run(tmp_path, yesno_dir):
+    root, wavs = _folder(tmp_path, yesno_dir)
+    assert main(["validate", "--corpus-dir", str(root), "--kind", "folder"]) == 0
+    (root / f"{wavs[3].stem}.txt").write_bytes("caf\xe9".encode("latin-1"))
+    assert main(["validate", "--corpus-dir", str(root), "--kind", "folder"]) == 1
+    assert not list(tmp_path.rglob("*.jsonl.gz"))
+
+
+def test_stereo_downmix_survives_a_fresh_process(tmp_path, yesno_dir):
+    """A stereo file's recording loads down-mixed wherever its manifest is read: the fbank stage
+    runs in its own processes and must find the transform lhotse stores by name."""
+    root = tmp_path / "c"
+    root.mkdir()
+    for w in sorted(yesno_dir.glob("*.wav"))[:5]:
+        x, sr = sf.read(w, dtype="float32")
+        sf.write(root / f"{w.stem}.flac", np.stack([x, np.zeros_like(x)], 1), sr)
+        (root / f"{w.stem}.txt").write_text("yes no")
+    out = tmp_path / "m"
+    prepare_folder(root, out, test_fraction=0.2, dev_fraction=0.2)
+    code = (
+        "import sys; from lhotse import RecordingSet; import speechtl.features.compute\n"
+        f"r = next(iter(RecordingSet.from_file('{out}/folder_recordings_train.jsonl.gz')))\n"
+        "a = r.load_audio(); import soundfile as sf; x, _ = sf.read(r.sources[0].source, dtype='float32')\n"
+        "assert a.shape[0] == 1 and abs(a[0] - x.mean(axis=1)).max() < 1e-5, a.shape\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_normalize_unseen_language():
+    assert normalize("E\u0301cole") == normalize("\u00c9cole") == "\u00e9cole"  # NFC: one code point
+    assert normalize("Don’t STOP! 'quoted' rock-'n'-roll --") == "don't stop quoted rock-'n'-roll"
+    assert normalize("t-athair, an t-Uasal.") == "t-athair an t-uasal"
+    hindi = "नमस्ते, दुनिया!"
+    assert normalize(hindi) == "नमस्ते दुनिया"  # vowel signs and virama (combining marks) kept
+    assert normalize_text(hindi) != normalize(hindi)  # the TTS normalizer splits words at marks
+    assert normalize("ǃXóõ ǀHua", NormalizeConfig()) == "ǃxóõ ǀhua"  # click letters are letters
+    assert normalize("a+b @home", NormalizeConfig(keep="+@")) == "a+b @home"
+    assert (
+        normalize("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u200c")
+        == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    )  # Persian ZWNJ
+    assert normalize("\ufeffco\u00adop\u200bnext") == "coop next"  # BOM, soft hyphen gone; ZWSP a break
+    assert normalize("sáb́ado", NormalizeConfig(drop="\u0301")) == unicodedata.normalize("NFC", "sábado")
+    assert normalize("Mwaka 2024 ni", NormalizeConfig(casefold=False)) == "Mwaka 2024 ni"
+
+
+def test_char_inventory_flags_rare_and_digits(tmp_path, caplog):
+    texts = ["abc abc", "abc 7", "abcé"]
+    counts = char_inventory(texts)
+    with caplog.at_level("INFO"):
+        flagged = write_char_inventory(counts, tmp_path / "inv.tsv", rare_count=2)
+    rows = [line.split("\t") for line in (tmp_path / "inv.tsv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows][:3] == ["a", "b", "c"] and rows[0][3] == "4"
+    assert {r[0]: r[4] for r in rows}["7"] == "digit" and {r[0]: r[4] for r in rows}["é"] == "rare"
+    assert set(flagged) == {"7", "é"}
+    assert "digits 7" in caplog.text and "rare" in caplog.text

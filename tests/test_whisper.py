@@ -1,0 +1,265 @@
+"""Whisper: our encoder and log-mel equal transformers', any input length, checkpoints of both formats,
+and a Whisper-based CTC model through training, decode and transcribe."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechtl.errors import SpeechtlError
+from speechtl.features.whisper_mel import BatchedWhisperMel
+from speechtl.models.whisper import WhisperEncoder, load_whisper_encoder
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "models" / "whisper-tiny.en"
+
+
+def tiny_whisper_config(**kw):
+    from transformers import WhisperConfig
+
+    base = dict(
+        d_model=16,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=32,
+        vocab_size=64,
+        max_target_positions=16,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    return WhisperConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory) -> Path:
+    """A random tiny WhisperForConditionalGeneration saved as a Hugging Face directory."""
+    from transformers import WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny-whisper")
+    WhisperForConditionalGeneration(tiny_whisper_config()).save_pretrained(d)
+    return d
+
+
+def hf_encoder(path: Path):
+    from transformers import WhisperModel
+
+    return WhisperModel.from_pretrained(path, dtype=torch.float32).encoder.eval()
+
+
+def ours(path) -> WhisperEncoder:
+    cfg, state = load_whisper_encoder(path)
+    enc = WhisperEncoder(cfg.num_mels, cfg)
+    enc.load_state_dict(state)
+    return enc.eval()
+
+
+def wave(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise with a louder and a near-silent stretch (the 8-dB clamp then matters)."""
+    g = np.random.default_rng(seed)
+    x = (0.1 * g.standard_normal(int(seconds * 16000))).astype(np.float32)
+    x[: len(x) // 4] *= 1e-3
+    return x
+
+
+def hf_mel(x: np.ndarray) -> np.ndarray:
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(feature_size=80)(x, sampling_rate=16000, return_tensors="np").input_features[0].T
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+)
+def test_log_mel_equals_transformers_on_30_seconds(device):
+    x = wave(30.0)
+    got = BatchedWhisperMel().to(device)([torch.from_numpy(x).to(device)])[0].cpu().numpy()
+    ref = hf_mel(x)
+    assert got.shape == ref.shape == (3000, 80)
+    assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_unpadded_log_mel_differs_from_the_padded_one_only_at_the_end():
+    """The documented difference: a 1.03-s wave's frames are the padded 30 s's first frames
+    but the last (its window reaches past the wave: zeros there, the reflected wave here)."""
+    x = wave(1.03, seed=1)
+    got = BatchedWhisperMel()([torch.from_numpy(x)])[0].numpy()
+    ref = hf_mel(x)
+    n = len(x) // 160
+    assert got.shape == (n, 80)
+    assert np.abs(got[: n - 1] - ref[: n - 1]).max() <= 1e-4
+    assert np.abs(got[n - 1] - ref[n - 1]).max() > 1e-3
+    # what padding adds: frames of the clamped floor, (max - 8 + 4) / 4, that the encoder would attend to
+    floor = (ref.max() * 4 - 4 - 8 + 4) / 4
+    np.testing.assert_allclose(ref[n + 2 :], floor, atol=1e-5)
+
+
+def test_batched_log_mel_equals_one_wave_at_a_time():
+    waves = [torch.from_numpy(wave(s, seed=i)) for i, s in enumerate([0.3, 1.2, 0.011, 0.7])]
+    mel = BatchedWhisperMel()
+    batch = mel(waves)
+    for w, b in zip(waves, batch, strict=True):
+        one = mel([w])[0]
+        assert b.shape == (w.numel() // 160, 80)
+        torch.testing.assert_close(b, one, atol=1e-5, rtol=0)
+
+
+def test_encoder_equals_transformers_on_30_seconds(tiny_whisper_dir):
+    x = torch.from_numpy(hf_mel(wave(30.0)))[None]
+    with torch.no_grad():
+        ref = hf_encoder(tiny_whisper_dir)(x.transpose(1, 2)).last_hidden_state
+        got, lens = ours(tiny_whisper_dir)(x, torch.tensor([3000]))
+    assert got.shape == ref.shape == (1, 1500, 16) and lens.tolist() == [1500]
+    assert (got - ref).abs().max() <= 1e-4
+
+
+def openai_state(hf_dir: Path) -> dict:
+    """An OpenAI-format checkpoint of the same weights (their names, written out here)."""
+    from transformers import WhisperModel
+
+    hf = WhisperModel.from_pretrained(hf_dir, dtype=torch.float32).encoder.state_dict()
+    names = {
+        "conv1.weight": "conv1.weight",
+        "conv1.bias": "conv1.bias",
+        "conv2.weight": "conv2.weight",
+        "conv2.bias": "conv2.bias",
+        "embed_positions.weight": "positional_embedding",
+        "layer_norm.weight": "ln_post.weight",
+        "layer_norm.bias": "ln_post.bias",
+    }
+    per_layer = {
+        "self_attn.q_proj": "attn.query",
+        "self_attn.k_proj": "attn.key",
+        "self_attn.v_proj": "attn.value",
+        "self_attn.out_proj": "attn.out",
+        "self_attn_layer_norm": "attn_ln",
+        "fc1": "mlp.0",
+        "fc2": "mlp.2",
+        "final_layer_norm": "mlp_ln",
+    }
+    out = {}
+    for k, v in hf.items():
+        if k in names:
+            out["encoder." + names[k]] = v.half()
+            continue
+        _, i, rest = k.split(".", 2)
+        module, param = rest.rsplit(".", 1)
+        out[f"encoder.blocks.{i}.{per_layer[module]}.{param}"] = v.half()
+    out["decoder.token_embedding.weight"] = torch.zeros(4, 16)  # decoder weights are ignored
+    return out
+
+
+def test_encoder_loads_openai_checkpoints(tiny_whisper_dir, tmp_path):
+    dims = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 16, "n_audio_head": 2, "n_audio_layer": 2}
+    dims.update({"n_vocab": 64, "n_text_ctx": 16, "n_text_state": 16, "n_text_head": 2, "n_text_layer": 1})
+    torch.save({"dims": dims, "model_state_dict": openai_state(tiny_whisper_dir)}, tmp_path / "tiny.pt")
+    x, n = torch.randn(2, 300, 80), torch.tensor([300, 211])
+    with torch.no_grad():
+        # fp16 weights in the .pt: the same as the HF (fp32) ones rounded to fp16
+        torch.testing.assert_close(
+            ours(tmp_path / "tiny.pt")(x, n)[0], ours(tiny_whisper_dir)(x, n)[0], atol=2e-2, rtol=0
+        )
+    enc = ours(tmp_path / "tiny.pt")
+    assert all(p.dtype == torch.float32 for p in enc.parameters())
+    with pytest.raises(SpeechtlError, match="dims"):
+        torch.save({"model_state_dict": {}}, tmp_path / "bad.pt")
+        load_whisper_encoder(tmp_path / "bad.pt")
+
+
+def test_any_length_and_batch_independence(tiny_whisper_dir):
+    enc = ours(tiny_whisper_dir)
+    x = torch.randn(3, 301, 80)
+    lens = torch.tensor([301, 120, 57])
+    with torch.no_grad():
+        batch, out_lens = enc(x, lens)
+        assert out_lens.tolist() == [151, 60, 29]
+        for i, n in enumerate(lens.tolist()):
+            alone, _ = enc(x[i : i + 1, :n], torch.tensor([n]))
+            torch.testing.assert_close(batch[i, : out_lens[i]], alone[0], atol=1e-5, rtol=0)
+    with pytest.raises(SpeechtlError, match="positions for 1500"):
+        enc(torch.randn(1, 3002, 80), torch.tensor([3002]))
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"no {REAL}")
+def test_real_whisper_tiny_en_equals_transformers():
+    x = torch.from_numpy(hf_mel(wave(30.0)))[None]
+    with torch.no_grad():
+        ref = hf_encoder(REAL)(x.transpose(1, 2)).last_hidden_state
+        got, _ = ours(REAL)(x, torch.tensor([3000]))
+    assert (got - ref).abs().max() <= 1e-4
+
+
+def test_whisper_ctc_model_trains_decodes_and_transcribes(small_yesno, tiny_whisper_dir, tmp_path):
+    """A whisper: source under yesno's units: training reads log-mel from the audio (the cuts hold
+    23-bin fbank), the checkpoint says so, and decode and transcribe need no flag for it."""
+    from speechtl.adapt import get_method
+    from speechtl.adapt.transfer import build_model_for
+    from speechtl.decode.run import decode_test_set
+    from speechtl.decode.transcribe import transcribe
+    from speechtl.features.inputs import mark_cuts
+    from speechtl.train import TrainConfig, Trainer
+    from speechtl.train.checkpoint import model_from_checkpoint
+    from speechtl.train.trainer import seed_everything
+
+    _, cuts, lang = small_yesno
+    seed_everything(0)
+    method = get_method("finetune")
+    model = build_model_for(method, lang, None, f"whisper:{tiny_whisper_dir}")
+    assert model.input_spec.kind == "whisper-mel" and model.output.out_features == lang.vocab_size
+    pretrained = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    torch.testing.assert_close(pretrained["conv1.weight"], ours(tiny_whisper_dir).state_dict()["conv1.weight"])
+    cfg = TrainConfig(num_steps=2, max_duration=400, num_buckets=2, average_last=1, lr=0.01)
+    final = Trainer(model, lang, method, cfg, tmp_path / "exp").fit(mark_cuts(cuts, model.input_spec))
+    rebuilt = model_from_checkpoint(final)
+    assert rebuilt.input_spec == model.input_spec
+    assert not torch.equal(rebuilt.encoder.state_dict()["layers.0.fc1.weight"], pretrained["layers.0.fc1.weight"])
+    test_cuts = tmp_path / "test.jsonl.gz"
+    cuts.subset(first=3).to_file(test_cuts)
+    rows = decode_test_set(final, lang.dir, test_cuts, "test", tmp_path / "decode", decodings=("greedy", "hlg"))
+    assert [r.decoding for r in rows] == ["greedy", "hlg"] and all(r.words > 0 for r in rows)
+    assert (tmp_path / "decode" / "recogs-test-hlg.txt").is_file()
+    files = [Path(c.recording.sources[0].source) for c in cuts.subset(first=2)]
+    out = transcribe(tmp_path / "exp", lang.dir, files, "hlg")
+    assert [f for f, _, _ in out] == files and all(err is None and isinstance(w, list) for _, w, err in out)
+
+
+def test_zero_shot_normalizes_like_the_references():
+    from speechtl.decode.zero_shot import normalize_hypothesis
+
+    assert normalize_hypothesis(" Seven.") == ["seven"]
+    assert normalize_hypothesis("7", spell_digits=True) == ["seven"]
+    assert normalize_hypothesis("It's 7, 12!", spell_digits=True) == ["it's", "seven", "12"]
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"no {REAL}")
+def test_zero_shot_rows_from_whispers_own_decoder(fsdd_dir, tmp_path):
+    """Our 30-s log-mel gives Whisper the transcripts transformers' feature extractor does,
+    and the row is scored on normalized words."""
+    from lhotse import CutSet, Recording, SupervisionSegment
+    from transformers import AutoTokenizer, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    from speechtl.decode.zero_shot import whisper_transcripts, whisper_zero_shot
+
+    cuts = []
+    for name, word in [("3_jackson_0", "THREE"), ("8_george_1", "EIGHT")]:
+        rec = Recording.from_file(fsdd_dir / f"{name}.wav")
+        cut = rec.to_cut()
+        cut.supervisions = [SupervisionSegment(name, rec.id, 0.0, rec.duration, text=word)]
+        cuts.append(cut)
+    cuts = CutSet.from_cuts(cuts)
+    ours = whisper_transcripts(f"whisper:{REAL}", cuts)
+    fe = WhisperFeatureExtractor.from_pretrained(REAL)
+    model = WhisperForConditionalGeneration.from_pretrained(REAL, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(REAL)
+    for c in cuts:
+        x = fe(c.resample(16000).load_audio()[0], sampling_rate=16000, return_tensors="pt").input_features
+        with torch.no_grad():
+            assert tok.batch_decode(model.generate(x, max_new_tokens=96), skip_special_tokens=True)[0] == ours[c.id]
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    row = whisper_zero_shot(f"whisper:{REAL}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", spell_digits=True)
+    assert row.words == 2 and row.decoding == "whisper" and (tmp_path / "d" / "recogs-t-whisper.txt").is_file()
