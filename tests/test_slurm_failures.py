@@ -85,4 +85,6 @@ def test_job_past_its_time_is_reported_not_waited_on(slurm, tmp_path):  # noqa: 
         re.search(r"overrun job 0 \(Slurm job \d+(_0)?\) failed", msg)
         and str(tmp_path / "log" / "overrun.0.log") in msg
     )
-    assert 40 < elapsed < 180, f"reported after {elapsed:.0f} s"
+    # Slurm may send the pre-timeout signal up to 60 s early (its event resolution; sbatch
+    # --signal), so the end comes 30-60 s in; the old bug ended it at about 12 s.
+    assert 25 < elapsed < 180, f"reported after {elapsed:.0f} s"

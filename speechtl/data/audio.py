@@ -12,19 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechtl.data.validate import FIXES, probe_file
+from speechtl.data.validate import AudioInfo as FileInfo
 from speechtl.errors import SpeechtlError
 
 
 @dataclass(frozen=True)
-class AudioInfo:
-    path: Path
-    sampling_rate: int
-    num_samples: int
-    num_channels: int
+class AudioInfo(FileInfo):
+    """What :func:`speechtl.data.validate.probe_file` found, and the file it is about."""
 
-    @property
-    def duration(self) -> float:
-        return self.num_samples / self.sampling_rate
+    path: Path = Path()
 
 
 #: Shorter files give no fbank frame (one analysis window is 25 ms): nothing to learn from.
@@ -48,7 +44,7 @@ def probe_audio(path: Path) -> tuple[AudioInfo | None, str | None]:
     if isinstance(found, tuple):
         kind, detail = found
         return None, f"{detail} ({kind}: {FIXES[kind]})"
-    info = AudioInfo(path, found.sampling_rate, found.num_samples, found.num_channels)
+    info = AudioInfo(found.sampling_rate, found.num_samples, found.num_channels, path)
     if info.num_samples < MIN_DURATION * info.sampling_rate:
         return None, (
             f"is {1000 * info.duration:.1f} ms long, shorter than one "
