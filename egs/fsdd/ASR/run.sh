@@ -30,7 +30,7 @@ task="asr classify-digit classify-speaker"
 classify_methods="scratch linear-probe finetune"
 decoding=greedy,hlg
 seeds=  # empty: one run per system, the seed of conf/adapt.yaml
-help_message=$(sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,15p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh

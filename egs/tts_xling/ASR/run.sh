@@ -32,7 +32,7 @@ lm_order=3
 seeds=  # empty: one run per system, the seed of conf/adapt.yaml
 tune=   # methods whose options stage 5 first searches on target_dev (not kd, pseudo-label: they need a teacher)
 tune_trials=0  # 0: every point of conf/sweep.yaml's grid; N: N seeded random points
-help_message=$(sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,14p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh

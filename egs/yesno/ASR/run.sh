@@ -20,7 +20,7 @@ train_procs=1  # >1: DDP processes (gloo on CPU) splitting each batch (max_durat
 speed_perturb="0.9 1.1"
 decoding=greedy,hlg,hlg-lattice
 seeds=  # empty: one model, the seed of conf/train.yaml
-help_message=$(sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,9p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh

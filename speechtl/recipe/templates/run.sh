@@ -35,7 +35,7 @@ speed_perturb=
 decoding=greedy,hlg
 seeds=
 . conf/recipe.conf
-help_message=$(sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,12p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
