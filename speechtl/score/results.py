@@ -14,11 +14,11 @@ Writes are locked and atomic, so parallel decode jobs can add rows to the same f
 
 import csv
 import fcntl
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from speechtl.atomic import atomic_path
 from speechtl.errors import SpeechtlError
 
 #: The columns of the first files; every file starts with them.
@@ -96,12 +96,10 @@ def upsert_table(
         for r in new_rows:
             rows[key(r)] = [str(x) for x in r]
         ordered = [rows[k] for k in sorted(rows)]
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
             w.writerow(header)
             w.writerows(ordered)
-        os.replace(tmp, path)
     return ordered
 
 
