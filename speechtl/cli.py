@@ -374,6 +374,31 @@ def cmd_subset(a):
     write_subset(a.cuts, a.output, minutes=a.minutes, shots=a.shots, seed=a.seed)
 
 
+def cmd_holdout(a):
+    from speechtl.data.holdout import HoldoutConfig, write_holdout
+
+    cfg = HoldoutConfig(test_fraction=a.test_fraction, dev_fraction=a.dev_fraction, seed=a.seed)
+    for name, path in write_holdout(a.cuts, a.speaker, a.output_dir, cfg).items():
+        logging.info(f"{name}: {path}")
+
+
+def cmd_speakers(a):
+    from lhotse import CutSet
+
+    from speechtl.data.holdout import speakers
+
+    for path in a.cuts:
+        if not path.is_file():
+            raise SpeechtlError(f"{path}: no such cut manifest. Fix: run the fbank stage first.")
+    print(" ".join(speakers(c for p in a.cuts for c in CutSet.from_file(p))))
+
+
+def cmd_pool_sets(a):
+    from speechtl.score.pool_sets import pool_sets
+
+    pool_sets(a.results, a.sets.split(), a.name, a.out_dir)
+
+
 def cmd_synthesize(a):
     from speechtl.data.layout import write_split
     from speechtl.data.text import normalize_text
@@ -687,12 +712,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="which random points --trials draws")
     s.add_argument("--num-steps", type=int, default=0, help="updates per candidate (default: the conf's num_steps)")
     s.add_argument("--lang-dir", type=Path, required=True)
-    s.add_argument("--train-cuts", type=Path, required=True)
-    s.add_argument("--dev-cuts", type=Path, required=True, help="the dev set: the only set the sweep decodes")
+    s.add_argument(
+        "--train-cuts",
+        type=Path,
+        required=True,
+        action="append",
+        help="repeat with as many --dev-cuts for folds (e.g. one per held-out speaker): the K-th of each pair up",
+    )
+    s.add_argument(
+        "--dev-cuts", type=Path, required=True, action="append", help="the dev set: the only set the sweep decodes"
+    )
     s.add_argument("--dev-set", default="dev", help="its name in the trials' decode files")
     s.add_argument("--decoding", default="greedy", help="how the dev set is decoded: greedy,beam,hlg,hlg-lattice")
     s.add_argument("--source-checkpoint", type=Path, default=None)
-    s.add_argument("--unlabelled-cuts", type=Path, default=None)
+    s.add_argument("--unlabelled-cuts", type=Path, default=None, action="append", help="one per fold, if any")
     s.add_argument("--source-cuts", type=Path, default=None)
     s.add_argument("--exp-dir", type=Path, required=True, help="trial-NN/ runs and sweep.tsv go here")
     s.add_argument(
@@ -719,6 +752,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_subset)
+
+    s = sub.add_parser(
+        "holdout",
+        help="leave-one-speaker-out: the other speakers' cuts to train on, and the held-out speaker's "
+        "test, dev and untranscribed parts (disjoint)",
+    )
+    s.add_argument("--cuts", type=Path, required=True, action="append", help="cut manifests (repeatable; unioned)")
+    s.add_argument("--speaker", required=True)
+    s.add_argument("--output-dir", type=Path, required=True, help="train/test/dev/unlabelled/own.jsonl.gz go here")
+    s.add_argument("--test-fraction", type=float, default=0.2)
+    s.add_argument("--dev-fraction", type=float, default=0.1, help="labelled, for choosing options only")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_holdout)
+
+    s = sub.add_parser("speakers", help="print the speakers of cut manifests, space-separated")
+    s.add_argument("--cuts", type=Path, required=True, action="append")
+    s.set_defaults(func=cmd_speakers)
+
+    s = sub.add_parser(
+        "pool-sets",
+        help="rows over several test sets together (the leave-one-speaker-out mean): summed errors, "
+        "a bootstrap interval over all their utterances",
+    )
+    s.add_argument("--results", type=Path, required=True)
+    s.add_argument("--sets", required=True, help="the test sets, space-separated (e.g. 'test_a test_b')")
+    s.add_argument("--name", required=True, help="the pooled rows' test_set (e.g. test_loso_mean)")
+    s.add_argument("--out-dir", type=Path, default=None, help="per-utterance files (default: <results dir>/pooled)")
+    s.set_defaults(func=cmd_pool_sets)
 
     s = sub.add_parser("synthesize", help="text -> synthetic speech with TTS voices -> lhotse manifests")
     s.add_argument("--text", type=Path, required=True, help="id<TAB>sentence .tsv or one sentence a line .txt")

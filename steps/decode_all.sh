@@ -5,7 +5,9 @@
 # wer-summary-<set>-<decoding>.txt), --nj systems at a time, and adds its rows to --results
 # (method <method>, data <amount> of <system> = <method>_<amount>). The system zero-shot is
 # the source model itself (--source-dir/final.pt with --zero-shot-lang, its own units) into
-# <source-dir>/decode_zero_shot. A decode dir whose .done holds this run's key is skipped.
+# <source-dir>/decode_zero_shot. --method-prefix names rows of systems that share method names
+# with others in the same results.tsv (e.g. whisper- for exp/whisper/finetune_5shots, personal-).
+# A decode dir whose .done holds this run's key is skipped.
 set -euo pipefail
 nj=2
 exp_dir=exp
@@ -20,10 +22,12 @@ zero_shot_decoding=
 zero_shot_data=0min
 key=
 log_prefix=
-help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--test-sets test] [--decoding greedy,hlg] [--results exp/results.tsv] [--decode-nj 1] [--cmd local] [--source-dir exp/source] [--zero-shot-lang LANG] [--zero-shot-decoding greedy] [--zero-shot-data 0min] [--key 'what zero-shot depends on'] [--log-prefix 'Stage 6'] <lang-dir> <test-cuts-prefix> <system>...
+method_prefix=
+help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--test-sets test] [--decoding greedy,hlg] [--results exp/results.tsv] [--decode-nj 1] [--cmd local] [--source-dir exp/source] [--zero-shot-lang LANG] [--zero-shot-decoding greedy] [--zero-shot-data 0min] [--key 'what zero-shot depends on'] [--log-prefix 'Stage 6'] [--method-prefix whisper-] <lang-dir> <test-cuts-prefix> <system>...
   <system>: <method>_<amount> (its model: <exp-dir>/<system>/final.pt), or zero-shot (the source model)
   --nj: systems decoded at a time; --decode-nj, --cmd: HLG search jobs within one decoding (steps/decode.sh)
-  --key: what zero-shot decoding depends on beyond the source's .done (e.g. the test cuts' .done)"
+  --key: what zero-shot decoding depends on beyond the source's .done (e.g. the test cuts' .done)
+  --method-prefix: prepended to every row's method (zero-shot included): rows of another source or stage"
 steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/parse_options.sh"
 . "$steps/../utils/common.sh"
@@ -37,16 +41,16 @@ decode_key() {
   if [ "$1" = zero-shot ]; then
     echo "$(cat "$source_dir/.done")${key:+ $key} decoding=$zero_shot_decoding test_sets=$test_sets"
   else
-    echo "$(cat "$exp_dir/$1/.done") decoding=$decoding test_sets=$test_sets"
+    echo "$(cat "$exp_dir/$1/.done") decoding=$decoding test_sets=$test_sets${method_prefix:+ prefix=$method_prefix}"
   fi
 }
 
 decode() {
   # decode <method>_<amount> | zero-shot: every test set, rows into --results, then the .done marker.
   split_system "$1"  # <method>_<amount>[_s<seed>]; the rows' seed comes from the checkpoint
-  local ckpt=$exp_dir/$1/final.pt method=$sys_method data=$sys_data units=$lang dec=$decoding t
+  local ckpt=$exp_dir/$1/final.pt method=$method_prefix$sys_method data=$sys_data units=$lang dec=$decoding t
   if [ "$1" = zero-shot ]; then
-    ckpt=$source_dir/final.pt method=zero-shot data=$zero_shot_data units=$zero_shot_lang dec=$zero_shot_decoding
+    ckpt=$source_dir/final.pt method=${method_prefix}zero-shot data=$zero_shot_data units=$zero_shot_lang dec=$zero_shot_decoding
   fi
   for t in $test_sets; do
     "$steps/decode.sh" --nj "$decode_nj" --cmd "$cmd" --test-set "$t" --decoding "$dec" --method "$method" \

@@ -14,6 +14,11 @@ A search space names where each option goes: ``train.lr=0.001,0.003`` (a
 option); values are typed as YAML. Ties go to the earlier candidate in grid order.
 Methods with their own outer loop (reptile, fomaml, ssl) count their steps in their
 options; the budget binds only the Trainer's updates.
+
+Folds (cross-validation): with several train/dev pairs (leave-one-speaker-out: each
+held-out speaker's training data and its dev part), every candidate trains once per
+fold (``trial-NN/fold-K``) and is scored by its errors over all the folds' dev sets
+together, so one option set is chosen for every fold and no fold's test is looked at.
 """
 
 import hashlib
@@ -152,29 +157,48 @@ def _flag(value: Any) -> str:
     return json.dumps(value)
 
 
-def _run_trial(
-    index: int, cand: Candidate, train_argv: list[str], budget: int, exp_dir: Path, dev: dict[str, Any]
-) -> Trial:
+@dataclass(frozen=True)
+class Fold:
+    """One train/dev pair of a sweep: its training flags and its dev decoding."""
+
+    train_argv: tuple[str, ...]
+    dev: dict[str, Any] = field(hash=False)
+    subdir: str = ""  # "" for a one-fold sweep: trial-NN/ itself
+
+
+def _run_fold(index: int, cand: Candidate, fold: Fold, budget: int, trial_dir: Path):
     from speechtl.cli import build_parser
     from speechtl.decode.run import decode_test_set
 
-    trial_dir = exp_dir / f"trial-{index:02d}"
-    argv = [*train_argv, "--exp-dir", str(trial_dir), "--set", f"num_steps={budget}"]
+    run_dir = trial_dir / fold.subdir if fold.subdir else trial_dir
+    argv = [*fold.train_argv, "--exp-dir", str(run_dir), "--set", f"num_steps={budget}"]
     argv += [a for k, v in cand.train.items() for a in ("--set", f"{k}={_flag(v)}")]
     argv += [a for k, v in cand.options.items() for a in ("--option", f"{k}={_flag(v)}")]
-    key = hashlib.sha1(json.dumps([argv, dev["cuts_path"]], default=str).encode()).hexdigest()
-    marker = trial_dir / ".sweep-key"
+    key = hashlib.sha1(json.dumps([argv, fold.dev["cuts_path"]], default=str).encode()).hexdigest()
+    marker = run_dir / ".sweep-key"
     if marker.is_file() and marker.read_text() != key:
-        shutil.rmtree(trial_dir)  # another candidate's run: do not resume it
-    if not (marker.is_file() and (trial_dir / "final.pt").exists()):
-        logging.info(f"sweep trial {index}: {cand.describe()} ({budget} updates) -> {trial_dir}")
-        trial_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(run_dir)  # another candidate's run: do not resume it
+    if not (marker.is_file() and (run_dir / "final.pt").exists()):
+        where = f" fold {fold.subdir}" if fold.subdir else ""
+        logging.info(f"sweep trial {index}{where}: {cand.describe()} ({budget} updates) -> {run_dir}")
+        run_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(key)
         args = build_parser().parse_args(argv)
         args.func(args)
-    (row,) = decode_test_set(trial_dir / "final.pt", out_dir=trial_dir / "decode", **dev)
-    logging.info(f"sweep trial {index}: dev WER {row.wer:.2f}% ({row.errors}/{row.words})")
-    return Trial(index, cand, row.wer, row.errors, row.words, trial_dir)
+    (row,) = decode_test_set(run_dir / "final.pt", out_dir=run_dir / "decode", **fold.dev)
+    return row
+
+
+def _run_trial(index: int, cand: Candidate, folds: Sequence[Fold], budget: int, exp_dir: Path) -> Trial:
+    trial_dir = exp_dir / f"trial-{index:02d}"
+    rows = [_run_fold(index, cand, f, budget, trial_dir) for f in folds]
+    errors, words = sum(r.errors for r in rows), sum(r.words for r in rows)
+    wer = 100.0 * errors / words if words else 0.0
+    logging.info(
+        f"sweep trial {index}: dev WER {wer:.2f}% ({errors}/{words}"
+        + (f", {len(rows)} folds)" if len(rows) > 1 else ")")
+    )
+    return Trial(index, cand, wer, errors, words, trial_dir)
 
 
 def write_tuned_config(base: Path, out: Path, method: str, chosen: Candidate, budget: int, note: str) -> Path:
@@ -201,49 +225,67 @@ def write_tuned_config(base: Path, out: Path, method: str, chosen: Candidate, bu
     return Path(out)
 
 
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
 def sweep(
     config: Path,
     method: str,
     space: dict[str, list[Any]],
     lang_dir: Path,
-    train_cuts: Path,
-    dev_cuts: Path,
+    train_cuts: Path | Sequence[Path],
+    dev_cuts: Path | Sequence[Path],
     exp_dir: Path,
     output: Path,
     num_steps: int | None = None,
     trials: int = 0,
     seed: int = 0,
     source_checkpoint: Path | None = None,
-    unlabelled_cuts: Path | None = None,
+    unlabelled_cuts: Path | Sequence[Path] | None = None,
     source_cuts: Path | None = None,
     decoding: str = "greedy",
     dev_set: str = "dev",
     device: str | None = None,
 ) -> tuple[Trial, list[Trial]]:
     """Train and dev-decode every candidate, write ``exp_dir``/sweep.tsv and the chosen
-    options into ``output``; returns (the chosen trial, every trial). Test is not touched."""
+    options into ``output``; returns (the chosen trial, every trial). Test is not touched.
+
+    Several ``train_cuts`` with as many ``dev_cuts`` (and ``unlabelled_cuts``, if any) are
+    folds: the K-th of each belong together, and a candidate's dev WER is over all folds."""
     config, exp_dir = Path(config), Path(exp_dir)
+    trains, devs, unls = _as_list(train_cuts), _as_list(dev_cuts), _as_list(unlabelled_cuts)
+    if not trains or len(trains) != len(devs) or (unls and len(unls) != len(trains)):
+        raise SpeechtlError(
+            f"sweep: {len(trains)} --train-cuts, {len(devs)} --dev-cuts and {len(unls)} --unlabelled-cuts. "
+            "Fix: one dev set (and one unlabelled set, if any) per training set: the K-th of each form a fold."
+        )
     budget = budget_of(load_yaml(config), method, num_steps, config)
     cands = candidates(space, trials, seed)
-    train_argv = ["train", "--config", str(config), "--method", method, "--lang-dir", str(lang_dir)]
-    train_argv += ["--train-cuts", str(train_cuts)]
-    for flag, path in (
-        ("--source-checkpoint", source_checkpoint),
-        ("--unlabelled-cuts", unlabelled_cuts),
-        ("--source-cuts", source_cuts),
-    ):
-        if path is not None:
-            train_argv += [flag, str(path)]
-    dev = dict(
-        lang_dir=lang_dir,
-        cuts_path=dev_cuts,
-        test_set=dev_set,
-        decodings=[decoding],
-        method=method,
-        data="sweep",
-        device=device,
-    )
-    done = [_run_trial(i, c, train_argv, budget, exp_dir, dev) for i, c in enumerate(cands)]
+    folds = []
+    for k, (train, dev_path) in enumerate(zip(trains, devs, strict=True)):
+        argv = ["train", "--config", str(config), "--method", method, "--lang-dir", str(lang_dir)]
+        argv += ["--train-cuts", str(train)]
+        for flag, path in (
+            ("--source-checkpoint", source_checkpoint),
+            ("--unlabelled-cuts", unls[k] if unls else None),
+            ("--source-cuts", source_cuts),
+        ):
+            if path is not None:
+                argv += [flag, str(path)]
+        dev = dict(
+            lang_dir=lang_dir,
+            cuts_path=dev_path,
+            test_set=dev_set,
+            decodings=[decoding],
+            method=method,
+            data="sweep",
+            device=device,
+        )
+        folds.append(Fold(tuple(argv), dev, f"fold-{k}" if len(trains) > 1 else ""))
+    done = [_run_trial(i, c, folds, budget, exp_dir) for i, c in enumerate(cands)]
     best = best_trial(done)
     with open(exp_dir / "sweep.tsv", "w", encoding="utf-8") as f:
         f.write("\t".join(SWEEP_TSV_HEADER) + "\n")
@@ -252,9 +294,12 @@ def sweep(
                 f"{t.index}\t{t.dev_wer:.2f}\t{t.errors}\t{t.words}\t{json.dumps(t.candidate.options)}\t"
                 f"{json.dumps(t.candidate.train)}\n"
             )
+    dev_names = ", ".join(map(str, devs))
     note = (
-        f"{best.candidate.describe()} chosen on {dev_set} ({dev_cuts}, {decoding} WER {best.dev_wer:.2f}%) "
-        f"from {len(done)} candidate(s) at {budget} updates each; see {exp_dir / 'sweep.tsv'}"
+        f"{best.candidate.describe()} chosen on {dev_set} ({dev_names}, {decoding} WER {best.dev_wer:.2f}%) "
+        f"from {len(done)} candidate(s) at {budget} updates each"
+        + (f" over {len(folds)} folds" if len(folds) > 1 else "")
+        + f"; see {exp_dir / 'sweep.tsv'}"
     )
     write_tuned_config(config, output, method, best.candidate, budget, note)
     logging.info(f"sweep {method}: {note} -> {output}")

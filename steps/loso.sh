@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Usage: steps/loso.sh [options] <adapt-config> <lang-dir> "<pool-cuts>..." <data-dir> <exp-dir>
+# Leave-one-speaker-out. Each speaker of the pool (every labelled cut manifest of the corpus,
+# unioned) is held out in turn: the model adapts on the OTHER speakers' --shots and is scored on
+# the held-out speaker, whom it never heard. That speaker's original recordings are split
+# (speechtl holdout, seeded, per transcript when transcripts repeat) into disjoint parts:
+#   test (--test-fraction, scored), dev (--dev-fraction, labelled, only for --tune), and the rest:
+#   untranscribed audio (texts removed) for the unlabelled-audio methods (dann, mmd, coral,
+#   reweight, speaker-adversarial, entropy, ssl, kd, pseudo-label).
+# --personal-shots "1 2 5": then N labelled shots per transcript of the held-out speaker's own,
+# drawn from its untranscribed part, fine-tune the --personal-from system (personalization rows
+# personal-finetune, data <N>shots).
+# Parts: split (<data-dir>/<speaker>/, <data-dir>/cuts_{test,dev}_<speaker>.jsonl.gz), adapt
+# (<exp-dir>/<speaker>/<method>_<N>shots[_s<seed>], <exp-dir>/<speaker>/personal/...), decode
+# (rows test_<speaker>, dev_<speaker>, and pooled over the speakers: test_loso_mean,
+# dev_loso_mean), or all. --tune: options chosen on all held-out speakers' dev parts together
+# (speechtl sweep with one fold per speaker) into <exp-dir>/adapt_tuned.yaml, which adapt uses.
+set -euo pipefail
+nj=2
+part=all
+speakers=
+test_fraction=0.2
+dev_fraction=0.1
+split_seed=0
+shots=5
+methods="scratch finetune"
+personal_shots=
+personal_from=finetune
+seeds=
+tune=
+sweep_space=conf/loso_sweep.yaml
+tune_trials=0
+source_checkpoint=exp/source/final.pt
+decoding=greedy,hlg
+zero_shot_lang=
+results=exp/results.tsv
+taught="kd pseudo-label"
+key=
+log_prefix=
+help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <data-dir> <exp-dir>
+  --part split|adapt|decode|all   --speakers 'a b' (default: every speaker of the pool)
+  --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
+  --shots 5 --methods 'scratch finetune ...' --seeds '1 2 3' --taught 'kd pseudo-label'
+  --personal-shots '1 2 5' --personal-from finetune   own-shot personalization rows
+  --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
+  --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
+  --results exp/results.tsv --nj 2 --key 'what every run depends on' --log-prefix 'Stage 5'"
+steps=$(cd "$(dirname "$0")" && pwd)
+. "$steps/../utils/parse_options.sh"
+. "$steps/../utils/common.sh"
+[ $# -eq 5 ] || { echo "$help_message" 1>&2; exit 1; }
+config=$1 lang=$2 pool=$3 data=$4 exp=$5
+case $part in split|adapt|decode|all) ;; *) log "ERROR: --part is split, adapt, decode or all, not '$part'"; exit 1 ;; esac
+for m in $tune; do
+  case " $taught " in *" $m "*) log "ERROR: --tune $m: it is taught by $personal_from's model, which exists only after adapt. Fix: leave it out of --tune"; exit 1 ;; esac
+done
+pool_args=()
+for p in $pool; do
+  [ -f "$p" ] || { log "ERROR: $p: no such cut manifest. Fix: run the fbank stage first"; exit 1; }
+  pool_args+=(--cuts "$p")
+done
+[ -n "$speakers" ] || speakers=$(speechtl speakers "${pool_args[@]}")
+n_spk=$(echo "$speakers" | wc -w)
+[ "$n_spk" -ge 2 ] || { log "ERROR: leave-one-speaker-out needs at least 2 speakers; the pool has: $speakers"; exit 1; }
+say() { log "${log_prefix:+$log_prefix: }$*"; }
+split_key() { echo "${key:+$key }pool=$pool test=$test_fraction dev=$dev_fraction seed=$split_seed shots=$shots personal=$personal_shots"; }
+
+# --- split: the held-out speaker's parts, and the shots --------------------------------------
+if [ "$part" = split ] || [ "$part" = all ] || [ "$part" = adapt ]; then
+  for spk in $speakers; do
+    d=$data/$spk
+    is_done "$d/.done" "$(split_key)" && continue
+    say "hold out $spk: test ${test_fraction}, dev ${dev_fraction}, the rest untranscribed; $shots shot(s) of the others -> $d"
+    speechtl holdout "${pool_args[@]}" --speaker "$spk" --output-dir "$d" \
+      --test-fraction "$test_fraction" --dev-fraction "$dev_fraction" --seed "$split_seed"
+    speechtl subset --cuts "$d/train.jsonl.gz" --shots "$shots" --output "$d/train_${shots}shots.jsonl.gz"
+    for n in $personal_shots; do
+      speechtl subset --cuts "$d/own.jsonl.gz" --shots "$n" --output "$d/own_${n}shots.jsonl.gz"
+    done
+    cp "$d/test.jsonl.gz" "$data/cuts_test_$spk.jsonl.gz"
+    cp "$d/dev.jsonl.gz" "$data/cuts_dev_$spk.jsonl.gz"
+    mark_done "$d/.done" "$(split_key)"
+  done
+fi
+
+conf=$config
+[ -n "$tune" ] && conf=$exp/adapt_tuned.yaml
+seed_suffixes=()
+for s in ${seeds:-conf}; do seed_suffixes+=("${seeds:+_s$s}"); done
+systems=()
+for m in $methods; do for sfx in "${seed_suffixes[@]}"; do systems+=("${m}_${shots}shots$sfx"); done; done
+
+# --- adapt: tune on the dev parts, then every method for every held-out speaker ---------------
+if [ "$part" = adapt ] || [ "$part" = all ]; then
+  if [ -n "$tune" ]; then
+    folds=()
+    tkey="$(split_key) $(cksum < "$config") $(cksum < "$sweep_space") tune=$tune trials=$tune_trials src=$source_checkpoint"
+    for spk in $speakers; do
+      folds+=(--train-cuts "$data/$spk/train_${shots}shots.jsonl.gz" --dev-cuts "$data/cuts_dev_$spk.jsonl.gz"
+              --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz")
+      tkey+=" $(cat "$data/$spk/.done")"
+    done
+    if ! is_done "$exp/sweep/.done" "$tkey"; then
+      rm -f "$conf"
+      for m in $tune; do
+        say "tune $m on the dev parts of $n_spk held-out speakers ($sweep_space) -> $exp/sweep/$m"
+        speechtl sweep --config "$config" --method "$m" --space-file "$sweep_space" --trials "$tune_trials" \
+          --lang-dir "$lang" "${folds[@]}" --dev-set dev --source-checkpoint "$source_checkpoint" \
+          --exp-dir "$exp/sweep/$m" --output "$conf"
+      done
+      mark_done "$exp/sweep/.done" "$tkey"
+    fi
+  fi
+  for spk in $speakers; do
+    "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk" --source-checkpoint "$source_checkpoint" \
+      --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --taught "$taught" --teacher "$personal_from" \
+      --key "$(cat "$data/$spk/.done")" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
+      "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
+    [ -n "$personal_shots" ] || continue
+    for sfx in "${seed_suffixes[@]}"; do
+      from=$exp/$spk/${personal_from}_${shots}shots$sfx
+      psys=()
+      for n in $personal_shots; do psys+=("finetune_${n}shots$sfx"); done
+      "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/personal" --source-checkpoint "$from/final.pt" \
+        --taught "" --key "$(cat "$data/$spk/.done") from=$(cat "$from/.done")" \
+        --log-prefix "${log_prefix:+$log_prefix: }personalize for $spk from $from" \
+        "$conf" "$lang" "$data/$spk/own" "${psys[@]}"
+    done
+  done
+fi
+
+# --- decode: every system on its held-out speaker's test and dev parts, then the pooled rows --
+if [ "$part" = decode ] || [ "$part" = all ]; then
+  test_sets=() dev_sets=()
+  for spk in $speakers; do test_sets+=("test_$spk"); dev_sets+=("dev_$spk"); done
+  if [ -n "$zero_shot_lang" ]; then
+    "$steps/decode_all.sh" --nj "$nj" --source-dir "$(dirname "$source_checkpoint")" --test-sets "${test_sets[*]} ${dev_sets[*]}" \
+      --decoding "$decoding" --results "$results" --zero-shot-lang "$zero_shot_lang" --zero-shot-data 0shots \
+      --key "$(split_key)" --log-prefix "${log_prefix:+$log_prefix: }zero-shot" "$lang" "$data/cuts" zero-shot
+  fi
+  for spk in $speakers; do
+    "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk" --test-sets "test_$spk dev_$spk" --decoding "$decoding" \
+      --results "$results" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" "$lang" "$data/cuts" "${systems[@]}"
+    [ -n "$personal_shots" ] || continue
+    psys=()
+    for n in $personal_shots; do for sfx in "${seed_suffixes[@]}"; do psys+=("finetune_${n}shots$sfx"); done; done
+    "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/personal" --test-sets "test_$spk" --decoding "$decoding" \
+      --results "$results" --method-prefix personal- --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
+      "$lang" "$data/cuts" "${psys[@]}"
+  done
+  speechtl pool-sets --results "$results" --sets "${test_sets[*]}" --name test_loso_mean
+  speechtl pool-sets --results "$results" --sets "${dev_sets[*]}" --name dev_loso_mean
+  say "leave-one-speaker-out over $n_spk speakers ($speakers): rows test_<speaker> and test_loso_mean in $results"
+fi

@@ -1,0 +1,250 @@
+"""Leave-one-speaker-out: the held-out speaker's split, pooled rows, folds in the sweep, and the
+methods for speakers never heard (speaker-adversarial, entropy)."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from lhotse import CutSet
+from lhotse.testing.dummies import dummy_cut, dummy_supervision
+from lhotse.utils import fastcopy
+
+from speechtl.adapt import get_method
+from speechtl.adapt.speaker import frame_entropy, speaker_bucket
+from speechtl.adapt.transfer import build_model_for
+from speechtl.data.holdout import HoldoutConfig, hold_out, speakers, write_holdout
+from speechtl.errors import SpeechtlError
+from speechtl.score.pool_sets import pool_sets
+from speechtl.score.results import ResultRow, read_results, update_results
+from speechtl.score.wer import UTT_ERRS_HEADER
+from speechtl.train import TrainConfig, Trainer
+from speechtl.train.checkpoint import load_checkpoint
+from speechtl.train.trainer import seed_everything
+
+
+def corpus(n_speakers=3, per_text=10, texts=("one", "two", "three"), perturbed=True):
+    cuts, k = [], 0
+    for s in range(n_speakers):
+        for t in texts:
+            for i in range(per_text):
+                cid = f"spk{s}-{t}-{i}"
+                sup = fastcopy(dummy_supervision(k), id=cid, recording_id=cid, text=t, speaker=f"spk{s}")
+                c = fastcopy(dummy_cut(k, supervisions=[sup]), id=cid)
+                cuts.append(c)
+                if perturbed:
+                    cuts.append(fastcopy(c, id=cid + "_sp0.9"))
+                k += 1
+    return CutSet.from_cuts(cuts)
+
+
+def test_holdout_parts_are_disjoint_cover_the_speaker_and_hide_its_texts():
+    cuts = corpus()
+    parts = hold_out(cuts, "spk1", HoldoutConfig(test_fraction=0.2, dev_fraction=0.1, seed=3))
+    ids = {n: {c.id for c in p} for n, p in parts.items()}
+    mine = {c.id for c in cuts if c.supervisions[0].speaker == "spk1" and "_sp" not in c.id}
+    assert ids["test"] | ids["dev"] | ids["unlabelled"] == mine  # every original recording, no perturbed copy
+    assert (
+        not (ids["test"] & ids["dev"])
+        and not (ids["test"] & ids["unlabelled"])
+        and not (ids["dev"] & ids["unlabelled"])
+    )
+    assert (len(ids["test"]), len(ids["dev"]), len(ids["unlabelled"])) == (6, 3, 21)
+    assert {c.supervisions[0].speaker for c in parts["train"]} == {"spk0", "spk2"}  # never the held-out speaker
+    assert len(parts["train"]) == 2 * 30 * 2  # the others' originals and their perturbed copies
+    # Transcripts repeat: every word is in every part; the unlabelled part has no text, own has it back.
+    for name in ("test", "dev", "own"):
+        assert {c.supervisions[0].text for c in parts[name]} == {"one", "two", "three"}, name
+    assert all(c.supervisions[0].text == "" for c in parts["unlabelled"])
+    assert ids["own"] == ids["unlabelled"]
+
+
+def test_holdout_is_seeded_and_independent_of_the_other_speakers():
+    a = hold_out(corpus(3), "spk1", HoldoutConfig(seed=0))
+    b = hold_out(corpus(5), "spk1", HoldoutConfig(seed=0))  # two more speakers in the corpus
+    c = hold_out(corpus(3), "spk1", HoldoutConfig(seed=1))
+    assert {x.id for x in a["test"]} == {x.id for x in b["test"]}
+    assert {x.id for x in a["test"]} != {x.id for x in c["test"]}
+
+
+def test_holdout_unique_sentences_one_pool_and_bad_input(tmp_path):
+    cuts = corpus(2, per_text=1, texts=[f"sentence {i}" for i in range(20)], perturbed=False)
+    parts = hold_out(cuts, "spk0")
+    assert (len(parts["test"]), len(parts["dev"]), len(parts["unlabelled"])) == (4, 2, 14)
+    with pytest.raises(SpeechtlError, match=r"spk9.*spk0, spk1"):
+        hold_out(cuts, "spk9")
+    with pytest.raises(SpeechtlError, match="leave no unlabelled"):
+        hold_out(cuts, "spk0", HoldoutConfig(test_fraction=0.6, dev_fraction=0.4))
+    nospk = CutSet.from_cuts([fastcopy(c, supervisions=[fastcopy(c.supervisions[0], speaker=None)]) for c in cuts])
+    with pytest.raises(SpeechtlError, match=r"no speaker.*--speaker-pattern"):
+        speakers(nospk)
+    with pytest.raises(SpeechtlError, match="no such cut manifest"):
+        write_holdout([tmp_path / "missing.jsonl.gz"], "spk0", tmp_path / "out")
+    cuts.to_file(tmp_path / "a.jsonl.gz")
+    with pytest.raises(SpeechtlError, match="same cut id occurs twice"):
+        write_holdout([tmp_path / "a.jsonl.gz", tmp_path / "a.jsonl.gz"], "spk0", tmp_path / "out")
+    written = write_holdout([tmp_path / "a.jsonl.gz"], "spk0", tmp_path / "out")
+    assert sorted(written) == sorted(["train", "test", "dev", "unlabelled", "own"])
+    assert len(CutSet.from_file(written["test"])) == 4
+
+
+def write_set(tmp_path, test_set, method, errs, seed=None):
+    """A results row and its per-utterance file: errs = [(utt, errors, words)]."""
+    f = tmp_path / f"utt-errs-{test_set}-{method}.tsv"
+    f.write_text("\t".join(UTT_ERRS_HEADER) + "\n" + "".join(f"{u}\t{e}\t{w}\n" for u, e, w in errs))
+    e, w = sum(x[1] for x in errs), sum(x[2] for x in errs)
+    row = ResultRow(test_set, method, "5shots", "hlg", 100 * e / w, e, w, seed, None, None, f.name)
+    update_results(tmp_path / "results.tsv", [row])
+
+
+def test_pool_sets_sums_the_speakers_and_bootstraps_their_utterances(tmp_path):
+    rng = np.random.default_rng(0)
+    for spk in ("a", "b"):
+        for method in ("finetune", "dann"):
+            write_set(tmp_path, f"test_{spk}", method, [(f"{spk}{i}", int(rng.random() < 0.3), 1) for i in range(50)])
+    write_set(tmp_path, "test_a", "scratch", [("a0", 1, 1)])  # only one speaker: not pooled
+    pooled = pool_sets(tmp_path / "results.tsv", ["test_a", "test_b"], "test_loso_mean")
+    assert sorted(r.method for r in pooled) == ["dann", "finetune"]
+    rows = {(r.test_set, r.method): r for r in read_results(tmp_path / "results.tsv")}
+    for method in ("finetune", "dann"):
+        p, a, b = (rows[(t, method)] for t in ("test_loso_mean", "test_a", "test_b"))
+        assert (p.errors, p.words) == (a.errors + b.errors, 100)
+        assert p.wer == pytest.approx((a.wer + b.wer) / 2)  # equal test sets: the mean of the speakers
+        assert p.ci_low <= p.wer <= p.ci_high and p.ci_high - p.ci_low > 0
+        with open(tmp_path / p.utt_errs) as f:
+            assert len(list(csv.reader(f, delimiter="\t"))) == 101  # header + both speakers' utterances
+    assert ("test_loso_mean", "scratch") not in rows
+    write_set(tmp_path, "test_b", "scratch", [("a0", 0, 1)])  # the same utterance id in both sets
+    with pytest.raises(SpeechtlError, match="share utterance ids"):
+        pool_sets(tmp_path / "results.tsv", ["test_a", "test_b"], "test_loso_mean")
+    with pytest.raises(SpeechtlError, match="one of the sets"):
+        pool_sets(tmp_path / "results.tsv", ["test_a"], "test_a")
+
+
+def test_speaker_buckets_are_stable_and_in_range():
+    assert speaker_bucket("george", 256) == speaker_bucket("george", 256)
+    assert all(1 <= speaker_bucket(f"s{i}", 8) <= 7 for i in range(100))
+    assert len({speaker_bucket(s, 256) for s in ("george", "jackson", "lucas", "nicolas")}) == 4
+
+
+def test_frame_entropy_ignores_padding():
+    lp = torch.log_softmax(torch.randn(2, 5, 4), -1)
+    lp[1, 3:] = torch.log(torch.tensor([1.0, 1e-9, 1e-9, 1e-9]))  # padding frames, zero entropy
+    full = frame_entropy(lp[:, :3], torch.tensor([3, 3]))
+    assert frame_entropy(lp, torch.tensor([3, 3])) == pytest.approx(full.item())
+    uniform = torch.full((1, 2, 4), -np.log(4.0))
+    assert frame_entropy(uniform, torch.tensor([2])).item() == pytest.approx(np.log(4.0))
+
+
+def fit(method, small_yesno, source, tmp_path, steps=1, lr=0.05, speakers_of=("a", "b")):
+    _, cuts, lang = small_yesno
+    cuts = CutSet.from_cuts(
+        fastcopy(c, supervisions=[fastcopy(c.supervisions[0], speaker=speakers_of[i % len(speakers_of)])])
+        for i, c in enumerate(cuts)
+    )
+    unlabelled = CutSet.from_cuts(
+        fastcopy(c, id="u-" + c.id, supervisions=[fastcopy(c.supervisions[0], text="")]) for c in cuts
+    )
+    seed_everything(3)
+    model = build_model_for(method, lang, None, source)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(num_steps=steps, max_duration=400, num_buckets=2, average_last=1, lr=lr, weight_decay=0.0)
+    trainer = Trainer(model, lang, method, cfg, tmp_path / "exp")
+    if method.aux_data:
+        with pytest.raises(SpeechtlError, match="--unlabelled-cuts"):
+            trainer.fit(cuts)
+    trainer.fit(cuts, aux_cuts={"unlabelled": unlabelled})
+    return before, load_checkpoint(tmp_path / "exp" / "epoch-1.pt"), trainer, unlabelled
+
+
+@pytest.fixture
+def source(small_yesno, tmp_path):
+    from test_methods import TINY
+
+    from speechtl.models import build_model
+    from speechtl.train.checkpoint import save_checkpoint
+
+    _, _, lang = small_yesno
+    seed_everything(7)
+    path = tmp_path / "source.pt"
+    save_checkpoint(path, build_model(TINY, lang.vocab_size), tokens=dict(lang.token2id))
+    return path
+
+
+def test_speaker_adversarial_trains_its_speaker_classifier_and_the_encoder(small_yesno, source, tmp_path):
+    method = get_method("speaker-adversarial", {"weight": 1.0, "max_speakers": 16})
+    init, modules = {}, method.modules
+
+    def snapshot():  # the Trainer asks for the method's modules once, right after creating them
+        m = modules()
+        init.update({k: v.clone() for k, v in m.state_dict().items()})
+        return m
+
+    method.modules = snapshot
+    before, ckpt, _, _ = fit(method, small_yesno, source, tmp_path)
+    assert any(not torch.equal(before[n], ckpt["model"][n]) for n in before if n.startswith("encoder."))
+    assert method.classifier[2].weight.shape == (16, method.classifier[0].out_features)
+    trained = method.classifier.state_dict()
+    assert init and all(not torch.equal(init[k], trained[k]) for k in init), "the speaker classifier did not train"
+    with pytest.raises(SpeechtlError, match="max_speakers"):
+        get_method("speaker-adversarial", {"max_speakers": 2})
+
+
+def test_speaker_adversarial_needs_speakers(small_yesno, source, tmp_path):
+    method = get_method("speaker-adversarial")
+    with pytest.raises(SpeechtlError, match="needs a speaker"):
+        fit(method, small_yesno, source, tmp_path, speakers_of=("",))
+
+
+def test_entropy_lowers_the_unlabelled_posteriors_entropy(small_yesno, source, tmp_path):
+    from speechtl.decode.run import compute_log_probs
+
+    def mean_entropy(ckpt_path, unlabelled):
+        lps = compute_log_probs(ckpt_path, unlabelled, "cpu")
+        return float(np.mean([frame_entropy(lp[None], torch.tensor([lp.size(0)])).item() for _, lp in lps.values()]))
+
+    # The same training with and without the entropy term: only the term differs.
+    _, _, _, unlabelled = fit(get_method("finetune"), small_yesno, source, tmp_path / "ft", steps=6, lr=0.01)
+    fit(get_method("entropy", {"weight": 5.0}), small_yesno, source, tmp_path / "ent", steps=6, lr=0.01)
+    with_term = mean_entropy(tmp_path / "ent" / "exp" / "final.pt", unlabelled)
+    assert with_term < mean_entropy(tmp_path / "ft" / "exp" / "final.pt", unlabelled)
+
+
+def test_sweep_over_folds_scores_every_fold_dev_set_together(small_yesno, tmp_path):
+    import yaml
+
+    from speechtl.cli import main
+
+    d, cuts, lang = small_yesno
+    dev = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=6)
+    for k in (0, 1):
+        cuts.subset(first=4 + 4 * k).to_file(tmp_path / f"train{k}.jsonl.gz")
+        dev.subset(first=2 + 2 * k).to_file(tmp_path / f"dev{k}.jsonl.gz")
+    conf = tmp_path / "adapt.yaml"
+    conf.write_text(
+        "model: {encoder: tdnn, num_features: 23, encoder_options: {hidden_dim: 16}}\n"
+        "train: {num_steps: 2, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\n"
+        "methods:\n  scratch: {}\n"
+    )
+    argv = ["sweep", "--config", str(conf), "--method", "scratch", "--lang-dir", str(lang.dir)]
+    for k in (0, 1):
+        argv += ["--train-cuts", str(tmp_path / f"train{k}.jsonl.gz"), "--dev-cuts", str(tmp_path / f"dev{k}.jsonl.gz")]
+    out = tmp_path / "tuned.yaml"
+    assert (
+        main([*argv, "--space", "train.lr=0.0001,0.05", "--exp-dir", str(tmp_path / "sw"), "--output", str(out)]) == 0
+    )
+    dev_words = sum(
+        len(c.supervisions[0].text.split()) for k in (0, 1) for c in CutSet.from_file(tmp_path / f"dev{k}.jsonl.gz")
+    )
+    with open(tmp_path / "sw" / "sweep.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == 2 and all(int(r["words"]) == dev_words for r in rows)  # both folds' dev sets, summed
+    for trial in ("trial-00", "trial-01"):
+        for k in (0, 1):
+            run = tmp_path / "sw" / trial / f"fold-{k}"
+            assert (run / "final.pt").is_file() and any("-dev-" in p.name for p in (run / "decode").iterdir())
+    assert "over 2 folds" in out.read_text() and yaml.safe_load(out.read_text())["methods"]["scratch"]["train"][
+        "lr"
+    ] in (0.0001, 0.05)
+    bad = [*argv[:-2], "--space", "train.lr=0.01", "--exp-dir", str(tmp_path / "sw2"), "--output", str(out)]
+    assert main(bad) != 0  # one --dev-cuts short of the --train-cuts
