@@ -24,6 +24,7 @@ from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
 
 from speechtl.cluster import get_executor
+from speechtl.data.channel import band_limit, reverberate, trim_silence
 from speechtl.data.textfile import read_utf8
 from speechtl.errors import SpeechtlError
 
@@ -198,8 +199,10 @@ def add_noise(wave: torch.Tensor, snr_db: float, color: float, seed: str) -> tor
 
 def synthesize_job(jobs: list[dict], wav_dir: str, sampling_rate: int) -> list[dict]:
     """One job: synthesize, resample, apply the planned ``speed`` factor (a vocal tract
-    length and tempo change, as speed perturbation) and noise (``snr``, ``color``), write
-    16-bit wav; returns what the manifests need."""
+    length and tempo change, as speed perturbation), then, where planned, a silence trim
+    (``trim``), a room (``rt60``), a microphone band (``band``: high-pass, low-pass Hz;
+    :mod:`speechtl.data.channel`) and noise (``snr``, ``color``), write 16-bit wav; returns
+    what the manifests need."""
     done = []
     wav_dir = Path(wav_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,6 +217,12 @@ def synthesize_job(jobs: list[dict], wav_dir: str, sampling_rate: int) -> list[d
                 raise SpeechtlError(f"{j['voice'].engine} produced no audio for {j['id']}: {j['text'][:80]!r}")
             if j.get("speed"):  # speed perturbation: duration, pitch and formants scale together
                 wave = torchaudio.functional.resample(wave, round(100 * j["speed"]), 100)
+            if j.get("trim"):  # cut tight around the speech, as many real corpora are
+                wave = trim_silence(wave, sampling_rate)
+            if j.get("rt60"):  # a room
+                wave = reverberate(wave, j["rt60"], sampling_rate, j["id"])
+            if j.get("band"):  # a microphone's band
+                wave = band_limit(wave, sampling_rate, *j["band"])
             if j.get("snr") is not None:
                 wave = add_noise(wave, j["snr"], j.get("color", 0.0), j["id"])
                 wave = wave * min(1.0, 0.95 / max(1e-6, float(wave.abs().max())))  # no clipping

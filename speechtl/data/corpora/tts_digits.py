@@ -56,6 +56,15 @@ class TtsDigitsConfig:
     noise_prob: float = 0.0
     noise_snr: tuple[float, float] = (10.0, 40.0)
     noise_color: tuple[float, float] = (-0.5, 0.95)
+    #: Rooms, microphones, trimming (speechtl.data.channel), each on this share of utterances:
+    #: reverberation of RT60 (s) drawn from ``rt60``; a band from a high-pass and a low-pass
+    #: cutoff (Hz) drawn from ``highpass`` and ``lowpass``; leading/trailing silence cut.
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.15, 0.6)
+    band_prob: float = 0.0
+    highpass: tuple[float, float] = (50.0, 300.0)
+    lowpass: tuple[float, float] = (2500.0, 3800.0)
+    trim_prob: float = 0.0
 
 
 def load_config(path: Pathlike | None) -> TtsDigitsConfig:
@@ -111,6 +120,14 @@ def plan_digits(cfg: TtsDigitsConfig) -> dict[str, list[dict]]:
                 job["speed"] = rng.uniform(*cfg.speed)
             if rng.random() < cfg.noise_prob:
                 job.update(snr=rng.uniform(*cfg.noise_snr), color=rng.uniform(*cfg.noise_color))
+            # Drawn from their own RNG, so turning them on leaves every other draw as it was.
+            extra = random.Random(f"{cfg.seed}:{uid}:channel")
+            if extra.random() < cfg.trim_prob:
+                job["trim"] = True
+            if extra.random() < cfg.reverb_prob:
+                job["rt60"] = extra.uniform(*cfg.rt60)
+            if extra.random() < cfg.band_prob:
+                job["band"] = (extra.uniform(*cfg.highpass), extra.uniform(*cfg.lowpass))
             jobs[split].append(job)
     return jobs
 
