@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: steps/loso.sh [options] <adapt-config> <lang-dir> "<pool-cuts>..." <data-dir> <exp-dir>
 # Leave-one-speaker-out. Each speaker of the pool (every labelled cut manifest of the corpus,
-# unioned) is held out in turn: the model adapts on the OTHER speakers' --shots and is scored on
+# unioned) is held out in turn: the model adapts on the OTHER speakers' data (--shots N per
+# speaker and transcript, --minutes M of them, or with neither all of it) and is scored on
 # the held-out speaker, whom it never heard. That speaker's original recordings are split
 # (speechtl holdout, seeded, per transcript when transcripts repeat) into disjoint parts:
 #   test (--test-fraction, scored), dev (--dev-fraction, labelled, only for --tune), and the rest:
@@ -22,7 +23,8 @@ speakers=
 test_fraction=0.2
 dev_fraction=0.1
 split_seed=0
-shots=5
+shots=0
+minutes=0
 methods="scratch finetune"
 personal_shots=
 personal_from=finetune
@@ -40,7 +42,8 @@ log_prefix=
 help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <data-dir> <exp-dir>
   --part split|adapt|decode|all   --speakers 'a b' (default: every speaker of the pool)
   --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
-  --shots 5 --methods 'scratch finetune ...' --seeds '1 2 3' --taught 'kd pseudo-label'
+  --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
+  --taught 'kd pseudo-label'
   --personal-shots '1 2 5' --personal-from finetune   own-shot personalization rows
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
@@ -63,17 +66,32 @@ done
 n_spk=$(echo "$speakers" | wc -w)
 [ "$n_spk" -ge 2 ] || { log "ERROR: leave-one-speaker-out needs at least 2 speakers; the pool has: $speakers"; exit 1; }
 say() { log "${log_prefix:+$log_prefix: }$*"; }
-split_key() { echo "${key:+$key }pool=$pool test=$test_fraction dev=$dev_fraction seed=$split_seed shots=$shots personal=$personal_shots"; }
+split_key() {
+  local m=
+  [ "$minutes" = 0 ] || m=" minutes=$minutes"
+  echo "${key:+$key }pool=$pool test=$test_fraction dev=$dev_fraction seed=$split_seed shots=$shots$m personal=$personal_shots"
+}
+if [ "$shots" != 0 ] && [ "$minutes" != 0 ]; then log "ERROR: give --shots or --minutes, not both"; exit 1; fi
+# The amount of the other speakers' data every system adapts on: its label is the rows' data column.
+amount=all
+[ "$shots" = 0 ] || amount=${shots}shots
+[ "$minutes" = 0 ] || amount=${minutes}min
+zero_data=0min
+[ "$shots" = 0 ] || zero_data=0shots
 
 # --- split: the held-out speaker's parts, and the shots --------------------------------------
 if [ "$part" = split ] || [ "$part" = all ] || [ "$part" = adapt ]; then
   for spk in $speakers; do
     d=$data/$spk
     is_done "$d/.done" "$(split_key)" && continue
-    say "hold out $spk: test ${test_fraction}, dev ${dev_fraction}, the rest untranscribed; $shots shot(s) of the others -> $d"
+    say "hold out $spk: test ${test_fraction}, dev ${dev_fraction}, the rest untranscribed; $amount of the others -> $d"
     speechtl holdout "${pool_args[@]}" --speaker "$spk" --output-dir "$d" \
       --test-fraction "$test_fraction" --dev-fraction "$dev_fraction" --seed "$split_seed"
-    speechtl subset --cuts "$d/train.jsonl.gz" --shots "$shots" --output "$d/train_${shots}shots.jsonl.gz"
+    case $amount in
+      all) cp "$d/train.jsonl.gz" "$d/train_all.jsonl.gz" ;;
+      *shots) speechtl subset --cuts "$d/train.jsonl.gz" --shots "$shots" --output "$d/train_$amount.jsonl.gz" ;;
+      *) speechtl subset --cuts "$d/train.jsonl.gz" --minutes "$minutes" --output "$d/train_$amount.jsonl.gz" ;;
+    esac
     for n in $personal_shots; do
       speechtl subset --cuts "$d/own.jsonl.gz" --shots "$n" --output "$d/own_${n}shots.jsonl.gz"
     done
@@ -88,7 +106,7 @@ conf=$config
 seed_suffixes=()
 for s in ${seeds:-conf}; do seed_suffixes+=("${seeds:+_s$s}"); done
 systems=()
-for m in $methods; do for sfx in "${seed_suffixes[@]}"; do systems+=("${m}_${shots}shots$sfx"); done; done
+for m in $methods; do for sfx in "${seed_suffixes[@]}"; do systems+=("${m}_$amount$sfx"); done; done
 
 # --- adapt: tune on the dev parts, then every method for every held-out speaker ---------------
 if [ "$part" = adapt ] || [ "$part" = all ]; then
@@ -96,7 +114,7 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
     folds=()
     tkey="$(split_key) $(cksum < "$config") $(cksum < "$sweep_space") tune=$tune trials=$tune_trials src=$source_checkpoint"
     for spk in $speakers; do
-      folds+=(--train-cuts "$data/$spk/train_${shots}shots.jsonl.gz" --dev-cuts "$data/cuts_dev_$spk.jsonl.gz"
+      folds+=(--train-cuts "$data/$spk/train_$amount.jsonl.gz" --dev-cuts "$data/cuts_dev_$spk.jsonl.gz"
               --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz")
       tkey+=" $(cat "$data/$spk/.done")"
     done
@@ -118,7 +136,7 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
     [ -n "$personal_shots" ] || continue
     for sfx in "${seed_suffixes[@]}"; do
-      from=$exp/$spk/${personal_from}_${shots}shots$sfx
+      from=$exp/$spk/${personal_from}_$amount$sfx
       psys=()
       for n in $personal_shots; do psys+=("finetune_${n}shots$sfx"); done
       "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/personal" --source-checkpoint "$from/final.pt" \
@@ -135,7 +153,7 @@ if [ "$part" = decode ] || [ "$part" = all ]; then
   for spk in $speakers; do test_sets+=("test_$spk"); dev_sets+=("dev_$spk"); done
   if [ -n "$zero_shot_lang" ]; then
     "$steps/decode_all.sh" --nj "$nj" --source-dir "$(dirname "$source_checkpoint")" --test-sets "${test_sets[*]} ${dev_sets[*]}" \
-      --decoding "$decoding" --results "$results" --zero-shot-lang "$zero_shot_lang" --zero-shot-data 0shots \
+      --decoding "$decoding" --results "$results" --zero-shot-lang "$zero_shot_lang" --zero-shot-data "$zero_data" \
       --key "$(split_key)" --log-prefix "${log_prefix:+$log_prefix: }zero-shot" "$lang" "$data/cuts" zero-shot
   fi
   for spk in $speakers; do

@@ -248,3 +248,37 @@ def test_sweep_over_folds_scores_every_fold_dev_set_together(small_yesno, tmp_pa
     ] in (0.0001, 0.05)
     bad = [*argv[:-2], "--space", "train.lr=0.01", "--exp-dir", str(tmp_path / "sw2"), "--output", str(out)]
     assert main(bad) != 0  # one --dev-cuts short of the --train-cuts
+
+
+def test_unit_marginal_drops_blank_and_padding():
+    from speechtl.adapt.speaker import unit_marginal
+
+    lp = torch.log_softmax(torch.randn(2, 6, 5), -1)
+    m = unit_marginal(lp, torch.tensor([6, 3]))
+    assert m.shape == (4,) and m.sum().item() == pytest.approx(1.0)
+    lp2 = lp.clone()
+    lp2[1, 3:] = torch.log_softmax(torch.randn(3, 5) * 10, -1)  # other padding frames: no change
+    assert torch.allclose(m, unit_marginal(lp2, torch.tensor([6, 3])))
+
+
+def test_infomax_balance_term_pulls_an_underused_unit_back():
+    """Labelled frames emit units 1 and 2 equally; the unlabelled ones send everything to unit 2
+    (a confusion). One gradient step on the infomax loss raises unit 1 on the unlabelled frames,
+    and the entropy term alone does not."""
+    from types import SimpleNamespace
+
+    from speechtl.adapt.speaker import unit_marginal
+
+    def step(method):
+        lab = torch.log(torch.tensor([[[0.1, 0.45, 0.45]] * 4]))
+        logits = torch.log(torch.tensor([[[0.1, 0.2, 0.7]] * 4])).requires_grad_(True)
+        unl = torch.log_softmax(logits, -1)
+        lens = torch.tensor([4])
+        ctx = SimpleNamespace(log_probs=lab, out_lens=lens, aux={"unlabelled": (unl, lens, None)})
+        method.extra_loss(ctx).backward()
+        with torch.no_grad():
+            after = torch.log_softmax(logits - 1.0 * logits.grad, -1)
+        return unit_marginal(after, lens)[0].item() - unit_marginal(unl.detach(), lens)[0].item()
+
+    assert step(get_method("infomax", {"weight": 0.1, "balance": 1.0})) > 0
+    assert step(get_method("entropy", {"weight": 0.1})) < 0  # confidence alone deepens the confusion

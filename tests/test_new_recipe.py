@@ -8,7 +8,9 @@ user would: split folders, a sub-folder per speaker.
 """
 
 import csv
+import gzip
 import itertools
+import json
 import os
 import re
 import resource
@@ -213,6 +215,26 @@ def test_rerun_does_nothing(recipe_run):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Stage" not in r.stdout, r.stdout
     assert (recipe / "exp" / "finetune_0.3min" / "final.pt").resolve().stat().st_mtime_ns == before
+
+
+def test_leave_one_speaker_out_in_a_generated_recipe(recipe_run):
+    """--loso true: each speaker of the user's corpus in turn never heard, an unlabelled-audio
+    method on its untranscribed part, pooled rows; the recipe's own rows stay."""
+    recipe = recipe_run[0]
+    before = {(x["test_set"], x["method"], x["data"], x["decoding"]) for x in results(recipe)}
+    r = run(recipe, "--stage", "3", "--loso", "true", "--loso-methods", "finetune entropy", "--loso-minutes", "0.2")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    got = {(x["test_set"], x["method"], x["data"], x["decoding"]): x for x in results(recipe)}
+    assert before <= set(got)
+    for m in ("finetune", "entropy"):
+        for dec in ("greedy", "hlg"):
+            a, b, mean = (got[(t, m, "0.2min", dec)] for t in ("test_george", "test_jackson", "test_loso_mean"))
+            assert int(a["words"]) == int(b["words"]) == 10  # one of each digit's 7 recordings per speaker
+            assert int(mean["errors"]) == int(a["errors"]) + int(b["errors"]) and int(mean["words"]) == 20
+    for spk in ("george", "jackson"):
+        with gzip.open(recipe / "data" / "loso" / spk / "train_0.2min.jsonl.gz", "rt") as f:
+            assert {json.loads(line)["supervisions"][0]["speaker"] for line in f} == set(SPEAKERS) - {spk}
+    assert "## test_loso_mean" in (recipe / "exp" / "RESULTS.md").read_text()
 
 
 def test_two_recipes_differ_in_config_only(recipe_run, tiny_source, fsdd_dir, egs, tmp_path):

@@ -1,4 +1,4 @@
-"""Methods for speakers the model has never heard: ``speaker-adversarial``, ``entropy``.
+"""Methods for speakers the model has never heard: ``speaker-adversarial``, ``entropy``, ``infomax``.
 
 ``speaker-adversarial`` (Meng et al., 2018, "speaker-invariant training"): a
 speaker classifier on utterance-pooled encoder vectors, behind a gradient
@@ -12,6 +12,15 @@ at test time, Wang et al. 2021, Lin et al. 2022): the frame posteriors on the
 new speaker's untranscribed audio are pushed to be confident, next to CTC on the
 labelled data, so decision boundaries move away from where that speaker's
 frames lie.
+
+``infomax`` (information maximization, as in SHOT, Liang et al. 2020): entropy
+minimization alone can make a new speaker's every "two" a confident "four"; a
+second term keeps the units the model emits on that speaker's audio as frequent
+as on the labelled data (the cross-entropy of the labelled batch's mean
+non-blank posterior under the unlabelled batch's), so a confusion that sends two
+words to one costs something. It assumes the new speaker says the units about as
+often as the labelled speakers do (true of a digit or command corpus, and of
+running text in one language).
 """
 
 import zlib
@@ -112,3 +121,40 @@ class Entropy(Method):
     def extra_loss(self, ctx) -> torch.Tensor | None:
         lp, lens, _ = ctx.aux["unlabelled"]
         return self.options.weight * frame_entropy(lp, lens)
+
+
+def unit_marginal(log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """The mean posterior over non-blank units of the valid frames, weighted by each frame's
+    non-blank mass (where the model emits something) and renormalized: (vocab - 1,)."""
+    p = log_probs.exp()
+    mask = (torch.arange(p.size(1), device=p.device)[None, :] < lens[:, None]).to(p.dtype)
+    keep = [i for i in range(p.size(-1)) if i != blank]
+    units = (p[..., keep] * mask.unsqueeze(-1)).sum((0, 1))
+    return units / units.sum().clamp(min=1e-12)
+
+
+@dataclass
+class InfomaxOptions:
+    #: Weight of the unlabelled frames' entropy (as in ``entropy``).
+    weight: float = 0.1
+    #: Weight of the unit-balance term: -sum_u prior(u) log marginal_unlabelled(u).
+    balance: float = 1.0
+
+
+@register_method
+class Infomax(Entropy):
+    """Start from the source; CTC, the unlabelled audio's frame entropy, and a term that keeps
+    the units emitted on the unlabelled audio as frequent as on the labelled batch."""
+
+    name = "infomax"
+    Options = InfomaxOptions
+
+    def extra_loss(self, ctx) -> torch.Tensor | None:
+        o = self.options
+        lp, lens, _ = ctx.aux["unlabelled"]
+        prior = unit_marginal(ctx.log_probs, ctx.out_lens).detach()
+        marginal = unit_marginal(lp, lens)
+        balance = (
+            -(prior * torch.log(marginal.clamp(min=1e-8))).sum() + (prior * torch.log(prior.clamp(min=1e-8))).sum()
+        )
+        return o.weight * frame_entropy(lp, lens) + o.balance * balance

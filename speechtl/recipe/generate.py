@@ -77,7 +77,9 @@ def _check_methods(methods: Sequence[str]) -> None:
     if needs_more:
         raise SpeechtlError(
             f"method(s) {needs_more} need unlabelled audio or a teacher, which a generated recipe does not "
-            f"prepare yet. Fix: choose among {', '.join(m for m in sorted(METHODS) if m not in needs_more)}"
+            f"prepare outside leave-one-speaker-out. Fix: choose among "
+            f"{', '.join(m for m in sorted(METHODS) if m not in needs_more)}, or run them on unseen speakers' "
+            "untranscribed audio: ./run.sh --loso true --loso-methods 'finetune dann pseudo-label'"
         )
 
 

@@ -6,6 +6,8 @@
 #   ./run.sh --stage 3 --methods "finetune freeze"   re-adapt some methods, then decode and report
 #   ./run.sh --source /abs/path/exp/source/final.pt  another source (any conf/recipe.conf line is an option)
 #   ./run.sh --minutes "2 10" --nj 4                 other nested amounts; 4 jobs at a time
+#   ./run.sh --stage 3 --loso true --loso-methods "finetune dann pseudo-label"   leave-one-speaker-out
+#     (steps/loso.sh): each speaker in turn is never heard; rows test_<speaker> and test_loso_mean
 # Stages: 0 import + validate, 1 fbank at the source's rate and mel bins + nested amounts of
 #   the labelled pool, 2 units (characters, or BPE for a large text) + word n-gram LM + HLG,
 #   3 adapt the source: every method x amount, 4 decode dev and test (greedy, HLG),
@@ -34,8 +36,14 @@ lm_order=3
 speed_perturb=
 decoding=greedy,hlg
 seeds=
+# Leave-one-speaker-out (stages 3-5 with --loso true): per held-out speaker, 20% of its recordings
+# test, 10% dev, the rest untranscribed audio for the unlabelled-audio methods.
+loso=false
+loso_methods=        # empty: $methods
+loso_minutes=0       # minutes of the other speakers' audio to adapt on; 0: all of it
+personal_shots=      # N own labelled shots per transcript of the held-out speaker (repeated transcripts only)
 . conf/recipe.conf
-help_message=$(sed -n '2,12p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,14p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -145,12 +153,25 @@ if [ "$stop_stage" -ge 3 ]; then
   done < $fbank/amounts.txt
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+loso_args=(--nj "$nj" --minutes "$loso_minutes" --methods "${loso_methods:-$methods}" --personal-shots "$personal_shots"
+  --seeds "$seeds" --decoding "$decoding" --source-checkpoint "$source")
+loso_pool="${cuts}_train.jsonl.gz"
+for t in $test_sets; do loso_pool="$loso_pool ${cuts}_$t.jsonl.gz"; done
+if $loso && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  steps/loso.sh "${loso_args[@]}" --part adapt --log-prefix "Stage 3" --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" \
+    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
+fi
+if $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  steps/loso.sh "${loso_args[@]}" --part decode --log-prefix "Stage 4" --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" \
+    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
+fi
+
+if ! $loso && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   steps/adapt_all.sh --nj "$nj" --log-prefix "Stage 3" --source-checkpoint "$source" \
     --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" conf/adapt.yaml $lang "${cuts}_train" "${systems[@]}"
 fi
 
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+if ! $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   steps/decode_all.sh --nj "$nj" --log-prefix "Stage 4" --test-sets "$test_sets" --decoding "$decoding" \
     $lang "$cuts" "${systems[@]}"
 fi
@@ -158,6 +179,7 @@ fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   plot_set="test"
   case " $test_sets " in *" test "*) ;; *) plot_set=${test_sets##* } ;; esac
+  ! $loso || plot_set=test_loso_mean
   steps/report.sh --title "$recipe: $source -> $corpus ($corpus_dir)" --plot exp/plots/data_efficiency.png \
     --test-set "$plot_set" --decoding "${decoding##*,}" exp/results.tsv exp/RESULTS.md
   {
