@@ -282,3 +282,16 @@ def test_infomax_balance_term_pulls_an_underused_unit_back():
 
     assert step(get_method("infomax", {"weight": 0.1, "balance": 1.0})) > 0
     assert step(get_method("entropy", {"weight": 0.1})) < 0  # confidence alone deepens the confusion
+
+
+def test_results_md_has_a_per_speaker_table_for_pooled_rows(tmp_path):
+    from speechtl.score.report import write_results_md
+
+    for spk, errs in (("a", 5), ("b", 15)):
+        write_set(tmp_path, f"test_{spk}", "finetune", [(f"{spk}{i}", int(i < errs), 1) for i in range(50)])
+    pool_sets(tmp_path / "results.tsv", ["test_a", "test_b"], "test_loso_mean")
+    md = write_results_md(tmp_path / "results.tsv", tmp_path / "RESULTS.md").read_text()
+    assert "### test_loso_mean per held-out speaker (hlg" in md
+    assert "| method | data | a | b | test_loso_mean |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| finetune | 5shots | 10.00 | 30.00 |"))
+    assert "20.00 (20/100)" in row

@@ -80,6 +80,38 @@ def _comparison_lines(summaries: list[SystemSummary]) -> list[str]:
     return [*lines, ""]
 
 
+#: Test sets pooled over held-out speakers (speechtl.score.pool_sets) end with this.
+POOLED_SUFFIX = "loso_mean"
+
+
+def _per_speaker_lines(summaries: list[SystemSummary]) -> list[str]:
+    """For each pooled set (``test_loso_mean``): a table with a column per member set
+    (``test_<speaker>``) and the pooled cell; members are the sets sharing its prefix."""
+    lines = []
+    by_set: dict[str, list[SystemSummary]] = defaultdict(list)
+    for s in summaries:
+        by_set[s.test_set].append(s)
+    for pooled in sorted(t for t in by_set if t.endswith(POOLED_SUFFIX)):
+        prefix = pooled[: -len(POOLED_SUFFIX)]
+        members = sorted(t for t in by_set if t.startswith(prefix) and not t.endswith(POOLED_SUFFIX))
+        if not members:
+            continue
+        cell = {(s.test_set, s.method, s.data, s.decoding): s for t in [pooled, *members] for s in by_set[t]}
+        for decoding in sorted({s.decoding for s in by_set[pooled]}):
+            lines += [
+                f"### {pooled} per held-out speaker ({decoding}; WER %, mean over seeds)",
+                "",
+                "| method | data | " + " | ".join(m[len(prefix) :] for m in members) + f" | {pooled} |",
+                "|---|---|" + "---|" * (len(members) + 1),
+            ]
+            for s in (x for x in by_set[pooled] if x.decoding == decoding):
+                vals = [cell.get((m, s.method, s.data, decoding)) for m in members]
+                row = [f"{v.mean:.2f}" if v is not None else "" for v in vals]
+                lines.append(f"| {s.method} | {s.data} | " + " | ".join(row) + f" | {_cell(s)} |")
+            lines.append("")
+    return lines
+
+
 def write_results_md(results_tsv: Path, out: Path, title: str = "Results") -> Path:
     rows = read_results(results_tsv)
     if not rows:
@@ -106,6 +138,7 @@ def write_results_md(results_tsv: Path, out: Path, title: str = "Results") -> Pa
             lines.append(f"| {method} | {data} | " + " | ".join(vals) + " |")
         lines.append("")
         lines += _comparison_lines(ss)
+    lines += _per_speaker_lines(summaries)
     with atomic_open(Path(out)) as f:
         f.write("\n".join(lines))
     return Path(out)
