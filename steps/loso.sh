@@ -28,6 +28,7 @@ minutes=0
 methods="scratch finetune"
 personal_shots=
 personal_from=finetune
+personalize=true   # false: split the own shots (--personal-shots) but train no personalized systems
 seeds=
 tune=
 sweep_space=conf/loso_sweep.yaml
@@ -39,15 +40,17 @@ results=exp/results.tsv
 taught="kd pseudo-label"
 key=
 log_prefix=
+method_prefix=
 help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <data-dir> <exp-dir>
   --part split|adapt|decode|all   --speakers 'a b' (default: every speaker of the pool)
   --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
   --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
   --taught 'kd pseudo-label'
-  --personal-shots '1 2 5' --personal-from finetune   own-shot personalization rows
+  --personal-shots '1 2 5' --personal-from finetune [--personalize false]   own-shot personalization rows
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
-  --results exp/results.tsv --nj 2 --key 'what every run depends on' --log-prefix 'Stage 5'"
+  --results exp/results.tsv --nj 2 --key 'what every run depends on' --log-prefix 'Stage 5'
+  --method-prefix whisper-   rows of another source beside the own source's (e.g. --source-checkpoint whisper:PATH)"
 steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/parse_options.sh"
 . "$steps/../utils/common.sh"
@@ -134,7 +137,7 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
       --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --taught "$taught" --teacher "$personal_from" \
       --key "$(cat "$data/$spk/.done")" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
-    [ -n "$personal_shots" ] || continue
+    { [ -n "$personal_shots" ] && $personalize; } || continue
     for sfx in "${seed_suffixes[@]}"; do
       from=$exp/$spk/${personal_from}_$amount$sfx
       psys=()
@@ -158,12 +161,13 @@ if [ "$part" = decode ] || [ "$part" = all ]; then
   fi
   for spk in $speakers; do
     "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk" --test-sets "test_$spk dev_$spk" --decoding "$decoding" \
-      --results "$results" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" "$lang" "$data/cuts" "${systems[@]}"
-    [ -n "$personal_shots" ] || continue
+      --results "$results" --method-prefix "$method_prefix" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
+      "$lang" "$data/cuts" "${systems[@]}"
+    { [ -n "$personal_shots" ] && $personalize; } || continue
     psys=()
     for n in $personal_shots; do for sfx in "${seed_suffixes[@]}"; do psys+=("finetune_${n}shots$sfx"); done; done
     "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/personal" --test-sets "test_$spk" --decoding "$decoding" \
-      --results "$results" --method-prefix personal- --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
+      --results "$results" --method-prefix "${method_prefix}personal-" --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
       "$lang" "$data/cuts" "${psys[@]}"
   done
   speechtl pool-sets --results "$results" --sets "${test_sets[*]}" --name test_loso_mean

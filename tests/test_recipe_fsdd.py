@@ -124,6 +124,53 @@ def test_a_rerun_does_no_work(official):
     assert "Stage" not in r.stdout
 
 
+def ids_in(manifest):
+    with gzip.open(manifest, "rt") as f:
+        return {json.loads(line)["id"] for line in f}
+
+
+def test_leave_one_speaker_out(official):
+    """--loso: two held-out speakers in turn, an unlabelled-audio method tuned on their dev parts,
+    a taught method, personalization, and the pooled test_loso_mean rows."""
+    recipe, corpus = official
+    r = run(
+        recipe, *ARGS, "--corpus-dir", str(corpus), "--stage", "5", "--task", "asr", "--loso", "true",
+        "--loso-speakers", "george lucas", "--loso-shots", "1", "--personal-shots", "1",
+        "--loso-methods", "finetune speaker-adversarial pseudo-label", "--loso-tune", "speaker-adversarial",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    loso = recipe / "data" / "loso"
+    for spk in ("george", "lucas"):
+        d = loso / spk
+        test, dev, unl = (ids_in(d / f"{n}.jsonl.gz") for n in ("test", "dev", "unlabelled"))
+        assert len(test) == 20 and len(dev) == 10 and len(unl) == 70  # 100 recordings: 20% / 10% / the rest
+        assert not (test & unl) and not (test & dev) and not (dev & unl)
+        assert spk not in speakers_in_cuts(d / "train_1shots.jsonl.gz")  # never heard in training
+        kept = (recipe / "exp" / "loso" / spk / "pseudo-label_1shots" / "pseudo_labels.txt").read_text().splitlines()
+        assert {line.split("\t")[0] for line in kept} <= unl  # pseudo-labels only of the untranscribed part
+    sweep = recipe / "exp" / "loso" / "sweep" / "speaker-adversarial"
+    for fold in sweep.glob("trial-*/fold-*"):
+        assert all("-dev-" in p.name for p in (fold / "decode").iterdir() if p.is_file())  # never a test part
+    assert len(list(sweep.glob("trial-*/fold-*"))) == 2 * 3  # 2 folds x 3 weights of conf/loso_sweep.yaml
+    assert "# sweep: speaker-adversarial:" in (recipe / "exp" / "loso" / "adapt_tuned.yaml").read_text()
+    got = rows(recipe / "exp" / "results.tsv")
+    by = {(x["test_set"], x["method"], x["data"], x["decoding"]): x for x in got}
+    for m, data in [("finetune", "1shots"), ("speaker-adversarial", "1shots"), ("pseudo-label", "1shots"),
+                    ("zero-shot", "0shots"), ("personal-finetune", "1shots")]:  # fmt: skip
+        for dec in ("greedy", "hlg"):
+            a, b, mean = (by[(t, m, data, dec)] for t in ("test_george", "test_lucas", "test_loso_mean"))
+            assert int(mean["errors"]) == int(a["errors"]) + int(b["errors"]) and mean["words"] == "40"
+            assert float(mean["ci_low"]) <= float(mean["wer"]) <= float(mean["ci_high"])
+    assert ("dev_loso_mean", "finetune", "1shots", "hlg") in by
+    assert ("test", "finetune", "1shots", "hlg") in by  # the official split's rows are kept
+    assert "## test_loso_mean" in (recipe / "exp" / "RESULTS.md").read_text()
+
+
+def speakers_in_cuts(manifest):
+    with gzip.open(manifest, "rt") as f:
+        return {s["speaker"] for line in f for s in json.loads(line)["supervisions"]}
+
+
 def test_disjoint_speakers_train_on_some_and_test_on_the_others(official):
     recipe, corpus = official
     r = run(

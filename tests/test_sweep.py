@@ -99,3 +99,11 @@ def test_sweep_tunes_on_dev_and_writes_the_conf(small_yesno, tmp_path):
         assert decoded and all("-dev-" in n for n in decoded), decoded  # dev only: no test set
     # The tuned conf is what the recipe trains with: cmd_train accepts it.
     assert main(["train", "--config", str(out), "--method", "scratch", "--lang-dir", str(lang.dir), "--train-cuts", str(tmp_path / "train.jsonl.gz"), "--exp-dir", str(tmp_path / "final"), "--set", "num_steps=1"]) == 0  # fmt: skip
+
+
+def test_flags_read_back_as_the_values_they_were():
+    from speechtl.adapt.sweep import _flag
+
+    for v in (5e-05, 1e-3, 0.0005, 2.5e10, 3, True, "x", [1e-05, 2], None):
+        assert yaml.safe_load(_flag(v)) == v, (v, _flag(v))
+        assert type(yaml.safe_load(_flag(v))) is type(v)

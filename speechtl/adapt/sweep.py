@@ -153,7 +153,14 @@ def budget_of(conf: dict[str, Any], method: str, num_steps: int | None, where: P
 
 
 def _flag(value: Any) -> str:
-    """A value as ``--set``/``--option`` read it back (YAML; JSON is YAML)."""
+    """A value as ``--set``/``--option`` read it back (YAML; JSON is YAML). Floats keep a
+    decimal point before their exponent: YAML 1.1 reads ``5e-05`` as text, ``5.0e-05`` as a float."""
+    if isinstance(value, float):
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+    if isinstance(value, list):
+        return "[" + ", ".join(_flag(v) for v in value) + "]"
     return json.dumps(value)
 
 

@@ -7,6 +7,10 @@
 #   ./run.sh --train-speakers "george jackson" --test-speakers "lucas nicolas"   unseen speakers
 #   ./run.sh --task "classify-digit classify-speaker" --stage 7   the classification heads only
 #   ./run.sh --seeds "1 2 3"   every asr method x amount once per training seed (exp/<method>_<N>shots_s<seed>)
+#   ./run.sh --loso true --stage 5   leave-one-speaker-out: each speaker in turn is never heard in training
+#     (steps/loso.sh; its untranscribed audio feeds the unlabelled-audio methods; rows test_<speaker>, test_loso_mean)
+#   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --methods ""   --pretrained-methods from a pretrained
+#     model too (exp/whisper/<method>_<N>shots, rows whisper-<method>, whisper-zero-shot; --methods "": only those)
 # Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train).
 # Stages: 0 download, 1 manifests + synthesize the source, 2 fbank + shot subsets, 3 lang
 #   (one unit per digit word, digit-loop G, HLG), 4 source pretrain, 5 adapt (asr),
@@ -30,7 +34,21 @@ task="asr classify-digit classify-speaker"
 classify_methods="scratch linear-probe finetune"
 decoding=greedy,hlg
 seeds=  # empty: one run per system, the seed of conf/adapt.yaml
-help_message=$(sed -n '2,15p' run.sh | sed 's/^# \{0,1\}//')
+# Leave-one-speaker-out (--loso true replaces stages 5-6's official split): per held-out speaker,
+# 20% of its recordings are test, 10% dev (labelled: only for --loso-tune), 70% untranscribed.
+loso=false
+loso_shots=5             # labelled shots per digit of each training speaker
+loso_methods="scratch finetune dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label"
+personal_shots="1 2 5"   # then the held-out speaker's own labelled shots on top of finetune (personalization)
+loso_tune=               # methods whose options are chosen on the held-out speakers' dev parts (conf/loso_sweep.yaml)
+loso_speakers=           # empty: every speaker of the corpus is held out in turn
+# A pretrained source beside exp/source (stages 5-6, official split): whisper:PATH_OR_ID or hf:PATH_OR_ID
+# (relative paths: to this directory). Its systems: exp/<whisper|hf>/<method>_<N>shots[_s<seed>], the same
+# --shots and --seeds, rows <whisper|hf>-<method>; Whisper's own decoder adds <whisper>-zero-shot (0shots).
+pretrained=
+pretrained_methods="finetune freeze"
+pretrained_config=conf/adapt_whisper.yaml
+help_message=$(sed -n '2,19p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -112,12 +130,55 @@ for n in $shots; do
   done
 done
 
-if has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+pt_kind=${pretrained%%:*} pt_systems=()
+pt_exp=exp/$pt_kind
+if [ -n "$pretrained" ]; then
+  case $pt_kind in whisper | hf) ;; *) log "ERROR: --pretrained $pretrained: expected whisper:PATH_OR_ID or hf:PATH_OR_ID"; exit 1 ;; esac
+  pt_loc=${pretrained#*:}
+  [ -e "$pt_loc" ] && pretrained=$pt_kind:$(cd "$(dirname "$pt_loc")" && pwd)/$(basename "$pt_loc")
+  for n in $shots; do
+    for method in $pretrained_methods; do
+      for s in ${seeds:-conf}; do pt_systems+=("${method}_${n}shots${seeds:+_s$s}"); done
+    done
+  done
+fi
+pt_key="$(cat $fbank/.fsdd.done 2>/dev/null) source=$pretrained"
+
+loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
+  --seeds "$seeds" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml --decoding "$decoding" --zero-shot-lang "$lang")
+if $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  steps/loso.sh "${loso_opts[@]}" --part adapt --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
+    conf/adapt.yaml $lang "${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz" data/loso exp/loso
+fi
+if $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  steps/loso.sh "${loso_opts[@]}" --part decode --log-prefix "Stage 6" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
+    conf/adapt.yaml $lang "${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz" data/loso exp/loso
+  steps/report.sh --title "fsdd: synthetic digits -> real speakers" --plot exp/plots/data_efficiency.png \
+    --test-set test_loso_mean --decoding hlg exp/results.tsv exp/RESULTS.md
+fi
+
+if ! $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
     conf/adapt.yaml $lang ${cuts}_train "${systems[@]}"
 fi
 
-if has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  steps/adapt_all.sh --nj $nj --exp-dir "$pt_exp" --source-checkpoint "$pretrained" --log-prefix "Stage 5" \
+    --key "$pt_key" "$pretrained_config" $lang ${cuts}_train "${pt_systems[@]}"
+fi
+
+if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  steps/decode_all.sh --nj $nj --exp-dir "$pt_exp" --method-prefix "$pt_kind-" --log-prefix "Stage 6" \
+    --test-sets test --decoding $decoding $lang $cuts "${pt_systems[@]}"
+  if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$pt_key"; then
+    log "Stage 6: zero-shot: $pretrained's own decoder on test (digits spelled as the references)"
+    speechtl zero-shot --source "$pretrained" --cuts ${cuts}_test.jsonl.gz --test-set test --spell-digits \
+      --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data 0shots --results exp/results.tsv
+    mark_done "$pt_exp/zero_shot/.done" "$pt_key"
+  fi
+fi
+
+if ! $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets test --decoding $decoding \
     --zero-shot-lang $lang --zero-shot-data 0shots --key "$(cat $fbank/.fsdd.done)" $lang $cuts zero-shot "${systems[@]}"
   steps/report.sh --title "fsdd: synthetic digits -> real speakers" --plot exp/plots/data_efficiency.png \

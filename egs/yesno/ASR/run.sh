@@ -4,6 +4,8 @@
 #   ./run.sh --corpus-dir /abs/path/waves_yesno  use a local copy
 #   ./run.sh --stage 4 --stop-stage 5          retrain and decode only
 #   ./run.sh --seeds "42 43 44"                 one model per training seed (exp/scratch_all_s<seed>)
+#   ./run.sh --pretrained whisper:/abs/whisper-tiny.en   also --pretrained-methods from a pretrained model
+#     (conf/adapt_whisper.yaml; exp/whisper/<method>_all, rows whisper-<method>, whisper-zero-shot)
 # Stages: 0 download, 1 manifests, 2 fbank, 3 lang/G/HLG, 4 train, 5 decode+score,
 #   6 ONNX export (fp32, int8) and decoding through sherpa-onnx.
 # Finished stages leave .done markers and are skipped on re-runs with the same arguments.
@@ -20,7 +22,13 @@ train_procs=1  # >1: DDP processes (gloo on CPU) splitting each batch (max_durat
 speed_perturb="0.9 1.1"
 decoding=greedy,hlg,hlg-lattice
 seeds=  # empty: one model, the seed of conf/train.yaml
-help_message=$(sed -n '2,9p' run.sh | sed 's/^# \{0,1\}//')
+# A pretrained source: whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to this directory). Stage 4 also
+# trains --pretrained-methods from it into exp/<whisper|hf>/<method>_all[_s<seed>] (--seeds too), stage 5
+# decodes them (rows <whisper|hf>-<method>) and Whisper's own decoder (<whisper>-zero-shot, data none).
+pretrained=
+pretrained_methods="finetune freeze"
+pretrained_config=conf/adapt_whisper.yaml
+help_message=$(sed -n '2,11p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -33,6 +41,16 @@ fbank=data/fbank
 lang=data/lang
 systems=()
 for s in ${seeds:-conf}; do systems+=("scratch_all${seeds:+_s$s}"); done
+pt_kind=${pretrained%%:*} pt_systems=()
+pt_exp=exp/$pt_kind
+if [ -n "$pretrained" ]; then
+  case $pt_kind in whisper | hf) ;; *) log "ERROR: --pretrained $pretrained: expected whisper:PATH_OR_ID or hf:PATH_OR_ID"; exit 1 ;; esac
+  pt_loc=${pretrained#*:}
+  [ -e "$pt_loc" ] && pretrained=$pt_kind:$(cd "$(dirname "$pt_loc")" && pwd)/$(basename "$pt_loc")
+  for method in $pretrained_methods; do
+    for s in ${seeds:-conf}; do pt_systems+=("${method}_all${seeds:+_s$s}"); done
+  done
+fi
 
 corpus_or_download corpus_dir $dl_dir/waves_yesno yesno yesno "yesno"
 
@@ -78,12 +96,35 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
       mark_done "$exp/.done" "$key"
     fi
   done
+  key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < "$pretrained_config") source=$pretrained"
+  for system in "${pt_systems[@]}"; do
+    split_system "$system"
+    exp=$pt_exp/$system
+    if ! is_done "$exp/.done" "$key"; then
+      reset_if_changed "$exp" "$key"
+      log "Stage 4: $sys_method from $pretrained ($pretrained_config${sys_seed:+, seed $sys_seed}) into $exp"
+      steps/train.sh --cmd "$cmd" --num-procs $train_procs --method "$sys_method" --source-checkpoint "$pretrained" \
+        ${sys_seed:+--sets "seed=$sys_seed"} "$pretrained_config" $lang $fbank/yesno_cuts_train.jsonl.gz "$exp"
+      mark_done "$exp/.done" "$key"
+    fi
+  done
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # One system per seed (exp/scratch_all[_s<seed>]: method scratch, data all); HLG search in $nj jobs.
   steps/decode_all.sh --nj 1 --decode-nj $nj --cmd "$cmd" --log-prefix "Stage 5" --test-sets test \
     --decoding $decoding $lang $fbank/yesno_cuts "${systems[@]}"
+  if [ -n "$pretrained" ]; then
+    steps/decode_all.sh --nj 1 --decode-nj $nj --cmd "$cmd" --log-prefix "Stage 5" --test-sets test --exp-dir "$pt_exp" \
+      --method-prefix "$pt_kind-" --decoding $decoding $lang $fbank/yesno_cuts "${pt_systems[@]}"
+    key="$(cat $fbank/.done) source=$pretrained"
+    if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$key"; then
+      log "Stage 5: zero-shot: $pretrained's own decoder on test"
+      speechtl zero-shot --source "$pretrained" --cuts $fbank/yesno_cuts_test.jsonl.gz --test-set test \
+        --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data none --results exp/results.tsv
+      mark_done "$pt_exp/zero_shot/.done" "$key"
+    fi
+  fi
   steps/report.sh --title "yesno results" exp/results.tsv exp/RESULTS.md
 fi
 
