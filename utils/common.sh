@@ -98,3 +98,19 @@ split_system() {
   sys_method=${s%_*}
   sys_data=${s##*_}
 }
+
+pretrained_source() {
+  # pretrained_source: a recipe's --pretrained (whisper:PATH_OR_ID or hf:PATH_OR_ID; empty: none).
+  # Checks the kind, makes a local PATH absolute (jobs run from other dirs), and sets pt_kind
+  # (whisper|hf) and pt_exp (exp/<kind>, where its systems train).
+  pt_kind=${pretrained%%:*}
+  # shellcheck disable=SC2034  # read by the recipe that calls this
+  pt_exp=exp/$pt_kind
+  [ -n "$pretrained" ] || return 0
+  case $pt_kind in
+    whisper | hf) ;;
+    *) log "ERROR: --pretrained $pretrained: expected whisper:PATH_OR_ID or hf:PATH_OR_ID"; exit 1 ;;
+  esac
+  local loc=${pretrained#*:}
+  if [ -e "$loc" ]; then pretrained=$pt_kind:$(cd "$(dirname "$loc")" && pwd)/$(basename "$loc"); fi
+}

@@ -10,6 +10,8 @@
 #   --nj N: parallel jobs (synthesis, fbank, adaptation runs, decoding); --source-procs N: DDP processes
 #   --seeds "1 2 3": every method x amount once per training seed (exp/<method>_<N>min_s<seed>)
 #   --tune "finetune freeze": first tune their options on target_dev (speechtl sweep, conf/sweep.yaml)
+#   --pretrained whisper:/abs/whisper-tiny.en: also --pretrained-methods from a pretrained model
+#     (conf/adapt_whisper.yaml; exp/whisper/<method>_<N>min, rows whisper-<method>, whisper-zero-shot)
 # Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
 #         5 adapt (every method x amount, --nj at a time), 6 decode, RESULTS.md and plot.
 set -euo pipefail
@@ -32,7 +34,15 @@ lm_order=3
 seeds=  # empty: one run per system, the seed of conf/adapt.yaml
 tune=   # methods whose options stage 5 first searches on target_dev (not kd, pseudo-label: they need a teacher)
 tune_trials=0  # 0: every point of conf/sweep.yaml's grid; N: N seeded random points
-help_message=$(sed -n '2,14p' run.sh | sed 's/^# \{0,1\}//')
+# A pretrained source beside exp/source: whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to this
+# directory). Stage 5 also adapts --pretrained-methods from it into exp/<whisper|hf>/<method>_<N>min[_s<seed>]
+# (the same --target-minutes and --seeds), stage 6 decodes them (rows <whisper|hf>-<method>) and Whisper's
+# own decoder (<whisper>-zero-shot, 0min; --pretrained-language ga for a multilingual model).
+pretrained=
+pretrained_methods="finetune freeze"
+pretrained_config=conf/adapt_whisper.yaml
+pretrained_language=
+help_message=$(sed -n '2,16p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -109,6 +119,17 @@ for m in $target_minutes; do
   done
 done
 
+pt_systems=()
+pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
+if [ -n "$pretrained" ]; then
+  for m in $target_minutes; do
+    for method in $pretrained_methods; do
+      for s in ${seeds:-conf}; do pt_systems+=("${method}_${m}min${seeds:+_s$s}"); done
+    done
+  done
+fi
+pt_key="$(cat $fbank/.done 2>/dev/null) source=$pretrained"
+
 adapt_conf=conf/adapt.yaml
 [ -n "$tune" ] && adapt_conf=exp/adapt_tuned.yaml
 if [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
@@ -129,10 +150,28 @@ if [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   fi
 fi
 
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+if [ ${#systems[@]} -gt 0 ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # kd and pseudo-label are taught by finetune at their amount: steps/adapt_all.sh runs them after it.
   steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done)" --taught "$needs_teacher" \
     --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz "$adapt_conf" $tgt_lang ${cuts}_target_train "${systems[@]}"
+fi
+
+if [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  steps/adapt_all.sh --nj $nj --exp-dir "$pt_exp" --source-checkpoint "$pretrained" --log-prefix "Stage 5" \
+    --key "$pt_key" --taught "$needs_teacher" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
+    "$pretrained_config" $tgt_lang ${cuts}_target_train "${pt_systems[@]}"
+fi
+
+if [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  steps/decode_all.sh --nj $nj --exp-dir "$pt_exp" --method-prefix "$pt_kind-" --log-prefix "Stage 6" \
+    --test-sets target_test --decoding $decoding $tgt_lang $cuts "${pt_systems[@]}"
+  if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$pt_key language=$pretrained_language"; then
+    log "Stage 6: zero-shot: $pretrained's own decoder on target_test${pretrained_language:+ (language $pretrained_language)}"
+    speechtl zero-shot --source "$pretrained" --cuts ${cuts}_target_test.jsonl.gz --test-set target_test \
+      ${pretrained_language:+--language "$pretrained_language"} --out-dir "$pt_exp/zero_shot/decode" \
+      --method "$pt_kind-zero-shot" --data 0min --results exp/results.tsv
+    mark_done "$pt_exp/zero_shot/.done" "$pt_key language=$pretrained_language"
+  fi
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

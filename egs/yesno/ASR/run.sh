@@ -41,12 +41,9 @@ fbank=data/fbank
 lang=data/lang
 systems=()
 for s in ${seeds:-conf}; do systems+=("scratch_all${seeds:+_s$s}"); done
-pt_kind=${pretrained%%:*} pt_systems=()
-pt_exp=exp/$pt_kind
+pt_systems=()
+pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
 if [ -n "$pretrained" ]; then
-  case $pt_kind in whisper | hf) ;; *) log "ERROR: --pretrained $pretrained: expected whisper:PATH_OR_ID or hf:PATH_OR_ID"; exit 1 ;; esac
-  pt_loc=${pretrained#*:}
-  [ -e "$pt_loc" ] && pretrained=$pt_kind:$(cd "$(dirname "$pt_loc")" && pwd)/$(basename "$pt_loc")
   for method in $pretrained_methods; do
     for s in ${seeds:-conf}; do pt_systems+=("${method}_all${seeds:+_s$s}"); done
   done
