@@ -139,7 +139,7 @@ if [ -n "$pretrained" ]; then
     done
   done
 fi
-pt_key="$(cat $fbank/.fsdd.done 2>/dev/null) source=$pretrained"
+pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 
 loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
   --seeds "$seeds" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml --decoding "$decoding" --zero-shot-lang "$lang")

@@ -128,7 +128,7 @@ if [ -n "$pretrained" ]; then
     done
   done
 fi
-pt_key="$(cat $fbank/.done 2>/dev/null) source=$pretrained"
+pt_key="$(cat $fbank/.done 2>/dev/null || true) source=$pretrained"
 
 adapt_conf=conf/adapt.yaml
 [ -n "$tune" ] && adapt_conf=exp/adapt_tuned.yaml
