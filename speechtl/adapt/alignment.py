@@ -76,10 +76,14 @@ class DomainClassifier(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+def frame_mask(lens: torch.Tensor, frames: int) -> torch.Tensor:
+    """(batch, frames) bool: True at the frames inside each length."""
+    return torch.arange(frames, device=lens.device)[None, :] < lens[:, None]
+
+
 def valid_frames(enc: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """(batch, frames, dim) -> (valid frames, dim), padding dropped."""
-    mask = torch.arange(enc.size(1), device=enc.device)[None, :] < lens[:, None]
-    return enc[mask]
+    return enc[frame_mask(lens, enc.size(1))]
 
 
 def sample_rows(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -91,7 +95,7 @@ def sample_rows(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def pooled(enc: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """Mean over each utterance's valid frames: (batch, dim)."""
-    mask = (torch.arange(enc.size(1), device=enc.device)[None, :] < lens[:, None]).unsqueeze(-1).to(enc.dtype)
+    mask = frame_mask(lens, enc.size(1)).unsqueeze(-1).to(enc.dtype)
     return (enc * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from speechtl.adapt.alignment import frame_mask
 from speechtl.adapt.base import Method, register_method
 from speechtl.errors import SpeechtlError
 
@@ -41,7 +42,7 @@ def frame_kl(
     t = torch.log_softmax(teacher_lp / temperature, dim=-1)
     s = torch.log_softmax(student_lp / temperature, dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)
-    mask = (torch.arange(kl.size(1), device=kl.device)[None, :] < lens[:, None]).to(kl.dtype)
+    mask = frame_mask(lens, kl.size(1)).to(kl.dtype)
     return (kl * mask).sum() / mask.sum().clamp(min=1) * temperature**2
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from speechtl.adapt.alignment import dann_lambda, grad_reverse, pooled
+from speechtl.adapt.alignment import dann_lambda, frame_mask, grad_reverse, pooled
 from speechtl.adapt.base import Method, register_method
 from speechtl.data.holdout import speaker_of
 from speechtl.errors import SpeechtlError
@@ -103,7 +103,7 @@ class EntropyOptions:
 def frame_entropy(log_probs: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of the (batch, frames, vocab) posteriors over the valid frames."""
     ent = -(log_probs.exp() * log_probs).sum(-1)
-    mask = (torch.arange(ent.size(1), device=ent.device)[None, :] < lens[:, None]).to(ent.dtype)
+    mask = frame_mask(lens, ent.size(1)).to(ent.dtype)
     return (ent * mask).sum() / mask.sum().clamp(min=1)
 
 
@@ -127,7 +127,7 @@ def unit_marginal(log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -
     """The mean posterior over non-blank units of the valid frames, weighted by each frame's
     non-blank mass (where the model emits something) and renormalized: (vocab - 1,)."""
     p = log_probs.exp()
-    mask = (torch.arange(p.size(1), device=p.device)[None, :] < lens[:, None]).to(p.dtype)
+    mask = frame_mask(lens, p.size(1)).to(p.dtype)
     keep = [i for i in range(p.size(-1)) if i != blank]
     units = (p[..., keep] * mask.unsqueeze(-1)).sum((0, 1))
     return units / units.sum().clamp(min=1e-12)

@@ -135,10 +135,9 @@ def hold_out(cuts: CutSet, speaker: str, cfg: HoldoutConfig = HoldoutConfig()) -
     }
 
 
-def write_holdout(
-    cuts_paths: Iterable[Path], speaker: str, out_dir: Path, cfg: HoldoutConfig = HoldoutConfig()
-) -> dict[str, Path]:
-    """:func:`hold_out` of the union of ``cuts_paths``, written as ``out_dir/<part>.jsonl.gz``."""
+def read_pool(cuts_paths: Iterable[Path]) -> CutSet:
+    """The union of the cut manifests ``cuts_paths`` (a corpus's labelled splits); each must
+    exist and no cut id may occur twice."""
     paths = [Path(p) for p in cuts_paths]
     for p in paths:
         if not p.is_file():
@@ -149,7 +148,14 @@ def write_holdout(
         raise SpeechtlError(
             f"{', '.join(map(str, paths))}: the same cut id occurs twice. Fix: give each manifest once."
         )
-    parts = hold_out(cuts, speaker, cfg)
+    return cuts
+
+
+def write_holdout(
+    cuts_paths: Iterable[Path], speaker: str, out_dir: Path, cfg: HoldoutConfig = HoldoutConfig()
+) -> dict[str, Path]:
+    """:func:`hold_out` of :func:`read_pool` of ``cuts_paths``, written as ``out_dir/<part>.jsonl.gz``."""
+    parts = hold_out(read_pool(cuts_paths), speaker, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}

@@ -16,11 +16,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 from speechtl.score.results import ResultRow, read_results, update_results
 from speechtl.score.stats import UttErrors, bootstrap_ci, load_utt_errors
-from speechtl.score.wer import UTT_ERRS_HEADER
+from speechtl.score.wer import write_utt_counts
 
 
 def _name(row: ResultRow, pooled_set: str) -> str:
@@ -64,8 +63,7 @@ def pool_sets(results_tsv: Path, sets: Sequence[str], pooled_set: str, out_dir: 
             counts = [(i, int(e), int(w)) for u in utts for i, e, w in zip(u.utts, u.errors, u.words, strict=True)]
             path = out_dir / _name(row, pooled_set)
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_open(path) as f:
-                f.write("\t".join(UTT_ERRS_HEADER) + "\n" + "".join(f"{i}\t{e}\t{w}\n" for i, e, w in counts))
+            write_utt_counts(counts, path)
             row.ci_low, row.ci_high = bootstrap_ci(UttErrors.from_counts(counts))
             row.utt_errs = os.path.relpath(path.resolve(), results_tsv.parent.resolve())
         pooled.append(row)

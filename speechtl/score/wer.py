@@ -114,7 +114,12 @@ def utt_errors(results: Sequence[Hyp]) -> list[tuple[str, int, int]]:
 def write_utt_errs(results: Sequence[Hyp], path: Path) -> list[tuple[str, int, int]]:
     """The per-utterance error counts behind a WER, kept so that intervals and paired
     tests between systems can be computed later without decoding again."""
-    counts = utt_errors(results)
+    return write_utt_counts(utt_errors(results), path)
+
+
+def write_utt_counts(counts: Sequence[tuple[str, int, int]], path: Path) -> list[tuple[str, int, int]]:
+    """``(utterance id, errors, reference words)`` triples in the format :func:`read_utt_errs` reads."""
+    counts = list(counts)
     with atomic_open(path) as f:
         f.write("\t".join(UTT_ERRS_HEADER) + "\n")
         f.writelines(f"{u}\t{e}\t{w}\n" for u, e, w in counts)
