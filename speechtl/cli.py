@@ -333,6 +333,7 @@ def cmd_sweep(a):
         decoding=a.decoding,
         dev_set=a.dev_set,
         device=a.device or None,
+        train_seeds=a.train_seeds or (),
     )
 
 
@@ -372,6 +373,12 @@ def cmd_subset(a):
     from speechtl.data.subset import write_subset
 
     write_subset(a.cuts, a.output, minutes=a.minutes, shots=a.shots, seed=a.seed)
+
+
+def cmd_rest_split(a):
+    from speechtl.data.subset import write_rest
+
+    write_rest(a.cuts, a.dev_output, a.unlabelled_output, a.labelled_shots, a.dev_shots, seed=a.seed)
 
 
 def cmd_holdout(a):
@@ -705,6 +712,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--trials", type=int, default=0, help="0: the whole grid; N: N seeded random points of it")
     s.add_argument("--seed", type=int, default=0, help="which random points --trials draws")
+    s.add_argument(
+        "--train-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="train every candidate once per training seed; its dev errors are summed over them",
+    )
     s.add_argument("--num-steps", type=int, default=0, help="updates per candidate (default: the conf's num_steps)")
     s.add_argument("--lang-dir", type=Path, required=True)
     s.add_argument(
@@ -747,6 +761,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_subset)
+
+    s = sub.add_parser(
+        "rest-split",
+        help="what --labelled-shots shots per (speaker, transcript) leave of a pool: the last --dev-shots "
+        "of each class as a dev set, the others untranscribed (texts removed)",
+    )
+    s.add_argument("--cuts", type=Path, required=True)
+    s.add_argument("--labelled-shots", type=int, required=True, help="the largest shot amount the recipe uses")
+    s.add_argument("--dev-shots", type=int, required=True, help="dev utterances per (speaker, transcript) class")
+    s.add_argument("--dev-output", type=Path, required=True)
+    s.add_argument("--unlabelled-output", type=Path, required=True)
+    s.add_argument("--seed", type=int, default=0, help="the seed the shot subsets were drawn with")
+    s.set_defaults(func=cmd_rest_split)
 
     s = sub.add_parser(
         "holdout",

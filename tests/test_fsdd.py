@@ -9,7 +9,7 @@ from lhotse import CutSet
 
 from speechtl.data.corpora.fsdd import DIGIT_WORDS, parse_name, prepare_fsdd
 from speechtl.data.corpora.tts_digits import TtsDigitsConfig, plan_digits
-from speechtl.data.subset import subset_by_shots
+from speechtl.data.subset import split_rest, subset_by_shots
 from speechtl.errors import SpeechtlError
 from speechtl.score.classify import score
 
@@ -103,6 +103,29 @@ def test_shots_are_per_speaker_and_transcript_and_nested():
     assert {c.id for c in three} == originals(three) | {i + "_sp0.9" for i in originals(three)}
     with pytest.raises(SpeechtlError, match=r"fewer than 7"):
         subset_by_shots(cuts, 7)
+
+
+def test_rest_of_the_shots_is_a_dev_tail_and_untranscribed_audio_disjoint_from_every_shot_subset():
+    cuts = _toy_cuts(per_class=8)
+    dev, unlabelled = split_rest(cuts, labelled_shots=3, dev_shots=2, seed=3)
+    shots = {c.id for n in (1, 2, 3) for c in subset_by_shots(cuts, n, seed=3)}
+    dev_ids, unl_ids = {c.id for c in dev}, {c.id for c in unlabelled}
+    assert len(dev_ids) == 4 * 2 and len(unl_ids) == 4 * 3  # per class: 8 = 3 labelled + 3 untranscribed + 2 dev
+    assert not dev_ids & shots and not unl_ids & shots and not dev_ids & unl_ids
+    assert not any(i.endswith("_sp0.9") for i in dev_ids | unl_ids)
+    assert {c.id for c in cuts if not c.id.endswith("_sp0.9")} == dev_ids | unl_ids | {
+        i for i in shots if not i.endswith("_sp0.9")
+    }
+    assert all(c.supervisions[0].text == "" for c in unlabelled)
+    assert all(c.supervisions[0].text in ("ONE", "TWO") for c in dev)
+    # The dev tail does not move with the number of labelled shots: options tuned once serve every amount.
+    assert {c.id for c in split_rest(cuts, labelled_shots=1, dev_shots=2, seed=3)[0]} == dev_ids
+    with pytest.raises(SpeechtlError, match=r"fewer than 5 labelled \+ 4 dev"):
+        split_rest(cuts, labelled_shots=5, dev_shots=4, strict=True)
+    # Not strict (a recipe on a small corpus): dev is what the shots leave, nothing untranscribed.
+    small_dev, none = split_rest(cuts, labelled_shots=5, dev_shots=4)
+    assert len(small_dev) == 4 * 3 and len(none) == 0
+    assert not {c.id for c in small_dev} & {c.id for c in subset_by_shots(cuts, 5, seed=0)}
 
 
 def test_digit_source_plan_is_deterministic_and_within_its_ranges():

@@ -137,6 +137,7 @@ OPTIONS = {
     "reptile": {"outer_steps": 1, "inner_steps": 1},
     "fomaml": {"outer_steps": 1, "inner_steps": 1},
     "ssl": {"steps": 1},
+    "lp-ft": {"probe_steps": 1},
     "pseudo-label": {"threshold": 0.0},
 }
 

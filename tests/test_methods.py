@@ -137,3 +137,25 @@ def test_transfer_methods_need_a_source(small_yesno):
     _, _, lang = small_yesno
     with pytest.raises(SpeechtlError, match="--source-checkpoint"):
         build_model_for(get_method("finetune"), lang, TINY, None)
+
+
+def test_lp_ft_probes_the_output_layer_alone_then_fine_tunes_everything(small_yesno, source, tmp_path):
+    path, src, _ = source
+    _, cuts, lang = small_yesno
+    method = get_method("lp-ft", {"probe_steps": 3, "probe_lr": 0.05})
+    seed_everything(3)
+    model = build_model_for(method, lang, None, path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(before[n], src[n]) for n in src if not n.startswith("output."))  # starts from the source
+    cfg = TrainConfig(num_steps=1, max_duration=400, num_buckets=2, average_last=1, lr=0.05, weight_decay=0.0)
+    trainer = Trainer(model, lang, method, cfg, tmp_path / "exp")
+    method.before_training(trainer, cuts, {})
+    probed = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(changed(before, probed, n) for n in before if n.startswith("output."))
+    assert all(torch.equal(before[n], probed[n]) for n in before if not n.startswith("output."))
+    assert all(p.requires_grad for p in model.parameters())  # the fine-tune then trains everything
+    _, ckpt = one_step(method, small_yesno, path, tmp_path / "full")
+    moved = [n for n in before if before[n].is_floating_point() and changed(before, ckpt["model"], n)]
+    assert len(moved) == len(before), set(before) - set(moved)
+    with pytest.raises(SpeechtlError, match="probe_lr"):
+        get_method("lp-ft", {"probe_lr": 0.0}).before_training(trainer, cuts, {})

@@ -166,6 +166,41 @@ def test_leave_one_speaker_out(official):
     assert "## test_loso_mean" in (recipe / "exp" / "RESULTS.md").read_text()
 
 
+def test_dev_and_untranscribed_rest_of_the_shots_and_options_tuned_on_dev(official):
+    """The training recordings the shots leave: a dev tail and untranscribed audio; --tune sweeps
+    on dev only, per method (adding a method sweeps only it); an unlabelled-audio method trains."""
+    recipe, corpus = official
+    args = [*ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--task", "asr", "--dev-shots", "2"]
+    r = run(recipe, *args, "--methods", "finetune dann", "--tune", "finetune")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    fbank = recipe / "data" / "fbank"
+    dev, unl = ids_in(fbank / "fsdd_cuts_dev.jsonl.gz"), ids_in(fbank / "fsdd_cuts_unlabelled.jsonl.gz")
+    shots = {i for i in ids_in(fbank / "fsdd_cuts_train_2shots.jsonl.gz") if "_sp" not in i}
+    train = {i for i in ids_in(fbank / "fsdd_cuts_train.jsonl.gz") if "_sp" not in i}
+    # recordings 5-9 of each digit and speaker: 2 shots at most, 2 dev, 1 untranscribed
+    assert len(dev) == 2 * 10 * 4 and len(unl) == 1 * 10 * 4
+    assert dev | unl | shots == train and not (dev & unl) and not (dev | unl) & shots
+    with gzip.open(fbank / "fsdd_cuts_unlabelled.jsonl.gz", "rt") as f:
+        assert all(s["text"] == "" for line in f for s in json.loads(line)["supervisions"])
+    sweep = recipe / "exp" / "sweep"
+    assert len(rows(sweep / "finetune" / "sweep.tsv")) == 3  # conf/sweep.yaml's 3 learning rates
+    for trial in sweep.glob("finetune/trial-*"):
+        assert all("-dev-" in p.name for p in (trial / "decode").iterdir() if p.is_file())  # never test
+    tuned = (recipe / "exp" / "adapt_tuned.yaml").read_text()
+    assert "# sweep: finetune:" in tuned and "# sweep: dann:" not in tuned
+    by = {
+        (x["method"], x["data"], x["decoding"]) for x in rows(recipe / "exp" / "results.tsv") if x["test_set"] == "test"
+    }
+    assert {("dann", "1shots", "hlg"), ("dann", "2shots", "hlg")} <= by
+    finetune_sweep = (sweep / "finetune" / "sweep.tsv").stat().st_mtime_ns
+    r = run(recipe, *args, "--methods", "finetune dann", "--tune", "finetune dann", "--stop-stage", "5")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "tune dann on dev" in r.stdout and "tune finetune" not in r.stdout  # only the new method is swept
+    assert (sweep / "finetune" / "sweep.tsv").stat().st_mtime_ns == finetune_sweep
+    tuned = (recipe / "exp" / "adapt_tuned.yaml").read_text()
+    assert "# sweep: finetune:" in tuned and "# sweep: dann:" in tuned
+
+
 def speakers_in_cuts(manifest):
     with gzip.open(manifest, "rt") as f:
         return {s["speaker"] for line in f for s in json.loads(line)["supervisions"]}

@@ -107,3 +107,41 @@ def test_flags_read_back_as_the_values_they_were():
     for v in (5e-05, 1e-3, 0.0005, 2.5e10, 3, True, "x", [1e-05, 2], None):
         assert yaml.safe_load(_flag(v)) == v, (v, _flag(v))
         assert type(yaml.safe_load(_flag(v))) is type(v)
+
+
+def test_train_seeds_score_every_candidate_over_each_seed(small_yesno, tmp_path):
+    from speechtl.cli import main
+
+    d, cuts, lang = small_yesno
+    cuts.to_file(tmp_path / "train.jsonl.gz")
+    CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=6).to_file(tmp_path / "dev.jsonl.gz")
+    conf = tmp_path / "adapt.yaml"
+    conf.write_text(
+        "model: {encoder: tdnn, num_features: 23, encoder_options: {hidden_dim: 16}}\n"
+        "train: {num_steps: 3, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01, seed: 9}\n"
+        "methods: {scratch: {}}\n"
+    )
+    out = tmp_path / "tuned.yaml"
+    argv = [
+        "sweep",
+        "--config",
+        str(conf),
+        "--method",
+        "scratch",
+        "--lang-dir",
+        str(lang.dir),
+        "--space",
+        "train.lr=0.01,0.05",
+    ]
+    argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--dev-cuts", str(tmp_path / "dev.jsonl.gz")]
+    argv += ["--train-seeds", "1", "2", "--exp-dir", str(tmp_path / "sweep"), "--output", str(out)]
+    assert main(argv) == 0
+    with open(tmp_path / "sweep" / "sweep.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    one_dev = sum(len(c.supervisions[0].text.split()) for c in CutSet.from_file(tmp_path / "dev.jsonl.gz"))
+    assert len(rows) == 2 and {int(r["words"]) for r in rows} == {2 * one_dev}  # errors over both seeds
+    for trial in ("trial-00", "trial-01"):
+        seeds = [torch.load(tmp_path / "sweep" / trial / f"seed-{s}" / "final.pt", weights_only=False) for s in (1, 2)]
+        assert [c["train_config"]["seed"] for c in seeds] == [1, 2]  # not the conf's 9
+        assert not torch.equal(seeds[0]["model"]["output.weight"], seeds[1]["model"]["output.weight"])
+    assert "x 2 training seeds" in out.read_text()

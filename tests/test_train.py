@@ -39,6 +39,19 @@ def test_fit_writes_checkpoints_and_average(small_yesno, tmp_path):
     assert not torch.equal(e1[k], e2[k]), "training must change the weights"
 
 
+def test_keep_epochs_prunes_old_epochs_but_never_below_the_average(small_yesno, tmp_path):
+    _, cuts, lang = small_yesno
+    full = load_checkpoint(make_trainer(lang, tmp_path / "all", 4).fit(cuts))["model"]
+    kept = make_trainer(lang, tmp_path / "kept", 4, keep_epochs=1)  # average_last=2 wins over 1
+    final = load_checkpoint(kept.fit(cuts))["model"]
+    assert [p.name for p in epoch_checkpoints(tmp_path / "kept")] == ["epoch-3.pt", "epoch-4.pt"]
+    assert len(epoch_checkpoints(tmp_path / "all")) == 4  # 0: every epoch stays
+    assert all(torch.equal(full[k], final[k]) for k in full)  # the same run, the same average
+    # The option is not part of what a resume must match: a longer run with another value continues.
+    make_trainer(lang, tmp_path / "kept", 5, keep_epochs=3).fit(cuts)
+    assert [p.name for p in epoch_checkpoints(tmp_path / "kept")] == ["epoch-3.pt", "epoch-4.pt", "epoch-5.pt"]
+
+
 def test_resume_continues_after_last_epoch(small_yesno, tmp_path, caplog):
     _, cuts, lang = small_yesno
     make_trainer(lang, tmp_path / "exp", 1).fit(cuts)

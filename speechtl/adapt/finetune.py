@@ -143,3 +143,63 @@ class LayerwiseLr(Method):
                     {"params": params, "lr": lr * self.options.decay**depth, "name": group[0][0].rsplit(".", 1)[0]}
                 )
         return groups
+
+
+@dataclass
+class LpFtOptions:
+    #: Updates of the output layer alone (everything below it fixed) before the fine-tune.
+    probe_steps: int = 100
+    #: The output layer's learning rate during them: a head on fixed features takes large steps.
+    probe_lr: float = 0.005
+
+
+@register_method
+class LpFt(Method):
+    """Linear probing, then fine-tuning (LP-FT, Kumar et al. 2022): the output layer is first
+    trained alone on the fixed source features, then every parameter is fine-tuned from there.
+
+    Fine-tuning under a random head sends the head's noise into the pretrained features, and
+    a new CTC head on a pretrained encoder at fine-tuning's small learning rate can sit on the
+    all-blank plateau for hundreds of updates. A probed head starts the fine-tune already
+    emitting units. The probe's updates are counted in ``probe_steps`` (like ssl's and the
+    meta-learners' own loops), not in the Trainer's budget.
+    """
+
+    name = "lp-ft"
+    Options = LpFtOptions
+    uses_source = True
+
+    def before_training(self, trainer, cuts, aux_cuts) -> None:
+        import logging
+
+        import torch
+
+        o = self.options
+        if o.probe_steps < 0 or o.probe_lr <= 0:
+            raise SpeechtlError(f"lp-ft: probe_steps must be >= 0 and probe_lr > 0, got {o.probe_steps}, {o.probe_lr}")
+        if o.probe_steps == 0:
+            return
+        model = trainer.model
+        head = [p for n, p in model.named_parameters() if n.startswith(HEAD) and p.requires_grad]
+        if not head:
+            raise SpeechtlError(f"lp-ft: {type(model).__name__} has no trainable output layer ({HEAD}*) to probe")
+        trains = {n: p.requires_grad for n, p in model.named_parameters()}
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.startswith(HEAD) and trains[n])
+        opt = torch.optim.AdamW(head, lr=o.probe_lr, weight_decay=trainer.cfg.weight_decay)
+        batches = trainer.aux_batches(cuts, trainer.cfg.seed + 11)
+        model.train()
+        first = last = None
+        try:
+            for _step in range(o.probe_steps):
+                loss, _, _ = trainer._loss(next(batches), model, hooks=False)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(head, trainer.cfg.grad_clip)
+                opt.step()
+                last = float(loss.detach())
+                first = last if first is None else first
+        finally:
+            for n, p in model.named_parameters():
+                p.requires_grad_(trains[n])
+        logging.info(f"lp-ft: {o.probe_steps} updates of the output layer alone, loss {first:.4f} -> {last:.4f}")

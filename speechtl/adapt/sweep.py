@@ -15,6 +15,10 @@ option); values are typed as YAML. Ties go to the earlier candidate in grid orde
 Methods with their own outer loop (reptile, fomaml, ssl) count their steps in their
 options; the budget binds only the Trainer's updates.
 
+Seeds: with ``train_seeds`` every candidate trains once per training seed (``seed-S``) and
+is scored by its errors over all of them, so the choice is not the lr at which one seed
+happened to leave CTC's all-blank plateau.
+
 Folds (cross-validation): with several train/dev pairs (leave-one-speaker-out: each
 held-out speaker's training data and its dev part), every candidate trains once per
 fold (``trial-NN/fold-K``) and is scored by its errors over all the folds' dev sets
@@ -34,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from speechtl.atomic import atomic_path
 from speechtl.config import load_yaml
 from speechtl.errors import SpeechtlError
 
@@ -76,7 +81,7 @@ def _check_key(key: str, where: str) -> None:
     if prefix == "train" and name in FIXED:
         raise SpeechtlError(
             f"{where}: train.{name} is not searched (the budget is --num-steps for every "
-            "candidate; seeds are for --seeds). Fix: leave it out of the space."
+            "candidate; to score each candidate over several seeds use --train-seeds). Fix: leave it out of the space."
         )
 
 
@@ -203,7 +208,7 @@ def _run_trial(index: int, cand: Candidate, folds: Sequence[Fold], budget: int, 
     wer = 100.0 * errors / words if words else 0.0
     logging.info(
         f"sweep trial {index}: dev WER {wer:.2f}% ({errors}/{words}"
-        + (f", {len(rows)} folds)" if len(rows) > 1 else ")")
+        + (f", {len(rows)} runs)" if len(rows) > 1 else ")")
     )
     return Trial(index, cand, wer, errors, words, trial_dir)
 
@@ -211,25 +216,33 @@ def _run_trial(index: int, cand: Candidate, folds: Sequence[Fold], budget: int, 
 def write_tuned_config(base: Path, out: Path, method: str, chosen: Candidate, budget: int, note: str) -> Path:
     """``out`` (or, the first time, a copy of ``base``) with methods.<method> set to the
     conf's own options and train overrides updated by ``chosen``'s, and train.num_steps
-    set to the budget the options were chosen at (the one every method then trains for)."""
-    conf = load_yaml(out if Path(out).is_file() else base)
-    conf["train"] = {**(conf.get("train") or {}), "num_steps": budget}
-    methods = conf.setdefault("methods", {}) or {}
-    conf["methods"] = methods
-    entry = dict(methods.get(method) or {})
-    for part in ("options", "train"):
-        merged = {**(entry.get(part) or {}), **getattr(chosen, part)}
-        if merged:
-            entry[part] = merged
-    methods[method] = entry
-    old = Path(out).read_text(encoding="utf-8").splitlines() if Path(out).is_file() else []
-    notes = [line for line in old if line.startswith("# sweep:") and not line.startswith(f"# sweep: {method}:")]
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(
-        "\n".join([*notes, f"# sweep: {method}: {note}"]) + "\n" + yaml.safe_dump(conf, sort_keys=False),
-        encoding="utf-8",
-    )
-    return Path(out)
+    set to the budget the options were chosen at (the one every method then trains for).
+    Sweeps of several methods may run at once (steps/tune.sh --nj): the read-modify-write
+    holds a lock beside ``out``, so no method's choice is lost."""
+    import fcntl
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        conf = load_yaml(out if out.is_file() else base)
+        conf["train"] = {**(conf.get("train") or {}), "num_steps": budget}
+        methods = conf.setdefault("methods", {}) or {}
+        conf["methods"] = methods
+        entry = dict(methods.get(method) or {})
+        for part in ("options", "train"):
+            merged = {**(entry.get(part) or {}), **getattr(chosen, part)}
+            if merged:
+                entry[part] = merged
+        methods[method] = entry
+        old = out.read_text(encoding="utf-8").splitlines() if out.is_file() else []
+        notes = [line for line in old if line.startswith("# sweep:") and not line.startswith(f"# sweep: {method}:")]
+        with atomic_path(out) as tmp:
+            tmp.write_text(
+                "\n".join([*notes, f"# sweep: {method}: {note}"]) + "\n" + yaml.safe_dump(conf, sort_keys=False),
+                encoding="utf-8",
+            )
+    return out
 
 
 def _as_list(x) -> list:
@@ -256,12 +269,15 @@ def sweep(
     decoding: str = "greedy",
     dev_set: str = "dev",
     device: str | None = None,
+    train_seeds: Sequence[int] = (),
 ) -> tuple[Trial, list[Trial]]:
     """Train and dev-decode every candidate, write ``exp_dir``/sweep.tsv and the chosen
     options into ``output``; returns (the chosen trial, every trial). Test is not touched.
 
     Several ``train_cuts`` with as many ``dev_cuts`` (and ``unlabelled_cuts``, if any) are
-    folds: the K-th of each belong together, and a candidate's dev WER is over all folds."""
+    folds: the K-th of each belong together, and a candidate's dev WER is over all folds.
+    ``train_seeds``: each fold trains once per seed (the conf's seed when empty), and the dev
+    WER is over all of them."""
     config, exp_dir = Path(config), Path(exp_dir)
     trains, devs, unls = _as_list(train_cuts), _as_list(dev_cuts), _as_list(unlabelled_cuts)
     if not trains or len(trains) != len(devs) or (unls and len(unls) != len(trains)):
@@ -291,7 +307,11 @@ def sweep(
             data="sweep",
             device=device,
         )
-        folds.append(Fold(tuple(argv), dev, f"fold-{k}" if len(trains) > 1 else ""))
+        fold_dir = f"fold-{k}" if len(trains) > 1 else ""
+        for s in train_seeds or [None]:
+            seeded = argv if s is None else [*argv, "--set", f"seed={int(s)}"]
+            sub = "/".join(p for p in (fold_dir, "" if s is None else f"seed-{int(s)}") if p)
+            folds.append(Fold(tuple(seeded), dev, sub))
     done = [_run_trial(i, c, folds, budget, exp_dir) for i, c in enumerate(cands)]
     best = best_trial(done)
     with open(exp_dir / "sweep.tsv", "w", encoding="utf-8") as f:
@@ -305,7 +325,8 @@ def sweep(
     note = (
         f"{best.candidate.describe()} chosen on {dev_set} ({dev_names}, {decoding} WER {best.dev_wer:.2f}%) "
         f"from {len(done)} candidate(s) at {budget} updates each"
-        + (f" over {len(folds)} folds" if len(folds) > 1 else "")
+        + (f" over {len(trains)} folds" if len(trains) > 1 else "")
+        + (f" x {len(train_seeds)} training seeds" if train_seeds else "")
         + f"; see {exp_dir / 'sweep.tsv'}"
     )
     write_tuned_config(config, output, method, best.candidate, budget, note)

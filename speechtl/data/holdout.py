@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lhotse import CutSet
-from lhotse.utils import fastcopy
 
 from speechtl.atomic import atomic_path
-from speechtl.data.subset import original_id
+from speechtl.data.subset import original_id, untranscribed
 from speechtl.errors import SpeechtlError
 
 PARTS = ("train", "test", "dev", "unlabelled", "own")
@@ -117,9 +116,6 @@ def hold_out(cuts: CutSet, speaker: str, cfg: HoldoutConfig = HoldoutConfig()) -
 
     def part(ids):
         return CutSet.from_cuts(cut_of[i] for i in sorted(ids))
-
-    def untranscribed(c):
-        return fastcopy(c, supervisions=[fastcopy(s, text="") for s in c.supervisions])
 
     logging.info(
         f"hold out {speaker}: {len(test)} test, {len(dev)} dev, {len(rest)} unlabelled recordings "

@@ -6,6 +6,10 @@ more data, not different data. Few-shot amounts (``5shots``) take the first N
 utterances of every (speaker, transcript) class in the same way, so 1 shot is
 inside 5. Speed-perturbed copies (``<id>_sp0.9``) follow their original and
 do not count toward the amount.
+
+What the shots leave of the pool gives a dev set and untranscribed audio
+(:func:`split_rest`): the *last* utterances of every class in the same order
+are dev, so no shot subset up to the rest's size can reach them.
 """
 
 import logging
@@ -14,6 +18,7 @@ import re
 from pathlib import Path
 
 from lhotse import CutSet
+from lhotse.utils import fastcopy
 
 from speechtl.atomic import atomic_path
 from speechtl.errors import SpeechtlError
@@ -60,6 +65,23 @@ def subset_by_minutes(cuts: CutSet, minutes: float, seed: int = 0) -> CutSet:
     return CutSet.from_cuts(c for k in sorted(chosen) for c in groups[k])
 
 
+def untranscribed(cut):
+    """``cut`` with the texts of its supervisions removed (audio for the unlabelled-audio methods)."""
+    return fastcopy(cut, supervisions=[fastcopy(s, text="") for s in cut.supervisions])
+
+
+def _classes(originals: list, seed: int) -> dict[tuple, list[str]]:
+    """(speaker, transcript) -> its original cut ids in the seeded order :func:`subset_by_shots` takes."""
+    classes: dict[tuple, list[str]] = {}
+    for c in originals:
+        sup = c.supervisions[0]
+        classes.setdefault((sup.speaker or "", sup.text or ""), []).append(c.id)
+    for (speaker, text), ids in classes.items():
+        ids.sort()
+        random.Random(f"{seed}:{speaker}:{text}").shuffle(ids)
+    return classes
+
+
 def subset_by_shots(cuts: CutSet, shots: int, seed: int = 0) -> CutSet:
     """``shots`` original utterances of every (speaker, transcript) pair, with their perturbed copies.
 
@@ -70,10 +92,7 @@ def subset_by_shots(cuts: CutSet, shots: int, seed: int = 0) -> CutSet:
     if shots < 1:
         raise SpeechtlError(f"shots must be >= 1, got {shots}")
     groups, originals = _by_original(cuts)
-    classes: dict[tuple, list[str]] = {}
-    for c in originals:
-        sup = c.supervisions[0]
-        classes.setdefault((sup.speaker or "", sup.text or ""), []).append(c.id)
+    classes = _classes(originals, seed)
     short = {k: len(v) for k, v in classes.items() if len(v) < shots}
     if short:
         raise SpeechtlError(
@@ -81,14 +100,66 @@ def subset_by_shots(cuts: CutSet, shots: int, seed: int = 0) -> CutSet:
             f"{sorted(short.items())[:3]}. Fix: ask for fewer shots."
         )
     chosen = []
-    for (speaker, text), ids in sorted(classes.items()):
-        ids = sorted(ids)
-        random.Random(f"{seed}:{speaker}:{text}").shuffle(ids)
+    for _, ids in sorted(classes.items()):
         chosen += ids[:shots]
     logging.info(
         f"subset: {shots} shot(s) of each of {len(classes)} (speaker, transcript) classes: {len(chosen)} utterances"
     )
     return CutSet.from_cuts(c for k in sorted(chosen) for c in groups[k])
+
+
+def split_rest(
+    cuts: CutSet, labelled_shots: int, dev_shots: int, seed: int = 0, strict: bool = False
+) -> tuple[CutSet, CutSet]:
+    """(dev, unlabelled): what ``labelled_shots`` shots per (speaker, transcript) leave of ``cuts``.
+
+    In :func:`subset_by_shots`' order, the last ``dev_shots`` originals of every class are
+    dev (transcribed: for choosing options), and the originals between the first
+    ``labelled_shots`` and them are untranscribed audio (texts removed). Neither part has
+    speed-perturbed copies, and neither meets any shot subset of up to ``labelled_shots``.
+    A class with fewer than ``labelled_shots + dev_shots`` utterances gives dev what its shots
+    leave (and no untranscribed audio), with a warning; ``strict`` makes that an error.
+    """
+    if labelled_shots < 1 or dev_shots < 1:
+        raise SpeechtlError(f"labelled and dev shots must be >= 1, got {labelled_shots} and {dev_shots}")
+    _, originals = _by_original(cuts)
+    classes = _classes(originals, seed)
+    need = labelled_shots + dev_shots
+    short = {k: len(v) for k, v in classes.items() if len(v) < need}
+    if short:
+        msg = (
+            f"{len(short)} of {len(classes)} (speaker, transcript) class(es) have fewer than {labelled_shots} "
+            f"labelled + {dev_shots} dev utterances, e.g. {sorted(short.items())[:3]}"
+        )
+        if strict:
+            raise SpeechtlError(f"{msg}. Fix: ask for fewer dev shots or fewer labelled shots.")
+        logging.warning(f"{msg}: their dev part is what the shots leave, and they give no untranscribed audio")
+    by_id = {c.id: c for c in originals}
+    dev, rest = [], []
+    for _, ids in sorted(classes.items()):
+        n_dev = min(dev_shots, max(0, len(ids) - labelled_shots))
+        dev += ids[len(ids) - n_dev :] if n_dev else []
+        rest += ids[labelled_shots : len(ids) - n_dev]
+    logging.info(
+        f"rest of {labelled_shots} shot(s): {len(dev)} dev utterances (up to {dev_shots} per class), "
+        f"{len(rest)} untranscribed"
+    )
+    return (
+        CutSet.from_cuts(by_id[i] for i in sorted(dev)),
+        CutSet.from_cuts(untranscribed(by_id[i]) for i in sorted(rest)),
+    )
+
+
+def write_rest(
+    cuts_path: Path, dev_out: Path, unlabelled_out: Path, labelled_shots: int, dev_shots: int, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write :func:`split_rest` of ``cuts_path`` as ``dev_out`` and ``unlabelled_out``."""
+    dev, unlabelled = split_rest(CutSet.from_file(cuts_path), labelled_shots, dev_shots, seed)
+    with atomic_path(Path(dev_out)) as tmp:
+        dev.to_file(tmp)
+    with atomic_path(Path(unlabelled_out)) as tmp:
+        unlabelled.to_file(tmp)
+    return dev_out, unlabelled_out
 
 
 def write_subset(cuts_path: Path, out: Path, minutes: float = 0.0, shots: int = 0, seed: int = 0) -> Path:

@@ -58,6 +58,16 @@ def epoch_checkpoints(exp_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def prune_epochs(exp_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` (>= 1) ``epoch-N.pt`` of ``exp_dir``; returns what went."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    gone = epoch_checkpoints(exp_dir)[:-keep]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Element-wise mean of floating tensors; integer buffers (counters) from the last."""
     avg = {}

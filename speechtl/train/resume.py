@@ -38,7 +38,7 @@ from speechtl.train.checkpoint import epoch_checkpoints, load_checkpoint
 LAST = "checkpoint-last.pt"
 
 #: Train options that change how a run is logged or checkpointed, not what it computes.
-RUN_ONLY = ("log_interval", "save_every_n", "max_bad_batches", "device", "num_epochs")
+RUN_ONLY = ("log_interval", "save_every_n", "max_bad_batches", "device", "num_epochs", "keep_epochs")
 
 
 @dataclass

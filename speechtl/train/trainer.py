@@ -49,7 +49,7 @@ from speechtl.train.activation_checkpointing import (
     running_stats,
 )
 from speechtl.train.augment import mel_noise_config
-from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, save_checkpoint
+from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, prune_epochs, save_checkpoint
 from speechtl.train.data import eval_dataloader, is_pad, seed_everything, set_epoch, train_dataloader, unpack
 from speechtl.train.dist import (
     all_gather_objects,
@@ -130,6 +130,10 @@ class TrainConfig:
     save_every_n: int = 100
     #: Updates with a non-finite loss or gradient are skipped; this many in a row stop the run.
     max_bad_batches: int = 5
+    #: Keep only the newest this many epoch-N.pt (never fewer than average_last, so the
+    #: average still finds its epochs); 0 keeps every one. Each holds the optimizer state:
+    #: a pretrained encoder's epochs are ~3x its weights apiece and can fill a disk.
+    keep_epochs: int = 0
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
@@ -409,6 +413,13 @@ class Trainer:
         if missing:
             raise SpeechtlError(
                 f"method {self.method.name} also trains on {' and '.join(missing)} audio. Fix: give --{missing[0]}-cuts"
+            )
+        empty = [n for n in self.method.aux_data if next(iter(aux_cuts[n]), None) is None]
+        if empty:
+            raise SpeechtlError(
+                f"method {self.method.name} also trains on {empty[0]} audio, but the --{empty[0]}-cuts given hold "
+                "no cuts. Fix: leave more of the corpus untranscribed (fewer shots or dev recordings) or pick a "
+                "method without it"
             )
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         (self.exp_dir / "log").mkdir(exist_ok=True)
@@ -693,6 +704,8 @@ class Trainer:
             )
             pos.epoch, pos.batches_done = epoch + 1, 0
             self._save(self.exp_dir / f"epoch-{epoch}.pt", state, pos)
+            if main and self.cfg.keep_epochs > 0:
+                prune_epochs(self.exp_dir, max(self.cfg.keep_epochs, self.cfg.average_last, 1))
             barrier(self.dist)
         if main:
             writer.close()

@@ -7,11 +7,14 @@
 #   ./run.sh --train-speakers "george jackson" --test-speakers "lucas nicolas"   unseen speakers
 #   ./run.sh --task "classify-digit classify-speaker" --stage 7   the classification heads only
 #   ./run.sh --seeds "1 2 3"   every asr method x amount once per training seed (exp/<method>_<N>shots_s<seed>)
+#   ./run.sh --tune "finetune dann"   first choose their options on the dev set (conf/sweep.yaml, steps/tune.sh)
 #   ./run.sh --loso true --stage 5   leave-one-speaker-out: each speaker in turn is never heard in training
 #     (steps/loso.sh; its untranscribed audio feeds the unlabelled-audio methods; rows test_<speaker>, test_loso_mean)
 #   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --methods ""   --pretrained-methods from a pretrained
 #     model too (exp/whisper/<method>_<N>shots, rows whisper-<method>, whisper-zero-shot; --methods "": only those)
-# Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train).
+# Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train). Of the
+#   training recordings the shots leave, the last --dev-shots per digit and speaker are dev (for --tune)
+#   and the others untranscribed audio for the unlabelled-audio methods (dann, mmd, kd, pseudo-label...).
 # Stages: 0 download, 1 manifests + synthesize the source, 2 fbank + shot subsets, 3 lang
 #   (one unit per digit word, digit-loop G, HLG), 4 source pretrain, 5 adapt (asr),
 #   6 decode (zero-shot, target-only, adapted; results.tsv, RESULTS.md, plot),
@@ -30,6 +33,11 @@ shots="1 2 5"
 speed_perturb="0.9 1.1"  # extra copies of the real training utterances (Kaldi's 3-way perturbation)
 # scratch is the target-only baseline (source architecture, random init).
 methods="scratch finetune freeze layerwise-lr"
+# every method of the registry: scratch finetune freeze linear-probe layerwise-lr adapter lora reptile fomaml
+#   dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label
+dev_shots=5    # dev recordings per digit and training speaker, outside every shot subset
+tune=          # methods whose options stage 5 first chooses on dev (conf/sweep.yaml; not kd, pseudo-label)
+tune_trials=0  # 0: every point of a method's grid; N: N seeded random points
 task="asr classify-digit classify-speaker"
 classify_methods="scratch linear-probe finetune"
 decoding=greedy,hlg
@@ -48,7 +56,7 @@ loso_speakers=           # empty: every speaker of the corpus is held out in tur
 pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
-help_message=$(sed -n '2,19p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,23p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -99,6 +107,15 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
       speechtl subset --cuts ${cuts}_train.jsonl.gz --shots "$n" --output "${cuts}_train_${n}shots.jsonl.gz"
     done
     mark_done $fbank/.fsdd.done "$key"
+  fi
+  # shellcheck disable=SC2086
+  most=$(printf '%s\n' $shots | sort -n | tail -1)
+  key="$(cat $fbank/.fsdd.done) labelled_shots=$most dev_shots=$dev_shots"
+  if ! is_done $fbank/.rest.done "$key"; then
+    log "Stage 2: what $most shot(s) leave of the training recordings: $dev_shots per digit and speaker dev, the rest untranscribed"
+    speechtl rest-split --cuts ${cuts}_train.jsonl.gz --labelled-shots "$most" --dev-shots "$dev_shots" \
+      --dev-output ${cuts}_dev.jsonl.gz --unlabelled-output ${cuts}_unlabelled.jsonl.gz
+    mark_done $fbank/.rest.done "$key"
   fi
 fi
 
@@ -154,9 +171,22 @@ if $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     --test-set test_loso_mean --decoding hlg exp/results.tsv exp/RESULTS.md
 fi
 
+adapt_conf=conf/adapt.yaml
+[ -n "$tune" ] && adapt_conf=exp/adapt_tuned.yaml
+if ! $loso && has_task asr && [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  # Options chosen on dev, never on test: each --tune method's grid at the smallest amount,
+  # train.num_steps updates per candidate (the same budget as every method); the choice -> $adapt_conf.
+  # shellcheck disable=SC2086
+  fewest=$(printf '%s\n' $shots | sort -n | head -1)
+  steps/tune.sh --nj $nj --methods "$tune" --trials $tune_trials --log-prefix "Stage 5" \
+    --key "$(cat exp/source/.done) $(cat $fbank/.rest.done)" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz \
+    conf/adapt.yaml conf/sweep.yaml $lang "${cuts}_train_${fewest}shots.jsonl.gz" ${cuts}_dev.jsonl.gz \
+    exp/sweep "$adapt_conf"
+fi
+
 if ! $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
-    conf/adapt.yaml $lang ${cuts}_train "${systems[@]}"
+  steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.rest.done)" \
+    --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz "$adapt_conf" $lang ${cuts}_train "${systems[@]}"
 fi
 
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then

@@ -136,18 +136,10 @@ if [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # Options chosen on target_dev, never on test: each --tune method's grid at the smallest amount,
   # train.num_steps updates per candidate (the same budget as every method); the choice -> $adapt_conf.
   amount=${target_minutes%% *}min
-  key="$(cat exp/source/.done) $(cksum < conf/adapt.yaml) $(cksum < conf/sweep.yaml) tune=$tune amount=$amount trials=$tune_trials"
-  if ! is_done exp/sweep/.done "$key"; then
-    rm -f "$adapt_conf"
-    for method in $tune; do
-      log "Stage 5: tune $method on target_dev at $amount (conf/sweep.yaml) into exp/sweep/$method"
-      speechtl sweep --config conf/adapt.yaml --method "$method" --space-file conf/sweep.yaml --trials $tune_trials \
-        --lang-dir $tgt_lang --train-cuts "${cuts}_target_train_$amount.jsonl.gz" --dev-cuts ${cuts}_target_dev.jsonl.gz \
-        --dev-set target_dev --source-checkpoint exp/source/final.pt \
-        --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz --exp-dir "exp/sweep/$method" --output "$adapt_conf"
-    done
-    mark_done exp/sweep/.done "$key"
-  fi
+  steps/tune.sh --nj $nj --methods "$tune" --trials $tune_trials --dev-set target_dev --log-prefix "Stage 5" \
+    --key "$(cat exp/source/.done)" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
+    conf/adapt.yaml conf/sweep.yaml $tgt_lang "${cuts}_target_train_$amount.jsonl.gz" ${cuts}_target_dev.jsonl.gz \
+    exp/sweep "$adapt_conf"
 fi
 
 if [ ${#systems[@]} -gt 0 ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Usage: steps/tune.sh [options] <adapt-config> <sweep-space> <lang-dir> <train-cuts> <dev-cuts> <exp-dir> <tuned-config>
+# Options chosen on a dev set, never on test. For each --methods method, speechtl sweep trains
+# every point of its grid in <sweep-space> (or --trials seeded random points) on <train-cuts>
+# for <adapt-config>'s train.num_steps updates (the same budget for every method), decodes
+# <dev-cuts> only, and writes the lowest-dev-WER point into <tuned-config> (a copy of
+# <adapt-config> with the chosen options), which adaptation then trains with. --nj methods
+# are swept at a time (logs: <exp-dir>/log/sweep.<method>.log; trials: <exp-dir>/<method>/).
+# A method is swept again only when its own key changed (--key, its grid line, --trials,
+# --train-seeds, the cuts, the source); a changed <adapt-config> sweeps every method again into a fresh
+# <tuned-config>. A method tuned once stays tuned in <tuned-config> until then.
+set -euo pipefail
+nj=2
+methods=
+trials=0
+train_seeds=
+dev_set=dev
+decoding=greedy
+source_checkpoint=exp/source/final.pt
+unlabelled_cuts=
+key=
+log_prefix=
+help_message="Usage: $0 [--methods 'finetune freeze'] [--trials 0] [--train-seeds '1 2'] [--nj 2] [--dev-set dev] [--decoding greedy]
+  [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--log-prefix 'Stage 5']
+  <adapt-config> <sweep-space> <lang-dir> <train-cuts> <dev-cuts> <exp-dir> <tuned-config>
+  --trials: 0 sweeps every point of a method's grid; N: N seeded random points of it
+  --train-seeds: every candidate trains once per seed, scored by its dev errors over all (empty: the conf's seed)
+  Methods that need a teacher (kd, pseudo-label) cannot be swept: it exists only after adaptation."
+steps=$(cd "$(dirname "$0")" && pwd)
+. "$steps/../utils/parse_options.sh"
+. "$steps/../utils/common.sh"
+[ $# -eq 7 ] || { echo "$help_message" 1>&2; exit 1; }
+config=$1 space=$2 lang=$3 train=$4 dev=$5 exp=$6 tuned=$7
+[ -n "$methods" ] || { echo "$0: no --methods to tune" 1>&2; exit 1; }
+for f in "$config" "$space" "$train" "$dev" ${unlabelled_cuts:+"$unlabelled_cuts"}; do
+  [ -f "$f" ] || { log "ERROR: $f does not exist. Fix: run the stages that make it first."; exit 1; }
+done
+for m in $methods; do
+  grep -q "^$m:" "$space" || { log "ERROR: $space has no search space for $m. Fix: add a line '$m: {train.lr: [...]}'"; exit 1; }
+done
+
+base="$(cksum < "$config") tuned=$tuned"
+if ! is_done "$exp/.base" "$base" || [ ! -f "$tuned" ]; then
+  rm -f "$tuned" "$exp"/*/.done
+  mark_done "$exp/.base" "$base"
+fi
+method_key() {
+  echo "${key:+$key }space=$(grep "^$1:" "$space") trials=$trials seeds=$train_seeds train=$train dev=$dev" \
+    "unlabelled=$unlabelled_cuts src=$source_checkpoint decoding=$decoding"
+}
+todo=()
+for m in $methods; do
+  if is_done "$exp/$m/.done" "$(method_key "$m")" && grep -q "^# sweep: $m:" "$tuned"; then continue; fi
+  todo+=("$m")
+done
+[ ${#todo[@]} -gt 0 ] || exit 0  # every method's options already chosen: nothing to say
+
+tune_one() {
+  speechtl sweep --config "$config" --method "$1" --space-file "$space" --trials "$trials" --lang-dir "$lang" \
+    --train-cuts "$train" --dev-cuts "$dev" --dev-set "$dev_set" --decoding "$decoding" \
+    ${source_checkpoint:+--source-checkpoint "$source_checkpoint"} ${unlabelled_cuts:+--unlabelled-cuts "$unlabelled_cuts"} \
+    ${train_seeds:+--train-seeds $train_seeds} --exp-dir "$exp/$1" --output "$tuned"
+  mark_done "$exp/$1/.done" "$(method_key "$1")"
+}
+log "${log_prefix:+$log_prefix: }tune ${todo[*]} on $dev_set ($space, $nj at a time; logs: $exp/log/sweep.<method>.log) -> $tuned"
+run_parallel "$nj" "$exp/log" sweep tune_one "${todo[@]}"
+for m in "${todo[@]}"; do grep "^# sweep: $m:" "$tuned" | sed 's/^# sweep: /  /'; done
