@@ -375,6 +375,12 @@ def cmd_subset(a):
     write_subset(a.cuts, a.output, minutes=a.minutes, shots=a.shots, seed=a.seed)
 
 
+def cmd_conf_key(a):
+    from speechtl.config import load_yaml, method_digest
+
+    print(f"conf={method_digest(load_yaml(a.config), a.method)}")
+
+
 def cmd_rest_split(a):
     from speechtl.data.subset import write_rest
 
@@ -761,6 +767,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", type=Path, required=True)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_subset)
+
+    s = sub.add_parser(
+        "conf-key",
+        help="a digest of what METHOD reads from an adapt conf (every section but methods, and methods.METHOD): "
+        "the recipes' .done key, so editing one method's options retrains only it",
+    )
+    s.add_argument("--config", type=Path, required=True)
+    s.add_argument("--method", required=True)
+    s.set_defaults(func=cmd_conf_key)
 
     s = sub.add_parser(
         "rest-split",

@@ -87,3 +87,16 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpeechtlError(f"{path}: expected a mapping of options at the top level")
     return data
+
+
+def method_digest(conf: dict[str, Any], method: str) -> str:
+    """A digest of what one method's run reads from an adapt conf: every section but
+    ``methods``, and ``methods.<method>``. Recipes key a system's ``.done`` on it, so editing
+    another method's options, or a comment, retrains nothing, and editing this method's does."""
+    import hashlib
+    import json
+
+    mine = {k: v for k, v in conf.items() if k != "methods"}
+    mine["method"] = ((conf.get("methods") or {}).get(method)) or {}
+    text = json.dumps(mine, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]

@@ -5,8 +5,9 @@
 # at a time (logs: <exp-dir>/log/adapt.<system>.log). Methods in --taught run after the others,
 # taught by --teacher at the same amount (teacher=<exp-dir>/<teacher>_<amount>/final.pt).
 # A system whose .done holds this run's key is skipped; one finished with another key is
-# redone from scratch; an interrupted one resumes. The key: --key, the config's checksum,
-# the system, and the teacher's own key.
+# redone from scratch; an interrupted one resumes. The key: --key, what the config says for
+# the system's method (speechtl conf-key: every section but methods, and its own), the system,
+# and the teacher's own key.
 set -euo pipefail
 nj=2
 exp_dir=exp
@@ -35,9 +36,11 @@ teacher_of() {
 }
 
 adapt_key() {
+  # speechtl conf-key: the conf's sections this method reads (not the other methods' options, nor comments).
   local t
   t=$(teacher_of "$1")
-  echo "${key:+$key }$(cksum < "$config") system=$1${t:+ teacher=$(cat "$(dirname "$t")/.done" 2>/dev/null)}"
+  split_system "$1"
+  echo "${key:+$key }$(speechtl conf-key --config "$config" --method "$sys_method") system=$1${t:+ teacher=$(cat "$(dirname "$t")/.done" 2>/dev/null)}"
 }
 
 adapt() {

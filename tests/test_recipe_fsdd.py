@@ -193,10 +193,18 @@ def test_dev_and_untranscribed_rest_of_the_shots_and_options_tuned_on_dev(offici
     }
     assert {("dann", "1shots", "hlg"), ("dann", "2shots", "hlg")} <= by
     finetune_sweep = (sweep / "finetune" / "sweep.tsv").stat().st_mtime_ns
+    trained = {
+        m: (recipe / "exp" / f"{m}_1shots" / "final.pt").resolve().stat().st_mtime_ns for m in ("finetune", "dann")
+    }
     r = run(recipe, *args, "--methods", "finetune dann", "--tune", "finetune dann", "--stop-stage", "5")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "tune dann on dev" in r.stdout and "tune finetune" not in r.stdout  # only the new method is swept
     assert (sweep / "finetune" / "sweep.tsv").stat().st_mtime_ns == finetune_sweep
+    # dann's options changed in the tuned conf, finetune's did not: only dann trains again (speechtl conf-key).
+    again = {
+        m: (recipe / "exp" / f"{m}_1shots" / "final.pt").resolve().stat().st_mtime_ns for m in ("finetune", "dann")
+    }
+    assert again["finetune"] == trained["finetune"] and again["dann"] != trained["dann"]
     tuned = (recipe / "exp" / "adapt_tuned.yaml").read_text()
     assert "# sweep: finetune:" in tuned and "# sweep: dann:" in tuned
 

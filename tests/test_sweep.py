@@ -145,3 +145,23 @@ def test_train_seeds_score_every_candidate_over_each_seed(small_yesno, tmp_path)
         assert [c["train_config"]["seed"] for c in seeds] == [1, 2]  # not the conf's 9
         assert not torch.equal(seeds[0]["model"]["output.weight"], seeds[1]["model"]["output.weight"])
     assert "x 2 training seeds" in out.read_text()
+
+
+def test_a_methods_conf_key_follows_only_what_it_reads(tmp_path):
+    from speechtl.config import load_yaml, method_digest
+
+    base = (
+        "# a comment\ntrain: {lr: 0.001, num_steps: 10}\nmethods:\n  finetune: {}\n  dann: {options: {weight: 0.1}}\n"
+    )
+    variants = {
+        "comment": base.replace("# a comment", "# another comment"),
+        "other method": base.replace("weight: 0.1", "weight: 0.3"),
+        "own method": base.replace("finetune: {}", "finetune: {train: {lr: 0.002}}"),
+        "train": base.replace("lr: 0.001", "lr: 0.004"),
+    }
+    digest = {}
+    for name, text in {"base": base, **variants}.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+        digest[name] = method_digest(load_yaml(tmp_path / f"{name}.yaml"), "finetune")
+    assert digest["comment"] == digest["other method"] == digest["base"]
+    assert len({digest["base"], digest["own method"], digest["train"]}) == 3
