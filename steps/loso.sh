@@ -10,7 +10,8 @@
 #   reweight, speaker-adversarial, entropy, ssl, kd, pseudo-label).
 # --personal-shots "1 2 5": then N labelled shots per transcript of the held-out speaker's own,
 # drawn from its untranscribed part, fine-tune the --personal-from system (personalization rows
-# personal-finetune, data <N>shots).
+# personal-finetune, data <N>shots; from another system M: rows M+personal-finetune, systems in
+# <exp-dir>/<speaker>/personal_M/).
 # Parts: split (<data-dir>/<speaker>/, <data-dir>/cuts_{test,dev}_<speaker>.jsonl.gz), adapt
 # (<exp-dir>/<speaker>/<method>_<N>shots[_s<seed>], <exp-dir>/<speaker>/personal/...), decode
 # (rows test_<speaker>, dev_<speaker>, and pooled over the speakers: test_loso_mean,
@@ -28,6 +29,7 @@ minutes=0
 methods="scratch finetune"
 personal_shots=
 personal_from=finetune
+teacher=finetune   # of the --taught methods
 personalize=true   # false: split the own shots (--personal-shots) but train no personalized systems
 seeds=
 tune=
@@ -45,7 +47,7 @@ help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <
   --part split|adapt|decode|all   --speakers 'a b' (default: every speaker of the pool)
   --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
   --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
-  --taught 'kd pseudo-label'
+  --taught 'kd pseudo-label' --teacher finetune
   --personal-shots '1 2 5' --personal-from finetune [--personalize false]   own-shot personalization rows
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
@@ -56,9 +58,18 @@ steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/common.sh"
 [ $# -eq 5 ] || { echo "$help_message" 1>&2; exit 1; }
 config=$1 lang=$2 pool=$3 data=$4 exp=$5
+# Personalized systems and their rows: personal/ and personal-finetune from finetune (the default),
+# personal_M/ and M+personal-finetune from any other system M.
+personal_dir=personal personal_prefix=personal-
+if [ "$personal_from" != finetune ]; then personal_dir=personal_$personal_from personal_prefix="$personal_from+personal-"; fi
+case " $methods " in *" $personal_from "*) ;; *)
+  if [ -n "$personal_shots" ] && $personalize; then
+    log "ERROR: --personal-from $personal_from is not among --methods ($methods). Fix: add it, or personalize from another"; exit 1
+  fi ;;
+esac
 case $part in split|adapt|decode|all) ;; *) log "ERROR: --part is split, adapt, decode or all, not '$part'"; exit 1 ;; esac
 for m in $tune; do
-  case " $taught " in *" $m "*) log "ERROR: --tune $m: it is taught by $personal_from's model, which exists only after adapt. Fix: leave it out of --tune"; exit 1 ;; esac
+  case " $taught " in *" $m "*) log "ERROR: --tune $m: it is taught by $teacher's model, which exists only after adapt. Fix: leave it out of --tune"; exit 1 ;; esac
 done
 pool_args=()
 for p in $pool; do
@@ -134,7 +145,7 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
   fi
   for spk in $speakers; do
     "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk" --source-checkpoint "$source_checkpoint" \
-      --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --taught "$taught" --teacher "$personal_from" \
+      --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --taught "$taught" --teacher "$teacher" \
       --key "$(cat "$data/$spk/.done")" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
@@ -142,7 +153,7 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
       from=$exp/$spk/${personal_from}_$amount$sfx
       psys=()
       for n in $personal_shots; do psys+=("finetune_${n}shots$sfx"); done
-      "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/personal" --source-checkpoint "$from/final.pt" \
+      "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --source-checkpoint "$from/final.pt" \
         --taught "" --key "$(cat "$data/$spk/.done") from=$(cat "$from/.done")" \
         --log-prefix "${log_prefix:+$log_prefix: }personalize for $spk from $from" \
         "$conf" "$lang" "$data/$spk/own" "${psys[@]}"
@@ -166,8 +177,8 @@ if [ "$part" = decode ] || [ "$part" = all ]; then
     { [ -n "$personal_shots" ] && $personalize; } || continue
     psys=()
     for n in $personal_shots; do for sfx in "${seed_suffixes[@]}"; do psys+=("finetune_${n}shots$sfx"); done; done
-    "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/personal" --test-sets "test_$spk" --decoding "$decoding" \
-      --results "$results" --method-prefix "${method_prefix}personal-" --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
+    "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --test-sets "test_$spk" --decoding "$decoding" \
+      --results "$results" --method-prefix "${method_prefix}$personal_prefix" --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
       "$lang" "$data/cuts" "${psys[@]}"
   done
   speechtl pool-sets --results "$results" --sets "${test_sets[*]}" --name test_loso_mean

@@ -295,3 +295,17 @@ def test_results_md_has_a_per_speaker_table_for_pooled_rows(tmp_path):
     assert "| method | data | a | b | test_loso_mean |" in md
     row = next(line for line in md.splitlines() if line.startswith("| finetune | 5shots | 10.00 | 30.00 |"))
     assert "20.00 (20/100)" in row
+
+
+def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    loso = Path(__file__).resolve().parents[1] / "steps" / "loso.sh"
+    argv = [str(loso), "--methods", "finetune dann", "--personal-shots", "1", "--personal-from", "pseudo-label"]
+    r = subprocess.run(
+        [*argv, "conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert r.returncode != 0
+    assert "--personal-from pseudo-label is not among --methods" in r.stdout + r.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()

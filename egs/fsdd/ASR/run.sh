@@ -48,6 +48,7 @@ loso=false
 loso_shots=5             # labelled shots per digit of each training speaker
 loso_methods="scratch finetune dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label"
 personal_shots="1 2 5"   # then the held-out speaker's own labelled shots on top of finetune (personalization)
+personal_from=finetune   # ...or on top of another --loso-methods system (rows <it>+personal-finetune)
 loso_tune=               # methods whose options are chosen on the held-out speakers' dev parts (conf/loso_sweep.yaml)
 loso_speakers=           # empty: every speaker of the corpus is held out in turn
 # A pretrained source beside exp/source (stages 5-6, official split): whisper:PATH_OR_ID or hf:PATH_OR_ID
@@ -159,6 +160,7 @@ fi
 pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 
 loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
+  --personal-from "$personal_from"
   --seeds "$seeds" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml --decoding "$decoding" --zero-shot-lang "$lang")
 if $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/loso.sh "${loso_opts[@]}" --part adapt --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
