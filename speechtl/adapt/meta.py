@@ -33,6 +33,13 @@ class MetaOptions:
     task_key: str = "speaker"
 
 
+@dataclass
+class FomamlOptions(MetaOptions):
+    #: FOMAML's outer learning rate: a plain SGD step on the held-out batch's gradient. Reptile's
+    #: 0.5 (a fraction of the way) made that step diverge (non-finite losses at once, fsdd).
+    meta_lr: float = 0.001
+
+
 def task_groups(cuts: CutSet, key: str) -> dict[str, CutSet]:
     if key not in ("speaker", "language"):
         raise SpeechtlError(f"task_key must be 'speaker' or 'language', got {key!r}")
@@ -126,6 +133,7 @@ class Fomaml(_Meta):
     everything is fine-tuned."""
 
     name = "fomaml"
+    Options = FomamlOptions
 
     def outer_gradient(self, trainer, params, batches):
         loss, _, _ = trainer._loss(next(batches), trainer.model, hooks=False)
