@@ -49,3 +49,16 @@ if is_done {marker} "$1"; then echo skipped; else echo working; mark_done {marke
     out = bash(script, "a=2").stdout
     assert "other arguments" in out and out.strip().endswith("working")
     assert marker.read_text() == "a=2"
+
+
+def test_run_parallel_shares_the_cores_among_the_jobs_it_has(tmp_path):
+    common = REPO / "utils" / "common.sh"
+    script = (
+        f'. "{common}"; show() {{ echo "$OMP_NUM_THREADS"; }}; '
+        f'run_parallel 4 "{tmp_path}" one show a; run_parallel 4 "{tmp_path}" many show a b c d; nproc'
+    )
+    cores = int(subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()[-1])
+    one = int((tmp_path / "one.a.log").read_text())
+    many = {int((tmp_path / f"many.{x}.log").read_text()) for x in "abcd"}
+    assert one == cores  # one job of NJ 4: every core
+    assert many == {max(1, cores // 4)}

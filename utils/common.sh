@@ -30,14 +30,16 @@ mark_done() {
 run_parallel() {
   # run_parallel NJ LOG_DIR STEP FUNC ARG...: runs "FUNC ARG" for every ARG, NJ at a time,
   # each in the background with its output in LOG_DIR/STEP.ARG.log and the machine's
-  # cores shared out (OMP_NUM_THREADS = cores / NJ). Waits for all; if any failed, names
+  # cores shared out (OMP_NUM_THREADS = cores / min(NJ, jobs)). Waits for all; if any failed, names
   # each failed job and its log and returns 1. Independent trainings or decodings of a
   # stage run this way (2 one-thread jobs beat one two-thread job on a small CPU).
   local nj=$1 log_dir=$2 step=$3 func=$4 arg i failed=0
   shift 4
-  local cores threads
+  local cores threads share=$nj
   cores=$(nproc 2>/dev/null || echo 1)
-  threads=$(( cores / nj )); [ "$threads" -ge 1 ] || threads=1
+  [ "$#" -ge "$share" ] || share=$#  # fewer jobs than NJ: each gets a bigger share
+  [ "$share" -ge 1 ] || share=1
+  threads=$(( cores / share )); [ "$threads" -ge 1 ] || threads=1
   mkdir -p "$log_dir"
   local pids=() names=()
   for arg in "$@"; do
