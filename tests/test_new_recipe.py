@@ -217,6 +217,28 @@ def test_rerun_does_nothing(recipe_run):
     assert (recipe / "exp" / "finetune_0.3min" / "final.pt").resolve().stat().st_mtime_ns == before
 
 
+def test_options_tuned_on_the_dev_split_of_a_generated_recipe(recipe_run):
+    """--tune: a grid of conf/sweep.yaml trained at the smallest amount and scored on dev only;
+    the tuned method adapts again, the other (its options unchanged) is left as it was."""
+    import yaml
+
+    recipe = recipe_run[0]
+    final = {m: recipe / "exp" / f"{m}_0.3min" / "final.pt" for m in ("finetune", "freeze")}
+    before = {m: p.resolve().stat().st_mtime_ns for m, p in final.items()}
+    r = run(recipe, "--stage", "3", "--tune", "finetune")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    grid = yaml.safe_load((recipe / "conf" / "sweep.yaml").read_text())["finetune"]["train.lr"]
+    with open(recipe / "exp" / "sweep" / "finetune" / "sweep.tsv") as f:
+        assert len(list(csv.DictReader(f, delimiter="\t"))) == len(grid)
+    for trial in (recipe / "exp" / "sweep" / "finetune").glob("trial-*"):
+        assert all("-dev-" in p.name for p in (trial / "decode").iterdir() if p.is_file())  # never test
+    assert "# sweep: finetune:" in (recipe / "exp" / "adapt_tuned.yaml").read_text()
+    after = {m: p.resolve().stat().st_mtime_ns for m, p in final.items()}
+    assert after["freeze"] == before["freeze"] and after["finetune"] != before["finetune"]
+    r = run(recipe, "--stage", "3", "--tune", "finetune")
+    assert r.returncode == 0 and "Stage" not in r.stdout, r.stdout[-2000:]  # chosen once
+
+
 def test_leave_one_speaker_out_in_a_generated_recipe(recipe_run):
     """--loso true: each speaker of the user's corpus in turn never heard, an unlabelled-audio
     method on its untranscribed part, pooled rows; the recipe's own rows stay."""

@@ -148,6 +148,7 @@ def recipe_conf(cfg: RecipeConfig) -> str:
         ("speed_perturb", cfg.speed_perturb, "extra speed-perturbed copies of the labelled train audio"),
         ("decoding", cfg.decoding, "decodings of dev and test; the last is plotted"),
         ("seeds", "", "training seeds: a run per method x amount x seed (<method>_<amount>_s<seed>); empty: one"),
+        ("tune", "", "methods whose options stage 3 first chooses on the dev split (conf/sweep.yaml)"),
     ]
     head = [
         "# shellcheck shell=bash",
@@ -180,10 +181,11 @@ def new_recipe(cfg: RecipeConfig, force: bool = False) -> Path:
         if name in EXECUTABLE:
             (out / name).chmod(0o755)
     (out / "conf" / "recipe.conf").write_text(recipe_conf(cfg), encoding="utf-8")
-    shutil.copyfile(str(resources.files("speechtl.recipe") / "templates" / "adapt.yaml"), out / "conf" / "adapt.yaml")
+    for conf in ("adapt.yaml", "sweep.yaml"):
+        shutil.copyfile(str(resources.files("speechtl.recipe") / "templates" / conf), out / "conf" / conf)
     for d in LINKS:
         _link(root / d, out / d)
-    logging.info(f"wrote {out}: run.sh, cmd.sh, path.sh, README.md, conf/recipe.conf, conf/adapt.yaml")
+    logging.info(f"wrote {out}: run.sh, cmd.sh, path.sh, README.md, conf/recipe.conf, conf/adapt.yaml, conf/sweep.yaml")
     if not cfg.source:
         logging.warning(
             f"no --source: {out}/run.sh will import and validate the corpus (stage 0) and then stop "

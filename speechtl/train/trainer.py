@@ -131,9 +131,10 @@ class TrainConfig:
     #: Updates with a non-finite loss or gradient are skipped; this many in a row stop the run.
     max_bad_batches: int = 5
     #: Keep only the newest this many epoch-N.pt (never fewer than average_last, so the
-    #: average still finds its epochs); 0 keeps every one. Each holds the optimizer state:
-    #: a pretrained encoder's epochs are ~3x its weights apiece and can fill a disk.
-    keep_epochs: int = 0
+    #: average still finds its epochs); 0 keeps every one. Each holds the optimizer state
+    #: (a pretrained encoder's ~3x its weights), and a short run of many small epochs writes
+    #: dozens: 60 few-shot systems of 75 epochs filled 38 GB here before this default.
+    keep_epochs: int = 10
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int):

@@ -6,6 +6,7 @@
 #   ./run.sh --stage 3 --methods "finetune freeze"   re-adapt some methods, then decode and report
 #   ./run.sh --source /abs/path/exp/source/final.pt  another source (any conf/recipe.conf line is an option)
 #   ./run.sh --minutes "2 10" --nj 4                 other nested amounts; 4 jobs at a time
+#   ./run.sh --stage 3 --tune "finetune freeze"      first choose their options on the dev split (conf/sweep.yaml)
 #   ./run.sh --stage 3 --loso true --loso-methods "finetune dann pseudo-label"   leave-one-speaker-out
 #     (steps/loso.sh): each speaker in turn is never heard; rows test_<speaker> and test_loso_mean
 # Stages: 0 import + validate, 1 fbank at the source's rate and mel bins + nested amounts of
@@ -36,6 +37,7 @@ lm_order=3
 speed_perturb=
 decoding=greedy,hlg
 seeds=
+tune=                # methods whose options stage 3 first chooses on the dev split (conf/sweep.yaml)
 # Leave-one-speaker-out (stages 3-5 with --loso true): per held-out speaker, 20% of its recordings
 # test, 10% dev, the rest untranscribed audio for the unlabelled-audio methods.
 loso=false
@@ -43,7 +45,7 @@ loso_methods=        # empty: $methods
 loso_minutes=0       # minutes of the other speakers' audio to adapt on; 0: all of it
 personal_shots=      # N own labelled shots per transcript of the held-out speaker (repeated transcripts only)
 . conf/recipe.conf
-help_message=$(sed -n '2,14p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,15p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -166,9 +168,24 @@ if $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
 fi
 
+adapt_conf=conf/adapt.yaml
+if ! $loso && [ -n "$tune" ] && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  # Options chosen on dev, never on test: each --tune method's grid at the smallest amount, the
+  # same train.num_steps per candidate as every method; the choice -> exp/adapt_tuned.yaml.
+  case " $test_sets " in *" dev "*) ;; *)
+    log "ERROR: --tune chooses options on a dev split, and $manifests has only: $test_sets. Fix: give the corpus a dev split, or leave --tune empty"
+    exit 1 ;;
+  esac
+  fewest=$(head -n 1 $fbank/amounts.txt | cut -d' ' -f1)
+  steps/tune.sh --nj "$nj" --methods "$tune" --source-checkpoint "$source" --log-prefix "Stage 3" \
+    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" conf/adapt.yaml conf/sweep.yaml $lang \
+    "${cuts}_train_$fewest.jsonl.gz" "${cuts}_dev.jsonl.gz" exp/sweep exp/adapt_tuned.yaml
+fi
+[ -z "$tune" ] || adapt_conf=exp/adapt_tuned.yaml
+
 if ! $loso && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   steps/adapt_all.sh --nj "$nj" --log-prefix "Stage 3" --source-checkpoint "$source" \
-    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" conf/adapt.yaml $lang "${cuts}_train" "${systems[@]}"
+    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" "$adapt_conf" $lang "${cuts}_train" "${systems[@]}"
 fi
 
 if ! $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
