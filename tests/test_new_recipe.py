@@ -272,7 +272,7 @@ def test_two_recipes_differ_in_config_only(recipe_run, tiny_source, fsdd_dir, eg
     for link in ["steps", "utils", "local"]:
         assert os.readlink(first / link) == os.readlink(second / link)
         assert (second / link).resolve() == REPO / link
-    assert sorted(p.name for p in (second / "conf").iterdir()) == ["adapt.yaml", "recipe.conf"]
+    assert sorted(p.name for p in (second / "conf").iterdir()) == ["adapt.yaml", "recipe.conf", "sweep.yaml"]
     conf = (second / "conf" / "recipe.conf").read_text()
     assert f"corpus_dir={corpus}" in conf and "minutes='1 2'" in conf and "recipe=lucas" in conf
     assert conf != (first / "conf" / "recipe.conf").read_text()
