@@ -35,12 +35,19 @@ teacher_of() {
   case " $taught " in *" $sys_method "*) echo "$exp_dir/${teacher}_${sys_data}${sys_seed:+_s$sys_seed}/final.pt" ;; esac
 }
 
+# speechtl conf-key of each method: the conf's sections it reads (not the other methods' options,
+# nor comments). Once per method: every key of its systems below uses it.
+declare -A conf_key=()
+for s in "$@"; do
+  split_system "$s"
+  [ -n "${conf_key[$sys_method]:-}" ] || conf_key[$sys_method]=$(speechtl conf-key --config "$config" --method "$sys_method")
+done
+
 adapt_key() {
-  # speechtl conf-key: the conf's sections this method reads (not the other methods' options, nor comments).
   local t
   t=$(teacher_of "$1")
   split_system "$1"
-  echo "${key:+$key }$(speechtl conf-key --config "$config" --method "$sys_method") system=$1${t:+ teacher=$(cat "$(dirname "$t")/.done" 2>/dev/null)}"
+  echo "${key:+$key }${conf_key[$sys_method]} system=$1${t:+ teacher=$(cat "$(dirname "$t")/.done" 2>/dev/null)}"
 }
 
 adapt() {

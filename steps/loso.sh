@@ -119,8 +119,7 @@ conf=$config
 [ -n "$tune" ] && conf=$exp/adapt_tuned.yaml
 seed_suffixes=()
 for s in ${seeds:-conf}; do seed_suffixes+=("${seeds:+_s$s}"); done
-systems=()
-for m in $methods; do for sfx in "${seed_suffixes[@]}"; do systems+=("${m}_$amount$sfx"); done; done
+mapfile -t systems < <(system_names "$methods" "$amount" "$seeds")
 
 # --- adapt: tune on the dev parts, then every method for every held-out speaker ---------------
 if [ "$part" = adapt ] || [ "$part" = all ]; then
@@ -175,8 +174,7 @@ if [ "$part" = decode ] || [ "$part" = all ]; then
       --results "$results" --method-prefix "$method_prefix" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
       "$lang" "$data/cuts" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
-    psys=()
-    for n in $personal_shots; do for sfx in "${seed_suffixes[@]}"; do psys+=("finetune_${n}shots$sfx"); done; done
+    mapfile -t psys < <(system_names finetune "$personal_shots" "$seeds" shots)
     "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --test-sets "test_$spk" --decoding "$decoding" \
       --results "$results" --method-prefix "${method_prefix}$personal_prefix" --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
       "$lang" "$data/cuts" "${psys[@]}"

@@ -86,6 +86,18 @@ corpus_or_download() {
   printf -v "$var" '%s' "$dir"
 }
 
+system_names() {
+  # system_names "METHODS" "AMOUNTS" "SEEDS" [UNIT]: one <method>_<amount><UNIT>[_s<seed>] a line, for
+  # every amount, method and seed in that order (no seeds: no _s suffix, the conf's seed), the names
+  # split_system reads back. mapfile -t systems < <(system_names "$methods" "$shots" "$seeds" shots)
+  local methods=$1 amounts=$2 seeds=$3 unit=${4:-} a m s
+  for a in $amounts; do
+    for m in $methods; do
+      for s in ${seeds:-conf}; do echo "${m}_$a$unit${seeds:+_s$s}"; done
+    done
+  done
+}
+
 # shellcheck disable=SC2034  # sys_method, sys_data and sys_seed are for the caller
 split_system() {
   # split_system SYSTEM: sets sys_method, sys_data and sys_seed from <method>_<amount>[_s<seed>]

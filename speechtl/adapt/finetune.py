@@ -5,9 +5,11 @@ see :mod:`speechtl.adapt.transfer`) and then differ only in which parameters
 the optimizer sees and at what learning rate.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from speechtl.adapt.base import Method, register_method
@@ -170,10 +172,6 @@ class LpFt(Method):
     uses_source = True
 
     def before_training(self, trainer, cuts, aux_cuts) -> None:
-        import logging
-
-        import torch
-
         o = self.options
         if o.probe_steps < 0 or o.probe_lr <= 0:
             raise SpeechtlError(f"lp-ft: probe_steps must be >= 0 and probe_lr > 0, got {o.probe_steps}, {o.probe_lr}")

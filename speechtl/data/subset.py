@@ -138,7 +138,7 @@ def split_rest(
     dev, rest = [], []
     for _, ids in sorted(classes.items()):
         n_dev = min(dev_shots, max(0, len(ids) - labelled_shots))
-        dev += ids[len(ids) - n_dev :] if n_dev else []
+        dev += ids[len(ids) - n_dev :]
         rest += ids[labelled_shots : len(ids) - n_dev]
     logging.info(
         f"rest of {labelled_shots} shot(s): {len(dev)} dev utterances (up to {dev_shots} per class), "

@@ -141,22 +141,11 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   fi
 fi
 
-systems=()
-for n in $shots; do
-  for method in $methods; do
-    for s in ${seeds:-conf}; do systems+=("${method}_${n}shots${seeds:+_s$s}"); done
-  done
-done
+mapfile -t systems < <(system_names "$methods" "$shots" "$seeds" shots)
 
 pt_systems=()
 pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
-if [ -n "$pretrained" ]; then
-  for n in $shots; do
-    for method in $pretrained_methods; do
-      for s in ${seeds:-conf}; do pt_systems+=("${method}_${n}shots${seeds:+_s$s}"); done
-    done
-  done
-fi
+[ -z "$pretrained" ] || mapfile -t pt_systems < <(system_names "$pretrained_methods" "$shots" "$seeds" shots)
 pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 
 loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"

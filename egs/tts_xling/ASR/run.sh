@@ -112,22 +112,11 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   fi
 fi
 
-systems=()
-for m in $target_minutes; do
-  for method in $methods; do
-    for s in ${seeds:-conf}; do systems+=("${method}_${m}min${seeds:+_s$s}"); done
-  done
-done
+mapfile -t systems < <(system_names "$methods" "$target_minutes" "$seeds" min)
 
 pt_systems=()
 pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
-if [ -n "$pretrained" ]; then
-  for m in $target_minutes; do
-    for method in $pretrained_methods; do
-      for s in ${seeds:-conf}; do pt_systems+=("${method}_${m}min${seeds:+_s$s}"); done
-    done
-  done
-fi
+[ -z "$pretrained" ] || mapfile -t pt_systems < <(system_names "$pretrained_methods" "$target_minutes" "$seeds" min)
 pt_key="$(cat $fbank/.done 2>/dev/null || true) source=$pretrained"
 
 adapt_conf=conf/adapt.yaml

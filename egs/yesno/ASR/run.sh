@@ -39,15 +39,10 @@ dl_dir=download
 manifests=data/manifests
 fbank=data/fbank
 lang=data/lang
-systems=()
-for s in ${seeds:-conf}; do systems+=("scratch_all${seeds:+_s$s}"); done
+mapfile -t systems < <(system_names scratch all "$seeds")
 pt_systems=()
 pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
-if [ -n "$pretrained" ]; then
-  for method in $pretrained_methods; do
-    for s in ${seeds:-conf}; do pt_systems+=("${method}_all${seeds:+_s$s}"); done
-  done
-fi
+[ -z "$pretrained" ] || mapfile -t pt_systems < <(system_names "$pretrained_methods" all "$seeds")
 
 corpus_or_download corpus_dir $dl_dir/waves_yesno yesno yesno "yesno"
 

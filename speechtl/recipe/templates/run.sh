@@ -148,11 +148,7 @@ fi
 systems=()
 if [ "$stop_stage" -ge 3 ]; then
   [ -f $fbank/amounts.txt ] || { log "ERROR: $fbank/amounts.txt is missing: run stage 1 first"; exit 1; }
-  while read -r label _; do
-    for method in $methods; do
-      for s in ${seeds:-conf}; do systems+=("${method}_$label${seeds:+_s$s}"); done
-    done
-  done < $fbank/amounts.txt
+  mapfile -t systems < <(system_names "$methods" "$(cut -d' ' -f1 $fbank/amounts.txt)" "$seeds")
 fi
 
 loso_args=(--nj "$nj" --minutes "$loso_minutes" --methods "${loso_methods:-$methods}" --personal-shots "$personal_shots"
