@@ -381,6 +381,12 @@ def cmd_conf_key(a):
     print(f"conf={method_digest(load_yaml(a.config), a.method)}")
 
 
+def cmd_tuned_conf(a):
+    from speechtl.adapt.sweep import refresh_tuned_config
+
+    refresh_tuned_config(a.config, a.output, a.drop)
+
+
 def cmd_rest_split(a):
     from speechtl.data.subset import write_rest
 
@@ -776,6 +782,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=Path, required=True)
     s.add_argument("--method", required=True)
     s.set_defaults(func=cmd_conf_key)
+
+    s = sub.add_parser(
+        "tuned-conf",
+        help="rebuild a tuned conf from its base conf as it is now, keeping the options chosen for the methods "
+        "it records as tuned (its '# sweep: METHOD:' lines), except --drop's (steps/tune.sh: their choice is stale)",
+    )
+    s.add_argument("--config", type=Path, required=True, help="the base adapt conf")
+    s.add_argument("--output", type=Path, required=True, help="the tuned conf (created from the base if missing)")
+    s.add_argument("--drop", nargs="*", default=[], metavar="METHOD")
+    s.set_defaults(func=cmd_tuned_conf)
 
     s = sub.add_parser(
         "rest-split",

@@ -6,9 +6,11 @@
 # <dev-cuts> only, and writes the lowest-dev-WER point into <tuned-config> (a copy of
 # <adapt-config> with the chosen options), which adaptation then trains with. --nj methods
 # are swept at a time (logs: <exp-dir>/log/sweep.<method>.log; trials: <exp-dir>/<method>/).
-# A method is swept again only when its own key changed (--key, its grid line, --trials,
-# --train-seeds, the cuts, the source); a changed <adapt-config> sweeps every method again into a fresh
-# <tuned-config>. A method tuned once stays tuned in <tuned-config> until then.
+# A method is swept again only when its own key changed: --key, its grid line, --trials, --train-seeds,
+# the cuts, the source, and what it reads from <adapt-config> (speechtl conf-key: the train section and
+# its own entry; comments and other methods' entries do not count). <tuned-config> is rebuilt from
+# <adapt-config> on every run (speechtl tuned-conf), so an edit there reaches it at once; a method
+# tuned once keeps its chosen options until its own entry or the train section changes.
 set -euo pipefail
 nj=2
 methods=
@@ -39,15 +41,25 @@ for m in $methods; do
   grep -q "^$m:" "$space" || { log "ERROR: $space has no search space for $m. Fix: add a line '$m: {train.lr: [...]}'"; exit 1; }
 done
 
-base="$(cksum < "$config") tuned=$tuned"
-if ! is_done "$exp/.base" "$base" || [ ! -f "$tuned" ]; then
-  rm -f "$tuned" "$exp"/*/.done
-  mark_done "$exp/.base" "$base"
-fi
 method_key() {
   echo "${key:+$key }space=$(grep "^$1:" "$space") trials=$trials seeds=$train_seeds train=$train dev=$dev" \
-    "unlabelled=$unlabelled_cuts src=$source_checkpoint decoding=$decoding"
+    "unlabelled=$unlabelled_cuts src=$source_checkpoint decoding=$decoding tuned=$tuned" \
+    "$(speechtl conf-key --config "$config" --method "$1")"
 }
+# A choice is stale when its method's key changed: for --methods, any part of it (they are swept
+# again below); for the other tuned methods, what they read from <adapt-config> (their options then
+# fall back to its own, since nothing here sweeps them).
+stale=()
+if [ -f "$tuned" ]; then
+  mapfile -t were_tuned < <(sed -n 's/^# sweep: \([^:]*\):.*/\1/p' "$tuned")
+  for m in "${were_tuned[@]}"; do
+    case " $methods " in
+      *" $m "*) [ "$(cat "$exp/$m/.done" 2>/dev/null)" = "$(method_key "$m")" ] || stale+=("$m") ;;  # said below
+      *) grep -qF "$(speechtl conf-key --config "$config" --method "$m")" "$exp/$m/.done" 2>/dev/null || stale+=("$m") ;;
+    esac
+  done
+fi
+speechtl tuned-conf --config "$config" --output "$tuned" --drop "${stale[@]}"
 todo=()
 for m in $methods; do
   if is_done "$exp/$m/.done" "$(method_key "$m")" && grep -q "^# sweep: $m:" "$tuned"; then continue; fi

@@ -9,7 +9,18 @@ import torch
 import yaml
 from lhotse import CutSet
 
-from speechtl.adapt.sweep import Candidate, Trial, best_trial, budget_of, candidates, load_space, parse_space
+from speechtl.adapt.sweep import (
+    Candidate,
+    Trial,
+    best_trial,
+    budget_of,
+    candidates,
+    load_space,
+    parse_space,
+    refresh_tuned_config,
+    tuned_methods,
+    write_tuned_config,
+)
 from speechtl.errors import SpeechtlError
 
 
@@ -64,6 +75,35 @@ def test_budget_is_the_same_for_every_method(tmp_path):
         budget_of({"train": {"num_epochs": 3}}, "finetune", None, tmp_path)
 
 
+def test_tuned_conf_follows_its_base_and_keeps_only_fresh_choices(tmp_path):
+    """The tuned conf is rebuilt from the base: an edit of the base reaches it, a chosen option
+    survives the edit of another method, and a dropped (stale) choice falls back to the base's."""
+    base, out = tmp_path / "adapt.yaml", tmp_path / "tuned.yaml"
+    base.write_text("train: {num_steps: 100, lr: 0.001}\nmethods:\n  finetune: {}\n  dann: {options: {weight: 0.1}}\n")
+    write_tuned_config(base, out, "finetune", Candidate({}, {"lr": 0.004}), 100, "lr 0.004 on dev")
+    write_tuned_config(base, out, "dann", Candidate({"weight": 0.3}, {}), 100, "weight 0.3 on dev")
+    assert tuned_methods(out) == ["finetune", "dann"]
+    base.write_text(
+        "# a comment\ntrain: {num_steps: 100, lr: 0.001, warmup_steps: 7}\nmethods:\n  finetune: {}\n"
+        "  dann: {options: {weight: 0.1}}\n  coral: {options: {weight: 3.0}}\n"
+    )
+    refresh_tuned_config(base, out)
+    conf = yaml.safe_load(out.read_text())
+    assert conf["train"]["warmup_steps"] == 7 and conf["methods"]["coral"] == {"options": {"weight": 3.0}}
+    assert (
+        conf["methods"]["finetune"] == {"train": {"lr": 0.004}} and conf["methods"]["dann"]["options"]["weight"] == 0.3
+    )
+    refresh_tuned_config(base, out, drop=["dann"])
+    conf = yaml.safe_load(out.read_text())
+    assert tuned_methods(out) == ["finetune"] and conf["methods"]["dann"] == {"options": {"weight": 0.1}}
+    assert conf["methods"]["finetune"] == {"train": {"lr": 0.004}}
+    write_tuned_config(base, out, "dann", Candidate({"weight": 0.1}, {"lr": 0.001}), 100, "the conf's own on dev")
+    assert yaml.safe_load(out.read_text())["methods"]["dann"] == {"options": {"weight": 0.1}}  # as it was: same key
+    fresh = tmp_path / "new.yaml"
+    refresh_tuned_config(base, fresh)  # no tuned conf yet: the base's content
+    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(base.read_text()) and tuned_methods(fresh) == []
+
+
 def test_sweep_tunes_on_dev_and_writes_the_conf(small_yesno, tmp_path):
     from speechtl.cli import main
 
@@ -99,6 +139,20 @@ def test_sweep_tunes_on_dev_and_writes_the_conf(small_yesno, tmp_path):
         assert decoded and all("-dev-" in n for n in decoded), decoded  # dev only: no test set
     # The tuned conf is what the recipe trains with: cmd_train accepts it.
     assert main(["train", "--config", str(out), "--method", "scratch", "--lang-dir", str(lang.dir), "--train-cuts", str(tmp_path / "train.jsonl.gz"), "--exp-dir", str(tmp_path / "final"), "--set", "num_steps=1"]) == 0  # fmt: skip
+
+    # A finished trial is reused by the same sweep, and trained again once the conf it read
+    # changed under the same path (the method's options here; another method's would not count).
+    trained = {t: (t / "final.pt").stat().st_mtime_ns for t in (tmp_path / "sweep").glob("trial-*")}
+    assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out), "--num-steps", "4"]) == 0
+    assert {t: (t / "final.pt").stat().st_mtime_ns for t in trained} == trained
+    conf.write_text(conf.read_text().replace("  finetune: {}\n", "  finetune: {train: {lr: 0.5}}\n"))
+    assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out), "--num-steps", "4"]) == 0
+    assert {t: (t / "final.pt").stat().st_mtime_ns for t in trained} == trained
+    conf.write_text(
+        conf.read_text().replace("scratch: {train: {warmup_steps: 1}}", "scratch: {train: {warmup_steps: 2}}")
+    )
+    assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out), "--num-steps", "4"]) == 0
+    assert all((t / "final.pt").stat().st_mtime_ns != m for t, m in trained.items())
 
 
 def test_flags_read_back_as_the_values_they_were():

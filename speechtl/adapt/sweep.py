@@ -176,6 +176,25 @@ class Fold:
     train_argv: tuple[str, ...]
     dev: dict[str, Any] = field(hash=False)
     subdir: str = ""  # "" for a one-fold sweep: trial-NN/ itself
+    #: What the run reads beyond its flags (:func:`_inputs_fingerprint`): part of a trial's key.
+    inputs: str = ""
+
+
+def _inputs_fingerprint(config: Path, method: str, paths: Sequence[Path | str | None]) -> str:
+    """The method's view of the conf (speechtl conf-key) and each local file's size and mtime.
+    A finished trial is reused only when its flags *and* these are the same: the flags name
+    the conf, the cuts and the source by path, and a path can keep its name while its content
+    changes (an edited conf, a retrained source, a re-split dev set)."""
+    from speechtl.config import method_digest
+
+    parts = [method_digest(load_yaml(config), method)]
+    for p in paths:
+        if p is None:
+            continue
+        q = Path(str(p).split(":", 1)[1] if str(p).startswith(("whisper:", "hf:")) else p)
+        st = q.stat() if q.exists() else None
+        parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}" if st else f"{p}:absent")
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 
 def _run_fold(index: int, cand: Candidate, fold: Fold, budget: int, trial_dir: Path):
@@ -186,7 +205,7 @@ def _run_fold(index: int, cand: Candidate, fold: Fold, budget: int, trial_dir: P
     argv = [*fold.train_argv, "--exp-dir", str(run_dir), "--set", f"num_steps={budget}"]
     argv += [a for k, v in cand.train.items() for a in ("--set", f"{k}={_flag(v)}")]
     argv += [a for k, v in cand.options.items() for a in ("--option", f"{k}={_flag(v)}")]
-    key = hashlib.sha1(json.dumps([argv, fold.dev["cuts_path"]], default=str).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([argv, fold.dev["cuts_path"], fold.inputs], default=str).encode()).hexdigest()
     marker = run_dir / ".sweep-key"
     if marker.is_file() and marker.read_text() != key:
         shutil.rmtree(run_dir)  # another candidate's run: do not resume it
@@ -213,35 +232,87 @@ def _run_trial(index: int, cand: Candidate, folds: Sequence[Fold], budget: int, 
     return Trial(index, cand, wer, errors, words, trial_dir)
 
 
+NOTE_PREFIX = "# sweep: "
+
+
+def tuned_methods(out: Path) -> list[str]:
+    """The methods a tuned conf records as tuned: its ``# sweep: <method>: ...`` lines."""
+    out = Path(out)
+    if not out.is_file():
+        return []
+    lines = out.read_text(encoding="utf-8").splitlines()
+    return [line[len(NOTE_PREFIX) :].split(":", 1)[0] for line in lines if line.startswith(NOTE_PREFIX)]
+
+
+def _rebuilt(base: Path, out: Path, drop: Sequence[str]) -> tuple[dict, list[str]]:
+    """``base`` as it is now, with the entries of the methods ``out`` records as tuned (less
+    ``drop``) carried over, and the train.num_steps budget they were chosen at; the kept notes."""
+    conf = load_yaml(base)
+    conf["methods"] = dict(conf.get("methods") or {})
+    keep = [m for m in tuned_methods(out) if m not in set(drop)]
+    notes = []
+    if keep:
+        prev = load_yaml(out)
+        old = prev.get("methods") or {}
+        for m in keep:
+            conf["methods"][m] = old.get(m) or {}
+        steps = (prev.get("train") or {}).get("num_steps")
+        if steps is not None:
+            conf["train"] = {**(conf.get("train") or {}), "num_steps": steps}
+        lines = Path(out).read_text(encoding="utf-8").splitlines()
+        notes = [n for n in lines if n.startswith(NOTE_PREFIX) and n[len(NOTE_PREFIX) :].split(":", 1)[0] in keep]
+    return conf, notes
+
+
+def _write(out: Path, conf: dict, notes: list[str]) -> None:
+    with atomic_path(out) as tmp:
+        tmp.write_text("".join(n + "\n" for n in notes) + yaml.safe_dump(conf, sort_keys=False), encoding="utf-8")
+
+
+def _locked(out: Path):
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(out.with_name(out.name + ".lock"), "w")  # noqa: SIM115 (the caller's with closes it)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def refresh_tuned_config(base: Path, out: Path, drop: Sequence[str] = ()) -> Path:
+    """Rebuild ``out`` from ``base`` as it is now, keeping the chosen options of the methods
+    ``out`` records as tuned, except ``drop`` (whose choice is stale: they fall back to the
+    base's options until swept again). Why rebuild: an edit of the base (another method's
+    options, a new method, the train section) must reach the tuned conf without sweeping
+    the methods it does not concern, and a stale choice must not outlive its base."""
+    out = Path(out)
+    with _locked(out):
+        conf, notes = _rebuilt(base, out, drop)
+        _write(out, conf, notes)
+    return out
+
+
 def write_tuned_config(base: Path, out: Path, method: str, chosen: Candidate, budget: int, note: str) -> Path:
-    """``out`` (or, the first time, a copy of ``base``) with methods.<method> set to the
-    conf's own options and train overrides updated by ``chosen``'s, and train.num_steps
+    """``out`` rebuilt from ``base`` (:func:`refresh_tuned_config`) with methods.<method> set to
+    the base's own options and train overrides updated by those of ``chosen``'s that differ
+    from what the method runs with already, and train.num_steps
     set to the budget the options were chosen at (the one every method then trains for).
     Sweeps of several methods may run at once (steps/tune.sh --nj): the read-modify-write
     holds a lock beside ``out``, so no method's choice is lost."""
-    import fcntl
-
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        conf = load_yaml(out if out.is_file() else base)
+    with _locked(out):
+        conf, notes = _rebuilt(base, out, [method])
         conf["train"] = {**(conf.get("train") or {}), "num_steps": budget}
-        methods = conf.setdefault("methods", {}) or {}
-        conf["methods"] = methods
-        entry = dict(methods.get(method) or {})
+        entry = dict(conf["methods"].get(method) or {})
+        # A chosen value the method already runs with is not written again: the method's
+        # conf-key (its .done) stays the same, so a system trained with it is not trained twice.
+        now = {"options": entry.get("options") or {}, "train": {**conf["train"], **(entry.get("train") or {})}}
         for part in ("options", "train"):
-            merged = {**(entry.get(part) or {}), **getattr(chosen, part)}
+            new = {k: v for k, v in getattr(chosen, part).items() if k not in now[part] or now[part][k] != v}
+            merged = {**(entry.get(part) or {}), **new}
             if merged:
                 entry[part] = merged
-        methods[method] = entry
-        old = out.read_text(encoding="utf-8").splitlines() if out.is_file() else []
-        notes = [line for line in old if line.startswith("# sweep:") and not line.startswith(f"# sweep: {method}:")]
-        with atomic_path(out) as tmp:
-            tmp.write_text(
-                "\n".join([*notes, f"# sweep: {method}: {note}"]) + "\n" + yaml.safe_dump(conf, sort_keys=False),
-                encoding="utf-8",
-            )
+        conf["methods"][method] = entry
+        _write(out, conf, [*notes, f"{NOTE_PREFIX}{method}: {note}"])
     return out
 
 
@@ -308,10 +379,15 @@ def sweep(
             device=device,
         )
         fold_dir = f"fold-{k}" if len(trains) > 1 else ""
+        inputs = _inputs_fingerprint(
+            config,
+            method,
+            [train, dev_path, unls[k] if unls else None, source_cuts, source_checkpoint, Path(lang_dir) / "tokens.txt"],
+        )
         for s in train_seeds or [None]:
             seeded = argv if s is None else [*argv, "--set", f"seed={int(s)}"]
             sub = "/".join(p for p in (fold_dir, "" if s is None else f"seed-{int(s)}") if p)
-            folds.append(Fold(tuple(seeded), dev, sub))
+            folds.append(Fold(tuple(seeded), dev, sub, inputs))
     done = [_run_trial(i, c, folds, budget, exp_dir) for i, c in enumerate(cands)]
     best = best_trial(done)
     with open(exp_dir / "sweep.tsv", "w", encoding="utf-8") as f:

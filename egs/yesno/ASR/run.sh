@@ -88,10 +88,12 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
       mark_done "$exp/.done" "$key"
     fi
   done
-  key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < "$pretrained_config") source=$pretrained"
   for system in "${pt_systems[@]}"; do
     split_system "$system"
     exp=$pt_exp/$system
+    # keyed on what this method reads from the conf (speechtl conf-key), so adding or editing
+    # another method's entry trains nothing again
+    key="$(cat $fbank/.done) $(cat $lang/.done) $(speechtl conf-key --config "$pretrained_config" --method "$sys_method") source=$pretrained"
     if ! is_done "$exp/.done" "$key"; then
       reset_if_changed "$exp" "$key"
       log "Stage 4: $sys_method from $pretrained ($pretrained_config${sys_seed:+, seed $sys_seed}) into $exp"
