@@ -30,6 +30,7 @@ methods="scratch finetune"
 personal_shots=
 personal_from=finetune
 teacher=finetune   # of the --taught methods
+teacher_exp=       # where the teacher systems are (<dir>/<speaker>/<teacher>_<amount>); empty: <exp-dir>
 personalize=true   # false: split the own shots (--personal-shots) but train no personalized systems
 seeds=
 tune=
@@ -47,7 +48,7 @@ help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <
   --part split|adapt|decode|all   --speakers 'a b' (default: every speaker of the pool)
   --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
   --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
-  --taught 'kd pseudo-label' --teacher finetune
+  --taught 'kd pseudo-label' --teacher finetune [--teacher-exp exp/loso_whisper]   (a teacher of another source)
   --personal-shots '1 2 5' --personal-from finetune [--personalize false]   own-shot personalization rows
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
@@ -142,10 +143,15 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
       mark_done "$exp/sweep/.done" "$tkey"
     fi
   fi
+  # Systems of another source (whisper:..., hf:...) are keyed on it too: the split's key holds
+  # only the own source's.
+  src_key=
+  [ "$source_checkpoint" = exp/source/final.pt ] || src_key=" src=$source_checkpoint"
   for spk in $speakers; do
     "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk" --source-checkpoint "$source_checkpoint" \
       --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --taught "$taught" --teacher "$teacher" \
-      --key "$(cat "$data/$spk/.done")" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
+      ${teacher_exp:+--teacher-dir "$teacher_exp/$spk"} \
+      --key "$(cat "$data/$spk/.done")$src_key" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
     for sfx in "${seed_suffixes[@]}"; do

@@ -309,3 +309,29 @@ def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(t
     assert r.returncode != 0
     assert "--personal-from pseudo-label is not among --methods" in r.stdout + r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
+
+
+def test_a_teacher_of_another_source_must_be_trained_before_it_teaches(tmp_path):
+    """adapt_all --teacher-dir (loso.sh --teacher-exp: e.g. Whisper's fold systems teach this
+    source's pseudo-label): an untrained teacher there stops the run before any training."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    steps = Path(__file__).resolve().parents[1] / "steps"
+    (tmp_path / "conf.yaml").write_text("train: {num_steps: 1}\nmethods:\n  pseudo-label: {}\n")
+    (tmp_path / "whisper" / "finetune_1shots").mkdir(parents=True)  # no .done: not trained
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+    def adapt_all(*options: str) -> str:
+        argv = [str(steps / "adapt_all.sh"), *options, "--exp-dir", "exp", "conf.yaml", "lang", "cuts"]
+        r = subprocess.run([*argv, "pseudo-label_1shots"], cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert r.returncode != 0
+        return r.stdout + r.stderr
+
+    out = adapt_all("--teacher-dir", str(tmp_path / "whisper"))
+    assert f"taught by {tmp_path / 'whisper' / 'finetune_1shots'}, which is not trained" in out, out
+    assert not (tmp_path / "exp" / "pseudo-label_1shots").exists()
+    # a round 2 taught by round 1 needs round 1 elsewhere: in one exp dir it would teach itself
+    assert "would teach itself" in adapt_all("--teacher", "pseudo-label")

@@ -159,3 +159,20 @@ def test_lp_ft_probes_the_output_layer_alone_then_fine_tunes_everything(small_ye
     assert len(moved) == len(before), set(before) - set(moved)
     with pytest.raises(SpeechtlError, match="probe_lr"):
         get_method("lp-ft", {"probe_lr": 0.0}).before_training(trainer, cuts, {})
+
+
+def test_pseudo_label_can_probe_its_head_first_and_does_not_by_default(small_yesno, source, tmp_path):
+    """pseudo-label's probe_steps: lp-ft's start for a new head on a pretrained encoder."""
+    path, _, _ = source
+    _, cuts, lang = small_yesno
+    cfg = TrainConfig(num_steps=1, max_duration=400, num_buckets=2, average_last=1, lr=0.05, weight_decay=0.0)
+    for steps in (0, 3):
+        method = get_method("pseudo-label", {"teacher": str(path), "probe_steps": steps, "probe_lr": 0.05})
+        seed_everything(3)
+        model = build_model_for(method, lang, None, path)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        method.before_training(Trainer(model, lang, method, cfg, tmp_path / f"exp{steps}"), cuts, {})
+        after = model.state_dict()
+        head = [n for n in before if n.startswith("output.")]
+        assert all(changed(before, after, n) == (steps > 0) for n in head)
+        assert all(torch.equal(before[n], after[n]) for n in before if not n.startswith("output."))

@@ -14,6 +14,9 @@ import shutil
 import pytest
 import yaml
 from conftest import REPO, copy_recipe, run
+from test_recipe_whisper import tiny_whisper  # noqa: F401 (a fixture)
+
+from speechtl.adapt.sweep import tuned_methods
 
 RECIPE = REPO / "egs" / "fsdd" / "ASR"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
@@ -166,6 +169,42 @@ def test_leave_one_speaker_out(official):
     assert "## test_loso_mean" in (recipe / "exp" / "RESULTS.md").read_text()
 
 
+def test_leave_one_speaker_out_from_a_pretrained_source(official, tiny_whisper):  # noqa: F811
+    """--loso with --pretrained: the pretrained source's systems on the same folds (exp/loso_whisper),
+    pseudo-label taught by its lp-ft, personalization from it; a re-run does nothing."""
+    recipe, corpus = official
+    conf = recipe / "conf" / "adapt_whisper.yaml"
+    c = yaml.safe_load(conf.read_text())
+    c["train"].update(num_steps=4, warmup_steps=1, average_last=1)
+    for m in ("lp-ft", "pseudo-label"):
+        c["methods"][m]["options"]["probe_steps"] = 2
+    conf.write_text(yaml.safe_dump(c))
+    args = [
+        *ARGS, "--corpus-dir", str(corpus), "--stage", "5", "--task", "asr", "--loso", "true",
+        "--loso-speakers", "george lucas", "--loso-shots", "1", "--personal-shots", "1", "--loso-methods", "finetune",
+        "--pretrained", f"whisper:{tiny_whisper}", "--pretrained-methods", "lp-ft pseudo-label",
+        "--pretrained-teacher", "lp-ft", "--pretrained-personal-from", "lp-ft",
+    ]  # fmt: skip
+    r = run(recipe, *args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    exp = recipe / "exp" / "loso_whisper"
+    for spk in ("george", "lucas"):
+        unl = ids_in(recipe / "data" / "loso" / spk / "unlabelled.jsonl.gz")
+        kept = (exp / spk / "pseudo-label_1shots" / "pseudo_labels.txt").read_text().splitlines()
+        assert {line.split("\t")[0] for line in kept} <= unl
+        assert "teacher=" in (exp / spk / "pseudo-label_1shots" / ".done").read_text()
+        assert (exp / spk / "personal_lp-ft" / "finetune_1shots" / "final.pt").is_file()
+    by = {(x["test_set"], x["method"], x["data"], x["decoding"]) for x in rows(recipe / "exp" / "results.tsv")}
+    for m in ("whisper-lp-ft", "whisper-pseudo-label", "whisper-lp-ft+personal-finetune"):
+        assert ("test_loso_mean", m, "1shots", "hlg") in by, m
+    assert ("test_loso_mean", "finetune", "1shots", "hlg") in by  # the own source's rows stay
+    split = (recipe / "data" / "loso" / "george" / ".done").stat().st_mtime_ns
+    again = run(recipe, *args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "adapt " not in again.stdout and "hold out" not in again.stdout, again.stdout[-3000:]
+    assert (recipe / "data" / "loso" / "george" / ".done").stat().st_mtime_ns == split
+
+
 def test_dev_and_untranscribed_rest_of_the_shots_and_options_tuned_on_dev(official):
     """The training recordings the shots leave: a dev tail and untranscribed audio; --tune sweeps
     on dev only, per method (adding a method sweeps only it); an unlabelled-audio method trains."""
@@ -207,6 +246,18 @@ def test_dev_and_untranscribed_rest_of_the_shots_and_options_tuned_on_dev(offici
     assert again["finetune"] == trained["finetune"] and again["dann"] != trained["dann"]
     tuned = (recipe / "exp" / "adapt_tuned.yaml").read_text()
     assert "# sweep: finetune:" in tuned and "# sweep: dann:" in tuned
+    # A comment and another method's options edited in conf/adapt.yaml: nothing is swept or trained
+    # again, both choices stay, and the tuned conf has the edit (speechtl tuned-conf).
+    conf = recipe / "conf" / "adapt.yaml"
+    edited = yaml.safe_load(conf.read_text())
+    edited["methods"]["coral"] = {"options": {"weight": 7.0}}
+    conf.write_text("# edited\n" + yaml.safe_dump(edited, sort_keys=False))
+    r = run(recipe, *args, "--methods", "finetune dann", "--tune", "finetune dann", "--stop-stage", "5")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "tune " not in r.stdout and "adapt " not in r.stdout, r.stdout[-3000:]
+    tuned = yaml.safe_load((recipe / "exp" / "adapt_tuned.yaml").read_text())
+    assert tuned["methods"]["coral"]["options"]["weight"] == 7.0
+    assert set(tuned_methods(recipe / "exp" / "adapt_tuned.yaml")) == {"finetune", "dann"}
 
 
 def speakers_in_cuts(manifest):

@@ -147,6 +147,40 @@ class LayerwiseLr(Method):
         return groups
 
 
+def probe_output_layer(trainer, cuts, steps: int, lr: float, who: str) -> None:
+    """Train the output layer alone for ``steps`` updates at ``lr`` on ``cuts``, everything
+    below it fixed (lp-ft's probe; pseudo-label takes it as an option, for a new head on a
+    pretrained encoder). ``who`` names the method in errors and the log."""
+    if steps < 0 or lr <= 0:
+        raise SpeechtlError(f"{who}: probe_steps must be >= 0 and probe_lr > 0, got {steps}, {lr}")
+    if steps == 0:
+        return
+    model = trainer.model
+    head = [p for n, p in model.named_parameters() if n.startswith(HEAD) and p.requires_grad]
+    if not head:
+        raise SpeechtlError(f"{who}: {type(model).__name__} has no trainable output layer ({HEAD}*) to probe")
+    trains = {n: p.requires_grad for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.startswith(HEAD) and trains[n])
+    opt = torch.optim.AdamW(head, lr=lr, weight_decay=trainer.cfg.weight_decay)
+    batches = trainer.aux_batches(cuts, trainer.cfg.seed + 11)
+    model.train()
+    first = last = None
+    try:
+        for _step in range(steps):
+            loss, _, _ = trainer._loss(next(batches), model, hooks=False)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head, trainer.cfg.grad_clip)
+            opt.step()
+            last = float(loss.detach())
+            first = last if first is None else first
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(trains[n])
+    logging.info(f"{who}: {steps} updates of the output layer alone, loss {first:.4f} -> {last:.4f}")
+
+
 @dataclass
 class LpFtOptions:
     #: Updates of the output layer alone (everything below it fixed) before the fine-tune.
@@ -172,32 +206,4 @@ class LpFt(Method):
     uses_source = True
 
     def before_training(self, trainer, cuts, aux_cuts) -> None:
-        o = self.options
-        if o.probe_steps < 0 or o.probe_lr <= 0:
-            raise SpeechtlError(f"lp-ft: probe_steps must be >= 0 and probe_lr > 0, got {o.probe_steps}, {o.probe_lr}")
-        if o.probe_steps == 0:
-            return
-        model = trainer.model
-        head = [p for n, p in model.named_parameters() if n.startswith(HEAD) and p.requires_grad]
-        if not head:
-            raise SpeechtlError(f"lp-ft: {type(model).__name__} has no trainable output layer ({HEAD}*) to probe")
-        trains = {n: p.requires_grad for n, p in model.named_parameters()}
-        for n, p in model.named_parameters():
-            p.requires_grad_(n.startswith(HEAD) and trains[n])
-        opt = torch.optim.AdamW(head, lr=o.probe_lr, weight_decay=trainer.cfg.weight_decay)
-        batches = trainer.aux_batches(cuts, trainer.cfg.seed + 11)
-        model.train()
-        first = last = None
-        try:
-            for _step in range(o.probe_steps):
-                loss, _, _ = trainer._loss(next(batches), model, hooks=False)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(head, trainer.cfg.grad_clip)
-                opt.step()
-                last = float(loss.detach())
-                first = last if first is None else first
-        finally:
-            for n, p in model.named_parameters():
-                p.requires_grad_(trains[n])
-        logging.info(f"lp-ft: {o.probe_steps} updates of the output layer alone, loss {first:.4f} -> {last:.4f}")
+        probe_output_layer(trainer, cuts, self.options.probe_steps, self.options.probe_lr, self.name)

@@ -15,6 +15,7 @@ from lhotse import CutSet
 from lhotse.utils import fastcopy
 
 from speechtl.adapt.base import Method, register_method
+from speechtl.adapt.finetune import probe_output_layer
 from speechtl.errors import SpeechtlError
 
 
@@ -25,6 +26,11 @@ class PseudoLabelOptions:
     #: Keep a hypothesis when its confidence (geometric mean of the best path's
     #: posteriors at the frames that emit a unit) is at least this.
     threshold: float = 0.8
+    #: Updates of the output layer alone before training (lp-ft's probe; 0: none). For a new
+    #: head on a pretrained encoder (whisper:, hf:), which plain fine-tuning can leave on
+    #: CTC's all-blank plateau.
+    probe_steps: int = 0
+    probe_lr: float = 0.005
 
 
 def confidence(log_probs) -> tuple[list[int], float]:
@@ -54,6 +60,9 @@ class PseudoLabel(Method):
     ctc_only = True
     Options = PseudoLabelOptions
     uses_source = True
+
+    def before_training(self, trainer, cuts, aux_cuts) -> None:
+        probe_output_layer(trainer, cuts, self.options.probe_steps, self.options.probe_lr, self.name)
 
     def prepare_data(self, trainer, cuts: CutSet, aux_cuts) -> CutSet:
         from speechtl.decode.run import compute_log_probs

@@ -11,7 +11,8 @@
 #   ./run.sh --loso true --stage 5   leave-one-speaker-out: each speaker in turn is never heard in training
 #     (steps/loso.sh; its untranscribed audio feeds the unlabelled-audio methods; rows test_<speaker>, test_loso_mean)
 #   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --methods ""   --pretrained-methods from a pretrained
-#     model too (exp/whisper/<method>_<N>shots, rows whisper-<method>, whisper-zero-shot; --methods "": only those)
+#     model too (exp/whisper/<method>_<N>shots, rows whisper-<method>, whisper-zero-shot; --methods "": only those;
+#     with --loso true: exp/loso_whisper/<speaker>/<method>_<N>shots, kd/pseudo-label taught by --pretrained-teacher)
 # Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train). Of the
 #   training recordings the shots leave, the last --dev-shots per digit and speaker are dev (for --tune)
 #   and the others untranscribed audio for the unlabelled-audio methods (dann, mmd, kd, pseudo-label...).
@@ -51,13 +52,16 @@ personal_shots="1 2 5"   # then the held-out speaker's own labelled shots on top
 personal_from=finetune   # ...or on top of another --loso-methods system (rows <it>+personal-finetune)
 loso_tune=               # methods whose options are chosen on the held-out speakers' dev parts (conf/loso_sweep.yaml)
 loso_speakers=           # empty: every speaker of the corpus is held out in turn
-# A pretrained source beside exp/source (stages 5-6, official split): whisper:PATH_OR_ID or hf:PATH_OR_ID
-# (relative paths: to this directory). Its systems: exp/<whisper|hf>/<method>_<N>shots[_s<seed>], the same
-# --shots and --seeds, rows <whisper|hf>-<method>; Whisper's own decoder adds <whisper>-zero-shot (0shots).
+# A pretrained source beside exp/source (stages 5-6): whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to
+# this directory). Its systems: exp/<whisper|hf>/<method>_<N>shots[_s<seed>], the same --shots and --seeds, rows
+# <whisper|hf>-<method>; Whisper's own decoder adds <whisper>-zero-shot (0shots). With --loso true, on the same
+# folds as the own source: exp/loso_<whisper|hf>/<speaker>/..., rows <whisper|hf>-<method> per held-out speaker.
 pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
-help_message=$(sed -n '2,23p' run.sh | sed 's/^# \{0,1\}//')
+pretrained_teacher=finetune         # --loso: teaches kd and pseudo-label among --pretrained-methods (e.g. lp-ft)
+pretrained_personal_from=           # --loso: personalize this --pretrained-methods system too (--personal-shots)
+help_message=$(sed -n '2,22p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -151,13 +155,27 @@ pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
   --personal-from "$personal_from"
   --seeds "$seeds" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml --decoding "$decoding" --zero-shot-lang "$lang")
+# The pretrained source on the same folds (the same split key: the held-out parts are shared).
+pt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$pretrained_methods"
+  --personal-shots "$personal_shots" --personal-from "${pretrained_personal_from:-finetune}"
+  --personalize "$([ -n "$pretrained_personal_from" ] && echo true || echo false)" --seeds "$seeds"
+  --teacher "$pretrained_teacher" --decoding "$decoding" --source-checkpoint "$pretrained" --method-prefix "$pt_kind-")
+loso_pool="${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz"
 if $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/loso.sh "${loso_opts[@]}" --part adapt --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
-    conf/adapt.yaml $lang "${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz" data/loso exp/loso
+    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
+  if [ -n "$pretrained" ]; then
+    steps/loso.sh "${pt_loso_opts[@]}" --part adapt --log-prefix "Stage 5: $pt_kind" \
+      --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" "$pretrained_config" $lang "$loso_pool" data/loso "exp/loso_$pt_kind"
+  fi
 fi
 if $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   steps/loso.sh "${loso_opts[@]}" --part decode --log-prefix "Stage 6" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
-    conf/adapt.yaml $lang "${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz" data/loso exp/loso
+    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
+  if [ -n "$pretrained" ]; then
+    steps/loso.sh "${pt_loso_opts[@]}" --part decode --log-prefix "Stage 6: $pt_kind" \
+      --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" "$pretrained_config" $lang "$loso_pool" data/loso "exp/loso_$pt_kind"
+  fi
   steps/report.sh --title "fsdd: synthetic digits -> real speakers" --plot exp/plots/data_efficiency.png \
     --test-set test_loso_mean --decoding hlg exp/results.tsv exp/RESULTS.md
 fi
