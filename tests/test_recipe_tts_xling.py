@@ -27,6 +27,10 @@ METHODS = [
     "mmd",
     "coral",
     "reweight",
+    "lp-ft",
+    "speaker-adversarial",
+    "entropy",
+    "infomax",
     "reptile",
     "fomaml",
     "ssl",
@@ -59,6 +63,7 @@ def shrink_conf(conf):
     adapt["methods"]["reptile"]["options"].update(outer_steps=2, inner_steps=1)
     adapt["methods"]["fomaml"]["options"].update(outer_steps=2, inner_steps=1)
     adapt["methods"]["ssl"]["options"].update(steps=2)
+    adapt["methods"]["lp-ft"]["options"].update(probe_steps=2)
     (conf / "adapt.yaml").write_text(yaml.safe_dump(adapt))
 
 

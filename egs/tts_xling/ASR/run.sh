@@ -25,8 +25,8 @@ text_dir=
 target_minutes="5 30"
 unlabelled_target_minutes=10
 # The fine-tuning family by default (make demo stays under 20 minutes on 2 cores);
-# --methods all adds adapter, lora, dann, mmd, coral, reweight, kd, pseudo-label,
-# reptile, fomaml and ssl.
+# --methods all adds lp-ft, adapter, lora, dann, mmd, coral, reweight, speaker-adversarial,
+# entropy, infomax, kd, pseudo-label, reptile, fomaml and ssl: every method of the registry.
 methods="scratch finetune freeze linear-probe layerwise-lr"
 decoding=greedy,hlg
 speed_perturb="0.9 1.1"
@@ -50,7 +50,7 @@ help_message=$(sed -n '2,16p' run.sh | sed 's/^# \{0,1\}//')
 . utils/common.sh
 
 family="scratch finetune freeze linear-probe layerwise-lr"
-beyond="adapter lora dann mmd coral reweight reptile fomaml ssl"
+beyond="lp-ft adapter lora dann mmd coral reweight speaker-adversarial entropy infomax reptile fomaml ssl"
 needs_teacher="kd pseudo-label"  # taught by finetune at the same amount: run after it
 [ "$methods" = all ] && methods="$family $beyond $needs_teacher"
 
