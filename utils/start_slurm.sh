@@ -22,7 +22,9 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! co
 fi
 
 host=$(hostname -s)
-cpus=$(nproc)
+# GNU nproc honours OMP_NUM_THREADS (tests run with 1): count the CPUs without it, or a
+# --cpus 2 job would wait forever on a 1-CPU node (PartitionConfig).
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
 dbpass=speechtl-slurmdb
 mkdir -p /etc/slurm /etc/munge /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /run/mysqld

@@ -185,9 +185,13 @@ class SlurmExecutor(_Executor):
             try:
                 results.append(job.results()[0] if o.nodes > 1 else job.result())
             except Exception as e:
+                # Read its state before cancelling anything: a job that has written its result may
+                # still be ending in Slurm, and a cancel then would relabel its failure CANCELLED.
+                err = failure(self.name, j, job, e, self.log_path(j), o)
                 for other in jobs:
-                    other.cancel(check=False)
-                raise failure(self.name, j, job, e, self.log_path(j), o) from e
+                    if other is not job and not other.done():
+                        other.cancel(check=False)
+                raise err from e
         return results
 
 

@@ -31,7 +31,11 @@ STUCK_REASONS = (
     "PartitionTimeLimit",
     "BadConstraints",
     "JobHeldAdmin",
+    "PartitionConfig",  # asks for more (CPUs, memory, GPUs, nodes) than the partition's nodes have
 )
+
+#: Reasons no node coming back ends: the request itself has to change.
+TOO_BIG_REASONS = ("PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints")
 
 #: Job state (as submitit reports it, e.g. "CANCELLED by 0") -> what happened and the fix.
 STATE_HINTS = {
@@ -63,6 +67,20 @@ def is_stuck(reason: str) -> bool:
     return any(r in reason for r in STUCK_REASONS)
 
 
+def stuck_fix(reason: str) -> str:
+    """What ends a wait on ``reason``: a smaller request, or a node or partition back."""
+    if any(r in reason for r in TOO_BIG_REASONS):
+        return (
+            "it asks for more than the partition's nodes have or allow. Fix: lower --cpus, --mem, --gpus, "
+            "--nodes or --time in cmd.sh's slurm options (sinfo -o '%P %c %m %G %l' shows what there is), "
+            "or choose another --partition"
+        )
+    return (
+        "nothing runs it until a node or partition is back. Fix: resume the node "
+        "(scontrol update nodename=NODE state=resume) or choose another --partition in cmd.sh"
+    )
+
+
 def wait_for(jobs: Sequence[Any], name: str, max_stuck_min: float, poll_s: float = 2.0) -> None:
     """Return once every job has ended; cancel them all and raise if one stays stuck pending."""
     array_id = jobs[0].job_id.split("_")[0]
@@ -77,9 +95,8 @@ def wait_for(jobs: Sequence[Any], name: str, max_stuck_min: float, poll_s: float
                     job.cancel(check=False)
                 raise SpeechtlError(
                     f"{name}: Slurm job {job_id} has been pending for {(now - since) / 60:.1f} min because "
-                    f"{reasons[job_id]!r}; nothing runs it until a node or partition is back. "
-                    "Fix: resume the node (scontrol update nodename=NODE state=resume) or choose another "
-                    "--partition in cmd.sh, then run the step again. Its jobs were cancelled."
+                    f"{reasons[job_id]!r}; {stuck_fix(reasons[job_id])}, then run the step again. "
+                    "Its jobs were cancelled."
                 )
             if since == now:
                 logging.warning(f"{name}: Slurm job {job_id} pending: {reasons[job_id]}")
