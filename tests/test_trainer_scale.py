@@ -128,8 +128,11 @@ def test_accumulating_k_batches_makes_the_update_of_one_batch_of_all(small_yesno
     assert (mean_of_means - (big[k] - start[k])).abs().max() > 0.05 * (big[k] - start[k]).abs().max()
     for name in big:
         scale = float((big[name] - start[name]).abs().max())
+        # fp32 conv backward sums frames in an order that depends on the batch's shape and the
+        # thread count: 1e-5 of the largest update was exceeded by 3 of 2208 weights at 2 threads.
+        # 1e-4 is still 500 times below the mean-of-means gap asserted above.
         torch.testing.assert_close(
-            accumulated[name] - start[name], big[name] - start[name], rtol=1e-4, atol=1e-5 * scale
+            accumulated[name] - start[name], big[name] - start[name], rtol=1e-4, atol=1e-4 * scale
         )
 
 
