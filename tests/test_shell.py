@@ -62,3 +62,22 @@ def test_run_parallel_shares_the_cores_among_the_jobs_it_has(tmp_path):
     many = {int((tmp_path / f"many.{x}.log").read_text()) for x in "abcd"}
     assert one == cores  # one job of NJ 4: every core
     assert many == {max(1, cores // 4)}
+
+
+def test_run_parallel_names_failed_jobs_waits_for_all_and_stops_a_job_at_its_first_error(tmp_path):
+    """Every job's status comes from the job itself (a status file), not from bash's memory of
+    background pids, which lost a long-finished training's status in a 54-job stage."""
+    common = REPO / "utils" / "common.sh"
+    script = (
+        f'set -euo pipefail; . "{common}"; '
+        'job() { [ "$1" != fails ]; if [ "$1" = late ]; then sleep 1; false; echo not-reached; fi; echo done; }; '
+        f'run_parallel 2 "{tmp_path}" step job a fails b late c; echo not-reached'
+    )
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "not-reached" not in out
+    assert "step job fails failed (1)" in out and "step job late failed (1)" in out
+    assert "step job a failed" not in out and "step job c failed" not in out
+    assert [(tmp_path / f"step.{x}.log").read_text() for x in "abc"] == ["done\n"] * 3
+    assert "not-reached" not in (tmp_path / "step.late.log").read_text()
+    assert not list(tmp_path.glob(".rc.*")), "the status files are cleaned up"

@@ -41,19 +41,28 @@ run_parallel() {
   [ "$share" -ge 1 ] || share=1
   threads=$(( cores / share )); [ "$threads" -ge 1 ] || threads=1
   mkdir -p "$log_dir"
-  local pids=() names=()
+  # Each job writes its exit status to a file: bash forgets the status of a background job
+  # that ended long before it is waited on ("wait: pid N is not a child of this shell", seen
+  # after 54 trainings), which would call a finished job failed.
+  local names=() rc_dir rc
+  rc_dir=$(mktemp -d "$log_dir/.rc.XXXXXX")
   for arg in "$@"; do
     while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 0.5; done
-    OMP_NUM_THREADS=$threads "$func" "$arg" > "$log_dir/$step.$arg.log" 2>&1 &
-    pids+=($!); names+=("$arg")
+    # set -e again inside: the job stops at its first failing command, as when run alone.
+    { set +e; (set -e; OMP_NUM_THREADS=$threads "$func" "$arg") > "$log_dir/$step.$arg.log" 2>&1
+      echo $? > "$rc_dir/${#names[@]}"; } &
+    names+=("$arg")
   done
-  for i in "${!pids[@]}"; do
-    if ! wait "${pids[$i]}"; then
-      log "ERROR: $step job ${names[$i]} failed; see $log_dir/$step.${names[$i]}.log:"
+  wait
+  for i in "${!names[@]}"; do
+    rc=$(cat "$rc_dir/$i" 2>/dev/null || echo "no exit status")
+    if [ "$rc" != 0 ]; then
+      log "ERROR: $step job ${names[$i]} failed ($rc); see $log_dir/$step.${names[$i]}.log:"
       tail -n 5 "$log_dir/$step.${names[$i]}.log" 1>&2
       failed=1
     fi
   done
+  rm -rf "$rc_dir"
   return $failed
 }
 
