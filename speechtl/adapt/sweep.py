@@ -235,13 +235,18 @@ def _run_trial(index: int, cand: Candidate, folds: Sequence[Fold], budget: int, 
 NOTE_PREFIX = "# sweep: "
 
 
-def tuned_methods(out: Path) -> list[str]:
-    """The methods a tuned conf records as tuned: its ``# sweep: <method>: ...`` lines."""
+def _notes(out: Path) -> dict[str, str]:
+    """A tuned conf's ``# sweep: <method>: ...`` lines, by method, in file order."""
     out = Path(out)
     if not out.is_file():
-        return []
+        return {}
     lines = out.read_text(encoding="utf-8").splitlines()
-    return [line[len(NOTE_PREFIX) :].split(":", 1)[0] for line in lines if line.startswith(NOTE_PREFIX)]
+    return {line[len(NOTE_PREFIX) :].split(":", 1)[0]: line for line in lines if line.startswith(NOTE_PREFIX)}
+
+
+def tuned_methods(out: Path) -> list[str]:
+    """The methods a tuned conf records as tuned: its ``# sweep: <method>: ...`` lines."""
+    return list(_notes(out))
 
 
 def _rebuilt(base: Path, out: Path, drop: Sequence[str]) -> tuple[dict, list[str]]:
@@ -249,8 +254,8 @@ def _rebuilt(base: Path, out: Path, drop: Sequence[str]) -> tuple[dict, list[str
     ``drop``) carried over, and the train.num_steps budget they were chosen at; the kept notes."""
     conf = load_yaml(base)
     conf["methods"] = dict(conf.get("methods") or {})
-    keep = [m for m in tuned_methods(out) if m not in set(drop)]
-    notes = []
+    recorded = _notes(out)
+    keep = [m for m in recorded if m not in set(drop)]
     if keep:
         prev = load_yaml(out)
         old = prev.get("methods") or {}
@@ -259,9 +264,7 @@ def _rebuilt(base: Path, out: Path, drop: Sequence[str]) -> tuple[dict, list[str
         steps = (prev.get("train") or {}).get("num_steps")
         if steps is not None:
             conf["train"] = {**(conf.get("train") or {}), "num_steps": steps}
-        lines = Path(out).read_text(encoding="utf-8").splitlines()
-        notes = [n for n in lines if n.startswith(NOTE_PREFIX) and n[len(NOTE_PREFIX) :].split(":", 1)[0] in keep]
-    return conf, notes
+    return conf, [recorded[m] for m in keep]
 
 
 def _write(out: Path, conf: dict, notes: list[str]) -> None:
