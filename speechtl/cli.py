@@ -401,6 +401,13 @@ def cmd_holdout(a):
         logging.info(f"{name}: {path}")
 
 
+def cmd_folds(a):
+    from speechtl.data.folds import FoldsConfig, write_folds
+
+    for train, dev in write_folds(a.cuts, a.output_dir, FoldsConfig(k=a.k, by=a.by, seed=a.seed)):
+        print(train, dev)
+
+
 def cmd_speakers(a):
     from speechtl.data.holdout import read_pool, speakers
 
@@ -818,6 +825,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dev-fraction", type=float, default=0.1, help="labelled, for choosing options only")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_holdout)
+
+    s = sub.add_parser(
+        "folds",
+        help="k-fold dev sets from a training pool (a corpus without a dev set): prints each fold's "
+        "train and dev manifests, for speechtl sweep's --train-cuts/--dev-cuts pairs",
+    )
+    s.add_argument("--cuts", type=Path, required=True, action="append", help="cut manifests (repeatable; unioned)")
+    s.add_argument("--k", type=int, default=3)
+    s.add_argument("--by", choices=("recording", "speaker"), default="recording", help="what a fold is made of")
+    s.add_argument("--output-dir", type=Path, required=True, help="train_f<k>/dev_f<k>.jsonl.gz go here")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_folds)
 
     s = sub.add_parser("speakers", help="print the speakers of cut manifests, space-separated")
     s.add_argument("--cuts", type=Path, required=True, action="append")

@@ -124,3 +124,35 @@ def test_rerun_with_pretrained_does_nothing(recipe_runs):
     assert r.returncode == 0, r.stderr
     assert "Stage 4" not in r.stdout and "decode test" not in r.stdout and "zero-shot:" not in r.stdout, r.stdout
     assert (recipe / "exp" / "results.tsv").read_text() == before
+
+
+def test_tune_chooses_on_folds_of_train_never_on_test(recipe_runs):
+    """--tune (last here: it retrains finetune): yesno has no dev set, so a pretrained method's options
+    are chosen by 3-fold cross-validation on the train utterances. The folds cover train and never
+    test, the sweep decodes only their dev parts, the system then trains with the chosen point, and
+    a re-run sweeps nothing again."""
+    from lhotse import CutSet
+
+    from speechtl.data.subset import original_id
+    from speechtl.train.checkpoint import load_checkpoint
+
+    recipe, _, _, args = recipe_runs
+    (recipe / "conf" / "sweep_whisper.yaml").write_text("finetune: {train.lr: [0.0005, 0.003]}\n")
+    tune = [*args, "--pretrained-methods", "finetune", "--tune", "finetune"]
+    r = run(recipe, *tune)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    fbank = recipe / "data" / "fbank"
+    train = {c.id for c in CutSet.from_file(fbank / "yesno_cuts_train.jsonl.gz") if original_id(c.id) == c.id}
+    test = {c.id for c in CutSet.from_file(fbank / "yesno_cuts_test.jsonl.gz")}
+    dev = [{c.id for c in CutSet.from_file(recipe / "data" / "folds" / f"dev_f{k}.jsonl.gz")} for k in range(3)]
+    assert set().union(*dev) == train and sum(map(len, dev)) == len(train) and not train & test
+    sweep = recipe / "exp" / "whisper" / "sweep" / "finetune"
+    decoded = sorted(p.name for p in sweep.rglob("wer-summary-*"))
+    assert len(decoded) == 2 * 3 and all(n.startswith("wer-summary-dev") for n in decoded), decoded
+    tuned = recipe / "exp" / "whisper" / "adapt_tuned.yaml"
+    assert any(line.startswith("# sweep: finetune:") for line in tuned.read_text().splitlines())
+    chosen = yaml.safe_load(tuned.read_text())["methods"]["finetune"]["train"]["lr"]
+    ckpt = load_checkpoint(recipe / "exp" / "whisper" / "finetune_all" / "final.pt")
+    assert chosen in (0.0005, 0.003) and ckpt["train_config"]["lr"] == chosen
+    again = run(recipe, *tune)
+    assert again.returncode == 0 and "tune finetune" not in again.stdout and "Stage 4: finetune" not in again.stdout

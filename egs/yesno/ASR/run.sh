@@ -6,6 +6,8 @@
 #   ./run.sh --seeds "42 43 44"                 one model per training seed (exp/scratch_all_s<seed>)
 #   ./run.sh --pretrained whisper:/abs/whisper-tiny.en   also --pretrained-methods from a pretrained model
 #     (conf/adapt_whisper.yaml; exp/whisper/<method>_all, rows whisper-<method>, whisper-zero-shot)
+#   ./run.sh --pretrained whisper:PATH --tune "finetune freeze"   their options chosen first by 3-fold
+#     cross-validation on train (yesno has no dev set; conf/sweep_whisper.yaml), never on test
 # Stages: 0 download, 1 manifests, 2 fbank, 3 lang/G/HLG, 4 train, 5 decode+score,
 #   6 ONNX export (fp32, int8) and decoding through sherpa-onnx.
 # Finished stages leave .done markers and are skipped on re-runs with the same arguments.
@@ -28,7 +30,13 @@ seeds=  # empty: one model, the seed of conf/train.yaml
 pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
-help_message=$(sed -n '2,11p' run.sh | sed 's/^# \{0,1\}//')
+# Pretrained methods whose options stage 4 first chooses on dev: yesno ships no dev set, so the
+# train utterances are split into --tune-folds folds (speechtl folds: a recording and its
+# speed-perturbed copies in one fold) and speechtl sweep sums each point's dev errors over them.
+tune=
+tune_folds=3
+tune_space=conf/sweep_whisper.yaml
+help_message=$(sed -n '2,13p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -88,6 +96,33 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
       mark_done "$exp/.done" "$key"
     fi
   done
+  if [ -n "$tune" ]; then
+    [ -n "$pretrained" ] || { log "ERROR: --tune chooses options of --pretrained-methods. Fix: add --pretrained"; exit 1; }
+    folds=data/folds
+    key="$(cat $fbank/.done) k=$tune_folds"
+    if ! is_done $folds/.done "$key"; then
+      log "Stage 4: $tune_folds dev folds of the train utterances into $folds"
+      speechtl folds --cuts $fbank/yesno_cuts_train.jsonl.gz --k "$tune_folds" --output-dir $folds > /dev/null
+      mark_done $folds/.done "$key"
+    fi
+    fold_args=()
+    for ((k = 0; k < tune_folds; k++)); do
+      fold_args+=(--train-cuts "$folds/train_f$k.jsonl.gz" --dev-cuts "$folds/dev_f$k.jsonl.gz")
+    done
+    tuned=$pt_exp/adapt_tuned.yaml
+    for m in $tune; do
+      key="$(cat $folds/.done) $(cat $lang/.done) $(grep "^$m:" "$tune_space") source=$pretrained"
+      key+=" $(speechtl conf-key --config "$pretrained_config" --method "$m")"
+      if ! is_done "$pt_exp/sweep/$m/.done" "$key" || ! grep -q "^# sweep: $m:" "$tuned"; then
+        log "Stage 4: tune $m on $tune_folds dev folds ($tune_space) -> $pt_exp/sweep/$m, $tuned"
+        speechtl sweep --config "$pretrained_config" --method "$m" --space-file "$tune_space" --lang-dir $lang \
+          "${fold_args[@]}" --dev-set dev --source-checkpoint "$pretrained" --exp-dir "$pt_exp/sweep/$m" --output "$tuned"
+        mark_done "$pt_exp/sweep/$m/.done" "$key"
+      fi
+      grep "^# sweep: $m:" "$tuned" | sed 's/^# sweep: /  chosen: /'
+    done
+    pretrained_config=$tuned
+  fi
   for system in "${pt_systems[@]}"; do
     split_system "$system"
     exp=$pt_exp/$system
