@@ -135,6 +135,8 @@ def test_sweep_tunes_on_dev_and_writes_the_conf(small_yesno, tmp_path):
     for trial in sorted((tmp_path / "sweep").glob("trial-*")):
         ckpt = torch.load(trial / "final.pt", weights_only=False)
         assert ckpt["train_config"]["num_steps"] == 4  # the budget, for every candidate
+        # scored, never trained on again: only the model it was scored with is kept
+        assert [p.name for p in trial.glob("*.pt") if not p.is_symlink()] == [(trial / "final.pt").resolve().name]
         decoded = {p.name for p in (trial / "decode").iterdir() if p.is_file()}
         assert decoded and all("-dev-" in n for n in decoded), decoded  # dev only: no test set
     # The tuned conf is what the recipe trains with: cmd_train accepts it.

@@ -197,6 +197,17 @@ def _inputs_fingerprint(config: Path, method: str, paths: Sequence[Path | str | 
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 
+def _drop_resume_state(run_dir: Path) -> None:
+    """Delete a finished trial's resume state: its epoch checkpoints (with optimizer state) and
+    checkpoint-last.pt. A trial is scored once and never trained on, and a sweep of N points would
+    otherwise keep N times a training's checkpoints (about 0.5 GB a trial for whisper-tiny); the
+    model it is scored with, final.pt and what it points to, stays."""
+    final = (run_dir / "final.pt").resolve()
+    for p in [*run_dir.glob("epoch-*.pt"), *run_dir.glob("avg-*.pt"), run_dir / "checkpoint-last.pt"]:
+        if p.exists() and p.resolve() != final:
+            p.unlink()
+
+
 def _run_fold(index: int, cand: Candidate, fold: Fold, budget: int, trial_dir: Path):
     from speechtl.cli import build_parser
     from speechtl.decode.run import decode_test_set
@@ -216,6 +227,7 @@ def _run_fold(index: int, cand: Candidate, fold: Fold, budget: int, trial_dir: P
         marker.write_text(key)
         args = build_parser().parse_args(argv)
         args.func(args)
+        _drop_resume_state(run_dir)
     (row,) = decode_test_set(run_dir / "final.pt", out_dir=run_dir / "decode", **fold.dev)
     return row
 
