@@ -163,6 +163,33 @@ def test_checkpoint_last_is_taken_only_with_the_settings_it_was_written_with(sma
     assert "checkpoint-last.pt at epoch 2 batch 3" in caplog.text, caplog.text
 
 
+def test_checkpoints_of_a_run_that_trained_other_parameters_stop_with_the_fix(small_yesno, tmp_path):
+    """An exp dir holding epoch checkpoints of another method (here: every parameter trained,
+    then the lowest layers frozen) cannot be resumed: the optimizer's state is for other
+    parameters. The run stops with the checkpoint, the reason and the fix, before training."""
+    from speechtl.adapt import get_method
+    from speechtl.errors import SpeechtlError
+    from speechtl.models import ModelConfig, build_model
+    from speechtl.train import TrainConfig, Trainer
+
+    _, cuts, lang = small_yesno
+    exp = tmp_path / "exp"
+
+    def trainer(method):
+        model = build_model(ModelConfig(encoder="tdnn", num_features=23), lang.vocab_size)
+        cfg = TrainConfig(num_epochs=2, max_duration=7, num_buckets=2, average_last=1, lr=0.01)
+        return Trainer(model, lang, method, cfg, exp)
+
+    trainer(get_method("finetune")).fit(cuts)
+    (exp / "epoch-2.pt").unlink()  # as if killed in epoch 2
+    (exp / "final.pt").unlink()
+    before = (exp / "epoch-1.pt").read_bytes()
+    with pytest.raises(SpeechtlError, match=r"epoch-1\.pt was written by a run that trains other parameters.*"
+                       r"Fix: train into a new --exp-dir, or delete .*checkpoints to start afresh"):
+        trainer(get_method("freeze", {"bottom_layers": 1})).fit(cuts)
+    assert (exp / "epoch-1.pt").read_bytes() == before  # nothing written is lost
+
+
 def test_a_crash_mid_epoch_resumes_an_aux_stream_method_exactly(small_yesno, tmp_path, monkeypatch):
     """DANN draws one unlabelled batch per batch from its own endless stream, samples frames
     at random and weighs its loss by progress: a run that dies mid-epoch (here an exception

@@ -51,6 +51,26 @@ if is_done {marker} "$1"; then echo skipped; else echo working; mark_done {marke
     assert marker.read_text() == "a=2"
 
 
+def test_reset_if_changed_keeps_only_runs_of_the_same_arguments(tmp_path):
+    """A finished run of other arguments is removed; so is an interrupted one started with other
+    arguments (its checkpoints are another run's: resuming them mixed two runs or failed on the
+    optimizer state); an interrupted run of the same arguments is kept for training to resume."""
+    exp = tmp_path / "exp"
+    script = f""". utils/common.sh
+reset_if_changed {exp} "$1"
+ls -A {exp} | tr '\\n' ' '"""
+    assert bash(script, "lr=1").stdout.split() == [".started"]
+    (exp / "checkpoint-last.pt").write_text("interrupted")
+    assert sorted(bash(script, "lr=1").stdout.split()) == [".started", "checkpoint-last.pt"]  # resumed
+    out = bash(script, "lr=2").stdout
+    assert "started with other arguments" in out and out.split()[-1] == ".started"  # afresh
+    assert (exp / ".started").read_text() == "lr=2\n"
+    (exp / "final.pt").write_text("done")
+    (exp / ".done").write_text("lr=2")
+    assert ".done" in bash(script, "lr=2").stdout.split()  # finished with these arguments: kept
+    assert bash(script, "lr=3").stdout.split() == [".started"]  # finished with others: removed
+
+
 def test_run_parallel_shares_the_cores_among_the_jobs_it_has(tmp_path):
     common = REPO / "utils" / "common.sh"
     script = (

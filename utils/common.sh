@@ -69,11 +69,19 @@ run_parallel() {
 reset_if_changed() {
   # reset_if_changed DIR KEY: DIR finished with other arguments (its .done holds
   # another KEY) is removed, so the stage starts afresh instead of "resuming" a
-  # different run. An interrupted run (no .done yet) is kept: training resumes it.
+  # different run. An interrupted run (no .done yet) is kept, and training resumes it,
+  # when it was started with this KEY (DIR/.started, written here); one started with
+  # other arguments (another method's options, a tuned conf) is removed too: its
+  # checkpoints are another run's.
   local dir=$1 key=$2
-  if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" != "$key" ]; then
+  if [ -f "$dir/.done" ]; then
+    [ "$(cat "$dir/.done")" = "$key" ] || rm -rf "$dir"
+  elif [ -f "$dir/.started" ] && [ "$(cat "$dir/.started")" != "$key" ]; then
+    log "$dir: an interrupted run started with other arguments; starting it afresh"
     rm -rf "$dir"
   fi
+  mkdir -p "$dir"
+  printf '%s\n' "$key" > "$dir/.started"
 }
 
 corpus_or_download() {

@@ -509,7 +509,15 @@ class Trainer:
                 f"({(str(e).splitlines()[1:] or [str(e)])[0].strip().rstrip('.')[:200]}). "
                 f"Fix: train into a new --exp-dir, or delete {self.exp_dir}'s checkpoints to start afresh."
             ) from e
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as e:  # other parameter groups: another method, or its options (layers frozen...)
+            raise SpeechtlError(
+                f"{path} was written by a run that trains other parameters than this one (method "
+                f"{ckpt.get('resume_key', {}).get('method', '?')}; another method or other method options, "
+                f"e.g. layers frozen: {str(e).rstrip('.')}). Fix: train into a new --exp-dir, or delete "
+                f"{self.exp_dir}'s checkpoints to start afresh."
+            ) from e
         scheduler.load_state_dict(ckpt["scheduler"])
         precision.load_state_dict(ckpt.get("scaler"))
         if extra is not None and "method_state" in ckpt:
