@@ -184,8 +184,11 @@ def test_checkpoints_of_a_run_that_trained_other_parameters_stop_with_the_fix(sm
     (exp / "epoch-2.pt").unlink()  # as if killed in epoch 2
     (exp / "final.pt").unlink()
     before = (exp / "epoch-1.pt").read_bytes()
-    with pytest.raises(SpeechtlError, match=r"epoch-1\.pt was written by a run that trains other parameters.*"
-                       r"Fix: train into a new --exp-dir, or delete .*checkpoints to start afresh"):
+    with pytest.raises(
+        SpeechtlError,
+        match=r"epoch-1\.pt was written by a run that trains other parameters.*"
+        r"Fix: train into a new --exp-dir, or delete .*checkpoints to start afresh",
+    ):
         trainer(get_method("freeze", {"bottom_layers": 1})).fit(cuts)
     assert (exp / "epoch-1.pt").read_bytes() == before  # nothing written is lost
 
