@@ -163,6 +163,33 @@ def test_checkpoint_last_is_taken_only_with_the_settings_it_was_written_with(sma
     assert "checkpoint-last.pt at epoch 2 batch 3" in caplog.text, caplog.text
 
 
+def test_checkpoint_last_of_other_method_options_is_not_continued(small_yesno, tmp_path, caplog):
+    """The method's options are part of what a mid-epoch checkpoint continues: with another
+    layer-wise decay the run says so and resumes from the last finished epoch."""
+    import logging
+
+    from speechtl.adapt import get_method
+    from speechtl.models import ModelConfig, build_model
+    from speechtl.train import TrainConfig, Trainer
+
+    _, cuts, lang = small_yesno
+
+    def trainer(decay):
+        model = build_model(ModelConfig(encoder="tdnn", num_features=23), lang.vocab_size)
+        cfg = TrainConfig(num_epochs=2, max_duration=7, num_buckets=2, average_last=1, lr=0.01)
+        return Trainer(model, lang, get_method("layerwise-lr", {"decay": decay}), cfg, tmp_path / "exp")
+
+    trainer(0.8).fit(cuts)
+    ckpt = torch.load(tmp_path / "exp" / "epoch-1.pt", weights_only=False)
+    ckpt["position"] = {**ckpt["position"], "epoch": 2, "batches_done": 2}  # as if killed in epoch 2
+    (tmp_path / "exp" / "epoch-2.pt").unlink()
+    torch.save(ckpt, tmp_path / "exp" / "checkpoint-last.pt")
+    with caplog.at_level(logging.INFO):
+        trainer(0.5).fit(cuts)
+    assert "checkpoint-last.pt was written with other settings (options differ)" in caplog.text, caplog.text
+    assert re.search(r"resuming from \S*epoch-1\.pt at epoch 2$", caplog.text, re.M), caplog.text
+
+
 def test_checkpoints_of_a_run_that_trained_other_parameters_stop_with_the_fix(small_yesno, tmp_path):
     """An exp dir holding epoch checkpoints of another method (here: every parameter trained,
     then the lowest layers frozen) cannot be resumed: the optimizer's state is for other

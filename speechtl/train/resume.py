@@ -84,10 +84,11 @@ def data_id(cuts: CutSet) -> str:
     return f"{n} cuts, crc32 {crc:08x}"
 
 
-def resume_key(train_config: dict, method: str, world_size: int, data: str) -> dict:
-    """What must be equal for ``checkpoint-last.pt`` to continue this run."""
+def resume_key(train_config: dict, method: str, world_size: int, data: str, options: dict | None = None) -> dict:
+    """What must be equal for ``checkpoint-last.pt`` to continue this run: the method's options
+    too (layers frozen, loss weights), since they change what an update computes."""
     key = {k: v for k, v in train_config.items() if k not in RUN_ONLY}
-    return {**key, "method": method, "world_size": world_size, "data": data}
+    return {**key, "method": method, "options": options or {}, "world_size": world_size, "data": data}
 
 
 def mismatched(saved: dict | None, now: dict) -> list[str]:

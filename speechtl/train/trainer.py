@@ -29,7 +29,7 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -426,7 +426,14 @@ class Trainer:
         (self.exp_dir / "log").mkdir(exist_ok=True)
         with self._train_log():
             seed_everything(cfg.seed)
-            key = resume_key(asdict(cfg), self.method.name, self.dist.world_size, data_id(train_cuts))
+            opts = self.method.options
+            key = resume_key(
+                asdict(cfg),
+                self.method.name,
+                self.dist.world_size,
+                data_id(train_cuts),
+                asdict(opts) if is_dataclass(opts) else None,
+            )
             found = find_resume(self.exp_dir, key)
             self.method.prepare(self.model)
             self.model.to(self.device)
