@@ -63,7 +63,8 @@ def make_folds(cuts: CutSet, cfg: FoldsConfig = FoldsConfig()) -> list[tuple[Cut
     (perturbed copies too) of the other folds."""
     cfg.check()
     cuts = list(cuts)
-    groups = sorted({_group_of(c, cfg.by) for c in cuts})
+    group = {c.id: _group_of(c, cfg.by) for c in cuts}
+    groups = sorted(set(group.values()))
     if len(groups) < cfg.k:
         raise SpeechtlError(
             f"folds: {len(groups)} {cfg.by}(s) cannot make {cfg.k} folds. Fix: lower --k"
@@ -73,8 +74,8 @@ def make_folds(cuts: CutSet, cfg: FoldsConfig = FoldsConfig()) -> list[tuple[Cut
     fold_of = {g: i % cfg.k for i, g in enumerate(groups)}
     pairs = []
     for k in range(cfg.k):
-        train = [c for c in cuts if fold_of[_group_of(c, cfg.by)] != k]
-        dev = [c for c in cuts if fold_of[_group_of(c, cfg.by)] == k and original_id(c.id) == c.id]
+        train = [c for c in cuts if fold_of[group[c.id]] != k]
+        dev = [c for c in cuts if fold_of[group[c.id]] == k and original_id(c.id) == c.id]
         if not dev:
             raise SpeechtlError(f"folds: fold {k} has no original (unperturbed) cut to score. Fix: lower --k.")
         pairs.append((CutSet.from_cuts(train), CutSet.from_cuts(dev)))
