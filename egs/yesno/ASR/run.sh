@@ -110,6 +110,8 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
       fold_args+=(--train-cuts "$folds/train_f$k.jsonl.gz" --dev-cuts "$folds/dev_f$k.jsonl.gz")
     done
     tuned=$pt_exp/adapt_tuned.yaml
+    # rebuilt from the base conf as it is now (an edit there reaches every method), keeping the choices
+    speechtl tuned-conf --config "$pretrained_config" --output "$tuned"
     for m in $tune; do
       key="$(cat $folds/.done) $(cat $lang/.done) $(grep "^$m:" "$tune_space") source=$pretrained"
       key+=" $(speechtl conf-key --config "$pretrained_config" --method "$m")"
