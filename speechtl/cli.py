@@ -443,7 +443,7 @@ def cmd_synthesize(a):
 def cmd_report(a):
     from speechtl.score.report import plot_data_efficiency, write_results_md
 
-    md = write_results_md(a.results, a.results_md, a.title)
+    md = write_results_md(a.results, a.results_md, a.title, a.baselines)
     print(md.read_text(encoding="utf-8"))  # the tables, intervals and significance marks
     logging.info(f"wrote {md}")
     if a.plot:
@@ -875,6 +875,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", type=Path, default=None, help="e.g. exp/plots/data_efficiency.png")
     s.add_argument("--test-set", default="test")
     s.add_argument("--decoding", default="hlg")
+    s.add_argument(
+        "--baselines",
+        nargs="+",
+        default=["scratch", "finetune"],
+        help="methods every row is paired with (a teacher...)",
+    )
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("transcribe", help="print 'file<TAB>words' for each audio file (any rate, mono or stereo)")

@@ -16,7 +16,7 @@
 # (<exp-dir>/<speaker>/<method>_<N>shots[_s<seed>], <exp-dir>/<speaker>/personal/...), decode
 # (rows test_<speaker>, dev_<speaker>, and pooled over the speakers: test_loso_mean,
 # dev_loso_mean), or all. --tune: options chosen on all held-out speakers' dev parts together
-# (speechtl sweep with one fold per speaker) into <exp-dir>/adapt_tuned.yaml, which adapt uses.
+# (steps/tune.sh, one fold per speaker; trials in <exp-dir>/sweep/<method>) into <exp-dir>/adapt_tuned.yaml, which adapt uses.
 set -euo pipefail
 nj=2
 part=all
@@ -125,23 +125,15 @@ mapfile -t systems < <(system_names "$methods" "$amount" "$seeds")
 # --- adapt: tune on the dev parts, then every method for every held-out speaker ---------------
 if [ "$part" = adapt ] || [ "$part" = all ]; then
   if [ -n "$tune" ]; then
-    folds=()
-    tkey="$(split_key) $(cksum < "$config") $(cksum < "$sweep_space") tune=$tune trials=$tune_trials src=$source_checkpoint"
+    # one fold per held-out speaker: trained on the others' shots (and its untranscribed part), scored on its dev part
+    trains=() devs=() unls=() tkey="$(split_key) trials=$tune_trials"
     for spk in $speakers; do
-      folds+=(--train-cuts "$data/$spk/train_$amount.jsonl.gz" --dev-cuts "$data/cuts_dev_$spk.jsonl.gz"
-              --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz")
+      trains+=("$data/$spk/train_$amount.jsonl.gz") devs+=("$data/cuts_dev_$spk.jsonl.gz") unls+=("$data/$spk/unlabelled.jsonl.gz")
       tkey+=" $(cat "$data/$spk/.done")"
     done
-    if ! is_done "$exp/sweep/.done" "$tkey"; then
-      rm -f "$conf"
-      for m in $tune; do
-        say "tune $m on the dev parts of $n_spk held-out speakers ($sweep_space) -> $exp/sweep/$m"
-        speechtl sweep --config "$config" --method "$m" --space-file "$sweep_space" --trials "$tune_trials" \
-          --lang-dir "$lang" "${folds[@]}" --dev-set dev --source-checkpoint "$source_checkpoint" \
-          --exp-dir "$exp/sweep/$m" --output "$conf"
-      done
-      mark_done "$exp/sweep/.done" "$tkey"
-    fi
+    "$steps/tune.sh" --nj "$nj" --methods "$tune" --trials "$tune_trials" --log-prefix "${log_prefix:+$log_prefix: }held-out speakers" \
+      --key "$tkey" --source-checkpoint "$source_checkpoint" --unlabelled-cuts "${unls[*]}" \
+      "$config" "$sweep_space" "$lang" "${trains[*]}" "${devs[*]}" "$exp/sweep" "$conf"
   fi
   # Systems of another source (whisper:..., hf:...) are keyed on it too: the split's key holds
   # only the own source's.

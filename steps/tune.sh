@@ -6,6 +6,9 @@
 # <dev-cuts> only, and writes the lowest-dev-WER point into <tuned-config> (a copy of
 # <adapt-config> with the chosen options), which adaptation then trains with. --nj methods
 # are swept at a time (logs: <exp-dir>/log/sweep.<method>.log; trials: <exp-dir>/<method>/).
+# Folds: <train-cuts> and <dev-cuts> may each be K files (one quoted, space-separated argument), as may
+# --unlabelled-cuts (or one file for all): the k-th of each form fold k, every candidate trains once per
+# fold, and its dev WER is over all K dev sets (cross-validation, or one fold per held-out speaker).
 # A method is swept again only when its own key changed: --key, its grid line, --trials, --train-seeds,
 # the cuts, the source, and what it reads from <adapt-config> (speechtl conf-key: the train section and
 # its own entry; comments and other methods' entries do not count). <tuned-config> is rebuilt from
@@ -27,6 +30,7 @@ help_message="Usage: $0 [--methods 'finetune freeze'] [--trials 0] [--train-seed
   <adapt-config> <sweep-space> <lang-dir> <train-cuts> <dev-cuts> <exp-dir> <tuned-config>
   --trials: 0 sweeps every point of a method's grid; N: N seeded random points of it
   --train-seeds: every candidate trains once per seed, scored by its dev errors over all (empty: the conf's seed)
+  <train-cuts> <dev-cuts> ('a b c' 'x y z'): K folds, the k-th of each together; --unlabelled-cuts: one, or K
   Methods that need a teacher (kd, pseudo-label) cannot be swept: it exists only after adaptation."
 steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/parse_options.sh"
@@ -34,9 +38,22 @@ steps=$(cd "$(dirname "$0")" && pwd)
 [ $# -eq 7 ] || { echo "$help_message" 1>&2; exit 1; }
 config=$1 space=$2 lang=$3 train=$4 dev=$5 exp=$6 tuned=$7
 [ -n "$methods" ] || { echo "$0: no --methods to tune" 1>&2; exit 1; }
-for f in "$config" "$space" "$train" "$dev" ${unlabelled_cuts:+"$unlabelled_cuts"}; do
+read -r -a trains <<< "$train"
+read -r -a devs <<< "$dev"
+read -r -a unls <<< "$unlabelled_cuts"
+if [ ${#trains[@]} -ne ${#devs[@]} ] || { [ ${#unls[@]} -gt 1 ] && [ ${#unls[@]} -ne ${#trains[@]} ]; }; then
+  log "ERROR: ${#trains[@]} train cuts, ${#devs[@]} dev cuts and ${#unls[@]} --unlabelled-cuts. Fix: one dev set (and one or no unlabelled set) per training set: the k-th of each form fold k"
+  exit 1
+fi
+for f in "$config" "$space" "${trains[@]}" "${devs[@]}" "${unls[@]}"; do
   [ -f "$f" ] || { log "ERROR: $f does not exist. Fix: run the stages that make it first."; exit 1; }
 done
+folds=()
+for k in "${!trains[@]}"; do
+  folds+=(--train-cuts "${trains[$k]}" --dev-cuts "${devs[$k]}")
+  [ ${#unls[@]} -eq 0 ] || folds+=(--unlabelled-cuts "${unls[$(( ${#unls[@]} > 1 ? k : 0 ))]}")
+done
+n_folds=${#trains[@]}
 for m in $methods; do
   grep -q "^$m:" "$space" || { log "ERROR: $space has no search space for $m. Fix: add a line '$m: {train.lr: [...]}'"; exit 1; }
 done
@@ -69,11 +86,10 @@ done
 
 tune_one() {
   speechtl sweep --config "$config" --method "$1" --space-file "$space" --trials "$trials" --lang-dir "$lang" \
-    --train-cuts "$train" --dev-cuts "$dev" --dev-set "$dev_set" --decoding "$decoding" \
-    ${source_checkpoint:+--source-checkpoint "$source_checkpoint"} ${unlabelled_cuts:+--unlabelled-cuts "$unlabelled_cuts"} \
+    "${folds[@]}" --dev-set "$dev_set" --decoding "$decoding" ${source_checkpoint:+--source-checkpoint "$source_checkpoint"} \
     ${train_seeds:+--train-seeds $train_seeds} --exp-dir "$exp/$1" --output "$tuned"
   mark_done "$exp/$1/.done" "$(method_key "$1")"
 }
-log "${log_prefix:+$log_prefix: }tune ${todo[*]} on $dev_set ($space, $nj at a time; logs: $exp/log/sweep.<method>.log) -> $tuned"
+log "${log_prefix:+$log_prefix: }tune ${todo[*]} on $dev_set$([ "$n_folds" -eq 1 ] || echo " of $n_folds folds") ($space, $nj at a time; logs: $exp/log/sweep.<method>.log) -> $tuned"
 run_parallel "$nj" "$exp/log" sweep tune_one "${todo[@]}"
 for m in "${todo[@]}"; do grep "^# sweep: $m:" "$tuned" | sed 's/^# sweep: /  /'; done

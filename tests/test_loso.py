@@ -2,6 +2,7 @@
 methods for speakers never heard (speaker-adversarial, entropy)."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,11 +211,9 @@ def test_entropy_lowers_the_unlabelled_posteriors_entropy(small_yesno, source, t
     assert with_term < mean_entropy(tmp_path / "ft" / "exp" / "final.pt", unlabelled)
 
 
-def test_sweep_over_folds_scores_every_fold_dev_set_together(small_yesno, tmp_path):
-    import yaml
-
-    from speechtl.cli import main
-
+def two_folds(small_yesno, tmp_path):
+    """train0/dev0 and train1/dev1 (4 and 8 training, 2 and 4 dev utterances), a tiny TDNN conf,
+    the lang dir and the words of both dev sets together."""
     d, cuts, lang = small_yesno
     dev = CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=6)
     for k in (0, 1):
@@ -226,15 +225,24 @@ def test_sweep_over_folds_scores_every_fold_dev_set_together(small_yesno, tmp_pa
         "train: {num_steps: 2, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\n"
         "methods:\n  scratch: {}\n"
     )
+    dev_words = sum(
+        len(c.supervisions[0].text.split()) for k in (0, 1) for c in CutSet.from_file(tmp_path / f"dev{k}.jsonl.gz")
+    )
+    return conf, lang, dev_words
+
+
+def test_sweep_over_folds_scores_every_fold_dev_set_together(small_yesno, tmp_path):
+    import yaml
+
+    from speechtl.cli import main
+
+    conf, lang, dev_words = two_folds(small_yesno, tmp_path)
     argv = ["sweep", "--config", str(conf), "--method", "scratch", "--lang-dir", str(lang.dir)]
     for k in (0, 1):
         argv += ["--train-cuts", str(tmp_path / f"train{k}.jsonl.gz"), "--dev-cuts", str(tmp_path / f"dev{k}.jsonl.gz")]
     out = tmp_path / "tuned.yaml"
     assert (
         main([*argv, "--space", "train.lr=0.0001,0.05", "--exp-dir", str(tmp_path / "sw"), "--output", str(out)]) == 0
-    )
-    dev_words = sum(
-        len(c.supervisions[0].text.split()) for k in (0, 1) for c in CutSet.from_file(tmp_path / f"dev{k}.jsonl.gz")
     )
     with open(tmp_path / "sw" / "sweep.tsv") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
@@ -248,6 +256,49 @@ def test_sweep_over_folds_scores_every_fold_dev_set_together(small_yesno, tmp_pa
     ] in (0.0001, 0.05)
     bad = [*argv[:-2], "--space", "train.lr=0.01", "--exp-dir", str(tmp_path / "sw2"), "--output", str(out)]
     assert main(bad) != 0  # one --dev-cuts short of the --train-cuts
+
+
+def test_tune_sh_sweeps_folds_given_as_lists_and_checks_their_counts(small_yesno, tmp_path):
+    """steps/tune.sh with K train and K dev sets (the recipes' cross-validation and held-out-speaker
+    folds): one sweep over all K, keyed per method, so a re-run sweeps nothing; mismatched lists stop it."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    conf, lang, dev_words = two_folds(small_yesno, tmp_path)
+    space = tmp_path / "space.yaml"
+    space.write_text("scratch: {train.lr: [0.0001, 0.05]}\n")
+    trains = " ".join(str(tmp_path / f"train{k}.jsonl.gz") for k in (0, 1))
+    devs = " ".join(str(tmp_path / f"dev{k}.jsonl.gz") for k in (0, 1))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+    def tune(train_list, dev_list):
+        argv = [str(REPO / "steps" / "tune.sh"), "--nj", "1", "--methods", "scratch", "--source-checkpoint", ""]
+        argv += [
+            str(conf),
+            str(space),
+            str(lang.dir),
+            train_list,
+            dev_list,
+            str(tmp_path / "sw"),
+            str(tmp_path / "t.yaml"),
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, env=env)
+
+    r = tune(trains, devs)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "tune scratch on dev of 2 folds" in r.stdout + r.stderr
+    with open(tmp_path / "sw" / "scratch" / "sweep.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert len(rows) == 2 and all(int(r["words"]) == dev_words for r in rows)
+    assert (tmp_path / "sw" / "scratch" / "trial-01" / "fold-1" / "final.pt").is_file()
+    assert "# sweep: scratch:" in (tmp_path / "t.yaml").read_text()
+    again = tune(trains, devs)
+    assert again.returncode == 0 and "tune scratch" not in again.stdout + again.stderr
+    bad = tune(trains, devs.split()[0])
+    assert bad.returncode != 0 and "2 train cuts, 1 dev cuts" in bad.stdout + bad.stderr
 
 
 def test_unit_marginal_drops_blank_and_padding():

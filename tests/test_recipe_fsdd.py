@@ -169,16 +169,20 @@ def test_leave_one_speaker_out(official):
     assert "## test_loso_mean" in (recipe / "exp" / "RESULTS.md").read_text()
 
 
-def test_leave_one_speaker_out_from_a_pretrained_source(official, tiny_whisper):  # noqa: F811
-    """--loso with --pretrained: the pretrained source's systems on the same folds (exp/loso_whisper),
-    pseudo-label taught by its lp-ft, personalization from it; a re-run does nothing."""
-    recipe, corpus = official
-    conf = recipe / "conf" / "adapt_whisper.yaml"
+def shrink_whisper_conf(conf):
+    """4 updates, 2 of them the new head's probe (the same file each time: its key stays)."""
     c = yaml.safe_load(conf.read_text())
     c["train"].update(num_steps=4, warmup_steps=1, average_last=1)
     for m in ("lp-ft", "pseudo-label"):
         c["methods"][m]["options"]["probe_steps"] = 2
     conf.write_text(yaml.safe_dump(c))
+
+
+def test_leave_one_speaker_out_from_a_pretrained_source(official, tiny_whisper):  # noqa: F811
+    """--loso with --pretrained: the pretrained source's systems on the same folds (exp/loso_whisper),
+    pseudo-label taught by its lp-ft, personalization from it; a re-run does nothing."""
+    recipe, corpus = official
+    shrink_whisper_conf(recipe / "conf" / "adapt_whisper.yaml")
     args = [
         *ARGS, "--corpus-dir", str(corpus), "--stage", "5", "--task", "asr", "--loso", "true",
         "--loso-speakers", "george lucas", "--loso-shots", "1", "--personal-shots", "1", "--loso-methods", "finetune",
@@ -258,6 +262,34 @@ def test_dev_and_untranscribed_rest_of_the_shots_and_options_tuned_on_dev(offici
     tuned = yaml.safe_load((recipe / "exp" / "adapt_tuned.yaml").read_text())
     assert tuned["methods"]["coral"]["options"]["weight"] == 7.0
     assert set(tuned_methods(recipe / "exp" / "adapt_tuned.yaml")) == {"finetune", "dann"}
+
+
+def test_pretrained_self_training_on_the_official_split(official, tiny_whisper):  # noqa: F811
+    """--pretrained-methods pseudo-label on the official split: taught by --pretrained-teacher's system
+    of the same amount, on the untranscribed rest of the training recordings, never dev or test."""
+    recipe, corpus = official
+    shrink_whisper_conf(recipe / "conf" / "adapt_whisper.yaml")
+    args = [
+        *ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--stop-stage", "6", "--task", "asr", "--dev-shots", "2",
+        "--methods", "", "--pretrained", f"whisper:{tiny_whisper}", "--pretrained-methods", "lp-ft pseudo-label",
+        "--pretrained-teacher", "lp-ft",
+    ]  # fmt: skip
+    r = run(recipe, *args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    fbank, exp = recipe / "data" / "fbank", recipe / "exp" / "whisper"
+    unl = ids_in(fbank / "fsdd_cuts_unlabelled.jsonl.gz")
+    for n in ("1shots", "2shots"):
+        kept = (exp / f"pseudo-label_{n}" / "pseudo_labels.txt").read_text().splitlines()
+        assert {line.split("\t")[0] for line in kept} <= unl  # only the untranscribed rest
+        assert f"system=lp-ft_{n}" in (exp / f"pseudo-label_{n}" / ".done").read_text()  # its teacher's key
+    by = {
+        (x["method"], x["data"], x["decoding"]) for x in rows(recipe / "exp" / "results.tsv") if x["test_set"] == "test"
+    }
+    assert {("whisper-pseudo-label", "1shots", "hlg"), ("whisper-lp-ft", "2shots", "greedy")} <= by
+    # Without its teacher among the methods the recipe stops before any work and says what to add.
+    bad = run(recipe, *args[:-4], "--pretrained-methods", "pseudo-label", "--seeds", "5")
+    assert bad.returncode != 0 and "add finetune to the methods" in bad.stdout + bad.stderr
+    assert not (exp / "pseudo-label_1shots_s5").exists()
 
 
 def speakers_in_cuts(manifest):

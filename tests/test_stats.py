@@ -1,5 +1,6 @@
 """Intervals, paired tests and seeds (speechtl.score.stats), on synthetic error counts and a tiny training."""
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -157,6 +158,33 @@ def test_report_pools_seeds_and_marks_differences_that_hold(tmp_path):
     assert "| scratch | 5min | " in md and "↑S" not in md.split("| scratch | 5min |")[1].split("\n")[0]
     assert "| finetune | 5min | hlg | scratch | " in md and "| yes |" in md
     assert ft.ci[0] < ft.mean < ft.ci[1]
+    assert "| vs freeze |" not in md and "| finetune | 5min | hlg | freeze | " not in md
+    # another baseline (e.g. a teacher): every row is paired with it too, on the command line as well
+    from speechtl.cli import main
+
+    assert (
+        main(["report", "--results", str(tsv), "--results-md", str(tmp_path / "R2.md"), "--baselines", "freeze"]) == 0
+    )
+    md2 = (tmp_path / "R2.md").read_text()
+    assert "| finetune | 5min | hlg | freeze | " in md2 and "| finetune | 5min | hlg | scratch | " not in md2
+
+
+def test_report_leaves_uncompared_a_row_of_another_test_set(tmp_path, caplog):
+    """A row decoded on other utterances than its baseline's (an earlier test set's row that was not
+    decoded again) gets its own interval but no paired test, and the report still gets written."""
+    words = np.full(50, 8)
+    rows = [write_system(tmp_path, m, 1, np.arange(50) % 3, words) for m in ("scratch", "finetune")]
+    f = tmp_path / "finetune_5min_s1" / "decode" / "utt-errs-test-hlg.tsv"
+    f.write_text(re.sub(r"(?m)^u0", "v0", f.read_text()))  # the same counts, other utterances
+    tsv = tmp_path / "results.tsv"
+    update_results(tsv, rows)
+    with caplog.at_level("WARNING"):
+        summary = {
+            s.method: s for s in summarize(read_results(tsv), lambda r: UttErrors.from_file(tmp_path / r.utt_errs))
+        }
+    assert summary["finetune"].utt.utts[0].startswith("v0") and summary["finetune"].comparisons == {}
+    assert "no utterance in common with scratch" in caplog.text
+    assert "| finetune | 5min |" in write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
 
 
 def test_different_seeds_train_different_models_and_the_same_seed_the_same(small_yesno, tmp_path):

@@ -11,6 +11,7 @@ method; methods that use no target data (``zero-shot``) are a dashed level line.
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,13 +60,13 @@ def _cell(s: SystemSummary) -> str:
     return " ".join([text, *marks])
 
 
-def _comparison_lines(summaries: list[SystemSummary]) -> list[str]:
+def _comparison_lines(summaries: list[SystemSummary], baselines: Sequence[str] = BASELINES) -> list[str]:
     """One row per (system, baseline) pair; empty when no row has per-utterance errors."""
     pairs = [(s, c) for s in summaries for c in s.comparisons.values()]
     if not pairs:
         return []
     lines = [
-        f"Paired comparisons with {' and '.join(BASELINES)} (ΔWER in points; P(better): bootstrap probability "
+        f"Paired comparisons with {' and '.join(baselines)} (ΔWER in points; P(better): bootstrap probability "
         "of improvement; p: two-sided sign-flip test over utterances; holds: p < 0.05):",
         "",
         "| method | data | decoding | vs | ΔWER | P(better) | p | holds |",
@@ -112,12 +113,16 @@ def _per_speaker_lines(summaries: list[SystemSummary]) -> list[str]:
     return lines
 
 
-def write_results_md(results_tsv: Path, out: Path, title: str = "Results") -> Path:
+def write_results_md(
+    results_tsv: Path, out: Path, title: str = "Results", baselines: Sequence[str] = BASELINES
+) -> Path:
+    """``baselines``: the methods every row is paired with at its test set, data and decoding
+    (scratch and finetune; add e.g. a teacher, ``whisper-lp-ft``, to test its students against it)."""
     rows = read_results(results_tsv)
     if not rows:
         raise SpeechtlError(f"{results_tsv} has no results yet. Fix: run the decode stage first.")
     lines = [f"# {title}", "", f"Generated from `{Path(results_tsv).name}`; WER in %, (errors/words).", _LEGEND, ""]
-    summaries = summarize(sorted(rows, key=_sort_key), lambda r: load_utt_errors(results_tsv, r))
+    summaries = summarize(sorted(rows, key=_sort_key), lambda r: load_utt_errors(results_tsv, r), baselines)
     by_test: dict[str, list[SystemSummary]] = defaultdict(list)
     for s in summaries:
         by_test[s.test_set].append(s)
@@ -137,7 +142,7 @@ def write_results_md(results_tsv: Path, out: Path, title: str = "Results") -> Pa
             vals = [_cell(by_dec[d]) if d in by_dec else "" for d in decodings]
             lines.append(f"| {method} | {data} | " + " | ".join(vals) + " |")
         lines.append("")
-        lines += _comparison_lines(ss)
+        lines += _comparison_lines(ss, baselines)
     lines += _per_speaker_lines(summaries)
     with atomic_open(Path(out)) as f:
         f.write("\n".join(lines))

@@ -25,6 +25,7 @@ Every draw comes from a fixed seed, so the same results give the same report.
 """
 
 import itertools
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +257,14 @@ def summarize(
     for s in out:
         for b in baselines:
             base = by_key.get((s.test_set, b, s.data, s.decoding))
-            if base is not None and base is not s and s.utt is not None and base.utt is not None:
-                s.comparisons[b] = compare(s.utt, base.utt, b, replications)
+            if base is None or base is s or s.utt is None or base.utt is None:
+                continue
+            if set(s.utt.utts).isdisjoint(base.utt.utts):
+                # e.g. a row left from an earlier test set (other --test-speakers) that was not decoded again
+                logging.warning(
+                    f"{s.method} ({s.data}, {s.decoding}) on {s.test_set}: no utterance in common with {b}'s "
+                    f"decode; not compared. Fix: decode both on the same test set (rerun its stage 6)"
+                )
+                continue
+            s.comparisons[b] = compare(s.utt, base.utt, b, replications)
     return out

@@ -12,7 +12,7 @@
 #     (steps/loso.sh; its untranscribed audio feeds the unlabelled-audio methods; rows test_<speaker>, test_loso_mean)
 #   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --methods ""   --pretrained-methods from a pretrained
 #     model too (exp/whisper/<method>_<N>shots, rows whisper-<method>, whisper-zero-shot; --methods "": only those;
-#     with --loso true: exp/loso_whisper/<speaker>/<method>_<N>shots, kd/pseudo-label taught by --pretrained-teacher)
+#     kd/pseudo-label taught by --pretrained-teacher; with --loso true: exp/loso_whisper/<speaker>/<method>_<N>shots)
 # Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train). Of the
 #   training recordings the shots leave, the last --dev-shots per digit and speaker are dev (for --tune)
 #   and the others untranscribed audio for the unlabelled-audio methods (dann, mmd, kd, pseudo-label...).
@@ -59,7 +59,7 @@ loso_speakers=           # empty: every speaker of the corpus is held out in tur
 pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
-pretrained_teacher=finetune         # --loso: teaches kd and pseudo-label among --pretrained-methods (e.g. lp-ft)
+pretrained_teacher=finetune         # teaches kd and pseudo-label among --pretrained-methods (e.g. lp-ft)
 pretrained_personal_from=           # --loso: personalize this --pretrained-methods system too (--personal-shots)
 help_message=$(sed -n '2,22p' run.sh | sed 's/^# \{0,1\}//')
 
@@ -151,6 +151,8 @@ pt_systems=()
 pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
 [ -z "$pretrained" ] || mapfile -t pt_systems < <(system_names "$pretrained_methods" "$shots" "$seeds" shots)
 pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
+# Its systems on the official split also read the untranscribed rest (kd, pseudo-label...): its key too.
+pt_adapt_key="$(cat $fbank/.rest.done 2>/dev/null || true) source=$pretrained"
 
 loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
   --personal-from "$personal_from"
@@ -200,7 +202,8 @@ fi
 
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/adapt_all.sh --nj $nj --exp-dir "$pt_exp" --source-checkpoint "$pretrained" --log-prefix "Stage 5" \
-    --key "$pt_key" "$pretrained_config" $lang ${cuts}_train "${pt_systems[@]}"
+    --key "$pt_adapt_key" --teacher "$pretrained_teacher" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz \
+    "$pretrained_config" $lang ${cuts}_train "${pt_systems[@]}"
 fi
 
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then

@@ -105,24 +105,14 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
       speechtl folds --cuts $fbank/yesno_cuts_train.jsonl.gz --k "$tune_folds" --output-dir $folds > /dev/null
       mark_done $folds/.done "$key"
     fi
-    fold_args=()
-    for ((k = 0; k < tune_folds; k++)); do
-      fold_args+=(--train-cuts "$folds/train_f$k.jsonl.gz" --dev-cuts "$folds/dev_f$k.jsonl.gz")
-    done
+    trains=() devs=()
+    for ((k = 0; k < tune_folds; k++)); do trains+=("$folds/train_f$k.jsonl.gz"); devs+=("$folds/dev_f$k.jsonl.gz"); done
     tuned=$pt_exp/adapt_tuned.yaml
-    # rebuilt from the base conf as it is now (an edit there reaches every method), keeping the choices
-    speechtl tuned-conf --config "$pretrained_config" --output "$tuned"
-    for m in $tune; do
-      key="$(cat $folds/.done) $(cat $lang/.done) $(grep "^$m:" "$tune_space") source=$pretrained"
-      key+=" $(speechtl conf-key --config "$pretrained_config" --method "$m")"
-      if ! is_done "$pt_exp/sweep/$m/.done" "$key" || ! grep -q "^# sweep: $m:" "$tuned"; then
-        log "Stage 4: tune $m on $tune_folds dev folds ($tune_space) -> $pt_exp/sweep/$m, $tuned"
-        speechtl sweep --config "$pretrained_config" --method "$m" --space-file "$tune_space" --lang-dir $lang \
-          "${fold_args[@]}" --dev-set dev --source-checkpoint "$pretrained" --exp-dir "$pt_exp/sweep/$m" --output "$tuned"
-        mark_done "$pt_exp/sweep/$m/.done" "$key"
-      fi
-      grep "^# sweep: $m:" "$tuned" | sed 's/^# sweep: /  chosen: /'
-    done
+    # each point's dev errors summed over the folds; the choices -> $tuned (rebuilt from the base conf
+    # on every run, so an edit there reaches every method); a method is swept again when its key changes
+    steps/tune.sh --nj "$nj" --methods "$tune" --log-prefix "Stage 4" --key "$(cat $folds/.done) $(cat $lang/.done)" \
+      --source-checkpoint "$pretrained" "$pretrained_config" "$tune_space" $lang "${trains[*]}" "${devs[*]}" \
+      "$pt_exp/sweep" "$tuned"
     pretrained_config=$tuned
   fi
   for system in "${pt_systems[@]}"; do
