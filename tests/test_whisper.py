@@ -263,3 +263,49 @@ def test_zero_shot_rows_from_whispers_own_decoder(fsdd_dir, tmp_path):
     cuts.to_file(tmp_path / "cuts.jsonl.gz")
     row = whisper_zero_shot(f"whisper:{REAL}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", spell_digits=True)
     assert row.words == 2 and row.decoding == "whisper" and (tmp_path / "d" / "recogs-t-whisper.txt").is_file()
+
+
+def test_padded_cuts_carry_the_input_mark_and_give_whisper_mel_of_the_padded_audio(small_yesno):
+    """A mixed cut (here: padded with silence, as lhotse's cut.pad() makes it) has no custom field of
+    its own: the mark goes on its speech track, and the model reads log-mel of the whole padded wave."""
+    from speechtl.features.inputs import InputSpec, WaveInput, mark_cuts, spec_of
+
+    _, cuts, _ = small_yesno
+    spec = InputSpec("whisper-mel", 16000, 80)
+    padded = cuts.subset(first=2).map(lambda c: c.pad(duration=c.duration + 1.0, direction="both"))
+    marked = mark_cuts(padded, spec)
+    assert type(next(iter(marked))).__name__ == "MixedCut" and spec_of(marked) == spec
+    feats, lens = WaveInput(spec)(marked)
+    _, plain_lens = WaveInput(spec)(mark_cuts(cuts.subset(first=2), spec))
+    assert feats.shape[2] == 80 and all(p + 100 == q for p, q in zip(plain_lens.tolist(), lens.tolist(), strict=True))
+    silence, speech = feats[0, 5:45], feats[0, 50 : lens[0] - 50]  # the leading 0.5 s is the zeros' floor
+    assert silence.std() < 0.01 < speech.std() and silence.mean() < speech.mean()
+
+
+def test_whisper_trains_on_cuts_without_fbank_and_on_padded_cuts(small_yesno, tiny_whisper_dir, tmp_path):
+    """A model that reads log-mel from the audio needs no precomputed fbank (the checkpoint then
+    records none), and trains on mixed cuts (padded with silence) as on plain ones."""
+    from speechtl.adapt import get_method
+    from speechtl.adapt.transfer import build_model_for
+    from speechtl.features.inputs import mark_cuts
+    from speechtl.train import TrainConfig, Trainer
+    from speechtl.train.checkpoint import load_checkpoint
+    from speechtl.train.trainer import seed_everything
+
+    _, cuts, lang = small_yesno
+    cfg = TrainConfig(num_steps=1, max_duration=400, num_buckets=2, average_last=1, lr=0.01)
+    for name, these in [
+        ("audio-only", cuts.drop_features()),
+        ("padded", cuts.map(lambda c: c.pad(duration=c.duration + 0.5, direction="both"))),
+    ]:
+        seed_everything(0)
+        model = build_model_for(get_method("finetune"), lang, None, f"whisper:{tiny_whisper_dir}")
+        final = Trainer(model, lang, get_method("finetune"), cfg, tmp_path / name).fit(
+            mark_cuts(these, model.input_spec)
+        )
+        recorded = load_checkpoint(final)["features"]
+        assert (recorded is None) == (name == "audio-only"), name
+    from speechtl.train.trainer import feature_info
+
+    with pytest.raises(SpeechtlError, match=r"no features\. Fix: run the fbank stage"):
+        feature_info(cuts.drop_features())  # a model on fbank still needs them

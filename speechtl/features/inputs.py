@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from lhotse import CutSet
+from lhotse.cut import MixedCut, PaddingCut
 from lhotse.dataset.input_strategies import BatchIO, PrecomputedFeatures
 from lhotse.utils import compute_num_samples, fastcopy
 
@@ -111,10 +112,24 @@ class WaveInput(BatchIO):
         }
 
 
+def _mark_of(cut) -> dict | None:
+    """The mark of a cut; of a mixed one (padded, mixed with noise...), that of its first speech track."""
+    if isinstance(cut, MixedCut):
+        return next((_mark_of(t.cut) for t in cut.tracks if not isinstance(t.cut, PaddingCut)), None)
+    return (getattr(cut, "custom", None) or {}).get(INPUT_KEY)
+
+
+def _with_mark(cut, mark: dict):
+    """``cut`` marked; a mixed cut has no ``custom`` of its own, so each of its non-padding tracks is."""
+    if isinstance(cut, MixedCut):
+        tracks = [t if isinstance(t.cut, PaddingCut) else fastcopy(t, cut=_with_mark(t.cut, mark)) for t in cut.tracks]
+        return fastcopy(cut, tracks=tracks)
+    return fastcopy(cut, custom={**(getattr(cut, "custom", None) or {}), INPUT_KEY: mark})
+
+
 def spec_of(cuts) -> InputSpec:
     """The input marked on the first cut (precomputed fbank when unmarked)."""
-    first = next(iter(cuts), None)
-    mark = (getattr(first, "custom", None) or {}).get(INPUT_KEY)
+    mark = _mark_of(next(iter(cuts), None))
     return FBANK if mark is None else InputSpec(**mark)
 
 
@@ -145,7 +160,7 @@ def mark_cuts(cuts: CutSet, spec: InputSpec) -> CutSet:
     mark = asdict(spec)
 
     def marked(c):
-        return fastcopy(c, custom={**(getattr(c, "custom", None) or {}), INPUT_KEY: mark})
+        return _with_mark(c, mark)
 
     return cuts.map(marked)
 

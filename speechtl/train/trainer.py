@@ -35,11 +35,13 @@ from typing import Any
 
 import torch
 from lhotse import CutSet
+from lhotse.cut import MixedCut, PaddingCut
 from tqdm import tqdm
 
 from speechtl.adapt import Method
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
+from speechtl.features.inputs import model_input
 from speechtl.lang import Lang
 from speechtl.log import FORMAT
 from speechtl.models import CtcModel
@@ -149,10 +151,21 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
     return f
 
 
-def feature_info(cuts: CutSet) -> dict:
-    """The fbank settings a model was trained on, so inference can compute the same."""
-    f = next(iter(cuts)).features
+def _features_of(cut):
+    """A cut's precomputed features; of a mixed cut (padded, mixed...), those of its first speech track."""
+    if isinstance(cut, MixedCut):
+        return next((_features_of(t.cut) for t in cut.tracks if not isinstance(t.cut, PaddingCut)), None)
+    return cut.features
+
+
+def feature_info(cuts: CutSet, reads_waves: bool = False) -> dict | None:
+    """The fbank settings a model was trained on, so inference can compute the same. A model that
+    computes its input from the audio (Whisper log-mel, samples: ``reads_waves``) needs none, and
+    records them only when the cuts have them."""
+    f = _features_of(next(iter(cuts)))
     if f is None:
+        if reads_waves:
+            return None
         raise SpeechtlError("training cuts have no features. Fix: run the fbank stage first.")
     return {"sampling_rate": f.sampling_rate, "num_mel_bins": f.num_features, "frame_shift": f.frame_shift}
 
@@ -494,7 +507,7 @@ class Trainer:
                 "scheduler": scheduler,
                 "extra": extra,
                 "precision": precision,
-                "features": feature_info(train_cuts),
+                "features": feature_info(train_cuts, model_input(self.model).kind != "fbank"),
                 "total_steps": total_steps,
                 "steps_per_epoch": steps_per_epoch,
                 "resume_key": key,
