@@ -266,11 +266,12 @@ def test_dev_and_untranscribed_rest_of_the_shots_and_options_tuned_on_dev(offici
 
 def test_pretrained_self_training_on_the_official_split(official, tiny_whisper):  # noqa: F811
     """--pretrained-methods pseudo-label on the official split: taught by --pretrained-teacher's system
-    of the same amount, on the untranscribed rest of the training recordings, never dev or test."""
+    of the same amount, on the untranscribed rest of the training recordings, never dev or test
+    (stage 5 only: the pretrained systems' decoding is the --loso test's and the yesno recipe's)."""
     recipe, corpus = official
     shrink_whisper_conf(recipe / "conf" / "adapt_whisper.yaml")
     args = [
-        *ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--stop-stage", "6", "--task", "asr", "--dev-shots", "2",
+        *ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--stop-stage", "5", "--task", "asr", "--dev-shots", "2",
         "--methods", "", "--pretrained", f"whisper:{tiny_whisper}", "--pretrained-methods", "lp-ft pseudo-label",
         "--pretrained-teacher", "lp-ft",
     ]  # fmt: skip
@@ -282,10 +283,6 @@ def test_pretrained_self_training_on_the_official_split(official, tiny_whisper):
         kept = (exp / f"pseudo-label_{n}" / "pseudo_labels.txt").read_text().splitlines()
         assert {line.split("\t")[0] for line in kept} <= unl  # only the untranscribed rest
         assert f"system=lp-ft_{n}" in (exp / f"pseudo-label_{n}" / ".done").read_text()  # its teacher's key
-    by = {
-        (x["method"], x["data"], x["decoding"]) for x in rows(recipe / "exp" / "results.tsv") if x["test_set"] == "test"
-    }
-    assert {("whisper-pseudo-label", "1shots", "hlg"), ("whisper-lp-ft", "2shots", "greedy")} <= by
     # Without its teacher among the methods the recipe stops before any work and says what to add.
     bad = run(recipe, *args[:-4], "--pretrained-methods", "pseudo-label", "--seeds", "5")
     assert bad.returncode != 0 and "add finetune to the methods" in bad.stdout + bad.stderr
