@@ -112,11 +112,16 @@ class WaveInput(BatchIO):
         }
 
 
-def _mark_of(cut) -> dict | None:
-    """The mark of a cut; of a mixed one (padded, mixed with noise...), that of its first speech track."""
+def speech_track(cut):
+    """The cut itself; of a mixed cut (padded, mixed with noise...), which has no ``custom`` or
+    ``features`` of its own, its first non-padding track's cut (None when there is none)."""
     if isinstance(cut, MixedCut):
-        return next((_mark_of(t.cut) for t in cut.tracks if not isinstance(t.cut, PaddingCut)), None)
-    return (getattr(cut, "custom", None) or {}).get(INPUT_KEY)
+        return next((speech_track(t.cut) for t in cut.tracks if not isinstance(t.cut, PaddingCut)), None)
+    return cut
+
+
+def _mark_of(cut) -> dict | None:
+    return (getattr(speech_track(cut), "custom", None) or {}).get(INPUT_KEY)
 
 
 def _with_mark(cut, mark: dict):

@@ -35,13 +35,12 @@ from typing import Any
 
 import torch
 from lhotse import CutSet
-from lhotse.cut import MixedCut, PaddingCut
 from tqdm import tqdm
 
 from speechtl.adapt import Method
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
-from speechtl.features.inputs import model_input
+from speechtl.features.inputs import model_input, speech_track
 from speechtl.lang import Lang
 from speechtl.log import FORMAT
 from speechtl.models import CtcModel
@@ -151,18 +150,11 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
     return f
 
 
-def _features_of(cut):
-    """A cut's precomputed features; of a mixed cut (padded, mixed...), those of its first speech track."""
-    if isinstance(cut, MixedCut):
-        return next((_features_of(t.cut) for t in cut.tracks if not isinstance(t.cut, PaddingCut)), None)
-    return cut.features
-
-
 def feature_info(cuts: CutSet, reads_waves: bool = False) -> dict | None:
     """The fbank settings a model was trained on, so inference can compute the same. A model that
     computes its input from the audio (Whisper log-mel, samples: ``reads_waves``) needs none, and
     records them only when the cuts have them."""
-    f = _features_of(next(iter(cuts)))
+    f = getattr(speech_track(next(iter(cuts))), "features", None)
     if f is None:
         if reads_waves:
             return None
