@@ -442,8 +442,9 @@ def cmd_synthesize(a):
 
 def cmd_report(a):
     from speechtl.score.report import plot_data_efficiency, write_results_md
+    from speechtl.score.stats import BASELINES
 
-    md = write_results_md(a.results, a.results_md, a.title, a.baselines)
+    md = write_results_md(a.results, a.results_md, a.title, a.baselines or BASELINES)
     print(md.read_text(encoding="utf-8"))  # the tables, intervals and significance marks
     logging.info(f"wrote {md}")
     if a.plot:
@@ -876,10 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-set", default="test")
     s.add_argument("--decoding", default="hlg")
     s.add_argument(
-        "--baselines",
-        nargs="+",
-        default=["scratch", "finetune"],
-        help="methods every row is paired with (a teacher...)",
+        "--baselines", nargs="+", default=None, help="methods every row is paired with (default: scratch finetune)"
     )
     s.set_defaults(func=cmd_report)
 

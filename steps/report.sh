@@ -8,7 +8,7 @@ title=Results
 plot=
 test_set="test"
 decoding=hlg
-baselines="scratch finetune"  # every row is paired with these methods (add a teacher, e.g. whisper-lp-ft)
+baselines=  # every row is paired with these methods (empty: speechtl report's scratch and finetune; add a teacher, e.g. whisper-lp-ft)
 help_message="Usage: $0 [--title Results] [--plot exp/plots/data_efficiency.png] [--test-set test] [--decoding hlg] [--baselines 'scratch finetune'] <results.tsv> <RESULTS.md>"
 steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/parse_options.sh"
@@ -16,7 +16,7 @@ steps=$(cd "$(dirname "$0")" && pwd)
 [ $# -eq 2 ] || { echo "$help_message" 1>&2; exit 1; }
 results=$1 results_md=$2
 # shellcheck disable=SC2086
-speechtl report --results "$results" --results-md "$results_md" --title "$title" --baselines $baselines \
+speechtl report --results "$results" --results-md "$results_md" --title "$title" ${baselines:+--baselines $baselines} \
   ${plot:+--plot "$plot" --test-set "$test_set" --decoding "$decoding"}
 log "Results ($results; $results_md${plot:+; $plot}):"
 column -t -s $'\t' "$results" 2>/dev/null || cat "$results"

@@ -53,7 +53,6 @@ for k in "${!trains[@]}"; do
   folds+=(--train-cuts "${trains[$k]}" --dev-cuts "${devs[$k]}")
   [ ${#unls[@]} -eq 0 ] || folds+=(--unlabelled-cuts "${unls[$(( ${#unls[@]} > 1 ? k : 0 ))]}")
 done
-n_folds=${#trains[@]}
 for m in $methods; do
   grep -q "^$m:" "$space" || { log "ERROR: $space has no search space for $m. Fix: add a line '$m: {train.lr: [...]}'"; exit 1; }
 done
@@ -90,6 +89,6 @@ tune_one() {
     ${train_seeds:+--train-seeds $train_seeds} --exp-dir "$exp/$1" --output "$tuned"
   mark_done "$exp/$1/.done" "$(method_key "$1")"
 }
-log "${log_prefix:+$log_prefix: }tune ${todo[*]} on $dev_set$([ "$n_folds" -eq 1 ] || echo " of $n_folds folds") ($space, $nj at a time; logs: $exp/log/sweep.<method>.log) -> $tuned"
+log "${log_prefix:+$log_prefix: }tune ${todo[*]} on $dev_set$([ ${#trains[@]} -eq 1 ] || echo " of ${#trains[@]} folds") ($space, $nj at a time; logs: $exp/log/sweep.<method>.log) -> $tuned"
 run_parallel "$nj" "$exp/log" sweep tune_one "${todo[@]}"
 for m in "${todo[@]}"; do grep "^# sweep: $m:" "$tuned" | sed 's/^# sweep: /  /'; done
