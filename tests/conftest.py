@@ -65,7 +65,11 @@ def copy_recipe(recipe: Path, dst: Path) -> Path:
     return d
 
 
+def venv_env(**extra: str) -> dict[str, str]:
+    """The environment with this interpreter's bin first on PATH (speechtl, torchrun), plus ``extra``."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", **extra)
+
+
 def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     """``./run.sh args`` in ``recipe`` with this interpreter's bin first on PATH."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True)
+    return subprocess.run(["./run.sh", *args], cwd=recipe, env=venv_env(), capture_output=True, text=True)

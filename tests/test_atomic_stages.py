@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, copy_recipe
+from conftest import REPO, copy_recipe, venv_env
 from lhotse import CutSet
 
 from speechtl.atomic import PARTIAL
@@ -36,7 +36,7 @@ def speechtl(*args) -> list[str]:
 
 
 def env() -> dict:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    return venv_env(OMP_NUM_THREADS="1")
 
 
 def kill_when(cmd: list[str], ready: Callable[[], bool], cwd: Path | None = None, timeout: float = 300) -> None:

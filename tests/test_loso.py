@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import venv_env
 from lhotse import CutSet
 from lhotse.testing.dummies import dummy_cut, dummy_supervision
 from lhotse.utils import fastcopy
@@ -261,9 +262,7 @@ def test_sweep_over_folds_scores_every_fold_dev_set_together(small_yesno, tmp_pa
 def test_tune_sh_sweeps_folds_given_as_lists_and_checks_their_counts(small_yesno, tmp_path):
     """steps/tune.sh with K train and K dev sets (the recipes' cross-validation and held-out-speaker
     folds): one sweep over all K, keyed per method, so a re-run sweeps nothing; mismatched lists stop it."""
-    import os
     import subprocess
-    import sys
 
     from conftest import REPO
 
@@ -272,7 +271,7 @@ def test_tune_sh_sweeps_folds_given_as_lists_and_checks_their_counts(small_yesno
     space.write_text("scratch: {train.lr: [0.0001, 0.05]}\n")
     trains = " ".join(str(tmp_path / f"train{k}.jsonl.gz") for k in (0, 1))
     devs = " ".join(str(tmp_path / f"dev{k}.jsonl.gz") for k in (0, 1))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env()
 
     def tune(train_list, dev_list):
         argv = [str(REPO / "steps" / "tune.sh"), "--nj", "1", "--methods", "scratch", "--source-checkpoint", ""]
@@ -350,7 +349,6 @@ def test_results_md_has_a_per_speaker_table_for_pooled_rows(tmp_path):
 
 def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(tmp_path):
     import subprocess
-    from pathlib import Path
 
     loso = Path(__file__).resolve().parents[1] / "steps" / "loso.sh"
     argv = [str(loso), "--methods", "finetune dann", "--personal-shots", "1", "--personal-from", "pseudo-label"]
@@ -365,15 +363,12 @@ def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(t
 def test_a_teacher_of_another_source_must_be_trained_before_it_teaches(tmp_path):
     """adapt_all --teacher-dir (loso.sh --teacher-exp: e.g. Whisper's fold systems teach this
     source's pseudo-label): an untrained teacher there stops the run before any training."""
-    import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     steps = Path(__file__).resolve().parents[1] / "steps"
     (tmp_path / "conf.yaml").write_text("train: {num_steps: 1}\nmethods:\n  pseudo-label: {}\n")
     (tmp_path / "whisper" / "finetune_1shots").mkdir(parents=True)  # no .done: not trained
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env()
 
     def adapt_all(*options: str) -> str:
         argv = [str(steps / "adapt_all.sh"), *options, "--exp-dir", "exp", "conf.yaml", "lang", "cuts"]

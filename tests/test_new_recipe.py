@@ -16,13 +16,12 @@ import re
 import resource
 import shutil
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run, venv_env
 
 SPEAKERS = ("george", "jackson")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -30,16 +29,8 @@ SPLITS = {"train": range(5, 10), "dev": range(1, 2), "test": range(0, 1)}  # FSD
 TINY_ADAPT = {"num_steps": "4", "warmup_steps": "1", "max_duration": "20", "num_buckets": "2", "average_last": "1"}
 
 
-def env() -> dict:
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-
-
 def speechtl(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(["speechtl", *args], cwd=cwd, env=env(), capture_output=True, text=True)
-
-
-def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["./run.sh", *args], cwd=recipe, env=env(), capture_output=True, text=True)
+    return subprocess.run(["speechtl", *args], cwd=cwd, env=venv_env(), capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +267,7 @@ def test_two_recipes_differ_in_config_only(recipe_run, tiny_source, fsdd_dir, eg
     conf = (second / "conf" / "recipe.conf").read_text()
     assert f"corpus_dir={corpus}" in conf and "minutes='1 2'" in conf and "recipe=lucas" in conf
     assert conf != (first / "conf" / "recipe.conf").read_text()
-    sc = subprocess.run(["shellcheck", "-x", "run.sh"], cwd=second, env=env(), capture_output=True, text=True)
+    sc = subprocess.run(["shellcheck", "-x", "run.sh"], cwd=second, env=venv_env(), capture_output=True, text=True)
     assert sc.returncode == 0, sc.stdout
 
 

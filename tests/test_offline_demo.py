@@ -4,12 +4,10 @@ import gzip
 import os
 import shutil
 import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_recipe, shared_data
+from conftest import REPO, copy_recipe, shared_data, venv_env
 
 from speechtl.data.corpora.lad import SHIPPED_DIR, shipped_lad_text
 from speechtl.data.corpora.tts_xling import download_tts_xling, load_config, plan_corpus
@@ -58,7 +56,7 @@ def test_unshipped_language_names_the_fix(tmp_path):
 def test_recipe_stage_0_runs_in_a_network_namespace_without_interfaces(tmp_path):
     """`./run.sh --stop-stage 0` with no network at all (unshare -n), as on an offline machine."""
     recipe = copy_recipe(REPO / "egs/tts_xling/ASR", tmp_path)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env()
     r = subprocess.run(
         ["unshare", "-n", "./run.sh", "--stop-stage", "0"], cwd=recipe, env=env, capture_output=True, text=True
     )
@@ -76,7 +74,7 @@ def test_ddp_training_falls_back_to_one_process_without_loopback(small_yesno, tm
     conf.write_text(
         "model: {encoder: tdnn, num_features: 23}\ntrain: {num_epochs: 1, max_duration: 15, num_buckets: 2}\n"
     )
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env()
     cmd = [REPO / "steps/train.sh", "--num-procs", "2", conf, d / "lang", tmp_path / "cuts.jsonl.gz", tmp_path / "exp"]
     r = subprocess.run(["unshare", "-n", *map(str, cmd)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -1,15 +1,13 @@
 """End to end: egs/yesno/ASR/run.sh on the real corpus, then a re-run that does no work."""
 
 import csv
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, copy_recipe, run
+from conftest import REPO, copy_recipe, run, venv_env
 
 RECIPE = REPO / "egs" / "yesno" / "ASR"
 
@@ -81,7 +79,7 @@ def test_changed_argument_redoes_only_its_stage(recipe_run, yesno_dir):
 
 def test_parallel_decoding_gives_identical_recogs(recipe_run):
     recipe = recipe_run[0]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env()
     outs = []
     for nj in (1, 2):
         out = recipe / "exp" / f"nj{nj}"
@@ -144,7 +142,7 @@ def test_transcribe_stereo_44k_and_unreadable_files(recipe_run, yesno_dir, tmp_p
     assert sf.info(str(stereo)).channels == 2 and sf.info(str(stereo)).samplerate == 44100
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVE nonsense")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env()
     r = subprocess.run(
         [
             "speechtl",

@@ -6,6 +6,7 @@ import operator
 
 import pytest
 import torch
+from conftest import venv_env
 from lhotse import CutSet
 
 from speechtl.adapt import get_method
@@ -175,11 +176,9 @@ def test_augmentation_is_drawn_per_cut(small_yesno):
 
 
 def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
-    import os
     import re
     import subprocess
     import sys
-    from pathlib import Path
 
     d, cuts, _ = small_yesno
     cuts.to_file(tmp_path / "cuts.jsonl.gz")
@@ -193,7 +192,7 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
         "        optimizer: sgd, lr: 0.5,\n"
         "        average_last: 2, mel_noise: {prob: 0.5}, spec_augment: {time_warp_factor: 0}}\n"
     )
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env()
     args = [
         "-m",
         "speechtl.cli",

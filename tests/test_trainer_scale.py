@@ -4,7 +4,6 @@ accumulation, activation checkpointing, AMP, time/memory logging, and DDP across
 
 import copy
 import logging
-import os
 import re
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import venv_env
 from lhotse import CutSet, NumpyFilesWriter
 from lhotse.utils import fastcopy
 
@@ -239,7 +239,7 @@ def test_two_torchrun_agents_as_two_nodes_end_with_equal_weights(small_yesno, tm
     argv = torchrun_argv(program, nproc=1, nnodes=2, endpoint=f"localhost:{_free_port()}", run_id="two-nodes")
     rendezvous = ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", argv[8], "--rdzv-id", "two-nodes"]
     assert argv == ["torchrun", "--nproc-per-node", "1", *rendezvous, "-m", "speechtl.cli", *program]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    env = venv_env(OMP_NUM_THREADS="1")
     agents = [subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = []
     for p in agents:
