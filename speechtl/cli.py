@@ -473,6 +473,18 @@ def cmd_transcribe(a):
         raise SpeechtlError(f"{failed} of {len(a.files)} file(s) could not be read (see above)")
 
 
+def cmd_vtln(a):
+    from lhotse import CutSet
+
+    from speechtl.adapt.vtln import VtlnOptions, warp_checkpoint
+
+    if not a.cuts.is_file():
+        raise SpeechtlError(f"cuts {a.cuts} do not exist. Fix: compute the speaker's fbank first (compute-fbank)")
+    options = VtlnOptions(low=a.low, high=a.high, step=a.step, criterion=a.criterion, max_utterances=a.max_utterances)
+    table = a.output.with_name(a.output.stem + ".vtln.tsv")
+    warp_checkpoint(a.checkpoint, CutSet.from_file(a.cuts), a.output, options, table, a.device or None)
+
+
 def cmd_new_recipe(a):
     from speechtl.recipe.generate import DEFAULT_METHODS, DEFAULT_MINUTES, RecipeConfig, new_recipe
 
@@ -891,6 +903,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="")
     s.add_argument("files", type=Path, nargs="+")
     s.set_defaults(func=cmd_transcribe)
+
+    s = sub.add_parser(
+        "vtln",
+        help="test-time VTLN: a checkpoint -> the same model with one warp factor for a new voice, "
+        "chosen on that voice's untranscribed cuts (no training)",
+    )
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--cuts", type=Path, required=True, help="the new speaker's cuts (transcripts unused)")
+    s.add_argument("--output", type=Path, required=True, help="the warped checkpoint (+ OUTPUT-stem.vtln.tsv)")
+    s.add_argument("--criterion", default="entropy", choices=["entropy", "best-path"])
+    s.add_argument("--low", type=float, default=0.8)
+    s.add_argument("--high", type=float, default=1.2)
+    s.add_argument("--step", type=float, default=0.02)
+    s.add_argument("--max-utterances", type=int, default=300)
+    s.add_argument("--device", default="")
+    s.set_defaults(func=cmd_vtln)
 
     s = sub.add_parser(
         "new-recipe", help="write egs/NAME/ASR/ for your own corpus: import, fbank, units, adapt, decode, report"

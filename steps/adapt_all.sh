@@ -15,11 +15,11 @@ exp_dir=exp
 source_checkpoint=exp/source/final.pt
 unlabelled_cuts=
 key=
-taught="kd pseudo-label"
+taught="kd pseudo-label balanced-pseudo-label"
 teacher=finetune
 teacher_dir=
 log_prefix=
-help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label'] [--teacher finetune] [--teacher-dir DIR] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
+help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label balanced-pseudo-label'] [--teacher finetune] [--teacher-dir DIR] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
   <system>: <method>_<amount>, trained on <train-cuts-prefix>_<amount>.jsonl.gz into <exp-dir>/<system>;
             <method>_<amount>_s<seed>: the same with train option seed=<seed> (a recipe's --seeds)
   --key: what every run depends on beyond the config and the system (e.g. the source's .done)

@@ -7,7 +7,7 @@
 # (speechtl holdout, seeded, per transcript when transcripts repeat) into disjoint parts:
 #   test (--test-fraction, scored), dev (--dev-fraction, labelled, only for --tune), and the rest:
 #   untranscribed audio (texts removed) for the unlabelled-audio methods (dann, mmd, coral,
-#   reweight, speaker-adversarial, entropy, ssl, kd, pseudo-label).
+#   reweight, speaker-adversarial, entropy, ssl, kd, pseudo-label, balanced-pseudo-label, vtln).
 # --personal-shots "1 2 5": then N labelled shots per transcript of the held-out speaker's own,
 # drawn from its untranscribed part, fine-tune the --personal-from system (personalization rows
 # personal-finetune, data <N>shots; from another system M: rows M+personal-finetune, systems in
@@ -40,7 +40,7 @@ source_checkpoint=exp/source/final.pt
 decoding=greedy,hlg
 zero_shot_lang=
 results=exp/results.tsv
-taught="kd pseudo-label"
+taught="kd pseudo-label balanced-pseudo-label"
 key=
 log_prefix=
 method_prefix=
@@ -48,7 +48,7 @@ help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <
   --part split|adapt|decode|all   --speakers 'a b' (default: every speaker of the pool)
   --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
   --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
-  --taught 'kd pseudo-label' --teacher finetune [--teacher-exp exp/loso_whisper]   (a teacher of another source)
+  --taught 'kd pseudo-label balanced-pseudo-label' --teacher finetune [--teacher-exp exp/loso_whisper]   (a teacher of another source)
   --personal-shots '1 2 5' --personal-from finetune [--personalize false]   own-shot personalization rows
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)

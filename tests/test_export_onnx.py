@@ -165,15 +165,17 @@ def test_fbank_options_sherpa_cannot_set_are_refused(yesno_system):
         feature_config(fbank, onnx_dir / "model.onnx")
 
 
-@pytest.mark.parametrize("kind,norm", [("lora", "mean"), ("adapter", "mvn")])
-def test_conformer_with_peft_exports_with_dynamic_axes(tmp_path, kind, norm):
-    """A Conformer with LoRA (merged) or adapters (in the graph): onnxruntime gives the torch
-    log-probs and lengths for a padded batch, and each utterance alone decodes the same."""
+@pytest.mark.parametrize("kind,norm,warp", [("lora", "mean", 1.0), ("adapter", "mvn", 1.12)])
+def test_conformer_with_peft_exports_with_dynamic_axes(tmp_path, kind, norm, warp):
+    """A Conformer with LoRA (merged) or adapters (in the graph), one with a VTLN warp of its
+    input: onnxruntime gives the torch log-probs and lengths for a padded batch, and each
+    utterance alone decodes the same."""
     torch.manual_seed(0)
     cfg = ModelConfig(
         encoder="conformer",
         num_features=23,
         input_norm=norm,
+        input_warp={} if warp == 1.0 else {"factor": warp, "sampling_rate": 16000, "num_bins": 23},
         peft={"kind": kind, "dim": 4},
         encoder_options=dict(d_model=32, num_heads=2, ffn_dim=64, num_layers=2, kernel_size=5, dropout=0.0),
     )

@@ -17,6 +17,7 @@ from conftest import REPO, copy_recipe, run
 from test_recipe_whisper import tiny_whisper  # noqa: F401 (a fixture)
 
 from speechtl.adapt.sweep import tuned_methods
+from speechtl.data.corpora.fsdd import DIGIT_WORDS
 
 RECIPE = REPO / "egs" / "fsdd" / "ASR"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas")
@@ -139,7 +140,8 @@ def test_leave_one_speaker_out(official):
     r = run(
         recipe, *ARGS, "--corpus-dir", str(corpus), "--stage", "5", "--task", "asr", "--loso", "true",
         "--loso-speakers", "george lucas", "--loso-shots", "1", "--personal-shots", "1",
-        "--loso-methods", "finetune speaker-adversarial pseudo-label", "--loso-tune", "speaker-adversarial",
+        "--loso-methods", "finetune speaker-adversarial pseudo-label balanced-pseudo-label",
+        "--loso-tune", "speaker-adversarial",
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     loso = recipe / "data" / "loso"
@@ -151,6 +153,11 @@ def test_leave_one_speaker_out(official):
         assert spk not in speakers_in_cuts(d / "train_1shots.jsonl.gz")  # never heard in training
         kept = (recipe / "exp" / "loso" / spk / "pseudo-label_1shots" / "pseudo_labels.txt").read_text().splitlines()
         assert {line.split("\t")[0] for line in kept} <= unl  # pseudo-labels only of the untranscribed part
+        balanced = recipe / "exp" / "loso" / spk / "balanced-pseudo-label_1shots" / "pseudo_labels.txt"
+        texts = [line.split("\t")[2] for line in balanced.read_text().splitlines()]
+        assert set(texts) <= set(DIGIT_WORDS)  # one of the labelled prompts each, never a free hypothesis
+        log = (recipe / "exp" / "loso" / spk / "log" / "adapt.balanced-pseudo-label_1shots.log").read_text()
+        assert "of 70 unlabelled utterances (confidence >= 0.8, balanced over the labelled transcripts)" in log
     sweep = recipe / "exp" / "loso" / "sweep" / "speaker-adversarial"
     for fold in sweep.glob("trial-*/fold-*"):
         assert all("-dev-" in p.name for p in (fold / "decode").iterdir() if p.is_file())  # never a test part
@@ -159,7 +166,8 @@ def test_leave_one_speaker_out(official):
     got = rows(recipe / "exp" / "results.tsv")
     by = {(x["test_set"], x["method"], x["data"], x["decoding"]): x for x in got}
     for m, data in [("finetune", "1shots"), ("speaker-adversarial", "1shots"), ("pseudo-label", "1shots"),
-                    ("zero-shot", "0shots"), ("personal-finetune", "1shots")]:  # fmt: skip
+                    ("balanced-pseudo-label", "1shots"), ("zero-shot", "0shots"),
+                    ("personal-finetune", "1shots")]:  # fmt: skip
         for dec in ("greedy", "hlg"):
             a, b, mean = (by[(t, m, data, dec)] for t in ("test_george", "test_lucas", "test_loso_mean"))
             assert int(mean["errors"]) == int(a["errors"]) + int(b["errors"]) and mean["words"] == "40"

@@ -31,6 +31,13 @@ class PseudoLabelOptions:
     #: CTC's all-blank plateau.
     probe_steps: int = 0
     probe_lr: float = 0.005
+    #: "none": the teacher's free best path. "transcripts": a closed prompt set: each utterance
+    #: gets one of the labelled data's transcripts, balanced to their frequencies there
+    #: (:mod:`speechtl.adapt.balance`); confidence is its probability in the balanced plan.
+    balance: str = "none"
+
+
+BALANCE = ("none", "transcripts")
 
 
 def confidence(log_probs) -> tuple[list[int], float]:
@@ -51,6 +58,21 @@ def select_confident(hyps: Sequence[tuple[str, str, float]], threshold: float) -
     return [h for h in hyps if h[1].strip() and h[2] >= threshold]
 
 
+def balanced_hypotheses(scores: dict, labelled: Sequence[tuple[str, str]], lang) -> list[tuple[str, str, float]]:
+    """(id, transcript, confidence) for each utterance of ``scores`` (compute_log_probs'
+    output): the balanced assignment of the ``labelled`` (cut id, transcript) pairs' transcripts
+    (:mod:`speechtl.adapt.balance`)."""
+    import torch
+
+    from speechtl.adapt.balance import balanced_labels, closed_set, transcript_scores
+
+    names, prior = closed_set(labelled)
+    targets = [lang.encode(n) for n in names]
+    ids = list(scores)
+    matrix = torch.stack([transcript_scores(scores[i][1], targets) for i in ids])
+    return [(i, text, conf) for i, (text, conf) in zip(ids, balanced_labels(matrix, names, prior), strict=True)]
+
+
 @register_method
 class PseudoLabel(Method):
     """Start from the source; train on the labelled data plus the unlabelled target audio
@@ -60,6 +82,13 @@ class PseudoLabel(Method):
     ctc_only = True
     Options = PseudoLabelOptions
     uses_source = True
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        if self.options.balance not in BALANCE:
+            raise SpeechtlError(
+                f"pseudo-label: balance must be one of {', '.join(BALANCE)}, got {self.options.balance!r}"
+            )
 
     def before_training(self, trainer, cuts, aux_cuts) -> None:
         probe_output_layer(trainer, cuts, self.options.probe_steps, self.options.probe_lr, self.name)
@@ -75,20 +104,41 @@ class PseudoLabel(Method):
             raise SpeechtlError("pseudo-label transcribes unlabelled target audio. Fix: give --unlabelled-cuts")
         unlabelled = aux_cuts["unlabelled"]
         scores = compute_log_probs(self.options.teacher, unlabelled, str(trainer.device))
-        hyps = []
-        for cut_id, (_, lp) in scores.items():
-            units, conf = confidence(lp)
-            hyps.append((cut_id, " ".join(trainer.lang.decode(units)), conf))
+        if self.options.balance == "transcripts":
+            hyps = balanced_hypotheses(scores, [(c.id, c.supervisions[0].text) for c in cuts], trainer.lang)
+        else:
+            hyps = []
+            for cut_id, (_, lp) in scores.items():
+                units, conf = confidence(lp)
+                hyps.append((cut_id, " ".join(trainer.lang.decode(units)), conf))
         kept = select_confident(hyps, self.options.threshold)
         (trainer.exp_dir / "pseudo_labels.txt").write_text(
             "".join(f"{i}\t{c:.3f}\t{t}\n" for i, t, c in sorted(kept)), encoding="utf-8"
         )
         logging.info(
             f"pseudo-label: kept {len(kept)} of {len(hyps)} unlabelled utterances "
-            f"(confidence >= {self.options.threshold}) -> {trainer.exp_dir / 'pseudo_labels.txt'}"
+            f"(confidence >= {self.options.threshold}"
+            + (", balanced over the labelled transcripts" if self.options.balance == "transcripts" else "")
+            + f") -> {trainer.exp_dir / 'pseudo_labels.txt'}"
         )
         text = {i: t for i, t, _ in kept}
         extra = [
             fastcopy(c, supervisions=[fastcopy(c.supervisions[0], text=text[c.id])]) for c in unlabelled if c.id in text
         ]
         return cuts + CutSet.from_cuts(extra) if extra else cuts
+
+
+@dataclass
+class BalancedPseudoLabelOptions(PseudoLabelOptions):
+    balance: str = "transcripts"
+
+
+@register_method
+class BalancedPseudoLabel(PseudoLabel):
+    """pseudo-label over a closed prompt set: each untranscribed utterance gets one of the
+    labelled transcripts, balanced to their labelled frequencies (``balance: transcripts``;
+    speechtl.adapt.balance), so a teacher's systematic confusion on a new voice is not
+    handed to the student."""
+
+    name = "balanced-pseudo-label"
+    Options = BalancedPseudoLabelOptions

@@ -1,5 +1,6 @@
 """CTC acoustic model: encoder + linear output layer + log-softmax."""
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +36,11 @@ class ModelConfig:
     #: one label per utterance from encoder frames pooled that way
     #: (:class:`speechtl.models.classifier.UtteranceClassifier`).
     head: str = "ctc"
+    #: A vocal-tract-length warp of the input features (a
+    #: :class:`speechtl.features.warp.WarpConfig` mapping; empty: none), set by the
+    #: ``vtln`` method for the speaker it adapted to, so decode, transcribe and export
+    #: apply it with no flag of their own.
+    input_warp: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,11 +53,12 @@ class CtcModel(nn.Module):
             raise SpeechtlError(f"unknown encoder {config.encoder!r}; known: {sorted(ENCODERS)}")
         cls = ENCODERS[config.encoder]
         enc_cfg = from_dict(cls.Config, config.encoder_options, f"encoder_options of {config.encoder}")
-        self.config = config
+        self.config = copy.deepcopy(config)  # set_input_warp changes it: never the caller's
         self.norm = input_norm_mode(config.input_norm)
         self.vocab_size = vocab_size
         self.encoder = cls(config.num_features, enc_cfg)
         self.output = self._make_output(vocab_size)
+        self.set_input_warp(config.input_warp)
         if config.peft:
             from speechtl.models.peft import add_peft
 
@@ -60,11 +67,29 @@ class CtcModel(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, return_encoder: bool = False):
         """(batch, frames, features) -> log-probs (batch, frames', vocab), lengths'
         [, encoder output (batch, frames', dim) when ``return_encoder``]."""
-        if self.norm != "none":
-            feats = utterance_normalize(feats, lengths, variance=self.norm == "mvn")
-        enc, out_lens = self.encoder(feats, lengths)
+        enc, out_lens = self.encoder(self.prepare_input(feats, lengths), lengths)
         log_probs = self._head(enc, out_lens).log_softmax(dim=-1)
         return (log_probs, out_lens, enc) if return_encoder else (log_probs, out_lens)
+
+    def prepare_input(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: the features warped (``input_warp``), then normalized (``input_norm``)."""
+        if self.warp is not None:
+            feats = feats @ self.warp.to(feats.dtype).T
+        if self.norm != "none":
+            feats = utterance_normalize(feats, lengths, variance=self.norm == "mvn")
+        return feats
+
+    def set_input_warp(self, warp: dict[str, Any] | None) -> None:
+        """Warp every input from now on (``warp``: a WarpConfig mapping; None or empty: stop).
+        The matrix is rebuilt from the config, not saved in the state dict, so checkpoints
+        with and without a warp load into the same modules."""
+        from speechtl.features.warp import WarpConfig, warp_matrix
+
+        warp = dict(warp or {})
+        self.config.input_warp = warp
+        matrix = warp_matrix(from_dict(WarpConfig, warp, "model input_warp")) if warp else None
+        device = next(self.parameters()).device
+        self.register_buffer("warp", None if matrix is None else matrix.to(device), persistent=False)
 
     @property
     def input_spec(self):

@@ -6,6 +6,11 @@ than on the word itself; noise in the pauses hides that edge, so only the
 word's own spectrum is left to learn from. Adding noise to the stored fbank
 (``log(exp(f) + n)``, the power-domain sum without the cross term) costs a few
 tensor ops per batch, where mixing audio would mean recomputing features.
+
+:class:`Vtlp` (vocal tract length perturbation, Jaitly and Hinton 2013) scales
+each utterance's frequency axis by a random factor
+(:mod:`speechtl.features.warp`), so a source model meets more vocal-tract
+lengths than its voices have.
 """
 
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ from typing import Any
 import torch
 
 from speechtl.errors import SpeechtlError
+from speechtl.features.warp import WarpConfig, warp_matrix
 
 
 @dataclass
@@ -74,4 +80,58 @@ class MelNoise(torch.nn.Module):
         noisy = torch.logaddexp(feats.float(), noise.clamp(min=1e-20).log()).to(feats.dtype)
         chosen = (self._rand(b) < cfg.prob) & (signal > 0)
         out = torch.where(chosen[:, None, None] & valid[..., None], noisy, feats)
+        return out
+
+
+@dataclass
+class VtlpConfig:
+    #: Warp factor range, drawn uniformly per utterance (speechtl.features.warp: > 1 moves formants down).
+    low: float = 0.9
+    high: float = 1.1
+    #: Share of utterances warped.
+    prob: float = 1.0
+
+
+def vtlp_config(options: dict[str, Any]) -> VtlpConfig:
+    """The config of a YAML ``vtlp:`` mapping; unknown keys or bad ranges are named."""
+    try:
+        cfg = VtlpConfig(**options)
+    except TypeError as e:
+        raise SpeechtlError(f"bad vtlp options {options}: {e}. Known: low, high, prob") from e
+    if not 0.5 <= cfg.low <= cfg.high <= 2.0 or not 0.0 <= cfg.prob <= 1.0:
+        raise SpeechtlError(f"bad vtlp options {options}: need 0.5 <= low <= high <= 2.0 and 0 <= prob <= 1")
+    return cfg
+
+
+class Vtlp(torch.nn.Module):
+    """A lhotse input transform: each utterance of ``(batch, frames, bins)`` log-mel features
+    warped by its own random factor; ``geometry`` is the features' bin layout (its factor unused)."""
+
+    #: Factors are drawn on this grid, so each batch builds a few matrices, not one per utterance.
+    STEP = 0.01
+
+    def __init__(self, config: VtlpConfig, geometry: WarpConfig):
+        super().__init__()
+        self.config = config
+        self.geometry = geometry
+        self._matrices: dict[float, torch.Tensor] = {}
+
+    def matrix(self, factor: float) -> torch.Tensor:
+        if factor not in self._matrices:
+            g = self.geometry
+            self._matrices[factor] = warp_matrix(
+                WarpConfig(factor, g.sampling_rate, g.num_bins, g.low_freq, g.high_freq)
+            )
+        return self._matrices[factor]
+
+    def forward(self, feats: torch.Tensor, supervision_segments: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.config
+        out = feats.clone()
+        for i in range(feats.size(0)):
+            if torch.rand(()) >= cfg.prob:
+                continue
+            factor = round((cfg.low + (cfg.high - cfg.low) * float(torch.rand(()))) / self.STEP) * self.STEP
+            factor = round(factor, 4)
+            if factor != 1.0:
+                out[i] = (feats[i].float() @ self.matrix(factor).T).to(feats.dtype)
         return out

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from speechtl.errors import SpeechtlError
 from speechtl.features.inputs import ModelInput, spec_of
 from speechtl.lang import Lang
-from speechtl.train.augment import MelNoise, MelNoiseConfig
+from speechtl.train.augment import MelNoise, MelNoiseConfig, Vtlp
 
 
 class SplitBatches:
@@ -132,6 +132,7 @@ def train_dataloader(
     rank: int = 0,
     mel_noise: MelNoiseConfig | None = None,
     split_batches: bool = False,
+    vtlp: Vtlp | None = None,
 ) -> DataLoader:
     """Shuffled, duration-bucketed batches; under DDP each rank reads disjoint cuts.
 
@@ -155,7 +156,7 @@ def train_dataloader(
         world_size=1 if split else world_size,
         rank=0 if split else rank,
     )
-    transforms = []
+    transforms = [] if vtlp is None else [vtlp]  # the voice first, then noise and masks on it
     if mel_noise is not None:  # before SpecAugment: masked regions stay masked
         transforms.append(MelNoise(mel_noise))
     if spec_augment is not None:

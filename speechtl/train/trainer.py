@@ -41,6 +41,7 @@ from speechtl.adapt import Method
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
 from speechtl.features.inputs import model_input, speech_track
+from speechtl.features.warp import model_geometry
 from speechtl.lang import Lang
 from speechtl.log import FORMAT
 from speechtl.models import CtcModel
@@ -49,7 +50,7 @@ from speechtl.train.activation_checkpointing import (
     restore_running_stats,
     running_stats,
 )
-from speechtl.train.augment import mel_noise_config
+from speechtl.train.augment import Vtlp, mel_noise_config, vtlp_config
 from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, prune_epochs, save_checkpoint
 from speechtl.train.data import eval_dataloader, is_pad, seed_everything, set_epoch, train_dataloader, unpack
 from speechtl.train.dist import (
@@ -115,6 +116,9 @@ class TrainConfig:
     #: Additive noise on the training features (:class:`speechtl.train.augment.MelNoiseConfig`
     #: keys: snr [low, high] dB, prob, tilt, jitter); None = off.
     mel_noise: dict[str, Any] | None = None
+    #: Vocal tract length perturbation of the training features
+    #: (:class:`speechtl.train.augment.VtlpConfig` keys: low, high, prob); None = off.
+    vtlp: dict[str, Any] | None = None
     device: str = ""  # empty: CUDA when present
     #: Batches per optimizer update. Their gradients are summed and the loss divided by
     #: all their utterances, so k batches of b make the update one batch of k*b would
@@ -247,6 +251,7 @@ class Trainer:
             raise SpeechtlError(f"train.save_every_n must be 0 (off) or more, got {config.save_every_n}")
         # Parsed here, so bad options stop the run before any work.
         self.mel_noise = None if config.mel_noise is None else mel_noise_config(config.mel_noise)
+        self.vtlp = None if config.vtlp is None else vtlp_config(config.vtlp)
         self.cfg = config
         self.lang = lang
         if objective is None:
@@ -473,6 +478,7 @@ class Trainer:
                 self.dist.rank,
                 mel_noise=self.mel_noise,
                 split_batches=cfg.max_duration_scope == "global",
+                vtlp=None if self.vtlp is None else Vtlp(self.vtlp, model_geometry(self.model, train_cuts)),
             )
             batches = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             steps_per_epoch = math.ceil(batches / cfg.accum_grad)  # updates

@@ -35,7 +35,7 @@ speed_perturb="0.9 1.1"  # extra copies of the real training utterances (Kaldi's
 # scratch is the target-only baseline (source architecture, random init).
 methods="scratch finetune freeze layerwise-lr"
 # every method of the registry: scratch finetune freeze linear-probe layerwise-lr adapter lora reptile fomaml
-#   dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label
+#   dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label balanced-pseudo-label vtln
 dev_shots=5    # dev recordings per digit and training speaker, outside every shot subset
 tune=          # methods whose options stage 5 first chooses on dev (conf/sweep.yaml; not kd, pseudo-label)
 tune_trials=0  # 0: every point of a method's grid; N: N seeded random points
@@ -47,7 +47,7 @@ seeds=  # empty: one run per system, the seed of conf/adapt.yaml
 # 20% of its recordings are test, 10% dev (labelled: only for --loso-tune), 70% untranscribed.
 loso=false
 loso_shots=5             # labelled shots per digit of each training speaker
-loso_methods="scratch finetune dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label"
+loso_methods="scratch finetune dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label balanced-pseudo-label"
 personal_shots="1 2 5"   # then the held-out speaker's own labelled shots on top of finetune (personalization)
 personal_from=finetune   # ...or on top of another --loso-methods system (rows <it>+personal-finetune)
 loso_tune=               # methods whose options are chosen on the held-out speakers' dev parts (conf/loso_sweep.yaml)
