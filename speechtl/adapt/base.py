@@ -6,7 +6,7 @@ calls its hooks; what a method changes is said in its docstring and shown by a
 test that fails if the method were a no-op.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,12 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> "Method":
         raise SpeechtlError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
     cls = METHODS[name]
     return cls(from_dict(cls.Options, dict(options or {}), f"options of method {name}"))
+
+
+def needs_teacher(cls: type["Method"]) -> bool:
+    """A method whose options name a teacher checkpoint (kd and the pseudo-labels): it runs only
+    after its teacher system has trained."""
+    return any(f.name == "teacher" for f in fields(cls.Options))
 
 
 @dataclass

@@ -36,6 +36,10 @@ class PseudoLabelOptions:
     #: (:mod:`speechtl.adapt.balance`); confidence is its probability in the balanced plan.
     balance: str = "none"
 
+    def __post_init__(self):
+        if self.balance not in BALANCE:
+            raise SpeechtlError(f"pseudo-label: balance must be one of {', '.join(BALANCE)}, got {self.balance!r}")
+
 
 BALANCE = ("none", "transcripts")
 
@@ -82,13 +86,6 @@ class PseudoLabel(Method):
     ctc_only = True
     Options = PseudoLabelOptions
     uses_source = True
-
-    def __init__(self, options=None):
-        super().__init__(options)
-        if self.options.balance not in BALANCE:
-            raise SpeechtlError(
-                f"pseudo-label: balance must be one of {', '.join(BALANCE)}, got {self.options.balance!r}"
-            )
 
     def before_training(self, trainer, cuts, aux_cuts) -> None:
         probe_output_layer(trainer, cuts, self.options.probe_steps, self.options.probe_lr, self.name)

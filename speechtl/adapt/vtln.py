@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
+from speechtl.adapt.alignment import frame_mask
 from speechtl.adapt.base import Method, register_method
 from speechtl.errors import SpeechtlError
 
@@ -44,10 +45,14 @@ class VtlnOptions:
     #: Of the unlabelled audio, at most this many utterances (the first by id) score each factor.
     max_utterances: int = 300
 
+    def __post_init__(self):
+        if self.criterion not in CRITERIA:
+            raise SpeechtlError(f"vtln: criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+        if not (0.5 <= self.low <= 1.0 <= self.high <= 2.0) or self.step <= 0:
+            raise SpeechtlError(f"vtln: need 0.5 <= low <= 1 <= high <= 2 and step > 0, got {self}")
+
 
 def factor_grid(o: VtlnOptions) -> list[float]:
-    if not (0.5 <= o.low <= 1.0 <= o.high <= 2.0) or o.step <= 0:
-        raise SpeechtlError(f"vtln: need 0.5 <= low <= 1 <= high <= 2 and step > 0, got {o}")
     n = round((o.high - o.low) / o.step)
     grid = {round(o.low + i * o.step, 4) for i in range(n + 1)} | {1.0}
     return sorted(f for f in grid if o.low <= f <= o.high)
@@ -55,7 +60,7 @@ def factor_grid(o: VtlnOptions) -> list[float]:
 
 def certainty(log_probs: torch.Tensor, lens: torch.Tensor, criterion: str) -> tuple[float, int]:
     """(sum over valid frames of the per-frame score, frame count); higher = more certain."""
-    mask = torch.arange(log_probs.size(1), device=log_probs.device)[None, :] < lens.to(log_probs.device)[:, None]
+    mask = frame_mask(lens.to(log_probs.device), log_probs.size(1))
     if criterion == "entropy":
         score = (log_probs.exp() * log_probs).sum(-1)  # minus the entropy
     else:
@@ -66,6 +71,7 @@ def certainty(log_probs: torch.Tensor, lens: torch.Tensor, criterion: str) -> tu
 def score_factors(model, cuts: CutSet, factors: list[float], geometry, criterion: str) -> dict[float, float]:
     """Mean per-frame certainty of ``model`` on ``cuts`` under each warp factor (features read once)."""
     from speechtl.features.inputs import mark_cuts
+    from speechtl.features.warp import input_warp
     from speechtl.train.data import eval_dataloader, unpack
 
     device = next(model.parameters()).device
@@ -78,7 +84,7 @@ def score_factors(model, cuts: CutSet, factors: list[float], geometry, criterion
                 feats, lengths, _, _ = unpack(batch)
                 feats, lengths = feats.to(device), lengths.to(device)
                 for f in factors:
-                    model.set_input_warp(None if f == 1.0 else {**geometry.to_dict(), "factor": f})
+                    model.set_input_warp(input_warp(geometry, f))
                     log_probs, out_lens = model(feats, lengths)
                     s, n = certainty(log_probs.float(), out_lens, criterion)
                     totals[f][0] += s
@@ -100,9 +106,6 @@ class Vtln(Method):
 
     def __init__(self, options=None):
         super().__init__(options)
-        if self.options.criterion not in CRITERIA:
-            raise SpeechtlError(f"vtln: criterion must be one of {', '.join(CRITERIA)}, got {self.options.criterion!r}")
-        self.factors = factor_grid(self.options)
         self.unlabelled: CutSet | None = None
 
     def before_training(self, trainer, cuts, aux_cuts) -> None:
@@ -133,12 +136,10 @@ def warp_checkpoint(
     the factor. Without training this is test-time VTLN: one number per new user, from their
     untranscribed recordings (``speechtl vtln``)."""
     from speechtl.features.compute import pick_device
-    from speechtl.features.warp import model_geometry
+    from speechtl.features.warp import input_warp, model_geometry
     from speechtl.train.checkpoint import load_checkpoint, model_from_state, save_checkpoint
 
     o = options or VtlnOptions()
-    if o.criterion not in CRITERIA:
-        raise SpeechtlError(f"vtln: criterion must be one of {', '.join(CRITERIA)}, got {o.criterion!r}")
     cuts = CutSet.from_cuts(sorted(cuts, key=lambda c: c.id)[: o.max_utterances])
     if not len(cuts):
         raise SpeechtlError("vtln: no untranscribed utterances to choose a warp on. Fix: give the speaker's audio")
@@ -153,7 +154,7 @@ def warp_checkpoint(
             f"factor\t{o.criterion}\n" + "".join(f"{f:.4f}\t{v:.6f}\n" for f, v in sorted(scores.items())),
             encoding="utf-8",
         )
-    model.set_input_warp(None if best == 1.0 else {**geometry.to_dict(), "factor": best})
+    model.set_input_warp(input_warp(geometry, best))
     extra = {k: v for k, v in ckpt.items() if k not in ("model", "model_config", "vocab_size")}
     save_checkpoint(Path(output), model.cpu(), **extra)
     logging.info(

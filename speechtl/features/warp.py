@@ -26,7 +26,7 @@ percent in where a bin's centre lies.
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -50,6 +50,11 @@ class WarpConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def input_warp(geometry: WarpConfig, factor: float) -> dict | None:
+    """``ModelConfig.input_warp`` for ``factor`` on ``geometry``'s bins; None (no warp) at 1."""
+    return None if factor == 1.0 else replace(geometry, factor=factor).to_dict()
 
 
 def _mel(f: float) -> float:

@@ -69,11 +69,12 @@ def checkout_root() -> Path:
 
 def _check_methods(methods: Sequence[str]) -> None:
     from speechtl.adapt import METHODS
+    from speechtl.adapt.base import needs_teacher
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SpeechtlError(f"unknown method(s) {unknown}; known: {', '.join(sorted(METHODS))}")
-    needs_more = [m for m in methods if METHODS[m].aux_data or m in ("kd", "pseudo-label", "balanced-pseudo-label")]
+    needs_more = [m for m in methods if METHODS[m].aux_data or needs_teacher(METHODS[m])]
     if needs_more:
         raise SpeechtlError(
             f"method(s) {needs_more} need unlabelled audio or a teacher, which a generated recipe does not "

@@ -13,7 +13,7 @@ each utterance's frequency axis by a random factor
 lengths than its voices have.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -118,10 +118,7 @@ class Vtlp(torch.nn.Module):
 
     def matrix(self, factor: float) -> torch.Tensor:
         if factor not in self._matrices:
-            g = self.geometry
-            self._matrices[factor] = warp_matrix(
-                WarpConfig(factor, g.sampling_rate, g.num_bins, g.low_freq, g.high_freq)
-            )
+            self._matrices[factor] = warp_matrix(replace(self.geometry, factor=factor))
         return self._matrices[factor]
 
     def forward(self, feats: torch.Tensor, supervision_segments: torch.Tensor | None = None) -> torch.Tensor:
