@@ -21,28 +21,23 @@ free speech, where ``balance: none`` (the default) applies.
 """
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import torch
 
+from speechtl.data.subset import original_id
 from speechtl.errors import SpeechtlError
 
 #: More distinct transcripts than this is not a closed prompt set.
 MAX_TRANSCRIPTS = 500
 
 
-def base_id(cut_id: str) -> str:
-    """A cut id without lhotse's speed-perturbation suffix (``_sp0.9``): copies are one recording."""
-    return re.sub(r"_sp\d+(\.\d+)?$", "", cut_id)
-
-
 def closed_set(labelled: Iterable[tuple[str, str]]) -> tuple[list[str], torch.Tensor]:
     """The distinct transcripts of the labelled (cut id, transcript) pairs and their frequencies
     (summing to 1), counted once per recording (speed-perturbed copies are one). Refused unless the
     transcripts repeat across recordings, as a prompt set every speaker says does."""
-    seen = {(base_id(i), t) for i, t in labelled if t.strip()}
+    seen = {(original_id(i), t) for i, t in labelled if t.strip()}
     counts = Counter(t for _, t in seen)
     if len(counts) < 2:
         raise SpeechtlError("balance: transcripts needs 2 or more distinct labelled transcripts")

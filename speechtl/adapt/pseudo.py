@@ -35,10 +35,22 @@ class PseudoLabelOptions:
     #: gets one of the labelled data's transcripts, balanced to their frequencies there
     #: (:mod:`speechtl.adapt.balance`); confidence is its probability in the balanced plan.
     balance: str = "none"
+    #: With ``balance: transcripts``: average each utterance's transcript scores with those of
+    #: its k nearest utterances of the same speaker, nearest by DTW of their fbank
+    #: (:mod:`speechtl.adapt.neighbours`), so one word's recordings are labelled together.
+    #: 0: each utterance alone.
+    neighbours: int = 0
 
     def __post_init__(self):
         if self.balance not in BALANCE:
             raise SpeechtlError(f"pseudo-label: balance must be one of {', '.join(BALANCE)}, got {self.balance!r}")
+        if self.neighbours < 0:
+            raise SpeechtlError(f"pseudo-label: neighbours must be >= 0, got {self.neighbours}")
+        if self.neighbours and self.balance != "transcripts":
+            raise SpeechtlError(
+                "pseudo-label: neighbours smooths the scores of a closed transcript set. "
+                "Fix: balance: transcripts (or the balanced-pseudo-label method), or neighbours: 0"
+            )
 
 
 BALANCE = ("none", "transcripts")
@@ -62,10 +74,13 @@ def select_confident(hyps: Sequence[tuple[str, str, float]], threshold: float) -
     return [h for h in hyps if h[1].strip() and h[2] >= threshold]
 
 
-def balanced_hypotheses(scores: dict, labelled: Sequence[tuple[str, str]], lang) -> list[tuple[str, str, float]]:
+def balanced_hypotheses(
+    scores: dict, labelled: Sequence[tuple[str, str]], lang, cuts=None, neighbours: int = 0
+) -> list[tuple[str, str, float]]:
     """(id, transcript, confidence) for each utterance of ``scores`` (compute_log_probs'
     output): the balanced assignment of the ``labelled`` (cut id, transcript) pairs' transcripts
-    (:mod:`speechtl.adapt.balance`)."""
+    (:mod:`speechtl.adapt.balance`); with ``neighbours`` > 0, over scores smoothed among the
+    same speaker's ``cuts`` (:mod:`speechtl.adapt.neighbours`)."""
     import torch
 
     from speechtl.adapt.balance import balanced_labels, closed_set, transcript_scores
@@ -74,6 +89,11 @@ def balanced_hypotheses(scores: dict, labelled: Sequence[tuple[str, str]], lang)
     targets = [lang.encode(n) for n in names]
     ids = list(scores)
     matrix = torch.stack([transcript_scores(scores[i][1], targets) for i in ids])
+    if neighbours:
+        from speechtl.adapt.neighbours import neighbour_smoothed
+
+        by_id = {c.id: c for c in cuts}
+        matrix = neighbour_smoothed(matrix, [by_id[i] for i in ids], neighbours)
     return [(i, text, conf) for i, (text, conf) in zip(ids, balanced_labels(matrix, names, prior), strict=True)]
 
 
@@ -102,7 +122,13 @@ class PseudoLabel(Method):
         unlabelled = aux_cuts["unlabelled"]
         scores = compute_log_probs(self.options.teacher, unlabelled, str(trainer.device))
         if self.options.balance == "transcripts":
-            hyps = balanced_hypotheses(scores, [(c.id, c.supervisions[0].text) for c in cuts], trainer.lang)
+            hyps = balanced_hypotheses(
+                scores,
+                [(c.id, c.supervisions[0].text) for c in cuts],
+                trainer.lang,
+                unlabelled,
+                self.options.neighbours,
+            )
         else:
             hyps = []
             for cut_id, (_, lp) in scores.items():
@@ -116,6 +142,11 @@ class PseudoLabel(Method):
             f"pseudo-label: kept {len(kept)} of {len(hyps)} unlabelled utterances "
             f"(confidence >= {self.options.threshold}"
             + (", balanced over the labelled transcripts" if self.options.balance == "transcripts" else "")
+            + (
+                f", scores shared with {self.options.neighbours} same-speaker neighbours"
+                if self.options.neighbours
+                else ""
+            )
             + f") -> {trainer.exp_dir / 'pseudo_labels.txt'}"
         )
         text = {i: t for i, t, _ in kept}
