@@ -142,3 +142,24 @@ def test_neighbours_option_is_checked_and_runs_on_real_fbank(small_yesno, source
     dist = dtw_matrix(feats, progress=False)
     n = len(cuts)
     assert nearest(dist, 1).squeeze(1).tolist() == [i + n for i in range(n)] + list(range(n))
+
+
+def test_features_from_audio_where_none_are_stored(small_yesno):
+    """Cuts of a raw-waveform source carry audio only: the distances come from its fbank."""
+    from speechtl.adapt.neighbours import AUDIO_MEL_BINS, normalized_features
+
+    _, cuts, _ = small_yesno
+    audio_only = [c.drop_features() for c in cuts]
+    assert not audio_only[0].has_features
+    feats = normalized_features(audio_only[0])
+    assert feats.shape[1] == AUDIO_MEL_BINS and abs(feats.shape[0] - audio_only[0].duration * 100) <= 2
+    assert torch.allclose(feats.mean(0), torch.zeros(AUDIO_MEL_BINS), atol=1e-4)
+    # A recording and its copy are each other's nearest neighbour.
+    both = audio_only[:4] + [c.with_id("copy-" + c.id) for c in audio_only[:4]]
+    dist = dtw_matrix([normalized_features(c) for c in both], progress=False)
+    assert nearest(dist, 1).squeeze(1).tolist() == [4, 5, 6, 7, 0, 1, 2, 3]
+    from lhotse.utils import fastcopy
+
+    bare = fastcopy(audio_only[0], recording=None)
+    with pytest.raises(SpeechtlError, match=f"{bare.id} has neither stored features nor audio"):
+        normalized_features(bare)

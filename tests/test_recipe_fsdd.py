@@ -157,7 +157,12 @@ def test_leave_one_speaker_out(official):
         texts = [line.split("\t")[2] for line in balanced.read_text().splitlines()]
         assert set(texts) <= set(DIGIT_WORDS)  # one of the labelled prompts each, never a free hypothesis
         log = (recipe / "exp" / "loso" / spk / "log" / "adapt.balanced-pseudo-label_1shots.log").read_text()
-        assert "of 70 unlabelled utterances (confidence >= 0.8, balanced over the labelled transcripts)" in log
+        # conf/adapt.yaml: neighbours 5, so the held-out speaker's 70 utterances are compared by DTW first
+        assert "neighbours: DTW among 70 utterances of speaker" in log
+        assert (
+            "of 70 unlabelled utterances (confidence >= 0.8, balanced over the labelled transcripts, "
+            "scores shared with 5 same-speaker neighbours)" in log
+        )
     sweep = recipe / "exp" / "loso" / "sweep" / "speaker-adversarial"
     for fold in sweep.glob("trial-*/fold-*"):
         assert all("-dev-" in p.name for p in (fold / "decode").iterdir() if p.is_file())  # never a test part

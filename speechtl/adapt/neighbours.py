@@ -18,6 +18,7 @@ they can correct its confusions instead of repeating them.
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 from tqdm import tqdm
@@ -25,16 +26,33 @@ from tqdm import tqdm
 from speechtl.data.holdout import speaker_of
 from speechtl.errors import SpeechtlError
 
+#: Mel bins of the fbank computed for cuts without stored features (raw-waveform sources).
+AUDIO_MEL_BINS = 40
+
+
+@lru_cache(maxsize=4)
+def _fbank_for(sampling_rate: int):
+    from speechtl.features.fbank import BatchedFbank, FbankConfig
+
+    return BatchedFbank(FbankConfig(sampling_rate=sampling_rate, num_mel_bins=AUDIO_MEL_BINS))
+
 
 def normalized_features(cut) -> torch.Tensor:
     """(frames, bins) fbank of a cut, the per-utterance mean removed (speaker and channel
-    offsets cancel; the model's ``input_norm: mean`` does the same)."""
-    if not cut.has_features:
+    offsets cancel; the model's ``input_norm: mean`` does the same). The stored features where
+    the cut has them; else a 40-bin fbank of its audio (cuts of a raw-waveform source such as
+    ``hf:`` wav2vec2 carry audio only)."""
+    if cut.has_features:
+        feats = torch.as_tensor(cut.load_features(), dtype=torch.float32)
+    elif cut.has_recording:
+        wave = torch.as_tensor(cut.load_audio()[0], dtype=torch.float32)
+        with torch.no_grad():
+            feats = _fbank_for(int(cut.sampling_rate))([wave])[0].cpu()
+    else:
         raise SpeechtlError(
-            f"neighbours: cut {cut.id} has no stored features to compare. "
-            "Fix: give the fbank cuts (steps/compute_fbank.sh) as the unlabelled cuts, or neighbours: 0"
+            f"neighbours: cut {cut.id} has neither stored features nor audio to compare. "
+            "Fix: give cuts with a recording or fbank (steps/compute_fbank.sh) as the unlabelled cuts, or neighbours: 0"
         )
-    feats = torch.as_tensor(cut.load_features(), dtype=torch.float32)
     return feats - feats.mean(0, keepdim=True)
 
 
