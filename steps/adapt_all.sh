@@ -9,6 +9,9 @@
 # redone from scratch; an interrupted one resumes. The key: --key, what the config says for
 # the system's method (speechtl conf-key: every section but methods, and its own), the system,
 # and the teacher's own key.
+# --rounds N (iterated self-training): the --round-methods systems (default: every --taught one)
+# train again N-1 times, round r into <exp-dir>/round<r>/<system>, taught by round r-1's student
+# of the same method and amount (round 1: <exp-dir>/<system>); a new round 1 redoes the later ones.
 set -euo pipefail
 nj=2
 exp_dir=exp
@@ -18,12 +21,15 @@ key=
 taught="kd pseudo-label balanced-pseudo-label"
 teacher=finetune
 teacher_dir=
+rounds=1
+round_methods=
 log_prefix=
-help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label balanced-pseudo-label'] [--teacher finetune] [--teacher-dir DIR] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
+help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label balanced-pseudo-label'] [--teacher finetune] [--teacher-dir DIR] [--rounds 1] [--round-methods 'balanced-pseudo-label'] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
   <system>: <method>_<amount>, trained on <train-cuts-prefix>_<amount>.jsonl.gz into <exp-dir>/<system>;
             <method>_<amount>_s<seed>: the same with train option seed=<seed> (a recipe's --seeds)
   --key: what every run depends on beyond the config and the system (e.g. the source's .done)
-  --source-checkpoint: the source model (empty: no source; every method then needs a 'model' section)"
+  --source-checkpoint: the source model (empty: no source; every method then needs a 'model' section)
+  --rounds N: the --round-methods systems (default: the --taught ones) N-1 more times, each round taught by the last"
 steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/parse_options.sh"
 . "$steps/../utils/common.sh"
@@ -36,6 +42,8 @@ if [ -z "$teacher_dir" ]; then
     log "ERROR: --teacher $teacher is one of the --taught methods: in one exp dir it would teach itself. Fix: --teacher-dir DIR (e.g. a round-1 system there teaches)"; exit 1 ;;
   esac
 fi
+
+check_rounds "$rounds" "${round_methods:-$taught}" "$taught"
 
 teacher_of() {
   # The teacher of a taught system: --teacher at its amount (and seed, for <method>_<amount>_s<seed>).
@@ -89,4 +97,18 @@ for wave in first taught; do  # methods with a teacher wait for it
     log "${log_prefix:+$log_prefix: }adapt ${todo[*]} ($nj at a time; logs: $exp_dir/log/adapt.<system>.log)"
     run_parallel "$nj" "$exp_dir/log" adapt adapt "${todo[@]}"
   fi
+done
+
+# Rounds 2..N: each taught by the previous round's student of its own method (adapt_all once per
+# method and round, so the usual keys chain them: a retrained round r-1 redoes round r).
+prev=$exp_dir
+for ((r = 2; r <= rounds; r++)); do
+  for m in ${round_methods:-$taught}; do
+    mapfile -t these < <(systems_of "$m" "$@")
+    [ ${#these[@]} -gt 0 ] || continue
+    "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp_dir/round$r" --source-checkpoint "$source_checkpoint" \
+      --unlabelled-cuts "$unlabelled_cuts" --key "$key" --taught "$m" --teacher "$m" --teacher-dir "$prev" \
+      --log-prefix "${log_prefix:+$log_prefix: }round $r of $rounds, taught by $prev" "$config" "$lang" "$cuts" "${these[@]}"
+  done
+  prev=$exp_dir/round$r
 done

@@ -7,6 +7,8 @@
 # the source model itself (--source-dir/final.pt with --zero-shot-lang, its own units) into
 # <source-dir>/decode_zero_shot. --method-prefix names rows of systems that share method names
 # with others in the same results.tsv (e.g. whisper- for exp/whisper/finetune_5shots, personal-).
+# --rounds N --round-methods M (steps/adapt_all.sh's rounds): also <exp-dir>/round<r>/<system> for the
+# systems of M, r = 2..N, rows round<r>-<method>.
 # A decode dir whose .done holds this run's key is skipped.
 set -euo pipefail
 nj=2
@@ -23,7 +25,9 @@ zero_shot_data=0min
 key=
 log_prefix=
 method_prefix=
-help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--test-sets test] [--decoding greedy,hlg] [--results exp/results.tsv] [--decode-nj 1] [--cmd local] [--source-dir exp/source] [--zero-shot-lang LANG] [--zero-shot-decoding greedy] [--zero-shot-data 0min] [--key 'what zero-shot depends on'] [--log-prefix 'Stage 6'] [--method-prefix whisper-] <lang-dir> <test-cuts-prefix> <system>...
+rounds=1
+round_methods=
+help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--test-sets test] [--decoding greedy,hlg] [--results exp/results.tsv] [--decode-nj 1] [--cmd local] [--source-dir exp/source] [--zero-shot-lang LANG] [--zero-shot-decoding greedy] [--zero-shot-data 0min] [--key 'what zero-shot depends on'] [--log-prefix 'Stage 6'] [--method-prefix whisper-] [--rounds 1 --round-methods M] <lang-dir> <test-cuts-prefix> <system>...
   <system>: <method>_<amount> (its model: <exp-dir>/<system>/final.pt), or zero-shot (the source model)
   --nj: systems decoded at a time; --decode-nj, --cmd: HLG search jobs within one decoding (steps/decode.sh)
   --key: what zero-shot decoding depends on beyond the source's .done (e.g. the test cuts' .done)
@@ -34,6 +38,7 @@ steps=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 2 ] || { echo "$help_message" 1>&2; exit 1; }
 lang=$1 cuts=$2
 shift 2
+check_rounds "$rounds" "$round_methods" "$round_methods"
 zero_shot_decoding=${zero_shot_decoding:-$decoding}
 
 decode_dir() { if [ "$1" = zero-shot ]; then echo "$source_dir/decode_zero_shot"; else echo "$exp_dir/$1/decode"; fi; }
@@ -70,3 +75,12 @@ if [ ${#todo[@]} -gt 0 ]; then
   log "${log_prefix:+$log_prefix: }decode $test_sets with ${todo[*]} ($decoding${zero_shot_lang:+; zero-shot: $zero_shot_decoding, source units}; logs: $exp_dir/log/decode.<system>.log)"
   run_parallel "$nj" "$exp_dir/log" decode decode "${todo[@]}"
 fi
+
+for ((r = 2; r <= rounds; r++)); do
+  these=()
+  for m in $round_methods; do mapfile -t -O "${#these[@]}" these < <(systems_of "$m" "$@"); done
+  [ ${#these[@]} -gt 0 ] || continue
+  "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp_dir/round$r" --test-sets "$test_sets" --decoding "$decoding" \
+    --results "$results" --decode-nj "$decode_nj" --cmd "$cmd" --method-prefix "${method_prefix}round$r-" \
+    --log-prefix "${log_prefix:+$log_prefix: }round $r" "$lang" "$cuts" "${these[@]}"
+done

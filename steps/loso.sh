@@ -12,6 +12,10 @@
 # drawn from its untranscribed part, fine-tune the --personal-from system (personalization rows
 # personal-finetune, data <N>shots; from another system M: rows M+personal-finetune, systems in
 # <exp-dir>/<speaker>/personal_M/).
+# --rounds N: iterated self-training of the taught methods among --methods (--round-methods to pick
+# some): round r (2..N) of each is taught by its round r-1 student (steps/adapt_all.sh --rounds),
+# systems in <exp-dir>/<speaker>/round<r>/, rows round<r>-<method>; --personal-from round<r>-<method>
+# personalizes one of them.
 # Parts: split (<data-dir>/<speaker>/, <data-dir>/cuts_{test,dev}_<speaker>.jsonl.gz), adapt
 # (<exp-dir>/<speaker>/<method>_<N>shots[_s<seed>], <exp-dir>/<speaker>/personal/...), decode
 # (rows test_<speaker>, dev_<speaker>, and pooled over the speakers: test_loso_mean,
@@ -29,6 +33,8 @@ minutes=0
 methods="scratch finetune"
 personal_shots=
 personal_from=finetune
+rounds=1
+round_methods=     # empty: every --taught method; only those among --methods have rounds
 teacher=finetune   # of the --taught methods
 teacher_exp=       # where the teacher systems are (<dir>/<speaker>/<teacher>_<amount>); empty: <exp-dir>
 personalize=true   # false: split the own shots (--personal-shots) but train no personalized systems
@@ -50,6 +56,7 @@ help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <
   --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
   --taught 'kd pseudo-label balanced-pseudo-label' --teacher finetune [--teacher-exp exp/loso_whisper]   (a teacher of another source)
   --personal-shots '1 2 5' --personal-from finetune [--personalize false]   own-shot personalization rows
+  --rounds 3 [--round-methods balanced-pseudo-label]   taught methods again, each round taught by the last
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
   --results exp/results.tsv --nj 2 --key 'what every run depends on' --log-prefix 'Stage 5'
@@ -63,7 +70,22 @@ config=$1 lang=$2 pool=$3 data=$4 exp=$5
 # personal_M/ and M+personal-finetune from any other system M.
 personal_dir=personal personal_prefix=personal-
 if [ "$personal_from" != finetune ]; then personal_dir=personal_$personal_from personal_prefix="$personal_from+personal-"; fi
-case " $methods " in *" $personal_from "*) ;; *)
+check_rounds "$rounds" "${round_methods:-$taught}" "$taught"
+# The round methods that are among --methods (a recipe's default may name one a run leaves out).
+wanted=${round_methods:-$taught} round_methods=
+for m in $wanted; do case " $methods " in *" $m "*) round_methods+="${round_methods:+ }$m" ;; esac; done
+[ -n "$round_methods" ] || rounds=1
+# --personal-from round<r>-<method>: that round's student (<exp-dir>/<speaker>/round<r>/).
+personal_round= personal_method=$personal_from
+if [[ $personal_from =~ ^round([0-9]+)-(.+)$ ]]; then
+  personal_round=${BASH_REMATCH[1]} personal_method=${BASH_REMATCH[2]}
+  case " $round_methods " in *" $personal_method "*) ;; *) personal_round=bad ;; esac
+  if [ "$personal_round" = bad ] || [ "$personal_round" -lt 2 ] || [ "$personal_round" -gt "$rounds" ]; then
+    log "ERROR: --personal-from $personal_from: no such round (--rounds $rounds, round methods: ${round_methods:-none}). Fix: a round 2..$rounds of one of them"
+    exit 1
+  fi
+fi
+case " $methods " in *" $personal_method "*) ;; *)
   if [ -n "$personal_shots" ] && $personalize; then
     log "ERROR: --personal-from $personal_from is not among --methods ($methods). Fix: add it, or personalize from another"; exit 1
   fi ;;
@@ -84,7 +106,7 @@ say() { log "${log_prefix:+$log_prefix: }$*"; }
 split_key() {
   local m=
   [ "$minutes" = 0 ] || m=" minutes=$minutes"
-  echo "${key:+$key }pool=$pool test=$test_fraction dev=$dev_fraction seed=$split_seed shots=$shots$m personal=$personal_shots"
+  echo "${key:+$key }pool=$pool test=$test_fraction dev=$dev_fraction seed=$split_seed shots=$shots$m"
 }
 if [ "$shots" != 0 ] && [ "$minutes" != 0 ]; then log "ERROR: give --shots or --minutes, not both"; exit 1; fi
 # The amount of the other speakers' data every system adapts on: its label is the rows' data column.
@@ -107,12 +129,19 @@ if [ "$part" = split ] || [ "$part" = all ] || [ "$part" = adapt ]; then
       *shots) speechtl subset --cuts "$d/train.jsonl.gz" --shots "$shots" --output "$d/train_$amount.jsonl.gz" ;;
       *) speechtl subset --cuts "$d/train.jsonl.gz" --minutes "$minutes" --output "$d/train_$amount.jsonl.gz" ;;
     esac
-    for n in $personal_shots; do
-      speechtl subset --cuts "$d/own.jsonl.gz" --shots "$n" --output "$d/own_${n}shots.jsonl.gz"
-    done
     cp "$d/test.jsonl.gz" "$data/cuts_test_$spk.jsonl.gz"
     cp "$d/dev.jsonl.gz" "$data/cuts_dev_$spk.jsonl.gz"
     mark_done "$d/.done" "$(split_key)"
+  done
+  # The own shots apart (their own marker): other --personal-shots redo no split, hence no system
+  # but the personalized ones. They are labelled copies drawn from the untranscribed part.
+  for spk in $speakers; do
+    d=$data/$spk
+    for n in $personal_shots; do
+      is_done "$d/.own_${n}shots.done" "$(cat "$d/.done")" && continue
+      speechtl subset --cuts "$d/own.jsonl.gz" --shots "$n" --output "$d/own_${n}shots.jsonl.gz"
+      mark_done "$d/.own_${n}shots.done" "$(cat "$d/.done")"
+    done
   done
 fi
 
@@ -142,12 +171,12 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
   for spk in $speakers; do
     "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk" --source-checkpoint "$source_checkpoint" \
       --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --taught "$taught" --teacher "$teacher" \
-      ${teacher_exp:+--teacher-dir "$teacher_exp/$spk"} \
+      ${teacher_exp:+--teacher-dir "$teacher_exp/$spk"} --rounds "$rounds" --round-methods "$round_methods" \
       --key "$(cat "$data/$spk/.done")$src_key" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
     for sfx in "${seed_suffixes[@]}"; do
-      from=$exp/$spk/${personal_from}_$amount$sfx
+      from=$exp/$spk/${personal_round:+round$personal_round/}${personal_method}_$amount$sfx
       psys=()
       for n in $personal_shots; do psys+=("finetune_${n}shots$sfx"); done
       "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --source-checkpoint "$from/final.pt" \
@@ -170,6 +199,7 @@ if [ "$part" = decode ] || [ "$part" = all ]; then
   for spk in $speakers; do
     "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk" --test-sets "test_$spk dev_$spk" --decoding "$decoding" \
       --results "$results" --method-prefix "$method_prefix" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
+      --rounds "$rounds" --round-methods "$round_methods" \
       "$lang" "$data/cuts" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
     mapfile -t psys < <(system_names finetune "$personal_shots" "$seeds" shots)

@@ -381,3 +381,37 @@ def test_a_teacher_of_another_source_must_be_trained_before_it_teaches(tmp_path)
     assert not (tmp_path / "exp" / "pseudo-label_1shots").exists()
     # a round 2 taught by round 1 needs round 1 elsewhere: in one exp dir it would teach itself
     assert "would teach itself" in adapt_all("--teacher", "pseudo-label")
+
+
+def test_rounds_of_self_training_are_checked_before_any_work(tmp_path):
+    """--rounds (iterated self-training): a whole number, only taught methods have rounds, and
+    --personal-from round<r>-<method> names a round that runs; each mistake stops before any work."""
+    import subprocess
+
+    steps = Path(__file__).resolve().parents[1] / "steps"
+
+    def fails(script: str, *argv: str) -> str:
+        r = subprocess.run([str(steps / script), *argv], cwd=tmp_path, capture_output=True, text=True, env=venv_env())
+        assert r.returncode != 0
+        assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
+        return r.stdout + r.stderr
+
+    system = ["--exp-dir", "exp", "conf.yaml", "lang", "cuts", "pseudo-label_1shots"]
+    assert "--rounds is a whole number >= 1" in fails("adapt_all.sh", "--rounds", "0", *system)
+    assert "--rounds is a whole number >= 1" in fails("adapt_all.sh", "--rounds", "two", *system)
+    out = fails("adapt_all.sh", "--rounds", "2", "--round-methods", "finetune", *system)
+    assert "--round-methods finetune is not a taught method" in out
+    loso = ["--methods", "finetune balanced-pseudo-label", "--personal-shots", "1", "--rounds", "3"]
+    data = ["conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"]
+    for wrong in ("round4-balanced-pseudo-label", "round1-balanced-pseudo-label", "round2-finetune"):
+        assert f"--personal-from {wrong}: no such round" in fails("loso.sh", *loso, "--personal-from", wrong, *data)
+
+
+def test_systems_of_picks_one_methods_systems():
+    """utils/common.sh systems_of: the systems a round repeats (seeds and amounts kept, other methods not)."""
+    import subprocess
+
+    common = Path(__file__).resolve().parents[1] / "utils" / "common.sh"
+    script = f". {common}; systems_of pseudo-label finetune_5shots pseudo-label_5shots_s2 kd_1min pseudo-label_1min"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["pseudo-label_5shots_s2", "pseudo-label_1min"]

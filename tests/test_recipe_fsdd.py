@@ -163,6 +163,10 @@ def test_leave_one_speaker_out(official):
             "of 70 unlabelled utterances (confidence >= 0.8, balanced over the labelled transcripts, "
             "scores shared with 5 same-speaker neighbours)" in log
         )
+        # --loso-rounds 3 (run.sh's default): round r's student is taught by round r-1's
+        for r, teacher in ((2, f"exp/loso/{spk}"), (3, f"exp/loso/{spk}/round2")):
+            log = (recipe / "exp" / "loso" / spk / f"round{r}" / "log" / "adapt.balanced-pseudo-label_1shots.log")
+            assert f"the teacher {teacher}/balanced-pseudo-label_1shots/final.pt labels 70 " in log.read_text()
     sweep = recipe / "exp" / "loso" / "sweep" / "speaker-adversarial"
     for fold in sweep.glob("trial-*/fold-*"):
         assert all("-dev-" in p.name for p in (fold / "decode").iterdir() if p.is_file())  # never a test part
@@ -171,7 +175,8 @@ def test_leave_one_speaker_out(official):
     got = rows(recipe / "exp" / "results.tsv")
     by = {(x["test_set"], x["method"], x["data"], x["decoding"]): x for x in got}
     for m, data in [("finetune", "1shots"), ("speaker-adversarial", "1shots"), ("pseudo-label", "1shots"),
-                    ("balanced-pseudo-label", "1shots"), ("zero-shot", "0shots"),
+                    ("balanced-pseudo-label", "1shots"), ("round2-balanced-pseudo-label", "1shots"),
+                    ("round3-balanced-pseudo-label", "1shots"), ("zero-shot", "0shots"),
                     ("personal-finetune", "1shots")]:  # fmt: skip
         for dec in ("greedy", "hlg"):
             a, b, mean = (by[(t, m, data, dec)] for t in ("test_george", "test_lucas", "test_loso_mean"))

@@ -130,6 +130,28 @@ split_system() {
   sys_data=${s##*_}
 }
 
+systems_of() {
+  # systems_of METHOD SYSTEM...: those of the SYSTEMs (<method>_<amount>[_s<seed>]) whose method is METHOD.
+  local m=$1 s
+  shift
+  for s in "$@"; do
+    split_system "$s"
+    [ "$sys_method" != "$m" ] || echo "$s"
+  done
+}
+
+check_rounds() {
+  # check_rounds N "ROUND_METHODS" "TAUGHT": --rounds is a whole number >= 1 and every round method
+  # is taught (only a method with a teacher can be taught by its own last round).
+  local m
+  [[ $1 =~ ^[1-9][0-9]*$ ]] || { log "ERROR: --rounds is a whole number >= 1 (1: no extra rounds), not '$1'"; exit 1; }
+  for m in $2; do
+    case " $3 " in *" $m "*) ;; *)
+      log "ERROR: --round-methods $m is not a taught method (--taught: $3). Fix: only a method with a teacher has rounds"; exit 1 ;;
+    esac
+  done
+}
+
 pretrained_source() {
   # pretrained_source: a recipe's --pretrained (whisper:PATH_OR_ID or hf:PATH_OR_ID; empty: none).
   # Checks the kind, makes a local PATH absolute (jobs run from other dirs), and sets pt_kind

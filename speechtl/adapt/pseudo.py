@@ -120,6 +120,7 @@ class PseudoLabel(Method):
         if "unlabelled" not in aux_cuts:
             raise SpeechtlError("pseudo-label transcribes unlabelled target audio. Fix: give --unlabelled-cuts")
         unlabelled = aux_cuts["unlabelled"]
+        logging.info(f"{self.name}: the teacher {self.options.teacher} labels {len(unlabelled)} unlabelled utterances")
         scores = compute_log_probs(self.options.teacher, unlabelled, str(trainer.device))
         if self.options.balance == "transcripts":
             hyps = balanced_hypotheses(

@@ -48,8 +48,13 @@ seeds=  # empty: one run per system, the seed of conf/adapt.yaml
 loso=false
 loso_shots=5             # labelled shots per digit of each training speaker
 loso_methods="scratch finetune dann mmd coral reweight speaker-adversarial entropy infomax ssl kd pseudo-label balanced-pseudo-label"
+# Iterated self-training: balanced-pseudo-label's student labels the untranscribed audio again and a new
+# student learns from those labels, --loso-rounds in all (rows round<r>-balanced-pseudo-label; 3 chosen on
+# the dev parts, RESULTS.md). 1: no extra rounds.
+loso_rounds=3
+loso_round_methods=balanced-pseudo-label
 personal_shots="1 2 5"   # then the held-out speaker's own labelled shots on top of finetune (personalization)
-personal_from=finetune   # ...or on top of another --loso-methods system (rows <it>+personal-finetune)
+personal_from=finetune   # ...or on top of another --loso-methods system (rows <it>+personal-finetune; round3-balanced-pseudo-label: a round's)
 loso_tune=               # methods whose options are chosen on the held-out speakers' dev parts (conf/loso_sweep.yaml)
 loso_speakers=           # empty: every speaker of the corpus is held out in turn
 # A pretrained source beside exp/source (stages 5-6): whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to
@@ -155,7 +160,7 @@ pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 pt_adapt_key="$(cat $fbank/.rest.done 2>/dev/null || true) source=$pretrained"
 
 loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
-  --personal-from "$personal_from"
+  --personal-from "$personal_from" --rounds "$loso_rounds" --round-methods "$loso_round_methods"
   --seeds "$seeds" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml --decoding "$decoding" --zero-shot-lang "$lang")
 # The pretrained source on the same folds (the same split key: the held-out parts are shared).
 pt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$pretrained_methods"

@@ -44,6 +44,8 @@ loso=false
 loso_methods=        # empty: $methods
 loso_minutes=0       # minutes of the other speakers' audio to adapt on; 0: all of it
 personal_shots=      # N own labelled shots per transcript of the held-out speaker (repeated transcripts only)
+loso_rounds=1        # rounds of the taught methods among them (kd, pseudo-label, balanced-pseudo-label): each
+                     # round's student teaches the next (rows round<r>-<method>); choose it on the dev_loso_mean rows
 . conf/recipe.conf
 help_message=$(sed -n '2,15p' run.sh | sed 's/^# \{0,1\}//')
 
@@ -152,7 +154,7 @@ if [ "$stop_stage" -ge 3 ]; then
 fi
 
 loso_args=(--nj "$nj" --minutes "$loso_minutes" --methods "${loso_methods:-$methods}" --personal-shots "$personal_shots"
-  --seeds "$seeds" --decoding "$decoding" --source-checkpoint "$source")
+  --seeds "$seeds" --decoding "$decoding" --source-checkpoint "$source" --rounds "$loso_rounds")
 loso_pool="${cuts}_train.jsonl.gz"
 for t in $test_sets; do loso_pool="$loso_pool ${cuts}_$t.jsonl.gz"; done
 if $loso && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
