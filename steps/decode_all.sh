@@ -38,7 +38,11 @@ steps=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 2 ] || { echo "$help_message" 1>&2; exit 1; }
 lang=$1 cuts=$2
 shift 2
-check_rounds "$rounds" "$round_methods" "$round_methods"
+# Which methods have rounds is the caller's to say (steps/adapt_all.sh defaults them to its --taught).
+check_rounds "$rounds" "" ""
+if [ "$rounds" != 1 ] && [ -z "$round_methods" ]; then
+  log "ERROR: --rounds $rounds needs --round-methods (the methods steps/adapt_all.sh trained rounds of)"; exit 1
+fi
 zero_shot_decoding=${zero_shot_decoding:-$decoding}
 
 decode_dir() { if [ "$1" = zero-shot ]; then echo "$source_dir/decode_zero_shot"; else echo "$exp_dir/$1/decode"; fi; }

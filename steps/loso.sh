@@ -79,8 +79,7 @@ for m in $wanted; do case " $methods " in *" $m "*) round_methods+="${round_meth
 personal_round= personal_method=$personal_from
 if [[ $personal_from =~ ^round([0-9]+)-(.+)$ ]]; then
   personal_round=${BASH_REMATCH[1]} personal_method=${BASH_REMATCH[2]}
-  case " $round_methods " in *" $personal_method "*) ;; *) personal_round=bad ;; esac
-  if [ "$personal_round" = bad ] || [ "$personal_round" -lt 2 ] || [ "$personal_round" -gt "$rounds" ]; then
+  if [[ " $round_methods " != *" $personal_method "* ]] || [ "$personal_round" -lt 2 ] || [ "$personal_round" -gt "$rounds" ]; then
     log "ERROR: --personal-from $personal_from: no such round (--rounds $rounds, round methods: ${round_methods:-none}). Fix: a round 2..$rounds of one of them"
     exit 1
   fi

@@ -401,6 +401,8 @@ def test_rounds_of_self_training_are_checked_before_any_work(tmp_path):
     assert "--rounds is a whole number >= 1" in fails("adapt_all.sh", "--rounds", "two", *system)
     out = fails("adapt_all.sh", "--rounds", "2", "--round-methods", "finetune", *system)
     assert "--round-methods finetune is not a taught method" in out
+    decode = ["--exp-dir", "exp", "lang", "cuts", "pseudo-label_1shots"]
+    assert "--rounds 2 needs --round-methods" in fails("decode_all.sh", "--rounds", "2", *decode)
     loso = ["--methods", "finetune balanced-pseudo-label", "--personal-shots", "1", "--rounds", "3"]
     data = ["conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"]
     for wrong in ("round4-balanced-pseudo-label", "round1-balanced-pseudo-label", "round2-finetune"):
