@@ -76,7 +76,7 @@ wanted=${round_methods:-$taught} round_methods=
 for m in $wanted; do case " $methods " in *" $m "*) round_methods+="${round_methods:+ }$m" ;; esac; done
 [ -n "$round_methods" ] || rounds=1
 # --personal-from round<r>-<method>: that round's student (<exp-dir>/<speaker>/round<r>/).
-personal_round= personal_method=$personal_from
+personal_round='' personal_method=$personal_from
 if [[ $personal_from =~ ^round([0-9]+)-(.+)$ ]]; then
   personal_round=${BASH_REMATCH[1]} personal_method=${BASH_REMATCH[2]}
   if [[ " $round_methods " != *" $personal_method "* ]] || [ "$personal_round" -lt 2 ] || [ "$personal_round" -gt "$rounds" ]; then

@@ -165,7 +165,7 @@ def test_leave_one_speaker_out(official):
         )
         # --loso-rounds 3 (run.sh's default): round r's student is taught by round r-1's
         for r, teacher in ((2, f"exp/loso/{spk}"), (3, f"exp/loso/{spk}/round2")):
-            log = (recipe / "exp" / "loso" / spk / f"round{r}" / "log" / "adapt.balanced-pseudo-label_1shots.log")
+            log = recipe / "exp" / "loso" / spk / f"round{r}" / "log" / "adapt.balanced-pseudo-label_1shots.log"
             assert f"the teacher {teacher}/balanced-pseudo-label_1shots/final.pt labels 70 " in log.read_text()
     sweep = recipe / "exp" / "loso" / "sweep" / "speaker-adversarial"
     for fold in sweep.glob("trial-*/fold-*"):
