@@ -5,6 +5,8 @@
 # at a time (logs: <exp-dir>/log/adapt.<system>.log). Methods in --taught run after the others,
 # taught by --teacher at the same amount (teacher=<teacher-dir>/<teacher>_<amount>/final.pt; --teacher-dir
 # defaults to <exp-dir>; another one lets a system of another source teach, e.g. Whisper this source).
+# --teacher-checkpoint PATH: one model teaches every taught system instead (e.g. personalization:
+# the speaker-independent model that the held-out speaker's own shots start from).
 # A system whose .done holds this run's key is skipped; one finished with another key is
 # redone from scratch; an interrupted one resumes. The key: --key, what the config says for
 # the system's method (speechtl conf-key: every section but methods, and its own), the system,
@@ -21,10 +23,11 @@ key=
 taught="kd pseudo-label balanced-pseudo-label"
 teacher=finetune
 teacher_dir=
+teacher_checkpoint=
 rounds=1
 round_methods=
 log_prefix=
-help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label balanced-pseudo-label'] [--teacher finetune] [--teacher-dir DIR] [--rounds 1] [--round-methods 'balanced-pseudo-label'] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
+help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label balanced-pseudo-label'] [--teacher finetune] [--teacher-dir DIR] [--teacher-checkpoint PATH] [--rounds 1] [--round-methods 'balanced-pseudo-label'] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
   <system>: <method>_<amount>, trained on <train-cuts-prefix>_<amount>.jsonl.gz into <exp-dir>/<system>;
             <method>_<amount>_s<seed>: the same with train option seed=<seed> (a recipe's --seeds)
   --key: what every run depends on beyond the config and the system (e.g. the source's .done)
@@ -37,7 +40,7 @@ steps=$(cd "$(dirname "$0")" && pwd)
 config=$1 lang=$2 cuts=$3
 shift 3
 
-if [ -z "$teacher_dir" ]; then
+if [ -z "$teacher_dir$teacher_checkpoint" ]; then
   case " $taught " in *" $teacher "*)
     log "ERROR: --teacher $teacher is one of the --taught methods: in one exp dir it would teach itself. Fix: --teacher-dir DIR (e.g. a round-1 system there teaches)"; exit 1 ;;
   esac
@@ -48,7 +51,10 @@ check_rounds "$rounds" "${round_methods:-$taught}" "$taught"
 teacher_of() {
   # The teacher of a taught system: --teacher at its amount (and seed, for <method>_<amount>_s<seed>).
   split_system "$1"
-  case " $taught " in *" $sys_method "*) echo "${teacher_dir:-$exp_dir}/${teacher}_${sys_data}${sys_seed:+_s$sys_seed}/final.pt" ;; esac
+  case " $taught " in *" $sys_method "*)
+    if [ -n "$teacher_checkpoint" ]; then echo "$teacher_checkpoint"; return; fi
+    echo "${teacher_dir:-$exp_dir}/${teacher}_${sys_data}${sys_seed:+_s$sys_seed}/final.pt" ;;
+  esac
 }
 
 # speechtl conf-key of each method: the conf's sections it reads (not the other methods' options,
@@ -86,7 +92,7 @@ for wave in first taught; do  # methods with a teacher wait for it
     if [ -n "$t" ]; then kind=taught; else kind=first; fi
     [ "$kind" = "$wave" ] || continue
     if [ -n "$t" ] && [ ! -f "$(dirname "$t")/.done" ]; then
-      if [ -n "$teacher_dir" ]; then
+      if [ -n "$teacher_dir$teacher_checkpoint" ]; then
         log "ERROR: ${s%_*} is taught by $(dirname "$t"), which is not trained. Fix: train $teacher there first"; exit 1
       fi
       log "ERROR: ${s%_*} is taught by $(dirname "$t"): add $teacher to the methods"; exit 1

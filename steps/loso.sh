@@ -11,7 +11,9 @@
 # --personal-shots "1 2 5": then N labelled shots per transcript of the held-out speaker's own,
 # drawn from its untranscribed part, fine-tune the --personal-from system (personalization rows
 # personal-finetune, data <N>shots; from another system M: rows M+personal-finetune, systems in
-# <exp-dir>/<speaker>/personal_M/).
+# <exp-dir>/<speaker>/personal_M/). --personal-method P trains P on the own shots instead (rows
+# personal-P / M+personal-P); a taught P (pseudo-label, balanced-pseudo-label, kd) is taught by the
+# --personal-from system itself and reads the held-out speaker's untranscribed part.
 # --rounds N: iterated self-training of the taught methods among --methods (--round-methods to pick
 # some): round r (2..N) of each is taught by its round r-1 student (steps/adapt_all.sh --rounds),
 # systems in <exp-dir>/<speaker>/round<r>/, rows round<r>-<method>; --personal-from round<r>-<method>
@@ -33,6 +35,7 @@ minutes=0
 methods="scratch finetune"
 personal_shots=
 personal_from=finetune
+personal_method=finetune
 rounds=1
 round_methods=     # empty: every --taught method; only those among --methods have rounds
 teacher=finetune   # of the --taught methods
@@ -55,7 +58,7 @@ help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <
   --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
   --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
   --taught 'kd pseudo-label balanced-pseudo-label' --teacher finetune [--teacher-exp exp/loso_whisper]   (a teacher of another source)
-  --personal-shots '1 2 5' --personal-from finetune [--personalize false]   own-shot personalization rows
+  --personal-shots '1 2 5' --personal-from finetune [--personal-method finetune] [--personalize false]   own-shot personalization rows
   --rounds 3 [--round-methods balanced-pseudo-label]   taught methods again, each round taught by the last
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
@@ -76,19 +79,22 @@ wanted=${round_methods:-$taught} round_methods=
 for m in $wanted; do case " $methods " in *" $m "*) round_methods+="${round_methods:+ }$m" ;; esac; done
 [ -n "$round_methods" ] || rounds=1
 # --personal-from round<r>-<method>: that round's student (<exp-dir>/<speaker>/round<r>/).
-personal_round='' personal_method=$personal_from
+personal_round='' from_method=$personal_from
 if [[ $personal_from =~ ^round([0-9]+)-(.+)$ ]]; then
-  personal_round=${BASH_REMATCH[1]} personal_method=${BASH_REMATCH[2]}
-  if [[ " $round_methods " != *" $personal_method "* ]] || [ "$personal_round" -lt 2 ] || [ "$personal_round" -gt "$rounds" ]; then
+  personal_round=${BASH_REMATCH[1]} from_method=${BASH_REMATCH[2]}
+  if [[ " $round_methods " != *" $from_method "* ]] || [ "$personal_round" -lt 2 ] || [ "$personal_round" -gt "$rounds" ]; then
     log "ERROR: --personal-from $personal_from: no such round (--rounds $rounds, round methods: ${round_methods:-none}). Fix: a round 2..$rounds of one of them"
     exit 1
   fi
 fi
-case " $methods " in *" $personal_method "*) ;; *)
+case " $methods " in *" $from_method "*) ;; *)
   if [ -n "$personal_shots" ] && $personalize; then
     log "ERROR: --personal-from $personal_from is not among --methods ($methods). Fix: add it, or personalize from another"; exit 1
   fi ;;
 esac
+# A taught --personal-method learns from the --personal-from system (adapt_all --teacher-checkpoint).
+personal_taught=
+case " $taught " in *" $personal_method "*) personal_taught=$personal_method ;; esac
 case $part in split|adapt|decode|all) ;; *) log "ERROR: --part is split, adapt, decode or all, not '$part'"; exit 1 ;; esac
 for m in $tune; do
   case " $taught " in *" $m "*) log "ERROR: --tune $m: it is taught by $teacher's model, which exists only after adapt. Fix: leave it out of --tune"; exit 1 ;; esac
@@ -175,11 +181,12 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
     for sfx in "${seed_suffixes[@]}"; do
-      from=$exp/$spk/${personal_round:+round$personal_round/}${personal_method}_$amount$sfx
+      from=$exp/$spk/${personal_round:+round$personal_round/}${from_method}_$amount$sfx
       psys=()
-      for n in $personal_shots; do psys+=("finetune_${n}shots$sfx"); done
+      for n in $personal_shots; do psys+=("${personal_method}_${n}shots$sfx"); done
       "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --source-checkpoint "$from/final.pt" \
-        --taught "" --key "$(cat "$data/$spk/.done") from=$(cat "$from/.done")" \
+        --taught "$personal_taught" ${personal_taught:+--teacher-checkpoint "$from/final.pt"} \
+        --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --key "$(cat "$data/$spk/.done") from=$(cat "$from/.done")" \
         --log-prefix "${log_prefix:+$log_prefix: }personalize for $spk from $from" \
         "$conf" "$lang" "$data/$spk/own" "${psys[@]}"
     done
@@ -201,8 +208,8 @@ if [ "$part" = decode ] || [ "$part" = all ]; then
       --rounds "$rounds" --round-methods "$round_methods" \
       "$lang" "$data/cuts" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
-    mapfile -t psys < <(system_names finetune "$personal_shots" "$seeds" shots)
-    "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --test-sets "test_$spk" --decoding "$decoding" \
+    mapfile -t psys < <(system_names "$personal_method" "$personal_shots" "$seeds" shots)
+    "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --test-sets "test_$spk dev_$spk" --decoding "$decoding" \
       --results "$results" --method-prefix "${method_prefix}$personal_prefix" --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
       "$lang" "$data/cuts" "${psys[@]}"
   done

@@ -409,6 +409,21 @@ def test_rounds_of_self_training_are_checked_before_any_work(tmp_path):
         assert f"--personal-from {wrong}: no such round" in fails("loso.sh", *loso, "--personal-from", wrong, *data)
 
 
+@pytest.mark.parametrize("corpus", ["fsdd", "tts_xling"])
+def test_a_recipes_rounds_are_checked_before_any_stage(tmp_path, corpus):
+    """run.sh --rounds on the official split: a bad value stops the recipe before stage 0 writes anything."""
+    from conftest import REPO, copy_recipe, run
+
+    recipe = copy_recipe(REPO / "egs" / corpus / "ASR", tmp_path)
+    for argv, want in [
+        (["--rounds", "0"], "--rounds is a whole number >= 1"),
+        (["--rounds", "2", "--round-methods", "finetune"], "--round-methods finetune is not a taught method"),
+    ]:
+        r = run(recipe, *argv)
+        assert r.returncode != 0 and want in r.stdout + r.stderr, r.stdout + r.stderr
+        assert not any((recipe / d).exists() for d in ("data", "exp", "download"))
+
+
 def test_systems_of_picks_one_methods_systems():
     """utils/common.sh systems_of: the systems a round repeats (seeds and amounts kept, other methods not)."""
     import subprocess

@@ -187,6 +187,36 @@ def test_leave_one_speaker_out(official):
     assert "## test_loso_mean" in (recipe / "exp" / "RESULTS.md").read_text()
 
 
+def test_personalization_by_a_taught_method_from_a_round(official):
+    """--personal-method balanced-pseudo-label from round 3: the own shots are its labelled data, the
+    held-out speaker's untranscribed part its audio, and round 3's student its teacher and start;
+    nothing of the speaker-independent systems retrains, and its rows are pooled on test and dev."""
+    recipe, corpus = official
+    round3 = recipe / "exp" / "loso" / "george" / "round3" / "balanced-pseudo-label_1shots" / ".done"
+    before = round3.stat().st_mtime_ns if round3.exists() else None  # test_leave_one_speaker_out trained it
+    r = run(
+        recipe, *ARGS, "--corpus-dir", str(corpus), "--stage", "5", "--task", "asr", "--loso", "true",
+        "--loso-speakers", "george lucas", "--loso-shots", "1", "--personal-shots", "1",
+        "--loso-methods", "finetune speaker-adversarial pseudo-label balanced-pseudo-label",
+        "--loso-tune", "speaker-adversarial", "--personal-from", "round3-balanced-pseudo-label",
+        "--personal-method", "balanced-pseudo-label",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert before is None or round3.stat().st_mtime_ns == before  # the speaker-independent round 3 is kept
+    for spk in ("george", "lucas"):
+        start = f"exp/loso/{spk}/round3/balanced-pseudo-label_1shots/final.pt"
+        d = recipe / "exp" / "loso" / spk / "personal_round3-balanced-pseudo-label" / "balanced-pseudo-label_1shots"
+        log = (d.parent / "log" / "adapt.balanced-pseudo-label_1shots.log").read_text()
+        assert f"the teacher {start} labels 70 unlabelled utterances" in log
+        assert "teacher=" in (d / ".done").read_text()
+        texts = [line.split("\t")[2] for line in (d / "pseudo_labels.txt").read_text().splitlines()]
+        assert texts and set(texts) <= set(DIGIT_WORDS)
+    by = {(x["test_set"], x["method"], x["data"], x["decoding"]) for x in rows(recipe / "exp" / "results.tsv")}
+    m = "round3-balanced-pseudo-label+personal-balanced-pseudo-label"
+    for t in ("test_george", "test_lucas", "test_loso_mean", "dev_loso_mean"):
+        assert (t, m, "1shots", "hlg") in by, t
+
+
 def shrink_whisper_conf(conf):
     """4 updates, 2 of them the new head's probe (the same file each time: its key stays)."""
     c = yaml.safe_load(conf.read_text())

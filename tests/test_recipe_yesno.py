@@ -61,13 +61,10 @@ def test_rerun_skips_every_stage(recipe_run, yesno_dir):
         recipe / "exp" / "results.tsv",
     ]
     before = [p.stat().st_mtime_ns for p in watched]
-    t0 = time.time()
     r = run(recipe, "--corpus-dir", str(yesno_dir))
-    took = time.time() - t0
     assert r.returncode == 0, r.stderr
-    assert "Stage" not in r.stdout, r.stdout
+    assert "Stage" not in r.stdout, r.stdout  # no stage's work; what they wrote is untouched
     assert [p.stat().st_mtime_ns for p in watched] == before
-    assert took < 10, f"a re-run took {took:.1f}s"
 
 
 def test_changed_argument_redoes_only_its_stage(recipe_run, yesno_dir):

@@ -8,6 +8,8 @@
 #   ./run.sh --task "classify-digit classify-speaker" --stage 7   the classification heads only
 #   ./run.sh --seeds "1 2 3"   every asr method x amount once per training seed (exp/<method>_<N>shots_s<seed>)
 #   ./run.sh --tune "finetune dann"   first choose their options on the dev set (conf/sweep.yaml, steps/tune.sh)
+#   ./run.sh --rounds 3 --methods "finetune balanced-pseudo-label"   self-training: each round's student teaches
+#     the next (exp/round<r>/<method>_<N>shots, rows round<r>-<method>; dev rows too, to choose N on)
 #   ./run.sh --loso true --stage 5   leave-one-speaker-out: each speaker in turn is never heard in training
 #     (steps/loso.sh; its untranscribed audio feeds the unlabelled-audio methods; rows test_<speaker>, test_loso_mean)
 #   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --methods ""   --pretrained-methods from a pretrained
@@ -39,6 +41,8 @@ methods="scratch finetune freeze layerwise-lr"
 dev_shots=5    # dev recordings per digit and training speaker, outside every shot subset
 tune=          # methods whose options stage 5 first chooses on dev (conf/sweep.yaml; not kd, pseudo-label)
 tune_trials=0  # 0: every point of a method's grid; N: N seeded random points
+rounds=1       # self-training rounds of --round-methods (taught methods among --methods); 1: none
+round_methods=balanced-pseudo-label
 task="asr classify-digit classify-speaker"
 classify_methods="scratch linear-probe finetune"
 decoding=greedy,hlg
@@ -55,6 +59,7 @@ loso_rounds=3
 loso_round_methods=balanced-pseudo-label
 personal_shots="1 2 5"   # then the held-out speaker's own labelled shots on top of finetune (personalization)
 personal_from=finetune   # ...or on top of another --loso-methods system (rows <it>+personal-finetune; round3-balanced-pseudo-label: a round's)
+personal_method=finetune # what trains on the own shots; balanced-pseudo-label: taught by --personal-from, with the speaker's untranscribed audio
 loso_tune=               # methods whose options are chosen on the held-out speakers' dev parts (conf/loso_sweep.yaml)
 loso_speakers=           # empty: every speaker of the corpus is held out in turn
 # A pretrained source beside exp/source (stages 5-6): whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to
@@ -66,12 +71,13 @@ pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
 pretrained_teacher=finetune         # teaches kd and pseudo-label among --pretrained-methods (e.g. lp-ft)
 pretrained_personal_from=           # --loso: personalize this --pretrained-methods system too (--personal-shots)
-help_message=$(sed -n '2,22p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,24p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 . utils/common.sh
+check_rounds "$rounds" "$round_methods" "kd pseudo-label balanced-pseudo-label"  # before any stage runs
 
 dl_dir=download
 manifests=data/manifests
@@ -160,7 +166,7 @@ pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 pt_adapt_key="$(cat $fbank/.rest.done 2>/dev/null || true) source=$pretrained"
 
 loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
-  --personal-from "$personal_from" --rounds "$loso_rounds" --round-methods "$loso_round_methods"
+  --personal-from "$personal_from" --personal-method "$personal_method" --rounds "$loso_rounds" --round-methods "$loso_round_methods"
   --seeds "$seeds" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml --decoding "$decoding" --zero-shot-lang "$lang")
 # The pretrained source on the same folds (the same split key: the held-out parts are shared).
 pt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$pretrained_methods"
@@ -202,7 +208,8 @@ fi
 
 if ! $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.rest.done)" \
-    --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz "$adapt_conf" $lang ${cuts}_train "${systems[@]}"
+    --rounds $rounds --round-methods "$round_methods" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz \
+    "$adapt_conf" $lang ${cuts}_train "${systems[@]}"
 fi
 
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
@@ -223,8 +230,12 @@ if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $sto
 fi
 
 if ! $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets test --decoding $decoding \
-    --zero-shot-lang $lang --zero-shot-data 0shots --key "$(cat $fbank/.fsdd.done)" $lang $cuts zero-shot "${systems[@]}"
+  # With rounds, dev too: the number of rounds is chosen on dev's rows, never on test's.
+  dec_sets="test"
+  [ "$rounds" = 1 ] || dec_sets="dev test"
+  steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets "$dec_sets" --decoding $decoding \
+    --rounds $rounds --round-methods "$round_methods" --zero-shot-lang $lang --zero-shot-data 0shots \
+    --key "$(cat $fbank/.fsdd.done)" $lang $cuts zero-shot "${systems[@]}"
   steps/report.sh --title "fsdd: synthetic digits -> real speakers" --plot exp/plots/data_efficiency.png \
     --test-set test --decoding hlg exp/results.tsv exp/RESULTS.md
 fi

@@ -10,6 +10,8 @@
 #   --nj N: parallel jobs (synthesis, fbank, adaptation runs, decoding); --source-procs N: DDP processes
 #   --seeds "1 2 3": every method x amount once per training seed (exp/<method>_<N>min_s<seed>)
 #   --tune "finetune freeze": first tune their options on target_dev (speechtl sweep, conf/sweep.yaml)
+#   --rounds 3: pseudo-label (--round-methods) trains twice more, each round taught by the last
+#     (exp/round<r>/<method>_<N>min, rows round<r>-<method>); choose N on the target_dev rows
 #   --pretrained whisper:/abs/whisper-tiny.en: also --pretrained-methods from a pretrained model
 #     (conf/adapt_whisper.yaml; exp/whisper/<method>_<N>min, rows whisper-<method>, whisper-zero-shot)
 # Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
@@ -34,6 +36,8 @@ lm_order=3
 seeds=  # empty: one run per system, the seed of conf/adapt.yaml
 tune=   # methods whose options stage 5 first searches on target_dev (not kd, pseudo-label: they need a teacher)
 tune_trials=0  # 0: every point of conf/sweep.yaml's grid; N: N seeded random points
+rounds=1       # self-training rounds of --round-methods (among kd pseudo-label in --methods); 1: none
+round_methods=pseudo-label
 # A pretrained source beside exp/source: whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to this
 # directory). Stage 5 also adapts --pretrained-methods from it into exp/<whisper|hf>/<method>_<N>min[_s<seed>]
 # (the same --target-minutes and --seeds), stage 6 decodes them (rows <whisper|hf>-<method>) and Whisper's
@@ -42,7 +46,7 @@ pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
 pretrained_language=
-help_message=$(sed -n '2,16p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,18p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -53,6 +57,7 @@ family="scratch finetune freeze linear-probe layerwise-lr"
 beyond="lp-ft adapter lora dann mmd coral reweight speaker-adversarial entropy infomax reptile fomaml ssl"
 needs_teacher="kd pseudo-label"  # taught by finetune at the same amount: run after it
 [ "$methods" = all ] && methods="$family $beyond $needs_teacher"
+check_rounds "$rounds" "$round_methods" "$needs_teacher"  # before any stage runs
 
 dl_dir=download
 manifests=data/manifests
@@ -134,7 +139,7 @@ fi
 if [ ${#systems[@]} -gt 0 ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # kd and pseudo-label are taught by finetune at their amount: steps/adapt_all.sh runs them after it.
   steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done)" --taught "$needs_teacher" \
-    --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz "$adapt_conf" $tgt_lang ${cuts}_target_train "${systems[@]}"
+    --rounds $rounds --round-methods "$round_methods" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz "$adapt_conf" $tgt_lang ${cuts}_target_train "${systems[@]}"
 fi
 
 if [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
@@ -156,8 +161,11 @@ if [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets target_test --decoding $decoding \
-    --zero-shot-lang $src_lang --zero-shot-decoding greedy --zero-shot-data 0min \
+  # With rounds, dev too: the number of rounds is chosen on target_dev's rows, never on target_test's.
+  dec_sets=target_test
+  [ "$rounds" = 1 ] || dec_sets="target_dev target_test"
+  steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets "$dec_sets" --decoding $decoding \
+    --rounds $rounds --round-methods "$round_methods" --zero-shot-lang $src_lang --zero-shot-decoding greedy --zero-shot-data 0min \
     $tgt_lang $cuts zero-shot "${systems[@]}"
   steps/report.sh --title "tts_xling: en+nl+ro+ru -> ga" --plot exp/plots/data_efficiency.png \
     --test-set target_test --decoding hlg exp/results.tsv exp/RESULTS.md
