@@ -7,6 +7,9 @@
 # defaults to <exp-dir>; another one lets a system of another source teach, e.g. Whisper this source).
 # --teacher-checkpoint PATH: one model teaches every taught system instead (e.g. personalization:
 # the speaker-independent model that the held-out speaker's own shots start from).
+# An @seed@ in --source-checkpoint or --teacher-checkpoint is each system's seed suffix (_s<seed> of
+# <method>_<amount>_s<seed>; empty without one): every seed starts from (is taught by) its own model,
+# and all of them train in one call, --nj at a time. The start model's .done then joins each key.
 # A system whose .done holds this run's key is skipped; one finished with another key is
 # redone from scratch; an interrupted one resumes. The key: --key, what the config says for
 # the system's method (speechtl conf-key: every section but methods, and its own), the system,
@@ -15,27 +18,27 @@
 # train again N-1 times, round r into <exp-dir>/round<r>/<system>, taught by round r-1's student
 # of the same method and amount (round 1: <exp-dir>/<system>); a new round 1 redoes the later ones.
 set -euo pipefail
+steps=$(cd "$(dirname "$0")" && pwd)
+. "$steps/../utils/common.sh"  # first: the defaults below read TAUGHT_METHODS
 nj=2
 exp_dir=exp
 source_checkpoint=exp/source/final.pt
 unlabelled_cuts=
 key=
-taught="kd pseudo-label balanced-pseudo-label"
+taught=$TAUGHT_METHODS
 teacher=finetune
 teacher_dir=
 teacher_checkpoint=
 rounds=1
 round_methods=
 log_prefix=
-help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught 'kd pseudo-label balanced-pseudo-label'] [--teacher finetune] [--teacher-dir DIR] [--teacher-checkpoint PATH] [--rounds 1] [--round-methods 'balanced-pseudo-label'] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
+help_message="Usage: $0 [--nj 2] [--exp-dir exp] [--source-checkpoint exp/source/final.pt] [--unlabelled-cuts CUTS] [--key 'what the runs depend on'] [--taught '$TAUGHT_METHODS'] [--teacher finetune] [--teacher-dir DIR] [--teacher-checkpoint PATH] [--rounds 1] [--round-methods 'balanced-pseudo-label'] [--log-prefix 'Stage 5'] <adapt-config> <lang-dir> <train-cuts-prefix> <system>...
   <system>: <method>_<amount>, trained on <train-cuts-prefix>_<amount>.jsonl.gz into <exp-dir>/<system>;
             <method>_<amount>_s<seed>: the same with train option seed=<seed> (a recipe's --seeds)
   --key: what every run depends on beyond the config and the system (e.g. the source's .done)
   --source-checkpoint: the source model (empty: no source; every method then needs a 'model' section)
   --rounds N: the --round-methods systems (default: the --taught ones) N-1 more times, each round taught by the last"
-steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/parse_options.sh"
-. "$steps/../utils/common.sh"
 [ $# -ge 3 ] || { echo "$help_message" 1>&2; exit 1; }
 config=$1 lang=$2 cuts=$3
 shift 3
@@ -48,11 +51,19 @@ fi
 
 check_rounds "$rounds" "${round_methods:-$taught}" "$taught"
 
+per_seed() {
+  # per_seed PATH SYSTEM: PATH with @seed@ made SYSTEM's seed suffix.
+  split_system "$2"
+  echo "${1//@seed@/${sys_seed:+_s$sys_seed}}"
+}
+
+source_of() { per_seed "$source_checkpoint" "$1"; }
+
 teacher_of() {
   # The teacher of a taught system: --teacher at its amount (and seed, for <method>_<amount>_s<seed>).
   split_system "$1"
   case " $taught " in *" $sys_method "*)
-    if [ -n "$teacher_checkpoint" ]; then echo "$teacher_checkpoint"; return; fi
+    if [ -n "$teacher_checkpoint" ]; then per_seed "$teacher_checkpoint" "$1"; return; fi
     echo "${teacher_dir:-$exp_dir}/${teacher}_${sys_data}${sys_seed:+_s$sys_seed}/final.pt" ;;
   esac
 }
@@ -66,20 +77,23 @@ for s in "$@"; do
 done
 
 adapt_key() {
-  local t
+  local t k=$key
   t=$(teacher_of "$1")
+  # a per-seed start model: its own .done says what this system starts from
+  [[ $source_checkpoint != *@seed@* ]] || k="${k:+$k }from=$(cat "$(dirname "$(source_of "$1")")/.done" 2>/dev/null)"
   split_system "$1"
-  echo "${key:+$key }${conf_key[$sys_method]} system=$1${t:+ teacher=$(cat "$(dirname "$t")/.done" 2>/dev/null)}"
+  echo "${k:+$k }${conf_key[$sys_method]} system=$1${t:+ teacher=$(cat "$(dirname "$t")/.done" 2>/dev/null)}"
 }
 
 adapt() {
   # adapt <method>_<amount>: one adaptation run, then its .done marker.
-  local exp=$exp_dir/$1 t
+  local exp=$exp_dir/$1 t src
   t=$(teacher_of "$1")
+  src=$(source_of "$1")
   reset_if_changed "$exp" "$(adapt_key "$1")"
   split_system "$1"
   "$steps/train.sh" --method "$sys_method" ${sys_seed:+--sets "seed=$sys_seed"} \
-    ${source_checkpoint:+--source-checkpoint "$source_checkpoint"} \
+    ${src:+--source-checkpoint "$src"} \
     ${unlabelled_cuts:+--unlabelled-cuts "$unlabelled_cuts"} ${t:+--options "teacher=$t"} \
     "$config" "$lang" "${cuts}_${sys_data}.jsonl.gz" "$exp"
   mark_done "$exp/.done" "$(adapt_key "$1")"
@@ -89,10 +103,16 @@ for wave in first taught; do  # methods with a teacher wait for it
   todo=()
   for s in "$@"; do
     t=$(teacher_of "$s")
+    if [[ $source_checkpoint == *@seed@* ]] && [ ! -f "$(dirname "$(source_of "$s")")/.done" ]; then
+      log "ERROR: $s starts from $(source_of "$s"), which is not trained. Fix: train it first"; exit 1
+    fi
     if [ -n "$t" ]; then kind=taught; else kind=first; fi
     [ "$kind" = "$wave" ] || continue
     if [ -n "$t" ] && [ ! -f "$(dirname "$t")/.done" ]; then
-      if [ -n "$teacher_dir$teacher_checkpoint" ]; then
+      if [ -n "$teacher_checkpoint" ]; then
+        log "ERROR: ${s%_*} is taught by $teacher_checkpoint, which is not trained (no $(dirname "$t")/.done). Fix: train it first"; exit 1
+      fi
+      if [ -n "$teacher_dir" ]; then
         log "ERROR: ${s%_*} is taught by $(dirname "$t"), which is not trained. Fix: train $teacher there first"; exit 1
       fi
       log "ERROR: ${s%_*} is taught by $(dirname "$t"): add $teacher to the methods"; exit 1

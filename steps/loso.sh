@@ -13,7 +13,8 @@
 # personal-finetune, data <N>shots; from another system M: rows M+personal-finetune, systems in
 # <exp-dir>/<speaker>/personal_M/). --personal-method P trains P on the own shots instead (rows
 # personal-P / M+personal-P); a taught P (pseudo-label, balanced-pseudo-label, kd) is taught by the
-# --personal-from system itself and reads the held-out speaker's untranscribed part.
+# --personal-from system itself and reads the held-out speaker's untranscribed part. With --seeds, each
+# seed's personal systems start from that seed's --personal-from system; all seeds train in one call.
 # --rounds N: iterated self-training of the taught methods among --methods (--round-methods to pick
 # some): round r (2..N) of each is taught by its round r-1 student (steps/adapt_all.sh --rounds),
 # systems in <exp-dir>/<speaker>/round<r>/, rows round<r>-<method>; --personal-from round<r>-<method>
@@ -24,6 +25,8 @@
 # dev_loso_mean), or all. --tune: options chosen on all held-out speakers' dev parts together
 # (steps/tune.sh, one fold per speaker; trials in <exp-dir>/sweep/<method>) into <exp-dir>/adapt_tuned.yaml, which adapt uses.
 set -euo pipefail
+steps=$(cd "$(dirname "$0")" && pwd)
+. "$steps/../utils/common.sh"  # first: the defaults below read TAUGHT_METHODS
 nj=2
 part=all
 speakers=
@@ -49,7 +52,7 @@ source_checkpoint=exp/source/final.pt
 decoding=greedy,hlg
 zero_shot_lang=
 results=exp/results.tsv
-taught="kd pseudo-label balanced-pseudo-label"
+taught=$TAUGHT_METHODS
 key=
 log_prefix=
 method_prefix=
@@ -57,16 +60,14 @@ help_message="Usage: $0 [options] <adapt-config> <lang-dir> \"<pool-cuts>...\" <
   --part split|adapt|decode|all   --speakers 'a b' (default: every speaker of the pool)
   --test-fraction 0.2 --dev-fraction 0.1 --split-seed 0   the held-out speaker's parts
   --shots 5 | --minutes 10 (neither: all the others' data) --methods 'scratch finetune ...' --seeds '1 2 3'
-  --taught 'kd pseudo-label balanced-pseudo-label' --teacher finetune [--teacher-exp exp/loso_whisper]   (a teacher of another source)
+  --taught '$TAUGHT_METHODS' --teacher finetune [--teacher-exp exp/loso_whisper]   (a teacher of another source)
   --personal-shots '1 2 5' --personal-from finetune [--personal-method finetune] [--personalize false]   own-shot personalization rows
   --rounds 3 [--round-methods balanced-pseudo-label]   taught methods again, each round taught by the last
   --tune 'finetune dann' --sweep-space conf/loso_sweep.yaml --tune-trials 0
   --source-checkpoint exp/source/final.pt --decoding greedy,hlg --zero-shot-lang LANG (adds zero-shot rows)
   --results exp/results.tsv --nj 2 --key 'what every run depends on' --log-prefix 'Stage 5'
   --method-prefix whisper-   rows of another source beside the own source's (e.g. --source-checkpoint whisper:PATH)"
-steps=$(cd "$(dirname "$0")" && pwd)
 . "$steps/../utils/parse_options.sh"
-. "$steps/../utils/common.sh"
 [ $# -eq 5 ] || { echo "$help_message" 1>&2; exit 1; }
 config=$1 lang=$2 pool=$3 data=$4 exp=$5
 # Personalized systems and their rows: personal/ and personal-finetune from finetune (the default),
@@ -152,8 +153,6 @@ fi
 
 conf=$config
 [ -n "$tune" ] && conf=$exp/adapt_tuned.yaml
-seed_suffixes=()
-for s in ${seeds:-conf}; do seed_suffixes+=("${seeds:+_s$s}"); done
 mapfile -t systems < <(system_names "$methods" "$amount" "$seeds")
 
 # --- adapt: tune on the dev parts, then every method for every held-out speaker ---------------
@@ -180,16 +179,14 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
       --key "$(cat "$data/$spk/.done")$src_key" --log-prefix "${log_prefix:+$log_prefix: }held out $spk" \
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
-    for sfx in "${seed_suffixes[@]}"; do
-      from=$exp/$spk/${personal_round:+round$personal_round/}${from_method}_$amount$sfx
-      psys=()
-      for n in $personal_shots; do psys+=("${personal_method}_${n}shots$sfx"); done
-      "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --source-checkpoint "$from/final.pt" \
-        --taught "$personal_taught" ${personal_taught:+--teacher-checkpoint "$from/final.pt"} \
-        --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --key "$(cat "$data/$spk/.done") from=$(cat "$from/.done")" \
-        --log-prefix "${log_prefix:+$log_prefix: }personalize for $spk from $from" \
-        "$conf" "$lang" "$data/$spk/own" "${psys[@]}"
-    done
+    # Every seed's systems in one call (--nj at a time), each from its own seed's model (@seed@).
+    from=$exp/$spk/${personal_round:+round$personal_round/}${from_method}_$amount
+    mapfile -t psys < <(system_names "$personal_method" "$personal_shots" "$seeds" shots)
+    "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --source-checkpoint "$from@seed@/final.pt" \
+      --taught "$personal_taught" ${personal_taught:+--teacher-checkpoint "$from@seed@/final.pt"} \
+      --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --key "$(cat "$data/$spk/.done")" \
+      --log-prefix "${log_prefix:+$log_prefix: }personalize for $spk from $from${seeds:+_s<seed>}" \
+      "$conf" "$lang" "$data/$spk/own" "${psys[@]}"
   done
 fi
 

@@ -379,6 +379,10 @@ def test_a_teacher_of_another_source_must_be_trained_before_it_teaches(tmp_path)
     out = adapt_all("--teacher-dir", str(tmp_path / "whisper"))
     assert f"taught by {tmp_path / 'whisper' / 'finetune_1shots'}, which is not trained" in out, out
     assert not (tmp_path / "exp" / "pseudo-label_1shots").exists()
+    # one model teaching every system (--teacher-checkpoint, personalization): the error names it
+    ckpt = tmp_path / "whisper" / "finetune_1shots" / "final.pt"
+    out = adapt_all("--teacher-checkpoint", str(ckpt))
+    assert f"taught by {ckpt}, which is not trained" in out and "Fix: train it first" in out, out
     # a round 2 taught by round 1 needs round 1 elsewhere: in one exp dir it would teach itself
     assert "would teach itself" in adapt_all("--teacher", "pseudo-label")
 
@@ -432,3 +436,56 @@ def test_systems_of_picks_one_methods_systems():
     script = f". {common}; systems_of pseudo-label finetune_5shots pseudo-label_5shots_s2 kd_1min pseudo-label_1min"
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["pseudo-label_5shots_s2", "pseudo-label_1min"]
+
+
+FAKE_TRAIN = """#!/usr/bin/env bash
+# stands in for steps/train.sh: records its arguments in the exp dir (the last one) and a model
+set -euo pipefail
+exp=${*: -1}
+mkdir -p "$exp"
+echo "$*" > "$exp/args"
+touch "$exp/final.pt"
+"""
+
+
+def test_per_seed_start_and_teacher_models_train_in_one_call(tmp_path):
+    """adapt_all --source-checkpoint/--teacher-checkpoint with @seed@ (loso.sh's personalization):
+    each seed's system starts from and is taught by its own seed's model, all in one call; that
+    model's .done joins the system's key, so retraining it redoes that seed's system only."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    for d in ("steps", "utils"):
+        shutil.copytree(repo / d, tmp_path / d, symlinks=True)
+    (tmp_path / "steps" / "train.sh").write_text(FAKE_TRAIN)
+    (tmp_path / "conf.yaml").write_text("train: {num_steps: 1}\nmethods:\n  pseudo-label: {}\n")
+    for s in ("1", "2"):
+        (tmp_path / "exp" / f"finetune_5shots_s{s}").mkdir(parents=True)
+        (tmp_path / "exp" / f"finetune_5shots_s{s}" / ".done").write_text(f"model of seed {s}")
+    start = str(tmp_path / "exp" / "finetune_5shots@seed@" / "final.pt")
+
+    def adapt_all(*systems: str) -> subprocess.CompletedProcess:
+        argv = [str(tmp_path / "steps" / "adapt_all.sh"), "--exp-dir", "exp/personal", "--taught", "pseudo-label"]
+        argv += ["--source-checkpoint", start, "--teacher-checkpoint", start, "conf.yaml", "lang", "cuts", *systems]
+        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=venv_env())
+
+    systems = ("pseudo-label_5shots_s1", "pseudo-label_5shots_s2")
+    r = adapt_all(*systems)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("adapt ") == 1, r.stdout  # one wave: both seeds together
+    personal = tmp_path / "exp" / "personal"
+    for s in ("1", "2"):
+        args = (personal / f"pseudo-label_5shots_s{s}" / "args").read_text()
+        model = tmp_path / "exp" / f"finetune_5shots_s{s}" / "final.pt"
+        assert f"--source-checkpoint {model}" in args and f"teacher={model}" in args and f"seed={s}" in args
+        assert f"from=model of seed {s}" in (personal / f"pseudo-label_5shots_s{s}" / ".done").read_text()
+    first = (personal / "pseudo-label_5shots_s1" / "args").stat().st_mtime_ns
+    (tmp_path / "exp" / "finetune_5shots_s2" / ".done").write_text("seed 2 retrained")
+    assert adapt_all(*systems).returncode == 0
+    assert (personal / "pseudo-label_5shots_s1" / "args").stat().st_mtime_ns == first
+    assert "from=seed 2 retrained" in (personal / "pseudo-label_5shots_s2" / ".done").read_text()
+    # a seed whose start model is not trained stops the call before any training
+    out = adapt_all("pseudo-label_5shots_s3")
+    assert out.returncode != 0 and "finetune_5shots_s3/final.pt, which is not trained" in out.stdout + out.stderr
+    assert not (personal / "pseudo-label_5shots_s3").exists()

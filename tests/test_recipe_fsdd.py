@@ -223,7 +223,7 @@ def shrink_whisper_conf(conf):
     """4 updates, 2 of them the new head's probe (the same file each time: its key stays)."""
     c = yaml.safe_load(conf.read_text())
     c["train"].update(num_steps=4, warmup_steps=1, average_last=1)
-    for m in ("lp-ft", "pseudo-label"):
+    for m in ("lp-ft", "pseudo-label", "balanced-pseudo-label"):
         c["methods"][m]["options"]["probe_steps"] = 2
     conf.write_text(yaml.safe_dump(c))
 
@@ -337,6 +337,33 @@ def test_pretrained_self_training_on_the_official_split(official, tiny_whisper):
     bad = run(recipe, *args[:-4], "--pretrained-methods", "pseudo-label", "--seeds", "5")
     assert bad.returncode != 0 and "add finetune to the methods" in bad.stdout + bad.stderr
     assert not (exp / "pseudo-label_1shots_s5").exists()
+
+
+def test_pretrained_rounds_on_the_official_split(official, tiny_whisper):  # noqa: F811
+    """--rounds with --pretrained: the pretrained source's --round-methods systems self-train again,
+    round 2 taught by round 1's student (exp/whisper/round2), on the untranscribed rest only, with
+    rows whisper-round2-<method> on dev (to choose the number of rounds on) and test."""
+    recipe, corpus = official
+    shrink_whisper_conf(recipe / "conf" / "adapt_whisper.yaml")
+    r = run(
+        recipe, *ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--stop-stage", "6", "--task", "asr",
+        "--dev-shots", "2", "--methods", "", "--pretrained", f"whisper:{tiny_whisper}",
+        "--pretrained-methods", "lp-ft balanced-pseudo-label", "--pretrained-teacher", "lp-ft", "--rounds", "2",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    exp = recipe / "exp" / "whisper"
+    unl = ids_in(recipe / "data" / "fbank" / "fsdd_cuts_unlabelled.jsonl.gz")
+    for n in ("1shots", "2shots"):
+        first, second = exp / f"balanced-pseudo-label_{n}", exp / "round2" / f"balanced-pseudo-label_{n}"
+        assert f"system=lp-ft_{n}" in (first / ".done").read_text()  # round 1: taught by lp-ft
+        assert (first / ".done").read_text().strip() in (second / ".done").read_text()  # round 2: by round 1
+        kept = (second / "pseudo_labels.txt").read_text().splitlines()
+        assert kept and {line.split("\t")[0] for line in kept} <= unl
+    got = {(row["test_set"], row["method"], row["data"]) for row in rows(recipe / "exp" / "results.tsv")}
+    for n in ("1shots", "2shots"):
+        for t in ("dev", "test"):
+            for m in ("lp-ft", "balanced-pseudo-label", "round2-balanced-pseudo-label"):
+                assert (t, f"whisper-{m}", n) in got, (t, m, n)
 
 
 def speakers_in_cuts(manifest):

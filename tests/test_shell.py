@@ -101,3 +101,14 @@ def test_run_parallel_names_failed_jobs_waits_for_all_and_stops_a_job_at_its_fir
     assert [(tmp_path / f"step.{x}.log").read_text() for x in "abc"] == ["done\n"] * 3
     assert "not-reached" not in (tmp_path / "step.late.log").read_text()
     assert not list(tmp_path.glob(".rc.*")), "the status files are cleaned up"
+
+
+def test_the_taught_methods_of_the_shell_steps_are_the_registrys():
+    """utils/common.sh's TAUGHT_METHODS (what steps/adapt_all.sh trains after its teacher, and the
+    only methods with rounds) are the registered methods whose options name a teacher."""
+    from speechtl.adapt import METHODS
+    from speechtl.adapt.base import needs_teacher
+
+    r = bash('. utils/common.sh; echo "$TAUGHT_METHODS"')
+    assert r.returncode == 0, r.stderr
+    assert set(r.stdout.split()) == {name for name, cls in METHODS.items() if needs_teacher(cls)}

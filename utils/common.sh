@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Helpers every recipe and step sources: log() with file and line, and .done markers.
 
+# The methods that learn from a teacher model (in the registry: those whose options have a
+# `teacher` field, speechtl.adapt.base.needs_teacher; tests/test_shell.py holds the two equal).
+# steps/adapt_all.sh trains them after their teacher; only they can have self-training rounds.
+# shellcheck disable=SC2034  # read by the scripts that source this
+TAUGHT_METHODS="kd pseudo-label balanced-pseudo-label"
+
 log() {
   # log "message": prints time, the caller's file:line and function, then the message.
   local fname=${BASH_SOURCE[1]##*/}

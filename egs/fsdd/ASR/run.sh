@@ -9,7 +9,8 @@
 #   ./run.sh --seeds "1 2 3"   every asr method x amount once per training seed (exp/<method>_<N>shots_s<seed>)
 #   ./run.sh --tune "finetune dann"   first choose their options on the dev set (conf/sweep.yaml, steps/tune.sh)
 #   ./run.sh --rounds 3 --methods "finetune balanced-pseudo-label"   self-training: each round's student teaches
-#     the next (exp/round<r>/<method>_<N>shots, rows round<r>-<method>; dev rows too, to choose N on)
+#     the next (exp/round<r>/<method>_<N>shots, rows round<r>-<method>; dev rows too, to choose N on); the
+#     --pretrained-methods' --round-methods too (exp/whisper/round<r>/..., rows whisper-round<r>-<method>)
 #   ./run.sh --loso true --stage 5   leave-one-speaker-out: each speaker in turn is never heard in training
 #     (steps/loso.sh; its untranscribed audio feeds the unlabelled-audio methods; rows test_<speaker>, test_loso_mean)
 #   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --methods ""   --pretrained-methods from a pretrained
@@ -71,13 +72,13 @@ pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
 pretrained_teacher=finetune         # teaches kd and pseudo-label among --pretrained-methods (e.g. lp-ft)
 pretrained_personal_from=           # --loso: personalize this --pretrained-methods system too (--personal-shots)
-help_message=$(sed -n '2,24p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,25p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 . utils/common.sh
-check_rounds "$rounds" "$round_methods" "kd pseudo-label balanced-pseudo-label"  # before any stage runs
+check_rounds "$rounds" "$round_methods" "$TAUGHT_METHODS"  # before any stage runs
 
 dl_dir=download
 manifests=data/manifests
@@ -215,12 +216,15 @@ fi
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/adapt_all.sh --nj $nj --exp-dir "$pt_exp" --source-checkpoint "$pretrained" --log-prefix "Stage 5" \
     --key "$pt_adapt_key" --teacher "$pretrained_teacher" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz \
-    "$pretrained_config" $lang ${cuts}_train "${pt_systems[@]}"
+    --rounds $rounds --round-methods "$round_methods" "$pretrained_config" $lang ${cuts}_train "${pt_systems[@]}"
 fi
 
+# With rounds, dev too (both sources): the number of rounds is chosen on dev's rows, never on test's.
+dec_sets="test"
+[ "$rounds" = 1 ] || dec_sets="dev test"
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   steps/decode_all.sh --nj $nj --exp-dir "$pt_exp" --method-prefix "$pt_kind-" --log-prefix "Stage 6" \
-    --test-sets test --decoding $decoding $lang $cuts "${pt_systems[@]}"
+    --test-sets "$dec_sets" --rounds $rounds --round-methods "$round_methods" --decoding $decoding $lang $cuts "${pt_systems[@]}"
   if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$pt_key"; then
     log "Stage 6: zero-shot: $pretrained's own decoder on test (digits spelled as the references)"
     speechtl zero-shot --source "$pretrained" --cuts ${cuts}_test.jsonl.gz --test-set test --spell-digits \
@@ -230,9 +234,6 @@ if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $sto
 fi
 
 if ! $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  # With rounds, dev too: the number of rounds is chosen on dev's rows, never on test's.
-  dec_sets="test"
-  [ "$rounds" = 1 ] || dec_sets="dev test"
   steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets "$dec_sets" --decoding $decoding \
     --rounds $rounds --round-methods "$round_methods" --zero-shot-lang $lang --zero-shot-data 0shots \
     --key "$(cat $fbank/.fsdd.done)" $lang $cuts zero-shot "${systems[@]}"
