@@ -165,7 +165,9 @@ def test_fbank_options_sherpa_cannot_set_are_refused(yesno_system):
         feature_config(fbank, onnx_dir / "model.onnx")
 
 
-@pytest.mark.parametrize("kind,norm,warp", [("lora", "mean", 1.0), ("adapter", "mvn", 1.12)])
+@pytest.mark.parametrize(
+    "kind,norm,warp", [("lora", "mean", 1.0), ("adapter", "mvn", 1.12), ("adapter", "robust", 1.0)]
+)
 def test_conformer_with_peft_exports_with_dynamic_axes(tmp_path, kind, norm, warp):
     """A Conformer with LoRA (merged) or adapters (in the graph), one with a VTLN warp of its
     input: onnxruntime gives the torch log-probs and lengths for a padded batch, and each

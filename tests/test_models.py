@@ -46,6 +46,34 @@ def test_conformer_layers_are_addressable():
     assert names == {"0", "1", "2"}
 
 
+def test_robust_input_norm_is_median_and_iqr_and_ignores_a_dead_stretch():
+    """ "robust": each bin's median goes to 0 and its interquartile range to 1.349 over the valid
+    frames (padding excluded, set to 0). A gated start (10% of the frames at the log floor) moves
+    the other frames' normalized values much less than under "mvn"."""
+    from speechtl.models.ctc import IQR_PER_SD, robust_normalize, utterance_normalize
+
+    torch.manual_seed(0)
+    feats = torch.randn(2, 201, 3) * 2.0 - 1.0
+    lengths = torch.tensor([201, 101])
+    feats[1, 101:] = 50.0  # padding: never counted
+    out = robust_normalize(feats, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        q = out[i, :n].sort(dim=0).values
+        last = n - 1
+        assert q[round(last * 0.5)].abs().max() < 1e-5
+        iqr = q[round(last * 0.75)] - q[round(last * 0.25)]
+        torch.testing.assert_close(iqr, torch.full((3,), IQR_PER_SD), rtol=1e-4, atol=1e-4)
+    assert float(out[1, 101:].abs().max()) == 0.0
+    gated = feats[:1].clone()
+    gated[0, :20] = -15.9  # log(float eps): a muted recorder
+    full = torch.tensor([201])
+    shift = {
+        name: float((norm(gated, full)[0, 20:] - norm(feats[:1], full)[0, 20:]).abs().mean())
+        for name, norm in (("robust", robust_normalize), ("mvn", utterance_normalize))
+    }
+    assert shift["robust"] < 0.5 * shift["mvn"], shift
+
+
 def test_input_norm_modes():
     """ "mean" removes each utterance's channel offset but keeps its spread; "mvn" also
     scales to unit variance; padding never counts; true/false read as mvn/none."""
@@ -62,7 +90,14 @@ def test_input_norm_modes():
         torch.testing.assert_close(mean[i, :n], valid - valid.mean(0))
         torch.testing.assert_close(mvn[i, :n].std(0, unbiased=False), torch.ones(4), rtol=1e-3, atol=1e-3)
     assert float(mean[1, 30:].abs().max()) == 0.0 and float(mvn[1, 30:].abs().max()) == 0.0
-    assert [input_norm_mode(v) for v in (True, False, "mean", "mvn", "none")] == ["mvn", "none", "mean", "mvn", "none"]
+    assert [input_norm_mode(v) for v in (True, False, "mean", "mvn", "none", "robust")] == [
+        "mvn",
+        "none",
+        "mean",
+        "mvn",
+        "none",
+        "robust",
+    ]
     with pytest.raises(SpeechtlError, match="input_norm must be one of"):
         build_model(ModelConfig(encoder="tdnn", num_features=4, input_norm="cmvn"), 5)
     model = build_model(ModelConfig(encoder="tdnn", num_features=4, input_norm="mean"), 5).eval()

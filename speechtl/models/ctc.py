@@ -22,7 +22,11 @@ class ModelConfig:
     #: "mvn" (or true): zero mean, unit variance; "mean": zero mean only (removes
     #: channel and level, keeps the spread); "none" (or false). The variance of a
     #: short, tightly trimmed recording is mostly speech, of a padded one mostly
-    #: silence, so "mvn" scales the two differently; "mean" does not.
+    #: silence, so "mvn" scales the two differently; "mean" does not. "robust": the
+    #: median and interquartile range of each bin instead of mean and standard deviation:
+    #: a stretch of near-digital silence (a gated or muted recorder start: log-mel at the
+    #: numeric floor, 10+ nats below the room's own silence) inflates a recording's
+    #: variance and shifts every frame under "mvn", and barely moves the quartiles.
     input_norm: bool | str = True
     #: Initial output bias of the blank unit. CTC normally starts blank-dominant
     #: and learns word spikes; on tiny corpora a word unit can instead take the
@@ -75,7 +79,9 @@ class CtcModel(nn.Module):
         """The encoder's input: the features warped (``input_warp``), then normalized (``input_norm``)."""
         if self.warp is not None:
             feats = feats @ self.warp.to(feats.dtype).T
-        if self.norm != "none":
+        if self.norm == "robust":
+            feats = robust_normalize(feats, lengths)
+        elif self.norm != "none":
             feats = utterance_normalize(feats, lengths, variance=self.norm == "mvn")
         return feats
 
@@ -109,7 +115,7 @@ class CtcModel(nn.Module):
         return self.output(enc)
 
 
-INPUT_NORMS = ("mvn", "mean", "none")
+INPUT_NORMS = ("mvn", "mean", "robust", "none")
 
 
 def input_norm_mode(value: bool | str) -> str:
@@ -132,6 +138,26 @@ def utterance_normalize(
         return (feats - mean) * mask
     var = (((feats - mean) * mask) ** 2).sum(dim=1, keepdim=True) / n
     return (feats - mean) / (var + eps).sqrt() * mask
+
+
+#: The interquartile range of a normal distribution, in standard deviations.
+IQR_PER_SD = 1.349
+
+
+def robust_normalize(feats: torch.Tensor, lengths: torch.Tensor, min_scale: float = 1e-3) -> torch.Tensor:
+    """Per-utterance robust standardization over valid frames: each bin minus its median,
+    divided by its interquartile range / 1.349 (the standard deviation, were it normal);
+    padding set to 0. Sort-and-gather quantiles (nearest rank), which ONNX exports."""
+    mask = torch.arange(feats.size(1), device=feats.device)[None, :] < lengths.to(feats.device)[:, None]
+    ordered = feats.masked_fill(~mask[..., None], float("inf")).sort(dim=1).values  # padding last
+    last = (lengths.to(feats.device) - 1).clamp(min=0).to(feats.dtype)
+
+    def quantile(q: float) -> torch.Tensor:
+        rank = (last * q).round().long()[:, None, None].expand(-1, 1, feats.size(2))
+        return ordered.gather(1, rank)  # (batch, 1, bins)
+
+    scale = ((quantile(0.75) - quantile(0.25)) / IQR_PER_SD).clamp(min=min_scale)
+    return (feats - quantile(0.5)) / scale * mask[..., None].to(feats.dtype)
 
 
 def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
