@@ -64,6 +64,14 @@ def test_robust_input_norm_is_median_and_iqr_and_ignores_a_dead_stretch():
         iqr = q[round(last * 0.75)] - q[round(last * 0.25)]
         torch.testing.assert_close(iqr, torch.full((3,), IQR_PER_SD), rtol=1e-4, atol=1e-4)
     assert float(out[1, 101:].abs().max()) == 0.0
+    for i, n in enumerate(lengths.tolist()):  # the median is torch's own (nearest rank)
+        median = torch.quantile(feats[i, :n], 0.5, dim=0, interpolation="nearest")
+        assert (out[i, :n] == 0).sum(0).tolist() == (feats[i, :n] == median).sum(0).tolist()
+    empty = robust_normalize(feats[:1], torch.tensor([0]))
+    assert float(empty.abs().max()) == 0.0  # an empty utterance: zeros, not NaN
+    flat = torch.full((1, 40, 1), -15.9)
+    flat[0, 30:] = 2.0  # 75% of one bin at the log floor: IQR 0, the gain stays bounded
+    assert float(robust_normalize(flat, torch.tensor([40])).abs().max()) <= 18.0 / 0.1 + 1e-3
     gated = feats[:1].clone()
     gated[0, :20] = -15.9  # log(float eps): a muted recorder
     full = torch.tensor([201])

@@ -13,7 +13,7 @@ not give.
 
 What else the export takes care of:
 
-- The model's per-utterance input normalization (``input_norm`` mvn/mean) runs
+- The model's per-utterance input normalization (``input_norm`` mvn/mean/robust) runs
   inside the graph, over each utterance's own ``x_lens`` frames, as in training:
   sherpa-onnx only computes fbank.
 - LoRA updates are merged into their weights (W + scale * B @ A): the graph has

@@ -144,20 +144,24 @@ def utterance_normalize(
 IQR_PER_SD = 1.349
 
 
-def robust_normalize(feats: torch.Tensor, lengths: torch.Tensor, min_scale: float = 1e-3) -> torch.Tensor:
+def robust_normalize(feats: torch.Tensor, lengths: torch.Tensor, min_scale: float = 0.1) -> torch.Tensor:
     """Per-utterance robust standardization over valid frames: each bin minus its median,
     divided by its interquartile range / 1.349 (the standard deviation, were it normal);
-    padding set to 0. Sort-and-gather quantiles (nearest rank), which ONNX exports."""
+    padding (and an empty utterance) set to 0. Sort-and-gather quantiles (nearest rank),
+    which ONNX exports. ``min_scale`` (log-mel units) bounds the gain of a bin whose frames
+    are mostly one value (half of them at the log floor: IQR 0): without it such a bin's
+    other frames would be multiplied by thousands. On yesno every bin's scale is >= 0.33."""
     mask = torch.arange(feats.size(1), device=feats.device)[None, :] < lengths.to(feats.device)[:, None]
     ordered = feats.masked_fill(~mask[..., None], float("inf")).sort(dim=1).values  # padding last
-    last = (lengths.to(feats.device) - 1).clamp(min=0).to(feats.dtype)
+    last = (lengths.to(feats.device) - 1).clamp(min=0).float()  # float32 ranks, whatever the dtype
 
     def quantile(q: float) -> torch.Tensor:
         rank = (last * q).round().long()[:, None, None].expand(-1, 1, feats.size(2))
-        return ordered.gather(1, rank)  # (batch, 1, bins)
+        return ordered.gather(1, rank)  # (batch, 1, bins); +inf for an empty utterance
 
     scale = ((quantile(0.75) - quantile(0.25)) / IQR_PER_SD).clamp(min=min_scale)
-    return (feats - quantile(0.5)) / scale * mask[..., None].to(feats.dtype)
+    out = (feats - quantile(0.5)) / scale
+    return torch.where(mask[..., None], out, torch.zeros_like(out))  # no inf/NaN left in padding
 
 
 def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:

@@ -70,7 +70,7 @@ loso_speakers=           # empty: every speaker of the corpus is held out in tur
 pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
-pretrained_teacher=finetune         # teaches kd and pseudo-label among --pretrained-methods (e.g. lp-ft)
+pretrained_teacher=finetune         # teaches the taught --pretrained-methods (kd, pseudo-label, balanced-pseudo-label; e.g. lp-ft)
 pretrained_personal_from=           # --loso: personalize this --pretrained-methods system too (--personal-shots)
 help_message=$(sed -n '2,25p' run.sh | sed 's/^# \{0,1\}//')
 

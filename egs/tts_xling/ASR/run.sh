@@ -55,9 +55,9 @@ help_message=$(sed -n '2,18p' run.sh | sed 's/^# \{0,1\}//')
 
 family="scratch finetune freeze linear-probe layerwise-lr"
 beyond="lp-ft adapter lora dann mmd coral reweight speaker-adversarial entropy infomax reptile fomaml ssl"
-needs_teacher="kd pseudo-label"  # taught by finetune at the same amount: run after it
+needs_teacher="kd pseudo-label"  # the taught methods of --methods all (balanced-pseudo-label needs a closed prompt set)
 [ "$methods" = all ] && methods="$family $beyond $needs_teacher"
-check_rounds "$rounds" "$round_methods" "$needs_teacher"  # before any stage runs
+check_rounds "$rounds" "$round_methods" "$TAUGHT_METHODS"  # before any stage runs
 
 dl_dir=download
 manifests=data/manifests
@@ -138,13 +138,13 @@ fi
 
 if [ ${#systems[@]} -gt 0 ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # kd and pseudo-label are taught by finetune at their amount: steps/adapt_all.sh runs them after it.
-  steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done)" --taught "$needs_teacher" \
+  steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done)" --taught "$TAUGHT_METHODS" \
     --rounds $rounds --round-methods "$round_methods" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz "$adapt_conf" $tgt_lang ${cuts}_target_train "${systems[@]}"
 fi
 
 if [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   steps/adapt_all.sh --nj $nj --exp-dir "$pt_exp" --source-checkpoint "$pretrained" --log-prefix "Stage 5" \
-    --key "$pt_key" --taught "$needs_teacher" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
+    --key "$pt_key" --taught "$TAUGHT_METHODS" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
     "$pretrained_config" $tgt_lang ${cuts}_target_train "${pt_systems[@]}"
 fi
 
