@@ -99,13 +99,17 @@ adapt() {
   mark_done "$exp/.done" "$(adapt_key "$1")"
 }
 
+if [[ $source_checkpoint == *@seed@* ]]; then  # every per-seed start model, before any training
+  for s in "$@"; do
+    src=$(source_of "$s")
+    [ -f "$(dirname "$src")/.done" ] || { log "ERROR: $s starts from $src, which is not trained. Fix: train it first"; exit 1; }
+  done
+fi
+
 for wave in first taught; do  # methods with a teacher wait for it
   todo=()
   for s in "$@"; do
     t=$(teacher_of "$s")
-    if [[ $source_checkpoint == *@seed@* ]] && [ ! -f "$(dirname "$(source_of "$s")")/.done" ]; then
-      log "ERROR: $s starts from $(source_of "$s"), which is not trained. Fix: train it first"; exit 1
-    fi
     if [ -n "$t" ]; then kind=taught; else kind=first; fi
     [ "$kind" = "$wave" ] || continue
     if [ -n "$t" ] && [ ! -f "$(dirname "$t")/.done" ]; then
