@@ -1,6 +1,7 @@
 """FSDD preparation, few-shot subsets, the synthetic digit source, classification scoring and heads."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from lhotse import CutSet
 
 from speechtl.data.corpora.fsdd import DIGIT_WORDS, parse_name, prepare_fsdd
-from speechtl.data.corpora.tts_digits import TtsDigitsConfig, plan_digits
+from speechtl.data.corpora.tts_digits import TtsDigitsConfig, plan_digits, prepare_tts_digits
 from speechtl.data.subset import split_rest, subset_by_shots
 from speechtl.errors import SpeechtlError
 from speechtl.score.classify import score
@@ -148,6 +149,27 @@ def test_digit_source_plan_is_deterministic_and_within_its_ranges():
     assert "festival" not in engines  # weight 0
     assert 0.35 < engines.count("flite") / len(engines) < 0.65
     assert all(cfg.rate[0] <= j["rate"] <= cfg.rate[1] and cfg.pitch[0] <= j["pitch"] <= cfg.pitch[1] for j in jobs)
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng")
+def test_digit_source_writes_each_splits_audio_manifests_and_text_in_the_lexicons_words(tmp_path):
+    cfg = tmp_path / "source.yaml"
+    cfg.write_text(
+        "train_utterances: 3\ndev_utterances: 2\nmax_digits: 2\nflite_voices: []\nfestival_voices: []\n"
+        "espeak_variants: ['']\nespeak_accents: [en-us]\n"
+    )
+    out = prepare_tts_digits(output_dir=tmp_path / "m", config=cfg, nj=2)
+    for split, n in (("source_train", 3), ("source_dev", 2)):
+        sups = list(out[split]["supervisions"])
+        recs = {r.id: r for r in out[split]["recordings"]}
+        assert len(sups) == n and set(recs) == {s.recording_id for s in sups}
+        assert all(set(s.text.split()) <= set(DIGIT_WORDS) for s in sups)  # upper case, as the lexicon
+        assert all(
+            recs[s.recording_id].duration > 0.2 and Path(recs[s.recording_id].sources[0].source).is_file() for s in sups
+        )
+        written = (tmp_path / "m" / f"{split}_text.txt").read_text().splitlines()
+        assert written == [s.text for s in sups]
+        assert (tmp_path / "m" / f"tts_digits_supervisions_{split}.jsonl.gz").is_file()
 
 
 def test_classification_scores_match_hand_computation():

@@ -25,6 +25,7 @@ from lhotse.audio import AudioSource
 
 from speechtl.cluster import get_executor
 from speechtl.data.channel import band_limit, reverberate, trim_silence
+from speechtl.data.layout import write_split
 from speechtl.data.textfile import read_utf8
 from speechtl.errors import SpeechtlError
 
@@ -306,6 +307,40 @@ def synthesize_corpus(
         f"{len({s.speaker for s in sups})} voices -> {Path(out_dir) / 'wav'}"
     )
     return recs, sups
+
+
+def synthesize_splits(
+    jobs: dict[str, list[dict]],
+    output_dir: Pathlike,
+    corpus: str,
+    sampling_rate: int,
+    nj: int = 1,
+    cmd: str = "local",
+    spoken: Callable[[str], str] | None = None,
+    normalize: Callable[[str], str] | None = None,
+) -> dict[str, dict]:
+    """Speak every split's planned jobs in one pool of ``nj`` jobs, then write each split's
+    manifests (``<corpus>_{recordings,supervisions}_<split>``) and ``<split>_text.txt``.
+
+    The engines read ``spoken(text)`` when given (e.g. digits as words); the supervisions
+    carry ``normalize(text)`` of the job's own text. One pool for all splits keeps every
+    job busy however the splits' sizes differ. Returns ``{split: {recordings, supervisions}}``.
+    """
+    output_dir = Path(output_dir)
+    order = [{**j, "text": spoken(j["text"])} if spoken else j for split_jobs in jobs.values() for j in split_jobs]
+    done = {d["id"]: d for d in synthesize(order, output_dir / "audio", sampling_rate, nj, cmd)}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result = {}
+    for split, split_jobs in jobs.items():
+        recs, sups = to_manifests([{**done[j["id"]], "text": j["text"]} for j in split_jobs], sampling_rate, normalize)
+        write_split(output_dir, corpus, split, recs, sups)
+        (output_dir / f"{split}_text.txt").write_text("".join(s.text + "\n" for s in sups), encoding="utf-8")
+        result[split] = {"recordings": recs, "supervisions": sups}
+        logging.info(
+            f"{split}: {len(recs)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
+            f"{len({s.speaker for s in sups})} voices"
+        )
+    return result
 
 
 def load_voices(path: Pathlike) -> list[Voice]:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from speechtl.config import from_dict, load_yaml
 from speechtl.data.corpora.fsdd import DIGIT_WORDS
-from speechtl.data.layout import write_split
-from speechtl.data.tts import Voice, synthesize, to_manifests
+from speechtl.data.tts import Voice, synthesize_splits
 from speechtl.errors import SpeechtlError
 
 Pathlike = str | Path
@@ -152,23 +151,13 @@ def prepare_tts_digits(
     cfg = load_config(config)
     output_dir = Path(output_dir)
     jobs = plan_digits(cfg)
-    order = [{**j, "text": _spoken(j["text"])} for s in SPLITS for j in jobs[s]]
+    order = [j for s in SPLITS for j in jobs[s]]
     per_engine = {}
     for j in order:
         per_engine[j["voice"].engine] = per_engine.get(j["voice"].engine, 0) + 1
     logging.info(
         f"synthesizing {len(order)} digit strings with {nj} job(s) at {cfg.sampling_rate} Hz; per engine {per_engine}"
     )
-    done = {d["id"]: d for d in synthesize(order, output_dir / "audio", cfg.sampling_rate, nj, cmd)}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    result = {}
-    for split in SPLITS:
-        recs, sups = to_manifests([{**done[j["id"]], "text": j["text"]} for j in jobs[split]], cfg.sampling_rate)
-        write_split(output_dir, "tts_digits", split, recs, sups)
-        (output_dir / f"{split}_text.txt").write_text("".join(s.text + "\n" for s in sups), encoding="utf-8")
-        result[split] = {"recordings": recs, "supervisions": sups}
-        logging.info(
-            f"{split}: {len(recs)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
-            f"{len({s.speaker for s in sups})} voices"
-        )
-    return result
+    return synthesize_splits(
+        {s: jobs[s] for s in SPLITS}, output_dir, "tts_digits", cfg.sampling_rate, nj, cmd, spoken=_spoken
+    )

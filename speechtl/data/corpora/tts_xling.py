@@ -25,9 +25,8 @@ from typing import Any
 
 from speechtl.config import from_dict, load_yaml
 from speechtl.data.corpora.lad import download_lad_text, shipped_lad_text
-from speechtl.data.layout import write_split
 from speechtl.data.text import normalize_text
-from speechtl.data.tts import Voice, plan, read_texts, synthesize, to_manifests
+from speechtl.data.tts import Voice, plan, read_texts, synthesize_splits
 from speechtl.errors import SpeechtlError
 
 Pathlike = str | Path
@@ -188,16 +187,6 @@ def prepare_tts_xling(
     logging.info(
         f"synthesizing {len(order)} utterances with {nj} job(s): " + ", ".join(f"{s} {len(jobs[s])}" for s in SPLITS)
     )
-    done = {d["id"]: d for d in synthesize(order, output_dir / "audio", cfg.sampling_rate, nj, cmd)}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    result = {}
-    for split in SPLITS:
-        recs, sups = to_manifests([done[j["id"]] for j in jobs[split]], cfg.sampling_rate, normalize_text)
-        write_split(output_dir, "tts_xling", split, recs, sups)
-        (output_dir / f"{split}_text.txt").write_text("".join(s.text + "\n" for s in sups), encoding="utf-8")
-        result[split] = {"recordings": recs, "supervisions": sups}
-        logging.info(
-            f"{split}: {len(recs)} utterances, {sum(r.duration for r in recs) / 60:.1f} min, "
-            f"{len({s.speaker for s in sups})} voices"
-        )
-    return result
+    return synthesize_splits(
+        {s: jobs[s] for s in SPLITS}, output_dir, "tts_xling", cfg.sampling_rate, nj, cmd, normalize=normalize_text
+    )
