@@ -309,3 +309,38 @@ def test_whisper_trains_on_cuts_without_fbank_and_on_padded_cuts(small_yesno, ti
 
     with pytest.raises(SpeechtlError, match=r"no features\. Fix: run the fbank stage"):
         feature_info(cuts.drop_features())  # a model on fbank still needs them
+
+
+def test_input_pad_adds_silence_at_both_ends_and_checkpoints_keep_it(small_yesno, tiny_whisper_dir, tmp_path):
+    """``model: {input_pad: S}``: every utterance's audio gets S seconds of zeros at each end before
+    the log-mel (the same input lhotse's ``cut.pad`` gives), its supervision covers the padding, the
+    checkpoint records it, and a model on precomputed fbank refuses it."""
+    from speechtl.adapt import get_method
+    from speechtl.adapt.transfer import build_model_for
+    from speechtl.decode.run import compute_log_probs
+    from speechtl.features.inputs import InputSpec, WaveInput, mark_cuts
+    from speechtl.models.ctc import CtcModel, ModelConfig
+    from speechtl.train import TrainConfig, Trainer
+    from speechtl.train.checkpoint import model_from_checkpoint
+
+    _, cuts, lang = small_yesno
+    some = cuts.subset(first=3)
+    plain, padded = InputSpec("whisper-mel", 16000, 80), InputSpec("whisper-mel", 16000, 80, pad=0.5)
+    ours = WaveInput(padded)
+    feats, lens = ours(mark_cuts(some, padded))
+    by_lhotse = some.map(lambda c: c.pad(duration=c.duration + 1.0, direction="both"))
+    ref, ref_lens = WaveInput(plain)(mark_cuts(by_lhotse, plain))
+    assert lens.tolist() == ref_lens.tolist()
+    torch.testing.assert_close(feats, ref, atol=1e-4, rtol=0)
+    sup = ours.supervision_intervals(mark_cuts(some, padded))
+    assert sup["start_frame"].tolist() == [0, 0, 0] and sup["num_frames"].tolist() == lens.tolist()
+
+    model = build_model_for(get_method("finetune"), lang, ModelConfig(input_pad=0.5), f"whisper:{tiny_whisper_dir}")
+    assert model.input_spec == padded
+    cfg = TrainConfig(num_steps=1, max_duration=400, num_buckets=2, average_last=1, lr=0.01)
+    final = Trainer(model, lang, get_method("finetune"), cfg, tmp_path / "exp").fit(mark_cuts(cuts, model.input_spec))
+    assert model_from_checkpoint(final).input_spec == padded
+    scores = compute_log_probs(final, some, "cpu")  # decoding pads too: the padded input's frames
+    assert sorted(len(lp) for _, lp in scores.values()) == sorted(((lens + 1) // 2).tolist())
+    with pytest.raises(SpeechtlError, match="input_pad: 0 for an encoder on precomputed fbank"):
+        CtcModel(ModelConfig(num_features=23, input_pad=0.5), lang.vocab_size)

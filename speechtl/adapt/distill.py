@@ -75,8 +75,9 @@ class Kd(Method):
             p.requires_grad_(False)
         if self.teacher.input_spec != model.input_spec:
             raise SpeechtlError(
-                f"kd: teacher {self.options.teacher} reads {self.teacher.input_spec.kind}, the student "
-                f"{model.input_spec.kind}; they see the same batches. Fix: a teacher on the student's input"
+                f"kd: teacher {self.options.teacher} reads {self.teacher.input_spec}, the student "
+                f"{model.input_spec}; they see the same batches. Fix: a teacher on the student's input "
+                "(the same features and model input_pad)"
             )
         if self.teacher.vocab_size != model.vocab_size:
             raise SpeechtlError(

@@ -104,9 +104,11 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Path | N
         return build_model(with_head(model_config), lang.vocab_size)
     pretrained = parse_source(source_checkpoint)
     if pretrained is not None:  # whisper:... / hf:...: its encoder, a new output layer for lang's units
-        blank_bias = model_config.blank_bias if model_config is not None else 0.0
+        # The config's model section sets what a pretrained encoder leaves open: the new head's blank bias,
+        # the input's silence padding.
+        blank_bias, input_pad = (model_config.blank_bias, model_config.input_pad) if model_config else (0.0, 0.0)
         logging.info(f"method {method.name}: {'weights' if method.uses_source else 'architecture'} of {pretrained}")
-        return build_pretrained(pretrained, lang.vocab_size, head, method.uses_source, blank_bias)
+        return build_pretrained(pretrained, lang.vocab_size, head, method.uses_source, blank_bias, input_pad)
     ckpt = load_checkpoint(source_checkpoint)
     source_cfg = ModelConfig(**ckpt["model_config"])
     if model_config is not None and with_head(source_cfg) != with_head(model_config):

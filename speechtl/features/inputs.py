@@ -39,10 +39,18 @@ class InputSpec:
     sampling_rate: int = 0
     #: Features per frame (0: whatever the cuts hold).
     num_features: int = 0
+    #: Seconds of silence (zero samples) added at both ends of each utterance's audio before
+    #: the input is computed (on-the-fly kinds only; 0: none). See :class:`PaddedInput`.
+    pad: float = 0.0
 
     def __post_init__(self):
         if self.kind not in INPUT_KINDS:
             raise SpeechtlError(f"unknown model input {self.kind!r}; known: {', '.join(INPUT_KINDS)}")
+        if self.pad < 0 or (self.pad > 0 and self.kind == "fbank"):
+            raise SpeechtlError(
+                f"input pad {self.pad}: must be >= 0, and only inputs computed from audio (whisper-mel, samples) "
+                "take one. Fix: model input_pad: 0 for an encoder on precomputed fbank"
+            )
 
 
 FBANK = InputSpec()
@@ -58,15 +66,46 @@ class Samples(torch.nn.Module):
         return [w.reshape(-1, 1).float() for w in waves]
 
 
+class PaddedInput(torch.nn.Module):
+    """``inner`` on each wave with ``pad`` zero samples added at both ends.
+
+    Why: an encoder pretrained on long windows can fail on a tightly trimmed short utterance.
+    Whisper saw 30-s windows in which speech always had silence (or more speech) around it;
+    whisper-tiny.en fine-tuned (lp-ft) on 5 shots per digit deleted all five of one FSDD
+    speaker's 0.23-0.26-s test EIGHTs (11-13 encoder frames; blank at least 0.40 on every frame,
+    EIGHT never above 0.01), and the same model, given the same audio with 0.5 s of zeros at each
+    end, put EIGHT at 0.65-0.98 on every one of them (egs/fsdd/ASR/RESULTS.md).
+    The model's config records the pad (``ModelConfig.input_pad``), so training, decode and
+    transcribe pad alike.
+    """
+
+    def __init__(self, inner: torch.nn.Module, pad: int):
+        super().__init__()
+        self.inner = inner
+        self.pad = pad
+
+    def inner_frames(self, num_samples: int) -> int:
+        return self.inner.num_frames(num_samples)
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.inner.num_frames(num_samples + 2 * self.pad)
+
+    def forward(self, waves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return self.inner([torch.nn.functional.pad(w, (self.pad, self.pad)) for w in waves])
+
+
 def wave_features(spec: InputSpec) -> torch.nn.Module:
     """The module computing a model's input from waves at ``spec.sampling_rate`` (on-the-fly kinds)."""
     if spec.kind == "whisper-mel":
         from speechtl.features.whisper_mel import BatchedWhisperMel, WhisperMelConfig
 
-        return BatchedWhisperMel(WhisperMelConfig(num_mels=spec.num_features, sampling_rate=spec.sampling_rate))
-    if spec.kind == "samples":
-        return Samples()
-    raise SpeechtlError(f"input {spec.kind!r} is precomputed: it comes from the cuts' features, not from waves")
+        features = BatchedWhisperMel(WhisperMelConfig(num_mels=spec.num_features, sampling_rate=spec.sampling_rate))
+    elif spec.kind == "samples":
+        features = Samples()
+    else:
+        raise SpeechtlError(f"input {spec.kind!r} is precomputed: it comes from the cuts' features, not from waves")
+    pad = compute_num_samples(spec.pad, spec.sampling_rate)
+    return PaddedInput(features, pad) if pad > 0 else features
 
 
 class WaveInput(BatchIO):
@@ -96,12 +135,17 @@ class WaveInput(BatchIO):
         return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens
 
     def supervision_intervals(self, cuts: CutSet) -> dict[str, torch.Tensor]:
+        """Each supervision's frames; with a pad, a supervision that reaches an end of its cut
+        reaches the end of the padding too (the padding is part of the utterance's input)."""
         sr, idx, starts, nums = self.spec.sampling_rate, [], [], []
+        pad = getattr(self.features, "pad", 0)
+        inner = getattr(self.features, "inner_frames", self.features.num_frames)
         for i, c in enumerate(self._cuts(cuts)):
             total = self.features.num_frames(c.num_samples)
             for s in c.supervisions:
-                start = min(total, self.features.num_frames(compute_num_samples(max(0.0, s.start), sr)))
-                end = min(total, self.features.num_frames(compute_num_samples(s.end, sr)))
+                first, last = compute_num_samples(max(0.0, s.start), sr), compute_num_samples(s.end, sr)
+                start = 0 if first == 0 else min(total, inner(first + pad))
+                end = total if last >= c.num_samples else min(total, inner(last + pad))
                 idx.append(i)
                 starts.append(start)
                 nums.append(end - start)

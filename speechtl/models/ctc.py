@@ -1,6 +1,7 @@
 """CTC acoustic model: encoder + linear output layer + log-softmax."""
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +46,11 @@ class ModelConfig:
     #: ``vtln`` method for the speaker it adapted to, so decode, transcribe and export
     #: apply it with no flag of their own.
     input_warp: dict[str, Any] = field(default_factory=dict)
+    #: Seconds of silence added at both ends of every utterance's audio before an on-the-fly
+    #: input (Whisper's log-mel, wav2vec2's samples) is computed; 0: none. Encoders pretrained
+    #: on long windows can miss tightly trimmed short words without it
+    #: (:class:`speechtl.features.inputs.PaddedInput`). Encoders on precomputed fbank refuse it.
+    input_pad: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +67,10 @@ class CtcModel(nn.Module):
         self.norm = input_norm_mode(config.input_norm)
         self.vocab_size = vocab_size
         self.encoder = cls(config.num_features, enc_cfg)
+        if config.input_pad:
+            from speechtl.features.inputs import model_input
+
+            self.encoder.input_spec = dataclasses.replace(model_input(self.encoder), pad=config.input_pad)
         self.output = self._make_output(vocab_size)
         self.set_input_warp(config.input_warp)
         if config.peft:

@@ -74,12 +74,14 @@ def build_pretrained(
     head: str | None = None,
     load_weights: bool = True,
     blank_bias: float = 0.0,
+    input_pad: float = 0.0,
 ) -> CtcModel:
-    """A target model on ``source``'s encoder with a fresh output layer of ``vocab_size``.
+    """A target model on ``source``'s encoder with a fresh output layer of ``vocab_size``
+    (its blank's initial bias ``blank_bias``; ``input_pad`` seconds of silence around each input).
 
     ``load_weights=False``: the architecture only (the ``scratch`` baseline)."""
     cfg, state = pretrained_encoder(source)
-    cfg = dataclasses.replace(cfg, head=head or "ctc", blank_bias=blank_bias)
+    cfg = dataclasses.replace(cfg, head=head or "ctc", blank_bias=blank_bias, input_pad=input_pad)
     model = build_model(cfg, vocab_size)
     if load_weights:
         missing, unexpected = model.encoder.load_state_dict(state, strict=False)
