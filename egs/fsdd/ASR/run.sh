@@ -175,21 +175,21 @@ pt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --met
   --personalize "$([ -n "$pretrained_personal_from" ] && echo true || echo false)" --seeds "$seeds"
   --teacher "$pretrained_teacher" --decoding "$decoding" --source-checkpoint "$pretrained" --method-prefix "$pt_kind-")
 loso_pool="${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz"
-if $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  steps/loso.sh "${loso_opts[@]}" --part adapt --log-prefix "Stage 5" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
-    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
+# One part (adapt or decode) of every fold, for the own source and then the pretrained one.
+loso_part() {
+  local key
+  key="$(cat exp/source/.done) $(cat $fbank/.fsdd.done)"
+  steps/loso.sh "${loso_opts[@]}" --part "$1" --log-prefix "$2" --key "$key" conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
   if [ -n "$pretrained" ]; then
-    steps/loso.sh "${pt_loso_opts[@]}" --part adapt --log-prefix "Stage 5: $pt_kind" \
-      --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" "$pretrained_config" $lang "$loso_pool" data/loso "exp/loso_$pt_kind"
+    steps/loso.sh "${pt_loso_opts[@]}" --part "$1" --log-prefix "$2: $pt_kind" --key "$key" \
+      "$pretrained_config" $lang "$loso_pool" data/loso "exp/loso_$pt_kind"
   fi
+}
+if $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  loso_part adapt "Stage 5"
 fi
 if $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  steps/loso.sh "${loso_opts[@]}" --part decode --log-prefix "Stage 6" --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" \
-    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
-  if [ -n "$pretrained" ]; then
-    steps/loso.sh "${pt_loso_opts[@]}" --part decode --log-prefix "Stage 6: $pt_kind" \
-      --key "$(cat exp/source/.done) $(cat $fbank/.fsdd.done)" "$pretrained_config" $lang "$loso_pool" data/loso "exp/loso_$pt_kind"
-  fi
+  loso_part decode "Stage 6"
   steps/report.sh --title "fsdd: synthetic digits -> real speakers" --plot exp/plots/data_efficiency.png \
     --test-set test_loso_mean --decoding hlg exp/results.tsv exp/RESULTS.md
 fi
