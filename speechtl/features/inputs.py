@@ -67,7 +67,7 @@ class Samples(torch.nn.Module):
 
 
 class PaddedInput(torch.nn.Module):
-    """``inner`` on each wave with ``pad`` zero samples added at both ends.
+    """``inner`` on each wave with ``pad`` zero samples added at both ends (0: ``inner`` as is).
 
     Why: an encoder pretrained on long windows can fail on a tightly trimmed short utterance.
     Whisper saw 30-s windows in which speech always had silence (or more speech) around it;
@@ -84,18 +84,18 @@ class PaddedInput(torch.nn.Module):
         self.inner = inner
         self.pad = pad
 
-    def inner_frames(self, num_samples: int) -> int:
-        return self.inner.num_frames(num_samples)
-
     def num_frames(self, num_samples: int) -> int:
         return self.inner.num_frames(num_samples + 2 * self.pad)
 
     def forward(self, waves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return self.inner([torch.nn.functional.pad(w, (self.pad, self.pad)) for w in waves])
+        if self.pad:
+            waves = [torch.nn.functional.pad(w, (self.pad, self.pad)) for w in waves]
+        return self.inner(waves)
 
 
 def wave_features(spec: InputSpec) -> torch.nn.Module:
-    """The module computing a model's input from waves at ``spec.sampling_rate`` (on-the-fly kinds)."""
+    """The module computing a model's input from waves at ``spec.sampling_rate`` (on-the-fly kinds),
+    with the spec's silence padding (a :class:`PaddedInput`, whatever the pad)."""
     if spec.kind == "whisper-mel":
         from speechtl.features.whisper_mel import BatchedWhisperMel, WhisperMelConfig
 
@@ -104,8 +104,7 @@ def wave_features(spec: InputSpec) -> torch.nn.Module:
         features = Samples()
     else:
         raise SpeechtlError(f"input {spec.kind!r} is precomputed: it comes from the cuts' features, not from waves")
-    pad = compute_num_samples(spec.pad, spec.sampling_rate)
-    return PaddedInput(features, pad) if pad > 0 else features
+    return PaddedInput(features, compute_num_samples(spec.pad, spec.sampling_rate))
 
 
 class WaveInput(BatchIO):
@@ -138,8 +137,7 @@ class WaveInput(BatchIO):
         """Each supervision's frames; with a pad, a supervision that reaches an end of its cut
         reaches the end of the padding too (the padding is part of the utterance's input)."""
         sr, idx, starts, nums = self.spec.sampling_rate, [], [], []
-        pad = getattr(self.features, "pad", 0)
-        inner = getattr(self.features, "inner_frames", self.features.num_frames)
+        pad, inner = self.features.pad, self.features.inner.num_frames
         for i, c in enumerate(self._cuts(cuts)):
             total = self.features.num_frames(c.num_samples)
             for s in c.supervisions:

@@ -183,9 +183,9 @@ def prepare_tts_xling(
             "or leave it out to use the Living Audio Dataset's sentences shipped with speechtl."
         )
     jobs = plan_corpus(text_dir, cfg)
-    order = [j for s in SPLITS for j in jobs[s]]
     logging.info(
-        f"synthesizing {len(order)} utterances with {nj} job(s): " + ", ".join(f"{s} {len(jobs[s])}" for s in SPLITS)
+        f"synthesizing {sum(len(jobs[s]) for s in SPLITS)} utterances with {nj} job(s): "
+        + ", ".join(f"{s} {len(jobs[s])}" for s in SPLITS)
     )
     return synthesize_splits(
         {s: jobs[s] for s in SPLITS}, output_dir, "tts_xling", cfg.sampling_rate, nj, cmd, normalize=normalize_text
