@@ -131,14 +131,27 @@ def warped_copies(cuts: CutSet, factor: float, out_dir) -> CutSet:
     return CutSet.from_cuts(out)
 
 
+#: The vtln tests' source: a TDNN, whose first layer reads all bins of a frame at once (the
+#: conformer's 2-D convolution front end is nearly shift-equivariant in frequency).
+VTLN_SOURCE = ModelConfig(
+    encoder="tdnn", num_features=23, input_norm="mean", encoder_options=dict(hidden_dim=32, norm="layer")
+)
+
+
 @pytest.fixture(scope="module")
 def yesno_source(small_yesno, tmp_path_factory):
-    """A tiny source trained on the 8 yesno cuts (its certainty is highest on voices like theirs)."""
+    """A tiny source trained to fit the 8 yesno cuts, so its certainty is highest on voices like theirs.
+
+    Why these settings: the claim under test needs a source whose certainty depends on where
+    the formants sit. A 60-step conformer's scores were flat across the grid (within 0.008 nats
+    per frame), and which factor won changed with package versions; this TDNN trained 300
+    steps chose the right direction for both planted warps and both criteria at each of
+    seeds 1-6 (a probe run when the test was rewritten)."""
     _, cuts, lang = small_yesno
     d = tmp_path_factory.mktemp("vtln_source")
     seed_everything(1)
-    model = build_model(TINY, lang.vocab_size)
-    cfg = TrainConfig(num_steps=60, max_duration=400, num_buckets=2, average_last=1, lr=0.01)
+    model = build_model(VTLN_SOURCE, lang.vocab_size)
+    cfg = TrainConfig(num_steps=300, max_duration=400, num_buckets=2, average_last=1, lr=0.01)
     return Trainer(model, lang, get_method("scratch"), cfg, d / "exp").fit(cuts)
 
 
