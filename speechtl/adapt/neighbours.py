@@ -132,13 +132,18 @@ def speaker_groups(cuts: Sequence) -> dict[str, list[int]]:
     return dict(groups)
 
 
+def speaker_distances(cuts: Sequence, what: str):
+    """(speaker, positions of its cuts in ``cuts``, their (n, n) DTW distances), one speaker at a time."""
+    for speaker, pos in speaker_groups(cuts).items():
+        logging.info(f"{what}: DTW among {len(pos)} utterances of speaker {speaker or '(none)'}")
+        yield speaker, pos, dtw_matrix([normalized_features(cuts[p]) for p in pos])
+
+
 def neighbour_smoothed(scores: torch.Tensor, cuts: Sequence, k: int) -> torch.Tensor:
     """``scores`` (N, K) of ``cuts`` (in that order) smoothed over each cut's ``k`` nearest
     same-speaker cuts by DTW of their fbank (:func:`smooth_scores`)."""
     out = torch.empty(scores.shape, dtype=torch.float64)
-    for speaker, pos in speaker_groups(cuts).items():
-        logging.info(f"neighbours: DTW among {len(pos)} utterances of speaker {speaker or '(none)'}, k = {k}")
-        dist = dtw_matrix([normalized_features(cuts[p]) for p in pos])
+    for _, pos, dist in speaker_distances(cuts, f"neighbours (k = {k})"):
         idx = torch.tensor(pos)
         out[idx] = smooth_scores(scores[idx], nearest(dist, k))
     return out

@@ -40,6 +40,15 @@ class PseudoLabelOptions:
     #: (:mod:`speechtl.adapt.neighbours`), so one word's recordings are labelled together.
     #: 0: each utterance alone.
     neighbours: int = 0
+    #: With ``balance: transcripts``, how the transcripts are given out. "plan": utterance by
+    #: utterance, by the balanced plan of the (neighbour-smoothed) scores. "groups": each speaker's
+    #: utterances are first cut into as many groups as there are transcripts by DTW alone, the
+    #: groups matched one to one to the transcripts by their mean scores, then refined over the
+    #: ``neighbours`` (:mod:`speechtl.adapt.groups`): a teacher's confusion cannot travel round a
+    #: cycle of words (the measurement is in that module's docstring).
+    assign: str = "plan"
+    #: With ``assign: groups``: neighbours per utterance in the graph that is cut into groups.
+    group_neighbours: int = 10
 
     def __post_init__(self):
         if self.balance not in BALANCE:
@@ -51,9 +60,21 @@ class PseudoLabelOptions:
                 "pseudo-label: neighbours smooths the scores of a closed transcript set. "
                 "Fix: balance: transcripts (or the balanced-pseudo-label method), or neighbours: 0"
             )
+        if self.assign not in ASSIGN:
+            raise SpeechtlError(f"pseudo-label: assign must be one of {', '.join(ASSIGN)}, got {self.assign!r}")
+        if self.assign == "groups" and (
+            self.balance != "transcripts" or self.neighbours < 1 or self.group_neighbours < 1
+        ):
+            raise SpeechtlError(
+                "pseudo-label: assign: groups matches groups of a speaker's audio to a closed transcript set and "
+                f"refines them over neighbours (got balance: {self.balance}, neighbours: {self.neighbours}, "
+                f"group_neighbours: {self.group_neighbours}). Fix: balance: transcripts, neighbours >= 1 "
+                "and group_neighbours >= 1, or assign: plan"
+            )
 
 
 BALANCE = ("none", "transcripts")
+ASSIGN = ("plan", "groups")
 
 
 def confidence(log_probs) -> tuple[list[int], float]:
@@ -75,12 +96,19 @@ def select_confident(hyps: Sequence[tuple[str, str, float]], threshold: float) -
 
 
 def balanced_hypotheses(
-    scores: dict, labelled: Sequence[tuple[str, str]], lang, cuts=None, neighbours: int = 0
+    scores: dict,
+    labelled: Sequence[tuple[str, str]],
+    lang,
+    cuts=None,
+    neighbours: int = 0,
+    assign: str = "plan",
+    group_neighbours: int = 10,
 ) -> list[tuple[str, str, float]]:
     """(id, transcript, confidence) for each utterance of ``scores`` (compute_log_probs'
     output): the balanced assignment of the ``labelled`` (cut id, transcript) pairs' transcripts
     (:mod:`speechtl.adapt.balance`); with ``neighbours`` > 0, over scores smoothed among the
-    same speaker's ``cuts`` (:mod:`speechtl.adapt.neighbours`)."""
+    same speaker's ``cuts`` (:mod:`speechtl.adapt.neighbours`); with ``assign: groups``, per
+    speaker, by groups of its ``cuts`` matched to the transcripts (:mod:`speechtl.adapt.groups`)."""
     import torch
 
     from speechtl.adapt.balance import balanced_labels, closed_set, transcript_scores
@@ -89,6 +117,17 @@ def balanced_hypotheses(
     targets = [lang.encode(n) for n in names]
     ids = list(scores)
     matrix = torch.stack([transcript_scores(scores[i][1], targets) for i in ids])
+    if assign == "groups":
+        from speechtl.adapt.groups import grouped_labels
+        from speechtl.adapt.neighbours import speaker_distances
+
+        by_id = {c.id: c for c in cuts}
+        out: list[tuple[str, str, float]] = [("", "", 0.0)] * len(ids)
+        for _, pos, dist in speaker_distances([by_id[i] for i in ids], f"groups ({len(names)} transcripts)"):
+            labels, conf = grouped_labels(matrix[pos], dist, prior, group_neighbours, neighbours)
+            for p, lab, c in zip(pos, labels.tolist(), conf.tolist(), strict=True):
+                out[p] = (ids[p], names[lab], c)
+        return out
     if neighbours:
         from speechtl.adapt.neighbours import neighbour_smoothed
 
@@ -129,6 +168,8 @@ class PseudoLabel(Method):
                 trainer.lang,
                 unlabelled,
                 self.options.neighbours,
+                self.options.assign,
+                self.options.group_neighbours,
             )
         else:
             hyps = []
@@ -145,7 +186,12 @@ class PseudoLabel(Method):
             + (", balanced over the labelled transcripts" if self.options.balance == "transcripts" else "")
             + (
                 f", scores shared with {self.options.neighbours} same-speaker neighbours"
-                if self.options.neighbours
+                if self.options.neighbours and self.options.assign == "plan"
+                else ""
+            )
+            + (
+                f", by groups of each speaker's audio refined over {self.options.neighbours} neighbours"
+                if self.options.assign == "groups"
                 else ""
             )
             + f") -> {trainer.exp_dir / 'pseudo_labels.txt'}"
