@@ -93,6 +93,12 @@ def test_groups_undo_a_cycle_of_confusions_that_the_plan_keeps():
     labels, conf = grouped_labels(scores, dist, prior, graph_neighbours=5, neighbours=5)
     assert [names[i] for i in labels] == truth
     assert conf.shape == (len(truth),) and bool((conf > 0).all() and (conf <= 1).all())
+    # Confidence "agreement" (the default) is low where the smoothed plan says another word, so a
+    # threshold keeps the labels both agree on; "refined" keeps nearly all of them.
+    _, refined = grouped_labels(scores, dist, prior, graph_neighbours=5, neighbours=5, confidence="refined")
+    disputed = torch.tensor([p != t for p, t in zip(plan, truth, strict=True)])
+    assert bool((conf[disputed] < 0.5).all()) and float(conf[~disputed].median()) > 0.9
+    assert bool((refined > 0.9).all())
     # Too few utterances to group: the plan decides, with a warning, and nothing fails.
     few, _ = grouped_labels(scores[:8], dist[:8, :8], prior)
     assert few.shape == (8,)
@@ -105,6 +111,8 @@ def test_assign_groups_is_checked_and_runs_through_the_method_on_real_fbank(smal
         get_method("balanced-pseudo-label", {"assign": "groups", "neighbours": 0})
     with pytest.raises(SpeechtlError, match="assign: groups"):
         get_method("pseudo-label", {"assign": "groups"})
+    with pytest.raises(SpeechtlError, match="group_confidence must be one of agreement, refined"):
+        get_method("balanced-pseudo-label", {"assign": "groups", "neighbours": 5, "group_confidence": "high"})
     _, cuts, _ = small_yesno
     labelled = cuts + cuts.modify_ids(lambda i: "spk2-" + i)
     method = get_method(

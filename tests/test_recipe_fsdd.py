@@ -157,11 +157,12 @@ def test_leave_one_speaker_out(official):
         texts = [line.split("\t")[2] for line in balanced.read_text().splitlines()]
         assert set(texts) <= set(DIGIT_WORDS)  # one of the labelled prompts each, never a free hypothesis
         log = (recipe / "exp" / "loso" / spk / "log" / "adapt.balanced-pseudo-label_1shots.log").read_text()
-        # conf/adapt.yaml: neighbours 5, so the held-out speaker's 70 utterances are compared by DTW first
-        assert "neighbours: DTW among 70 utterances of speaker" in log
+        # conf/adapt.yaml: assign: groups, so the held-out speaker's 70 utterances are compared by DTW
+        # and cut into one group per digit first
+        assert "groups (10 transcripts): DTW among 70 utterances of speaker" in log
         assert (
             "of 70 unlabelled utterances (confidence >= 0.8, balanced over the labelled transcripts, "
-            "scores shared with 5 same-speaker neighbours)" in log
+            "by groups of each speaker's audio refined over 5 neighbours)" in log
         )
         # --loso-rounds 3 (run.sh's default): round r's student is taught by round r-1's
         for r, teacher in ((2, f"exp/loso/{spk}"), (3, f"exp/loso/{spk}/round2")):

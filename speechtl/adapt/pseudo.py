@@ -49,6 +49,11 @@ class PseudoLabelOptions:
     assign: str = "plan"
     #: With ``assign: groups``: neighbours per utterance in the graph that is cut into groups.
     group_neighbours: int = 10
+    #: With ``assign: groups``: a label's confidence (what ``threshold`` keeps). "agreement": the
+    #: probability the utterance-by-utterance plan (over the neighbour-smoothed scores) gives the
+    #: group's label, so a label is kept where the two agree. "refined": its probability after the
+    #: refinement, which keeps nearly every label.
+    group_confidence: str = "agreement"
 
     def __post_init__(self):
         if self.balance not in BALANCE:
@@ -59,6 +64,10 @@ class PseudoLabelOptions:
             raise SpeechtlError(
                 "pseudo-label: neighbours smooths the scores of a closed transcript set. "
                 "Fix: balance: transcripts (or the balanced-pseudo-label method), or neighbours: 0"
+            )
+        if self.group_confidence not in GROUP_CONFIDENCE:
+            raise SpeechtlError(
+                f"pseudo-label: group_confidence must be one of {', '.join(GROUP_CONFIDENCE)}, got {self.group_confidence!r}"
             )
         if self.assign not in ASSIGN:
             raise SpeechtlError(f"pseudo-label: assign must be one of {', '.join(ASSIGN)}, got {self.assign!r}")
@@ -75,6 +84,7 @@ class PseudoLabelOptions:
 
 BALANCE = ("none", "transcripts")
 ASSIGN = ("plan", "groups")
+GROUP_CONFIDENCE = ("agreement", "refined")
 
 
 def confidence(log_probs) -> tuple[list[int], float]:
@@ -103,6 +113,7 @@ def balanced_hypotheses(
     neighbours: int = 0,
     assign: str = "plan",
     group_neighbours: int = 10,
+    group_confidence: str = "agreement",
 ) -> list[tuple[str, str, float]]:
     """(id, transcript, confidence) for each utterance of ``scores`` (compute_log_probs'
     output): the balanced assignment of the ``labelled`` (cut id, transcript) pairs' transcripts
@@ -124,7 +135,9 @@ def balanced_hypotheses(
         by_id = {c.id: c for c in cuts}
         out: list[tuple[str, str, float]] = [("", "", 0.0)] * len(ids)
         for _, pos, dist in speaker_distances([by_id[i] for i in ids], f"groups ({len(names)} transcripts)"):
-            labels, conf = grouped_labels(matrix[pos], dist, prior, group_neighbours, neighbours)
+            labels, conf = grouped_labels(
+                matrix[pos], dist, prior, group_neighbours, neighbours, confidence=group_confidence
+            )
             for p, lab, c in zip(pos, labels.tolist(), conf.tolist(), strict=True):
                 out[p] = (ids[p], names[lab], c)
         return out
@@ -170,6 +183,7 @@ class PseudoLabel(Method):
                 self.options.neighbours,
                 self.options.assign,
                 self.options.group_neighbours,
+                self.options.group_confidence,
             )
         else:
             hyps = []
