@@ -63,6 +63,8 @@ def test_spectral_groups_are_the_words_and_matching_names_them():
         1,
     ).double()
     assert [names[i] for i in match_groups(groups, log_post)] == truth
+    # Group numbers with gaps (an empty k-means cluster) name the same groups the same way.
+    assert torch.equal(match_groups(groups * 3 + 7, log_post), match_groups(groups, log_post))
 
 
 def test_groups_undo_a_cycle_of_confusions_that_the_plan_keeps():

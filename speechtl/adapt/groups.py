@@ -140,6 +140,7 @@ def hungarian(score: torch.Tensor) -> list[int]:
 def match_groups(groups: torch.Tensor, log_post: torch.Tensor) -> torch.Tensor:
     """(N,) transcript of each utterance: its group's, groups matched one to one to the
     transcripts by their members' mean log-posteriors."""
+    _, groups = torch.unique(groups, return_inverse=True)  # no empty group takes a transcript
     num = int(groups.max()) + 1
     total = torch.zeros(num, log_post.size(1), dtype=torch.float64).index_add_(0, groups, log_post)
     mean = total / torch.bincount(groups, minlength=num).clamp(min=1).unsqueeze(1).double()
