@@ -9,8 +9,8 @@ from test_neighbours import _Cut
 
 from speechtl.adapt import get_method
 from speechtl.adapt.balance import balanced_labels
-from speechtl.adapt.groups import grouped_labels, hungarian, match_groups, spectral_groups
-from speechtl.adapt.neighbours import dtw_matrix, neighbour_smoothed
+from speechtl.adapt.groups import group_assignment, grouped_labels, hungarian, match_groups, spectral_groups
+from speechtl.adapt.neighbours import dtw_matrix, nearest, neighbour_smoothed, smooth_scores
 from speechtl.errors import SpeechtlError
 
 
@@ -67,43 +67,83 @@ def test_spectral_groups_are_the_words_and_matching_names_them():
     assert torch.equal(match_groups(groups * 3 + 7, log_post), match_groups(groups, log_post))
 
 
-def test_groups_undo_a_cycle_of_confusions_that_the_plan_keeps():
-    """The teacher's mean scores of a held-out FSDD speaker (finetune teacher, RESULTS.md): his TWO
-    scores FOUR at -0.1 and TWO at -8.3, his FOUR FIVE at -1.9 and FOUR at -2.1, his FIVE
-    EIGHT and NINE at -6.4; with per-utterance noise. Utterance by utterance the balanced plan,
-    neighbours or not, passes labels round TWO -> FOUR -> FIVE -> ...; groups matched as wholes
-    label every recording rightly."""
-    names = ["eight", "five", "four", "nine", "two"]
-    mean = {
-        "two": {"four": -0.1, "two": -8.3, "five": -7.3},
-        "four": {"five": -1.9, "four": -2.1, "two": -10.9, "eight": -7.7},
-        "five": {"five": 0.0, "eight": -6.4, "nine": -6.4, "four": -8.4},
-        "eight": {"eight": 0.0},
-        "nine": {"nine": -0.7, "five": -8.0},
-    }
-    cuts, truth = recordings(names, 14, seed=3)
-    g = torch.Generator().manual_seed(4)
+NAMES = ["eight", "five", "four", "nine", "two"]
+#: The teacher's mean scores of a held-out FSDD speaker (finetune teacher, RESULTS.md "Groups").
+GEORGE = {
+    "two": {"four": -0.1, "two": -8.3, "five": -7.3},
+    "four": {"five": -1.9, "four": -2.1, "two": -10.9, "eight": -7.7},
+    "five": {"five": 0.0, "eight": -6.4, "nine": -6.4, "four": -8.4},
+    "eight": {"eight": 0.0},
+    "nine": {"nine": -0.7, "five": -8.0},
+}
+
+
+def confused_speaker(seed: int, per_word: int = 14):
+    """(cuts, true words, (N, K) scores, (N, N) DTW): recordings of NAMES scored as GEORGE's teacher
+    scored his, with per-utterance noise."""
+    cuts, truth = recordings(NAMES, per_word, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
     scores = torch.tensor(
-        [[mean[t].get(m, -11.0) + 1.5 * float(torch.randn(1, generator=g)) for m in names] for t in truth]
+        [[GEORGE[t].get(m, -11.0) + 1.5 * float(torch.randn(1, generator=g)) for m in NAMES] for t in truth]
     )
-    prior = torch.full((len(names),), 1 / len(names))
-    dist = dtw_matrix([c._feats - c._feats.mean(0) for c in cuts], progress=False)
-    for smoothed, at_least in ((scores, 10), (neighbour_smoothed(scores, cuts, 5), 3)):
-        plan = [t for t, _ in balanced_labels(smoothed, names, prior)]
-        wrong = [(t, p) for p, t in zip(plan, truth, strict=True) if p != t]
+    return cuts, truth, scores, dtw_matrix([c._feats - c._feats.mean(0) for c in cuts], progress=False)
+
+
+def test_groups_undo_a_cycle_of_confusions_that_the_plan_keeps():
+    """His TWO scores FOUR at -0.1 and TWO at -8.3, his FOUR FIVE at -1.9 and FOUR at -2.1, his FIVE
+    EIGHT and NINE at -6.4. Utterance by utterance the balanced plan, neighbours or not, passes
+    labels round TWO -> FOUR -> FIVE -> ...; groups matched as wholes label every recording rightly."""
+    cuts, truth, scores, dist = confused_speaker(3)
+    prior = torch.full((len(NAMES),), 1 / len(NAMES))
+    alone = [t for t, _ in balanced_labels(scores, NAMES, prior)]
+    plan = [t for t, _ in balanced_labels(neighbour_smoothed(scores, cuts, 5), NAMES, prior)]
+    for labels, at_least in ((alone, 10), (plan, 3)):
+        wrong = [(t, p) for p, t in zip(labels, truth, strict=True) if p != t]
         assert len(wrong) >= at_least and ("two", "four") in wrong
-    labels, conf = grouped_labels(scores, dist, prior, graph_neighbours=5, neighbours=5)
-    assert [names[i] for i in labels] == truth
-    assert conf.shape == (len(truth),) and bool((conf > 0).all() and (conf <= 1).all())
-    # Confidence "agreement" (the default) is low where the smoothed plan says another word, so a
-    # threshold keeps the labels both agree on; "refined" keeps nearly all of them.
-    _, refined = grouped_labels(scores, dist, prior, graph_neighbours=5, neighbours=5, confidence="refined")
+    labels, refined = grouped_labels(scores, dist, prior, graph_neighbours=5, neighbours=5)
+    assert [NAMES[i] for i in labels] == truth
+    assert bool((refined > 0.9).all() and (refined <= 1).all()), "the refinement is sure of nearly all"
+    # Confidence "agreement" (the default) is the plan's probability of the group's label: low where
+    # the plan says another word, so a threshold keeps the labels both agree on.
+    speakers = [("george", list(range(len(cuts))), dist)]
+    got, conf = group_assignment(scores, speakers, prior, graph_neighbours=5, neighbours=5)
+    assert torch.equal(got, labels)
     disputed = torch.tensor([p != t for p, t in zip(plan, truth, strict=True)])
     assert bool((conf[disputed] < 0.5).all()) and float(conf[~disputed].median()) > 0.9
-    assert bool((refined > 0.9).all())
-    # Too few utterances to group: the plan decides, with a warning, and nothing fails.
-    few, _ = grouped_labels(scores[:8], dist[:8, :8], prior)
-    assert few.shape == (8,)
+    _, conf_refined = group_assignment(scores, speakers, prior, 5, 5, confidence="refined")
+    assert torch.allclose(conf_refined, refined)
+
+
+def test_group_assignment_per_speaker_with_interleaved_positions_and_a_small_speaker(caplog):
+    """Two confused speakers whose utterances alternate in the input, and a third with too few
+    utterances to group: each of the first two gets the labels it gets alone, the third the
+    plan's, with one warning naming it; a transcript that cannot fit is never confident."""
+    prior = torch.full((len(NAMES),), 1 / len(NAMES))
+    a, b = confused_speaker(3), confused_speaker(11)
+    n = len(a[0])
+    small_scores = a[2][:6]  # 6 utterances for 5 transcripts
+    scores = torch.empty(2 * n + 6, len(NAMES))
+    pos_a, pos_b = list(range(0, 2 * n, 2)), list(range(1, 2 * n, 2))
+    pos_c = list(range(2 * n, 2 * n + 6))
+    scores[pos_a], scores[pos_b], scores[pos_c] = a[2], b[2], small_scores
+    small_dist = a[3][:6, :6]
+    speakers = [("george", pos_a, a[3]), ("nicolas", pos_b, b[3]), ("lucas", pos_c, small_dist)]
+    with caplog.at_level("WARNING"):
+        labels, conf = group_assignment(scores, speakers, prior, graph_neighbours=5, neighbours=5)
+    for (_, truth, _, _), pos in ((a, pos_a), (b, pos_b)):
+        assert [NAMES[i] for i in labels[pos]] == truth
+    assert "1 speaker(s) with fewer than 2 utterances per transcript" in caplog.text and "lucas (6)" in caplog.text
+    smoothed = torch.empty(2 * n + 6, len(NAMES), dtype=torch.float64)
+    for _, pos, dist in speakers:
+        smoothed[pos] = smooth_scores(scores[pos], nearest(dist, 5))
+    plan = [NAMES.index(t) for t, _ in balanced_labels(smoothed, NAMES, prior)]
+    assert labels[pos_c].tolist() == [plan[p] for p in pos_c]
+    # "nine" cannot fit in any of george's utterances: whatever gets it has confidence 0.
+    scores[pos_a, NAMES.index("nine")] = -float("inf")
+    labels, conf = group_assignment(scores, speakers, prior, graph_neighbours=5, neighbours=5)
+    nine = [p for p in pos_a if labels[p] == NAMES.index("nine")]
+    assert nine and all(float(conf[p]) == 0.0 for p in nine)
+    assert all(float(conf[p]) > 0 for p in pos_b if labels[p] == NAMES.index("nine"))
 
 
 def test_assign_groups_is_checked_and_runs_through_the_method_on_real_fbank(small_yesno, source, tmp_path):  # noqa: F811

@@ -3,19 +3,24 @@
 #   1. apt packages the recipes use (as root; otherwise prints the command to run)
 #   2. .venv with torch==2.11.0 and torchaudio==2.11.0 installed together and first
 #   3. pip install -e .[dev]  (skipped while setup.cfg and the constraints are unchanged)
-# The versions come from utils/constraints.txt (what the suite last passed on);
-# SPEECHTL_CONSTRAINTS= (empty) installs the newest that setup.cfg's ranges allow instead.
+# The versions come from utils/constraints.txt (what the suite last passed on, on CPython 3.11);
+# SPEECHTL_CONSTRAINTS=/abs/file takes another, and SPEECHTL_CONSTRAINTS= (empty) none: a new venv
+# then gets the newest that setup.cfg's ranges allow (an existing one keeps what satisfies them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 venv=${VENV:-.venv}
 python=${PYTHON:-python3}
 torch_version=2.11.0
-constraints=${SPEECHTL_CONSTRAINTS-utils/constraints.txt}
+constraints=${SPEECHTL_CONSTRAINTS-utils/constraints.txt}  # relative: to the repository root
 pip_constraints=()
 if [ -n "$constraints" ]; then
-  [ -f "$constraints" ] || { echo "[install] ERROR: constraints file $constraints not found. Fix: SPEECHTL_CONSTRAINTS=path or empty" >&2; exit 1; }
+  [ -f "$constraints" ] || { echo "[install] ERROR: constraints file $constraints not found. Fix: SPEECHTL_CONSTRAINTS=/abs/path, or empty for none" >&2; exit 1; }
   pip_constraints=(-c "$constraints")
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    echo "[install] WARNING: utils/constraints.txt was tested on CPython 3.11, this is $("$python" -V 2>&1); if pip cannot" \
+      "resolve a pinned version, rerun with SPEECHTL_CONSTRAINTS= (the newest within setup.cfg's ranges)" >&2
+  fi
 fi
 apt_packages="sox libsndfile1 espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts"
 
@@ -44,14 +49,14 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if ! "$venv/bin/python" -c "import torch, torchaudio, sys; sys.exit(not (torch.__version__.split('+')[0] == '$torch_version' and torchaudio.__version__.split('+')[0] == '$torch_version'))" 2>/dev/null; then
   log "torch==$torch_version torchaudio==$torch_version (first, together)"
-  "$venv/bin/python" -m pip install "${pip_constraints[@]}" "torch==$torch_version" "torchaudio==$torch_version"
+  "$venv/bin/python" -m pip install ${pip_constraints[@]+"${pip_constraints[@]}"} "torch==$torch_version" "torchaudio==$torch_version"
 fi
 
 stamp="$venv/.speechtl-install"
 want=$(cat setup.cfg pyproject.toml ${constraints:+"$constraints"} | cksum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$venv/bin/python" -c "import speechtl" 2>/dev/null; then
   log "pip install -e .[dev]"
-  "$venv/bin/python" -m pip install -q "${pip_constraints[@]}" -e ".[dev]"
+  "$venv/bin/python" -m pip install -q ${pip_constraints[@]+"${pip_constraints[@]}"} -e ".[dev]"
   echo "$want" > "$stamp"
 fi
 # mp3 (Common Voice clips) and opus decode through soundfile's libsndfile (>= 1.1): its pip wheels
@@ -59,7 +64,7 @@ fi
 mp3_check="import soundfile, sys; sys.exit('MP3' not in soundfile.available_formats())"
 if ! "$venv/bin/python" -c "$mp3_check" 2>/dev/null; then
   log "soundfile cannot decode mp3: installing its wheel, which bundles libsndfile >= 1.1"
-  "$venv/bin/python" -m pip install -q "${pip_constraints[@]}" --force-reinstall --only-binary soundfile "soundfile>=0.12.1"
+  "$venv/bin/python" -m pip install -q ${pip_constraints[@]+"${pip_constraints[@]}"} --force-reinstall --only-binary soundfile "soundfile>=0.12.1"
   "$venv/bin/python" -c "$mp3_check" || log "WARNING: mp3 still not decodable; Common Voice imports will fail"
 fi
 log "ready: $("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)')"

@@ -20,8 +20,8 @@ warping of the fbank, :mod:`speechtl.adapt.neighbours`), so
    log-posteriors (the Hungarian method: the best whole matching, not each group's
    best guess; the mean, so that a group's size does not buy it a transcript);
 3. utterances a group holds by mistake are moved by their own scores and their
-   neighbours' labels (a few sweeps of iterated conditional modes under the balanced
-   plan);
+   neighbours' labels (a few synchronous sweeps of label updates under the speaker's
+   balanced plan);
 4. a label's confidence is, by default, the probability that the utterance-by-utterance
    plan of :mod:`speechtl.adapt.neighbours` gives it ("agreement"), so the ``threshold``
    keeps the labels the two ways agree on. Where the DTW groups merge two words (one
@@ -34,9 +34,11 @@ with finetune teachers (3 seeds x 4 held-out speakers) the groups' labels are 4.
 against 12.6% for the plan with neighbours; of the labels a 0.8 threshold keeps, 0.9%
 (agreement, 72% kept) against 3.1% (the plan, 74% kept). After three rounds the held-out
 speakers' WER is 3.83% against 8.25%. It assumes what the balanced plan assumes (every utterance
-says one of the transcripts, each about as often as in the labelled data) and one more
-thing: that a speaker's utterances of one transcript sound alike, as read prompts and
-commands do. Cost: a speaker's (N, N) DTW matrix and eigendecomposition.
+says one of the transcripts, each about as often as in the labelled data), and for each
+speaker apart: every speaker says every transcript about equally often (a speaker with
+fewer than two utterances per transcript keeps the plan's labels), and a speaker's
+utterances of one transcript sound alike, as read prompts and commands do. Cost: a
+speaker's (N, N) DTW matrix and eigendecomposition.
 """
 
 import logging
@@ -67,7 +69,11 @@ def kmeans(x: torch.Tensor, k: int, restarts: int = 10, iterations: int = 100, s
         centres = [x[int(torch.randint(n, (1,), generator=g))]]
         for _ in range(k - 1):
             d2 = torch.cdist(x, torch.stack(centres)).min(1).values ** 2
-            pick = torch.multinomial(d2 / d2.sum(), 1, generator=g) if d2.sum() > 0 else torch.randint(n, (1,))
+            pick = (
+                torch.multinomial(d2 / d2.sum(), 1, generator=g)
+                if d2.sum() > 0
+                else torch.randint(n, (1,), generator=g)
+            )
             centres.append(x[int(pick)])
         c = torch.stack(centres)
         for _ in range(iterations):
@@ -89,7 +95,12 @@ def spectral_groups(dist: torch.Tensor, num_groups: int, k: int = 10, seed: int 
     w = knn_graph(dist, k)
     deg = w.sum(1).clamp(min=1e-12)
     s = w / torch.sqrt(deg.unsqueeze(1) * deg.unsqueeze(0))
-    _, vectors = torch.linalg.eigh(torch.eye(w.size(0), dtype=torch.float64) - s)
+    values, vectors = torch.linalg.eigh(torch.eye(w.size(0), dtype=torch.float64) - s)
+    if values.numel() > num_groups and float(values[num_groups]) < 1e-9:
+        logging.warning(
+            f"groups: the {k}-NN graph falls apart into more than {num_groups} pieces; which pieces share a "
+            "group is then arbitrary. Fix: a larger group_neighbours"
+        )
     u = vectors[:, :num_groups]
     u = u / u.norm(dim=1, keepdim=True).clamp(min=1e-12)
     return kmeans(u, num_groups, seed=seed)
@@ -102,6 +113,8 @@ def hungarian(score: torch.Tensor) -> list[int]:
     r, c = cost.shape
     if r > c:
         raise ValueError(f"hungarian: {r} rows for {c} columns")
+    if not np.isfinite(cost).all():
+        raise ValueError("hungarian: scores must be finite (clamp -inf first)")
     u, v = np.zeros(r + 1), np.zeros(c + 1)
     owner = np.zeros(c + 1, dtype=np.int64)  # owner[j]: the row (1-based) that holds column j; 0 free
     way = np.zeros(c + 1, dtype=np.int64)
@@ -142,7 +155,7 @@ def match_groups(groups: torch.Tensor, log_post: torch.Tensor) -> torch.Tensor:
     transcripts by their members' mean log-posteriors."""
     _, groups = torch.unique(groups, return_inverse=True)  # no empty group takes a transcript
     num = int(groups.max()) + 1
-    total = torch.zeros(num, log_post.size(1), dtype=torch.float64).index_add_(0, groups, log_post)
+    total = torch.zeros(num, log_post.size(1), dtype=torch.float64).index_add_(0, groups, log_post.double())
     mean = total / torch.bincount(groups, minlength=num).clamp(min=1).unsqueeze(1).double()
     of_group = torch.tensor(hungarian(mean))
     return of_group[groups]
@@ -156,9 +169,9 @@ def refine(
     weight: float = 3.0,
     sweeps: int = 10,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labels and their confidence after sweeps of: each utterance's scores plus ``weight`` x
-    the log share of its neighbours that carry each label (smoothed), balanced by the plan.
-    Stops when no label moves."""
+    """Labels and their confidence after at most ``sweeps`` synchronous updates: every
+    utterance's scores plus ``weight`` x the log share of its neighbours that carry each label
+    (smoothed), balanced by the plan, all labels at once. Stops when no label moves."""
     n, k = log_post.shape
     plan = None
     for _ in range(max(1, sweeps)):
@@ -181,23 +194,62 @@ def grouped_labels(
     graph_neighbours: int = 10,
     neighbours: int = 5,
     weight: float = 3.0,
-    confidence: str = "agreement",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,) transcript index and (N,) confidence for one speaker's utterances from their (N, K)
-    transcript scores (CTC log-likelihoods) and (N, N) DTW distances: groups, matching, refinement.
-    With fewer than two utterances per transcript there are no groups to find: the balanced
-    plan of the scores alone decides."""
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(N,) transcript index and (N,) confidence after the refinement, for one speaker's
+    utterances from their (N, K) transcript scores (CTC log-likelihoods) and (N, N) DTW
+    distances: groups, matching, refinement (balanced within the speaker). None with fewer
+    than two utterances per transcript: there are no groups to find."""
     n, k = scores.shape
-    log_post = torch.log_softmax(scores.double().clamp(min=-1e4), dim=1)
     if n < 2 * k:
-        logging.warning(f"groups: {n} utterances for {k} transcripts, too few to group; the balanced plan decides")
-        plan = sinkhorn(log_post, prior)
-        conf, best = plan.max(1)
-        return best, conf
+        return None
+    log_post = torch.log_softmax(scores.double().clamp(min=-1e4), dim=1)
     groups = spectral_groups(dist, k, graph_neighbours)
-    near = nearest(dist, neighbours)
-    labels, conf = refine(match_groups(groups, log_post), log_post, near, prior, weight)
-    if confidence == "agreement":
-        plan = sinkhorn(smooth_scores(scores, near), prior)
-        conf = plan.gather(1, labels.unsqueeze(1)).squeeze(1)
-    return labels, conf
+    return refine(match_groups(groups, log_post), log_post, nearest(dist, neighbours), prior, weight)
+
+
+CONFIDENCE = ("agreement", "refined")
+
+
+def group_assignment(
+    scores: torch.Tensor,
+    speakers: list[tuple[str, list[int], torch.Tensor]],
+    prior: torch.Tensor,
+    graph_neighbours: int = 10,
+    neighbours: int = 5,
+    confidence: str = "agreement",
+    weight: float = 3.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) transcript index and (N,) confidence of every utterance from their (N, K) transcript
+    scores and, per speaker, (name, positions in ``scores``, DTW distances among them).
+
+    The reference is the utterance-by-utterance plan of :mod:`speechtl.adapt.balance` over all
+    utterances, each row's scores first averaged with its ``neighbours`` nearest same-speaker
+    rows (``balanced-pseudo-label``'s ``assign: plan``). A speaker with at least two utterances
+    per transcript gets the groups' labels; confidence "agreement" is the reference plan's
+    probability of each such label, "refined" its probability after the refinement. A speaker
+    with fewer keeps the reference plan's labels and confidence (with one warning for all such
+    speakers). A label whose transcript cannot fit in the utterance's frames has confidence 0."""
+    if confidence not in CONFIDENCE:
+        raise ValueError(f"group_assignment: confidence must be one of {CONFIDENCE}, got {confidence!r}")
+    n, k = scores.shape
+    smoothed = torch.empty(n, k, dtype=torch.float64)
+    for _, pos, dist in speakers:
+        smoothed[pos] = smooth_scores(scores[pos], nearest(dist, neighbours))
+    plan = sinkhorn(smoothed, prior)
+    conf, labels = plan.max(1)
+    small = []
+    for name, pos, dist in speakers:
+        found = grouped_labels(scores[pos], dist, prior, graph_neighbours, neighbours, weight)
+        if found is None:
+            small.append(f"{name or '(none)'} ({len(pos)})")
+            continue
+        idx = torch.tensor(pos)
+        labels[idx] = found[0]
+        conf[idx] = found[1] if confidence == "refined" else plan[idx, found[0]]
+    if small:
+        logging.warning(
+            f"groups: {len(small)} speaker(s) with fewer than 2 utterances per transcript ({k} transcripts) "
+            f"keep the utterance-by-utterance plan's labels: {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"
+        )
+    fits = torch.isfinite(scores.gather(1, labels.unsqueeze(1)).squeeze(1))
+    return labels, torch.where(fits, conf, torch.zeros_like(conf))

@@ -16,6 +16,7 @@ from lhotse.utils import fastcopy
 
 from speechtl.adapt.base import Method, register_method
 from speechtl.adapt.finetune import probe_output_layer
+from speechtl.adapt.groups import CONFIDENCE
 from speechtl.errors import SpeechtlError
 
 
@@ -60,14 +61,9 @@ class PseudoLabelOptions:
             raise SpeechtlError(f"pseudo-label: balance must be one of {', '.join(BALANCE)}, got {self.balance!r}")
         if self.neighbours < 0:
             raise SpeechtlError(f"pseudo-label: neighbours must be >= 0, got {self.neighbours}")
-        if self.neighbours and self.balance != "transcripts":
+        if self.group_confidence not in CONFIDENCE:
             raise SpeechtlError(
-                "pseudo-label: neighbours smooths the scores of a closed transcript set. "
-                "Fix: balance: transcripts (or the balanced-pseudo-label method), or neighbours: 0"
-            )
-        if self.group_confidence not in GROUP_CONFIDENCE:
-            raise SpeechtlError(
-                f"pseudo-label: group_confidence must be one of {', '.join(GROUP_CONFIDENCE)}, got {self.group_confidence!r}"
+                f"pseudo-label: group_confidence must be one of {', '.join(CONFIDENCE)}, got {self.group_confidence!r}"
             )
         if self.assign not in ASSIGN:
             raise SpeechtlError(f"pseudo-label: assign must be one of {', '.join(ASSIGN)}, got {self.assign!r}")
@@ -80,11 +76,15 @@ class PseudoLabelOptions:
                 f"group_neighbours: {self.group_neighbours}). Fix: balance: transcripts, neighbours >= 1 "
                 "and group_neighbours >= 1, or assign: plan"
             )
+        if self.neighbours and self.balance != "transcripts":
+            raise SpeechtlError(
+                "pseudo-label: neighbours smooths the scores of a closed transcript set. "
+                "Fix: balance: transcripts (or the balanced-pseudo-label method), or neighbours: 0"
+            )
 
 
 BALANCE = ("none", "transcripts")
 ASSIGN = ("plan", "groups")
-GROUP_CONFIDENCE = ("agreement", "refined")
 
 
 def confidence(log_probs) -> tuple[list[int], float]:
@@ -129,24 +129,31 @@ def balanced_hypotheses(
     ids = list(scores)
     matrix = torch.stack([transcript_scores(scores[i][1], targets) for i in ids])
     if assign == "groups":
-        from speechtl.adapt.groups import grouped_labels
+        from speechtl.adapt.groups import group_assignment
         from speechtl.adapt.neighbours import speaker_distances
 
+        if cuts is None:
+            raise SpeechtlError("balanced pseudo-labels by groups compare the utterances' audio. Fix: pass their cuts")
         by_id = {c.id: c for c in cuts}
-        out: list[tuple[str, str, float]] = [("", "", 0.0)] * len(ids)
-        for _, pos, dist in speaker_distances([by_id[i] for i in ids], f"groups ({len(names)} transcripts)"):
-            labels, conf = grouped_labels(
-                matrix[pos], dist, prior, group_neighbours, neighbours, confidence=group_confidence
+        speakers = list(speaker_distances([by_id[i] for i in ids], f"groups ({len(names)} transcripts)"))
+        if any(not name for name, _, _ in speakers):
+            logging.warning(
+                "groups: some unlabelled cuts name no speaker; they are grouped as one speaker, whose recordings of a "
+                "transcript need not sound alike. Fix: speakers in the supervisions, or assign: plan"
             )
-            for p, lab, c in zip(pos, labels.tolist(), conf.tolist(), strict=True):
-                out[p] = (ids[p], names[lab], c)
-        return out
+        labels, conf = group_assignment(matrix, speakers, prior, group_neighbours, neighbours, group_confidence)
+        return [(i, names[lab], c) for i, lab, c in zip(ids, labels.tolist(), conf.tolist(), strict=True)]
+    smoothed = matrix
     if neighbours:
         from speechtl.adapt.neighbours import neighbour_smoothed
 
         by_id = {c.id: c for c in cuts}
-        matrix = neighbour_smoothed(matrix, [by_id[i] for i in ids], neighbours)
-    return [(i, text, conf) for i, (text, conf) in zip(ids, balanced_labels(matrix, names, prior), strict=True)]
+        smoothed = neighbour_smoothed(matrix, [by_id[i] for i in ids], neighbours)
+    out = []
+    for row, i, (text, conf) in zip(matrix, ids, balanced_labels(smoothed, names, prior), strict=True):
+        fits = bool(torch.isfinite(row[names.index(text)]))  # a transcript longer than the audio allows: never kept
+        out.append((i, text, conf if fits else 0.0))
+    return out
 
 
 @register_method
