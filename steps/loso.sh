@@ -15,6 +15,10 @@
 # personal-P / M+personal-P); a taught P (pseudo-label, balanced-pseudo-label, kd) is taught by the
 # --personal-from system itself and reads the held-out speaker's untranscribed part. With --seeds, each
 # seed's personal systems start from that seed's --personal-from system; all seeds train in one call.
+# --personal-method "finetune balanced-pseudo-label": a chain. The first trains as above; each next one
+# starts from (and, taught, is taught by) the one before at the same shots and seed, its systems in
+# <dir of the one before>/after_<method before>/, rows <prefix of the one before><method before>+<method>
+# (e.g. round3-balanced-pseudo-label+personal-finetune+balanced-pseudo-label).
 # --rounds N: iterated self-training of the taught methods among --methods (--round-methods to pick
 # some): round r (2..N) of each is taught by its round r-1 student (steps/adapt_all.sh --rounds),
 # systems in <exp-dir>/<speaker>/round<r>/, rows round<r>-<method>; --personal-from round<r>-<method>
@@ -93,9 +97,43 @@ case " $methods " in *" $from_method "*) ;; *)
     log "ERROR: --personal-from $personal_from is not among --methods ($methods). Fix: add it, or personalize from another"; exit 1
   fi ;;
 esac
-# A taught --personal-method learns from the --personal-from system (adapt_all --teacher-checkpoint).
-personal_taught=
-case " $taught " in *" $personal_method "*) personal_taught=$personal_method ;; esac
+[ -n "$personal_method" ] || { log "ERROR: --personal-method is empty. Fix: finetune, or a chain such as 'finetune balanced-pseudo-label'"; exit 1; }
+# personal_chain adapt|decode SPEAKER: the --personal-method chain for SPEAKER (see the top). A taught
+# step learns from the system it starts from (adapt_all --teacher-checkpoint): the --personal-from
+# system for the first step, the step before for the others.
+personal_chain() {
+  local action=$1 spk=$2
+  local dir=$exp/$spk/$personal_dir prefix=${method_prefix}$personal_prefix
+  local from=$exp/$spk/${personal_round:+round$personal_round/}${from_method}_$amount
+  local prev='' m n start m_taught psys=() counts=()
+  for m in $personal_method; do
+    if [ -n "$prev" ]; then dir=$dir/after_$prev prefix=$prefix$prev+; fi
+    m_taught=
+    case " $taught " in *" $m "*) m_taught=$m ;; esac
+    if [ "$action" = decode ]; then
+      mapfile -t psys < <(system_names "$m" "$personal_shots" "$seeds" shots)
+      "$steps/decode_all.sh" --nj "$nj" --exp-dir "$dir" --test-sets "test_$spk dev_$spk" --decoding "$decoding" \
+        --results "$results" --method-prefix "$prefix" --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
+        "$lang" "$data/cuts" "${psys[@]}"
+    else
+      # The first step: every shot count in one call, from the --personal-from system; a later
+      # step: one call per shot count, from the step before at that count.
+      counts=("$personal_shots")
+      [ -z "$prev" ] || read -ra counts <<< "$personal_shots"
+      for n in "${counts[@]}"; do
+        start=$from
+        [ -z "$prev" ] || start=$(dirname "$dir")/${prev}_${n}shots
+        mapfile -t psys < <(system_names "$m" "$n" "$seeds" shots)
+        "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$dir" --source-checkpoint "$start@seed@/final.pt" \
+          --taught "$m_taught" ${m_taught:+--teacher-checkpoint "$start@seed@/final.pt"} \
+          --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --key "$(cat "$data/$spk/.done")" \
+          --log-prefix "${log_prefix:+$log_prefix: }personalize for $spk from $start${seeds:+_s<seed>}" \
+          "$conf" "$lang" "$data/$spk/own" "${psys[@]}"
+      done
+    fi
+    prev=$m
+  done
+}
 case $part in split|adapt|decode|all) ;; *) log "ERROR: --part is split, adapt, decode or all, not '$part'"; exit 1 ;; esac
 for m in $tune; do
   case " $taught " in *" $m "*) log "ERROR: --tune $m: it is taught by $teacher's model, which exists only after adapt. Fix: leave it out of --tune"; exit 1 ;; esac
@@ -180,13 +218,7 @@ if [ "$part" = adapt ] || [ "$part" = all ]; then
       "$conf" "$lang" "$data/$spk/train" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
     # Every seed's systems in one call (--nj at a time), each from its own seed's model (@seed@).
-    from=$exp/$spk/${personal_round:+round$personal_round/}${from_method}_$amount
-    mapfile -t psys < <(system_names "$personal_method" "$personal_shots" "$seeds" shots)
-    "$steps/adapt_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --source-checkpoint "$from@seed@/final.pt" \
-      --taught "$personal_taught" ${personal_taught:+--teacher-checkpoint "$from@seed@/final.pt"} \
-      --unlabelled-cuts "$data/$spk/unlabelled.jsonl.gz" --key "$(cat "$data/$spk/.done")" \
-      --log-prefix "${log_prefix:+$log_prefix: }personalize for $spk from $from${seeds:+_s<seed>}" \
-      "$conf" "$lang" "$data/$spk/own" "${psys[@]}"
+    personal_chain adapt "$spk"
   done
 fi
 
@@ -205,10 +237,7 @@ if [ "$part" = decode ] || [ "$part" = all ]; then
       --rounds "$rounds" --round-methods "$round_methods" \
       "$lang" "$data/cuts" "${systems[@]}"
     { [ -n "$personal_shots" ] && $personalize; } || continue
-    mapfile -t psys < <(system_names "$personal_method" "$personal_shots" "$seeds" shots)
-    "$steps/decode_all.sh" --nj "$nj" --exp-dir "$exp/$spk/$personal_dir" --test-sets "test_$spk dev_$spk" --decoding "$decoding" \
-      --results "$results" --method-prefix "${method_prefix}$personal_prefix" --log-prefix "${log_prefix:+$log_prefix: }personalized for $spk" \
-      "$lang" "$data/cuts" "${psys[@]}"
+    personal_chain decode "$spk"
   done
   speechtl pool-sets --results "$results" --sets "${test_sets[*]}" --name test_loso_mean
   speechtl pool-sets --results "$results" --sets "${dev_sets[*]}" --name dev_loso_mean

@@ -188,11 +188,12 @@ def test_leave_one_speaker_out(official):
     assert "## test_loso_mean" in (recipe / "exp" / "RESULTS.md").read_text()
 
 
-def test_personalization_by_a_taught_method_from_a_round(official):
-    """--personal-method balanced-pseudo-label from round 3 (2 own shots per digit: a closed prompt set
-    needs its transcripts repeated): the own shots are its labelled data, the
-    held-out speaker's untranscribed part its audio, and round 3's student its teacher and start;
-    nothing of the speaker-independent systems retrains, and its rows are pooled on test and dev."""
+def test_personalization_by_a_chain_from_a_round(official):
+    """--personal-method "finetune balanced-pseudo-label" from round 3 (2 own shots per digit: a closed
+    prompt set needs its transcripts repeated): round 3's student is fine-tuned on the own shots, and
+    that model starts and teaches balanced self-training, whose labelled data are the own shots and
+    whose audio is the held-out speaker's untranscribed part; nothing of the speaker-independent
+    systems retrains, and both steps' rows are pooled on test and dev."""
     recipe, corpus = official
     round3 = recipe / "exp" / "loso" / "george" / "round3" / "balanced-pseudo-label_1shots" / ".done"
     before = round3.stat().st_mtime_ns if round3.exists() else None  # test_leave_one_speaker_out trained it
@@ -201,23 +202,28 @@ def test_personalization_by_a_taught_method_from_a_round(official):
         "--loso-speakers", "george lucas", "--loso-shots", "1", "--personal-shots", "2",
         "--loso-methods", "finetune speaker-adversarial pseudo-label balanced-pseudo-label",
         "--loso-tune", "speaker-adversarial", "--personal-from", "round3-balanced-pseudo-label",
-        "--personal-method", "balanced-pseudo-label",
+        "--personal-method", "finetune balanced-pseudo-label",
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert before is None or round3.stat().st_mtime_ns == before  # the speaker-independent round 3 is kept
     for spk in ("george", "lucas"):
-        start = f"exp/loso/{spk}/round3/balanced-pseudo-label_1shots/final.pt"
-        d = recipe / "exp" / "loso" / spk / "personal_round3-balanced-pseudo-label" / "balanced-pseudo-label_2shots"
+        personal = recipe / "exp" / "loso" / spk / "personal_round3-balanced-pseudo-label"
+        log = (personal / "log" / "adapt.finetune_2shots.log").read_text()
+        assert f"weights from exp/loso/{spk}/round3/balanced-pseudo-label_1shots/final.pt" in log
+        start = f"exp/loso/{spk}/personal_round3-balanced-pseudo-label/finetune_2shots/final.pt"
+        d = personal / "after_finetune" / "balanced-pseudo-label_2shots"
         log = (d.parent / "log" / "adapt.balanced-pseudo-label_2shots.log").read_text()
+        assert f"weights from {start}" in log
         assert f"the teacher {start} labels 70 unlabelled utterances" in log
         assert "teacher=" in (d / ".done").read_text()
         assert "of 70 unlabelled utterances (confidence >= 0.8, balanced over the labelled transcripts" in log
         texts = [line.split("\t")[2] for line in (d / "pseudo_labels.txt").read_text().splitlines()]
         assert set(texts) <= set(DIGIT_WORDS)  # toy models keep few or none; the closed set holds either way
     by = {(x["test_set"], x["method"], x["data"], x["decoding"]) for x in rows(recipe / "exp" / "results.tsv")}
-    m = "round3-balanced-pseudo-label+personal-balanced-pseudo-label"
+    m = "round3-balanced-pseudo-label+personal-finetune"
     for t in ("test_george", "test_lucas", "test_loso_mean", "dev_loso_mean"):
         assert (t, m, "2shots", "hlg") in by, t
+        assert (t, m + "+balanced-pseudo-label", "2shots", "hlg") in by, t
 
 
 def shrink_whisper_conf(conf):

@@ -60,7 +60,8 @@ loso_rounds=3
 loso_round_methods=balanced-pseudo-label
 personal_shots="1 2 5"   # then the held-out speaker's own labelled shots on top of finetune (personalization)
 personal_from=finetune   # ...or on top of another --loso-methods system (rows <it>+personal-finetune; round3-balanced-pseudo-label: a round's)
-personal_method=finetune # what trains on the own shots; balanced-pseudo-label: taught by --personal-from, with the speaker's untranscribed audio
+personal_method=finetune # what trains on the own shots; balanced-pseudo-label: taught by --personal-from, with the speaker's untranscribed audio;
+#   a chain, e.g. "finetune balanced-pseudo-label": each step starts from and is taught by the one before (steps/loso.sh)
 loso_tune=               # methods whose options are chosen on the held-out speakers' dev parts (conf/loso_sweep.yaml)
 loso_speakers=           # empty: every speaker of the corpus is held out in turn
 # A pretrained source beside exp/source (stages 5-6): whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to
