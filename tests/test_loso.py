@@ -358,6 +358,14 @@ def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(t
     assert r.returncode != 0
     assert "--personal-from pseudo-label is not among --methods" in r.stdout + r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
+    # an empty --personal-method (e.g. a chain's variable left unset) names the fix
+    argv = [str(loso), "--methods", "finetune", "--personal-shots", "1", "--personal-method", ""]
+    r = subprocess.run(
+        [*argv, "conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert r.returncode != 0
+    assert "--personal-method is empty. Fix: finetune, or a chain" in r.stdout + r.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
 
 
 def test_a_teacher_of_another_source_must_be_trained_before_it_teaches(tmp_path):
