@@ -237,26 +237,35 @@ def shrink_whisper_conf(conf):
 
 def test_leave_one_speaker_out_from_a_pretrained_source(official, tiny_whisper):  # noqa: F811
     """--loso with --pretrained: the pretrained source's systems on the same folds (exp/loso_whisper),
-    pseudo-label taught by its lp-ft, personalization from it; a re-run does nothing."""
+    pseudo-label taught by its lp-ft, personalization from it, the own source's pseudo-label taught by
+    that lp-ft too (--pretrained-taught, exp/loso_whisper_taught); a re-run does nothing."""
     recipe, corpus = official
     shrink_whisper_conf(recipe / "conf" / "adapt_whisper.yaml")
     args = [
         *ARGS, "--corpus-dir", str(corpus), "--stage", "5", "--task", "asr", "--loso", "true",
         "--loso-speakers", "george lucas", "--loso-shots", "1", "--personal-shots", "1", "--loso-methods", "finetune",
         "--pretrained", f"whisper:{tiny_whisper}", "--pretrained-methods", "lp-ft pseudo-label",
-        "--pretrained-teacher", "lp-ft", "--pretrained-personal-from", "lp-ft",
+        "--pretrained-teacher", "lp-ft", "--pretrained-personal-from", "lp-ft", "--pretrained-taught", "pseudo-label",
     ]  # fmt: skip
     r = run(recipe, *args)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     exp = recipe / "exp" / "loso_whisper"
     for spk in ("george", "lucas"):
+        log = recipe / "exp" / "loso_whisper_taught" / spk / "log" / "adapt.pseudo-label_1shots.log"
+        assert f"the teacher exp/loso_whisper/{spk}/lp-ft_1shots/final.pt labels" in log.read_text()
+        assert "method pseudo-label: weights from exp/source/final.pt" in log.read_text()  # the own source learns
         unl = ids_in(recipe / "data" / "loso" / spk / "unlabelled.jsonl.gz")
         kept = (exp / spk / "pseudo-label_1shots" / "pseudo_labels.txt").read_text().splitlines()
         assert {line.split("\t")[0] for line in kept} <= unl
         assert "teacher=" in (exp / spk / "pseudo-label_1shots" / ".done").read_text()
         assert (exp / spk / "personal_lp-ft" / "finetune_1shots" / "final.pt").is_file()
     by = {(x["test_set"], x["method"], x["data"], x["decoding"]) for x in rows(recipe / "exp" / "results.tsv")}
-    for m in ("whisper-lp-ft", "whisper-pseudo-label", "whisper-lp-ft+personal-finetune"):
+    for m in (
+        "whisper-lp-ft",
+        "whisper-pseudo-label",
+        "whisper-lp-ft+personal-finetune",
+        "whisper-taught-pseudo-label",
+    ):
         assert ("test_loso_mean", m, "1shots", "hlg") in by, m
     assert ("test_loso_mean", "finetune", "1shots", "hlg") in by  # the own source's rows stay
     split = (recipe / "data" / "loso" / "george" / ".done").stat().st_mtime_ns
@@ -349,14 +358,23 @@ def test_pretrained_self_training_on_the_official_split(official, tiny_whisper):
 def test_pretrained_rounds_on_the_official_split(official, tiny_whisper):  # noqa: F811
     """--rounds with --pretrained: the pretrained source's --round-methods systems self-train again,
     round 2 taught by round 1's student (exp/whisper/round2), on the untranscribed rest only, with
-    rows whisper-round2-<method> on dev (to choose the number of rounds on) and test."""
+    rows whisper-round2-<method> on dev (to choose the number of rounds on) and test. The own
+    source's balanced-pseudo-label taught by the pretrained lp-ft (--pretrained-taught) alongside;
+    a --pretrained-taught that cannot run stops before any work and names the fix."""
     recipe, corpus = official
     shrink_whisper_conf(recipe / "conf" / "adapt_whisper.yaml")
-    r = run(
-        recipe, *ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--stop-stage", "6", "--task", "asr",
+    args = [
+        *ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--stop-stage", "6", "--task", "asr",
         "--dev-shots", "2", "--methods", "", "--pretrained", f"whisper:{tiny_whisper}",
         "--pretrained-methods", "lp-ft balanced-pseudo-label", "--pretrained-teacher", "lp-ft", "--rounds", "2",
-    )  # fmt: skip
+    ]  # fmt: skip
+    for bad, says in ((["--pretrained-taught", "finetune"], "--pretrained-taught finetune: not a taught method"),
+                      (["--pretrained-taught", "kd", "--pretrained-teacher", "freeze"],
+                       "its teacher freeze is not among --pretrained-methods")):  # fmt: skip
+        b = run(recipe, *args, *bad)
+        assert b.returncode != 0 and says in b.stdout + b.stderr, b.stdout[-2000:] + b.stderr[-2000:]
+        assert not (recipe / "exp" / "whisper_taught").exists()  # stopped before any stage
+    r = run(recipe, *args, "--pretrained-taught", "balanced-pseudo-label")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     exp = recipe / "exp" / "whisper"
     unl = ids_in(recipe / "data" / "fbank" / "fsdd_cuts_unlabelled.jsonl.gz")
@@ -369,8 +387,12 @@ def test_pretrained_rounds_on_the_official_split(official, tiny_whisper):  # noq
     got = {(row["test_set"], row["method"], row["data"]) for row in rows(recipe / "exp" / "results.tsv")}
     for n in ("1shots", "2shots"):
         for t in ("dev", "test"):
-            for m in ("lp-ft", "balanced-pseudo-label", "round2-balanced-pseudo-label"):
+            for m in ("lp-ft", "balanced-pseudo-label", "round2-balanced-pseudo-label", "taught-balanced-pseudo-label"):
                 assert (t, f"whisper-{m}", n) in got, (t, m, n)
+        taught = recipe / "exp" / "whisper_taught" / f"balanced-pseudo-label_{n}"
+        assert f"system=lp-ft_{n}" in (taught / ".done").read_text()  # its teacher: the pretrained lp-ft
+        log = (taught.parent / "log" / f"adapt.balanced-pseudo-label_{n}.log").read_text()
+        assert "weights from exp/source/final.pt" in log
 
 
 def speakers_in_cuts(manifest):

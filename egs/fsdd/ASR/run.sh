@@ -16,6 +16,9 @@
 #   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --methods ""   --pretrained-methods from a pretrained
 #     model too (exp/whisper/<method>_<N>shots, rows whisper-<method>, whisper-zero-shot; --methods "": only those;
 #     kd/pseudo-label taught by --pretrained-teacher; with --loso true: exp/loso_whisper/<speaker>/<method>_<N>shots)
+#   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --pretrained-methods lp-ft --pretrained-teacher lp-ft \
+#     --pretrained-taught balanced-pseudo-label   our source's taught methods learn from Whisper's lp-ft instead
+#     (exp/whisper_taught/<method>_<N>shots, rows whisper-taught-<method>, dev decoded too; --loso: exp/loso_whisper_taught)
 # Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train). Of the
 #   training recordings the shots leave, the last --dev-shots per digit and speaker are dev (for --tune)
 #   and the others untranscribed audio for the unlabelled-audio methods (dann, mmd, kd, pseudo-label...).
@@ -73,7 +76,12 @@ pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
 pretrained_teacher=finetune         # teaches the taught --pretrained-methods (kd, pseudo-label, balanced-pseudo-label; e.g. lp-ft)
 pretrained_personal_from=           # --loso: personalize this --pretrained-methods system too (--personal-shots)
-help_message=$(sed -n '2,25p' run.sh | sed 's/^# \{0,1\}//')
+# Own-source taught methods (kd, pseudo-label, balanced-pseudo-label) whose teacher is the pretrained source's
+# --pretrained-teacher system of the same amount and seed (a better teacher for a small student):
+# exp/<whisper|hf>_taught/<method>_<N>shots[_s<seed>] (--loso: exp/loso_<whisper|hf>_taught/<speaker>/...),
+# rows <whisper|hf>-taught-<method>.
+pretrained_taught=
+help_message=$(sed -n '2,28p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -163,6 +171,19 @@ mapfile -t systems < <(system_names "$methods" "$shots" "$seeds" shots)
 pt_systems=()
 pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
 [ -z "$pretrained" ] || mapfile -t pt_systems < <(system_names "$pretrained_methods" "$shots" "$seeds" shots)
+ptt_systems=()
+if [ -n "$pretrained_taught" ]; then
+  [ -n "$pretrained" ] || { log "ERROR: --pretrained-taught $pretrained_taught needs --pretrained: its --pretrained-teacher system teaches"; exit 1; }
+  for m in $pretrained_taught; do
+    case " $TAUGHT_METHODS " in *" $m "*) ;; *)
+      log "ERROR: --pretrained-taught $m: not a taught method. Fix: one of $TAUGHT_METHODS"; exit 1 ;;
+    esac
+  done
+  case " $pretrained_methods " in *" $pretrained_teacher "*) ;; *)
+    log "ERROR: --pretrained-taught: its teacher $pretrained_teacher is not among --pretrained-methods ($pretrained_methods). Fix: add it"; exit 1 ;;
+  esac
+  mapfile -t ptt_systems < <(system_names "$pretrained_taught" "$shots" "$seeds" shots)
+fi
 pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 # Its systems on the official split also read the untranscribed rest (kd, pseudo-label...): its key too.
 pt_adapt_key="$(cat $fbank/.rest.done 2>/dev/null || true) source=$pretrained"
@@ -175,6 +196,10 @@ pt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --met
   --personal-shots "$personal_shots" --personal-from "${pretrained_personal_from:-finetune}"
   --personalize "$([ -n "$pretrained_personal_from" ] && echo true || echo false)" --seeds "$seeds"
   --teacher "$pretrained_teacher" --decoding "$decoding" --source-checkpoint "$pretrained" --method-prefix "$pt_kind-")
+# The own source's --pretrained-taught methods, taught by the pretrained source's systems of the same folds.
+ptt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$pretrained_taught" --seeds "$seeds"
+  --teacher "$pretrained_teacher" --teacher-exp "exp/loso_$pt_kind" --rounds "$loso_rounds" --round-methods "$loso_round_methods"
+  --personal-shots "$personal_shots" --personalize false --decoding "$decoding" --method-prefix "$pt_kind-taught-")
 loso_pool="${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz"
 # One part (adapt or decode) of every fold, for the own source and then the pretrained one.
 loso_part() {
@@ -184,6 +209,10 @@ loso_part() {
   if [ -n "$pretrained" ]; then
     steps/loso.sh "${pt_loso_opts[@]}" --part "$1" --log-prefix "$2: $pt_kind" --key "$key" \
       "$pretrained_config" $lang "$loso_pool" data/loso "exp/loso_$pt_kind"
+  fi
+  if [ -n "$pretrained_taught" ]; then
+    steps/loso.sh "${ptt_loso_opts[@]}" --part "$1" --log-prefix "$2: taught by $pt_kind $pretrained_teacher" --key "$key" \
+      conf/adapt.yaml $lang "$loso_pool" data/loso "exp/loso_${pt_kind}_taught"
   fi
 }
 if $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
@@ -220,9 +249,16 @@ if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $sto
     --rounds $rounds --round-methods "$round_methods" "$pretrained_config" $lang ${cuts}_train "${pt_systems[@]}"
 fi
 
+if ! $loso && has_task asr && [ ${#ptt_systems[@]} -gt 0 ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  steps/adapt_all.sh --nj $nj --exp-dir "${pt_exp}_taught" --teacher "$pretrained_teacher" --teacher-dir "$pt_exp" \
+    --log-prefix "Stage 5: taught by $pt_kind $pretrained_teacher" --key "$(cat exp/source/.done) $(cat $fbank/.rest.done)" \
+    --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz "$adapt_conf" $lang ${cuts}_train "${ptt_systems[@]}"
+fi
+
 # With rounds, dev too (both sources): the number of rounds is chosen on dev's rows, never on test's.
+# With a second teacher (--pretrained-taught) too: which teacher is chosen on dev.
 dec_sets="test"
-[ "$rounds" = 1 ] || dec_sets="dev test"
+[ "$rounds" = 1 ] && [ -z "$pretrained_taught" ] || dec_sets="dev test"
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   steps/decode_all.sh --nj $nj --exp-dir "$pt_exp" --method-prefix "$pt_kind-" --log-prefix "Stage 6" \
     --test-sets "$dec_sets" --rounds $rounds --round-methods "$round_methods" --decoding $decoding $lang $cuts "${pt_systems[@]}"
@@ -232,6 +268,11 @@ if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $sto
       --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data 0shots --results exp/results.tsv
     mark_done "$pt_exp/zero_shot/.done" "$pt_key"
   fi
+fi
+
+if ! $loso && has_task asr && [ ${#ptt_systems[@]} -gt 0 ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  steps/decode_all.sh --nj $nj --exp-dir "${pt_exp}_taught" --method-prefix "$pt_kind-taught-" --log-prefix "Stage 6" \
+    --test-sets "$dec_sets" --decoding $decoding $lang $cuts "${ptt_systems[@]}"
 fi
 
 if ! $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
