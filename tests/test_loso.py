@@ -347,25 +347,26 @@ def test_results_md_has_a_per_speaker_table_for_pooled_rows(tmp_path):
     assert "20.00 (20/100)" in row
 
 
-def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(tmp_path):
+def fails_before_any_work(tmp_path: Path, script: str, *argv: str) -> str:
+    """steps/<script> argv run in tmp_path: it must fail, and write no data/ or exp/; its output."""
     import subprocess
 
-    loso = Path(__file__).resolve().parents[1] / "steps" / "loso.sh"
-    argv = [str(loso), "--methods", "finetune dann", "--personal-shots", "1", "--personal-from", "pseudo-label"]
-    r = subprocess.run(
-        [*argv, "conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"], cwd=tmp_path, capture_output=True, text=True
-    )
+    steps = Path(__file__).resolve().parents[1] / "steps"
+    r = subprocess.run([str(steps / script), *argv], cwd=tmp_path, capture_output=True, text=True, env=venv_env())
     assert r.returncode != 0
-    assert "--personal-from pseudo-label is not among --methods" in r.stdout + r.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
+    return r.stdout + r.stderr
+
+
+def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(tmp_path):
+    data = ["conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"]
+    argv = ["--methods", "finetune dann", "--personal-shots", "1", "--personal-from", "pseudo-label"]
+    out = fails_before_any_work(tmp_path, "loso.sh", *argv, *data)
+    assert "--personal-from pseudo-label is not among --methods" in out
     # an empty --personal-method (e.g. a chain's variable left unset) names the fix
-    argv = [str(loso), "--methods", "finetune", "--personal-shots", "1", "--personal-method", ""]
-    r = subprocess.run(
-        [*argv, "conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert r.returncode != 0
-    assert "--personal-method is empty. Fix: finetune, or a chain" in r.stdout + r.stderr
-    assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
+    argv = ["--methods", "finetune", "--personal-shots", "1", "--personal-method", ""]
+    out = fails_before_any_work(tmp_path, "loso.sh", *argv, *data)
+    assert "--personal-method is empty. Fix: finetune, or a chain" in out
 
 
 def test_a_teacher_of_another_source_must_be_trained_before_it_teaches(tmp_path):
@@ -398,15 +399,9 @@ def test_a_teacher_of_another_source_must_be_trained_before_it_teaches(tmp_path)
 def test_rounds_of_self_training_are_checked_before_any_work(tmp_path):
     """--rounds (iterated self-training): a whole number, only taught methods have rounds, and
     --personal-from round<r>-<method> names a round that runs; each mistake stops before any work."""
-    import subprocess
-
-    steps = Path(__file__).resolve().parents[1] / "steps"
 
     def fails(script: str, *argv: str) -> str:
-        r = subprocess.run([str(steps / script), *argv], cwd=tmp_path, capture_output=True, text=True, env=venv_env())
-        assert r.returncode != 0
-        assert not (tmp_path / "data").exists() and not (tmp_path / "exp").exists()
-        return r.stdout + r.stderr
+        return fails_before_any_work(tmp_path, script, *argv)
 
     system = ["--exp-dir", "exp", "conf.yaml", "lang", "cuts", "pseudo-label_1shots"]
     assert "--rounds is a whole number >= 1" in fails("adapt_all.sh", "--rounds", "0", *system)

@@ -76,8 +76,21 @@ def sinkhorn(scores: torch.Tensor, prior: torch.Tensor, iterations: int = 200) -
     return (log_p - log_p.logsumexp(1, keepdim=True)).exp()
 
 
+def fitting(scores: torch.Tensor, labels: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """``conf`` (N,), 0 where the label's transcript cannot fit the utterance's frames (its
+    score in ``scores`` (N, K) is -inf, :func:`transcript_scores`): such a label is never kept,
+    whatever the plan or the neighbours made of it."""
+    fits = torch.isfinite(scores.gather(1, labels.unsqueeze(1)).squeeze(1))
+    return torch.where(fits, conf, torch.zeros_like(conf))
+
+
+def plan_labels(scores: torch.Tensor, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) transcript index of each utterance under the balanced plan and (N,) its probability there."""
+    conf, best = sinkhorn(scores, prior).max(1)
+    return best, conf
+
+
 def balanced_labels(scores: torch.Tensor, names: Sequence[str], prior: torch.Tensor) -> list[tuple[str, float]]:
     """Each utterance's transcript under the balanced plan and its probability there."""
-    plan = sinkhorn(scores, prior)
-    conf, best = plan.max(1)
+    best, conf = plan_labels(scores, prior)
     return [(names[int(b)], float(c)) for b, c in zip(best, conf, strict=True)]

@@ -46,8 +46,8 @@ import logging
 import numpy as np
 import torch
 
-from speechtl.adapt.balance import sinkhorn
-from speechtl.adapt.neighbours import nearest, smooth_scores
+from speechtl.adapt.balance import fitting, sinkhorn
+from speechtl.adapt.neighbours import nearest, smoothed_by_speaker
 
 
 def knn_graph(dist: torch.Tensor, k: int) -> torch.Tensor:
@@ -231,12 +231,9 @@ def group_assignment(
     speakers). A label whose transcript cannot fit in the utterance's frames has confidence 0."""
     if confidence not in CONFIDENCE:
         raise ValueError(f"group_assignment: confidence must be one of {CONFIDENCE}, got {confidence!r}")
-    n, k = scores.shape
-    smoothed = torch.empty(n, k, dtype=torch.float64)
-    for _, pos, dist in speakers:
-        smoothed[pos] = smooth_scores(scores[pos], nearest(dist, neighbours))
-    plan = sinkhorn(smoothed, prior)
-    conf, labels = plan.max(1)
+    k = scores.size(1)
+    plan = sinkhorn(smoothed_by_speaker(scores, speakers, neighbours), prior)
+    conf, labels = plan.max(1)  # the plan itself: "agreement" reads it at the groups' labels
     small = []
     for name, pos, dist in speakers:
         found = grouped_labels(scores[pos], dist, prior, graph_neighbours, neighbours, weight)
@@ -251,5 +248,4 @@ def group_assignment(
             f"groups: {len(small)} speaker(s) with fewer than 2 utterances per transcript ({k} transcripts) "
             f"keep the utterance-by-utterance plan's labels: {', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"
         )
-    fits = torch.isfinite(scores.gather(1, labels.unsqueeze(1)).squeeze(1))
-    return labels, torch.where(fits, conf, torch.zeros_like(conf))
+    return labels, fitting(scores, labels, conf)

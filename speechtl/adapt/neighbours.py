@@ -139,11 +139,18 @@ def speaker_distances(cuts: Sequence, what: str):
         yield speaker, pos, dtw_matrix([normalized_features(cuts[p]) for p in pos])
 
 
-def neighbour_smoothed(scores: torch.Tensor, cuts: Sequence, k: int) -> torch.Tensor:
-    """``scores`` (N, K) of ``cuts`` (in that order) smoothed over each cut's ``k`` nearest
-    same-speaker cuts by DTW of their fbank (:func:`smooth_scores`)."""
+def smoothed_by_speaker(scores: torch.Tensor, speakers, k: int) -> torch.Tensor:
+    """``scores`` (N, K) smoothed over each row's ``k`` nearest rows of the same speaker
+    (:func:`smooth_scores`); ``speakers``: (name, positions in ``scores``, their DTW distances),
+    as :func:`speaker_distances` yields them."""
     out = torch.empty(scores.shape, dtype=torch.float64)
-    for _, pos, dist in speaker_distances(cuts, f"neighbours (k = {k})"):
+    for _, pos, dist in speakers:
         idx = torch.tensor(pos)
         out[idx] = smooth_scores(scores[idx], nearest(dist, k))
     return out
+
+
+def neighbour_smoothed(scores: torch.Tensor, cuts: Sequence, k: int) -> torch.Tensor:
+    """``scores`` (N, K) of ``cuts`` (in that order) smoothed over each cut's ``k`` nearest
+    same-speaker cuts by DTW of their fbank (:func:`smooth_scores`)."""
+    return smoothed_by_speaker(scores, speaker_distances(cuts, f"neighbours (k = {k})"), k)

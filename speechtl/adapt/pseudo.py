@@ -122,7 +122,7 @@ def balanced_hypotheses(
     speaker, by groups of its ``cuts`` matched to the transcripts (:mod:`speechtl.adapt.groups`)."""
     import torch
 
-    from speechtl.adapt.balance import balanced_labels, closed_set, transcript_scores
+    from speechtl.adapt.balance import closed_set, fitting, plan_labels, transcript_scores
 
     names, prior = closed_set(labelled)
     targets = [lang.encode(n) for n in names]
@@ -142,18 +142,16 @@ def balanced_hypotheses(
                 "transcript need not sound alike. Fix: speakers in the supervisions, or assign: plan"
             )
         labels, conf = group_assignment(matrix, speakers, prior, group_neighbours, neighbours, group_confidence)
-        return [(i, names[lab], c) for i, lab, c in zip(ids, labels.tolist(), conf.tolist(), strict=True)]
-    smoothed = matrix
-    if neighbours:
-        from speechtl.adapt.neighbours import neighbour_smoothed
+    else:
+        smoothed = matrix
+        if neighbours:
+            from speechtl.adapt.neighbours import neighbour_smoothed
 
-        by_id = {c.id: c for c in cuts}
-        smoothed = neighbour_smoothed(matrix, [by_id[i] for i in ids], neighbours)
-    out = []
-    for row, i, (text, conf) in zip(matrix, ids, balanced_labels(smoothed, names, prior), strict=True):
-        fits = bool(torch.isfinite(row[names.index(text)]))  # a transcript longer than the audio allows: never kept
-        out.append((i, text, conf if fits else 0.0))
-    return out
+            by_id = {c.id: c for c in cuts}
+            smoothed = neighbour_smoothed(matrix, [by_id[i] for i in ids], neighbours)
+        labels, conf = plan_labels(smoothed, prior)
+        conf = fitting(matrix, labels, conf)  # a transcript longer than the audio allows: never kept
+    return [(i, names[lab], c) for i, lab, c in zip(ids, labels.tolist(), conf.tolist(), strict=True)]
 
 
 @register_method
