@@ -188,18 +188,20 @@ pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
 # Its systems on the official split also read the untranscribed rest (kd, pseudo-label...): its key too.
 pt_adapt_key="$(cat $fbank/.rest.done 2>/dev/null || true) source=$pretrained"
 
-loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$loso_methods" --personal-shots "$personal_shots"
-  --personal-from "$personal_from" --personal-method "$personal_method" --rounds "$loso_rounds" --round-methods "$loso_round_methods"
-  --seeds "$seeds" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml --decoding "$decoding" --zero-shot-lang "$lang")
+# What every leave-one-speaker-out call shares: the folds, the shots of the other speakers, seeds, decoding.
+loso_common=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --seeds "$seeds" --decoding "$decoding"
+  --personal-shots "$personal_shots")
+loso_opts=("${loso_common[@]}" --methods "$loso_methods" --personal-from "$personal_from" --personal-method "$personal_method"
+  --rounds "$loso_rounds" --round-methods "$loso_round_methods" --tune "$loso_tune" --sweep-space conf/loso_sweep.yaml
+  --zero-shot-lang "$lang")
 # The pretrained source on the same folds (the same split key: the held-out parts are shared).
-pt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$pretrained_methods"
-  --personal-shots "$personal_shots" --personal-from "${pretrained_personal_from:-finetune}"
-  --personalize "$([ -n "$pretrained_personal_from" ] && echo true || echo false)" --seeds "$seeds"
-  --teacher "$pretrained_teacher" --decoding "$decoding" --source-checkpoint "$pretrained" --method-prefix "$pt_kind-")
+pt_loso_opts=("${loso_common[@]}" --methods "$pretrained_methods" --personal-from "${pretrained_personal_from:-finetune}"
+  --personalize "$([ -n "$pretrained_personal_from" ] && echo true || echo false)"
+  --teacher "$pretrained_teacher" --source-checkpoint "$pretrained" --method-prefix "$pt_kind-")
 # The own source's --pretrained-taught methods, taught by the pretrained source's systems of the same folds.
-ptt_loso_opts=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --methods "$pretrained_taught" --seeds "$seeds"
+ptt_loso_opts=("${loso_common[@]}" --methods "$pretrained_taught" --personalize false
   --teacher "$pretrained_teacher" --teacher-exp "exp/loso_$pt_kind" --rounds "$loso_rounds" --round-methods "$loso_round_methods"
-  --personal-shots "$personal_shots" --personalize false --decoding "$decoding" --method-prefix "$pt_kind-taught-")
+  --method-prefix "$pt_kind-taught-")
 loso_pool="${cuts}_train.jsonl.gz ${cuts}_test.jsonl.gz"
 # One part (adapt or decode) of every fold, for the own source and then the pretrained one.
 loso_part() {
