@@ -14,6 +14,7 @@ from speechtl.errors import SpeechtlError
 from speechtl.models import ModelConfig, build_model
 from speechtl.train import TrainConfig, Trainer
 from speechtl.train.checkpoint import average_state_dicts, epoch_checkpoints, load_checkpoint
+from speechtl.train.dist import fair_threads, usable_cpus
 from speechtl.train.trainer import seed_everything
 
 
@@ -193,6 +194,8 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
         "        average_last: 2, mel_noise: {prob: 0.5}, spec_augment: {time_warp_factor: 0}}\n"
     )
     env = venv_env()
+    # The threads meant for one process, exported to both: each rank must drop to its share.
+    env["OMP_NUM_THREADS"] = str(max(2, usable_cpus()))
     args = [
         "-m",
         "speechtl.cli",
@@ -226,6 +229,9 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
         # Float summation order differs (all-reduce, padding); the updates themselves must agree.
         assert float((two[k] - ref[k]).abs().max()) <= 0.02 * moved + 1e-6, (k, moved)
     assert "rank 1 of world size 2" in r.stderr
+    share = fair_threads(max(2, usable_cpus()), usable_cpus(), 2)
+    assert r.stderr.count(f"2 processes x {max(2, usable_cpus())} threads") == 1, r.stderr[-3000:]
+    assert f"{share} thread(s) per process instead" in r.stderr
     sums = re.findall(r"rank (\d): parameter checksum (\S+)", r.stderr)
     assert sorted(s[0] for s in sums) == ["0", "1"] and sums[0][1] == sums[1][1]
     assert [p.name for p in epoch_checkpoints(tmp_path / "exp")] == ["epoch-1.pt", "epoch-2.pt"]
@@ -309,3 +315,11 @@ def test_ddp_global_batch_gradient_equals_one_process(small_yesno, tmp_path):
         for name in expected:  # padding to different lengths moves the last frames' outputs by ~1e-6
             scale = float(expected[name].abs().max())
             torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_fair_threads_share_the_cpus():
+    assert fair_threads(8, 8, 1) == 8  # one process keeps what it asked for
+    assert fair_threads(8, 8, 2) == 4
+    assert fair_threads(2, 2, 2) == 1  # the 2-core case that ran 6x slower
+    assert fair_threads(1, 16, 4) == 1  # never raised above the request
+    assert fair_threads(4, 2, 3) == 1  # more processes than CPUs: still one thread each
