@@ -24,6 +24,11 @@ from speechtl.errors import SpeechtlError
 from speechtl.log import FORMAT
 
 
+def cpu_share(cpus: int, procs: int) -> int:
+    """Threads for each of ``procs`` processes sharing ``cpus`` equally: at least 1."""
+    return max(1, cpus // max(1, procs))
+
+
 def _run_job(fn: Callable, args: tuple, log_path: str, num_threads: int) -> Any:
     """Body of one job, in its own process: log to its file, limit threads, run."""
     import torch
@@ -67,7 +72,7 @@ class LocalExecutor(_Executor):
 
     def __init__(self, nj: int, log_dir: Path, name: str, cpus: int = 0):
         super().__init__(nj, log_dir, name)
-        self.threads_per_job = max(1, (cpus or mp.cpu_count()) // self.nj)
+        self.threads_per_job = cpu_share(cpus or mp.cpu_count(), self.nj)
 
     def map(self, fn: Callable, args_list: Sequence[tuple]) -> list[Any]:
         """Run ``fn(*args)`` for every entry; results in input order."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from speechtl.cluster.executor import cpu_share
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -31,8 +33,8 @@ class DistInfo:
 
 def fair_threads(requested: int, cpus: int, local_procs: int) -> int:
     """Intra-op threads for one of ``local_procs`` processes sharing ``cpus``: the
-    ``requested`` number, at most an equal share of the CPUs, at least 1."""
-    return max(1, min(requested, cpus // max(1, local_procs)))
+    ``requested`` number, at most an equal share of the CPUs (:func:`cpu_share`), at least 1."""
+    return max(1, min(requested, cpu_share(cpus, local_procs)))
 
 
 def usable_cpus() -> int:
