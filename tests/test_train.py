@@ -195,7 +195,8 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
     )
     env = venv_env()
     # The threads meant for one process, exported to both: each rank must drop to its share.
-    env["OMP_NUM_THREADS"] = str(max(2, usable_cpus()))
+    asked = max(2, usable_cpus())
+    env["OMP_NUM_THREADS"] = str(asked)
     args = [
         "-m",
         "speechtl.cli",
@@ -229,9 +230,8 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
         # Float summation order differs (all-reduce, padding); the updates themselves must agree.
         assert float((two[k] - ref[k]).abs().max()) <= 0.02 * moved + 1e-6, (k, moved)
     assert "rank 1 of world size 2" in r.stderr
-    share = fair_threads(max(2, usable_cpus()), usable_cpus(), 2)
-    assert r.stderr.count(f"2 processes x {max(2, usable_cpus())} threads") == 1, r.stderr[-3000:]
-    assert f"{share} thread(s) per process instead" in r.stderr
+    assert r.stderr.count(f"2 processes x {asked} threads") == 1, r.stderr[-3000:]
+    assert f"{fair_threads(asked, usable_cpus(), 2)} thread(s) per process instead" in r.stderr
     sums = re.findall(r"rank (\d): parameter checksum (\S+)", r.stderr)
     assert sorted(s[0] for s in sums) == ["0", "1"] and sums[0][1] == sums[1][1]
     assert [p.name for p in epoch_checkpoints(tmp_path / "exp")] == ["epoch-1.pt", "epoch-2.pt"]
