@@ -395,6 +395,38 @@ def test_pretrained_rounds_on_the_official_split(official, tiny_whisper):  # noq
         assert "weights from exp/source/final.pt" in log
 
 
+def test_pretrained_tune_on_dev_over_seeds(official, tiny_whisper):  # noqa: F811
+    """--pretrained-tune: a --pretrained-methods system's options chosen on dev, each candidate trained
+    once per --pretrained-tune-seeds seed; the systems train with the choice; with --loso true it
+    stops before any work and names the fix."""
+    from speechtl.train.checkpoint import load_checkpoint
+
+    recipe, corpus = official
+    shrink_whisper_conf(recipe / "conf" / "adapt_whisper.yaml")
+    (recipe / "conf" / "sweep_whisper.yaml").write_text("lp-ft: {train.lr: [0.0001, 0.003]}\n")
+    args = [
+        *ARGS, "--corpus-dir", str(corpus), "--stage", "2", "--stop-stage", "5", "--task", "asr", "--dev-shots", "2",
+        "--methods", "", "--pretrained", f"whisper:{tiny_whisper}", "--pretrained-methods", "lp-ft",
+        "--pretrained-tune", "lp-ft", "--pretrained-tune-seeds", "1 2",
+    ]  # fmt: skip
+    r = run(recipe, *args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sweep = recipe / "exp" / "whisper" / "sweep" / "lp-ft"
+    trials = rows(sweep / "sweep.tsv")
+    dev_words = len(ids_in(recipe / "data" / "fbank" / "fsdd_cuts_dev.jsonl.gz"))  # one digit a recording
+    assert len(trials) == 2 and all(int(t["words"]) == 2 * dev_words for t in trials)  # each lr over both seeds
+    decoded = [p.name for p in sweep.rglob("wer-summary-*")]
+    assert len(decoded) == 2 * 2 and all(n.startswith("wer-summary-dev") for n in decoded), decoded  # never test
+    tuned = recipe / "exp" / "whisper" / "adapt_tuned.yaml"
+    chosen = yaml.safe_load(tuned.read_text())["methods"]["lp-ft"]["train"]["lr"]
+    for n in ("1shots", "2shots"):
+        ckpt = load_checkpoint(recipe / "exp" / "whisper" / f"lp-ft_{n}" / "final.pt")
+        assert chosen in (0.0001, 0.003) and ckpt["train_config"]["lr"] == chosen
+    bad = run(recipe, *ARGS, "--corpus-dir", str(corpus), "--loso", "true", *args[-8:])
+    assert bad.returncode != 0 and "--pretrained-tune chooses on the official split" in bad.stdout + bad.stderr
+    assert "Stage" not in bad.stdout + bad.stderr
+
+
 def speakers_in_cuts(manifest):
     with gzip.open(manifest, "rt") as f:
         return {s["speaker"] for line in f for s in json.loads(line)["supervisions"]}

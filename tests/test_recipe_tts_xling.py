@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, copy_recipe, run, shared_data
+from test_recipe_whisper import shrink, tiny_whisper  # noqa: F401 (a fixture)
 
 RECIPE = REPO / "egs" / "tts_xling" / "ASR"
 ARGS = ["--target-minutes", "0.5 1", "--unlabelled-target-minutes", "0.3", "--methods", "all"]
@@ -153,3 +154,38 @@ def test_self_training_rounds_on_the_official_split(recipe_run):
     r = run(recipe, *args, "--text-dir", str(text_dir), "--rounds", "0")  # from stage 0: stops before any work
     assert r.returncode != 0 and "--rounds is a whole number >= 1" in r.stdout + r.stderr
     assert "Stage" not in r.stdout + r.stderr
+
+
+def test_pretrained_tune_chooses_on_target_dev_never_on_test(recipe_run, tiny_whisper):  # noqa: F811
+    """--pretrained-tune: a pretrained method's options are chosen on target_dev (conf/sweep_whisper.yaml),
+    never on target_test, here by its HLG WER (--tune-decoding); the system then trains with the chosen point, a re-run sweeps nothing
+    again, and asking for it without --pretrained stops before any stage runs."""
+    from speechtl.train.checkpoint import load_checkpoint
+
+    recipe, _, text_dir = recipe_run
+    shrink(recipe / "conf" / "adapt_whisper.yaml", num_steps=4, warmup_steps=1, average_last=1)
+    (recipe / "conf" / "sweep_whisper.yaml").write_text("finetune: {train.lr: [0.0005, 0.003]}\n")
+    args = ["--target-minutes", "0.5", "--unlabelled-target-minutes", "0.3", "--text-dir", str(text_dir)]
+    args += ["--stage", "5", "--methods", "", "--pretrained", f"whisper:{tiny_whisper}"]
+    args += ["--pretrained-methods", "finetune", "--pretrained-tune", "finetune", "--decoding", "greedy"]
+    args += ["--tune-decoding", "hlg"]  # chosen by the dev WER of the decoding the report reads
+    r = run(recipe, *args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Stage 5: whisper: tune finetune on target_dev" in r.stdout, r.stdout[-2000:]
+    sweep = recipe / "exp" / "whisper" / "sweep" / "finetune"
+    decoded = sorted(p.name for p in sweep.rglob("wer-summary-*"))
+    assert len(decoded) == 2 and all(n == "wer-summary-target_dev-hlg.txt" for n in decoded), decoded
+    tuned = recipe / "exp" / "whisper" / "adapt_tuned.yaml"
+    assert any(line.startswith("# sweep: finetune:") for line in tuned.read_text().splitlines())
+    chosen = yaml.safe_load(tuned.read_text())["methods"]["finetune"]["train"]["lr"]
+    ckpt = load_checkpoint(recipe / "exp" / "whisper" / "finetune_0.5min" / "final.pt")
+    assert chosen in (0.0005, 0.003) and ckpt["train_config"]["lr"] == chosen
+    with open(recipe / "exp" / "results.tsv") as f:
+        rows = [x for x in csv.DictReader(f, delimiter="\t") if x["method"] == "whisper-finetune"]
+    assert {(x["test_set"], x["data"], x["decoding"]) for x in rows} == {("target_test", "0.5min", "greedy")}
+    again = run(recipe, *args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "tune finetune" not in again.stdout and "adapt finetune" not in again.stdout, again.stdout[-2000:]
+    bad = run(recipe, *args[:4], "--pretrained-tune", "finetune")  # from stage 0, no --pretrained
+    assert bad.returncode != 0 and "Fix: add --pretrained" in bad.stdout + bad.stderr
+    assert "Stage" not in bad.stdout + bad.stderr

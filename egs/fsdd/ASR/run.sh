@@ -19,6 +19,8 @@
 #   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --pretrained-methods lp-ft --pretrained-teacher lp-ft \
 #     --pretrained-taught balanced-pseudo-label   our source's taught methods learn from Whisper's lp-ft instead
 #     (exp/whisper_taught/<method>_<N>shots, rows whisper-taught-<method>, dev decoded too; --loso: exp/loso_whisper_taught)
+#   ./run.sh --stage 5 --pretrained whisper:/abs/whisper-tiny.en --pretrained-methods lp-ft --pretrained-tune lp-ft
+#     first choose those --pretrained-methods' options on dev (conf/sweep_whisper.yaml -> exp/whisper/adapt_tuned.yaml)
 # Default split: FSDD's official one (recordings 0-4 of every speaker test, 5-49 train). Of the
 #   training recordings the shots leave, the last --dev-shots per digit and speaker are dev (for --tune)
 #   and the others untranscribed audio for the unlabelled-audio methods (dann, mmd, kd, pseudo-label...).
@@ -45,6 +47,7 @@ methods="scratch finetune freeze layerwise-lr"
 dev_shots=5    # dev recordings per digit and training speaker, outside every shot subset
 tune=          # methods whose options stage 5 first chooses on dev (conf/sweep.yaml; not kd, pseudo-label)
 tune_trials=0  # 0: every point of a method's grid; N: N seeded random points
+tune_decoding=greedy  # the dev WER that --tune and --pretrained-tune choose by: greedy, or hlg (what RESULTS.md reports)
 rounds=1       # self-training rounds of --round-methods (taught methods among --methods); 1: none
 round_methods=balanced-pseudo-label
 task="asr classify-digit classify-speaker"
@@ -81,13 +84,19 @@ pretrained_personal_from=           # --loso: personalize this --pretrained-meth
 # exp/<whisper|hf>_taught/<method>_<N>shots[_s<seed>] (--loso: exp/loso_<whisper|hf>_taught/<speaker>/...),
 # rows <whisper|hf>-taught-<method>.
 pretrained_taught=
-help_message=$(sed -n '2,28p' run.sh | sed 's/^# \{0,1\}//')
+pretrained_tune=    # --pretrained-methods whose options stage 5 first chooses on dev (conf/sweep_whisper.yaml)
+pretrained_tune_seeds=  # every --pretrained-tune candidate trains once per seed, scored over all (empty: the conf's seed)
+help_message=$(sed -n '2,30p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 . utils/common.sh
 check_rounds "$rounds" "$round_methods" "$TAUGHT_METHODS"  # before any stage runs
+if [ -n "$pretrained_tune" ]; then
+  [ -n "$pretrained" ] || { log "ERROR: --pretrained-tune '$pretrained_tune' chooses options of --pretrained-methods. Fix: add --pretrained whisper:PATH"; exit 1; }
+  ! $loso || { log "ERROR: --pretrained-tune chooses on the official split's dev set. Fix: tune without --loso true first, then run --loso true with --pretrained-config exp/${pretrained%%:*}/adapt_tuned.yaml"; exit 1; }
+fi
 
 dl_dir=download
 manifests=data/manifests
@@ -233,10 +242,25 @@ if ! $loso && has_task asr && [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stag
   # train.num_steps updates per candidate (the same budget as every method); the choice -> $adapt_conf.
   # shellcheck disable=SC2086
   fewest=$(printf '%s\n' $shots | sort -n | head -1)
-  steps/tune.sh --nj $nj --methods "$tune" --trials $tune_trials --log-prefix "Stage 5" \
+  steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$tune" --trials $tune_trials --log-prefix "Stage 5" \
     --key "$(cat exp/source/.done) $(cat $fbank/.rest.done)" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz \
     conf/adapt.yaml conf/sweep.yaml $lang "${cuts}_train_${fewest}shots.jsonl.gz" ${cuts}_dev.jsonl.gz \
     exp/sweep "$adapt_conf"
+fi
+
+if [ -n "$pretrained_tune" ]; then
+  pt_tuned=$pt_exp/adapt_tuned.yaml
+  if has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+    # As --tune, from the pretrained model: each method's grid at the fewest shots, decoded on dev
+    # only, the same train.num_steps per candidate; the choice -> $pt_tuned.
+    # shellcheck disable=SC2086
+    fewest=$(printf '%s\n' $shots | sort -n | head -1)
+    steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$pretrained_tune" --train-seeds "$pretrained_tune_seeds" \
+      --log-prefix "Stage 5: $pt_kind" --source-checkpoint "$pretrained" \
+      --key "$pt_adapt_key" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz "$pretrained_config" conf/sweep_whisper.yaml \
+      $lang "${cuts}_train_${fewest}shots.jsonl.gz" ${cuts}_dev.jsonl.gz "$pt_exp/sweep" "$pt_tuned"
+  fi
+  pretrained_config=$pt_tuned
 fi
 
 if ! $loso && has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then

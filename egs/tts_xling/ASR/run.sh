@@ -14,6 +14,8 @@
 #     (exp/round<r>/<method>_<N>min, rows round<r>-<method>); choose N on the target_dev rows
 #   --pretrained whisper:/abs/whisper-tiny.en: also --pretrained-methods from a pretrained model
 #     (conf/adapt_whisper.yaml; exp/whisper/<method>_<N>min, rows whisper-<method>, whisper-zero-shot)
+#   --pretrained-tune "finetune lp-ft": first choose those --pretrained-methods' options on target_dev
+#     (conf/sweep_whisper.yaml -> exp/whisper/adapt_tuned.yaml); --tune-decoding hlg: by HLG dev WER, as reported
 # Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
 #         5 adapt (every method x amount, --nj at a time), 6 decode, RESULTS.md and plot.
 set -euo pipefail
@@ -36,6 +38,7 @@ lm_order=3
 seeds=  # empty: one run per system, the seed of conf/adapt.yaml
 tune=   # methods whose options stage 5 first searches on target_dev (not kd, pseudo-label: they need a teacher)
 tune_trials=0  # 0: every point of conf/sweep.yaml's grid; N: N seeded random points
+tune_decoding=greedy  # the dev WER that --tune and --pretrained-tune choose by: greedy, or hlg (what RESULTS.md reports)
 rounds=1       # self-training rounds of --round-methods (among kd pseudo-label in --methods); 1: none
 round_methods=pseudo-label
 # A pretrained source beside exp/source: whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to this
@@ -46,7 +49,10 @@ pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
 pretrained_language=
-help_message=$(sed -n '2,18p' run.sh | sed 's/^# \{0,1\}//')
+pretrained_tune=   # --pretrained-methods whose options stage 5 first searches on target_dev
+pretrained_tune_seeds=  # every --pretrained-tune candidate trains once per seed, scored over all (empty: the conf's seed)
+pretrained_space=conf/sweep_whisper.yaml
+help_message=$(sed -n '2,20p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -58,6 +64,10 @@ beyond="lp-ft adapter lora dann mmd coral reweight speaker-adversarial entropy i
 needs_teacher="kd pseudo-label"  # the taught methods of --methods all (balanced-pseudo-label needs a closed prompt set)
 [ "$methods" = all ] && methods="$family $beyond $needs_teacher"
 check_rounds "$rounds" "$round_methods" "$TAUGHT_METHODS"  # before any stage runs
+if [ -n "$pretrained_tune" ] && [ -z "$pretrained" ]; then
+  log "ERROR: --pretrained-tune '$pretrained_tune' chooses options of --pretrained-methods. Fix: add --pretrained whisper:PATH"
+  exit 1
+fi
 
 dl_dir=download
 manifests=data/manifests
@@ -130,7 +140,7 @@ if [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # Options chosen on target_dev, never on test: each --tune method's grid at the smallest amount,
   # train.num_steps updates per candidate (the same budget as every method); the choice -> $adapt_conf.
   amount=${target_minutes%% *}min
-  steps/tune.sh --nj $nj --methods "$tune" --trials $tune_trials --dev-set target_dev --log-prefix "Stage 5" \
+  steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$tune" --trials $tune_trials --dev-set target_dev --log-prefix "Stage 5" \
     --key "$(cat exp/source/.done)" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
     conf/adapt.yaml conf/sweep.yaml $tgt_lang "${cuts}_target_train_$amount.jsonl.gz" ${cuts}_target_dev.jsonl.gz \
     exp/sweep "$adapt_conf"
@@ -140,6 +150,21 @@ if [ ${#systems[@]} -gt 0 ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # kd and pseudo-label are taught by finetune at their amount: steps/adapt_all.sh runs them after it.
   steps/adapt_all.sh --nj $nj --log-prefix "Stage 5" --key "$(cat exp/source/.done)" --taught "$TAUGHT_METHODS" \
     --rounds $rounds --round-methods "$round_methods" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz "$adapt_conf" $tgt_lang ${cuts}_target_train "${systems[@]}"
+fi
+
+if [ -n "$pretrained_tune" ]; then
+  pt_tuned=$pt_exp/adapt_tuned.yaml
+  if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+    # As --tune, from the pretrained model: each method's grid at the smallest amount, decoded on
+    # target_dev only, the same train.num_steps per candidate; the choice -> $pt_tuned.
+    amount=${target_minutes%% *}min
+    steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$pretrained_tune" --train-seeds "$pretrained_tune_seeds" \
+      --dev-set target_dev --log-prefix "Stage 5: $pt_kind" \
+      --key "$pt_key" --source-checkpoint "$pretrained" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
+      "$pretrained_config" "$pretrained_space" $tgt_lang "${cuts}_target_train_$amount.jsonl.gz" \
+      ${cuts}_target_dev.jsonl.gz "$pt_exp/sweep" "$pt_tuned"
+  fi
+  pretrained_config=$pt_tuned
 fi
 
 if [ -n "$pretrained" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
