@@ -158,6 +158,15 @@ check_rounds() {
   done
 }
 
+needs_pretrained() {
+  # needs_pretrained OPTION VALUE: a set OPTION (e.g. --pretrained-tune) chooses options of the
+  # --pretrained-methods, so it stops the recipe, naming the fix, when no --pretrained is given.
+  [ -z "$2" ] || [ -n "$pretrained" ] || {
+    log "ERROR: $1 '$2' chooses options of --pretrained-methods. Fix: add --pretrained whisper:PATH"
+    exit 1
+  }
+}
+
 pretrained_source() {
   # pretrained_source: a recipe's --pretrained (whisper:PATH_OR_ID or hf:PATH_OR_ID; empty: none).
   # Checks the kind, makes a local PATH absolute (jobs run from other dirs), and sets pt_kind

@@ -93,8 +93,8 @@ help_message=$(sed -n '2,30p' run.sh | sed 's/^# \{0,1\}//')
 . utils/parse_options.sh
 . utils/common.sh
 check_rounds "$rounds" "$round_methods" "$TAUGHT_METHODS"  # before any stage runs
+needs_pretrained --pretrained-tune "$pretrained_tune"
 if [ -n "$pretrained_tune" ]; then
-  [ -n "$pretrained" ] || { log "ERROR: --pretrained-tune '$pretrained_tune' chooses options of --pretrained-methods. Fix: add --pretrained whisper:PATH"; exit 1; }
   ! $loso || { log "ERROR: --pretrained-tune chooses on the official split's dev set. Fix: tune without --loso true first, then run --loso true with --pretrained-config exp/${pretrained%%:*}/adapt_tuned.yaml"; exit 1; }
 fi
 
@@ -237,11 +237,11 @@ fi
 
 adapt_conf=conf/adapt.yaml
 [ -n "$tune" ] && adapt_conf=exp/adapt_tuned.yaml
+# shellcheck disable=SC2086
+fewest=$(printf '%s\n' $shots | sort -n | head -1)  # what --tune and --pretrained-tune choose on
 if ! $loso && has_task asr && [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # Options chosen on dev, never on test: each --tune method's grid at the smallest amount,
   # train.num_steps updates per candidate (the same budget as every method); the choice -> $adapt_conf.
-  # shellcheck disable=SC2086
-  fewest=$(printf '%s\n' $shots | sort -n | head -1)
   steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$tune" --trials $tune_trials --log-prefix "Stage 5" \
     --key "$(cat exp/source/.done) $(cat $fbank/.rest.done)" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz \
     conf/adapt.yaml conf/sweep.yaml $lang "${cuts}_train_${fewest}shots.jsonl.gz" ${cuts}_dev.jsonl.gz \
@@ -253,8 +253,6 @@ if [ -n "$pretrained_tune" ]; then
   if has_task asr && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     # As --tune, from the pretrained model: each method's grid at the fewest shots, decoded on dev
     # only, the same train.num_steps per candidate; the choice -> $pt_tuned.
-    # shellcheck disable=SC2086
-    fewest=$(printf '%s\n' $shots | sort -n | head -1)
     steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$pretrained_tune" --train-seeds "$pretrained_tune_seeds" \
       --log-prefix "Stage 5: $pt_kind" --source-checkpoint "$pretrained" \
       --key "$pt_adapt_key" --unlabelled-cuts ${cuts}_unlabelled.jsonl.gz "$pretrained_config" conf/sweep_whisper.yaml \

@@ -51,7 +51,6 @@ pretrained_config=conf/adapt_whisper.yaml
 pretrained_language=
 pretrained_tune=   # --pretrained-methods whose options stage 5 first searches on target_dev
 pretrained_tune_seeds=  # every --pretrained-tune candidate trains once per seed, scored over all (empty: the conf's seed)
-pretrained_space=conf/sweep_whisper.yaml
 help_message=$(sed -n '2,20p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
@@ -64,10 +63,7 @@ beyond="lp-ft adapter lora dann mmd coral reweight speaker-adversarial entropy i
 needs_teacher="kd pseudo-label"  # the taught methods of --methods all (balanced-pseudo-label needs a closed prompt set)
 [ "$methods" = all ] && methods="$family $beyond $needs_teacher"
 check_rounds "$rounds" "$round_methods" "$TAUGHT_METHODS"  # before any stage runs
-if [ -n "$pretrained_tune" ] && [ -z "$pretrained" ]; then
-  log "ERROR: --pretrained-tune '$pretrained_tune' chooses options of --pretrained-methods. Fix: add --pretrained whisper:PATH"
-  exit 1
-fi
+needs_pretrained --pretrained-tune "$pretrained_tune"
 
 dl_dir=download
 manifests=data/manifests
@@ -136,10 +132,10 @@ pt_key="$(cat $fbank/.done 2>/dev/null || true) source=$pretrained"
 
 adapt_conf=conf/adapt.yaml
 [ -n "$tune" ] && adapt_conf=exp/adapt_tuned.yaml
+amount=${target_minutes%% *}min  # what --tune and --pretrained-tune choose on
 if [ -n "$tune" ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # Options chosen on target_dev, never on test: each --tune method's grid at the smallest amount,
   # train.num_steps updates per candidate (the same budget as every method); the choice -> $adapt_conf.
-  amount=${target_minutes%% *}min
   steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$tune" --trials $tune_trials --dev-set target_dev --log-prefix "Stage 5" \
     --key "$(cat exp/source/.done)" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
     conf/adapt.yaml conf/sweep.yaml $tgt_lang "${cuts}_target_train_$amount.jsonl.gz" ${cuts}_target_dev.jsonl.gz \
@@ -157,11 +153,10 @@ if [ -n "$pretrained_tune" ]; then
   if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     # As --tune, from the pretrained model: each method's grid at the smallest amount, decoded on
     # target_dev only, the same train.num_steps per candidate; the choice -> $pt_tuned.
-    amount=${target_minutes%% *}min
     steps/tune.sh --nj $nj --decoding "$tune_decoding" --methods "$pretrained_tune" --train-seeds "$pretrained_tune_seeds" \
       --dev-set target_dev --log-prefix "Stage 5: $pt_kind" \
       --key "$pt_key" --source-checkpoint "$pretrained" --unlabelled-cuts ${cuts}_target_unlabelled_used.jsonl.gz \
-      "$pretrained_config" "$pretrained_space" $tgt_lang "${cuts}_target_train_$amount.jsonl.gz" \
+      "$pretrained_config" conf/sweep_whisper.yaml $tgt_lang "${cuts}_target_train_$amount.jsonl.gz" \
       ${cuts}_target_dev.jsonl.gz "$pt_exp/sweep" "$pt_tuned"
   fi
   pretrained_config=$pt_tuned

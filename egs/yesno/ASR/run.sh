@@ -97,7 +97,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     fi
   done
   if [ -n "$tune" ]; then
-    [ -n "$pretrained" ] || { log "ERROR: --tune chooses options of --pretrained-methods. Fix: add --pretrained"; exit 1; }
+    needs_pretrained --tune "$tune"
     folds=data/folds
     key="$(cat $fbank/.done) k=$tune_folds"
     if ! is_done $folds/.done "$key"; then
