@@ -67,6 +67,16 @@ def test_rerun_skips_every_stage(recipe_run, yesno_dir):
     assert [p.stat().st_mtime_ns for p in watched] == before
 
 
+def test_tune_without_pretrained_stops_before_any_stage(yesno_dir, tmp_path):
+    """--tune chooses options of --pretrained-methods: without --pretrained the recipe stops before
+    stage 0, writing nothing (it used to train the scratch systems first and fail in stage 4)."""
+    recipe = copy_recipe(RECIPE, tmp_path)
+    r = run(recipe, "--corpus-dir", str(yesno_dir), "--tune", "finetune")
+    assert r.returncode == 1 and "--tune 'finetune'" in r.stderr + r.stdout and "Fix: add --pretrained" in r.stderr + r.stdout
+    assert "Stage" not in r.stdout + r.stderr
+    assert not (recipe / "data").exists() and not (recipe / "exp").exists()
+
+
 def test_changed_argument_redoes_only_its_stage(recipe_run, yesno_dir):
     recipe = recipe_run[0]
     r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "5", "--decoding", "greedy")

@@ -42,6 +42,7 @@ help_message=$(sed -n '2,13p' run.sh | sed 's/^# \{0,1\}//')
 . ./cmd.sh
 . utils/parse_options.sh
 . utils/common.sh
+needs_pretrained --tune "$tune"  # before any stage runs
 
 dl_dir=download
 manifests=data/manifests
@@ -97,7 +98,6 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     fi
   done
   if [ -n "$tune" ]; then
-    needs_pretrained --tune "$tune"
     folds=data/folds
     key="$(cat $fbank/.done) k=$tune_folds"
     if ! is_done $folds/.done "$key"; then
