@@ -72,8 +72,9 @@ def test_tune_without_pretrained_stops_before_any_stage(yesno_dir, tmp_path):
     stage 0, writing nothing (it used to train the scratch systems first and fail in stage 4)."""
     recipe = copy_recipe(RECIPE, tmp_path)
     r = run(recipe, "--corpus-dir", str(yesno_dir), "--tune", "finetune")
-    assert r.returncode == 1 and "--tune 'finetune'" in r.stderr + r.stdout and "Fix: add --pretrained" in r.stderr + r.stdout
-    assert "Stage" not in r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "--tune 'finetune'" in out and "Fix: add --pretrained" in out
+    assert "Stage" not in out
     assert not (recipe / "data").exists() and not (recipe / "exp").exists()
 
 
