@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,12 @@ def test_sweep_tunes_on_dev_and_writes_the_conf(small_yesno, tmp_path):
     trained = {t: (t / "final.pt").stat().st_mtime_ns for t in (tmp_path / "sweep").glob("trial-*")}
     assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out), "--num-steps", "4"]) == 0
     assert {t: (t / "final.pt").stat().st_mtime_ns for t in trained} == trained
+    # The same bytes with new times (a copy, a re-provisioned share) are the same input.
+    for f in (tmp_path / "train.jsonl.gz", tmp_path / "dev.jsonl.gz", lang.dir / "tokens.txt"):
+        st = f.stat()
+        os.utime(f, ns=(st.st_atime_ns + 10**9, st.st_mtime_ns + 10**9))
+    assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out), "--num-steps", "4"]) == 0
+    assert {t: (t / "final.pt").stat().st_mtime_ns for t in trained} == trained
     conf.write_text(conf.read_text().replace("  finetune: {}\n", "  finetune: {train: {lr: 0.5}}\n"))
     assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out), "--num-steps", "4"]) == 0
     assert {t: (t / "final.pt").stat().st_mtime_ns for t in trained} == trained
@@ -221,3 +228,29 @@ def test_a_methods_conf_key_follows_only_what_it_reads(tmp_path):
         digest[name] = method_digest(load_yaml(tmp_path / f"{name}.yaml"), "finetune")
     assert digest["comment"] == digest["other method"] == digest["base"]
     assert len({digest["base"], digest["own method"], digest["train"]}) == 3
+
+
+def test_a_source_directory_is_known_by_its_content(tmp_path):
+    """A pretrained model directory (whisper:DIR, hf:DIR) copied elsewhere or unpacked again keeps
+    its digest; one changed byte or a renamed file changes it."""
+    import shutil
+
+    from speechtl.adapt.sweep import _content_digest
+
+    a = tmp_path / "a"
+    (a / "sub").mkdir(parents=True)
+    (a / "config.json").write_text('{"d_model": 4}')
+    (a / "sub" / "model.bin").write_bytes(bytes(range(256)) * 5000)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)  # new mtimes, the same bytes
+    os.utime(b / "config.json", ns=(1, 1))
+    assert _content_digest(a) == _content_digest(b)
+    weights = bytearray((b / "sub" / "model.bin").read_bytes())
+    weights[-1] ^= 1
+    (b / "sub" / "model.bin").write_bytes(bytes(weights))  # same size, same name
+    assert _content_digest(a) != _content_digest(b)
+    shutil.rmtree(b)
+    shutil.copytree(a, b)
+    (b / "config.json").rename(b / "conf.json")
+    assert _content_digest(a) != _content_digest(b)
+    assert _content_digest(a / "config.json") != _content_digest(a / "sub" / "model.bin")

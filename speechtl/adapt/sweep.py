@@ -180,8 +180,23 @@ class Fold:
     inputs: str = ""
 
 
+def _content_digest(path: Path) -> str:
+    """sha1 of a file's bytes, or of a directory's files (relative names and bytes), in order.
+    Content, not size and mtime: a model directory copied or unpacked again (a fresh machine, a
+    re-provisioned share, a hub cache filled anew) has new mtimes and the same weights, and its
+    finished trials stay valid. Hashing a checkpoint costs seconds; a trial costs minutes."""
+    h = hashlib.sha1()
+    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+    for q in files:
+        h.update(f"{q.relative_to(path) if path.is_dir() else ''}\0".encode())
+        with open(q, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def _inputs_fingerprint(config: Path, method: str, paths: Sequence[Path | str | None]) -> str:
-    """The method's view of the conf (speechtl conf-key) and each local file's size and mtime.
+    """The method's view of the conf (speechtl conf-key) and each local file's content.
     A finished trial is reused only when its flags *and* these are the same: the flags name
     the conf, the cuts and the source by path, and a path can keep its name while its content
     changes (an edited conf, a retrained source, a re-split dev set)."""
@@ -192,8 +207,7 @@ def _inputs_fingerprint(config: Path, method: str, paths: Sequence[Path | str | 
         if p is None:
             continue
         q = Path(str(p).split(":", 1)[1] if str(p).startswith(("whisper:", "hf:")) else p)
-        st = q.stat() if q.exists() else None
-        parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}" if st else f"{p}:absent")
+        parts.append(f"{p}:{_content_digest(q)}" if q.exists() else f"{p}:absent")
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 
