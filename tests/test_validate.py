@@ -178,6 +178,12 @@ def test_stereo_downmix_survives_a_fresh_process(tmp_path, yesno_dir):
         "assert a.shape[0] == 1 and abs(a[0] - x.mean(axis=1)).max() < 1e-5, a.shape\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+    # validation re-reads the manifests in its own process, without the fbank modules
+    # (a user's corpus with one stereo file once stopped stage 0 with lhotse's
+    # "Unknown transform type: DownmixToMono")
+    cli = [sys.executable, "-m", "speechtl.cli", "validate", "--manifest-dir", str(out)]
+    done = subprocess.run(cli, capture_output=True, text=True)
+    assert done.returncode == 0 and "Unknown transform" not in done.stderr, done.stderr[-2000:]
 
 
 def test_normalize_unseen_language():

@@ -7,8 +7,8 @@ transforms: the channels are averaged when the audio is loaded (fbank,
 decoding), and no mono copy is written to disk.
 
 lhotse finds a transform by its class name in a registry filled when the class
-is defined, so every process that loads such a recording imports this module
-(``speechtl.features.compute`` does).
+is defined, so every process that loads such a recording imports this module:
+importing the ``speechtl.data`` package does.
 """
 
 from dataclasses import dataclass
