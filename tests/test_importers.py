@@ -543,3 +543,41 @@ def test_folder_per_split_transcripts_with_clashing_names(tmp_path, yesno_dir):
     sups = supervisions(tmp_path / "out", "folder")
     assert {u: s["text"] for u, s in sups.items()} == texts  # ids made unique by their folder
     assert {s["split"] for u, s in sups.items() if u.startswith("test_")} == {"test"}
+
+
+@pytest.mark.parametrize("header", [None, "fisier,transcriere,vorbitor"])
+def test_folder_three_fields_without_a_known_header(header, tmp_path, fsdd_dir, caplog):
+    """``file,text,speaker`` with no header, or with column names speechtl does not know: the
+    transcript is the field with the most different values (not the last, the speaker), and an
+    unknown header line is said to be one rather than reported as a transcript of missing audio."""
+    digits = ["zero", "unu", "doi", "trei", "patru", "cinci", "șase", "șapte", "opt", "nouă"]
+    root = tmp_path / "c"
+    (root / "inregistrari").mkdir(parents=True)
+    rows = [header] if header else []
+    files = [fsdd_dir / f"{d}_{spk}_0.wav" for spk in ("george", "lucas", "nicolas") for d in range(10)]
+    for i, f in enumerate(files):
+        shutil.copy(f, root / "inregistrari" / f"rec{i:03d}.wav")
+        rows.append(f"inregistrari/rec{i:03d}.wav,{digits[int(f.name[0])]},{f.stem.split('_')[1]}")
+    (root / "date.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level("INFO"):
+        prepare_folder(root, tmp_path / "out", test_fraction=0.2, dev_fraction=0.2)
+    assert "field 2 taken as the text" in caplog.text
+    assert ("read as a header" in caplog.text) == bool(header)
+    got = {u: s["text"] for u, s in supervisions(tmp_path / "out", "folder").items()}
+    assert sorted(got.values()) == sorted(digits[int(f.name[0])] for f in files)
+    assert "missing-audio" not in (tmp_path / "out" / "folder_import_report.txt").read_text()
+
+
+def test_folder_id_raw_normalized_keeps_the_last_field(tmp_path, yesno_dir):
+    """LJSpeech's ``id|raw|normalized``, and the same as a TSV: the normalized text, the last field."""
+    wavs = sorted(yesno_dir.glob("*.wav"))[:8]
+    for sep in ("|", "\t"):
+        root = tmp_path / f"c{len(sep)}{ord(sep)}"
+        (root / "wavs").mkdir(parents=True)
+        for w in wavs:
+            shutil.copy(w, root / "wavs" / w.name)
+        lines = [f"{w.stem}{sep}{w.stem.replace('_', ' ')}{sep}{yesno_text(w.stem)}" for w in wavs]
+        (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+        prepare_folder(root, root / "out")
+        got = {u: s["text"] for u, s in supervisions(root / "out", "folder").items()}
+        assert got == {w.stem: yesno_text(w.stem) for w in wavs}, sep

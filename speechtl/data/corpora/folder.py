@@ -144,6 +144,43 @@ def sniff_layout(lines: list[str], keys: dict) -> tuple[str, int, int]:
     return best
 
 
+def _drop_unknown_header(
+    path: Path, numbered: list[tuple[int, str | None]], lines: list[str], sep: str, col: int, keys: dict
+) -> tuple[list[tuple[int, str | None]], list[str]]:
+    """Without the first line when it is a header with column names not known here (``fisier,
+    transcriere,vorbitor``): its audio field names no file while most other lines' do. Said, so the
+    user can name the columns; otherwise it would be reported as a transcript of missing audio."""
+    first = next((i for i, (_, line) in enumerate(numbered) if line is not None), None)
+    if first is None or len(lines) < 3:
+        return numbered, lines
+    parts = [_split_line(line, sep) for line in lines]
+    names_audio = [len(p) > col + 1 and _key_of(p[col]) in keys for p in parts]
+    if names_audio[0] or 2 * sum(names_audio[1:]) < len(lines) - 1:
+        return numbered, lines
+    logging.warning(
+        f"{path}:{numbered[first][0]} read as a header ({lines[0].strip()!r}): its first line names no audio file, "
+        f"and its column names are not ones speechtl knows. Fix, if the guess below is wrong: name the columns, "
+        f"e.g. --audio-column {parts[0][col].strip()!r} --text-column NAME"
+    )
+    return numbered[:first] + numbered[first + 1 :], lines[1:]
+
+
+def _likeliest_text_field(path: Path, rows: list[list[str]]) -> int:
+    """Which field of ``file<sep>a<sep>b...`` lines (no header) holds the transcript: the one with
+    the most different values (a speaker, gender or age column repeats), ties to the last
+    (id,raw,normalized keeps the normalized). A guess, so it is said with the way to override it."""
+    width = len(rows[0])
+    distinct = {i: len({r[i].strip() for r in rows}) for i in range(1, width)}
+    best = max(distinct, key=lambda i: (distinct[i], i))
+    logging.warning(
+        f"{path}: {width} fields a line and no header: field {best + 1} taken as the text "
+        f"({rows[0][best].strip()!r} in line 1; different values per field: "
+        + ", ".join(f"field {i + 1} {n}" for i, n in distinct.items())
+        + "). Fix, if that is wrong: --text-column N, or a first line naming the columns (file,text,speaker)"
+    )
+    return best
+
+
 def read_transcript_file(
     path: Path, keys: dict, report: Report, columns: tuple[str | None, str | None, str | None], explicit: bool
 ) -> list[Entry] | None:
@@ -177,11 +214,15 @@ def read_transcript_file(
         return None
     audio_col, text_col, _ = columns  # 1-based field numbers for files without a header
     col = int(audio_col) - 1 if audio_col and audio_col.isdigit() else col
+    numbered, lines = _drop_unknown_header(path, numbered, lines, sep, col, keys)
     widths = {len(_split_line(line, sep)) for line in lines}
     if text_col and text_col.isdigit():
         text_at, which = int(text_col) - 1, f"field {text_col} as text"
-    elif col == 0 and sep != " " and len(widths) == 1 and min(widths) > 2:  # LJSpeech's id|raw|normalized
-        text_at, which = -1, "the last field as text"
+    elif col == 0 and sep == "|" and len(widths) == 1 and min(widths) > 2:
+        text_at, which = -1, "the last field as text"  # LJSpeech's id|raw|normalized, VITS' path|speaker|text
+    elif col == 0 and sep != " " and len(widths) == 1 and min(widths) > 2:
+        text_at = _likeliest_text_field(path, [_split_line(line, sep) for line in lines])
+        which = f"field {text_at + 1} as text"
     else:
         text_at, which = (None, "id<sep>text") if col == 0 else (col + 1, f"field {col + 2} as text")
     for n, line in numbered:
