@@ -33,6 +33,16 @@ def test_parse_options_rejects_unknown_and_bad_booleans():
     assert r.returncode != 0 and "needs a value" in r.stderr
 
 
+def test_parse_options_boolean_alone_means_true():
+    """`--skip-bad` as the hints say it, at the end or before another option; a positional after
+    it is still an error (it could be a mistyped value)."""
+    assert bash(PARSE, "--use-gpu").stdout.strip() == "stage=0 corpus_dir= use_gpu=true rest="
+    r = bash(PARSE, "--use-gpu", "--stage", "2", "x")
+    assert r.returncode == 0 and r.stdout.strip() == "stage=2 corpus_dir= use_gpu=true rest=x", r.stderr
+    r = bash(PARSE, "--use-gpu", "x")
+    assert r.returncode != 0 and "true or false" in r.stderr
+
+
 def test_parse_options_config_file(tmp_path):
     conf = tmp_path / "x.conf"
     conf.write_text("stage=7\n")

@@ -6,7 +6,8 @@
 # names become underscores. An option with no default variable is an error.
 # `--config FILE` sources FILE first (its lines are name=value). `--help` or
 # `-h` prints $help_message. Options stop at the first non-option argument.
-# An option that ends in a boolean default (true/false) only takes true/false.
+# An option with a boolean default (true/false) only takes true/false; given alone (the last
+# argument, or followed by another --option) it means true: `--skip-bad` is `--skip-bad true`.
 
 while true; do
   [ -z "${1:-}" ] && break
@@ -26,8 +27,13 @@ while true; do
       if ! declare -p "$name" >/dev/null 2>&1; then
         echo "$0: invalid option $1 (no variable '$name' to set)" 1>&2; exit 1
       fi
-      if [ $# -lt 2 ]; then echo "$0: option $1 needs a value" 1>&2; exit 1; fi
       old=${!name}
+      if { [ "$old" = true ] || [ "$old" = false ]; } && { [ $# -lt 2 ] || [[ "$2" == --* ]]; }; then
+        printf -v "$name" '%s' true  # a boolean given alone: --skip-bad as --skip-bad true
+        shift 1
+        continue
+      fi
+      if [ $# -lt 2 ]; then echo "$0: option $1 needs a value" 1>&2; exit 1; fi
       if [ "$old" = true ] || [ "$old" = false ]; then
         case "$2" in true|false) ;; *) echo "$0: option $1 takes true or false, got '$2'" 1>&2; exit 1 ;; esac
       fi

@@ -82,7 +82,7 @@ def validate_audio_files(
         listing = "\n".join(f"  {p}: {why}" for p, why in bad)
         raise SpeechtlError(
             f"{len(bad)} bad audio file(s):\n{listing}\n"
-            "Fix: replace or delete these files, or rerun with --skip-bad-audio true "
+            "Fix: replace or delete these files, or rerun with --skip-bad "
             "to leave them out (they are then listed in bad_audio.txt next to the manifests)."
         )
     if bad:

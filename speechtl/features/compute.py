@@ -71,12 +71,12 @@ def compute_fbank_job(
                 except Exception as e:
                     raise SpeechtlError(
                         f"cannot read audio of cut {cut.id} ({cut.recording.sources[0].source}): {e}. "
-                        "Fix: replace the file, or rerun data preparation with --skip-bad-audio true."
+                        "Fix: replace the file, or rerun data preparation with --skip-bad."
                     ) from e
                 if not np.isfinite(audio[0]).all():
                     raise SpeechtlError(
                         f"audio of cut {cut.id} ({cut.recording.sources[0].source}) has NaN or Inf samples. "
-                        "Fix: replace the file, or rerun data preparation with --skip-bad-audio true."
+                        "Fix: replace the file, or rerun data preparation with --skip-bad."
                     )
                 waves.append(torch.from_numpy(audio[0]))  # first channel
             feats = fbank(waves)
@@ -86,7 +86,7 @@ def compute_fbank_job(
                     raise SpeechtlError(
                         f"cut {cut.id} ({cut.recording.sources[0].source}) is {cut.duration * 1000:.1f} ms long and "
                         f"gives no fbank frame (a frame is {cfg.frame_length * 1000:.0f} ms). Fix: remove it, or "
-                        "rerun data preparation with --skip-bad-audio true."
+                        "rerun data preparation with --skip-bad."
                     )
                 key = writer.write(cut.id, arr)
                 cut.features = Features(

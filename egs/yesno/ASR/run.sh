@@ -18,7 +18,7 @@ stage=0
 stop_stage=100
 nj=2
 corpus_dir=
-skip_bad_audio=false
+skip_bad=false  # --skip-bad: leave unreadable audio out (listed in data/manifests/bad_audio.txt)
 lm_order=1
 train_procs=1  # >1: DDP processes (gloo on CPU) splitting each batch (max_duration_scope: global)
 speed_perturb="0.9 1.1"
@@ -56,10 +56,10 @@ pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolut
 corpus_or_download corpus_dir $dl_dir/waves_yesno yesno yesno "yesno"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  key="corpus_dir=$corpus_dir skip_bad_audio=$skip_bad_audio"
+  key="corpus_dir=$corpus_dir skip_bad_audio=$skip_bad"
   if ! is_done $manifests/.done "$key"; then
     log "Stage 1: manifests from $corpus_dir"
-    speechtl prepare yesno --corpus-dir "$corpus_dir" --output-dir $manifests --skip-bad-audio $skip_bad_audio
+    speechtl prepare yesno --corpus-dir "$corpus_dir" --output-dir $manifests --skip-bad $skip_bad
     mark_done $manifests/.done "$key"
   fi
 fi
