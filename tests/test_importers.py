@@ -581,3 +581,30 @@ def test_folder_id_raw_normalized_keeps_the_last_field(tmp_path, yesno_dir):
         prepare_folder(root, root / "out")
         got = {u: s["text"] for u, s in supervisions(root / "out", "folder").items()}
         assert got == {w.stem: yesno_text(w.stem) for w in wavs}, sep
+
+
+def test_kaldi_parent_dirs_not_named_like_splits(tmp_path, yesno_dir, caplog):
+    """data/all alone is the whole corpus (dev and test drawn); beside train/test, train_sp is left
+    out and said; two unnamed dirs, or dev and valid together, stop with the fix."""
+    wavs = sorted(yesno_dir.glob("*.wav"))
+    one = tmp_path / "one"
+    n = len(write_kaldi_dir(one / "all", wavs[:12]))
+    m = prepare_kaldi(one, tmp_path / "m1", normalize_text=False)
+    assert set(m) == {"train", "dev", "test"} and sum(len(p["supervisions"]) for p in m.values()) == n
+    both = tmp_path / "both"
+    n = len(write_kaldi_dir(both / "train", wavs[:8])) + len(write_kaldi_dir(both / "test", wavs[8:12]))
+    write_kaldi_dir(both / "train_sp", wavs[12:16])
+    with caplog.at_level("WARNING"):
+        m = prepare_kaldi(both, tmp_path / "m2", normalize_text=False)
+    assert "['train_sp'] not imported" in caplog.text
+    assert set(m) == {"train", "dev", "test"} and sum(len(p["supervisions"]) for p in m.values()) == n
+    two = tmp_path / "two"
+    write_kaldi_dir(two / "spk_a", wavs[:6])
+    write_kaldi_dir(two / "spk_b", wavs[6:12])
+    with pytest.raises(SpeechtlError, match="none named like a split.*point --corpus-dir at one"):
+        prepare_kaldi(two, tmp_path / "m3")
+    write_kaldi_dir(both / "dev", wavs[16:20])
+    write_kaldi_dir(both / "valid", wavs[20:24])
+    with pytest.raises(SpeechtlError, match=r"\['dev', 'valid'\] are all the dev split"):
+        prepare_kaldi(both, tmp_path / "m4")
+    assert not (tmp_path / "m3").exists() and not (tmp_path / "m4").exists()
