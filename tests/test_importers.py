@@ -601,7 +601,7 @@ def test_kaldi_parent_dirs_not_named_like_splits(tmp_path, yesno_dir, caplog):
     two = tmp_path / "two"
     write_kaldi_dir(two / "spk_a", wavs[:6])
     write_kaldi_dir(two / "spk_b", wavs[6:12])
-    with pytest.raises(SpeechtlError, match="none named like a split.*point --corpus-dir at one"):
+    with pytest.raises(SpeechtlError, match=r"none named like a split.*point --corpus-dir at one"):
         prepare_kaldi(two, tmp_path / "m3")
     write_kaldi_dir(both / "dev", wavs[16:20])
     write_kaldi_dir(both / "valid", wavs[20:24])
