@@ -23,7 +23,8 @@ def read_utf8(path: Path, what: str = "text file") -> str:
         line = raw.count(b"\n", 0, e.start) + 1
         raise SpeechtlError(
             f"{what} {path} is not UTF-8: byte 0x{raw[e.start]:02x} on line {line}. Fix: convert it, "
-            f"e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix} (with the file's real encoding)"
+            f"e.g. iconv -f CP1250 -t UTF-8 {path} > {path.stem}.utf8{path.suffix} with the file's own code page "
+            "(CP1250: Central European; CP1252 or LATIN1: Western European; CP1251: Cyrillic)"
         ) from e
 
 

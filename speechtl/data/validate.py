@@ -64,7 +64,8 @@ FIXES = {
     "unsupported-format": "convert it to wav, flac, mp3 or ogg: ffmpeg -i FILE -ac 1 -ar 16000 FILE.wav",
     "duplicate-id": "give every utterance its own id (rename one file, or fix the transcript line)",
     "empty-text": "write its transcript, or delete the utterance",
-    "bad-encoding": "save the file as UTF-8, e.g. iconv -f LATIN1 -t UTF-8 FILE > FILE.utf8",
+    "bad-encoding": "save the file as UTF-8 from its own code page, e.g. iconv -f CP1250 -t UTF-8 FILE > FILE.utf8 "
+    "(CP1250: Central European, e.g. Romanian, Polish, Czech; CP1252 or LATIN1: Western European; CP1251: Cyrillic)",
     "bad-line": "write the line as 'id<separator>text' like the others",
     "bad-segment": "fix the segment's start and end times: 0 <= start < end <= the recording's duration",
     "too-short": "delete the utterance, or merge it with a neighbour; it is shorter than the model can align",
