@@ -79,6 +79,7 @@ IMPORT_OPTIONS = (
     "dev_fraction",
     "test_fraction",
     "seed",
+    "split_by",
     "normalize_text",
     "keep_chars",
     "drop_chars",
@@ -105,6 +106,12 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--dev-fraction", type=float, default=None, help="made dev split, without split folders (0.1)")
     s.add_argument("--test-fraction", type=float, default=None, help="made test split (0.1)")
     s.add_argument("--seed", type=int, default=None, help="seed of the made splits (0)")
+    s.add_argument(
+        "--split-by",
+        choices=("auto", "speaker", "utterance"),
+        default=None,
+        help="made splits: speaker-disjoint when the speakers allow it (auto), always (speaker), never (utterance)",
+    )
     s.add_argument("--normalize-text", type=_bool, default=None, help="NFC, case folding, punctuation (true)")
     s.add_argument("--keep-chars", default=None, help="characters normalization keeps (e.g. '@+')")
     s.add_argument("--drop-chars", default=None, help="characters normalization deletes")

@@ -608,3 +608,45 @@ def test_kaldi_parent_dirs_not_named_like_splits(tmp_path, yesno_dir, caplog):
     with pytest.raises(SpeechtlError, match=r"\['dev', 'valid'\] are all the dev split"):
         prepare_kaldi(both, tmp_path / "m4")
     assert not (tmp_path / "m3").exists() and not (tmp_path / "m4").exists()
+
+
+def test_folder_split_by(tmp_path, fsdd_dir):
+    """4 speakers at the default fractions: auto splits by utterance (whole speakers would leave
+    train half the corpus) and says so; --split-by speaker keeps them whole (test speakers unseen);
+    without speakers it stops with the fix and writes nothing."""
+    root = tmp_path / "c"
+    for spk in ("george", "jackson", "lucas", "nicolas"):
+        (root / spk).mkdir(parents=True)
+        for d in range(10):
+            shutil.copy(fsdd_dir / f"{d}_{spk}_1.wav", root / spk / f"{d}.wav")
+            (root / spk / f"{d}.txt").write_text(str(d) + "\n")
+    base = ["prepare", "folder", "--corpus-dir", str(root), "--keep-chars", "0123456789"]
+
+    def spk_splits(out):
+        found = {}
+        for s in supervisions(out, "folder").values():
+            found.setdefault(s["speaker"], set()).add(s["split"])
+        return found
+
+    assert main([*base, "--output-dir", str(tmp_path / "auto")]) == 0
+    report = (tmp_path / "auto" / "folder_import_report.txt").read_text()
+    assert "by utterance (whole speakers would leave train" in report and "--split-by speaker" in report
+    assert any(len(v) > 1 for v in spk_splits(tmp_path / "auto").values())
+    assert main([*base, "--output-dir", str(tmp_path / "spk"), "--split-by", "speaker"]) == 0
+    found = spk_splits(tmp_path / "spk")
+    assert all(len(v) == 1 for v in found.values()) and sorted(next(iter(v)) for v in found.values()) == [
+        "dev",
+        "test",
+        "train",
+        "train",
+    ]
+    assert main([*base, "--output-dir", str(tmp_path / "utt"), "--split-by", "utterance"]) == 0
+    assert "by utterance (--split-by utterance)" in (tmp_path / "utt" / "folder_import_report.txt").read_text()
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted(root.rglob("*.wav"))[:12]:
+        shutil.copy(f, flat / f"{f.parent.name}_{f.name}")
+        shutil.copy(f.with_suffix(".txt"), flat / f"{f.parent.name}_{f.stem}.txt")
+    with pytest.raises(SpeechtlError, match=r"no speaker.*Fix: name the speakers"):
+        prepare_folder(flat, tmp_path / "none", split_by="speaker", keep_chars="0123456789")
+    assert not (tmp_path / "none").exists() or not list((tmp_path / "none").glob("*.jsonl.gz"))

@@ -66,6 +66,9 @@ class SplitConfig:
     test_fraction: float = 0.1
     seed: int = 0
     min_speakers: int = 3  # fewer known speakers: split by utterance
+    #: auto: speaker-disjoint when the speakers allow it (below), else by utterance; speaker: always
+    #: speaker-disjoint (an error when speakers are unknown or too few); utterance: never.
+    by: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def import_options(
     dev_fraction: float | None = None,
     test_fraction: float | None = None,
     seed: int | None = None,
+    split_by: str | None = None,
     normalize_text: bool | None = None,
     keep_chars: str | None = None,
     drop_chars: str | None = None,
@@ -109,7 +113,7 @@ def import_options(
                 nj=nj,
             )
         ),
-        split=SplitConfig(**given(dev_fraction=dev_fraction, test_fraction=test_fraction, seed=seed)),
+        split=SplitConfig(**given(dev_fraction=dev_fraction, test_fraction=test_fraction, seed=seed, by=split_by)),
         normalize=True if normalize_text is None else normalize_text,
         text=NormalizeConfig(**given(keep=keep_chars, drop=drop_chars)),
         language=language,
@@ -168,17 +172,31 @@ def _deal(groups: dict[str, list[Utterance]], cfg: SplitConfig) -> dict[str, str
 def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
     """Give dev/test to utterances whose ``split`` is None; returns a line saying what was done.
 
-    Speaker-disjoint when every utterance's speaker is known, there are at least
-    ``cfg.min_speakers`` of them, and dealing whole speakers (:func:`_deal`) still
-    leaves train at least ``1 - 2 * (dev + test fraction)`` of the utterances;
-    otherwise utterances are dealt one by one, and the line says why."""
+    ``cfg.by`` auto: speaker-disjoint when every utterance's speaker is known, there
+    are at least ``cfg.min_speakers`` of them, and dealing whole speakers (:func:`_deal`)
+    still leaves train at least ``1 - 2 * (dev + test fraction)`` of the utterances;
+    otherwise utterances are dealt one by one, and the line says why. speaker: whole
+    speakers whatever train keeps (a test of unseen speakers); utterance: one by one."""
+    if cfg.by not in ("auto", "speaker", "utterance"):
+        raise SpeechtlError(f"--split-by {cfg.by!r}: it is auto, speaker or utterance")
     todo = [u for u in utterances if u.split is None]
     if not todo:
         return "splits given by the corpus"
     spk = [u.speaker for u in todo]
     speakers = sorted({s for s in spk if s})
+    if cfg.by == "speaker":
+        needed = 1 + (cfg.dev_fraction > 0) + (cfg.test_fraction > 0)
+        if not all(spk) or len(speakers) < needed:
+            n = sum(1 for s in spk if not s)
+            raise SpeechtlError(
+                f"--split-by speaker: {n} of {len(todo)} utterances have no speaker, {len(speakers)} speaker(s) "
+                f"known, {needed} needed (train, dev, test). Fix: name the speakers (a speaker column, utt2spk, "
+                "--speaker-pattern REGEX, or a sub-folder per speaker), or --split-by auto"
+            )
     why = ""
-    if not all(spk):
+    if cfg.by == "utterance":
+        why = " (--split-by utterance)"
+    elif not all(spk):
         why = " (speakers unknown)"
     elif len(speakers) < cfg.min_speakers:
         why = f" (only {len(speakers)} speakers)"
@@ -188,12 +206,12 @@ def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
             groups[u.speaker].append(u)
         dealt = _deal(groups, cfg)
         train = sum(len(groups[k]) for k, v in dealt.items() if v == "train")
-        if train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
+        if cfg.by == "speaker" or train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
             for k, split in dealt.items():
                 for u in groups[k]:
                     u.split = split
         else:
-            why = f" (whole speakers would leave train {train} of {len(todo)})"
+            why = f" (whole speakers would leave train {train} of {len(todo)}; --split-by speaker keeps them whole)"
     if why:
         dealt = _deal({u.id: [u] for u in todo}, cfg)
         for u in todo:
