@@ -83,6 +83,7 @@ IMPORT_OPTIONS = (
     "normalize_text",
     "keep_chars",
     "drop_chars",
+    "map_chars",
 )
 
 
@@ -115,6 +116,9 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--normalize-text", type=_bool, default=None, help="NFC, case folding, punctuation (true)")
     s.add_argument("--keep-chars", default=None, help="characters normalization keeps (e.g. '@+')")
     s.add_argument("--drop-chars", default=None, help="characters normalization deletes")
+    s.add_argument(
+        "--map-chars", default=None, help="characters written as others: 'ş=ș ţ=ț' (the inventory's look-alikes)"
+    )
 
 
 def cmd_validate(a):

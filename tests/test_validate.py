@@ -214,3 +214,21 @@ def test_char_inventory_flags_rare_and_digits(tmp_path, caplog):
     assert {r[0]: r[4] for r in rows}["7"] == "digit" and {r[0]: r[4] for r in rows}["é"] == "rare"
     assert set(flagged) == {"7", "é"}
     assert "digits 7" in caplog.text and "rare" in caplog.text
+
+
+def test_look_alike_characters_are_flagged_and_mapped(tmp_path, caplog):
+    """Romanian typed with the Turkish cedilla (ş next to ș) and a Cyrillic а in Latin text: the
+    rarer of each pair is flagged with the --map-chars fix; the map then joins them. A Turkish
+    text with ş alone is not flagged."""
+    texts = ["șapte și șase", "şapte", "ţară țară țară", "cаsa casa"]  # the second a of "cаsa" is Cyrillic
+    with caplog.at_level("WARNING"):
+        flagged = write_char_inventory(char_inventory(texts), tmp_path / "inv.tsv", rare_count=1)
+    flags = {r.split("\t")[0]: r.split("\t")[4] for r in (tmp_path / "inv.tsv").read_text().splitlines()[1:]}
+    assert flags["ş"] == "looks like ș" and flags["ţ"] == "looks like ț" and flags["а"] == "looks like a"
+    assert flags["ș"] == flags["ț"] == flags["a"] == "" and set(flagged) == {"ş", "ţ", "а"}
+    assert "--map-chars 'ş=ș ţ=ț а=a'" in caplog.text
+    cfg = NormalizeConfig(map="ş=ș Ţ=Ț а=a")  # an upper-case pair maps the lower case too
+    assert [normalize(t, cfg) for t in texts] == ["șapte și șase", "șapte", "țară țară țară", "casa casa"]
+    assert write_char_inventory(char_inventory(["şeker şu"]), tmp_path / "tr.tsv", rare_count=1) == []
+    with pytest.raises(SpeechtlError, match="--map-chars 'ş'"):
+        normalize("x", NormalizeConfig(map="ş"))

@@ -95,6 +95,7 @@ def import_options(
     normalize_text: bool | None = None,
     keep_chars: str | None = None,
     drop_chars: str | None = None,
+    map_chars: str | None = None,
     language: str | None = None,
 ) -> ImportOptions:
     """ImportOptions from the flat keyword options of ``prepare_<kind>`` (None: the default)."""
@@ -115,7 +116,7 @@ def import_options(
         ),
         split=SplitConfig(**given(dev_fraction=dev_fraction, test_fraction=test_fraction, seed=seed, by=split_by)),
         normalize=True if normalize_text is None else normalize_text,
-        text=NormalizeConfig(**given(keep=keep_chars, drop=drop_chars)),
+        text=NormalizeConfig(**given(keep=keep_chars, drop=drop_chars, map=map_chars)),
         language=language,
     )
 
