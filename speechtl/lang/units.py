@@ -46,7 +46,8 @@ def train_sentencepiece(text: Path, model_path: Path, units: str = "bpe", vocab_
                 f"sentencepiece could not train on {text}: {e}. Fix: lower --vocab-size or give more text."
             ) from e
         model_path.write_bytes((Path(str(prefix) + ".model")).read_bytes())
-    logging.info(f"{units} units: {model_path} ({load(model_path).get_piece_size()} pieces)")
+    n = len(pieces(load(model_path)))  # without <unk>, <s>, </s>: the lang dir's tokens add <blk>
+    logging.info(f"{units} units: {model_path} ({n} pieces, and sentencepiece's <unk> <s> </s>)")
     return model_path
 
 
