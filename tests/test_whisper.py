@@ -282,6 +282,31 @@ def test_padded_cuts_carry_the_input_mark_and_give_whisper_mel_of_the_padded_aud
     assert silence.std() < 0.01 < speech.std() and silence.mean() < speech.mean()
 
 
+def test_audio_is_read_at_its_own_rate_when_the_fbank_stage_resampled_it(fsdd_dir, tmp_path):
+    """A generated recipe's fbank stage computes 16-kHz fbank of 8-kHz recordings: the stored cut then
+    says 16 kHz (its features' rate) while its audio is 8 kHz. The model's log-mel must come from the
+    audio resampled to 16 kHz (100 frames a second), and its frames must be the supervisions' (CTC
+    read 34 frames as 17 before, and stopped)."""
+    from lhotse import CutSet
+
+    from speechtl.data.corpora.fsdd import prepare_fsdd
+    from speechtl.features import FbankConfig
+    from speechtl.features.compute import compute_fbank
+    from speechtl.features.inputs import InputSpec, WaveInput, mark_cuts
+
+    prepare_fsdd(fsdd_dir, tmp_path / "m", train_speakers=["george"], test_speakers=["jackson"])
+    compute_fbank(tmp_path / "m", tmp_path / "f", "fsdd", ["test"], FbankConfig(sampling_rate=16000, num_mel_bins=80))
+    cuts = CutSet.from_file(tmp_path / "f" / "fsdd_cuts_test.jsonl.gz").subset(first=3)
+    c = next(iter(cuts))
+    assert c.sampling_rate == 16000 and c.recording.sampling_rate == 8000  # the case this is about
+    spec = InputSpec("whisper-mel", 16000, 80)
+    wave_input = WaveInput(spec)
+    feats, lens = wave_input(mark_cuts(cuts, spec))
+    frames = wave_input.supervision_intervals(mark_cuts(cuts, spec))["num_frames"]
+    assert lens.tolist() == frames.tolist()
+    assert all(abs(n - 100 * c.duration) <= 1 for n, c in zip(lens.tolist(), cuts, strict=True))
+
+
 def test_whisper_trains_on_cuts_without_fbank_and_on_padded_cuts(small_yesno, tiny_whisper_dir, tmp_path):
     """A model that reads log-mel from the audio needs no precomputed fbank (the checkpoint then
     records none), and trains on mixed cuts (padded with silence) as on plain ones."""

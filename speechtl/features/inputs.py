@@ -116,8 +116,15 @@ class WaveInput(BatchIO):
         self.features = wave_features(spec)
 
     def _cuts(self, cuts: CutSet) -> list:
+        """The cuts' audio at the spec's rate. Stored fbank is dropped first: a cut with features
+        reports their rate (16 kHz after the fbank stage resampled it) while its recording may be
+        at 8 kHz, and its audio would then be read at 8 kHz as if it were 16."""
         sr = self.spec.sampling_rate
-        return [c if c.sampling_rate == sr else c.resample(sr) for c in cuts]
+        out = []
+        for c in cuts:
+            c = c.drop_features() if c.has_features else c
+            out.append(c if c.sampling_rate == sr else c.resample(sr))
+        return out
 
     def __call__(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
         waves = []
