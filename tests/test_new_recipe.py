@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run, venv_env
+from test_recipe_whisper import tiny_whisper  # noqa: F401  (a fixture)
 
 SPEAKERS = ("george", "jackson")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -98,9 +99,9 @@ def new_recipe(egs: Path, name: str, corpus_dir: Path, *args: str) -> Path:
     return recipe
 
 
-def tiny(recipe: Path) -> None:
-    """conf/adapt.yaml at toy scale: 4 updates of small batches."""
-    conf = recipe / "conf" / "adapt.yaml"
+def tiny(recipe: Path, name: str = "adapt.yaml") -> None:
+    """conf/<name> at toy scale: 4 updates of small batches."""
+    conf = recipe / "conf" / name
     text = conf.read_text()
     for key, value in TINY_ADAPT.items():
         text, n = re.subn(rf"^(  {key}:) \S+", rf"\1 {value}", text, count=1, flags=re.M)
@@ -263,7 +264,13 @@ def test_two_recipes_differ_in_config_only(recipe_run, tiny_source, fsdd_dir, eg
     for link in ["steps", "utils", "local"]:
         assert os.readlink(first / link) == os.readlink(second / link)
         assert (second / link).resolve() == REPO / link
-    assert sorted(p.name for p in (second / "conf").iterdir()) == ["adapt.yaml", "recipe.conf", "sweep.yaml"]
+    assert sorted(p.name for p in (second / "conf").iterdir()) == [
+        "adapt.yaml",
+        "adapt_pretrained.yaml",
+        "recipe.conf",
+        "sweep.yaml",
+        "sweep_pretrained.yaml",
+    ]
     conf = (second / "conf" / "recipe.conf").read_text()
     assert f"corpus_dir={corpus}" in conf and "minutes='1 2'" in conf and "recipe=lucas" in conf
     assert conf != (first / "conf" / "recipe.conf").read_text()
@@ -305,3 +312,25 @@ def test_units_choice_follows_the_text_size(tmp_path):
     assert (c.units, c.vocab_size) == ("bpe", 500) and "100000 words" in c.reason
     assert choose_units(big, min_words=200_000).units == "char"
     assert choose_units(small, units="bpe", vocab_size=30).vocab_size == 30
+
+
+def test_a_pretrained_source_adapts_with_the_pretrained_conf(tiny_whisper, fsdd_dir, egs, tmp_path):  # noqa: F811
+    """source=whisper:DIR: stage 3 trains with conf/adapt_pretrained.yaml (its rate and its fewer kept
+    checkpoints), not with conf/adapt.yaml, which is meant for speechtl's own small sources."""
+    import torch
+    import yaml
+
+    corpus = lay_out_folder(fsdd_dir, tmp_path / "c", speakers=("george",))
+    recipe = new_recipe(
+        egs, "from_whisper", corpus, "--source", f"whisper:{tiny_whisper}", "--methods", "finetune",
+        "--minutes", "0.3", "--speed-perturb", "",
+    )  # fmt: skip
+    tiny(recipe, "adapt_pretrained.yaml")
+    r = run(recipe, "--stop-stage", "3")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (final,) = sorted((recipe / "exp").glob("finetune_0.3min/final.pt"))
+    train = torch.load(final, map_location="cpu", weights_only=False)["train_config"]
+    pretrained = yaml.safe_load((recipe / "conf" / "adapt_pretrained.yaml").read_text())["train"]
+    own = yaml.safe_load((recipe / "conf" / "adapt.yaml").read_text())["train"]
+    assert pretrained["lr"] != own["lr"] and pretrained["keep_epochs"] != own.get("keep_epochs")
+    assert train["lr"] == pretrained["lr"] and train["keep_epochs"] == pretrained["keep_epochs"]

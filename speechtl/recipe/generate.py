@@ -182,11 +182,14 @@ def new_recipe(cfg: RecipeConfig, force: bool = False) -> Path:
         if name in EXECUTABLE:
             (out / name).chmod(0o755)
     (out / "conf" / "recipe.conf").write_text(recipe_conf(cfg), encoding="utf-8")
-    for conf in ("adapt.yaml", "sweep.yaml"):
+    for conf in ("adapt.yaml", "sweep.yaml", "adapt_pretrained.yaml", "sweep_pretrained.yaml"):
         shutil.copyfile(str(resources.files("speechtl.recipe") / "templates" / conf), out / "conf" / conf)
     for d in LINKS:
         _link(root / d, out / d)
-    logging.info(f"wrote {out}: run.sh, cmd.sh, path.sh, README.md, conf/recipe.conf, conf/adapt.yaml, conf/sweep.yaml")
+    logging.info(
+        f"wrote {out}: run.sh, cmd.sh, path.sh, README.md, conf/recipe.conf, conf/adapt[_pretrained].yaml, "
+        "conf/sweep[_pretrained].yaml"
+    )
     if not cfg.source:
         logging.warning(
             f"no --source: {out}/run.sh will import and validate the corpus (stage 0) and then stop "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A recipe for a new language from your own recordings, written by `speechtl new-recipe`.
 # Every generated recipe has this same run.sh: what it runs on is in conf/recipe.conf
-# (corpus, source model, amounts, methods, units, LM text); how it adapts in conf/adapt.yaml.
+# (corpus, source model, amounts, methods, units, LM text); how it adapts in conf/adapt.yaml
+# (conf/adapt_pretrained.yaml from a whisper:/hf: source).
 #   ./run.sh                                         every stage
 #   ./run.sh --stage 3 --methods "finetune freeze"   re-adapt some methods, then decode and report
 #   ./run.sh --source /abs/path/exp/source/final.pt  another source (any conf/recipe.conf line is an option)
@@ -105,6 +106,13 @@ test_sets=$(find $manifests -maxdepth 1 -name "${prefix}_supervisions_*.jsonl.gz
   | { grep -vx train || true; } | sort | tr '\n' ' ' | sed 's/ $//')
 cuts=$fbank/${prefix}_cuts
 
+# How to adapt: conf/adapt.yaml and conf/sweep.yaml from a speechtl checkpoint, the _pretrained
+# pair from whisper:/hf: (smaller steps for a new head on a large encoder, fewer checkpoints kept).
+adapt_base=conf/adapt.yaml sweep_space=conf/sweep.yaml
+case "$source" in whisper:*|hf:*) adapt_base=conf/adapt_pretrained.yaml sweep_space=conf/sweep_pretrained.yaml ;; esac
+for f in $adapt_base $sweep_space; do
+  [ -f "$f" ] || { log "ERROR: $f is missing (a recipe generated before it existed). Fix: speechtl new-recipe ... --force rewrites the generated files and keeps data/ and exp/"; exit 1; }
+done
 source_key="source=$source"
 [ -f "$source" ] && source_key="$source_key $(cksum < "$source")"
 
@@ -159,14 +167,14 @@ loso_pool="${cuts}_train.jsonl.gz"
 for t in $test_sets; do loso_pool="$loso_pool ${cuts}_$t.jsonl.gz"; done
 if $loso && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   steps/loso.sh "${loso_args[@]}" --part adapt --log-prefix "Stage 3" --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" \
-    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
+    $adapt_base $lang "$loso_pool" data/loso exp/loso
 fi
 if $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   steps/loso.sh "${loso_args[@]}" --part decode --log-prefix "Stage 4" --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" \
-    conf/adapt.yaml $lang "$loso_pool" data/loso exp/loso
+    $adapt_base $lang "$loso_pool" data/loso exp/loso
 fi
 
-adapt_conf=conf/adapt.yaml
+adapt_conf=$adapt_base
 if ! $loso && [ -n "$tune" ] && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # Options chosen on dev, never on test: each --tune method's grid at the smallest amount, the
   # same train.num_steps per candidate as every method; the choice -> exp/adapt_tuned.yaml.
@@ -176,7 +184,7 @@ if ! $loso && [ -n "$tune" ] && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; t
   esac
   fewest=$(head -n 1 $fbank/amounts.txt | cut -d' ' -f1)
   steps/tune.sh --nj "$nj" --methods "$tune" --source-checkpoint "$source" --log-prefix "Stage 3" \
-    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" conf/adapt.yaml conf/sweep.yaml $lang \
+    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" $adapt_base $sweep_space $lang \
     "${cuts}_train_$fewest.jsonl.gz" "${cuts}_dev.jsonl.gz" exp/sweep exp/adapt_tuned.yaml
 fi
 [ -z "$tune" ] || adapt_conf=exp/adapt_tuned.yaml
