@@ -303,7 +303,7 @@ def test_audio_is_read_at_its_own_rate_when_the_fbank_stage_resampled_it(fsdd_di
     wave_input = WaveInput(spec)
     feats, lens = wave_input(mark_cuts(cuts, spec))
     frames = wave_input.supervision_intervals(mark_cuts(cuts, spec))["num_frames"]
-    assert lens.tolist() == frames.tolist()
+    assert lens.tolist() == frames.tolist() and feats.shape[:2] == (3, max(lens.tolist()))
     assert all(abs(n - 100 * c.duration) <= 1 for n, c in zip(lens.tolist(), cuts, strict=True))
 
 
