@@ -362,6 +362,7 @@ def cmd_zero_shot(a):
         device=a.device or None,
         spell_digits=a.spell_digits,
         language=a.language or None,
+        text_norm=a.text_norm,
     )
 
 
@@ -736,6 +737,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="")
     s.add_argument("--spell-digits", action="store_true", help="score '7' as 'seven' (references that spell digits)")
     s.add_argument("--language", default="", help="multilingual models: the language to transcribe (e.g. ga)")
+    s.add_argument(
+        "--text-norm",
+        choices=("tts", "import"),
+        default="tts",
+        help="how references and hypotheses are normalized: the built-in corpora's (tts) or the importers' "
+        "(import: corpora of speechtl prepare folder/kaldi/commonvoice)",
+    )
     s.set_defaults(func=cmd_zero_shot)
 
     s = sub.add_parser(

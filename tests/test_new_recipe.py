@@ -334,3 +334,12 @@ def test_a_pretrained_source_adapts_with_the_pretrained_conf(tiny_whisper, fsdd_
     own = yaml.safe_load((recipe / "conf" / "adapt.yaml").read_text())["train"]
     assert pretrained["lr"] != own["lr"] and pretrained["keep_epochs"] != own.get("keep_epochs")
     assert train["lr"] == pretrained["lr"] and train["keep_epochs"] == pretrained["keep_epochs"]
+    # Stage 4 adds Whisper's own decoder (the tiny random model's words are noise: the row exists, per
+    # test set, counting the same reference words as the adapted system's)
+    r = run(recipe, "--stage", "4", "--stop-stage", "4")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = {(x["test_set"], x["method"], x["decoding"]): x for x in results(recipe)}
+    for t in ("dev", "test"):
+        zero = rows[(t, "whisper-zero-shot", "whisper")]
+        assert zero["data"] == "0min" and zero["words"] == rows[(t, "finetune", "greedy")]["words"]
+    assert (recipe / "exp" / "zero_shot" / "decode" / "recogs-test-whisper.txt").is_file()

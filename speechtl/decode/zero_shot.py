@@ -5,8 +5,11 @@ the test cuts with its own decoder and vocabulary (no CTC head, no lexicon).
 Its input is the log-mel of our batched kernel over the audio padded to 30 s,
 which is exactly what Whisper was trained on and ``WhisperFeatureExtractor``
 gives (``tests/test_whisper.py``). Hypotheses and references both go through
-the project's text normalizer (:func:`speechtl.data.text.normalize_text`:
-case-folded, punctuation gone), and with ``spell_digits`` single digits become
+one text normalizer: the built-in corpora's (:func:`speechtl.data.text.normalize_text`:
+case-folded, punctuation gone), or, with ``text_norm="import"``, the importers'
+(:func:`speechtl.data.normalize.normalize`, which users' corpora were normalized with:
+in-word hyphens and apostrophes and combining marks kept, so the row counts the same
+words as the adapted systems' rows). With ``spell_digits`` single digits become
 English words ("7" -> "seven"), since Whisper writes digits where references
 such as FSDD's spell them. Output files and the results.tsv row are those of
 ``speechtl decode`` (decoding ``whisper``).
@@ -29,9 +32,23 @@ DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 WINDOW = 30 * 16000
 
 
-def normalize_hypothesis(text: str, spell_digits: bool = False) -> list[str]:
+#: Text normalizers by name: the built-in corpora's, and the importers' (users' corpora).
+TEXT_NORMS = ("tts", "import")
+
+
+def _normalizer(text_norm: str):
+    if text_norm == "tts":
+        return normalize_text
+    if text_norm == "import":
+        from speechtl.data.normalize import normalize
+
+        return normalize
+    raise SpeechtlError(f"text normalizer {text_norm!r}: it is one of {', '.join(TEXT_NORMS)}")
+
+
+def normalize_hypothesis(text: str, spell_digits: bool = False, text_norm: str = "tts") -> list[str]:
     """Words of a decoded text as the references are scored: normalized, digits spelled if asked."""
-    words = normalize_text(text).split()
+    words = _normalizer(text_norm)(text).split()
     return [DIGITS[int(w)] if spell_digits and len(w) == 1 and w.isdigit() else w for w in words]
 
 
@@ -96,6 +113,7 @@ def whisper_zero_shot(
     spell_digits: bool = False,
     language: str | None = None,
     batch_size: int = 16,
+    text_norm: str = "tts",
 ) -> ResultRow:
     """Decode ``cuts_path`` with Whisper's own decoder; recogs/errs/wer-summary files and a results.tsv row."""
     from speechtl.decode.run import score_decoding
@@ -103,11 +121,12 @@ def whisper_zero_shot(
     if not Path(cuts_path).is_file():
         raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the data stages first.")
     cuts = CutSet.from_file(cuts_path)
+    norm = _normalizer(text_norm)  # a wrong name fails before the model loads
     texts = whisper_transcripts(source, cuts, device, batch_size, language)
     results = []
     for c in cuts:
         ref = " ".join(s.text or "" for s in c.supervisions)
-        results.append((c.id, normalize_text(ref).split(), normalize_hypothesis(texts[c.id], spell_digits)))
+        results.append((c.id, norm(ref).split(), normalize_hypothesis(texts[c.id], spell_digits, text_norm)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     row = score_decoding(sorted(results), out_dir, test_set, "whisper", method, data, results_tsv, None)

@@ -12,7 +12,8 @@
 #     (steps/loso.sh): each speaker in turn is never heard; rows test_<speaker> and test_loso_mean
 # Stages: 0 import + validate, 1 fbank at the source's rate and mel bins + nested amounts of
 #   the labelled pool, 2 units (characters, or BPE for a large text) + word n-gram LM + HLG,
-#   3 adapt the source: every method x amount, 4 decode dev and test (greedy, HLG),
+#   3 adapt the source: every method x amount, 4 decode dev and test (greedy, HLG; a whisper:
+#   source's own decoder too: rows whisper-zero-shot),
 #   5 exp/results.tsv, exp/RESULTS.md, exp/plots/data_efficiency.png.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -39,6 +40,8 @@ speed_perturb=
 decoding=greedy,hlg
 seeds=
 tune=                # methods whose options stage 3 first chooses on the dev split (conf/sweep.yaml)
+whisper_language=    # source=whisper:...: the language Whisper's own decoder transcribes in the zero-shot
+                     # row (multilingual models, e.g. ro; empty: the model's own guess; .en models: English)
 # Leave-one-speaker-out (stages 3-5 with --loso true): per held-out speaker, 20% of its recordings
 # test, 10% dev, the rest untranscribed audio for the unlabelled-audio methods.
 loso=false
@@ -48,7 +51,7 @@ personal_shots=      # N own labelled shots per transcript of the held-out speak
 loso_rounds=1        # rounds of the taught methods among them (kd, pseudo-label, balanced-pseudo-label): each
                      # round's student teaches the next (rows round<r>-<method>); choose it on the dev_loso_mean rows
 . conf/recipe.conf
-help_message=$(sed -n '2,15p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,16p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -197,6 +200,18 @@ fi
 if ! $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   steps/decode_all.sh --nj "$nj" --log-prefix "Stage 4" --test-sets "$test_sets" --decoding "$decoding" \
     $lang "$cuts" "${systems[@]}"
+  # What the pretrained model does before any of your labels: Whisper's own decoder and vocabulary
+  # (rows whisper-zero-shot, data 0min), normalized as your transcripts were at import.
+  zs_key="$source_key $(cat $manifests/.done) test_sets=$test_sets whisper_language=$whisper_language"
+  if [[ "$source" == whisper:* ]] && ! is_done exp/zero_shot/.done "$zs_key"; then
+    log "Stage 4: zero-shot: $source's own decoder on $test_sets${whisper_language:+ in $whisper_language}"
+    for t in $test_sets; do
+      speechtl zero-shot --source "$source" --cuts "${cuts}_$t.jsonl.gz" --test-set "$t" --text-norm import \
+        ${whisper_language:+--language "$whisper_language"} --out-dir exp/zero_shot/decode \
+        --method whisper-zero-shot --data 0min --results exp/results.tsv
+    done
+    mark_done exp/zero_shot/.done "$zs_key"
+  fi
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
