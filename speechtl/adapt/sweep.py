@@ -25,6 +25,7 @@ fold (``trial-NN/fold-K``) and is scored by its errors over all the folds' dev s
 together, so one option set is chosen for every fold and no fold's test is looked at.
 """
 
+import functools
 import hashlib
 import itertools
 import json
@@ -185,10 +186,20 @@ def _content_digest(path: Path) -> str:
     Content, not size and mtime: a model directory copied or unpacked again (a fresh machine, a
     re-provisioned share, a hub cache filled anew) has new mtimes and the same weights, and its
     finished trials stay valid. Hashing a checkpoint costs seconds; a trial costs minutes."""
-    h = hashlib.sha1()
     files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
-    for q in files:
-        h.update(f"{q.relative_to(path) if path.is_dir() else ''}\0".encode())
+    names = tuple(str(q.relative_to(path)) if path.is_dir() else "" for q in files)
+    stats = tuple((q.stat().st_size, q.stat().st_mtime_ns) for q in files)
+    return _digest_of(tuple(str(q) for q in files), names, stats)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_of(files: tuple[str, ...], names: tuple[str, ...], stats: tuple) -> str:
+    """:func:`_content_digest`'s hash, once a process per files, names, sizes and mtimes: each fold
+    of a sweep asks for the source's digest again, and a large checkpoint takes seconds to read."""
+    del stats  # part of the cache key only
+    h = hashlib.sha1()
+    for q, name in zip(files, names, strict=True):
+        h.update(f"{name}\0".encode())
         with open(q, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
