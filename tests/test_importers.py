@@ -585,7 +585,8 @@ def test_folder_id_raw_normalized_keeps_the_last_field(tmp_path, yesno_dir):
 
 def test_kaldi_parent_dirs_not_named_like_splits(tmp_path, yesno_dir, caplog):
     """data/all alone is the whole corpus (dev and test drawn); beside train/test, train_sp is left
-    out and said; two unnamed dirs, or dev and valid together, stop with the fix."""
+    out and said and test_other is a part of its own; two unnamed dirs stay parts as named, with a
+    warning that a recipe needs train; dev and valid together stop with the fix."""
     wavs = sorted(yesno_dir.glob("*.wav"))
     one = tmp_path / "one"
     n = len(write_kaldi_dir(one / "all", wavs[:12]))
@@ -598,16 +599,21 @@ def test_kaldi_parent_dirs_not_named_like_splits(tmp_path, yesno_dir, caplog):
         m = prepare_kaldi(both, tmp_path / "m2", normalize_text=False)
     assert "['train_sp'] not imported" in caplog.text
     assert set(m) == {"train", "dev", "test"} and sum(len(p["supervisions"]) for p in m.values()) == n
+    write_kaldi_dir(both / "test_other", wavs[24:28])  # another name: its own part, decoded as a test set
+    m = prepare_kaldi(both, tmp_path / "m2b", normalize_text=False)
+    assert set(m) == {"train", "dev", "test", "test_other"}
     two = tmp_path / "two"
     write_kaldi_dir(two / "spk_a", wavs[:6])
     write_kaldi_dir(two / "spk_b", wavs[6:12])
-    with pytest.raises(SpeechtlError, match=r"none named like a split.*point --corpus-dir at one"):
-        prepare_kaldi(two, tmp_path / "m3")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert set(prepare_kaldi(two, tmp_path / "m3")) == {"spk_a", "spk_b"}  # parts as named, as before
+    assert "no data dir is named train" in caplog.text
     write_kaldi_dir(both / "dev", wavs[16:20])
     write_kaldi_dir(both / "valid", wavs[20:24])
     with pytest.raises(SpeechtlError, match=r"\['dev', 'valid'\] are all the dev split"):
         prepare_kaldi(both, tmp_path / "m4")
-    assert not (tmp_path / "m3").exists() and not (tmp_path / "m4").exists()
+    assert not (tmp_path / "m4").exists()
 
 
 def test_folder_split_by(tmp_path, fsdd_dir):

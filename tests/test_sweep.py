@@ -254,3 +254,50 @@ def test_a_source_directory_is_known_by_its_content(tmp_path):
     (b / "config.json").rename(b / "conf.json")
     assert _content_digest(a) != _content_digest(b)
     assert _content_digest(a / "config.json") != _content_digest(a / "sub" / "model.bin")
+
+
+def test_trials_keyed_by_size_and_mtime_are_kept(small_yesno, tmp_path, monkeypatch):
+    """Trials finished before the inputs were keyed by content (their .sweep-key from sizes and
+    mtimes) are reused under the new key, not trained again; a hidden file in a source directory
+    (huggingface-cli's .cache/ with download times) leaves the digest as it is."""
+    import speechtl.adapt.sweep as sweep_mod
+    from speechtl.adapt.sweep import _content_digest
+    from speechtl.cli import main
+
+    d, cuts, lang = small_yesno
+    cuts.to_file(tmp_path / "train.jsonl.gz")
+    CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=4).to_file(tmp_path / "dev.jsonl.gz")
+    conf = tmp_path / "adapt.yaml"
+    conf.write_text(
+        "model: {encoder: tdnn, num_features: 23, encoder_options: {hidden_dim: 8}}\n"
+        "train: {num_steps: 2, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\nmethods: {scratch: {}}\n"
+    )
+    argv = ["sweep", "--config", str(conf), "--method", "scratch", "--lang-dir", str(lang.dir)]
+    argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--dev-cuts", str(tmp_path / "dev.jsonl.gz")]
+    argv += [
+        "--space",
+        "train.lr=0.001,0.01",
+        "--exp-dir",
+        str(tmp_path / "sweep"),
+        "--output",
+        str(tmp_path / "t.yaml"),
+    ]
+    fingerprint = sweep_mod._inputs_fingerprint
+    monkeypatch.setattr(  # the keys of the earlier code
+        sweep_mod, "_inputs_fingerprint", lambda c, m, p, legacy=False: fingerprint(c, m, p, legacy=True)
+    )
+    assert main(argv) == 0
+    old_keys = {t: (t / ".sweep-key").read_text() for t in (tmp_path / "sweep").glob("trial-*")}
+    trained = {t: (t / "final.pt").stat().st_mtime_ns for t in old_keys}
+    monkeypatch.setattr(sweep_mod, "_inputs_fingerprint", fingerprint)
+    assert main(argv) == 0
+    assert {t: (t / "final.pt").stat().st_mtime_ns for t in trained} == trained  # kept
+    assert all((t / ".sweep-key").read_text() != k for t, k in old_keys.items())  # under the new key
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    before = _content_digest(model)
+    (model / ".cache" / "huggingface").mkdir(parents=True)
+    (model / ".cache" / "huggingface" / "config.json.metadata").write_text("downloaded 2026-12-06T18:08")
+    assert _content_digest(model) == before

@@ -179,6 +179,8 @@ class Fold:
     subdir: str = ""  # "" for a one-fold sweep: trial-NN/ itself
     #: What the run reads beyond its flags (:func:`_inputs_fingerprint`): part of a trial's key.
     inputs: str = ""
+    #: The same by size and mtime, as trials were keyed before 2026-12-06: such a trial is kept.
+    legacy_inputs: str = ""
 
 
 def _content_digest(path: Path) -> str:
@@ -186,10 +188,15 @@ def _content_digest(path: Path) -> str:
     Content, not size and mtime: a model directory copied or unpacked again (a fresh machine, a
     re-provisioned share, a hub cache filled anew) has new mtimes and the same weights, and its
     finished trials stay valid. Hashing a checkpoint costs seconds; a trial costs minutes."""
-    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+    files = sorted(q for q in path.rglob("*") if q.is_file() and not _hidden(q, path)) if path.is_dir() else [path]
     names = tuple(str(q.relative_to(path)) if path.is_dir() else "" for q in files)
     stats = tuple((q.stat().st_size, q.stat().st_mtime_ns) for q in files)
     return _digest_of(tuple(str(q) for q in files), names, stats)
+
+
+def _hidden(q: Path, root: Path) -> bool:
+    """Below a dot-folder or a dot-file: huggingface-cli's .cache/ (download times), .git/."""
+    return any(part.startswith(".") for part in q.relative_to(root).parts)
 
 
 @functools.lru_cache(maxsize=64)
@@ -206,7 +213,7 @@ def _digest_of(files: tuple[str, ...], names: tuple[str, ...], stats: tuple) -> 
     return h.hexdigest()
 
 
-def _inputs_fingerprint(config: Path, method: str, paths: Sequence[Path | str | None]) -> str:
+def _inputs_fingerprint(config: Path, method: str, paths: Sequence[Path | str | None], legacy: bool = False) -> str:
     """The method's view of the conf (speechtl conf-key) and each local file's content.
     A finished trial is reused only when its flags *and* these are the same: the flags name
     the conf, the cuts and the source by path, and a path can keep its name while its content
@@ -218,7 +225,11 @@ def _inputs_fingerprint(config: Path, method: str, paths: Sequence[Path | str | 
         if p is None:
             continue
         q = Path(str(p).split(":", 1)[1] if str(p).startswith(("whisper:", "hf:")) else p)
-        parts.append(f"{p}:{_content_digest(q)}" if q.exists() else f"{p}:absent")
+        if legacy:
+            st = q.stat() if q.exists() else None
+            parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}" if st else f"{p}:absent")
+        else:
+            parts.append(f"{p}:{_content_digest(q)}" if q.exists() else f"{p}:absent")
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 
@@ -243,6 +254,9 @@ def _run_fold(index: int, cand: Candidate, fold: Fold, budget: int, trial_dir: P
     argv += [a for k, v in cand.options.items() for a in ("--option", f"{k}={_flag(v)}")]
     key = hashlib.sha1(json.dumps([argv, fold.dev["cuts_path"], fold.inputs], default=str).encode()).hexdigest()
     marker = run_dir / ".sweep-key"
+    legacy = json.dumps([argv, fold.dev["cuts_path"], fold.legacy_inputs], default=str)
+    if fold.legacy_inputs and marker.is_file() and marker.read_text() == hashlib.sha1(legacy.encode()).hexdigest():
+        marker.write_text(key)  # keyed by size and mtime before: the same inputs, kept under the new key
     if marker.is_file() and marker.read_text() != key:
         shutil.rmtree(run_dir)  # another candidate's run: do not resume it
     if not (marker.is_file() and (run_dir / "final.pt").exists()):
@@ -419,15 +433,20 @@ def sweep(
             device=device,
         )
         fold_dir = f"fold-{k}" if len(trains) > 1 else ""
-        inputs = _inputs_fingerprint(
-            config,
-            method,
-            [train, dev_path, unls[k] if unls else None, source_cuts, source_checkpoint, Path(lang_dir) / "tokens.txt"],
-        )
+        read = [
+            train,
+            dev_path,
+            unls[k] if unls else None,
+            source_cuts,
+            source_checkpoint,
+            Path(lang_dir) / "tokens.txt",
+        ]
+        inputs = _inputs_fingerprint(config, method, read)
+        legacy_inputs = _inputs_fingerprint(config, method, read, legacy=True)
         for s in train_seeds or [None]:
             seeded = argv if s is None else [*argv, "--set", f"seed={int(s)}"]
             sub = "/".join(p for p in (fold_dir, "" if s is None else f"seed-{int(s)}") if p)
-            folds.append(Fold(tuple(seeded), dev, sub, inputs))
+            folds.append(Fold(tuple(seeded), dev, sub, inputs, legacy_inputs))
     done = [_run_trial(i, c, folds, budget, exp_dir) for i, c in enumerate(cands)]
     best = best_trial(done)
     with open(exp_dir / "sweep.tsv", "w", encoding="utf-8") as f:

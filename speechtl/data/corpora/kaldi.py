@@ -5,10 +5,10 @@ probe them), ``text``, ``utt2spk``, optional ``segments``, ``spk2gender``,
 ``utt2lang`` and ``reco2dur``. ``--corpus-dir`` is one data dir (its name, if
 train/dev/test-like, is its split; otherwise dev and test are made from it by
 the seeded rule) or a parent holding one data dir per split (``train/``,
-``dev/``, ``test/``; valid/val are dev). Beside those, dirs with other names
+``dev/``, ``test/``; valid/val are dev; other names are kept as parts, e.g.
+``test_clean/``, and decoded as test sets). Kaldi's copies of train beside it
 (``train_sp/``, ``train_hires/``) are left out and said; a parent whose one data
-dir has another name (``data/all/``) is that dir; several, none named like a
-split, stop with the fix (point --corpus-dir at one).
+dir has another name (``data/all/``) is that dir.
 lhotse's ``load_kaldi_data_dir`` reads the same files, but it takes one
 sampling rate for every recording, reads no rates or channels from the audio,
 and drops unreadable files with a warning; this reader probes every recording
@@ -73,29 +73,29 @@ def data_dirs(corpus_dir: Path) -> dict[str | None, Path]:
             "Fix: point --corpus-dir at a data dir, or at the parent of train/, dev/, test/ data dirs."
         )
     named = {d: split_of_split_dir(d.name) for d in subs}
-    splits = [d for d in subs if named[d]]
-    if not splits:
-        if len(subs) == 1:  # data/all: the whole corpus, dev and test drawn from it
-            logging.info(f"{subs[0]}: not named like a split: the whole corpus, dev and test drawn from it")
-            return {None: subs[0]}
-        raise SpeechtlError(
-            f"{corpus_dir} holds data dirs {[d.name for d in subs]}, none named like a split "
-            f"(train, dev/valid/val, test). Fix: point --corpus-dir at one of them (dev and test are then "
-            "drawn from it), or name them train, dev and test."
-        )
-    for split in {named[d] for d in splits}:
-        same = [d.name for d in splits if named[d] == split]
+    if len(subs) == 1 and not named[subs[0]]:  # data/all: the whole corpus, dev and test drawn from it
+        logging.info(f"{subs[0]}: not named like a split: the whole corpus, dev and test drawn from it")
+        return {None: subs[0]}
+    for split in {v for v in named.values() if v}:
+        same = [d.name for d in subs if named[d] == split]
         if len(same) > 1:
             raise SpeechtlError(
                 f"{corpus_dir}: data dirs {same} are all the {split} split. Fix: keep one, or point --corpus-dir at it."
             )
-    others = [d.name for d in subs if not named[d]]
-    if others:
+    # Kaldi's derived copies of train (train_sp, train_hires) beside train itself: left out, said.
+    derived = [d for d in subs if not named[d] and "train" in named.values() and d.name.startswith("train")]
+    if derived:
         logging.warning(
-            f"{corpus_dir}: {others} not imported: not named like a split (train, dev/valid/val, test). "
-            "To import one, point --corpus-dir at it."
+            f"{corpus_dir}: {[d.name for d in derived]} not imported: copies of train (speed-perturbed, hires...); "
+            "speechtl makes its own. To import one, point --corpus-dir at it."
         )
-    return {named[d]: d for d in splits}
+    out = {named[d] or d.name: d for d in subs if d not in derived}
+    if "train" not in out:
+        logging.warning(
+            f"{corpus_dir}: no data dir is named train (found {sorted(out)}): a recipe adapts on the train part. "
+            "Fix, for a recipe: name the training dir train (and dev, test), or point --corpus-dir at one dir."
+        )
+    return out
 
 
 def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]:
