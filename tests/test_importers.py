@@ -656,3 +656,45 @@ def test_folder_split_by(tmp_path, fsdd_dir):
     with pytest.raises(SpeechtlError, match=r"no speaker.*Fix: name the speakers"):
         prepare_folder(flat, tmp_path / "none", split_by="speaker", keep_chars="0123456789")
     assert not (tmp_path / "none").exists() or not list((tmp_path / "none").glob("*.jsonl.gz"))
+
+
+def test_folder_field_guesses_keep_rows_and_the_last_field(tmp_path, yesno_dir):
+    """A headerless file whose first line names missing audio keeps that line as a row (reported as
+    missing audio, not dropped as a header); id,raw,normalized keeps the normalized field even when
+    raw has more different values; a number column (a duration) is never the text."""
+    wavs = sorted(yesno_dir.glob("*.wav"))[:8]
+    root = tmp_path / "c"
+    (root / "wavs").mkdir(parents=True)
+    for w in wavs:
+        shutil.copy(w, root / "wavs" / w.name)
+    lines = ["take_lost\tyes no"] + [f"{w.stem}\t{yesno_text(w.stem)}" for w in wavs]
+    (root / "list.tsv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SpeechtlError, match=r"missing-audio.*take_lost"):
+        prepare_folder(root, tmp_path / "o1")
+    raw = ["Yes.", "yes!", "YES", "Yes?"]  # raw spellings: more of them than normalized texts
+    lines = [f"{w.stem}\t{raw[i % 4]} {yesno_text(w.stem)}\t{yesno_text(w.stem)}" for i, w in enumerate(wavs)]
+    (root / "list.tsv").write_text("\n".join(lines) + "\n")
+    prepare_folder(root, tmp_path / "o2")
+    got = {u: s["text"] for u, s in supervisions(tmp_path / "o2", "folder").items()}
+    assert got == {w.stem: yesno_text(w.stem) for w in wavs}
+    lines = [f"{w.stem},{yesno_text(w.stem)},{sf.info(w).duration:.2f}" for w in wavs]
+    (root / "list.tsv").write_text("\n".join(lines) + "\n")
+    prepare_folder(root, tmp_path / "o3")
+    got = {u: s["text"] for u, s in supervisions(tmp_path / "o3", "folder").items()}
+    assert got == {w.stem: yesno_text(w.stem) for w in wavs}
+
+
+def test_folder_split_by_speaker_with_two_speakers(tmp_path, fsdd_dir):
+    """Two speakers, no dev: --split-by speaker gives one to test and one to train (auto would split
+    by utterance, as it does below 3 speakers)."""
+    root = tmp_path / "c"
+    for spk in ("george", "lucas"):
+        (root / spk).mkdir(parents=True)
+        for d in range(10):
+            shutil.copy(fsdd_dir / f"{d}_{spk}_2.wav", root / spk / f"{d}.wav")
+            (root / spk / f"{d}.txt").write_text(str(d) + "\n")
+    prepare_folder(root, tmp_path / "o", split_by="speaker", dev_fraction=0.0, keep_chars="0123456789")
+    found = {}
+    for s in supervisions(tmp_path / "o", "folder").values():
+        found.setdefault(s["speaker"], set()).add(s["split"])
+    assert sorted(found.values(), key=sorted) == [{"test"}, {"train"}]

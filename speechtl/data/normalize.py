@@ -85,45 +85,79 @@ def normalize(text: str, cfg: NormalizeConfig = NormalizeConfig()) -> str:
 
 
 def char_map(spec: str) -> dict[int, str]:
-    """The translation table of ``"ş=ș ţ=ț"``, each pair also case-folded (``Ş=Ș`` maps ``ş`` too)."""
+    """The translation table of ``"ş=ș,ţ=ț"`` (pairs split by commas or spaces), each pair also
+    case-folded when that is one character (``Ş=Ș`` maps ``ş`` too; ``ẞ=ß`` maps only ``ẞ``)."""
     table = {}
-    for pair in spec.split():
+    for pair in spec.replace(",", " ").split():
         a, sep, b = pair.partition("=")
         if not sep or len(a) != 1 or len(b) > 1:
-            raise SpeechtlError(f"--map-chars {pair!r}: write one character, '=', and one (or none): 'ş=ș'")
+            raise SpeechtlError(f"--map-chars {pair!r}: write one character, '=', and one (or none): 'ş=ș,ţ=ț'")
         table[ord(a)] = b
-        table[ord(a.casefold()[0])] = b.casefold()
+        if len(a.casefold()) == 1 and len(b.casefold()) <= 1:
+            table.setdefault(ord(a.casefold()), b.casefold())
     return table
 
 
-#: Letters of other scripts drawn like a Latin one: a Cyrillic а typed into Latin text (or the
-#: reverse) makes a second unit for one letter.
-_HOMOGLYPHS = dict(zip("аеорсухіјѕԁονı", "aeopcyxijsdovi", strict=True))
-_HOMOGLYPHS.update({v: k for k, v in _HOMOGLYPHS.items()})
-
-
 def look_alike(c: str) -> str | None:
-    """The character drawn like ``c`` that a keyboard or a font mix-up writes instead: cedilla and
-    comma below swapped (ş/ș, ţ/ț), or a Latin/Cyrillic/Greek homoglyph."""
+    """The Latin letter with the other of cedilla and comma below (ş/ș, ţ/ț): drawn alike, typed
+    for one another (Romanian on a Turkish keyboard layout), two units for one letter."""
     d = unicodedata.normalize("NFD", c)
     for a, b in (("\u0327", "\u0326"), ("\u0326", "\u0327")):
-        if a in d:
+        if a in d and unicodedata.name(c, "").startswith("LATIN"):
             return unicodedata.normalize("NFC", d.replace(a, b))
-    return _HOMOGLYPHS.get(c)
+    return None
+
+
+#: Lower-case letters drawn alike in Latin, Cyrillic and Greek: {letter: {script: its look-alike}}.
+_GLYPH_SETS = ("aа", "eе", "oоο", "pрρ", "cс", "yу", "xх", "iі", "jј", "sѕ", "dԁ", "vν", "kκ")
+_HOMOGLYPHS: dict[str, dict[str, str]] = {}
+for _set in _GLYPH_SETS:
+    for _c in _set:
+        _HOMOGLYPHS[_c] = {unicodedata.name(o).split()[0]: o for o in _set if o != _c}
+
+
+def _script(c: str) -> str | None:
+    name = unicodedata.name(c, "").split()
+    return name[0] if name and name[0] in ("LATIN", "CYRILLIC", "GREEK") else None
+
+
+def mixed_script_letters(texts: Iterable[str]) -> dict[str, tuple[str, int, str]]:
+    """``{letter: (its look-alike, times, a word)}`` for letters written inside words of another
+    script that has a look-alike of them: a Cyrillic а in the Latin ``cаsa``, a Latin o in a
+    Russian word. Whole words of another script (a Latin loan word in Russian text) are not."""
+    found: dict[str, list] = {}
+    for text in texts:
+        for word in text.split():
+            scripts = Counter(s for s in map(_script, word) if s)
+            if len(scripts) < 2:
+                continue
+            main, n = scripts.most_common(1)[0]
+            if 2 * n <= sum(scripts.values()):
+                continue  # no script writes most of the word
+            for c in word:
+                other = _HOMOGLYPHS.get(c, {}).get(main)
+                if _script(c) not in (None, main) and other:
+                    entry = found.setdefault(c, [other, 0, word])
+                    entry[1] += 1
+    return {c: (o, n, w) for c, (o, n, w) in found.items()}
 
 
 def char_inventory(texts: Iterable[str]) -> Counter:
     return Counter(c for t in texts for c in t if not c.isspace())
 
 
-def write_char_inventory(counts: Counter, path: Path, rare_count: int = 3) -> list[str]:
+def write_char_inventory(
+    counts: Counter, path: Path, rare_count: int = 3, mixed: dict[str, tuple[str, int, str]] | None = None
+) -> list[str]:
     """``char<TAB>codepoint<TAB>name<TAB>count<TAB>flag`` by count; returns the flagged characters.
 
-    Flags: ``digit`` (write numbers as words), ``looks like X`` (the rarer of two characters
-    drawn alike, both in the text: map it, ``--map-chars 'c=X'``), ``rare`` (seen fewer than
-    ``rare_count`` times: a typo, a loan word, or a character worth mapping)."""
+    Flags: ``digit`` (write numbers as words), ``looks like X`` (the rarer of ş/ș or ţ/ț when both
+    occur, or a letter inside words of another script that has its look-alike X: ``mixed``, from
+    :func:`mixed_script_letters`), ``rare`` (seen fewer than ``rare_count`` times: a typo, a loan
+    word, or a character worth mapping)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mixed = mixed or {}
     flags: dict[str, str] = {}
     lines = ["char\tcodepoint\tname\tcount\tflag\n"]
     for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -132,6 +166,8 @@ def write_char_inventory(counts: Counter, path: Path, rare_count: int = 3) -> li
             flags[c] = "digit"
         elif other and other in counts and (n, other) < (counts[other], c):  # the rarer one (ties: one)
             flags[c] = f"looks like {other}"
+        elif c in mixed:
+            flags[c] = f"looks like {mixed[c][0]}"
         elif n < rare_count:
             flags[c] = "rare"
         lines.append(f"{c}\tU+{ord(c):04X}\t{unicodedata.name(c, '?')}\t{n}\t{flags.get(c, '')}\n")
@@ -139,18 +175,21 @@ def write_char_inventory(counts: Counter, path: Path, rare_count: int = 3) -> li
         f.write("".join(lines))
     digits = [c for c, f in flags.items() if f == "digit"]
     rare = [c for c, f in flags.items() if f == "rare"]
-    alike = {c: look_alike(c) for c, f in flags.items() if f.startswith("looks like")}
+    alike = [c for c, f in flags.items() if f.startswith("looks like")]
     if digits:
         logging.warning(f"{path.name}: transcripts hold digits {''.join(digits)}: write numbers as words for ASR")
-    if alike:
-        said = "; ".join(
-            f"{c} (U+{ord(c):04X}, {counts[c]}x) looks like {o} (U+{ord(o):04X}, {counts[o]}x)"
-            for c, o in alike.items()
-        )
+    # A global map is safe for ş/ș, and for a letter only ever written inside words of another script.
+    safe = [c for c in alike if c not in mixed or mixed[c][1] == counts[c]]
+    for c in alike:
+        o = flags[c][len("looks like ") :]
+        where = f", e.g. in {mixed[c][2]!r}" if c in mixed else ""
         logging.warning(
-            f"{path.name}: characters drawn alike make two units of one letter: {said}. "
-            f"Fix: --map-chars '{' '.join(f'{c}={o}' for c, o in alike.items())}' (turned round if the rarer is right)"
+            f"{path.name}: {c} (U+{ord(c):04X}, {counts[c]}x) looks like {o} (U+{ord(o):04X}){where}: "
+            "two units for one letter"
+            + ("" if c in safe else f"; it is also in words of its own script: correct those {mixed[c][1]} by hand")
         )
+    if safe:
+        logging.warning(f"{path.name}: Fix: --map-chars '{','.join(f'{c}={flags[c][11:]}' for c in safe)}' at import")
     if rare:
         logging.warning(f"{path.name}: {len(rare)} rare character(s) (< {rare_count} times): {' '.join(rare[:40])}")
     logging.info(f"character inventory: {len(counts)} characters in {path.name}")

@@ -155,7 +155,18 @@ def _drop_unknown_header(
         return numbered, lines
     parts = [_split_line(line, sep) for line in lines]
     names_audio = [len(p) > col + 1 and _key_of(p[col]) in keys for p in parts]
-    if names_audio[0] or 2 * sum(names_audio[1:]) < len(lines) - 1:
+    if names_audio[0] or 2 * sum(names_audio[1:]) < len(lines) - 1 or len(parts[0]) <= col:
+        return numbered, lines
+
+    def file_like(field: str) -> bool:  # a path, a name with an extension or a number: not a column name
+        return bool(re.search(r"[\d/\\.]", field))
+
+    # A header's fields look unlike the rows': 'fisier' over 'spk1/rec001.wav' rows; a first row whose
+    # audio is missing ('a' over 'b', 'c') looks like the rest, and stays a row (reported as missing audio).
+    # Column names are single words; a transcript ('yes no') is not one.
+    rows_file_like = sum(file_like(p[col]) for p in parts[1:] if len(p) > col)
+    one_word = all(len(f.split()) == 1 for f in parts[0])
+    if file_like(parts[0][col]) or 2 * rows_file_like < len(parts) - 1 or not one_word:
         return numbered, lines
     logging.warning(
         f"{path}:{numbered[first][0]} read as a header ({lines[0].strip()!r}): its first line names no audio file, "
@@ -166,12 +177,22 @@ def _drop_unknown_header(
 
 
 def _likeliest_text_field(path: Path, rows: list[list[str]]) -> int:
-    """Which field of ``file<sep>a<sep>b...`` lines (no header) holds the transcript: the one with
-    the most different values (a speaker, gender or age column repeats), ties to the last
-    (id,raw,normalized keeps the normalized). A guess, so it is said with the way to override it."""
+    """Which field of ``file<sep>a<sep>b...`` lines (no header) holds the transcript. The last, as in
+    ``id,raw,normalized``, unless it repeats (fewer different values than half the lines: a speaker,
+    gender or age column) or is a number (a duration); then the field with the most different values
+    among those that are not numbers. A guess, so it is said with the way to override it."""
     width = len(rows[0])
+
+    def numeric(i: int) -> bool:
+        return all(re.fullmatch(r"[-+]?\d+([.,]\d+)?", r[i].strip()) for r in rows)
+
     distinct = {i: len({r[i].strip() for r in rows}) for i in range(1, width)}
-    best = max(distinct, key=lambda i: (distinct[i], i))
+    texts = [i for i in distinct if not numeric(i)] or list(distinct)
+    last = width - 1
+    if last in texts and 2 * distinct[last] >= len(rows):
+        best = last
+    else:
+        best = max(texts, key=lambda i: (distinct[i], i))
     logging.warning(
         f"{path}: {width} fields a line and no header: field {best + 1} taken as the text "
         f"({rows[0][best].strip()!r} in line 1; different values per field: "

@@ -28,7 +28,13 @@ from lhotse.audio import AudioSource
 
 from speechtl.data.downmix import DOWNMIX
 from speechtl.data.layout import write_split
-from speechtl.data.normalize import NormalizeConfig, char_inventory, normalize, write_char_inventory
+from speechtl.data.normalize import (
+    NormalizeConfig,
+    char_inventory,
+    mixed_script_letters,
+    normalize,
+    write_char_inventory,
+)
 from speechtl.data.validate import AudioInfo, Report, ValidateConfig, check_duration, find_duplicates, probe_many
 from speechtl.errors import SpeechtlError
 
@@ -199,7 +205,7 @@ def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
         why = " (--split-by utterance)"
     elif not all(spk):
         why = " (speakers unknown)"
-    elif len(speakers) < cfg.min_speakers:
+    elif cfg.by == "auto" and len(speakers) < cfg.min_speakers:
         why = f" (only {len(speakers)} speakers)"
     else:
         groups: dict[str, list[Utterance]] = defaultdict(list)
@@ -392,8 +398,9 @@ def _write_atomically(
             recs = RecordingSet(_recordings(utts, infos))
             sups = SupervisionSet(_supervisions(utts, infos, opts.language))
             write_split(tmp, name, split, recs, sups)
-        texts = (u.text for utts in by_split.values() for u in utts)
-        write_char_inventory(char_inventory(texts), tmp / f"{name}_char_inventory.tsv", opts.text.rare_count)
+        texts = [u.text for utts in by_split.values() for u in utts]
+        inventory = tmp / f"{name}_char_inventory.tsv"
+        write_char_inventory(char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts))
         lines = [split_line]
         lines += [f"{s}\t{len(utts)} utterances" for s, utts in sorted(by_split.items())]
         lines += [f"skipped {len(report.problems)} problem(s), listed in bad_audio.txt"] if report.problems else []
