@@ -363,6 +363,7 @@ def cmd_zero_shot(a):
         spell_digits=a.spell_digits,
         language=a.language or None,
         text_norm=a.text_norm,
+        text_norm_config=a.text_norm_config,
     )
 
 
@@ -743,6 +744,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="tts",
         help="how references and hypotheses are normalized: the built-in corpora's (tts) or the importers' "
         "(import: corpora of speechtl prepare folder/kaldi/commonvoice)",
+    )
+    s.add_argument(
+        "--text-norm-config",
+        type=Path,
+        default=None,
+        help="with --text-norm import: the <prefix>_text_norm.json the import wrote (its keep/drop/map options)",
     )
     s.set_defaults(func=cmd_zero_shot)
 

@@ -147,7 +147,7 @@ def test_bad_audio_stops_prepare_and_keeps_old_manifests(case, work, tmp_path, c
     shutil.copytree(work / "manifests", out)  # an earlier good run's manifests
     before = snapshot(out)
     msg = fails(capsys, "prepare", "yesno", "--corpus-dir", corpus, "--output-dir", out)
-    assert BAD in msg and words in msg and "--skip-bad" in msg, msg
+    assert BAD in msg and words in msg and "--skip-bad-audio" not in msg and "--skip-bad" in msg, msg
     assert snapshot(out) == before, "the earlier manifests must stay as they were"
 
 

@@ -40,7 +40,7 @@ def test_corrupt_and_empty_wavs_are_named(yesno_dir, tmp_path):
         prepare_yesno(corpus, out)
     msg = str(e.value)
     assert "1_1_1_1_1_1_1_1.wav" in msg and "empty" in msg
-    assert "0_0_0_0_0_0_0_0.wav" in msg and "--skip-bad" in msg
+    assert "0_0_0_0_0_0_0_0.wav" in msg and "--skip-bad" in msg and "--skip-bad-audio" not in msg
     assert not out.exists(), "nothing may be written before the checks pass"
 
     m = prepare_yesno(corpus, out, skip_bad_audio=True)

@@ -1,6 +1,7 @@
 """Whisper: our encoder and log-mel equal transformers', any input length, checkpoints of both formats,
 and a Whisper-based CTC model through training, decode and transcribe."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,30 @@ def test_zero_shot_normalizes_like_the_references():
     assert normalize_hypothesis("It's 7, 12!", spell_digits=True) == ["it's", "seven", "12"]
 
 
+def test_zero_shot_normalizes_as_the_import_did(tmp_path, fsdd_dir):
+    """A users' corpus: the hypotheses go through the importer's normalizer with the options the
+    import was run with (its <prefix>_text_norm.json: here --map-chars), so Whisper's 'ş' is
+    scored against references written with 'ș'."""
+    import json
+
+    from speechtl.data.corpora.folder import prepare_folder
+    from speechtl.decode.zero_shot import _normalizer, normalize_hypothesis
+
+    root = tmp_path / "c"
+    root.mkdir()
+    for d in range(6):
+        shutil.copy(fsdd_dir / f"{d}_george_0.wav", root / f"{d}.wav")
+        (root / f"{d}.txt").write_text("Şase\n")
+    prepare_folder(root, tmp_path / "m", map_chars="ş=ș", dev_fraction=0.2, test_fraction=0.2)
+    conf = tmp_path / "m" / "folder_text_norm.json"
+    assert json.loads(conf.read_text())["map"] == "ş=ș"
+    norm = _normalizer("import", conf)
+    assert normalize_hypothesis("Şapte-zeci, t-athair!", norm=norm) == ["șapte-zeci", "t-athair"]
+    assert normalize_hypothesis("Şapte-zeci, t-athair!", text_norm="tts") != ["șapte-zeci", "t-athair"]
+    with pytest.raises(SpeechtlError, match="does not exist"):
+        _normalizer("import", tmp_path / "none.json")
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"no {REAL}")
 def test_zero_shot_rows_from_whispers_own_decoder(fsdd_dir, tmp_path):
     """Our 30-s log-mel gives Whisper the transcripts transformers' feature extractor does,
@@ -305,6 +330,10 @@ def test_audio_is_read_at_its_own_rate_when_the_fbank_stage_resampled_it(fsdd_di
     frames = wave_input.supervision_intervals(mark_cuts(cuts, spec))["num_frames"]
     assert lens.tolist() == frames.tolist() and feats.shape[:2] == (3, max(lens.tolist()))
     assert all(abs(n - 100 * c.duration) <= 1 for n, c in zip(lens.tolist(), cuts, strict=True))
+    from speechtl.export.sherpa import cut_waves  # the ONNX check reads waves the same way
+
+    waves = cut_waves(cuts, 16000)
+    assert all(abs(len(waves[c.id]) - 16000 * c.duration) <= 16 for c in cuts)
 
 
 def test_whisper_trains_on_cuts_without_fbank_and_on_padded_cuts(small_yesno, tiny_whisper_dir, tmp_path):

@@ -36,19 +36,32 @@ WINDOW = 30 * 16000
 TEXT_NORMS = ("tts", "import")
 
 
-def _normalizer(text_norm: str):
+def _normalizer(text_norm: str, config: Path | None = None):
+    """The normalizer by name; ``config``: the ``<prefix>_text_norm.json`` an importer wrote (its
+    --keep-chars, --drop-chars, --map-chars, or no normalization at all)."""
     if text_norm == "tts":
         return normalize_text
     if text_norm == "import":
-        from speechtl.data.normalize import normalize
+        import json
+        from functools import partial
 
-        return normalize
+        from speechtl.config import from_dict
+        from speechtl.data.normalize import NormalizeConfig, normalize
+
+        if config is None:
+            return normalize
+        if not Path(config).is_file():
+            raise SpeechtlError(f"--text-norm-config {config} does not exist. Fix: run the import stage first.")
+        opts = json.loads(Path(config).read_text(encoding="utf-8"))
+        if not opts.pop("normalize", True):
+            return lambda text: " ".join(text.split())
+        return partial(normalize, cfg=from_dict(NormalizeConfig, opts, str(config)))
     raise SpeechtlError(f"text normalizer {text_norm!r}: it is one of {', '.join(TEXT_NORMS)}")
 
 
-def normalize_hypothesis(text: str, spell_digits: bool = False, text_norm: str = "tts") -> list[str]:
+def normalize_hypothesis(text: str, spell_digits: bool = False, text_norm: str = "tts", norm=None) -> list[str]:
     """Words of a decoded text as the references are scored: normalized, digits spelled if asked."""
-    words = _normalizer(text_norm)(text).split()
+    words = (norm or _normalizer(text_norm))(text).split()
     return [DIGITS[int(w)] if spell_digits and len(w) == 1 and w.isdigit() else w for w in words]
 
 
@@ -114,6 +127,7 @@ def whisper_zero_shot(
     language: str | None = None,
     batch_size: int = 16,
     text_norm: str = "tts",
+    text_norm_config: Path | None = None,
 ) -> ResultRow:
     """Decode ``cuts_path`` with Whisper's own decoder; recogs/errs/wer-summary files and a results.tsv row."""
     from speechtl.decode.run import score_decoding
@@ -121,12 +135,12 @@ def whisper_zero_shot(
     if not Path(cuts_path).is_file():
         raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the data stages first.")
     cuts = CutSet.from_file(cuts_path)
-    norm = _normalizer(text_norm)  # a wrong name fails before the model loads
+    norm = _normalizer(text_norm, text_norm_config)  # a wrong name fails before the model loads
     texts = whisper_transcripts(source, cuts, device, batch_size, language)
     results = []
     for c in cuts:
         ref = " ".join(s.text or "" for s in c.supervisions)
-        results.append((c.id, norm(ref).split(), normalize_hypothesis(texts[c.id], spell_digits, text_norm)))
+        results.append((c.id, norm(ref).split(), normalize_hypothesis(texts[c.id], spell_digits, norm=norm)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     row = score_decoding(sorted(results), out_dir, test_set, "whisper", method, data, results_tsv, None)

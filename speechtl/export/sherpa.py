@@ -195,6 +195,7 @@ def cut_waves(cuts: CutSet, sampling_rate: int) -> dict[str, np.ndarray]:
     """``{cut id: mono float32 wave}`` at ``sampling_rate``, read as the fbank stage reads it."""
     out = {}
     for cut in cuts:
+        cut = cut.drop_features() if cut.has_features else cut  # features may be at another rate than the audio
         if cut.sampling_rate != sampling_rate:
             cut = cut.resample(sampling_rate)
         try:

@@ -13,6 +13,7 @@ never leaves the manifests of an earlier one half overwritten.
 """
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
@@ -406,6 +407,10 @@ def _write_atomically(
         lines += [f"skipped {len(report.problems)} problem(s), listed in bad_audio.txt"] if report.problems else []
         (tmp / "bad_audio.txt").write_text(report.bad_list(), encoding="utf-8")  # empty: nothing skipped
         (tmp / f"{name}_import_report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # How the transcripts were normalized, so a row scored later (speechtl zero-shot --text-norm
+        # import --text-norm-config) treats its hypotheses the same way.
+        norm = {"normalize": opts.normalize, **asdict(opts.text)}
+        (tmp / f"{name}_text_norm.json").write_text(json.dumps(norm, ensure_ascii=False, indent=1) + "\n", "utf-8")
         for f in tmp.iterdir():
             f.replace(out / f.name)
     finally:

@@ -7,7 +7,7 @@
 #   ./run.sh --stage 3 --methods "finetune freeze"   re-adapt some methods, then decode and report
 #   ./run.sh --source /abs/path/exp/source/final.pt  another source (any conf/recipe.conf line is an option)
 #   ./run.sh --minutes "2 10" --nj 4                 other nested amounts; 4 jobs at a time
-#   ./run.sh --stage 3 --tune "finetune freeze"      first choose their options on the dev split (conf/sweep.yaml)
+#   ./run.sh --stage 3 --tune "finetune freeze"      first choose their options on the dev split (conf/sweep*.yaml)
 #   ./run.sh --stage 3 --loso true --loso-methods "finetune dann pseudo-label"   leave-one-speaker-out
 #     (steps/loso.sh): each speaker in turn is never heard; rows test_<speaker> and test_loso_mean
 # Stages: 0 import + validate, 1 fbank at the source's rate and mel bins + nested amounts of
@@ -39,7 +39,7 @@ lm_order=3
 speed_perturb=
 decoding=greedy,hlg
 seeds=
-tune=                # methods whose options stage 3 first chooses on the dev split (conf/sweep.yaml)
+tune=                # methods whose options stage 3 first chooses on the dev split (conf/sweep[_pretrained].yaml)
 whisper_language=    # source=whisper:...: the language Whisper's own decoder transcribes in the zero-shot
                      # row (multilingual models, e.g. ro; empty: the model's own guess; .en models: English)
 # Leave-one-speaker-out (stages 3-5 with --loso true): per held-out speaker, 20% of its recordings
@@ -51,7 +51,7 @@ personal_shots=      # N own labelled shots per transcript of the held-out speak
 loso_rounds=1        # rounds of the taught methods among them (kd, pseudo-label, balanced-pseudo-label): each
                      # round's student teaches the next (rows round<r>-<method>); choose it on the dev_loso_mean rows
 . conf/recipe.conf
-help_message=$(sed -n '2,16p' run.sh | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,17p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
 . ./cmd.sh
@@ -203,10 +203,13 @@ if ! $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # What the pretrained model does before any of your labels: Whisper's own decoder and vocabulary
   # (rows whisper-zero-shot, data 0min), normalized as your transcripts were at import.
   zs_key="$source_key $(cat $manifests/.done) test_sets=$test_sets whisper_language=$whisper_language"
+  norm_conf=$manifests/${prefix}_text_norm.json  # written by the importers (none for built-in corpora)
+  [ -f "$norm_conf" ] || norm_conf=
   if [[ "$source" == whisper:* ]] && ! is_done exp/zero_shot/.done "$zs_key"; then
     log "Stage 4: zero-shot: $source's own decoder on $test_sets${whisper_language:+ in $whisper_language}"
     for t in $test_sets; do
       speechtl zero-shot --source "$source" --cuts "${cuts}_$t.jsonl.gz" --test-set "$t" --text-norm import \
+        ${norm_conf:+--text-norm-config "$norm_conf"} \
         ${whisper_language:+--language "$whisper_language"} --out-dir exp/zero_shot/decode \
         --method whisper-zero-shot --data 0min --results exp/results.tsv
     done
