@@ -698,3 +698,23 @@ def test_folder_split_by_speaker_with_two_speakers(tmp_path, fsdd_dir):
     for s in supervisions(tmp_path / "o", "folder").values():
         found.setdefault(s["speaker"], set()).add(s["split"])
     assert sorted(found.values(), key=sorted) == [{"test"}, {"train"}]
+
+
+def test_folder_follows_symlinked_folders_once(tmp_path, yesno_dir):
+    """Recordings linked in from elsewhere are found; a link back up the tree does not loop. The
+    import report names the characters the inventory flags."""
+    store = tmp_path / "disk2" / "takes"
+    store.mkdir(parents=True)
+    wavs = sorted(yesno_dir.glob("*.wav"))[:8]
+    for w in wavs:
+        shutil.copy(w, store / w.name)
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "audio").symlink_to(store, target_is_directory=True)
+    (store / "loop").symlink_to(root, target_is_directory=True)
+    (root / "list.tsv").write_text("".join(f"{w.stem}\t{yesno_text(w.stem)} 7\n" for w in wavs))
+    prepare_folder(root, tmp_path / "o")
+    assert len(supervisions(tmp_path / "o", "folder")) == len(wavs)
+    assert (
+        "characters to check in folder_char_inventory.tsv" in (tmp_path / "o" / "folder_import_report.txt").read_text()
+    )

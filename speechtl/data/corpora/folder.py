@@ -81,9 +81,15 @@ class Entry:
 
 
 def scan(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Audio files and candidate text files under ``corpus_dir`` (hidden entries skipped), sorted."""
-    audio, texts = [], []
-    for root, dirs, files in os.walk(corpus_dir):
+    """Audio files and candidate text files under ``corpus_dir`` (hidden entries skipped), sorted.
+    Symlinked folders are followed (recordings linked in from another disk), each real folder once."""
+    audio, texts, seen = [], [], set()
+    for root, dirs, files in os.walk(corpus_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree, or two links to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             if f.startswith("."):
@@ -194,7 +200,7 @@ def _likeliest_text_field(path: Path, rows: list[list[str]]) -> int:
     else:
         best = max(texts, key=lambda i: (distinct[i], i))
     logging.warning(
-        f"{path}: {width} fields a line and no header: field {best + 1} taken as the text "
+        f"{path}: {width} fields a line and no column names speechtl knows: field {best + 1} taken as the text "
         f"({rows[0][best].strip()!r} in line 1; different values per field: "
         + ", ".join(f"field {i + 1} {n}" for i, n in distinct.items())
         + "). Fix, if that is wrong: --text-column N, or a first line naming the columns (file,text,speaker)"

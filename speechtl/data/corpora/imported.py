@@ -226,8 +226,10 @@ def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
             u.split = dealt[u.id]
     counts = Counter(u.split for u in todo)
     how = f"by utterance{why}" if why else f"speaker-disjoint over {len(speakers)} speakers"
+    made = [s for s, f in (("dev", cfg.dev_fraction), ("test", cfg.test_fraction)) if f > 0]
+    given = "no split folders" if len(made) != 1 else f"no {made[0]} split given"
     return (
-        f"no split folders: dev/test made {how}, seed {cfg.seed}, fractions "
+        f"{given}: {'/'.join(made) or 'nothing'} made {how}, seed {cfg.seed}, fractions "
         f"dev {cfg.dev_fraction} test {cfg.test_fraction}: "
         + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "dev", "test"))
     )
@@ -401,8 +403,12 @@ def _write_atomically(
             write_split(tmp, name, split, recs, sups)
         texts = [u.text for utts in by_split.values() for u in utts]
         inventory = tmp / f"{name}_char_inventory.tsv"
-        write_char_inventory(char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts))
+        flagged = write_char_inventory(
+            char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts)
+        )
         lines = [split_line]
+        if flagged:  # what the log said about the text, kept where the user reads the import
+            lines.append(f"characters to check in {inventory.name} (digit, looks like, rare): {' '.join(flagged)}")
         lines += [f"{s}\t{len(utts)} utterances" for s, utts in sorted(by_split.items())]
         lines += [f"skipped {len(report.problems)} problem(s), listed in bad_audio.txt"] if report.problems else []
         (tmp / "bad_audio.txt").write_text(report.bad_list(), encoding="utf-8")  # empty: nothing skipped
