@@ -25,6 +25,17 @@ from speechtl.adapt.sweep import (
 from speechtl.errors import SpeechtlError
 
 
+def sweep_inputs(small_yesno, tmp_path: Path, conf_text: str, dev_last: int = 6):
+    """train.jsonl.gz (small_yesno's 8 cuts), dev.jsonl.gz (the last ``dev_last`` training cuts) and
+    adapt.yaml (``conf_text``) under ``tmp_path``: (the conf, the Lang)."""
+    d, cuts, lang = small_yesno
+    cuts.to_file(tmp_path / "train.jsonl.gz")
+    CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=dev_last).to_file(tmp_path / "dev.jsonl.gz")
+    conf = tmp_path / "adapt.yaml"
+    conf.write_text(conf_text)
+    return conf, lang
+
+
 def test_space_and_candidates():
     space = parse_space(["train.lr=0.001,0.003", "option.bottom_layers=1,2,3"])
     assert space == {"train.lr": [0.001, 0.003], "option.bottom_layers": [1, 2, 3]}
@@ -175,14 +186,12 @@ def test_flags_read_back_as_the_values_they_were():
 def test_train_seeds_score_every_candidate_over_each_seed(small_yesno, tmp_path):
     from speechtl.cli import main
 
-    d, cuts, lang = small_yesno
-    cuts.to_file(tmp_path / "train.jsonl.gz")
-    CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=6).to_file(tmp_path / "dev.jsonl.gz")
-    conf = tmp_path / "adapt.yaml"
-    conf.write_text(
+    conf, lang = sweep_inputs(
+        small_yesno,
+        tmp_path,
         "model: {encoder: tdnn, num_features: 23, encoder_options: {hidden_dim: 16}}\n"
         "train: {num_steps: 3, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01, seed: 9}\n"
-        "methods: {scratch: {}}\n"
+        "methods: {scratch: {}}\n",
     )
     out = tmp_path / "tuned.yaml"
     argv = [
@@ -264,13 +273,12 @@ def test_trials_keyed_by_size_and_mtime_are_kept(small_yesno, tmp_path, monkeypa
     from speechtl.adapt.sweep import _content_digest
     from speechtl.cli import main
 
-    d, cuts, lang = small_yesno
-    cuts.to_file(tmp_path / "train.jsonl.gz")
-    CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=4).to_file(tmp_path / "dev.jsonl.gz")
-    conf = tmp_path / "adapt.yaml"
-    conf.write_text(
+    conf, lang = sweep_inputs(
+        small_yesno,
+        tmp_path,
         "model: {encoder: tdnn, num_features: 23, encoder_options: {hidden_dim: 8}}\n"
-        "train: {num_steps: 2, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\nmethods: {scratch: {}}\n"
+        "train: {num_steps: 2, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\nmethods: {scratch: {}}\n",
+        dev_last=4,
     )
     argv = ["sweep", "--config", str(conf), "--method", "scratch", "--lang-dir", str(lang.dir)]
     argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--dev-cuts", str(tmp_path / "dev.jsonl.gz")]
