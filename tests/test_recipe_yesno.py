@@ -78,6 +78,23 @@ def test_tune_without_pretrained_stops_before_any_stage(yesno_dir, tmp_path):
     assert not (recipe / "data").exists() and not (recipe / "exp").exists()
 
 
+@pytest.mark.parametrize("flag", [("--skip-bad",), ("--skip-bad-audio", "true")])
+def test_skip_bad_as_the_hints_say_it_and_by_its_earlier_name(flag, yesno_dir, tmp_path):
+    """A zero-byte recording: the hint says --skip-bad, which the recipe takes without a value; the
+    earlier --skip-bad-audio true still works. The file is left out and listed."""
+    import shutil
+
+    corpus = tmp_path / "waves"
+    shutil.copytree(yesno_dir, corpus)
+    (corpus / "0_0_1_1_1_1_1_1.wav").write_bytes(b"")
+    recipe = copy_recipe(RECIPE, tmp_path / "r")
+    r = run(recipe, "--corpus-dir", str(corpus), "--stop-stage", "1")
+    assert r.returncode != 0 and "--skip-bad" in r.stdout + r.stderr
+    r = run(recipe, "--corpus-dir", str(corpus), "--stop-stage", "1", *flag)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "0_0_1_1_1_1_1_1.wav" in (recipe / "data" / "manifests" / "bad_audio.txt").read_text()
+
+
 def test_changed_argument_redoes_only_its_stage(recipe_run, yesno_dir):
     recipe = recipe_run[0]
     r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "5", "--decoding", "greedy")

@@ -19,6 +19,7 @@ stop_stage=100
 nj=2
 corpus_dir=
 skip_bad=false  # --skip-bad: leave unreadable audio out (listed in data/manifests/bad_audio.txt)
+skip_bad_audio=  # its earlier name, still taken: --skip-bad-audio true
 lm_order=1
 train_procs=1  # >1: DDP processes (gloo on CPU) splitting each batch (max_duration_scope: global)
 speed_perturb="0.9 1.1"
@@ -43,6 +44,9 @@ help_message=$(sed -n '2,13p' run.sh | sed 's/^# \{0,1\}//')
 . utils/parse_options.sh
 . utils/common.sh
 needs_pretrained --tune "$tune"  # before any stage runs
+case "$skip_bad_audio" in true|false) skip_bad=$skip_bad_audio ;; "") ;; *)
+  log "ERROR: --skip-bad-audio takes true or false, got '$skip_bad_audio'"; exit 1 ;;
+esac
 
 dl_dir=download
 manifests=data/manifests
