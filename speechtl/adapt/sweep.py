@@ -190,7 +190,7 @@ def _content_digest(path: Path) -> str:
     finished trials stay valid. Hashing a checkpoint costs seconds; a trial costs minutes."""
     files = sorted(q for q in path.rglob("*") if q.is_file() and not _hidden(q, path)) if path.is_dir() else [path]
     names = tuple(str(q.relative_to(path)) if path.is_dir() else "" for q in files)
-    stats = tuple((q.stat().st_size, q.stat().st_mtime_ns) for q in files)
+    stats = tuple((st.st_size, st.st_mtime_ns) for st in map(Path.stat, files))
     return _digest_of(tuple(str(q) for q in files), names, stats)
 
 

@@ -21,6 +21,7 @@ Unlike :func:`speechtl.data.text.normalize_text` (kept as it is for the TTS
 corpora), this keeps combining marks, in-word hyphens and zero-width (non-)joiners.
 """
 
+import functools
 import logging
 import unicodedata
 from collections import Counter
@@ -84,9 +85,11 @@ def normalize(text: str, cfg: NormalizeConfig = NormalizeConfig()) -> str:
     return " ".join("".join(out).split())
 
 
+@functools.lru_cache(maxsize=16)
 def char_map(spec: str) -> dict[int, str]:
     """The translation table of ``"ş=ș,ţ=ț"`` (pairs split by commas or spaces), each pair also
-    case-folded when that is one character (``Ş=Ș`` maps ``ş`` too; ``ẞ=ß`` maps only ``ẞ``)."""
+    case-folded when that is one character (``Ş=Ș`` maps ``ş`` too; ``ẞ=ß`` maps only ``ẞ``).
+    Parsed once per spec: :func:`normalize` asks for it on every transcript (not to be mutated)."""
     table = {}
     for pair in spec.replace(",", " ").split():
         a, sep, b = pair.partition("=")
@@ -159,29 +162,30 @@ def write_char_inventory(
     path.parent.mkdir(parents=True, exist_ok=True)
     mixed = mixed or {}
     flags: dict[str, str] = {}
+    alike: dict[str, str] = {}  # flagged letter -> the letter it looks like
     lines = ["char\tcodepoint\tname\tcount\tflag\n"]
     for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         other = look_alike(c)
         if unicodedata.category(c)[0] == "N":
             flags[c] = "digit"
         elif other and other in counts and (n, other) < (counts[other], c):  # the rarer one (ties: one)
-            flags[c] = f"looks like {other}"
+            alike[c] = other
         elif c in mixed:
-            flags[c] = f"looks like {mixed[c][0]}"
+            alike[c] = mixed[c][0]
         elif n < rare_count:
             flags[c] = "rare"
+        if c in alike:
+            flags[c] = f"looks like {alike[c]}"
         lines.append(f"{c}\tU+{ord(c):04X}\t{unicodedata.name(c, '?')}\t{n}\t{flags.get(c, '')}\n")
     with atomic_open(path) as f:
         f.write("".join(lines))
     digits = [c for c, f in flags.items() if f == "digit"]
     rare = [c for c, f in flags.items() if f == "rare"]
-    alike = [c for c, f in flags.items() if f.startswith("looks like")]
     if digits:
         logging.warning(f"{path.name}: transcripts hold digits {''.join(digits)}: write numbers as words for ASR")
     # A global map is safe for ş/ș, and for a letter only ever written inside words of another script.
     safe = [c for c in alike if c not in mixed or mixed[c][1] == counts[c]]
-    for c in alike:
-        o = flags[c][len("looks like ") :]
+    for c, o in alike.items():
         where = f", e.g. in {mixed[c][2]!r}" if c in mixed else ""
         logging.warning(
             f"{path.name}: {c} (U+{ord(c):04X}, {counts[c]}x) looks like {o} (U+{ord(o):04X}){where}: "
@@ -189,7 +193,7 @@ def write_char_inventory(
             + ("" if c in safe else f"; it is also in words of its own script: correct those {mixed[c][1]} by hand")
         )
     if safe:
-        logging.warning(f"{path.name}: Fix: --map-chars '{','.join(f'{c}={flags[c][11:]}' for c in safe)}' at import")
+        logging.warning(f"{path.name}: Fix: --map-chars '{','.join(f'{c}={alike[c]}' for c in safe)}' at import")
     if rare:
         logging.warning(f"{path.name}: {len(rare)} rare character(s) (< {rare_count} times): {' '.join(rare[:40])}")
     logging.info(f"character inventory: {len(counts)} characters in {path.name}")

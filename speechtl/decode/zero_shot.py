@@ -59,9 +59,10 @@ def _normalizer(text_norm: str, config: Path | None = None):
     raise SpeechtlError(f"text normalizer {text_norm!r}: it is one of {', '.join(TEXT_NORMS)}")
 
 
-def normalize_hypothesis(text: str, spell_digits: bool = False, text_norm: str = "tts", norm=None) -> list[str]:
-    """Words of a decoded text as the references are scored: normalized, digits spelled if asked."""
-    words = (norm or _normalizer(text_norm))(text).split()
+def normalize_hypothesis(text: str, spell_digits: bool = False, norm=normalize_text) -> list[str]:
+    """Words of a decoded text as the references are scored (``norm``: :func:`_normalizer`'s),
+    digits spelled if asked."""
+    words = norm(text).split()
     return [DIGITS[int(w)] if spell_digits and len(w) == 1 and w.isdigit() else w for w in words]
 
 

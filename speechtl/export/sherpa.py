@@ -193,11 +193,11 @@ def onnx_decodings(names: Sequence[str]) -> list[str]:
 
 def cut_waves(cuts: CutSet, sampling_rate: int) -> dict[str, np.ndarray]:
     """``{cut id: mono float32 wave}`` at ``sampling_rate``, read as the fbank stage reads it."""
+    from speechtl.features.inputs import audio_at
+
     out = {}
     for cut in cuts:
-        cut = cut.drop_features() if cut.has_features else cut  # features may be at another rate than the audio
-        if cut.sampling_rate != sampling_rate:
-            cut = cut.resample(sampling_rate)
+        cut = audio_at(cut, sampling_rate)
         try:
             out[cut.id] = cut.load_audio()[0]
         except Exception as e:

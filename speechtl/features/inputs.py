@@ -107,6 +107,14 @@ def wave_features(spec: InputSpec) -> torch.nn.Module:
     return PaddedInput(features, compute_num_samples(spec.pad, spec.sampling_rate))
 
 
+def audio_at(cut, sampling_rate: int):
+    """``cut`` whose audio loads at ``sampling_rate``. Stored fbank is dropped first: a cut with
+    features reports their rate (16 kHz after the fbank stage resampled it) while its recording
+    may be at 8 kHz, and its audio would then be read at 8 kHz as if it were 16."""
+    cut = cut.drop_features() if cut.has_features else cut
+    return cut if cut.sampling_rate == sampling_rate else cut.resample(sampling_rate)
+
+
 class WaveInput(BatchIO):
     """Reads each cut's audio at the spec's rate and computes the input (one batched call)."""
 
@@ -116,15 +124,7 @@ class WaveInput(BatchIO):
         self.features = wave_features(spec)
 
     def _cuts(self, cuts: CutSet) -> list:
-        """The cuts' audio at the spec's rate. Stored fbank is dropped first: a cut with features
-        reports their rate (16 kHz after the fbank stage resampled it) while its recording may be
-        at 8 kHz, and its audio would then be read at 8 kHz as if it were 16."""
-        sr = self.spec.sampling_rate
-        out = []
-        for c in cuts:
-            c = c.drop_features() if c.has_features else c
-            out.append(c if c.sampling_rate == sr else c.resample(sr))
-        return out
+        return [audio_at(c, self.spec.sampling_rate) for c in cuts]
 
     def __call__(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
         waves = []
