@@ -122,3 +122,37 @@ def test_the_taught_methods_of_the_shell_steps_are_the_registrys():
     r = bash('. utils/common.sh; echo "$TAUGHT_METHODS"')
     assert r.returncode == 0, r.stderr
     assert set(r.stdout.split()) == {name for name, cls in METHODS.items() if needs_teacher(cls)}
+
+
+def test_install_stops_before_torch_when_its_disk_is_too_small(tmp_path):
+    """CI once died minutes into pip with `OSError: [Errno 28] No space left on device`; the
+    install now measures the venv's and pip's scratch disks first and says which one to move."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    # df that reports 2 GB free on any path under a folder named 'small', 100 GB elsewhere
+    (fake / "df").write_text(
+        "#!/bin/sh\nfor a; do p=$a; done\ncase $p in *small*) kb=2097152;; *) kb=104857600;; esac\n"
+        'echo "Filesystem 1024-blocks Used Available Capacity Mounted"\necho "/dev/x 1 1 $kb 1% /"\n'
+    )
+    (fake / "df").chmod(0o755)
+    (tmp_path / "small").mkdir()
+    (tmp_path / "big").mkdir()
+    env = {"PATH": f"{fake}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def install(venv, tmpdir):
+        return subprocess.run(
+            ["bash", "utils/install.sh"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**env, "VENV": str(venv), "TMPDIR": str(tmpdir)},
+        )
+
+    r = install(tmp_path / "small" / "venv", tmp_path / "big")
+    assert r.returncode == 1
+    assert f"needs about 8 GB free for {tmp_path / 'small' / 'venv'}" in r.stderr and "has 2 GB" in r.stderr
+    assert "VENV=/big/disk/venv" in r.stderr
+    assert not (tmp_path / "small" / "venv").exists()  # stopped before the venv was made
+    r = install(tmp_path / "big" / "venv", tmp_path / "small")
+    assert r.returncode == 1 and f"free for {tmp_path / 'small'}," in r.stderr and "TMPDIR=" in r.stderr
+    assert not (tmp_path / "big" / "venv").exists()

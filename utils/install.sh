@@ -42,14 +42,38 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+need_torch() {
+  ! "$venv/bin/python" -c "import torch, torchaudio, sys; sys.exit(not (torch.__version__.split('+')[0] == '$torch_version' and torchaudio.__version__.split('+')[0] == '$torch_version'))" 2>/dev/null
+}
+# torch's Linux wheel pulls its CUDA libraries (nvidia-*, triton): about 4.5 GB unpacked, and pip holds
+# the 2.5 GB of wheels beside them until it is done. Stop before that, not minutes in with an OSError.
+torch_need_gb=${SPEECHTL_TORCH_SPACE_GB:-8}
+free_gb() {  # free GB on the filesystem that holds $1 (its nearest existing parent)
+  local dir=$1
+  until [ -d "$dir" ]; do dir=$(dirname "$dir"); done
+  df -Pk "$dir" | awk 'NR == 2 { printf "%d", $4 / 1048576 }'
+}
+if need_torch && [ "$torch_need_gb" -gt 0 ]; then
+  tmp_dir=${TMPDIR:-/tmp}
+  for dir in "$venv" "$tmp_dir"; do
+    have=$(free_gb "$dir")
+    if [ -n "$have" ] && [ "$have" -lt "$torch_need_gb" ]; then
+      echo "[install] ERROR: torch==$torch_version with its CUDA libraries needs about $torch_need_gb GB free for $dir," \
+        "and its disk has $have GB. Fix: free space there, or put the venv or pip's scratch on a larger disk" \
+        "(VENV=/big/disk/venv make test, TMPDIR=/big/disk/tmp); SPEECHTL_TORCH_SPACE_GB=0 skips this check" >&2
+      exit 1
+    fi
+  done
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
 fi
-if ! "$venv/bin/python" -c "import torch, torchaudio, sys; sys.exit(not (torch.__version__.split('+')[0] == '$torch_version' and torchaudio.__version__.split('+')[0] == '$torch_version'))" 2>/dev/null; then
-  log "torch==$torch_version torchaudio==$torch_version (first, together)"
-  "$venv/bin/python" -m pip install ${pip_constraints[@]+"${pip_constraints[@]}"} "torch==$torch_version" "torchaudio==$torch_version"
+if need_torch; then
+  log "torch==$torch_version torchaudio==$torch_version (first, together; not kept in pip's cache, which would double its disk use)"
+  "$venv/bin/python" -m pip install --no-cache-dir ${pip_constraints[@]+"${pip_constraints[@]}"} "torch==$torch_version" "torchaudio==$torch_version"
 fi
 
 stamp="$venv/.speechtl-install"
