@@ -45,9 +45,9 @@ fi
 need_torch() {
   ! "$venv/bin/python" -c "import torch, torchaudio, sys; sys.exit(not (torch.__version__.split('+')[0] == '$torch_version' and torchaudio.__version__.split('+')[0] == '$torch_version'))" 2>/dev/null
 }
-# torch's Linux wheel pulls its CUDA libraries (nvidia-*, triton): about 4.5 GB unpacked, and pip holds
-# the 2.5 GB of wheels beside them until it is done. Stop before that, not minutes in with an OSError.
-torch_need_gb=${SPEECHTL_TORCH_SPACE_GB:-8}
+# torch's Linux wheel pulls its CUDA libraries (nvidia-*, triton): 4.6 GB unpacked; with pip's scratch the
+# install peaked at 6.5 GB (2026-12-06, no cache). Stop before that, not minutes in with an OSError.
+torch_need_gb=${SPEECHTL_TORCH_SPACE_GB:-7}
 free_gb() {  # free GB on the filesystem that holds $1 (its nearest existing parent)
   local dir=$1
   until [ -d "$dir" ]; do dir=$(dirname "$dir"); done
