@@ -288,6 +288,7 @@ def cmd_export_onnx(a):
 
 
 def cmd_decode(a):
+    from speechtl.decode.labels import checkpoint_labels, export_labels
     from speechtl.decode.run import decode_test_set
 
     if a.onnx is not None:
@@ -295,10 +296,12 @@ def cmd_decode(a):
 
         names = (a.decoding or ",".join(ONNX_DECODINGS)).split(",")
         options = SherpaOptions(num_threads=a.num_threads, max_active=a.max_active)
-        decode_onnx_test_set(a.onnx, a.cuts, a.test_set, a.out_dir, names, a.method, a.data, a.results, options, a.seed)
+        method, data = export_labels(a.onnx, a.method, a.data)
+        decode_onnx_test_set(a.onnx, a.cuts, a.test_set, a.out_dir, names, method, data, a.results, options, a.seed)
         return
     if a.checkpoint is None or a.lang_dir is None:
         raise SpeechtlError("decode needs --checkpoint and --lang-dir, or --onnx DIR (from speechtl export-onnx)")
+    method, data = checkpoint_labels(a.checkpoint, a.method, a.data) if a.results else (a.method, a.data)
     decode_test_set(
         a.checkpoint,
         a.lang_dir,
@@ -306,8 +309,8 @@ def cmd_decode(a):
         a.test_set,
         a.out_dir,
         decodings=(a.decoding or "greedy,hlg").split(","),
-        method=a.method,
-        data=a.data,
+        method=method or "scratch",
+        data=data or "all",
         results_tsv=a.results,
         device=a.device or None,
         beam=a.beam,
@@ -706,8 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nj", type=int, default=1, help="processes (or --cmd jobs) for HLG search")
     s.add_argument("--cmd", default="local", help="job runner for the HLG search jobs: local or slurm [options]")
     s.add_argument("--lm-scale", type=float, default=1.0, help="LM scale of hlg-lattice's recogs and results row")
-    s.add_argument("--method", default="scratch")
-    s.add_argument("--data", default="all")
+    s.add_argument("--method", default=None, help="the rows' method (default: the one the checkpoint was trained with)")
+    s.add_argument(
+        "--data", default=None, help="the rows' data (default: from the system dir exp/<method>_<data>/, else all)"
+    )
     s.add_argument("--results", type=Path, default=None, help="results.tsv to add rows to")
     s.add_argument(
         "--seed", type=int, default=None, help="the rows' seed column (default: the checkpoint's training seed)"

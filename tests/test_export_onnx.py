@@ -109,6 +109,40 @@ def test_onnx_decodes_make_the_torch_errors(yesno_system):
         assert (dec / f"{kind}-test-onnx-int8-hlg.txt").is_file()
 
 
+def test_rows_of_a_hand_decode_name_the_system(yesno_system):
+    """README's `speechtl decode --onnx exp/X/onnx ... --results` (and --checkpoint) without --method
+    and --data: the rows take the trained method and the amount of exp/<method>_<data>_s<seed>/;
+    before, a finetune_5min model's rows read `scratch | all` in RESULTS.md."""
+    import shutil
+
+    from speechtl.cli import main
+    from speechtl.score.results import read_results
+
+    out, ckpt, lang, test_cuts, _ = yesno_system
+    system = out / "exp" / "finetune_5min_s2"
+    system.mkdir(parents=True)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    torch.save({**state, "method": "finetune"}, system / "avg-1.pt")
+    (system / "final.pt").symlink_to("avg-1.pt")
+    export_onnx(system / "final.pt", lang.dir, system / "onnx", ExportConfig(int8=False))
+    results = out / "exp" / "results.tsv"
+    common = ["--cuts", str(test_cuts), "--test-set", "test", "--results", str(results)]
+    onnx_cmd = ["decode", "--onnx", str(system / "onnx"), "--decoding", "onnx-greedy", *common]
+    assert main([*onnx_cmd, "--out-dir", str(system / "onnx" / "decode")]) == 0
+    torch_cmd = ["decode", "--checkpoint", str(system / "final.pt"), "--lang-dir", str(lang.dir)]
+    assert main([*torch_cmd, "--decoding", "greedy", *common, "--out-dir", str(system / "decode")]) == 0
+    labels = {(r.decoding, r.method, r.data) for r in read_results(results)}
+    assert labels == {("onnx-greedy", "finetune", "5min"), ("greedy", "finetune", "5min")}, labels
+    # Given, they win; a dir named otherwise gives data "all" (not a piece of its name).
+    assert main([*torch_cmd, "--decoding", "greedy", *common, "--out-dir", str(out / "d2"), "--data", "x"]) == 0
+    assert ("greedy", "finetune", "x") in {(r.decoding, r.method, r.data) for r in read_results(results)}
+    other = out / "exp" / "mine"
+    shutil.copytree(system, other, symlinks=True)
+    assert main([*torch_cmd[:2], str(other / "final.pt"), *torch_cmd[3:], "--decoding", "hlg", *common,
+                 "--out-dir", str(other / "decode")]) == 0  # fmt: skip
+    assert ("hlg", "finetune", "all") in {(r.decoding, r.method, r.data) for r in read_results(results)}
+
+
 def test_sherpa_python_api_and_transcribe(yesno_system, yesno_dir):
     """sherpa-onnx's own OfflineRecognizer.from_zipformer_ctc runs the exported dir, as a user would."""
     import sherpa_onnx

@@ -1,6 +1,7 @@
 """Importers of users' corpora (folder, kaldi, commonvoice, librispeech) on corpora laid out
 as a user's would be, from the real yesno/FSDD audio, with bad files of every kind mixed in."""
 
+import logging
 import gzip
 import json
 import shutil
@@ -441,6 +442,20 @@ def test_commonvoice_validated_only_gets_speaker_disjoint_splits(tmp_path, fsdd_
         splits_of.setdefault(s["speaker"], set()).add(s["split"])
     assert all(len(v) == 1 for v in splits_of.values())
     assert {next(iter(v)) for v in splits_of.values()} == {"train", "dev", "test"}
+
+
+def test_commonvoice_parts_validated_is_split_and_a_slip_of_language_is_named(tmp_path, fsdd_dir, caplog):
+    """`--parts validated` wrote one split named 'validated', which stage 1 could not use; and
+    `--language uk` on the folder ru/ marked every supervision uk without a word."""
+    root = tmp_path / "cv"
+    write_cv_release(root, "ru", fsdd_dir)  # train/dev/test tsv and validated.tsv
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        prepare_commonvoice(root / "ru", out, language="uk", parts=["validated"], dev_fraction=0.25, test_fraction=0.25)
+    assert "folder of 'ru', and --language says 'uk'" in caplog.text and "--language ru" in caplog.text
+    sups = supervisions(out, "commonvoice")
+    assert len(sups) == 20 and {s["split"] for s in sups.values()} == {"train", "dev", "test"}
+    assert not list(out.glob("*validated*"))
 
 
 def write_librispeech(root: Path, yesno_dir: Path, part: str, first_speaker: int) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from conftest import REPO
+from conftest import REPO, venv_env
 
 
 def bash(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -156,3 +156,23 @@ def test_install_stops_before_torch_when_its_disk_is_too_small(tmp_path):
     r = install(tmp_path / "big" / "venv", tmp_path / "small")
     assert r.returncode == 1 and f"free for {tmp_path / 'small'}," in r.stderr and "TMPDIR=" in r.stderr
     assert not (tmp_path / "big" / "venv").exists()
+
+
+def test_new_recipe_wrapper_takes_egs_dir_in_both_spellings(tmp_path):
+    """`--egs-dir=DIR` was not seen by utils/new_recipe.sh, which then added its own --egs-dir egs/
+    last, so argparse wrote the recipe into this checkout instead."""
+    (tmp_path / "corpus").mkdir()
+    for name, flag in [("eq", [f"--egs-dir={tmp_path / 'egs'}"]), ("sp", ["--egs-dir", str(tmp_path / "egs")])]:
+        argv = [
+            "bash",
+            "utils/new_recipe.sh",
+            f"tmp_{name}",
+            "--corpus",
+            "folder",
+            "--corpus-dir",
+            str(tmp_path / "corpus"),
+        ]
+        r = subprocess.run([*argv, *flag], capture_output=True, text=True, cwd=REPO, env=venv_env())
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "egs" / f"tmp_{name}" / "ASR" / "run.sh").is_file()
+        assert not (REPO / "egs" / f"tmp_{name}").exists()

@@ -65,6 +65,29 @@ def test_resume_continues_after_last_epoch(small_yesno, tmp_path, caplog):
     assert load_checkpoint(tmp_path / "exp" / "epoch-2.pt")["epoch"] == 2
 
 
+def test_num_steps_is_an_exact_budget_unless_rounded_to_epochs(small_yesno, tmp_path, caplog):
+    """A new recipe promises every amount the same num_steps updates: before, the budget was
+    rounded up to whole epochs, so a larger pool (or a method with more batches an epoch) got
+    more updates. step_budget: epochs keeps that for the built-in recipes' measured results."""
+    _, cuts, lang = small_yesno
+
+    def steps(name, **options):
+        make_trainer(lang, tmp_path / name, 1, **options).fit(cuts)
+        last = epoch_checkpoints(tmp_path / name)[-1]
+        return len(epoch_checkpoints(tmp_path / name)), load_checkpoint(last)["position"]["step"]
+
+    epochs, per_epoch = steps("one-epoch")  # num_steps 0: num_epochs (1)
+    assert epochs == 1 and per_epoch >= 3
+    assert steps("exact", num_steps=per_epoch + 1) == (2, per_epoch + 1)  # the second epoch cut short
+    assert steps("rounded", num_steps=per_epoch + 1, step_budget="epochs") == (2, 2 * per_epoch)
+    with caplog.at_level(logging.WARNING):
+        assert steps("part", num_steps=2) == (1, 2)  # less than one epoch: one partial epoch
+    assert f"num_steps 2 is less than one epoch ({per_epoch} updates)" in caplog.text
+    assert f"train.num_steps={2 * per_epoch}" in caplog.text
+    with pytest.raises(SpeechtlError, match="step_budget must be 'exact' or 'epochs'"):
+        make_trainer(lang, tmp_path / "bad", 1, num_steps=2, step_budget="round")
+
+
 def test_same_seed_same_model(small_yesno, tmp_path):
     _, cuts, lang = small_yesno
     a = load_checkpoint(make_trainer(lang, tmp_path / "a", 1, seed=5).fit(cuts))["model"]

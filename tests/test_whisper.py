@@ -398,3 +398,24 @@ def test_input_pad_adds_silence_at_both_ends_and_checkpoints_keep_it(small_yesno
     assert sorted(len(lp) for _, lp in scores.values()) == sorted(((lens + 1) // 2).tolist())
     with pytest.raises(SpeechtlError, match="input_pad: 0 for an encoder on precomputed fbank"):
         CtcModel(ModelConfig(num_features=23, input_pad=0.5), lang.vocab_size)
+
+
+def test_zero_shot_language_of_an_english_only_whisper():
+    """whisper-tiny.en with --whisper-language ru gave transformers' traceback; now the fix is named,
+    and English (or none) is no language option at all for such a model."""
+    from types import SimpleNamespace
+
+    from speechtl.decode.zero_shot import generate_language
+
+    english_only = SimpleNamespace(generation_config=SimpleNamespace(is_multilingual=False))
+    multilingual = SimpleNamespace(generation_config=SimpleNamespace(is_multilingual=True))
+    with pytest.raises(SpeechtlError, match=r"English-only Whisper .* cannot transcribe --language ru"):
+        generate_language(english_only, "ru", "m/whisper-tiny.en")
+    assert generate_language(english_only, "en", "m") == {} and generate_language(english_only, None, "m") == {}
+    assert generate_language(multilingual, "ru", "m") == {"language": "ru", "task": "transcribe"}
+    if REAL.is_dir():  # the real checkpoint says so in its generation_config
+        from transformers import GenerationConfig
+
+        real = SimpleNamespace(generation_config=GenerationConfig.from_pretrained(REAL))
+        with pytest.raises(SpeechtlError, match="English-only"):
+            generate_language(real, "ga", str(REAL))

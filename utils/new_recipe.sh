@@ -6,7 +6,8 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/utils/env.sh"
-case " $* " in
-  *" --egs-dir "*) exec speechtl new-recipe "$@" ;;
-  *) exec speechtl new-recipe "$@" --egs-dir "$top/egs" ;;
-esac
+# --egs-dir DIR or --egs-dir=DIR given: as given; otherwise this checkout's egs/.
+for arg in "$@"; do
+  case $arg in --egs-dir | --egs-dir=*) exec speechtl new-recipe "$@" ;; esac
+done
+exec speechtl new-recipe "$@" --egs-dir "$top/egs"

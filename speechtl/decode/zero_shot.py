@@ -75,6 +75,25 @@ def _model_dir(source: str) -> str:
     return spec.location
 
 
+ENGLISH = ("en", "english", "<|en|>")
+
+
+def generate_language(model, language: str | None, where: str) -> dict[str, str]:
+    """``generate``'s language options. An English-only model (``*.en``) takes none: transformers
+    stops with a traceback when given one, and such a model writes English whatever the speech."""
+    if not language:
+        return {}
+    if getattr(model.generation_config, "is_multilingual", True) is False:
+        if language.lower() in ENGLISH:
+            return {}
+        raise SpeechtlError(
+            f"{where} is an English-only Whisper (its generation_config says is_multilingual: false); it "
+            f"cannot transcribe --language {language}. Fix: a multilingual checkpoint (whisper-tiny, not "
+            "whisper-tiny.en) for the zero-shot row, or no --language (--whisper-language in a recipe) for English"
+        )
+    return {"language": language, "task": "transcribe"}
+
+
 @torch.no_grad()
 def whisper_transcripts(
     source: str,
@@ -97,7 +116,7 @@ def whisper_transcripts(
     except Exception as e:
         raise SpeechtlError(f"cannot load Whisper model and tokenizer from {where}: {e}") from e
     mel = BatchedWhisperMel(WhisperMelConfig(num_mels=model.config.num_mel_bins)).to(dev)
-    kwargs = {"language": language, "task": "transcribe"} if language else {}
+    kwargs = generate_language(model, language, where)
     cut_list = list(cuts)
     out = {}
     for start in range(0, len(cut_list), batch_size):

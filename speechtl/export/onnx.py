@@ -288,7 +288,16 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
         quantize_int8(path, int8, config.quantize_ops)
         add_metadata(int8, meta)
     (out_dir / "export.json").write_text(
-        json.dumps({"checkpoint": str(checkpoint), "config": asdict(config), "hlg": graph, "metadata": meta}, indent=2)
+        json.dumps(
+            {
+                "checkpoint": str(checkpoint),
+                "method": ckpt.get("method"),  # the decode's results rows name it (speechtl.decode.labels)
+                "config": asdict(config),
+                "hlg": graph,
+                "metadata": meta,
+            },
+            indent=2,
+        )
         + "\n"
     )
     logging.info(f"exported {checkpoint} -> {path}" + (f", {int8.name}" if int8 else ""))

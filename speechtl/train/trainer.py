@@ -87,10 +87,16 @@ OPTIMIZERS = {
 @dataclass
 class TrainConfig:
     num_epochs: int = 15
-    #: If > 0, train for this many updates instead (epochs = ceil(num_steps /
-    #: batches per epoch)): a fixed compute budget whatever the amount of data,
-    #: as fairseq's max_update. Compares methods and data amounts at equal cost.
+    #: If > 0, train for this many updates instead: a fixed compute budget whatever the
+    #: amount of data, as fairseq's max_update. Compares methods and data amounts at equal cost.
     num_steps: int = 0
+    #: How ``num_steps`` ends. "exact": at num_steps updates, mid-epoch if need be (the last
+    #: epoch is cut short; with a pool of more than num_steps batches, one partial epoch).
+    #: "epochs": rounded up to whole epochs (ceil(num_steps / updates per epoch) of them), as
+    #: speechtl did before 2026-12-06: a larger pool then got more updates (one whole epoch of
+    #: 1200 against 400), and a method with more batches an epoch other updates than finetune.
+    #: The built-in recipes pin "epochs": their RESULTS.md was measured so.
+    step_budget: str = "exact"
     optimizer: str = "adam"
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -240,6 +246,8 @@ class Trainer:
             raise SpeechtlError(f"max_duration_scope must be 'rank' or 'global', got {config.max_duration_scope!r}")
         if config.num_buckets < 2:
             raise SpeechtlError(f"num_buckets must be 2 or more (lhotse's bucketing sampler), got {config.num_buckets}")
+        if config.step_budget not in ("exact", "epochs"):
+            raise SpeechtlError(f"train.step_budget must be 'exact' or 'epochs', got {config.step_budget!r}")
         if config.lr_schedule not in ("constant", "cosine"):
             raise SpeechtlError(f"unknown lr_schedule {config.lr_schedule!r}; known: constant, cosine")
         if config.amp not in AMP_DTYPES:
@@ -483,7 +491,14 @@ class Trainer:
             batches = max(1, all_reduce_min(sum(1 for _ in loader.sampler), self.dist, self.device))
             steps_per_epoch = math.ceil(batches / cfg.accum_grad)  # updates
             num_epochs = math.ceil(cfg.num_steps / steps_per_epoch) if cfg.num_steps > 0 else cfg.num_epochs
-            total_steps = steps_per_epoch * num_epochs
+            exact = cfg.num_steps > 0 and cfg.step_budget == "exact"
+            total_steps = cfg.num_steps if exact else steps_per_epoch * num_epochs
+            if exact and cfg.num_steps < steps_per_epoch:
+                logging.warning(
+                    f"num_steps {cfg.num_steps} is less than one epoch ({steps_per_epoch} updates): this run sees "
+                    f"{100 * cfg.num_steps / steps_per_epoch:.0f}% of its {len(train_cuts)} cuts once. Fix, to see "
+                    f"them all: train.num_steps={2 * steps_per_epoch} (two passes) for every method and amount"
+                )
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
             precision = make_precision(cfg.amp, self.device)
             pos = Position()
@@ -507,6 +522,7 @@ class Trainer:
                 "precision": precision,
                 "features": feature_info(train_cuts, model_input(self.model).kind != "fbank"),
                 "total_steps": total_steps,
+                "max_steps": total_steps if exact else math.inf,
                 "steps_per_epoch": steps_per_epoch,
                 "resume_key": key,
             }
@@ -685,7 +701,8 @@ class Trainer:
                 leave=False,
                 disable=not (main and sys.stderr.isatty()),
             )
-            while pos.batches_done < n_batches:  # as many batches as the rank with the fewest
+            # As many batches as the rank with the fewest; an exact budget stops at its last update.
+            while pos.batches_done < n_batches and pos.step < state["max_steps"]:
                 group = [next(batches) for _ in range(min(cfg.accum_grad, n_batches - pos.batches_done))]
                 aux = [{n: next(it) for n, it in aux_iters.items()} for _ in group]
                 result = self._update(group, aux, state, params, pos)

@@ -32,6 +32,11 @@ _GENDERS = {"male": "m", "female": "f", "male_masculine": "m", "female_feminine"
 def language_dir(corpus_dir: Path, language: str | None) -> tuple[Path, str]:
     """The folder of one language, and its code."""
     if (corpus_dir / "clips").is_dir():
+        if language is not None and language != corpus_dir.name:
+            logging.warning(
+                f"{corpus_dir} is Common Voice's folder of {corpus_dir.name!r}, and --language says {language!r}: "
+                f"the supervisions are marked {language!r}. Fix, if that is a slip: --language {corpus_dir.name}"
+            )
         return corpus_dir, language or corpus_dir.name
     langs = sorted(d.name for d in corpus_dir.iterdir() if (d / "clips").is_dir())
     if language is not None:
@@ -115,5 +120,6 @@ def prepare_commonvoice(
                 f"(found: {', '.join(sorted(p.stem for p in lang_dir.glob('*.tsv')))})."
             )
         for p in have:
-            utts += read_part(lang_dir, p, p, code, report)
+            # validated.tsv is every reviewed clip, not a split: dev and test are drawn from it
+            utts += read_part(lang_dir, p, None if p == "validated" else p, code, report)
     return build_corpus(prefix, utts, output_dir, opts, report, lang_dir)
