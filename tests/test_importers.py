@@ -1,9 +1,9 @@
 """Importers of users' corpora (folder, kaldi, commonvoice, librispeech) on corpora laid out
 as a user's would be, from the real yesno/FSDD audio, with bad files of every kind mixed in."""
 
-import logging
 import gzip
 import json
+import logging
 import shutil
 from pathlib import Path
 
