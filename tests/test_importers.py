@@ -484,7 +484,10 @@ def test_librispeech_layout_matches_lhotse(tmp_path, yesno_dir):
     out = tmp_path / "manifests"
     assert main(["prepare", "mini_librispeech", "--corpus-dir", str(tmp_path), "--output-dir", str(out)]) == 0
     ours = supervisions(out, "mini_librispeech")
-    assert {s["split"] for s in ours.values()} == {"dev-clean-2", "train-clean-5"}
+    # The splits a recipe needs: train-clean-5 is train, dev-clean-2 dev, and test (Mini LibriSpeech
+    # has none) drawn from train; before, the splits were the part names and a recipe found no train.
+    assert {s["split"] for s in ours.values()} == {"train", "dev", "test"}
+    assert {k for k, s in ours.items() if s["split"] == "dev"} == {s.id for s in theirs["dev-clean-2"]["supervisions"]}
     for s in theirs["dev-clean-2"]["supervisions"]:
         mine = ours[s.id]
         assert mine["text"] == s.text.lower() == texts[s.id].lower()
@@ -596,6 +599,51 @@ def test_folder_id_raw_normalized_keeps_the_last_field(tmp_path, yesno_dir):
         prepare_folder(root, root / "out")
         got = {u: s["text"] for u, s in supervisions(root / "out", "folder").items()}
         assert got == {w.stem: yesno_text(w.stem) for w in wavs}, sep
+
+
+def test_part_names_become_the_splits_a_recipe_needs():
+    from speechtl.data.corpora.imported import is_derived_copy, part_splits
+
+    full = [
+        "train-clean-100",
+        "train-clean-360",
+        "train-other-500",
+        "dev-clean",
+        "dev-other",
+        "test-clean",
+        "test-other",
+    ]
+    assert part_splits(full) == {
+        **dict.fromkeys(full[:3], "train"),
+        "dev-clean": "dev",
+        "dev-other": None,
+        "test-clean": "test",
+        "test-other": None,
+    }
+    assert part_splits(["train_clean_5", "dev_clean_2"]) == {"train_clean_5": "train", "dev_clean_2": "dev"}
+    assert part_splits(["train", "test", "test_other", "spk_a"]) == {
+        "train": "train", "test": "test", "test_other": None, "spk_a": None
+    }  # fmt: skip
+    assert part_splits(["dev_b", "dev_a"]) == {"dev_a": "dev", "dev_b": None}  # no clean: the first by name
+    assert all(map(is_derived_copy, ["train_sp", "train_hires", "train_clean_5_sp", "train_sp0.9", "train_sp_hires"]))
+    assert not any(map(is_derived_copy, ["train", "train_clean_5", "speakers", "sp_train"]))
+
+
+def test_kaldi_dirs_named_like_mini_librispeechs(tmp_path, yesno_dir, caplog):
+    """Kaldi's mini_librispeech data dirs (train_clean_5, dev_clean_2, train_clean_5_sp): imported as
+    train and dev with test drawn from train, the _sp copy left out; before, the parts kept their
+    names, the copy was imported, and a recipe stopped with 'needs exactly one ..._supervisions_train'."""
+    wavs = sorted(yesno_dir.glob("*.wav"))
+    root = tmp_path / "data"
+    dev = set(write_kaldi_dir(root / "dev_clean_2", wavs[12:16]))
+    n = len(write_kaldi_dir(root / "train_clean_5", wavs[:12])) + len(dev)
+    write_kaldi_dir(root / "train_clean_5_sp", wavs[16:20])
+    with caplog.at_level("INFO"):
+        m = prepare_kaldi(root, tmp_path / "m", normalize_text=False)
+    assert set(m) == {"train", "dev", "test"} and sum(len(p["supervisions"]) for p in m.values()) == n
+    assert "['train_clean_5_sp'] not imported" in caplog.text
+    assert "taken as dev_clean_2 -> dev, train_clean_5 -> train" in caplog.text
+    assert {s.id for s in m["dev"]["supervisions"]} == dev
 
 
 def test_kaldi_parent_dirs_not_named_like_splits(tmp_path, yesno_dir, caplog):

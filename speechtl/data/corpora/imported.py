@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
@@ -153,6 +153,53 @@ def safe_id(text: str) -> str:
 
 def split_of_split_dir(name: str) -> str | None:
     return SPLIT_NAMES.get(name.lower())
+
+
+def _name_tokens(name: str) -> list[str]:
+    return re.split(r"[-_.]", name.lower())
+
+
+def part_splits(names: Sequence[str]) -> dict[str, str | None]:
+    """``{part name: split}`` for a corpus's parts (LibriSpeech's ``train-clean-100``, Kaldi's
+    ``train_clean_5``, ``dev_clean_2``): a name that is a split name, or starts with one, is that
+    split; None: a part of its own, kept under its name. Every train part is train (they are pooled);
+    of several dev (test) parts one is dev (test), the one named exactly so, else the one called
+    clean, else the first by name; the others (``dev-other``) stay parts of their own, decoded as
+    further test sets. A recipe adapts on train and chooses on dev, so these names must be found."""
+    kind = {n: split_of_split_dir(n) or SPLIT_NAMES.get(_name_tokens(n)[0]) for n in names}
+    out: dict[str, str | None] = {n: ("train" if kind[n] == "train" else None) for n in names}
+    for split in ("dev", "test"):
+        cands = sorted(n for n in names if kind[n] == split)
+        exact = [n for n in cands if split_of_split_dir(n) == split]
+        if cands:
+            out[(exact or sorted(cands, key=lambda n: "clean" not in _name_tokens(n)))[0]] = split
+    return out
+
+
+def is_derived_copy(name: str) -> bool:
+    """Kaldi's derived copies of a data dir: speed-perturbed (``train_sp``), high-resolution
+    features (``train_hires``, ``train_clean_5_sp_hires``)."""
+    return any(t in ("sp", "hires") or re.fullmatch(r"sp\d.*", t) for t in _name_tokens(name)[1:])
+
+
+def draw_missing_splits(utts: Sequence[Utterance], opts: ImportOptions) -> ImportOptions:
+    """A corpus with train but without dev and/or test: the missing ones are drawn from train by the
+    seeded rule (:func:`assign_splits`), and a split the corpus has stays as it is."""
+    splits = {u.split for u in utts}
+    if "train" not in splits or {"dev", "test"} <= splits:
+        return opts
+    missing = {"dev", "test"} - splits
+    for u in utts:
+        if u.split == "train":
+            u.split = None
+    return replace(
+        opts,
+        split=replace(
+            opts.split,
+            dev_fraction=opts.split.dev_fraction if "dev" in missing else 0.0,
+            test_fraction=opts.split.test_fraction if "test" in missing else 0.0,
+        ),
+    )
 
 
 def _frac_rank(key: str, seed: int) -> float:

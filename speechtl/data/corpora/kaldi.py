@@ -23,7 +23,6 @@ split, so the corpus goes back to Kaldi or ESPnet as it came.
 
 import logging
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 from lhotse import RecordingSet, SupervisionSet
@@ -34,7 +33,10 @@ from speechtl.data.corpora.imported import (
     Pathlike,
     Utterance,
     build_corpus,
+    draw_missing_splits,
     import_options,
+    is_derived_copy,
+    part_splits,
     read_lines,
     split_of_split_dir,
 )
@@ -62,38 +64,49 @@ def read_mapping(path: Path, report: Report, min_fields: int = 2) -> dict[str, t
     return out
 
 
-def data_dirs(corpus_dir: Path) -> dict[str | None, Path]:
-    """``{split: data dir}``; the split is None for a lone dir not named like a split."""
+def data_dirs(corpus_dir: Path) -> list[tuple[str | None, Path]]:
+    """``(split, data dir)`` pairs (:func:`~speechtl.data.corpora.imported.part_splits`: several
+    train dirs are all train); the split is None for a lone dir not named like a split."""
     if (corpus_dir / "wav.scp").is_file():
-        return {split_of_split_dir(corpus_dir.name): corpus_dir}
+        return [(split_of_split_dir(corpus_dir.name), corpus_dir)]
     subs = sorted(d for d in corpus_dir.iterdir() if (d / "wav.scp").is_file())
     if not subs:
         raise SpeechtlError(
             f"{corpus_dir} is not a Kaldi data dir (no wav.scp) and holds none. "
             "Fix: point --corpus-dir at a data dir, or at the parent of train/, dev/, test/ data dirs."
         )
-    named = {d: split_of_split_dir(d.name) for d in subs}
-    if len(subs) == 1 and not named[subs[0]]:  # data/all: the whole corpus, dev and test drawn from it
-        logging.info(f"{subs[0]}: not named like a split: the whole corpus, dev and test drawn from it")
-        return {None: subs[0]}
-    for split in {v for v in named.values() if v}:
-        same = [d.name for d in subs if named[d] == split]
+    exact = {d: split_of_split_dir(d.name) for d in subs}
+    for split in {v for v in exact.values() if v}:
+        same = [d.name for d in subs if exact[d] == split]
         if len(same) > 1:
             raise SpeechtlError(
                 f"{corpus_dir}: data dirs {same} are all the {split} split. Fix: keep one, or point --corpus-dir at it."
             )
-    # Kaldi's derived copies of train (train_sp, train_hires) beside train itself: left out, said.
-    derived = [d for d in subs if not named[d] and "train" in named.values() and d.name.startswith("train")]
+    # Kaldi's derived copies of train (train_sp, train_clean_5_sp, train_hires) beside the dir they
+    # were made from: left out, said.
+    kinds = part_splits([d.name for d in subs])
+    derived = [d for d in subs if kinds[d.name] == "train" and is_derived_copy(d.name)]
+    if len(derived) == sum(1 for d in subs if kinds[d.name] == "train"):
+        derived = []  # only copies: one of them is the training data there is
     if derived:
         logging.warning(
             f"{corpus_dir}: {[d.name for d in derived]} not imported: copies of train (speed-perturbed, hires...); "
             "speechtl makes its own. To import one, point --corpus-dir at it."
         )
-    out = {named[d] or d.name: d for d in subs if d not in derived}
-    if "train" not in out:
+    subs = [d for d in subs if d not in derived]
+    kinds = part_splits([d.name for d in subs])
+    if len(subs) == 1 and not kinds[subs[0].name]:  # data/all: the whole corpus, dev and test drawn from it
+        logging.info(f"{subs[0]}: not named like a split: the whole corpus, dev and test drawn from it")
+        return [(None, subs[0])]
+    out = [(kinds[d.name] or d.name, d) for d in subs]
+    renamed = [f"{d.name} -> {split}" for split, d in out if split != d.name]
+    if renamed:
+        logging.info(f"{corpus_dir}: data dirs taken as {', '.join(renamed)}")
+    if "train" not in {split for split, _ in out}:
         logging.warning(
-            f"{corpus_dir}: no data dir is named train (found {sorted(out)}): a recipe adapts on the train part. "
-            "Fix, for a recipe: name the training dir train (and dev, test), or point --corpus-dir at one dir."
+            f"{corpus_dir}: no data dir is named train (found {sorted(d.name for d in subs)}): a recipe adapts "
+            "on the train part. Fix, for a recipe: name the training dir train (and dev, test), or point "
+            "--corpus-dir at one dir."
         )
     return out
 
@@ -184,26 +197,12 @@ def prepare_kaldi(
     report = Report()
     dirs = data_dirs(corpus_dir)
     utts: list[Utterance] = []
-    for split, d in dirs.items():
+    for split, d in dirs:
         utts += read_data_dir(d, split, report)
-    splits = {u.split for u in utts}
-    if "train" in splits and not {"dev", "test"} <= splits:
-        # dev and/or test drawn from train by the seeded rule; a split the corpus has stays as it is
-        missing = {"dev", "test"} - splits
-        opts = replace(
-            opts,
-            split=replace(
-                opts.split,
-                dev_fraction=opts.split.dev_fraction if "dev" in missing else 0.0,
-                test_fraction=opts.split.test_fraction if "test" in missing else 0.0,
-            ),
-        )
-        for u in utts:
-            if u.split == "train":
-                u.split = None
+    opts = draw_missing_splits(utts, opts)
 
     def reco2dur_checks(infos: dict) -> None:
-        for d in dirs.values():
+        for _, d in dirs:
             check_reco2dur(d, utts, infos, report)
 
     return build_corpus(prefix, utts, output_dir, opts, report, corpus_dir, after_probe=reco2dur_checks)

@@ -4,9 +4,14 @@ The corpus as OpenSLR ships it: ``LibriSpeech/<part>/<speaker>/<chapter>/``
 holding ``<speaker>-<chapter>-<utt>.flac`` and ``<speaker>-<chapter>.trans.txt``
 (``<utt id> <TEXT>`` lines). ``--corpus-dir`` is the ``LibriSpeech`` folder (or
 the folder above it). Parts are lhotse's names (``train-clean-100``,
-``dev-clean``, ..., ``train-clean-5``, ``dev-clean-2``) and become the splits;
-``--parts`` picks some, default every part found (``mini_librispeech``: its
-two). Download is lhotse's (``download_librispeech``).
+``dev-clean``, ..., ``train-clean-5``, ``dev-clean-2``); ``--parts`` picks some,
+default every part found (``mini_librispeech``: its two). The splits a recipe
+needs come from them (:func:`~speechtl.data.corpora.imported.part_splits`):
+every train part is train, ``dev-clean`` (``dev-clean-2``) dev, ``test-clean``
+test, and ``dev-other``/``test-other`` stay sets of their own; a missing dev or
+test (Mini LibriSpeech has no test part) is drawn from train, speaker-disjoint.
+Before 2026-12-06 the splits were the part names, and a generated recipe found
+no train. Download is lhotse's (``download_librispeech``).
 
 The transcripts are read here rather than by lhotse's ``prepare_librispeech``,
 which drops an utterance whose flac is missing with only a log line and stops
@@ -21,7 +26,16 @@ from pathlib import Path
 
 from lhotse.recipes.librispeech import LIBRISPEECH, MINI_LIBRISPEECH
 
-from speechtl.data.corpora.imported import Manifests, Pathlike, Utterance, build_corpus, import_options, read_lines
+from speechtl.data.corpora.imported import (
+    Manifests,
+    Pathlike,
+    Utterance,
+    build_corpus,
+    draw_missing_splits,
+    import_options,
+    part_splits,
+    read_lines,
+)
 from speechtl.data.validate import Report
 from speechtl.errors import SpeechtlError
 
@@ -43,7 +57,7 @@ def librispeech_root(corpus_dir: Path) -> Path:
     return corpus_dir / "LibriSpeech" if (corpus_dir / "LibriSpeech").is_dir() else corpus_dir
 
 
-def read_part(part_dir: Path, report: Report) -> list[Utterance]:
+def read_part(part_dir: Path, split: str, report: Report) -> list[Utterance]:
     utts = []
     for trans in sorted(part_dir.glob("*/*/*.trans.txt")):
         for n, line in read_lines(trans, report):
@@ -58,14 +72,14 @@ def read_part(part_dir: Path, report: Report) -> list[Utterance]:
                     text=fields[1] if len(fields) > 1 else "",
                     where=f"{trans}:{n}",
                     speaker=uid.split("-")[0],
-                    split=part_dir.name,
+                    split=split,
                     language="English",
                 )
             )
         listed = {u.id for u in utts if Path(u.audio).parent == trans.parent}
         for flac in sorted(trans.parent.glob("*.flac")):
             if flac.stem not in listed:
-                utts.append(Utterance(flac.stem, str(flac), None, str(flac), flac.stem.split("-")[0], part_dir.name))
+                utts.append(Utterance(flac.stem, str(flac), None, str(flac), flac.stem.split("-")[0], split))
     return utts
 
 
@@ -84,10 +98,12 @@ def _prepare(corpus_dir: Pathlike, output_dir, parts, known: tuple[str, ...], pr
         )
     report = Report()
     utts: list[Utterance] = []
+    splits = part_splits(chosen)
     for p in chosen:
-        part_utts = read_part(root / p, report)
-        logging.info(f"{root / p}: {len(part_utts)} utterances")
+        part_utts = read_part(root / p, splits[p] or p, report)
+        logging.info(f"{root / p}: {len(part_utts)} utterances, the {splits[p] or p} split")
         utts += part_utts
+    opts = draw_missing_splits(utts, opts)  # Mini LibriSpeech has no test part: drawn from train
     return build_corpus(prefix, utts, output_dir, opts, report, root)
 
 
