@@ -781,3 +781,51 @@ def test_folder_follows_symlinked_folders_once(tmp_path, yesno_dir):
     assert (
         "characters to check in folder_char_inventory.tsv" in (tmp_path / "o" / "folder_import_report.txt").read_text()
     )
+
+
+def test_kaldi_segments_become_one_cut_each_in_the_fbank_stage(tmp_path, yesno_dir):
+    """A recording with segments gave one cut holding both supervisions: training and decoding then
+    stopped ('a cut with several supervisions reached training') and the amounts counted silences."""
+    from speechtl.features import FbankConfig
+    from speechtl.features.compute import compute_fbank
+
+    texts = write_kaldi_dir(tmp_path / "data" / "train", sorted(yesno_dir.glob("*.wav"))[:4])  # 2 segments each
+    prepare_kaldi(tmp_path / "data" / "train", tmp_path / "m", normalize_text=False, dev_fraction=0, test_fraction=0)
+    sups = SupervisionSet.from_file(tmp_path / "m" / "kaldi_supervisions_train.jsonl.gz").to_eager()
+    assert len(sups) == len(texts) == 8
+    (out,) = compute_fbank(tmp_path / "m", tmp_path / "fbank", "kaldi", ["train"], FbankConfig(num_mel_bins=23))
+    cuts = CutSet.from_file(out)
+    assert sorted(c.id for c in cuts) == sorted(texts)  # one cut per segment, named by it
+    for c in cuts:
+        (s,) = c.supervisions
+        assert c.duration == pytest.approx(sups[c.id].duration) and s.start == pytest.approx(0.0)
+        assert abs(c.load_features().shape[0] - c.duration / 0.01) <= 2
+
+
+def test_kaldi_tags_are_no_words_and_a_small_overshoot_is_cut(tmp_path, yesno_dir, caplog):
+    """<UNK> and [noise] became the words unk and noise (trained on and scored); a segment 20 ms
+    past its recording stopped the import, where Kaldi's extract-segments cuts it (0.5 s)."""
+    wavs = sorted(yesno_dir.glob("*.wav"))[:4]
+    d = tmp_path / "train"
+    texts = write_kaldi_dir(d, wavs)
+    first, second = sorted(texts)[:2]
+    lines = (d / "text").read_text().splitlines()
+    lines = [
+        f"{ln.split()[0]} [noise] {' '.join(ln.split()[1:])} <UNK>" if ln.split()[0] == first else ln for ln in lines
+    ]
+    (d / "text").write_text("\n".join(lines) + "\n")
+    segs = (d / "segments").read_text().splitlines()
+    dur = sf.info(wavs[0]).duration
+    segs = [f"{f[0]} {f[1]} {f[2]} {dur + 0.02:.3f}" if (f := s.split())[0] == second else s for s in segs]
+    (d / "segments").write_text("\n".join(segs) + "\n")
+    with caplog.at_level("WARNING"):
+        prepare_kaldi(d, tmp_path / "m", normalize_text=True, dev_fraction=0, test_fraction=0)
+    sups = supervisions(tmp_path / "m", "kaldi")
+    assert sups[first]["text"] == texts[first].lower()  # the tags gone, the words kept
+    assert "2 non-speech and unknown-word token(s)" in caplog.text and "[noise] 1" in caplog.text
+    assert "cut at its end" in caplog.text and f"{second} (0.02 s)" in caplog.text
+    assert sups[second]["start"] + sups[second]["duration"] == pytest.approx(dur, abs=1e-3)
+    segs[0] = f"{segs[0].split()[0]} {segs[0].split()[1]} 0.0 {dur + 0.9:.3f}"  # 0.9 s past: still an error
+    (d / "segments").write_text("\n".join(segs) + "\n")
+    with pytest.raises(SpeechtlError, match=r"bad-segment: .*more than 0.5 s past"):
+        prepare_kaldi(d, tmp_path / "m2", dev_fraction=0, test_fraction=0)

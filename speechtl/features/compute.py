@@ -108,6 +108,27 @@ def compute_fbank_job(
     return out_cuts_path
 
 
+def one_cut_per_supervision(cuts: CutSet, split: str) -> CutSet:
+    """Cuts of one utterance each. A Kaldi ``segments`` file (or any corpus of long recordings)
+    gives recordings holding several supervisions: one cut per recording would put a whole
+    recording in a batch (training and decoding stop at its several supervisions) and count its
+    silences in the amounts of labelled speech. A cut whose one supervision spans it stays as it
+    is (its id, its features), which is every built-in corpus."""
+    cuts = cuts.to_eager()
+    whole = all(
+        len(c.supervisions) == 1 and c.supervisions[0].start <= 1e-3 and c.supervisions[0].end >= c.duration - 1e-3
+        for c in cuts
+    )
+    if whole:
+        return cuts
+    trimmed = cuts.trim_to_supervisions(keep_overlapping=False).to_eager()
+    logging.info(
+        f"{split}: {len(cuts)} recordings hold {len(trimmed)} supervisions (segments): one cut each, "
+        f"{sum(c.duration for c in trimmed) / 60:.1f} of {sum(c.duration for c in cuts) / 60:.1f} min"
+    )
+    return trimmed
+
+
 def compute_fbank(
     manifest_dir: Path,
     output_dir: Path,
@@ -140,6 +161,7 @@ def compute_fbank(
         rec = manifest_dir / f"{prefix}_recordings_{split}.jsonl.gz"
         sup = manifest_dir / f"{prefix}_supervisions_{split}.jsonl.gz"
         cuts = CutSet.from_manifests(recordings=RecordingSet.from_file(rec), supervisions=SupervisionSet.from_file(sup))
+        cuts = one_cut_per_supervision(cuts, split)
         if speed_perturb and split in perturb_splits:
             original = cuts
             for factor in speed_perturb:

@@ -42,6 +42,9 @@ from speechtl.errors import SpeechtlError
 Pathlike = str | Path
 Manifests = dict[str, dict[str, RecordingSet | SupervisionSet]]
 
+#: Seconds a segment may end past its recording and be cut at its end (Kaldi's extract-segments default).
+MAX_OVERSHOOT = 0.5
+
 #: Folder names taken as splits, and the split each names.
 SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "val": "dev", "validation": "dev", "test": "test"}
 
@@ -308,6 +311,7 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
         if sources.setdefault(u.rec_id, u.audio) != u.audio:
             report.add("duplicate-id", u.where, f"recording {u.rec_id!r} names two sources", u.id)
     probed = probe_many(sources.values(), cfg.nj)
+    overshoot: list[str] = []
     infos: dict[str, AudioInfo] = {}
     bad_recs: dict[str, tuple[str, str]] = {}
     for rec_id, src in sources.items():
@@ -332,10 +336,24 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
         dur = infos[u.rec_id].duration
         end = dur if u.end is None or u.end < 0 else u.end
         where = u.audio.strip() if u.where == u.audio else f"{u.audio.strip()} ({u.where})"
+        if dur + 0.01 < end <= dur + MAX_OVERSHOOT and u.start < dur:
+            overshoot.append(f"{u.id} ({end - dur:.2f} s)")
+            u.end = end = dur  # as Kaldi's extract-segments --max-overshoot does
         if u.start < 0 or end <= u.start or end > dur + 0.01:
-            report.add("bad-segment", where, f"{u.start:.2f}-{end:.2f} s is outside the audio's {dur:.2f} s", u.id)
+            report.add(
+                "bad-segment",
+                where,
+                f"{u.start:.2f}-{end:.2f} s is outside the audio's {dur:.2f} s (more than {MAX_OVERSHOOT} s past "
+                "its end, or before its start)",
+                u.id,
+            )
             continue
         check_duration(report, cfg, u.id, where, end - u.start, u.text)
+    if overshoot:
+        logging.warning(
+            f"{len(overshoot)} segment(s) end past their recording by up to {MAX_OVERSHOOT} s, cut at its end as "
+            f"Kaldi's extract-segments does: {', '.join(overshoot[:5])}{' ...' if len(overshoot) > 5 else ''}"
+        )
     return infos
 
 

@@ -5,10 +5,15 @@ probe them), ``text``, ``utt2spk``, optional ``segments``, ``spk2gender``,
 ``utt2lang`` and ``reco2dur``. ``--corpus-dir`` is one data dir (its name, if
 train/dev/test-like, is its split; otherwise dev and test are made from it by
 the seeded rule) or a parent holding one data dir per split (``train/``,
-``dev/``, ``test/``; valid/val are dev; other names are kept as parts, e.g.
-``test_clean/``, and decoded as test sets). Kaldi's copies of train beside it
-(``train_sp/``, ``train_hires/``) are left out and said; a parent whose one data
-dir has another name (``data/all/``) is that dir.
+``dev/``, ``test/``; valid/val are dev; names that start like them, e.g.
+``train_clean_5/``, ``dev_clean_2/``, as :func:`~speechtl.data.corpora.imported.part_splits`
+says; other names are kept as parts, e.g. ``test_other/`` beside ``test/``, and
+decoded as test sets; a missing dev or test is drawn from train). Kaldi's copies
+of train beside it (``train_sp/``, ``train_hires/``) are left out and said; a
+parent whose one data dir has another name (``data/all/``) is that dir.
+Transcripts lose Kaldi's tags (``<UNK>``, ``[noise]``: :func:`drop_tags`), and a
+segment that ends up to 0.5 s past its recording is cut at its end, as
+``extract-segments`` does.
 lhotse's ``load_kaldi_data_dir`` reads the same files, but it takes one
 sampling rate for every recording, reads no rates or channels from the audio,
 and drops unreadable files with a warning; this reader probes every recording
@@ -22,7 +27,8 @@ split, so the corpus goes back to Kaldi or ESPnet as it came.
 """
 
 import logging
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from lhotse import RecordingSet, SupervisionSet
@@ -111,6 +117,23 @@ def data_dirs(corpus_dir: Path) -> list[tuple[str | None, Path]]:
     return out
 
 
+#: Kaldi transcripts' tokens that are not words: <UNK>, <unk>, <NOISE>, <sil>, [noise], [laughter], ...
+TAG = re.compile(r"<[^<>\s]+>|\[[^\[\]\s]+\]")
+
+
+def drop_tags(text: str, seen: Counter[str]) -> str:
+    """``text`` without its whole-word Kaldi tags (:data:`TAG`), each counted in ``seen``. Left in,
+    normalization took their brackets away and ``<UNK>``, ``[noise]`` became the words unk, noise,
+    trained on and scored."""
+    kept = []
+    for w in text.split():
+        if TAG.fullmatch(w):
+            seen[w] += 1
+        else:
+            kept.append(w)
+    return " ".join(kept)
+
+
 def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]:
     """The utterances of one Kaldi data dir; format problems go to ``report``."""
     wavs = read_mapping(d / "wav.scp", report)
@@ -140,13 +163,14 @@ def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]
             logging.warning(f"{d}: {unused} recording(s) of wav.scp have no segment; not imported")
     else:
         items = [(rid, None, 0.0, None) for rid in wavs]
+    tags: Counter[str] = Counter()
     for uid, rec, start, end in items:
         s = spk.get(uid, (None,))[0]
         utts.append(
             Utterance(
                 id=uid,
                 audio=wavs[rec or uid][0],
-                text=texts[uid][0] if uid in texts else None,
+                text=drop_tags(texts[uid][0], tags) if uid in texts else None,
                 where=texts[uid][1] if uid in texts else wavs[rec or uid][1],
                 speaker=s,
                 split=split,
@@ -156,6 +180,12 @@ def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]
                 gender=gender.get(s, (None,))[0] if s else None,
                 language=lang.get(uid, (None,))[0],
             )
+        )
+    if tags:
+        logging.warning(
+            f"{d / 'text'}: {sum(tags.values())} non-speech and unknown-word token(s) left out of the transcripts, "
+            f"as Kaldi's lexicons map them to silence or <unk>: {', '.join(f'{t} {n}' for t, n in tags.most_common(8))}"
+            " (an utterance of nothing else is then empty-text)"
         )
     known = {u.id for u in utts}
     for uid, (_, where) in texts.items():
