@@ -3,6 +3,7 @@
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from speechtl.errors import SpeechtlError
@@ -468,9 +469,29 @@ def cmd_report(a):
         logging.info(f"wrote {png}" if png else "nothing to plot: no rows with an amount of data like 5min")
 
 
+def audio_files(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the audio files under it (sorted, recursively)."""
+    from speechtl.data.validate import AUDIO_EXTENSIONS
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+        if not found:
+            raise SpeechtlError(
+                f"{p} is a folder with no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}). Fix: name the files"
+            )
+        logging.info(f"{p}: {len(found)} audio files")
+        out += found
+    return out
+
+
 def cmd_transcribe(a):
     from speechtl.decode.transcribe import transcribe
 
+    a.files = audio_files(a.files)
     if a.onnx is not None:
         from speechtl.export.sherpa import transcribe_onnx
 
@@ -932,7 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-threads", type=int, default=1, help="--onnx: onnxruntime threads")
     s.add_argument("--decoding", default="hlg", choices=["hlg", "greedy"])
     s.add_argument("--device", default="")
-    s.add_argument("files", type=Path, nargs="+")
+    s.add_argument("files", type=Path, nargs="+", help="audio files, or folders of them (searched recursively)")
     s.set_defaults(func=cmd_transcribe)
 
     s = sub.add_parser(

@@ -578,6 +578,28 @@ def test_transcribe_names_each_bad_file_and_prints_the_good_ones(work, tmp_path,
     assert "3 of 4 file(s) could not be read" in err
 
 
+def test_transcribe_takes_folders_and_names_a_missing_file(work, tmp_path, capsys):
+    """`speechtl transcribe DIR` stopped with IsADirectoryError's traceback; a missing file's fix
+    spoke of deleting a transcript line."""
+    goods = sorted((work / "corpus").glob("*.wav"))[:2]
+    folder = tmp_path / "dir with space"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(goods[0], folder / "a.wav")
+    shutil.copy(goods[1], folder / "sub" / "b.WAV")
+    (folder / "notes.txt").write_text("not audio")
+    capsys.readouterr()
+    model = ["--model-dir", str(work / "model.pt"), "--lang-dir", str(work / "lang")]
+    rc = main(["transcribe", *model, str(folder), str(tmp_path / "gone.wav")])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "Traceback" not in err
+    assert [line.split("\t")[0] for line in out.splitlines()] == [str(folder / "a.wav"), str(folder / "sub" / "b.WAV")]
+    assert "gone.wav does not exist. Fix: check the path" in err and "transcript line" not in err
+    assert "1 of 3 file(s) could not be read" in err
+    (tmp_path / "empty").mkdir()
+    assert main(["transcribe", *model, str(tmp_path / "empty")]) == 1
+    assert "is a folder with no audio files" in capsys.readouterr().err
+
+
 def test_nan_audio_is_named_at_import_and_at_the_fbank_stage(work, tmp_path, capsys):
     """A float wav with NaN samples is named by ``speechtl prepare folder``; one that turns NaN
     after the import (manifests already written) is stopped by the fbank stage, before any of

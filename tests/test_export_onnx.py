@@ -143,6 +143,28 @@ def test_rows_of_a_hand_decode_name_the_system(yesno_system):
     assert ("hlg", "finetune", "all") in {(r.decoding, r.method, r.data) for r in read_results(results)}
 
 
+def test_export_and_transcribe_refuse_a_lang_dir_of_other_units(yesno_system, yesno_dir, tmp_path):
+    """decode refused a checkpoint with another recipe's lang dir; export-onnx and transcribe took it
+    and wrote fluent wrong words (zfiee for five)."""
+    import shutil
+
+    from speechtl.decode.transcribe import transcribe
+
+    _, ckpt, lang, _, _ = yesno_system
+    other = tmp_path / "other_lang"
+    shutil.copytree(lang.dir, other)
+    with open(other / "tokens.txt", "a") as f:
+        f.write(f"k {lang.vocab_size}\n")
+    with pytest.raises(
+        SpeechtlError, match=r"has \d+ output units, .*tokens.txt has \d+\. Fix: decode with the lang dir"
+    ):
+        export_onnx(ckpt, other, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()  # refused before anything was written
+    with pytest.raises(SpeechtlError, match="output units"):
+        transcribe(ckpt, other, [yesno_dir / "0_0_1_0_1_0_1_1.wav"], decoding="greedy")
+    assert transcribe(ckpt, lang.dir, [yesno_dir / "0_0_1_0_1_0_1_1.wav"], decoding="greedy")[0][1] is not None
+
+
 def test_sherpa_python_api_and_transcribe(yesno_system, yesno_dir):
     """sherpa-onnx's own OfflineRecognizer.from_zipformer_ctc runs the exported dir, as a user would."""
     import sherpa_onnx

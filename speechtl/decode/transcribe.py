@@ -10,6 +10,7 @@ import torch
 import torchaudio
 
 from speechtl.data.audio import probe_audio
+from speechtl.decode.checks import check_model_fits
 from speechtl.decode.greedy import ctc_greedy_search
 from speechtl.decode.hlg import HlgDecoder
 from speechtl.errors import SpeechtlError
@@ -22,6 +23,8 @@ from speechtl.train.checkpoint import load_checkpoint, model_from_state
 
 def read_audio(path: Path, sampling_rate: int) -> torch.Tensor:
     """Mono float waveform at ``sampling_rate``: channels averaged, resampled if needed."""
+    if not Path(path).is_file():  # probe_audio's fix speaks of corpora and their transcript lines
+        raise SpeechtlError(f"audio file {path} does not exist. Fix: check the path")
     _, problem = probe_audio(Path(path))  # the checks of data preparation: truncated, NaN, ...
     if problem is not None:
         raise SpeechtlError(f"audio file {path} {problem}. Fix: pass a readable mono or stereo recording.")
@@ -80,6 +83,7 @@ def transcribe(
     sampling_rate, featurize = model_features(ckpt, net.input_spec, ckpt_path)
     featurize = featurize.to(dev)
     lang = Lang(lang_dir)
+    check_model_fits(ckpt, ckpt_path, lang)  # another lang dir's units: fluent-looking wrong words
     hlg = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt") if decoding == "hlg" else None
     out = []
     for f in files:

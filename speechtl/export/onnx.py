@@ -52,8 +52,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from speechtl.decode.checks import check_model_fits
 from speechtl.errors import SpeechtlError
 from speechtl.features import FbankConfig
+from speechtl.lang import Lang
 from speechtl.models.ctc import CtcModel
 from speechtl.train.checkpoint import load_checkpoint, model_from_state
 
@@ -267,6 +269,7 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     model = exportable_model(ckpt, checkpoint)
+    check_model_fits(ckpt, checkpoint, Lang(lang_dir))  # before anything is written: other units read as garbage
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_lang_files(lang_dir, out_dir)
