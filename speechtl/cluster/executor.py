@@ -178,8 +178,18 @@ class SlurmExecutor(_Executor):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         ex = submitit.AutoExecutor(folder=self.log_dir / "slurm" / "%j", cluster="slurm")
         ex.update_parameters(**self.parameters())
-        with ex.batch():
-            jobs = [ex.submit(_run_job, fn, args, str(self.log_path(j)), o.cpus) for j, args in enumerate(args_list)]
+        try:
+            with ex.batch():
+                jobs = [
+                    ex.submit(_run_job, fn, args, str(self.log_path(j)), o.cpus) for j, args in enumerate(args_list)
+                ]
+        except (submitit.core.utils.FailedJobError, OSError) as e:  # sbatch refused, or is not there
+            said = " ".join(str(e).split())[-400:]
+            raise SpeechtlError(
+                f"Slurm did not take the {len(args_list)} {self.name} job(s): {said}. Fix: check that Slurm runs "
+                "here (sinfo; on one Debian machine utils/start_slurm.sh starts one), or run with --cmd local. "
+                "Nothing of this step was started; run it again once Slurm answers"
+            ) from e
         logging.info(
             f"submitted {len(jobs)} {self.name} job(s) to Slurm (array {jobs[0].job_id.split('_')[0]}, "
             f"{self.nj} at a time); logs: {self.log_dir}/{self.name}.*.log"
