@@ -68,16 +68,24 @@ decode() {
   mark_done "$(decode_dir "$1")/.done" "$(decode_key "$1")"
 }
 
-todo=()
+todo=() untrained=()
 for s in "$@"; do
   if [ "$s" = zero-shot ] && [ -z "$zero_shot_lang" ]; then
     log "ERROR: the zero-shot system needs --zero-shot-lang (the source's lang dir)"; exit 1
   fi
+  # A system whose training did not finish has no .done: the others are decoded, it is named at the end.
+  if [ "$s" = zero-shot ]; then trained=$source_dir/final.pt; else trained=$exp_dir/$s/.done; fi
+  if [ ! -f "$trained" ]; then untrained+=("$s"); continue; fi
   is_done "$(decode_dir "$s")/.done" "$(decode_key "$s")" || todo+=("$s")
 done
 if [ ${#todo[@]} -gt 0 ]; then
   log "${log_prefix:+$log_prefix: }decode $test_sets with ${todo[*]} ($decoding${zero_shot_lang:+; zero-shot: $zero_shot_decoding, source units}; logs: $exp_dir/log/decode.<system>.log)"
   run_parallel "$nj" "$exp_dir/log" decode decode "${todo[@]}"
+fi
+if [ ${#untrained[@]} -gt 0 ]; then
+  log "ERROR: not decoded, never trained to the end (no .done in $exp_dir/<system>/): ${untrained[*]}." \
+    "Fix: run the stage that trains them (its log says why it stopped), or leave them out of --methods"
+  exit 1
 fi
 
 for ((r = 2; r <= rounds; r++)); do

@@ -492,6 +492,10 @@ def test_librispeech_layout_matches_lhotse(tmp_path, yesno_dir):
         mine = ours[s.id]
         assert mine["text"] == s.text.lower() == texts[s.id].lower()
         assert mine["speaker"] == s.speaker and mine["duration"] == pytest.approx(s.duration, abs=1e-3)
+    with pytest.raises(
+        SpeechtlError, match=r"is the LibriSpeech part dev-clean-2 itself. Fix: --corpus-dir .* --parts dev-clean-2"
+    ):
+        prepare_librispeech(tmp_path / "LibriSpeech" / "dev-clean-2", tmp_path / "m2")
     # a corrupt flac and a transcript line without its flac: named, not a traceback or a silent drop
     part = tmp_path / "LibriSpeech" / "dev-clean-2"
     first = sorted(part.glob("*/*/*.flac"))[0]

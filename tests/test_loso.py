@@ -358,6 +358,16 @@ def fails_before_any_work(tmp_path: Path, script: str, *argv: str) -> str:
     return r.stdout + r.stderr
 
 
+def test_decoding_systems_that_never_finished_training_names_them(tmp_path):
+    """run.sh --stage 4 after a failed stage 3 started a decode per system, each with 'cat: .../.done:
+    No such file' and 'checkpoint does not exist'; now they are named once, with the fix."""
+    out = fails_before_any_work(
+        tmp_path, "decode_all.sh", "--exp-dir", "exp", "lang", "cuts", "finetune_1shots", "freeze_1shots"
+    )
+    assert "not decoded, never trained to the end" in out and "finetune_1shots freeze_1shots" in out
+    assert "No such file" not in out and "checkpoint does not exist" not in out
+
+
 def test_personalizing_from_a_system_that_is_not_trained_fails_before_any_work(tmp_path):
     data = ["conf.yaml", "lang", "pool.jsonl.gz", "data", "exp"]
     argv = ["--methods", "finetune dann", "--personal-shots", "1", "--personal-from", "pseudo-label"]

@@ -89,6 +89,10 @@ def _prepare(corpus_dir: Pathlike, output_dir, parts, known: tuple[str, ...], pr
     corpus_dir = Path(corpus_dir)
     root = librispeech_root(corpus_dir)
     found = [p for p in known if (root / p).is_dir()]
+    if not found and root.name in known:
+        raise SpeechtlError(
+            f"{root} is the LibriSpeech part {root.name} itself. Fix: --corpus-dir {root.parent} --parts {root.name}"
+        )
     chosen = list(parts) if parts else found
     missing = sorted(set(chosen) - set(found))
     if missing or not chosen:
