@@ -429,6 +429,16 @@ def test_commonvoice_mp3_release_any_language(tmp_path, fsdd_dir):
     assert r.sources[0].source.endswith(".mp3") and r.load_audio().shape[1] > 0.2 * r.sampling_rate
     with pytest.raises(SpeechtlError, match="has no Common Voice folder xx/"):
         prepare_commonvoice(root, out, language="xx")
+    # Back to Kaldi: mp3 through a sox pipe (Kaldi reads wav only), the speaker first in every id
+    # so that utt2spk sorted by utterance is sorted by speaker too (Kaldi's validate_data_dir.sh).
+    assert main(["export", "kaldi", "--manifest-dir", str(out), "--prefix", "commonvoice", "--output-dir", str(tmp_path / "k")]) == 0  # fmt: skip
+    d = tmp_path / "k" / "train"
+    scp = (d / "wav.scp").read_text().splitlines()
+    assert scp and all(line.split(" ", 1)[1].startswith("sox ") and line.endswith(".mp3 -t wav - |") for line in scp)
+    pairs = [line.split() for line in (d / "utt2spk").read_text().splitlines()]
+    assert all(u.startswith(f"{spk}-") for u, spk in pairs)
+    assert pairs == sorted(pairs) == sorted(pairs, key=lambda p: (p[1], p[0]))
+    assert [ln.split()[0] for ln in (d / "text").read_text().splitlines()] == [u for u, _ in pairs]
 
 
 def test_commonvoice_validated_only_gets_speaker_disjoint_splits(tmp_path, fsdd_dir):

@@ -243,9 +243,10 @@ def export_kaldi(
 ) -> list[Path]:
     """Write one Kaldi data dir per split of ``<prefix>_*`` manifests; returns the dirs.
 
-    A recording's source is written as its path, or as ``cmd |`` for a command
-    source; a multi-channel recording is down-mixed by a ``sox ... remix -`` pipe.
-    Utterances are sorted by id, as Kaldi's tools expect."""
+    A recording's source is written as its path (wav), a ``flac -c -d -s`` or ``sox ... -t wav -``
+    pipe (flac; mp3, ogg, opus: Kaldi reads wav only), or ``cmd |`` for a command source; a
+    multi-channel recording is down-mixed by a ``sox ... -c 1`` pipe. Utterances are sorted by id,
+    as Kaldi's tools expect, with the speaker first in the id where it was not (:func:`kaldi_utt_ids`)."""
     manifest_dir, output_dir = Path(manifest_dir), Path(output_dir)
     found = sorted(manifest_dir.glob(f"{prefix}_recordings_*.jsonl.gz"))
     names = [p.name[len(f"{prefix}_recordings_") : -len(".jsonl.gz")] for p in found]
@@ -277,22 +278,40 @@ def _wav_entry(rec) -> str:
         raise SpeechtlError(f"recording {rec.id} is stored as {src.type!r}; only files and commands export to wav.scp")
     if rec.transforms:  # a down-mix (or a resampling) is done by sox in the pipe
         return f"sox {src.source} -t wav -c 1 - |"
+    ext = Path(src.source).suffix.lower()
+    if ext == ".flac":  # Kaldi reads RIFF wav only: its LibriSpeech recipe's pipe
+        return f"flac -c -d -s {src.source} |"
+    if ext != ".wav":  # mp3 (Common Voice), ogg, opus: as Kaldi's commonvoice recipe does
+        return f"sox {src.source} -t wav - |"
     return src.source
+
+
+def kaldi_utt_ids(sups) -> dict[str, str]:
+    """``{utterance id: its id in the Kaldi dir}``. Kaldi sorts utt2spk by utterance and spk2utt by
+    speaker, and its tools need the two orders to agree: each speaker id must begin its utterances'
+    ids. Common Voice's clip ids do not (its speakers interleave), so every id of such a split
+    becomes ``<speaker>-<id>``; ids that already begin with their speaker stay as they are."""
+    if all(not s.speaker or s.id.startswith(s.speaker) for s in sups):
+        return {s.id: s.id for s in sups}
+    return {s.id: f"{s.speaker}-{s.id}" if s.speaker else s.id for s in sups}
 
 
 def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    sups = sorted(sups, key=lambda s: s.id)
-    spk = {s.id: s.speaker or s.id for s in sups}
+    ids = kaldi_utt_ids(list(sups))
+    if any(k != v for k, v in ids.items()):
+        logging.info(f"{d}: utterance ids are <speaker>-<id> (Kaldi's sort order needs the speaker first)")
+    sups = sorted(sups, key=lambda s: ids[s.id])
+    spk = {s.id: s.speaker or ids[s.id] for s in sups}
     spk2utt = defaultdict(list)
     for s in sups:
-        spk2utt[spk[s.id]].append(s.id)
+        spk2utt[spk[s.id]].append(ids[s.id])
     rec_list = sorted(recs, key=lambda r: r.id)
     files = {
         "wav.scp": [f"{r.id} {_wav_entry(r)}" for r in rec_list],
-        "segments": [f"{s.id} {s.recording_id} {s.start:.3f} {s.end:.3f}" for s in sups],
-        "text": [f"{s.id} {s.text or ''}".rstrip() for s in sups],
-        "utt2spk": [f"{s.id} {spk[s.id]}" for s in sups],
+        "segments": [f"{ids[s.id]} {s.recording_id} {s.start:.3f} {s.end:.3f}" for s in sups],
+        "text": [f"{ids[s.id]} {s.text or ''}".rstrip() for s in sups],
+        "utt2spk": [f"{ids[s.id]} {spk[s.id]}" for s in sups],
         "spk2utt": [f"{k} {' '.join(v)}" for k, v in sorted(spk2utt.items())],
         "reco2dur": [f"{r.id} {r.duration:.3f}" for r in rec_list],
     }
