@@ -243,6 +243,9 @@ def test_look_alike_characters_are_flagged_and_mapped(tmp_path, caplog):
     flags, flagged = flags_of(["привет iphone мир", "прoвод провод"], "ru.tsv")  # the o of the first is Latin
     assert flagged == ["o"] and flags["o"] == "looks like о" and "correct those 1 by hand" in caplog.text
     assert "--map-chars" not in caplog.text
+    # Short words and words mostly typed in Latin inside a Russian corpus: то, но, ход with Latin o, x.
+    mixed = mixed_script_letters(["это тo и нo", "xoд и ход", "привет iphone мир"])
+    assert set(mixed) == {"o", "x"} and mixed["o"][:2] == ("о", 3) and mixed["x"][:2] == ("х", 1)
     from speechtl.data.normalize import char_map
 
     assert char_map("ẞ=ß") == {ord("ẞ"): "ß"}  # its case folding is 'ss', two letters: no second key

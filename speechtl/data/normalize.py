@@ -127,7 +127,12 @@ def _script(c: str) -> str | None:
 def mixed_script_letters(texts: Iterable[str]) -> dict[str, tuple[str, int, str]]:
     """``{letter: (its look-alike, times, a word)}`` for letters written inside words of another
     script that has a look-alike of them: a Cyrillic а in the Latin ``cаsa``, a Latin o in a
-    Russian word. Whole words of another script (a Latin loan word in Russian text) are not."""
+    Russian word. Whole words of another script (a Latin loan word in Russian text) are not.
+    A word's script is the corpus's own when the word has any of its letters (Russian ``тo``,
+    ``xoд`` typed with Latin o and x: half or most of the word Latin), else the word's majority."""
+    texts = list(texts)
+    corpus = Counter(s for text in texts for s in map(_script, text) if s)
+    corpus_main = corpus.most_common(1)[0][0] if corpus else None
     found: dict[str, list] = {}
     for text in texts:
         for word in text.split():
@@ -135,7 +140,9 @@ def mixed_script_letters(texts: Iterable[str]) -> dict[str, tuple[str, int, str]
             if len(scripts) < 2:
                 continue
             main, n = scripts.most_common(1)[0]
-            if 2 * n <= sum(scripts.values()):
+            if corpus_main in scripts:
+                main = corpus_main
+            elif 2 * n <= sum(scripts.values()):
                 continue  # no script writes most of the word
             for c in word:
                 other = _HOMOGLYPHS.get(c, {}).get(main)
