@@ -41,3 +41,28 @@ def test_data_efficiency_plot(tmp_path):
     update_results(tsv, [ResultRow("target", "scratch", "5shots", "hlg", 50.0, 5, 10)])
     with pytest.raises(SpeechtlError, match="mixes data units"):
         plot_data_efficiency(tsv, tmp_path / "y.png", "target", "hlg")
+
+
+def test_data_efficiency_plot_ticks_are_the_amounts(tmp_path, monkeypatch):
+    """A generated recipe's amounts 1, 2 and 5.3 min read 2x10^0, 3x10^0, 4x10^0 on the log axis."""
+    from matplotlib.figure import Figure
+
+    seen = {}
+    save = Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        seen["ticks"] = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        seen["minor"] = [t.get_text() for t in fig.axes[0].get_xticklabels(minor=True)]
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    tsv = tmp_path / "results.tsv"
+    update_results(
+        tsv,
+        [
+            ResultRow("test", "finetune", d, "hlg", w, int(w), 100)
+            for d, w in [("1min", 90.0), ("2min", 80.0), ("5.3min", 60.0)]
+        ],
+    )
+    plot_data_efficiency(tsv, tmp_path / "p.png", "test", "hlg")
+    assert seen["ticks"] == ["1", "2", "5.3"] and not any(seen["minor"])

@@ -188,8 +188,12 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
     ax.set_xlabel("labelled target data (" + ("minutes" if unit == "min" else "shots per class") + ")")
     ax.set_ylabel(f"WER (%), {decoding}")
     ax.set_title(f"{test_set}: WER against labelled target data")
-    if len({p[0] for pts in curves.values() for p in pts}) > 2:
+    amounts = sorted({p[0] for pts in curves.values() for p in pts})
+    if len(amounts) > 2:
         ax.set_xscale("log")
+    # The amounts themselves as ticks (on a log axis within one decade matplotlib writes 2x10^0, 3x10^0)
+    ax.set_xticks(amounts, [f"{a:g}" for a in amounts])
+    ax.minorticks_off()
     ax.grid(alpha=0.3)
     ax.legend()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
