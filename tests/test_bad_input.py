@@ -325,6 +325,30 @@ def test_decode_with_some_empty_references_and_oov_words_warns_and_scores(work, 
     assert int(rows["hlg"][5]) >= 2, "HLG cannot output MAYBE: both count as errors"
 
 
+def test_decode_from_another_dir_than_the_fbank_stages_names_the_dir(work, tmp_path, capsys, monkeypatch):
+    """A recipe's cuts point at data/fbank/... relative to the recipe dir; decoded from elsewhere it
+    was lhotse's FileNotFoundError traceback."""
+    import os
+
+    from lhotse import CutSet
+
+    cuts = CutSet.from_file(work / "fbank" / "yesno_cuts_test.jsonl.gz").to_eager()
+    CutSet.from_cuts(_relative_features(c, work) for c in cuts).to_file(tmp_path / "cuts.jsonl.gz")
+    msg = fails(capsys, *decode(work, tmp_path / "dec", tmp_path / "cuts.jsonl.gz"))
+    assert "a path relative to the dir their fbank stage ran in" in msg and f"{os.getcwd()} has no fbank/" in msg
+    monkeypatch.chdir(work)  # the dir the features are relative to
+    rc, err = cli(capsys, *decode(work, tmp_path / "dec", tmp_path / "cuts.jsonl.gz"))
+    assert rc == 0, err[-2000:]
+
+
+def _relative_features(cut, base: Path):
+    from dataclasses import replace
+
+    return replace(
+        cut, features=replace(cut.features, storage_path=str(Path(cut.features.storage_path).relative_to(base)))
+    )
+
+
 # ---- lang dir and checkpoints
 
 

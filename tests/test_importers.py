@@ -843,3 +843,29 @@ def test_kaldi_tags_are_no_words_and_a_small_overshoot_is_cut(tmp_path, yesno_di
     (d / "segments").write_text("\n".join(segs) + "\n")
     with pytest.raises(SpeechtlError, match=r"bad-segment: .*more than 0.5 s past"):
         prepare_kaldi(d, tmp_path / "m2", dev_fraction=0, test_fraction=0)
+
+
+def test_kaldi_archive_offsets_are_read_through_wav_copy_or_named(tmp_path, yesno_dir, monkeypatch):
+    """wav.scp's `wav.ark:13` read as a missing file ('add the audio file, or delete the transcript line')."""
+    wavs = sorted(yesno_dir.glob("*.wav"))[:4]
+    d = tmp_path / "train"
+    write_kaldi_dir(d, wavs)
+    scp = (d / "wav.scp").read_text().splitlines()
+    rid = scp[1].split()[0]
+    (tmp_path / "wav.ark").write_bytes(b"")
+    scp[1] = f"{rid} {tmp_path / 'wav.ark'}:13"
+    (d / "wav.scp").write_text("\n".join(scp) + "\n")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no Kaldi here
+    with pytest.raises(SpeechtlError) as e:
+        prepare_kaldi(d, tmp_path / "m", dev_fraction=0, test_fraction=0)
+    assert "wav.ark:13 is an offset into a Kaldi archive" in str(e.value) and "wav-copy" in str(e.value)
+    assert "does not exist" not in str(e.value)
+    fake = tmp_path / "kaldi"
+    fake.mkdir()
+    (fake / "wav-copy").write_text(f"#!/bin/sh\ncat {wavs[1]}\n")  # stands in for Kaldi's, reading the archive
+    (fake / "wav-copy").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:/usr/bin:/bin")
+    prepare_kaldi(d, tmp_path / "m", dev_fraction=0, test_fraction=0)
+    recs = {r.id: r for r in RecordingSet.from_file(tmp_path / "m" / "kaldi_recordings_train.jsonl.gz")}
+    assert recs[rid].sources[0].type == "command" and "wav-copy" in recs[rid].sources[0].source
+    assert recs[rid].duration == pytest.approx(sf.info(wavs[1]).duration, abs=1e-3)

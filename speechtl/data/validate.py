@@ -68,6 +68,8 @@ FIXES = {
     "(CP1250: Central European, e.g. Romanian, Polish, Czech; CP1252 or LATIN1: Western European; CP1251: Cyrillic)",
     "bad-line": "write the line as 'id<separator>text' like the others",
     "bad-segment": "fix the segment's start and end times: 0 <= start < end <= the recording's duration",
+    "kaldi-archive": "put Kaldi's wav-copy on PATH (its src/featbin), which reads it through a "
+    "'wav-copy FILE.ark:OFFSET - |' pipe, or give wav.scp one audio file or 'cmd |' pipe per recording",
     "too-short": "delete the utterance, or merge it with a neighbour; it is shorter than the model can align",
     "too-long": "split it into shorter utterances (Kaldi segments), or raise --max-duration",
 }

@@ -63,6 +63,12 @@ def check_features(model: torch.nn.Module, cuts: CutSet, source: Path, what: str
         return
     expected = model.config.num_features
     first = next(iter(cuts), None)
+    stored = Path(first.features.storage_path) if first is not None and first.features is not None else None
+    if stored is not None and not stored.is_absolute() and not stored.exists():
+        raise SpeechtlError(
+            f"the features of {what} are stored at {stored}, a path relative to the dir their fbank stage ran in, "
+            f"and {Path.cwd()} has no {stored}. Fix: run from that dir (the recipe's, e.g. cd egs/NAME/ASR)"
+        )
     found = first.features.num_features if first is not None and first.features is not None else None
     if found is not None and found != expected:
         raise SpeechtlError(

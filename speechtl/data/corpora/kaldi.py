@@ -1,7 +1,7 @@
 """Kaldi data directories in and out: ``speechtl prepare kaldi`` and ``speechtl export kaldi``.
 
-Import reads ``wav.scp`` (file paths, or ``cmd args |`` pipes, which are run to
-probe them), ``text``, ``utt2spk``, optional ``segments``, ``spk2gender``,
+Import reads ``wav.scp`` (file paths, ``cmd args |`` pipes, which are run to
+probe them, or ``FILE.ark:OFFSET`` through Kaldi's ``wav-copy`` when it is on PATH), ``text``, ``utt2spk``, optional ``segments``, ``spk2gender``,
 ``utt2lang`` and ``reco2dur``. ``--corpus-dir`` is one data dir (its name, if
 train/dev/test-like, is its split; otherwise dev and test are made from it by
 the seeded rule) or a parent holding one data dir per split (``train/``,
@@ -28,6 +28,7 @@ split, so the corpus goes back to Kaldi or ESPnet as it came.
 
 import logging
 import re
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -134,6 +135,24 @@ def drop_tags(text: str, seen: Counter[str]) -> str:
     return " ".join(kept)
 
 
+#: A wav.scp entry that is an offset into a Kaldi archive: ``wav.ark:1234``.
+ARK_OFFSET = re.compile(r"\S+\.ark:\d+")
+
+
+def archive_entries(wavs: dict[str, tuple[str, str]]) -> set[str]:
+    """Recordings of ``wavs`` stored as offsets into Kaldi archives. With Kaldi's ``wav-copy`` on
+    PATH each becomes a ``wav-copy FILE.ark:OFFSET - |`` pipe (``wavs`` is changed in place);
+    without it they are returned, to be named as problems (they read as missing files before)."""
+    found = {rid for rid, (entry, _) in wavs.items() if ARK_OFFSET.fullmatch(entry.strip())}
+    if found and shutil.which("wav-copy"):
+        for rid in found:
+            entry, where = wavs[rid]
+            wavs[rid] = (f"wav-copy {entry.strip()} - |", where)
+        logging.info(f"{len(found)} recording(s) in Kaldi archives, read through wav-copy pipes")
+        return set()
+    return found
+
+
 def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]:
     """The utterances of one Kaldi data dir; format problems go to ``report``."""
     wavs = read_mapping(d / "wav.scp", report)
@@ -144,6 +163,7 @@ def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]
     segments = read_mapping(d / "segments", report)
     if not (d / "utt2spk").is_file():
         logging.warning(f"{d} has no utt2spk: speakers unknown, dev/test cannot be made speaker-disjoint")
+    archived = archive_entries(wavs)
     utts = []
     if segments:
         items = []
@@ -165,6 +185,10 @@ def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]
         items = [(rid, None, 0.0, None) for rid in wavs]
     tags: Counter[str] = Counter()
     for uid, rec, start, end in items:
+        if (rec or uid) in archived:
+            entry, where = wavs[rec or uid]
+            report.add("kaldi-archive", where, f"{entry} is an offset into a Kaldi archive", uid)
+            continue
         s = spk.get(uid, (None,))[0]
         utts.append(
             Utterance(
