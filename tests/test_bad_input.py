@@ -336,6 +336,10 @@ def test_decode_from_another_dir_than_the_fbank_stages_names_the_dir(work, tmp_p
     CutSet.from_cuts(_relative_features(c, work) for c in cuts).to_file(tmp_path / "cuts.jsonl.gz")
     msg = fails(capsys, *decode(work, tmp_path / "dec", tmp_path / "cuts.jsonl.gz"))
     assert "a path relative to the dir their fbank stage ran in" in msg and f"{os.getcwd()} has no fbank/" in msg
+    assert "e.g. cd egs/NAME/ASR" in msg  # no dir above these cuts holds the features
+    beside = work / "fbank" / "relative_cuts.jsonl.gz"  # a recipe's: the features' dir is above the cuts
+    CutSet.from_file(tmp_path / "cuts.jsonl.gz").to_file(beside)
+    assert f"Fix: run from that dir: cd {work}" in fails(capsys, *decode(work, tmp_path / "dec", beside))
     monkeypatch.chdir(work)  # the dir the features are relative to
     rc, err = cli(capsys, *decode(work, tmp_path / "dec", tmp_path / "cuts.jsonl.gz"))
     assert rc == 0, err[-2000:]

@@ -859,6 +859,7 @@ def test_kaldi_archive_offsets_are_read_through_wav_copy_or_named(tmp_path, yesn
     with pytest.raises(SpeechtlError) as e:
         prepare_kaldi(d, tmp_path / "m", dev_fraction=0, test_fraction=0)
     assert "wav.ark:13 is an offset into a Kaldi archive" in str(e.value) and "wav-copy" in str(e.value)
+    assert str(e.value).count("is an offset into a Kaldi archive") == 1  # once, not once per segment (2 here)
     assert "does not exist" not in str(e.value)
     fake = tmp_path / "kaldi"
     fake.mkdir()

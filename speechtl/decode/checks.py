@@ -53,7 +53,9 @@ def check_model_fits(ckpt: dict, ckpt_path: Path, lang: Lang) -> None:
         )
 
 
-def check_features(model: torch.nn.Module, cuts: CutSet, source: Path, what: str = "the test cuts") -> None:
+def check_features(
+    model: torch.nn.Module, cuts: CutSet, source: Path, what: str = "the test cuts", cuts_path: Path | None = None
+) -> None:
     """Raise unless ``model`` (from ``source``, a checkpoint or config) reads features of ``cuts``' dimension.
 
     Only for models that read precomputed fbank; Whisper's log-mel and raw
@@ -65,9 +67,13 @@ def check_features(model: torch.nn.Module, cuts: CutSet, source: Path, what: str
     first = next(iter(cuts), None)
     stored = Path(first.features.storage_path) if first is not None and first.features is not None else None
     if stored is not None and not stored.is_absolute() and not stored.exists():
+        # the dir the fbank stage ran in is most likely one above the cuts file (a recipe's data/fbank/)
+        above = Path(cuts_path).resolve().parents if cuts_path is not None else []
+        home = next((d for d in above if (d / stored).exists()), None)
         raise SpeechtlError(
             f"the features of {what} are stored at {stored}, a path relative to the dir their fbank stage ran in, "
-            f"and {Path.cwd()} has no {stored}. Fix: run from that dir (the recipe's, e.g. cd egs/NAME/ASR)"
+            f"and {Path.cwd()} has no {stored}. Fix: run from that dir"
+            + (f": cd {home}" if home else " (the recipe's, e.g. cd egs/NAME/ASR)")
         )
     found = first.features.num_features if first is not None and first.features is not None else None
     if found is not None and found != expected:

@@ -32,11 +32,18 @@ LM_SCALES = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 1.7, 2.
 
 
 @torch.no_grad()
-def compute_log_probs(checkpoint: Path, cuts: CutSet, device: str | None = None, max_duration: float = 200.0):
-    """``{cut_id: (reference text, log-probs (frames, vocab) float32 numpy)}``."""
+def compute_log_probs(
+    checkpoint: Path,
+    cuts: CutSet,
+    device: str | None = None,
+    max_duration: float = 200.0,
+    cuts_path: Path | None = None,
+):
+    """``{cut_id: (reference text, log-probs (frames, vocab) float32 numpy)}``; ``cuts_path``, the
+    file ``cuts`` came from, names the dir to run from when their features are not found."""
     dev = pick_device(device)
     model = model_from_checkpoint(checkpoint).to(dev).eval()
-    check_features(model, cuts, Path(checkpoint))
+    check_features(model, cuts, Path(checkpoint), cuts_path=cuts_path)
     out = {}
     for batch in eval_dataloader(mark_cuts(cuts, model.input_spec), max_duration):
         feats, lengths, texts, batch_cuts = unpack(batch)
@@ -118,7 +125,7 @@ def decode_test_set(
     if seed is None:
         seed = (ckpt.get("train_config") or {}).get("seed")
     del ckpt  # compute_log_probs loads the model itself
-    scores = compute_log_probs(checkpoint, cuts, device)
+    scores = compute_log_probs(checkpoint, cuts, device, cuts_path=Path(cuts_path))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     refs = {k: text.split() for k, (text, _) in scores.items()}

@@ -139,17 +139,18 @@ def drop_tags(text: str, seen: Counter[str]) -> str:
 ARK_OFFSET = re.compile(r"\S+\.ark:\d+")
 
 
-def archive_entries(wavs: dict[str, tuple[str, str]]) -> set[str]:
+def archive_entries(wavs: dict[str, tuple[str, str]]) -> dict[str, bool]:
     """Recordings of ``wavs`` stored as offsets into Kaldi archives. With Kaldi's ``wav-copy`` on
     PATH each becomes a ``wav-copy FILE.ark:OFFSET - |`` pipe (``wavs`` is changed in place);
-    without it they are returned, to be named as problems (they read as missing files before)."""
-    found = {rid for rid, (entry, _) in wavs.items() if ARK_OFFSET.fullmatch(entry.strip())}
+    without it they are returned (``{recording: not yet named}``), to be named as problems (they read
+    as missing files before)."""
+    found = {rid: True for rid, (entry, _) in wavs.items() if ARK_OFFSET.fullmatch(entry.strip())}
     if found and shutil.which("wav-copy"):
         for rid in found:
             entry, where = wavs[rid]
             wavs[rid] = (f"wav-copy {entry.strip()} - |", where)
         logging.info(f"{len(found)} recording(s) in Kaldi archives, read through wav-copy pipes")
-        return set()
+        return {}
     return found
 
 
@@ -187,7 +188,9 @@ def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]
     for uid, rec, start, end in items:
         if (rec or uid) in archived:
             entry, where = wavs[rec or uid]
-            report.add("kaldi-archive", where, f"{entry} is an offset into a Kaldi archive", uid)
+            if archived[rec or uid]:  # once a recording, not once per segment
+                report.add("kaldi-archive", where, f"{entry} is an offset into a Kaldi archive", uid)
+                archived[rec or uid] = False
             continue
         s = spk.get(uid, (None,))[0]
         utts.append(
