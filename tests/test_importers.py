@@ -402,7 +402,7 @@ def write_cv_release(root: Path, lang: str, fsdd_dir: Path, with_splits: bool = 
     return expect
 
 
-def test_commonvoice_mp3_release_any_language(tmp_path, fsdd_dir):
+def test_commonvoice_mp3_release_any_language(tmp_path, fsdd_dir, caplog):
     root = tmp_path / "cv-corpus-17.0-2024-03-15"
     expect = write_cv_release(root, "sw", fsdd_dir)
     clips = root / "sw" / "clips"
@@ -439,6 +439,13 @@ def test_commonvoice_mp3_release_any_language(tmp_path, fsdd_dir):
     assert all(u.startswith(f"{spk}-") for u, spk in pairs)
     assert pairs == sorted(pairs) == sorted(pairs, key=lambda p: (p[1], p[0]))
     assert [ln.split()[0] for ln in (d / "text").read_text().splitlines()] == [u for u, _ in pairs]
+    from speechtl.data.corpora.kaldi import sox_formats, warn_sox_formats
+
+    assert "wav" in sox_formats()  # this machine's sox (Debian's, without libsox-fmt-mp3 here)
+    logging.getLogger().addHandler(caplog.handler)  # speechtl's CLI set up its own handlers above
+    with caplog.at_level("WARNING"):
+        warn_sox_formats(["r1 sox /a/x.nosuchformat -t wav - |", "r2 /a/y.wav"], d)
+    assert "sox here cannot read nosuchformat" in caplog.text and "libsox-fmt" in caplog.text
 
 
 def test_commonvoice_validated_only_gets_speaker_disjoint_splits(tmp_path, fsdd_dir):

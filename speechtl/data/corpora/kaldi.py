@@ -313,6 +313,32 @@ def _wav_entry(rec) -> str:
     return src.source
 
 
+def sox_formats() -> set[str]:
+    """The file formats this machine's sox reads (``sox -h``'s AUDIO FILE FORMATS); empty without sox."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["sox", "-h"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    line = next((ln for ln in out.splitlines() if ln.startswith("AUDIO FILE FORMATS:")), "")
+    return set(line.split(":", 1)[1].split()) if line else set()
+
+
+def warn_sox_formats(wav_scp: list[str], d: Path) -> None:
+    """Say when the sox pipes written for ``d`` cannot run on this machine (Debian's sox reads mp3
+    only with libsox-fmt-mp3): Kaldi will run them, here or on the machine the dir goes to."""
+    piped = {Path(line.split()[2]).suffix.lower().lstrip(".") for line in wav_scp if line.split()[1:2] == ["sox"]}
+    if not piped:
+        return
+    missing = sorted(piped - sox_formats())
+    if missing:
+        logging.warning(
+            f"{d / 'wav.scp'}: sox here cannot read {', '.join(missing)} (sox -h lists its formats), and Kaldi will "
+            "read the audio through sox pipes. Fix, where Kaldi runs: apt-get install libsox-fmt-all (or libsox-fmt-mp3)"
+        )
+
+
 def kaldi_utt_ids(sups) -> dict[str, str]:
     """``{utterance id: its id in the Kaldi dir}``. Kaldi sorts utt2spk by utterance and spk2utt by
     speaker, and its tools need the two orders to agree: each speaker id must begin its utterances'
@@ -334,8 +360,10 @@ def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
     for s in sups:
         spk2utt[spk[s.id]].append(ids[s.id])
     rec_list = sorted(recs, key=lambda r: r.id)
+    wav_scp = [f"{r.id} {_wav_entry(r)}" for r in rec_list]
+    warn_sox_formats(wav_scp, d)
     files = {
-        "wav.scp": [f"{r.id} {_wav_entry(r)}" for r in rec_list],
+        "wav.scp": wav_scp,
         "segments": [f"{ids[s.id]} {s.recording_id} {s.start:.3f} {s.end:.3f}" for s in sups],
         "text": [f"{ids[s.id]} {s.text or ''}".rstrip() for s in sups],
         "utt2spk": [f"{ids[s.id]} {spk[s.id]}" for s in sups],
