@@ -94,6 +94,23 @@ def test_run_parallel_shares_the_cores_among_the_jobs_it_has(tmp_path):
     assert many == {max(1, cores // 4)}
 
 
+def test_run_parallel_shows_each_jobs_warnings_on_the_console(tmp_path):
+    """A training's 'num_steps is less than one epoch' warning was only in exp/log/adapt.*.log."""
+    common = REPO / "utils" / "common.sh"
+    warn = "2026-12-06 21:00:00,123 WARNING [trainer.py:4] num_steps 2 is less than one epoch"
+    script = (
+        f'set -euo pipefail; . "{common}"; '
+        f'job() {{ echo "{warn}"; echo "{warn}"; echo "2026-12-06 21:00:01,000 INFO [x.py:1] fine"; }}; '
+        'calm() { echo "2026-12-06 21:00:01,000 INFO [x.py:1] fine"; }; '
+        f'run_parallel 2 "{tmp_path}" adapt job a; run_parallel 2 "{tmp_path}" decode calm b; echo end'
+    )
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"adapt job a warned (all in {tmp_path}/adapt.a.log):" in r.stdout
+    assert r.stdout.count("num_steps 2 is less than one epoch") == 1  # each distinct warning once
+    assert "decode job b warned" not in r.stdout and "INFO" not in r.stdout and r.stdout.rstrip().endswith("end")
+
+
 def test_run_parallel_names_failed_jobs_waits_for_all_and_stops_a_job_at_its_first_error(tmp_path):
     """Every job's status comes from the job itself (a status file), not from bash's memory of
     background pids, which lost a long-finished training's status in a 54-job stage."""

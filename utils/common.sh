@@ -60,12 +60,21 @@ run_parallel() {
     names+=("$arg")
   done
   wait
+  local warned
   for i in "${!names[@]}"; do
     rc=$(cat "$rc_dir/$i" 2>/dev/null || echo "no exit status")
     if [ "$rc" != 0 ]; then
       log "ERROR: $step job ${names[$i]} failed ($rc); see $log_dir/$step.${names[$i]}.log:"
       tail -n 5 "$log_dir/$step.${names[$i]}.log" 1>&2
       failed=1
+    else
+      # speechtl's warnings (a budget under one epoch, OOV reference words...) reach the console,
+      # not only the job's log: the first 3 distinct ones of each job.
+      warned=$(grep -E '^[0-9-]+ [0-9:,]+ WARNING ' "$log_dir/$step.${names[$i]}.log" | cut -d' ' -f4- | awk '!seen[$0]++' | head -n 3 || true)
+      if [ -n "$warned" ]; then
+        log "$step job ${names[$i]} warned (all in $log_dir/$step.${names[$i]}.log):"
+        printf '    %s\n' "${warned//$'\n'/$'\n'    }"
+      fi
     fi
   done
   rm -rf "$rc_dir"
