@@ -470,7 +470,9 @@ def cmd_report(a):
 
 
 def audio_files(paths: Sequence[Path]) -> list[Path]:
-    """``paths`` with each folder replaced by the audio files under it (sorted, recursively)."""
+    """``paths`` with each folder replaced by the audio files under it (sorted, recursively), as
+    ``speechtl prepare folder`` finds them (:func:`~speechtl.data.corpora.folder.scan`)."""
+    from speechtl.data.corpora.folder import scan
     from speechtl.data.validate import AUDIO_EXTENSIONS
 
     out: list[Path] = []
@@ -478,7 +480,7 @@ def audio_files(paths: Sequence[Path]) -> list[Path]:
         if not p.is_dir():
             out.append(p)
             continue
-        found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+        found = sorted(f for f in scan(p)[0] if f.suffix.lower() in AUDIO_EXTENSIONS)
         if not found:
             raise SpeechtlError(
                 f"{p} is a folder with no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}). Fix: name the files"

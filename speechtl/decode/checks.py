@@ -65,7 +65,8 @@ def check_features(
         return
     expected = model.config.num_features
     first = next(iter(cuts), None)
-    stored = Path(first.features.storage_path) if first is not None and first.features is not None else None
+    feats = first.features if first is not None else None
+    stored = Path(feats.storage_path) if feats is not None else None
     if stored is not None and not stored.is_absolute() and not stored.exists():
         # the dir the fbank stage ran in is most likely one above the cuts file (a recipe's data/fbank/)
         above = Path(cuts_path).resolve().parents if cuts_path is not None else []
@@ -75,7 +76,7 @@ def check_features(
             f"and {Path.cwd()} has no {stored}. Fix: run from that dir"
             + (f": cd {home}" if home else " (the recipe's, e.g. cd egs/NAME/ASR)")
         )
-    found = first.features.num_features if first is not None and first.features is not None else None
+    found = feats.num_features if feats is not None else None
     if found is not None and found != expected:
         raise SpeechtlError(
             f"{source} makes a model that reads {expected}-dimensional features, {what} have {found}. "

@@ -139,18 +139,17 @@ def drop_tags(text: str, seen: Counter[str]) -> str:
 ARK_OFFSET = re.compile(r"\S+\.ark:\d+")
 
 
-def archive_entries(wavs: dict[str, tuple[str, str]]) -> dict[str, bool]:
+def archive_entries(wavs: dict[str, tuple[str, str]]) -> set[str]:
     """Recordings of ``wavs`` stored as offsets into Kaldi archives. With Kaldi's ``wav-copy`` on
     PATH each becomes a ``wav-copy FILE.ark:OFFSET - |`` pipe (``wavs`` is changed in place);
-    without it they are returned (``{recording: not yet named}``), to be named as problems (they read
-    as missing files before)."""
-    found = {rid: True for rid, (entry, _) in wavs.items() if ARK_OFFSET.fullmatch(entry.strip())}
+    without it they are returned, to be named as problems (they read as missing files before)."""
+    found = {rid for rid, (entry, _) in wavs.items() if ARK_OFFSET.fullmatch(entry.strip())}
     if found and shutil.which("wav-copy"):
         for rid in found:
             entry, where = wavs[rid]
             wavs[rid] = (f"wav-copy {entry.strip()} - |", where)
         logging.info(f"{len(found)} recording(s) in Kaldi archives, read through wav-copy pipes")
-        return {}
+        return set()
     return found
 
 
@@ -185,20 +184,22 @@ def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]
     else:
         items = [(rid, None, 0.0, None) for rid in wavs]
     tags: Counter[str] = Counter()
+    named: set[str] = set()  # archived recordings already reported: once a recording, not once per segment
     for uid, rec, start, end in items:
-        if (rec or uid) in archived:
-            entry, where = wavs[rec or uid]
-            if archived[rec or uid]:  # once a recording, not once per segment
+        rid = rec or uid
+        if rid in archived:
+            if rid not in named:
+                entry, where = wavs[rid]
                 report.add("kaldi-archive", where, f"{entry} is an offset into a Kaldi archive", uid)
-                archived[rec or uid] = False
+                named.add(rid)
             continue
         s = spk.get(uid, (None,))[0]
         utts.append(
             Utterance(
                 id=uid,
-                audio=wavs[rec or uid][0],
+                audio=wavs[rid][0],
                 text=drop_tags(texts[uid][0], tags) if uid in texts else None,
-                where=texts[uid][1] if uid in texts else wavs[rec or uid][1],
+                where=texts[uid][1] if uid in texts else wavs[rid][1],
                 speaker=s,
                 split=split,
                 recording_id=rec,
@@ -325,10 +326,10 @@ def sox_formats() -> set[str]:
     return set(line.split(":", 1)[1].split()) if line else set()
 
 
-def warn_sox_formats(wav_scp: list[str], d: Path) -> None:
-    """Say when the sox pipes written for ``d`` cannot run on this machine (Debian's sox reads mp3
-    only with libsox-fmt-mp3): Kaldi will run them, here or on the machine the dir goes to."""
-    piped = {Path(line.split()[2]).suffix.lower().lstrip(".") for line in wav_scp if line.split()[1:2] == ["sox"]}
+def warn_sox_formats(piped: set[str], d: Path) -> None:
+    """Say when the sox pipes written for ``d`` (of the formats ``piped``: mp3, ...) cannot run on this
+    machine (Debian's sox reads mp3 only with libsox-fmt-mp3): Kaldi will run them, here or on the
+    machine the dir goes to."""
     if not piped:
         return
     missing = sorted(piped - sox_formats())
@@ -360,10 +361,12 @@ def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
     for s in sups:
         spk2utt[spk[s.id]].append(ids[s.id])
     rec_list = sorted(recs, key=lambda r: r.id)
-    wav_scp = [f"{r.id} {_wav_entry(r)}" for r in rec_list]
-    warn_sox_formats(wav_scp, d)
+    entries = {r.id: _wav_entry(r) for r in rec_list}
+    warn_sox_formats(
+        {Path(r.sources[0].source).suffix.lower().lstrip(".") for r in rec_list if entries[r.id].startswith("sox ")}, d
+    )
     files = {
-        "wav.scp": wav_scp,
+        "wav.scp": [f"{r.id} {entries[r.id]}" for r in rec_list],
         "segments": [f"{ids[s.id]} {s.recording_id} {s.start:.3f} {s.end:.3f}" for s in sups],
         "text": [f"{ids[s.id]} {s.text or ''}".rstrip() for s in sups],
         "utt2spk": [f"{ids[s.id]} {spk[s.id]}" for s in sups],
