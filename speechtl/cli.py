@@ -491,23 +491,29 @@ def audio_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def cmd_transcribe(a):
+    from speechtl.decode.longform import DEFAULT_MAX_SECONDS
     from speechtl.decode.transcribe import transcribe
 
     a.files = audio_files(a.files)
+    if a.max_seconds is None:
+        a.max_seconds = DEFAULT_MAX_SECONDS
     if a.onnx is not None:
         from speechtl.export.sherpa import transcribe_onnx
 
-        results = transcribe_onnx(a.onnx, a.files, a.decoding, a.int8, a.num_threads)
+        results = transcribe_onnx(a.onnx, a.files, a.decoding, a.int8, a.num_threads, a.max_seconds)
     elif a.model_dir is None or a.lang_dir is None:
         raise SpeechtlError("transcribe needs --model-dir and --lang-dir, or --onnx DIR (from speechtl export-onnx)")
     else:
-        results = transcribe(a.model_dir, a.lang_dir, a.files, a.decoding, a.device or None)
+        results = transcribe(a.model_dir, a.lang_dir, a.files, a.decoding, a.device or None, a.max_seconds)
     failed = 0
-    for path, words, error in results:
-        if error is None:
-            print(f"{path}\t{' '.join(words)}", flush=True)
-        else:
+    for r in results:
+        if r.error is not None:
             failed += 1
+        elif a.segments:
+            for p in r.pieces:
+                print(f"{r.path}\t{p.start:.2f}\t{p.end:.2f}\t{' '.join(p.words)}", flush=True)
+        else:
+            print(f"{r.path}\t{' '.join(r.words)}", flush=True)
     if failed:
         raise SpeechtlError(f"{failed} of {len(a.files)} file(s) could not be read (see above)")
 
@@ -955,6 +961,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-threads", type=int, default=1, help="--onnx: onnxruntime threads")
     s.add_argument("--decoding", default="hlg", choices=["hlg", "greedy"])
     s.add_argument("--device", default="")
+    s.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="longer recordings are decoded in pieces of at most this length, split at pauses (default: 30, "
+        "the longest utterance speechtl validate lets into training; 0: only where the model needs it, "
+        "e.g. Whisper's 30 s)",
+    )
+    s.add_argument(
+        "--segments",
+        type=_bool,
+        default=False,
+        help="print 'file<TAB>start<TAB>end<TAB>words' per piece (seconds) instead of one line per file",
+    )
     s.add_argument("files", type=Path, nargs="+", help="audio files, or folders of them (searched recursively)")
     s.set_defaults(func=cmd_transcribe)
 

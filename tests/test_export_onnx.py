@@ -318,3 +318,45 @@ def test_exported_hlg_puts_every_word_where_sherpa_reads_it(tmp_path):
     reader = object.__new__(SherpaCtc)
     reader.lang, reader.dir = lang, tmp_path
     assert reader._token_id(" ") == lang.token2id["\u2581"] and reader._token_id("a") == lang.token2id["a"]
+
+
+def test_long_recordings_are_transcribed_in_pieces(yesno_system, yesno_dir, tmp_path):
+    """A recording longer than --max-seconds is decoded in pieces cut in its silences, by the torch
+    model and by sherpa-onnx alike; a piece's times are the audio its words came from, and
+    --segments prints them."""
+    import contextlib
+    import io
+
+    import soundfile as sf
+
+    from speechtl.cli import main
+    from speechtl.decode.transcribe import transcribe
+
+    _, ckpt, lang, _, onnx_dir = yesno_system
+    waves = [sf.read(str(p), dtype="float32")[0] for p in sorted(yesno_dir.glob("*.wav"))[:5]]
+    long_wave = np.concatenate(waves)
+    long_wav = tmp_path / "long.wav"
+    sf.write(str(long_wav), long_wave, 8000)
+    limit = max(len(w) for w in waves) / 8000 + 1.0  # room for one recording and a bit: a cut at each joint
+    [whole] = transcribe(ckpt, lang.dir, [long_wav], decoding="greedy", max_seconds=limit)
+    assert len(whole.pieces) == 5 and all(p.end - p.start <= limit for p in whole.pieces)
+    assert whole.words == [w for p in whole.pieces for w in p.words]
+    speech_db = 10 * np.log10(np.percentile(np.convolve(long_wave**2, np.ones(80) / 80, "same"), 95))
+    for p in whole.pieces[1:]:  # each cut in silence: its 0.2 s at least 20 dB below the speech
+        around = long_wave[int(p.start * 8000) - 800 : int(p.start * 8000) + 800]
+        assert 10 * np.log10(np.mean(around**2)) < speech_db - 20, p
+    for i, p in enumerate(whole.pieces):  # the times name the audio the words came from
+        sf.write(str(tmp_path / f"piece{i}.wav"), long_wave[round(p.start * 8000) : round(p.end * 8000)], 8000)
+    alone = transcribe(ckpt, lang.dir, [tmp_path / f"piece{i}.wav" for i in range(5)], decoding="greedy")
+    assert [r.words for r in alone] == [list(p.words) for p in whole.pieces]
+    [unsplit] = transcribe(ckpt, lang.dir, [long_wav], decoding="greedy", max_seconds=0)
+    assert len(unsplit.pieces) == 1  # 0: only where the model needs it (a TDNN takes any length)
+    [onnx] = transcribe_onnx(onnx_dir, [long_wav], decoding="greedy", max_seconds=limit)
+    assert [(p.start, p.end) for p in onnx.pieces] == [(p.start, p.end) for p in whole.pieces]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["transcribe", "--model-dir", str(ckpt), "--lang-dir", str(lang.dir), "--decoding", "greedy",
+                     "--max-seconds", str(limit), "--segments", "true", str(long_wav)]) == 0  # fmt: skip
+    rows = [ln.split("\t") for ln in buf.getvalue().splitlines()]
+    assert [(float(s), float(e)) for _, s, e, _ in rows] == [(round(p.start, 2), round(p.end, 2)) for p in whole.pieces]
+    assert [r[3].split() for r in rows] == [list(p.words) for p in whole.pieces]

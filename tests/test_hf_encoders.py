@@ -225,5 +225,5 @@ def test_wav2vec2_checkpoint_decodes_and_transcribes(small_yesno, tiny_w2v_dir, 
     rows = decode_test_set(final, lang.dir, test_cuts, "test", tmp_path / "decode", decodings=("greedy",))
     assert rows[0].words > 0
     files = [Path(c.recording.sources[0].source) for c in cuts.subset(first=1)]
-    [(f, words, err)] = transcribe(tmp_path / "exp", lang.dir, files, "greedy")
-    assert f == files[0] and err is None and isinstance(words, list)
+    [r] = transcribe(tmp_path / "exp", lang.dir, files, "greedy")
+    assert r.path == files[0] and r.error is None and isinstance(r.words, list)

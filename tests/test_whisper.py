@@ -226,7 +226,15 @@ def test_whisper_ctc_model_trains_decodes_and_transcribes(small_yesno, tiny_whis
     assert (tmp_path / "decode" / "recogs-test-hlg.txt").is_file()
     files = [Path(c.recording.sources[0].source) for c in cuts.subset(first=2)]
     out = transcribe(tmp_path / "exp", lang.dir, files, "hlg")
-    assert [f for f, _, _ in out] == files and all(err is None and isinstance(w, list) for _, w, err in out)
+    assert [r.path for r in out] == files and all(r.error is None and isinstance(r.words, list) for r in out)
+    import soundfile as sf
+
+    # 37 s: more than the encoder's 30-s positional table ("Fix: split inputs" before), so even with
+    # no length of the user's (0) it is decoded in pieces of at most 30 s
+    waves = [sf.read(str(p), dtype="float32")[0] for p in sorted(Path(files[0]).parent.glob("*.wav"))[:6]]
+    sf.write(str(tmp_path / "long.wav"), np.concatenate(waves), 8000)
+    [long] = transcribe(tmp_path / "exp", lang.dir, [tmp_path / "long.wav"], "greedy", max_seconds=0)
+    assert long.error is None and len(long.pieces) == 2 and all(p.end - p.start <= 30 for p in long.pieces)
 
 
 def test_zero_shot_normalizes_like_the_references():

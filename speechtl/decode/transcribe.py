@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -13,6 +14,7 @@ from speechtl.data.audio import probe_audio
 from speechtl.decode.checks import check_model_fits
 from speechtl.decode.greedy import ctc_greedy_search
 from speechtl.decode.hlg import HlgDecoder
+from speechtl.decode.longform import DEFAULT_MAX_SECONDS, Piece, decode_pieces, model_max_seconds, piece_limit
 from speechtl.errors import SpeechtlError
 from speechtl.features import BatchedFbank, FbankConfig
 from speechtl.features.compute import pick_device
@@ -65,6 +67,36 @@ def model_features(ckpt: dict, spec: InputSpec, where: Path) -> tuple[int, torch
     return meta["sampling_rate"], BatchedFbank(cfg)
 
 
+class Transcript(NamedTuple):
+    """One file's result: its words (None when unreadable, with ``error`` saying why) and the
+    pieces it was decoded in (one for a recording within the piece length)."""
+
+    path: Path
+    words: list[str] | None
+    error: str | None
+    pieces: tuple[Piece, ...] = ()
+
+
+def read_audio_or_error(path: Path, sampling_rate: int) -> torch.Tensor | Transcript:
+    """The wave, or an unreadable file's :class:`Transcript` (its error logged)."""
+    try:
+        return read_audio(Path(path), sampling_rate)
+    except SpeechtlError as e:
+        logging.error(str(e))
+        return Transcript(Path(path), None, str(e))
+
+
+def transcript_of(path: Path, wave: np.ndarray, sampling_rate: int, max_seconds: float, decode) -> Transcript:
+    """``wave`` decoded in pieces of at most ``max_seconds`` (:mod:`speechtl.decode.longform`)."""
+    pieces = decode_pieces(wave, sampling_rate, max_seconds, decode)
+    if len(pieces) > 1:
+        logging.info(
+            f"{path}: {len(wave) / sampling_rate:.1f} s decoded in {len(pieces)} pieces of at most "
+            f"{max_seconds:g} s, split at pauses"
+        )
+    return Transcript(Path(path), [w for p in pieces for w in p.words], None, tuple(pieces))
+
+
 @torch.no_grad()
 def transcribe(
     model: Path,
@@ -72,8 +104,11 @@ def transcribe(
     files: Sequence[Path],
     decoding: str = "hlg",
     device: str | None = None,
-) -> list[tuple[Path, list[str] | None, str | None]]:
-    """(file, words, None) per readable file, (file, None, error) per unreadable one, in order."""
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> list[Transcript]:
+    """A :class:`Transcript` per file, in order. Recordings longer than ``max_seconds`` (or than
+    the model takes: a Whisper encoder 30 s) are decoded in pieces split at pauses; 0: split
+    only where the model needs it."""
     if decoding not in ("hlg", "greedy"):
         raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     ckpt_path = resolve_checkpoint(model)
@@ -85,19 +120,24 @@ def transcribe(
     lang = Lang(lang_dir)
     check_model_fits(ckpt, ckpt_path, lang)  # another lang dir's units: fluent-looking wrong words
     hlg = HlgDecoder(lang.dir / "HLG.fst", lang.dir / "words.txt") if decoding == "hlg" else None
+    limit = piece_limit(max_seconds, model_max_seconds(net), net.input_spec.pad)
+
+    def decode(waves: Sequence[np.ndarray]) -> list[list[str]]:
+        out = []
+        for wave in waves:
+            feats = featurize([torch.from_numpy(wave)])[0]
+            log_probs, lens = net(feats[None], torch.tensor([feats.size(0)], device=dev))
+            if hlg is not None:
+                out.append(hlg.decode(log_probs[0, : int(lens[0])].float().cpu().numpy()))
+            else:
+                out.append(lang.decode(ctc_greedy_search(log_probs, lens)[0]))
+        return out
+
     out = []
     for f in files:
-        try:
-            wave = read_audio(Path(f), sampling_rate)
-        except SpeechtlError as e:
-            logging.error(str(e))
-            out.append((Path(f), None, str(e)))
-            continue
-        feats = featurize([wave])[0]
-        log_probs, lens = net(feats[None], torch.tensor([feats.size(0)], device=dev))
-        if hlg is not None:
-            words = hlg.decode(log_probs[0, : int(lens[0])].float().cpu().numpy())
+        wave = read_audio_or_error(f, sampling_rate)
+        if isinstance(wave, Transcript):
+            out.append(wave)
         else:
-            words = lang.decode(ctc_greedy_search(log_probs, lens)[0])
-        out.append((Path(f), words, None))
+            out.append(transcript_of(f, wave.numpy(), sampling_rate, limit, decode))
     return out

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 from lhotse import CutSet
 
+from speechtl.decode.longform import DEFAULT_MAX_SECONDS, piece_limit
+from speechtl.decode.transcribe import Transcript, read_audio_or_error, transcript_of
 from speechtl.errors import SpeechtlError
 from speechtl.export.onnx import FBANK_KEY
 from speechtl.features import FbankConfig
@@ -253,21 +255,25 @@ def decode_onnx_test_set(
 
 
 def transcribe_onnx(
-    onnx_dir: Path, files: Sequence[Path], decoding: str = "hlg", int8: bool = False, num_threads: int = 1
-) -> list[tuple[Path, list[str] | None, str | None]]:
-    """As :func:`speechtl.decode.transcribe.transcribe`, through sherpa-onnx: (file, words, error) per file."""
-    from speechtl.decode.transcribe import read_audio
-
+    onnx_dir: Path,
+    files: Sequence[Path],
+    decoding: str = "hlg",
+    int8: bool = False,
+    num_threads: int = 1,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> list[Transcript]:
+    """As :func:`speechtl.decode.transcribe.transcribe`, through sherpa-onnx: a Transcript per file,
+    long recordings in pieces split at pauses."""
     if decoding not in ("hlg", "greedy"):
         raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     rec = SherpaCtc(onnx_dir, int8=int8, hlg=decoding == "hlg", options=SherpaOptions(num_threads=num_threads))
+    limit = piece_limit(max_seconds, None)  # only fbank models export: no input limit of their own
     out = []
     for f in files:
-        try:
-            wave = read_audio(Path(f), rec.sampling_rate).numpy()
-        except SpeechtlError as e:
-            logging.error(str(e))
-            out.append((Path(f), None, str(e)))
-            continue
-        out.append((Path(f), rec.decode([wave])[0], None))
+        wave = read_audio_or_error(f, rec.sampling_rate)
+        out.append(
+            wave
+            if isinstance(wave, Transcript)
+            else transcript_of(f, wave.numpy(), rec.sampling_rate, limit, rec.decode)
+        )
     return out

@@ -33,6 +33,7 @@ from speechtl.features.inputs import InputSpec
 
 #: Whisper's front end: 16 kHz audio, 10 ms frames; two frames per encoder output.
 SAMPLING_RATE = 16000
+HOP_SECONDS = 0.01
 
 
 @dataclass
@@ -131,6 +132,13 @@ class WhisperEncoder(nn.Module):
     def post_layer_modules(self) -> list[nn.Module]:
         """Modules above the last layer: layer-wise methods count them with it, not the front end."""
         return [self.norm]
+
+    @property
+    def max_input_seconds(self) -> float:
+        """The longest audio the positional table covers (30 s for OpenAI's checkpoints): two
+        10-ms mel frames per position. Longer recordings are transcribed in pieces
+        (:mod:`speechtl.decode.longform`)."""
+        return self.positions.size(0) * 2 * HOP_SECONDS
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(x.device)

@@ -1,0 +1,85 @@
+"""Long recordings are split at pauses into pieces a model can take (speechtl.decode.longform)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from speechtl.decode.longform import decode_pieces, piece_limit, split_points
+from speechtl.errors import SpeechtlError
+
+SR = 8000
+
+
+def speech_with_pauses(seed: int, n: int = 10, pause: float = 0.4, floor: float = 0.0):
+    """Bursts of 1.5-4 s of loud noise ("speech") with ``pause`` s of quiet between them, so any
+    5 s holds a whole pause: (wave, list of (start, end) samples of the pauses)."""
+    g = np.random.default_rng(seed)
+    parts, pauses, pos = [], [], 0
+    for _ in range(n):
+        burst = g.normal(0, 0.3, int(SR * g.uniform(1.5, 4)))
+        parts.append(burst)
+        pos += len(burst)
+        gap = g.normal(0, floor, int(SR * pause)) if floor else np.zeros(int(SR * pause))
+        parts.append(gap)
+        pauses.append((pos, pos + len(gap)))
+        pos += len(gap)
+    return np.concatenate(parts).astype(np.float32), pauses
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.002])  # digital silence; a noise floor 44 dB below the speech
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cuts_fall_inside_pauses_and_pieces_fit(seed, floor):
+    wave, pauses = speech_with_pauses(seed, n=14, floor=floor)
+    ranges = split_points(wave, SR, 10.0)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(wave)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # they tile the wave
+    assert all(e - s <= 10.0 * SR for s, e in ranges)
+    assert all(e - s >= 5.0 * SR for s, e in ranges[:-1])  # no crumbs: at least half the length
+    margin = int(0.1 * SR)  # a cut is well inside a pause, not at a word's edge
+    for cut in (e for _, e in ranges[:-1]):
+        assert any(a + margin <= cut <= b - margin for a, b in pauses), (
+            cut / SR,
+            [(a / SR, b / SR) for a, b in pauses],
+        )
+
+
+def test_the_latest_pause_is_taken_for_the_longest_piece():
+    wave, pauses = speech_with_pauses(0, floor=0.002)
+    (_, cut), *_ = split_points(wave, SR, 10.0)
+    later = [a for a, _ in pauses if cut < a and a + 0.2 * SR < 10.0 * SR]
+    assert not later, "a pause later in the allowed span was passed over"
+
+
+def test_short_waves_stay_whole_and_speech_without_pauses_still_fits():
+    wave, _ = speech_with_pauses(3, n=2)
+    assert split_points(wave, SR, len(wave) / SR) == [(0, len(wave))]
+    loud = np.random.default_rng(0).normal(0, 0.3, SR * 25).astype(np.float32)
+    ranges = split_points(loud, SR, 10.0)
+    assert len(ranges) >= 3 and all(5 * SR <= e - s <= 10 * SR for s, e in ranges[:-1])
+    with pytest.raises(SpeechtlError, match="above 0"):
+        split_points(loud, SR, 0)
+
+
+def test_piece_limit_is_the_users_within_the_models():
+    assert piece_limit(30.0, None) == 30.0
+    assert piece_limit(0.0, None) == float("inf")  # 0: only where the model needs it
+    assert piece_limit(0.0, 30.0) == 30.0 and piece_limit(45.0, 30.0) == 30.0 and piece_limit(10.0, 30.0) == 10.0
+    assert piece_limit(0.0, 30.0, pad=0.5) == 29.0  # the model's input pad takes room at both ends
+    with pytest.raises(SpeechtlError, match="--max-seconds -1"):
+        piece_limit(-1, None)
+
+
+def test_decode_pieces_keeps_times_and_order():
+    wave, _ = speech_with_pauses(1)
+    seen = []
+
+    def decode(waves):
+        seen.extend(len(w) for w in waves)
+        return [[f"w{i}"] for i in range(len(waves))]
+
+    pieces = decode_pieces(wave, SR, 10.0, decode)
+    assert [p.words for p in pieces] == [(f"w{i}",) for i in range(len(pieces))] and len(pieces) > 2
+    assert pieces[0].start == 0 and pieces[-1].end == pytest.approx(len(wave) / SR)
+    assert sum(seen) == len(wave) and [round((p.end - p.start) * SR) for p in pieces] == seen
+    assert len(decode_pieces(wave, SR, float("inf"), decode)) == 1
