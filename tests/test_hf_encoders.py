@@ -227,3 +227,99 @@ def test_wav2vec2_checkpoint_decodes_and_transcribes(small_yesno, tiny_w2v_dir, 
     files = [Path(c.recording.sources[0].source) for c in cuts.subset(first=1)]
     [r] = transcribe(tmp_path / "exp", lang.dir, files, "greedy")
     assert r.path == files[0] and r.error is None and isinstance(r.words, list)
+
+
+@pytest.fixture(scope="module")
+def w2v_export(small_yesno, tiny_w2v_dir, tmp_path_factory):
+    """(checkpoint, Lang, test cuts, onnx dir): a wav2vec2-source model whose output layer is
+    random and large, so that every utterance decodes to many tokens and words (a model that
+    outputs only blank would agree with anything), exported for sherpa-onnx."""
+    from speechtl.export import export_onnx
+
+    _, cuts, lang = small_yesno
+    out = tmp_path_factory.mktemp("w2v-onnx")
+    seed_everything(0)
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{tiny_w2v_dir}").eval()
+    with torch.no_grad():
+        model.output.weight.normal_(0, 3.0)
+        model.output.bias.zero_()
+    ckpt = out / "final.pt"
+    save_checkpoint(ckpt, model, train_config={"seed": 5}, method="finetune")
+    test_cuts = out / "test.jsonl.gz"
+    cuts.subset(first=4).to_file(test_cuts)
+    return ckpt, lang, test_cuts, export_onnx(ckpt, lang.dir, out / "onnx").out_dir
+
+
+def test_wav2vec2_model_exports_and_sherpa_onnx_decodes_it_as_torch_does(w2v_export, tmp_path):
+    """A wav2vec2-family model was refused by export-onnx ("only fbank models export"). It now runs
+    as sherpa-onnx's raw-waveform (Omnilingual-ASR CTC) model type: its greedy and HLG words equal
+    the torch decode's, utterance by utterance, and sherpa-onnx's own Python API loads the dir."""
+    import sherpa_onnx
+    import soundfile as sf
+
+    from speechtl.decode.run import decode_test_set
+    from speechtl.export.sherpa import decode_onnx_test_set, read_metadata
+
+    ckpt, lang, test_cuts, onnx_dir = w2v_export
+    meta = read_metadata(onnx_dir / "model.onnx")
+    assert meta["model_type"] == "speechtl_ctc_wave" and meta["subsampling_factor"] == "320"
+    torch_rows = decode_test_set(ckpt, lang.dir, test_cuts, "test", tmp_path / "torch", decodings=("greedy", "hlg"))
+    onnx_rows = decode_onnx_test_set(onnx_dir, test_cuts, "test", tmp_path / "onnx", ("onnx-greedy", "onnx-hlg"))
+    for t, o in zip(torch_rows, onnx_rows, strict=True):
+        ours = (tmp_path / "torch" / f"recogs-test-{t.decoding}.txt").read_text().splitlines()
+        theirs = (tmp_path / "onnx" / f"recogs-test-{o.decoding}.txt").read_text().splitlines()
+        assert [ln for ln in ours if "hyp=" in ln] == [ln for ln in theirs if "hyp=" in ln], t.decoding
+        assert t.errors == o.errors and t.words == o.words
+    assert torch_rows[0].errors > 0  # many inserted tokens: the comparison is not of empty outputs
+    rec = sherpa_onnx.OfflineRecognizer.from_omnilingual_asr_ctc(
+        model=str(onnx_dir / "model.onnx"), tokens=str(onnx_dir / "tokens.txt")
+    )
+    from lhotse import CutSet
+
+    cut = next(iter(CutSet.from_file(test_cuts)))
+    samples, sr = sf.read(cut.recording.sources[0].source, dtype="float32")
+    stream = rec.create_stream()
+    stream.accept_waveform(sr, samples)
+    rec.decode_stream(stream)
+    assert len(stream.result.tokens) > 0
+
+
+def test_a_waveform_model_sherpa_would_feed_other_input_is_refused(small_yesno, tiny_w2v_dir, tmp_path):
+    """sherpa-onnx scales each waveform to unit variance: a model trained on unnormalized audio whose
+    first convolution does not cancel the scale (here: a bias and LayerNorm) would decode other input
+    than in training. Export refuses it before writing anything, naming the fix; the GroupNorm base
+    models and mvn-trained ones pass (previous test)."""
+    from speechtl.export import export_onnx
+
+    _, _, lang = small_yesno
+    d = save_tiny(tmp_path / "w2v-layer", "wav2vec2", feat_extract_norm="layer", conv_bias=True)
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{d}").eval()
+    model.config.input_norm = "none"
+    model.norm = "none"
+    ckpt = tmp_path / "final.pt"
+    save_checkpoint(ckpt, model)
+    with pytest.raises(SpeechtlError, match=r"zero mean and unit variance .* Fix: decode and transcribe the torch"):
+        export_onnx(ckpt, lang.dir, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+
+
+@pytest.mark.parametrize("model_type", ["wav2vec2", "hubert", "wavlm"])
+def test_an_utterance_decodes_the_same_alone_or_in_a_padded_batch(model_type, small_yesno, tmp_path):
+    """The base models' first GroupNorm normalizes over time, and transformers counts a padded batch's
+    zeros in it: a shorter utterance's log-probabilities moved by up to 1.5 with its batch. Now each
+    utterance's statistics are its own, and alone it still gives transformers' own outputs."""
+    d = save_tiny(tmp_path / model_type, model_type)
+    _, _, lang = small_yesno
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{d}").eval()
+    assert model.encoder.hf.config.feat_extract_norm == "group"
+    g = torch.Generator().manual_seed(0)
+    lens = torch.tensor([24000, 17000, 9000])
+    x = torch.zeros(3, 24000, 1)
+    for i, n in enumerate(lens.tolist()):
+        x[i, :n, 0] = 0.1 * torch.randn(n, generator=g)
+    with torch.no_grad():
+        batch, out_lens = model(x, lens)
+        for i, n in enumerate(lens.tolist()):
+            alone, alone_lens = model(x[i : i + 1, :n], torch.tensor([n]))
+            assert int(alone_lens[0]) == int(out_lens[i])
+            torch.testing.assert_close(batch[i, : out_lens[i]], alone[0], atol=2e-4, rtol=0)

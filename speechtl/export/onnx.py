@@ -11,6 +11,9 @@ loader transposes the input and computes ``T' = T // subsampling_factor``
 itself, which our Conformer's subsampling (``((T - 3) // 2 - 1) // 2``) does
 not give.
 
+Models on a wav2vec2-family source read the waveform instead: they go to sherpa-onnx's
+raw-waveform CTC type with a one-input graph (:mod:`speechtl.export.wave`).
+
 What else the export takes care of:
 
 - The model's per-utterance input normalization (``input_norm`` mvn/mean/robust) runs
@@ -59,9 +62,10 @@ from speechtl.lang import Lang
 from speechtl.models.ctc import CtcModel
 from speechtl.train.checkpoint import load_checkpoint, model_from_state
 
-#: Encoders whose graph traces to ONNX. Pretrained encoders (Whisper, wav2vec2)
-#: take other inputs than fbank and are not exported yet.
-EXPORTABLE_ENCODERS = ("tdnn", "conformer")
+#: Encoders whose graph traces to ONNX: fbank models, and wav2vec2-family (hf-ssl) models on the
+#: waveform (:mod:`speechtl.export.wave`). Whisper's log-mel would have to be computed in the graph
+#: from a waveform sherpa-onnx has rescaled: not exported yet.
+EXPORTABLE_ENCODERS = ("tdnn", "conformer", "hf-ssl")
 #: Files copied from the lang dir: sherpa-onnx needs tokens.txt; the rest makes the
 #: directory a lang dir speechtl can read words with. HLG.fst: see write_graph.
 LANG_FILES = ("tokens.txt", "words.txt", "lexicon.txt", "bpe.model", "optional_silence.txt")
@@ -125,11 +129,16 @@ def exportable_model(ckpt: dict, source: Path) -> CtcModel:
             f"(exportable: {', '.join(EXPORTABLE_ENCODERS)})"
         )
     model = model_from_state(ckpt).eval()
-    if model.input_spec.kind != "fbank":
-        raise SpeechtlError(f"{source}: only fbank models export (this one reads {model.input_spec.kind})")
+    if model.input_spec.kind not in ("fbank", "samples"):
+        raise SpeechtlError(f"{source}: only fbank and waveform models export (this one reads {model.input_spec.kind})")
     merged = merge_lora(model)
     if merged:
         logging.info(f"merged {merged} LoRA update(s) into their weights")
+    if model.input_spec.kind == "samples":
+        from speechtl.export.wave import check_normalization_invariance
+
+        change = check_normalization_invariance(model, source, model.input_spec.sampling_rate)
+        logging.info(f"sherpa-onnx's waveform normalization changes the log-probabilities by at most {change:.2g}")
     return model
 
 
@@ -151,8 +160,26 @@ def fbank_options(ckpt: dict, source: Path) -> dict:
     return opts
 
 
-def export_metadata(model: CtcModel, fbank: dict, seed: int | None) -> dict[str, str]:
-    """Strings sherpa-onnx and speechtl read back (all ONNX metadata values are strings)."""
+def export_metadata(model: CtcModel, fbank: dict | None, seed: int | None) -> dict[str, str]:
+    """Strings sherpa-onnx and speechtl read back (all ONNX metadata values are strings).
+    ``fbank`` None: a waveform model (:mod:`speechtl.export.wave`)."""
+    if fbank is None:
+        from speechtl.export.wave import MODEL_TYPE
+
+        rate = model.input_spec.sampling_rate
+        return {
+            "model_type": MODEL_TYPE,
+            "model_author": "speechtl",
+            "version": "1",
+            "comment": "load with sherpa-onnx's omnilingual_asr_ctc (offline CTC) model config",
+            "vocab_size": str(model.vocab_size),
+            "subsampling_factor": str(waveform_subsampling(model, rate)),
+            "input_norm": model.norm,
+            "encoder": model.config.encoder,
+            "blank_id": "0",
+            "sample_rate": str(rate),
+            "seed": "" if seed is None else str(seed),
+        }
     return {
         "model_type": "speechtl_ctc",
         "model_author": "speechtl",
@@ -183,8 +210,42 @@ def add_metadata(path: Path, meta: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
+@torch.no_grad()
+def waveform_subsampling(model: CtcModel, sampling_rate: int) -> int:
+    """Samples per output frame of a waveform model (320 for wav2vec2: 20 ms at 16 kHz)."""
+    from speechtl.export.wave import OnnxWaveCtc
+
+    wrapper = OnnxWaveCtc(model).eval()
+    samples = 10 * sampling_rate  # the frames that 10 more seconds add: the edges' lost frames cancel
+    more = wrapper(torch.zeros(1, 2 * samples)).size(1) - wrapper(torch.zeros(1, samples)).size(1)
+    return max(1, round(samples / more))
+
+
+def trace_wave_to_onnx(model: CtcModel, path: Path, opset: int) -> None:
+    """A waveform model with sherpa-onnx's one-input contract (:mod:`speechtl.export.wave`)."""
+    from speechtl.export import wave
+
+    rate = model.input_spec.sampling_rate
+    with quiet():
+        torch.onnx.export(
+            wave.OnnxWaveCtc(model).eval(),
+            (wave.example_input(rate),),
+            str(path),
+            input_names=wave.INPUT_NAMES,
+            output_names=wave.OUTPUT_NAMES,
+            dynamic_shapes=wave.dynamic_shapes(rate),
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
 def trace_to_onnx(model: CtcModel, path: Path, opset: int) -> None:
     """torch.export (the dynamo exporter) with dynamic batch and time axes."""
+    if model.input_spec.kind == "samples":
+        trace_wave_to_onnx(model, path, opset)
+        return
     wrapper = OnnxCtc(model).eval()
     t = 200
     x = torch.randn(2, t, model.config.num_features)
@@ -281,7 +342,8 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
             "Fix: pass the lang dir the model was trained with."
         )
     seed = (ckpt.get("train_config") or {}).get("seed")
-    meta = export_metadata(model, fbank_options(ckpt, checkpoint), seed)
+    fbank = fbank_options(ckpt, checkpoint) if model.input_spec.kind == "fbank" else None
+    meta = export_metadata(model, fbank, seed)
     path = out_dir / "model.onnx"
     trace_to_onnx(model, path, config.opset)
     add_metadata(path, meta)

@@ -43,6 +43,7 @@ from speechtl.decode.longform import DEFAULT_MAX_SECONDS, piece_limit
 from speechtl.decode.transcribe import Transcript, read_audio_or_error, transcript_of
 from speechtl.errors import SpeechtlError
 from speechtl.export.onnx import FBANK_KEY
+from speechtl.export.wave import MODEL_TYPE as WAVE_MODEL_TYPE
 from speechtl.features import FbankConfig
 from speechtl.lang import Lang
 from speechtl.score.results import ResultRow, update_results
@@ -118,9 +119,11 @@ class SherpaCtc:
     """One sherpa-onnx recognizer over an exported directory: waves in, words out."""
 
     def __init__(self, onnx_dir: Path, int8: bool = False, hlg: bool = False, options: SherpaOptions | None = None):
+        import sherpa_onnx
         from sherpa_onnx.lib._sherpa_onnx import (
             OfflineCtcFstDecoderConfig,
             OfflineModelConfig,
+            OfflineOmnilingualAsrCtcModelConfig,
             OfflineRecognizer,
             OfflineRecognizerConfig,
             OfflineZipformerCtcModelConfig,
@@ -130,8 +133,18 @@ class SherpaCtc:
         self.dir = Path(onnx_dir)
         self.model = model_path(self.dir, int8)
         self.meta = read_metadata(self.model)
-        self.fbank = fbank_of(self.meta, self.model)
-        self.sampling_rate = int(self.fbank["sampling_rate"])
+        #: A waveform model (:mod:`speechtl.export.wave`) runs as sherpa-onnx's Omnilingual-ASR CTC type.
+        self.waveform = self.meta.get("model_type") == WAVE_MODEL_TYPE
+        if self.waveform:
+            self.fbank = None
+            self.sampling_rate = int(self.meta["sample_rate"])
+            feat_config = sherpa_onnx.FeatureExtractorConfig(sampling_rate=self.sampling_rate, feature_dim=80)
+            model = {"omnilingual": OfflineOmnilingualAsrCtcModelConfig(model=str(self.model))}
+        else:
+            self.fbank = fbank_of(self.meta, self.model)
+            self.sampling_rate = int(self.fbank["sampling_rate"])
+            feat_config = feature_config(self.fbank, self.model)
+            model = {"zipformer_ctc": OfflineZipformerCtcModelConfig(model=str(self.model))}
         self.lang = Lang(self.dir)
         graph = ""
         if hlg:
@@ -141,9 +154,9 @@ class SherpaCtc:
                 )
             graph = str(self.dir / "HLG.fst")
         config = OfflineRecognizerConfig(
-            feat_config=feature_config(self.fbank, self.model),
+            feat_config=feat_config,
             model_config=OfflineModelConfig(
-                zipformer_ctc=OfflineZipformerCtcModelConfig(model=str(self.model)),
+                **model,
                 tokens=str(self.dir / "tokens.txt"),
                 num_threads=self.options.num_threads,
                 provider="cpu",

@@ -85,6 +85,12 @@ class HfSslEncoder(nn.Module):
             self.hf.feature_extractor._requires_grad = False
         self.output_dim = cfg.hidden_size
         self.input_spec = InputSpec("samples", 16000, 1)
+        self._lengths: torch.Tensor | None = None
+        first = self.hf.feature_extractor.conv_layers[0]
+        norm = getattr(first, "layer_norm", None)
+        if isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels:
+            # "group" models (wav2vec2-base, HuBERT and WavLM base): see feature_encoder_forward
+            self.hf.feature_extractor.forward = self.feature_encoder_forward
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -95,11 +101,39 @@ class HfSslEncoder(nn.Module):
         """The stable-layer-norm variants (large models, XLS-R) normalize after the last layer."""
         return [self.hf.encoder.layer_norm] if getattr(self.hf.config, "do_stable_layer_norm", False) else []
 
+    def feature_encoder_forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """The CNN feature encoder of a "group" model, each utterance as if it were alone.
+
+        Its first layer's GroupNorm (one group per channel) normalizes over time, and in a
+        padded batch transformers takes the padding's zeros into those statistics: a shorter
+        utterance's log-probabilities moved by up to 1.5 with the batch it was decoded in (a
+        tiny wav2vec2, yesno). Here the statistics are over each utterance's own frames; the
+        layers above are local and see only frames computed from its own samples."""
+        first, *rest = self.hf.feature_extractor.conv_layers
+        h = first.conv(wave[:, None])
+        lengths = self._lengths if self._lengths is not None else torch.full_like(wave[:, 0], wave.size(1)).long()
+        k, stride = first.conv.kernel_size[0], first.conv.stride[0]
+        frames = torch.div(lengths - k, stride, rounding_mode="floor") + 1
+        valid = (torch.arange(h.size(2), device=h.device)[None, :] < frames[:, None])[:, None, :].to(h.dtype)
+        count = valid.sum(dim=2, keepdim=True).clamp(min=1)
+        mean = (h * valid).sum(dim=2, keepdim=True) / count
+        var = ((h - mean).square() * valid).sum(dim=2, keepdim=True) / count
+        norm = first.layer_norm
+        h = (h - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+        h = first.activation(h)
+        for layer in rest:
+            h = layer(h)
+        return h
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = lengths.to(x.device)
         wave = x[..., 0]
         mask = (torch.arange(wave.size(1), device=x.device)[None, :] < lengths[:, None]).long()
-        out = self.hf(wave, attention_mask=mask).last_hidden_state
+        self._lengths = lengths  # for feature_encoder_forward, which transformers calls with the wave alone
+        try:
+            out = self.hf(wave, attention_mask=mask).last_hidden_state
+        finally:
+            self._lengths = None
         out_lens = self.hf._get_feat_extract_output_lengths(lengths).long().clamp(max=out.size(1))
         return out, out_lens
 
