@@ -118,7 +118,9 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--keep-chars", default=None, help="characters normalization keeps (e.g. '@+')")
     s.add_argument("--drop-chars", default=None, help="characters normalization deletes")
     s.add_argument(
-        "--map-chars", default=None, help="characters written as others: 'ş=ș ţ=ț' (the inventory's look-alikes)"
+        "--map-chars",
+        default=None,
+        help="characters written as others: 'ş=ș,ţ=ț' (the inventory's look-alikes; both forms of ş/ș or ţ/ț in one corpus are joined to the comma below unless named here)",
     )
 
 

@@ -229,6 +229,41 @@ def test_folder_split_folders_sidecars_and_csv(tmp_path, fsdd_dir):
     assert sups[files[-1].stem]["speaker"] == "lucas" and sups[files[-1].stem]["split"] == "test"
 
 
+def test_folder_speechbrain_csvs(tmp_path, fsdd_dir, caplog):
+    """SpeechBrain's layout: train.csv/dev.csv/test.csv with ``ID,duration,wav,spk_id,wrd`` and paths
+    under ``$data_root/``. Before, the header was unknown (no ``wrd``), so duration, path and speaker
+    were read as the text; ``$data_root/...`` named no file; and the three files' split was ignored
+    (dev and test redrawn from all)."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    root = tmp_path / "sb"
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    want = {}
+    for split, spk in (("train", "jackson"), ("dev", "lucas"), ("test", "george")):
+        rows = ["ID,duration,wav,spk_id,wrd"]
+        for f in sorted(fsdd_dir.glob(f"*_{spk}_*.wav"))[:4]:
+            (root / "audio" / spk).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, root / "audio" / spk / f.name)
+            text = digits[int(f.name[0])].upper()
+            rows.append(f"{spk}-{f.stem},0.5,$data_root/audio/{spk}/{f.name},{spk},{text}")
+            want[f.stem] = (split, spk, text.lower())
+        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    prepare_folder(root, tmp_path / "out")
+    sups = supervisions(tmp_path / "out", "folder")
+    assert {u: (s["split"], s["speaker"], s["text"]) for u, s in sups.items()} == want
+    assert "audio in column 'wav', text in 'wrd', speaker in 'spk_id'" in caplog.text
+    assert "start with $data_root, read as the corpus folder" in caplog.text
+    assert "from their transcript files' names (dev.csv, test.csv, train.csv)" in caplog.text
+    (root / "dev.csv").unlink()  # no dev set of the user's: drawn from train, test kept
+    shutil.rmtree(root / "audio" / "lucas")
+    want = {u: w for u, w in want.items() if w[0] != "dev"}
+    prepare_folder(root, tmp_path / "out2")
+    sups = supervisions(tmp_path / "out2", "folder")
+    assert {u for u, s in sups.items() if s["split"] == "test"} == {u for u, w in want.items() if w[0] == "test"}
+    assert {s["split"] for u, s in sups.items() if want[u][0] == "train"} == {"train", "dev"}
+
+
 def test_folder_speaker_pattern_and_cli(tmp_path, fsdd_dir):
     """FSDD's flat folder, speakers from the file names by --speaker-pattern, through `speechtl prepare`."""
     root = tmp_path / "c"
@@ -877,3 +912,33 @@ def test_kaldi_archive_offsets_are_read_through_wav_copy_or_named(tmp_path, yesn
     recs = {r.id: r for r in RecordingSet.from_file(tmp_path / "m" / "kaldi_recordings_train.jsonl.gz")}
     assert recs[rid].sources[0].type == "command" and "wav-copy" in recs[rid].sources[0].source
     assert recs[rid].duration == pytest.approx(sf.info(wavs[1]).duration, abs=1e-3)
+
+
+def test_cedilla_and_comma_forms_of_one_letter_are_joined(tmp_path, yesno_dir, caplog):
+    """A Romanian corpus typed both ways (ş and ș, ţ and ț; NFD lines too) trained two units per
+    letter, with only a warning whose fix mapped to whichever form was commoner. Both forms in one
+    corpus are now written with the comma below (the standard), the text_norm.json says so for later
+    scoring, a corpus with one form keeps it (Turkish ş), and --map-chars 'ş=ş' keeps them apart."""
+    import json
+    import logging
+    import unicodedata
+
+    caplog.set_level(logging.WARNING)
+    texts = ["Şapte ţări", "șapte țări", "şase", unicodedata.normalize("NFD", "și țară"), "opt", "nouă"]
+    root = tmp_path / "ro"
+    root.mkdir()
+    for i, (t, wav) in enumerate(zip(texts, sorted(yesno_dir.glob("*.wav")), strict=False)):
+        shutil.copy(wav, root / f"{i}.wav")
+        (root / f"{i}.txt").write_text(t + "\n")
+    prepare_folder(root, tmp_path / "out", dev_fraction=0.2, test_fraction=0.2)
+    got = {s["text"] for s in supervisions(tmp_path / "out", "folder").values()}
+    assert got == {"șapte țări", "șase", "și țară", "opt", "nouă"}
+    assert json.loads((tmp_path / "out" / "folder_text_norm.json").read_text())["map"] == "ş=ș,ţ=ț"
+    assert "one letter typed two ways" in caplog.text and "--map-chars 'ş=ş,ţ=ţ'" in caplog.text
+    prepare_folder(root, tmp_path / "apart", dev_fraction=0.2, test_fraction=0.2, map_chars="ş=ş,ţ=ţ")
+    letters = {c for s in supervisions(tmp_path / "apart", "folder").values() for c in s["text"]}
+    assert {"ş", "ș", "ţ", "ț"} <= letters
+    for i in (1, 3):  # the comma forms gone: one form alone is kept as it is
+        (root / f"{i}.txt").write_text("opt\n")
+    prepare_folder(root, tmp_path / "one", dev_fraction=0.2, test_fraction=0.2)
+    assert "şapte ţări" in {s["text"] for s in supervisions(tmp_path / "one", "folder").values()}

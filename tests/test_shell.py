@@ -50,6 +50,21 @@ def test_parse_options_config_file(tmp_path):
     assert r.stdout.strip() == "stage=7 corpus_dir=d use_gpu=false rest="
 
 
+def test_split_opts_groups_quoted_words_and_runs_nothing(tmp_path):
+    """A generated recipe passed prepare_opts unquoted: --map-chars 'ş=ș ţ=ț' reached speechtl as
+    three words with the quotes in them ("unrecognized arguments: ţ=ț'"). split_opts splits as a
+    command line does; a $(...) or ; in the string is a character, never run."""
+    marker = tmp_path / "ran"
+    script = 'set -e; . utils/common.sh; split_opts w "$1"; printf "<%s>" "${w[@]}"; echo " n=${#w[@]}"'
+    r = bash(script, f"--map-chars 'ş=ș ţ=ț' --x \"a b\" c $(touch {marker}); d")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"<--map-chars><ş=ș ţ=ț><--x><a b><c><$(touch><{marker});><d> n=8"
+    assert not marker.exists()
+    assert bash(script, "").stdout.strip() == "<> n=0"  # printf prints its format once for no words
+    r = bash(script, "--x 'a")
+    assert r.returncode != 0 and "unmatched quote" in r.stdout
+
+
 def test_done_markers_skip_same_arguments_and_redo_others(tmp_path):
     marker = tmp_path / "stage" / ".done"
     script = f""". utils/common.sh

@@ -25,6 +25,21 @@ is_done() {
   return 0
 }
 
+split_opts() {
+  # split_opts ARRAY "OPTION STRING": ARRAY gets the string's words as a shell splits a command line:
+  # quotes group ("--map-chars 'ş=ș ţ=ț'" is two words), nothing is expanded or run (xargs only
+  # parses the quotes; printf prints each word). A recipe's *_opts variables go through this, not
+  # through an unquoted $var, whose quotes would reach the program as characters.
+  local -n _words=$1
+  _words=()
+  local word
+  if ! printf '%s' "$2" | xargs -r printf '%s\0' > /dev/null 2>&1; then
+    log "ERROR: cannot split the options $2 (an unmatched quote?). Fix: quote each value once: --opt 'a b'"
+    return 1
+  fi
+  while IFS= read -r -d '' word; do _words+=("$word"); done < <(printf '%s' "$2" | xargs -r printf '%s\0')
+}
+
 mark_done() {
   # mark_done MARKER KEY: called only after a stage's commands succeeded (set -e); written
   # to a temporary name and renamed, so a kill never leaves a half-written marker.

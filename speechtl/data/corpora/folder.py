@@ -15,7 +15,9 @@ the conversion to run). Transcripts, any mix of:
 - a ``.txt`` or ``.lab`` file beside an audio file, with the same stem.
 
 Splits: audio under a folder named train, dev/valid/val/validation or test is in
-that split. Without such folders dev and test are made by a seeded rule
+that split, and so is audio whose transcript is in a file of that name
+(SpeechBrain's ``train.csv``/``dev.csv``/``test.csv``, whose ``$data_root/`` path prefix is
+the folder itself). Without either, dev and test are made by a seeded rule
 (:func:`~speechtl.data.corpora.imported.assign_splits`), speaker-disjoint when
 speakers are known: a speaker column, an ``utt2spk`` file, ``--speaker-pattern``
 (a regex over the relative path whose ``speaker`` group or first group is the
@@ -36,6 +38,7 @@ from speechtl.data.corpora.imported import (
     Pathlike,
     Utterance,
     build_corpus,
+    draw_missing_splits,
     import_options,
     read_lines,
     safe_id,
@@ -65,7 +68,18 @@ AUDIO_COLUMNS = (
     "id",
     "key",
 )
-TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "utterance", "words", "label")
+# "wrd": SpeechBrain's CSVs (ID,duration,wav,spk_id,wrd)
+TEXT_COLUMNS = (
+    "text",
+    "transcript",
+    "transcription",
+    "sentence",
+    "normalized_text",
+    "utterance",
+    "words",
+    "wrd",
+    "label",
+)
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "spk", "spk_id", "client_id", "speaker_name")
 
 
@@ -78,6 +92,7 @@ class Entry:
     where: str
     speaker: str | None = None
     base: Path | None = None  # the transcript file's folder: a key naming several files means the one below it
+    split: str | None = None  # named by the transcript file (SpeechBrain's train.csv, dev.csv, test.csv)
 
 
 def scan(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
@@ -114,9 +129,14 @@ def audio_keys(corpus_dir: Path, audio: list[Path]) -> dict[str, list[Path]]:
     return keys
 
 
+#: A path's leading placeholder for the data folder: SpeechBrain's ``$data_root/``, ``${data_root}/``, ``{root}/``.
+PLACEHOLDER = re.compile(r"^(\$\{?\w+\}?|\{\w+\})/")
+
+
 def _key_of(field: str) -> str:
-    """A transcript's name for an audio file, as :func:`audio_keys` spells them (Windows separators too)."""
-    return field.strip().strip('"').replace("\\", "/").removeprefix("./")
+    """A transcript's name for an audio file, as :func:`audio_keys` spells them (Windows separators too);
+    a leading placeholder such as SpeechBrain's ``$data_root/`` is the corpus folder."""
+    return PLACEHOLDER.sub("", field.strip().strip('"').replace("\\", "/").removeprefix("./"))
 
 
 def _header_columns(fields: list[str], audio_col: str | None, text_col: str | None, spk_col: str | None):
@@ -218,6 +238,8 @@ def read_transcript_file(
     if not lines:
         return None
     entries: list[Entry] = []
+    split = split_of_split_dir(path.stem)  # train.csv, dev.csv, test.csv: SpeechBrain's and many others' splits
+    raw_audio: list[str] = []
     for sep in ("\t", ",", ";", "|"):
         fields = next(csv.reader([lines[0]], delimiter=sep))
         cols = _header_columns(fields, *columns) if len(fields) > 1 else None
@@ -231,8 +253,14 @@ def read_transcript_file(
                     local.add("bad-line", f"{path}:{n}", f"{len(row)} field(s), the header names {len(fields)}")
                     continue
                 spk = row[s].strip() if s is not None and len(row) > s and row[s].strip() else None
-                entries.append(Entry(_key_of(row[a]), row[t].strip(), f"{path}:{n}", spk, path.parent))
-            logging.info(f"{path}: a table with a header ({SEPARATORS[sep]}-separated), {len(entries)} rows")
+                raw_audio.append(row[a].strip())
+                entries.append(Entry(_key_of(row[a]), row[t].strip(), f"{path}:{n}", spk, path.parent, split))
+            logging.info(
+                f"{path}: a table with a header ({SEPARATORS[sep]}-separated), {len(entries)} rows: "
+                f"audio in column {fields[a].strip()!r}, text in {fields[t].strip()!r}"
+                + (f", speaker in {fields[s].strip()!r}" if s is not None else "")
+            )
+            _say_placeholder(path, raw_audio)
             report.problems += local.problems
             return entries
     sep, col, named = sniff_layout(lines, keys)
@@ -262,12 +290,23 @@ def read_transcript_file(
             )
             continue
         text = parts[text_at] if text_at is not None else sep.join(parts[1:]) if sep != " " else parts[1]
-        entries.append(Entry(_key_of(parts[col]), text.strip().strip('"').strip(), f"{path}:{n}", base=path.parent))
+        raw_audio.append(parts[col].strip())
+        entry = Entry(
+            _key_of(parts[col]), text.strip().strip('"').strip(), f"{path}:{n}", base=path.parent, split=split
+        )
+        entries.append(entry)
     logging.info(
         f"{path}: audio in field {col + 1}, {which}; separator sniffed: {SEPARATORS[sep]}, {len(entries)} lines"
     )
+    _say_placeholder(path, raw_audio)
     report.problems += local.problems
     return entries
+
+
+def _say_placeholder(path: Path, raw_audio: list[str]) -> None:
+    placeholder = next((m.group(1) for f in raw_audio if (m := PLACEHOLDER.match(f.strip('"')))), None)
+    if placeholder:
+        logging.info(f"{path}: audio paths start with {placeholder}, read as the corpus folder (--corpus-dir)")
 
 
 def read_utt2spk(path: Path, report: Report) -> dict[str, str]:
@@ -370,6 +409,7 @@ def prepare_folder(
     for path in utt2spk_files:
         utt2spk.update(read_utt2spk(path, report))
     utts = _utterances(corpus_dir, audio, keys, entries, report, utt2spk, speaker_pattern, speaker_column)
+    opts = draw_missing_splits(utts, opts)  # train/ and test/ (or train.csv, test.csv) only: dev drawn from train
     return build_corpus(prefix, utts, output_dir, opts, report, corpus_dir)
 
 
@@ -412,7 +452,8 @@ def _utterances(
             text_of[found[0]] = e
     pattern = re.compile(speaker_pattern) if speaker_pattern else None
     split_rest = [_split_and_rest(r) for r in rels]
-    has_splits = any(s for s, _ in split_rest)
+    has_splits = any(s for s, _ in split_rest) or any(e.split for e in text_of.values())
+    named_by_file = 0
     speaker_level = _speaker_dir_level([rest.parent.parts for _, rest in split_rest])
     utts, outside, how = [], 0, None
     for p, rel, (split, rest) in zip(audio, rels, split_rest, strict=True):
@@ -430,6 +471,8 @@ def _utterances(
                 how = f"--speaker-pattern {speaker_pattern}"
         elif speaker_level is not None:
             speaker, how = rest.parts[speaker_level], "one sub-folder per speaker"
+        if split is None and e is not None and e.split:
+            split, named_by_file = e.split, named_by_file + 1
         if has_splits and split is None:
             split, outside = "train", outside + 1
         utts.append(
@@ -445,6 +488,11 @@ def _utterances(
     if how:
         n = sum(1 for u in utts if u.speaker)
         logging.info(f"speakers from {how}: {len({u.speaker for u in utts if u.speaker})} speakers, {n} utterances")
+    if named_by_file:
+        files = sorted({Path(e.where.rsplit(":", 1)[0]).name for e in text_of.values() if e.split})
+        logging.info(f"splits of {named_by_file} audio file(s) from their transcript files' names ({', '.join(files)})")
     if outside:
-        logging.warning(f"{outside} audio file(s) lie outside the train/dev/test folders: put in train")
+        logging.warning(
+            f"{outside} audio file(s) lie outside the train/dev/test folders and split transcript files: put in train"
+        )
     return utts

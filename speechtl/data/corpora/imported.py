@@ -357,6 +357,36 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
     return infos
 
 
+#: (cedilla, comma below): one Romanian letter each, typed both ways since legacy encodings and Turkish
+#: keyboard layouts had only the cedilla form; the comma below is the standard (Unicode 3.0 on).
+CEDILLA_COMMA = (("\u015f", "\u0219"), ("\u0163", "\u021b"))
+
+
+def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
+    """A corpus with both ş and ș (or ţ and ț) writes one letter two ways, and would train two units
+    on its examples: every ş becomes ș and ţ becomes ț (the import's text_norm.json records the map,
+    so hypotheses scored later are treated alike). A corpus with one form keeps it (Turkish ş), and a
+    ``--map-chars`` naming either letter (``ş=ş`` keeps both) is the user's choice."""
+    present = {c for u in utterances if u.text for c in u.text}
+    given = set(opts.text.map) if opts.text.map else set()
+    pairs = [(a, b) for a, b in CEDILLA_COMMA if a in present and b in present and not {a, b} & given]
+    if not pairs:
+        return opts
+    table = {ord(a): b for a, b in pairs}
+    counts = Counter(c for u in utterances if u.text for c in u.text if c in {x for p in pairs for x in p})
+    for u in utterances:
+        if u.text:
+            u.text = u.text.translate(table)
+    spec = ",".join(f"{a}={b}" for a, b in pairs)
+    logging.warning(
+        "both "
+        + " and ".join(f"{a} ({counts[a]}x) and {b} ({counts[b]}x)" for a, b in pairs)
+        + f" occur: one letter typed two ways (cedilla for comma below), written {' '.join(b for _, b in pairs)} "
+        f"(--map-chars '{spec}'). To keep them apart: --map-chars '{','.join(f'{a}={a}' for a, _ in pairs)}'"
+    )
+    return replace(opts, text=replace(opts.text, map=",".join(x for x in (opts.text.map, spec) if x)))
+
+
 def build_corpus(
     name: str,
     utterances: list[Utterance],
@@ -383,6 +413,7 @@ def build_corpus(
                 u.text = normalize(raw, opts.text)
                 if raw.strip() and not u.text:
                     report.add("empty-text", u.where, f"nothing is left of {raw!r} after normalization", u.id)
+        opts = join_cedilla_commas(utterances, opts)
     report.log_notes(opts.validate.sampling_rate)
     out = Path(output_dir) if output_dir is not None else None
     bad = report.resolve(opts.skip_bad_audio, None)  # bad_audio.txt is written with the manifests

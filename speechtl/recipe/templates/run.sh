@@ -77,14 +77,15 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     # Into a new dir, which replaces the old one once complete: a failed import loses nothing,
     # and no manifests of an earlier corpus stay beside this one's.
     rm -rf $manifests.new
-    # shellcheck disable=SC2086
-    speechtl prepare "$corpus" --corpus-dir "$corpus_dir" --output-dir $manifests.new "${skip[@]}" $prepare_opts
+    prepare_args=() validate_args=()
+    split_opts prepare_args "$prepare_opts"
+    split_opts validate_args "$validate_opts"
+    speechtl prepare "$corpus" --corpus-dir "$corpus_dir" --output-dir $manifests.new "${skip[@]}" "${prepare_args[@]}"
     # Then every manifest is checked as written (the import left out the bad files it found with
     # --skip-bad and listed them in bad_audio.txt). Other rates are said once, against the source's.
     rate=()
     [ -z "$source" ] || rate=(--sampling-rate "$(speechtl recipe-info features --source "$source" | cut -d' ' -f1)")
-    # shellcheck disable=SC2086
-    speechtl validate --manifest-dir $manifests.new "${rate[@]}" $validate_opts
+    speechtl validate --manifest-dir $manifests.new "${rate[@]}" "${validate_args[@]}"
     rm -rf $manifests
     mv $manifests.new $manifests
     mark_done $manifests/.done "$key"
