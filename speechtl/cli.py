@@ -1002,7 +1002,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="the recipe's name, e.g. the language: egs/NAME/ASR")
     s.add_argument("--corpus", required=True, help="the importer: folder, kaldi, commonvoice, librispeech, ...")
     s.add_argument("--corpus-dir", type=Path, required=True, help="your recordings and transcripts")
-    s.add_argument("--source", default="", help="the source model: a checkpoint (exp/source/final.pt), whisper:PATH")
+    s.add_argument(
+        "--source",
+        default="",
+        help="the source model: a checkpoint (exp/source/final.pt), whisper:PATH_OR_ID or hf:PATH_OR_ID "
+        "(wav2vec2, HuBERT, WavLM, XLS-R)",
+    )
     s.add_argument("--lm-text", type=Path, default=None, help="more text for the word LM, one sentence a line")
     s.add_argument("--methods", nargs="+", default=None, help="adaptation methods (default: scratch, finetune family)")
     s.add_argument("--minutes", type=float, nargs="+", default=None, help="nested amounts (default: 5 15 30 60)")

@@ -126,8 +126,28 @@ def test_sources_parse_and_offline_hub_ids_fail_clearly(monkeypatch):
     with pytest.raises(SpeechtlError, match="names no model"):
         parse_source("hf:")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(SpeechtlError, match="cannot load pretrained model speechtl-test/no-such-model"):
-        load_hf_encoder("speechtl-test/no-such-model")
+    with pytest.raises(SpeechtlError, match="cannot load pretrained model speechtl-test/no-such-model: HF_HUB_OFFLINE"):
+        load_hf_encoder("speechtl-test/no-such-model")  # before: transformers' "check your internet connection"
+
+
+def test_a_hugging_face_folder_passed_as_a_checkpoint_says_hf(tiny_w2v_dir, tmp_path, caplog):
+    """`speechtl train --source-checkpoint DIR` said "checkpoint DIR does not exist. Fix: run the
+    training stage first" for an existing HF folder, and its model.safetensors gave "invalid load key";
+    a folder without preprocessor_config.json was normalized per utterance without a word."""
+    import logging
+    import shutil
+
+    for given in (tiny_w2v_dir, tiny_w2v_dir / "model.safetensors"):
+        with pytest.raises(
+            SpeechtlError, match=rf"Hugging Face model, not a speechtl checkpoint. Fix: .* hf:{tiny_w2v_dir}"
+        ):
+            load_checkpoint(given)
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_w2v_dir, bare)
+    (bare / "preprocessor_config.json").unlink()
+    caplog.set_level(logging.WARNING)
+    assert load_hf_encoder(str(bare))[2] is True
+    assert "no feature extractor config (preprocessor_config.json)" in caplog.text
 
 
 OPTIONS = {
@@ -173,8 +193,9 @@ def test_every_method_runs_on_a_pretrained_encoder(name, kind, small_yesno, tiny
     cfg = TrainConfig(num_steps=1, max_duration=100, num_buckets=2, average_last=1, lr=0.01)
     trainer = Trainer(model, lang, method, cfg, tmp_path / "exp")
     marked = mark_cuts(cuts, model.input_spec)
-    if name == "vtln" and kind == "hf":  # a waveform has no frequency axis to warp
-        with pytest.raises(SpeechtlError, match="no mel-frequency axis to warp"):
+    refused = {"vtln": "no mel-frequency axis to warp", "ssl": "its frames are single samples"}
+    if name in refused and kind == "hf":  # a waveform has no frequency axis to warp, nor frames to mask
+        with pytest.raises(SpeechtlError, match=refused[name]):
             trainer.fit(marked, aux_cuts={"unlabelled": marked})
         return
     labelled = marked + marked.modify_ids(lambda i: "again-" + i) if name == "balanced-pseudo-label" else marked
@@ -183,8 +204,9 @@ def test_every_method_runs_on_a_pretrained_encoder(name, kind, small_yesno, tiny
     frozen = [n for n, p in after.items() if not p.requires_grad and base_name(n) in start]
     for n in frozen:
         assert torch.equal(after[n].detach().cpu(), start[base_name(n)]), f"{name}: frozen {n} changed"
-    if kind == "hf":
-        assert all(not p.requires_grad for p in trainer.model.encoder.hf.feature_extractor.parameters())
+    if kind == "hf":  # frozen as pretrained; the scratch baseline's random one trains (it was frozen too)
+        trains = {p.requires_grad for p in trainer.model.encoder.hf.feature_extractor.parameters()}
+        assert trains == {name == "scratch"}
     moved = [
         n
         for n, p in after.items()

@@ -83,3 +83,18 @@ def test_decode_pieces_keeps_times_and_order():
     assert pieces[0].start == 0 and pieces[-1].end == pytest.approx(len(wave) / SR)
     assert sum(seen) == len(wave) and [round((p.end - p.start) * SR) for p in pieces] == seen
     assert len(decode_pieces(wave, SR, float("inf"), decode)) == 1
+
+
+def test_cuts_longer_than_the_encoder_takes_stop_before_any_work():
+    """A Whisper-source recipe with --max-duration raised to 100 trained for minutes and then stopped
+    with 'whisper encoder: 2417 frames ... positions for 1500', naming no file."""
+    from types import SimpleNamespace
+
+    from speechtl.decode.longform import check_cuts_fit
+
+    whisper_like = SimpleNamespace(encoder=SimpleNamespace(max_input_seconds=30.0), input_spec=SimpleNamespace(pad=0.5))
+    cuts = [SimpleNamespace(id=f"u{i}", duration=d) for i, d in enumerate([5.0, 28.5, 48.3, 12.0, 85.0])]
+    with pytest.raises(SpeechtlError, match=r"2 training cut\(s\) are longer than the 29 s .*: u2 \(48.3 s\), u4"):
+        check_cuts_fit(cuts, whisper_like, "training")
+    check_cuts_fit(cuts[:2], whisper_like, "training")  # 28.5 s fits 30 s less the 0.5-s pad at each end
+    check_cuts_fit(cuts, SimpleNamespace(encoder=SimpleNamespace(), input_spec=SimpleNamespace(pad=0.0)), "test")

@@ -300,6 +300,24 @@ def test_bad_arguments_are_named(tiny_source, egs, tmp_path):
     assert r.returncode == 1 and "need unlabelled audio" in r.stderr
 
 
+def test_pretrained_sources_are_checked_and_made_absolute(tmp_path, monkeypatch):
+    """--source hf:/missing generated a recipe that imported and computed features for a minute before
+    every training failed; hf:models/w2v (relative) was later read from the recipe's dir, as a hub id."""
+    from speechtl.errors import SpeechtlError
+    from speechtl.recipe.generate import _abs_source, _check_pretrained_location
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "w2v").mkdir(parents=True)
+    assert _abs_source("hf:models/w2v") == f"hf:{tmp_path / 'models' / 'w2v'}"
+    assert _abs_source("hf:facebook/wav2vec2-base") == "hf:facebook/wav2vec2-base"  # a hub id stays
+    assert _abs_source("exp/source/final.pt") == str(tmp_path / "exp" / "source" / "final.pt")
+    _check_pretrained_location("hf:models/w2v")
+    _check_pretrained_location("whisper:openai/whisper-tiny")  # fetched when stage 3 runs
+    for missing in ("hf:/work/nope", "whisper:./tiny", "hf:models/w2v/nope"):
+        with pytest.raises(SpeechtlError, match="does not exist .* Fix: the folder of a"):
+            _check_pretrained_location(missing)
+
+
 def test_units_choice_follows_the_text_size(tmp_path):
     from speechtl.recipe.info import choose_units
 

@@ -66,3 +66,34 @@ def test_data_efficiency_plot_ticks_are_the_amounts(tmp_path, monkeypatch):
     )
     plot_data_efficiency(tsv, tmp_path / "p.png", "test", "hlg")
     assert seen["ticks"] == ["1", "2", "5.3"] and not any(seen["minor"])
+
+
+def test_a_row_of_another_system_under_the_same_label_is_named(tmp_path, caplog):
+    """Two hand decodes (variants/hubert_tiny, variants/wavlm_tiny) both labelled finetune all: the
+    second silently replaced the first's row. It still replaces it (one row per key), and says so."""
+    import logging
+
+    from speechtl.score.results import read_results
+
+    caplog.set_level(logging.WARNING)
+    tsv = tmp_path / "results.tsv"
+    row = ResultRow("test", "finetune", "all", "greedy", 10.0, 10, 100, utt_errs="hubert/decode/utt-errs.txt")
+    update_results(tsv, [row])
+    update_results(tsv, [row])  # the same system decoded again: nothing to say
+    assert "two systems with one label" not in caplog.text
+    update_results(tsv, [ResultRow("test", "finetune", "all", "greedy", 20.0, 20, 100, utt_errs="wavlm/decode/u.txt")])
+    assert "of hubert/decode is replaced by wavlm/decode's: two systems with one label" in caplog.text
+    assert [r.wer for r in read_results(tsv)] == [20.0]
+
+
+def test_rows_whose_decode_files_are_gone_are_named_stale(tmp_path):
+    """A system retrained since its decode (exp dir reset, decode files deleted) kept its old WER row
+    in RESULTS.md with nothing to say so."""
+    tsv = tmp_path / "results.tsv"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "utt-errs.txt").write_text("utt_id\terrors\tref_words\nu1\t1\t10\n")
+    update_results(tsv, [ResultRow("test", "finetune", "5min", "greedy", 10.0, 1, 10, utt_errs="a/utt-errs.txt")])
+    update_results(tsv, [ResultRow("test", "lp-ft", "5min", "greedy", 20.0, 2, 10, utt_errs="b/utt-errs.txt")])
+    text = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    assert "**1 stale row(s)**" in text and "lp-ft 5min" in text.split("stale row")[1].splitlines()[0]
+    assert "finetune 5min" not in text.split("stale row")[1].splitlines()[0]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from speechtl.adapt.base import Method, register_method
+from speechtl.errors import SpeechtlError
 from speechtl.models.ctc import utterance_normalize
 
 
@@ -63,8 +64,15 @@ class Ssl(Method):
         from speechtl.train.data import unpack
 
         o = self.options
-        data = cuts + aux_cuts["unlabelled"] if "unlabelled" in aux_cuts else cuts
         model = trainer.model
+        if model.input_spec.kind == "samples":
+            raise SpeechtlError(
+                "ssl reconstructs masked input frames, and this model reads the raw waveform (a wav2vec2-family "
+                "source): its frames are single samples, so the masks would cover under a millisecond and the "
+                "targets would be waveform means. Fix: adapt it with another unlabelled-audio method "
+                "(dann, mmd, coral, entropy, pseudo-label, kd)"
+            )
+        data = cuts + aux_cuts["unlabelled"] if "unlabelled" in aux_cuts else cuts
         head = nn.Linear(model.encoder.output_dim, model.config.num_features).to(trainer.device)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + list(head.parameters()), lr=o.lr)
         batches = trainer.aux_batches(data, trainer.cfg.seed + 7)

@@ -109,3 +109,21 @@ def decode_pieces(
     ranges = [(0, len(wave))] if math.isinf(max_seconds) else split_points(wave, sampling_rate, max_seconds)
     words = decode([wave[s:e] for s, e in ranges])
     return [Piece(s / sampling_rate, e / sampling_rate, tuple(w)) for (s, e), w in zip(ranges, words, strict=True)]
+
+
+def check_cuts_fit(cuts, model, what: str) -> None:
+    """Stop before any work when cuts are longer than ``model`` takes (a Whisper encoder's 30 s,
+    less its input pad): otherwise training or a decode fails on the first batch holding one.
+    ``what``: the cuts' role for the message ("training", "test")."""
+    limit = piece_limit(0.0, model_max_seconds(model), getattr(model.input_spec, "pad", 0.0))
+    if math.isinf(limit):
+        return
+    long = [(c.id, c.duration) for c in cuts if c.duration > limit]
+    if long:
+        listing = ", ".join(f"{i} ({d:.1f} s)" for i, d in long[:3])
+        raise SpeechtlError(
+            f"{len(long)} {what} cut(s) are longer than the {limit:g} s this model's encoder takes: {listing}"
+            f"{', ...' if len(long) > 3 else ''}. Fix: split those recordings into utterances (Kaldi segments, or "
+            "shorter files), or leave them out at import: speechtl validate's --max-duration (30 s by default) "
+            "with --skip-bad lists them in bad_audio.txt"
+        )

@@ -12,6 +12,7 @@ from speechtl.atomic import writable_dir
 from speechtl.decode.beam import ctc_prefix_beam_search
 from speechtl.decode.checks import check_features, check_graph, check_model_fits, check_references
 from speechtl.decode.greedy import ctc_greedy_search
+from speechtl.decode.longform import check_cuts_fit
 from speechtl.decode.search import ExecutorSearch, HlgSearch
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
@@ -44,6 +45,7 @@ def compute_log_probs(
     dev = pick_device(device)
     model = model_from_checkpoint(checkpoint).to(dev).eval()
     check_features(model, cuts, Path(checkpoint), cuts_path=cuts_path)
+    check_cuts_fit(cuts, model, "decoded")
     out = {}
     for batch in eval_dataloader(mark_cuts(cuts, model.input_spec), max_duration):
         feats, lengths, texts, batch_cuts = unpack(batch)

@@ -21,8 +21,10 @@ as ``hf:PATH_OR_ID`` (a local directory, or a hub id; ``HF_HUB_OFFLINE=1``
 makes it a cache lookup, as everywhere in ``transformers``).
 """
 
+import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -139,8 +141,6 @@ class HfSslEncoder(nn.Module):
 
 
 def _resolve(source: str) -> str:
-    from pathlib import Path
-
     p = Path(source).expanduser()
     if p.exists():
         return str(p)
@@ -159,6 +159,12 @@ def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
     try:
         model = AutoModel.from_pretrained(where, local_files_only=offline, dtype=torch.float32)
     except Exception as e:
+        if offline and where == source and not Path(source).exists():
+            raise SpeechtlError(
+                f"cannot load pretrained model {source}: HF_HUB_OFFLINE is set and it is not in the Hugging Face "
+                f"cache. Fix: on a machine with internet, `huggingface-cli download {source}` (then copy the cache, "
+                f"~/.cache/huggingface), or pass hf:/path/to/a/local/copy"
+            ) from e
         raise SpeechtlError(f"cannot load pretrained model {source}: {e}") from e
     if not hasattr(model, "feature_extractor"):
         raise SpeechtlError(
@@ -169,6 +175,12 @@ def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
             getattr(AutoFeatureExtractor.from_pretrained(where, local_files_only=offline), "do_normalize", True)
         )
     except Exception:
-        normalize = True  # no preprocessor_config.json: the wav2vec2 default
+        normalize = True  # the wav2vec2 default
+        logging.warning(
+            f"{source}: no feature extractor config (preprocessor_config.json), so whether the model was trained on "
+            "normalized waveforms is not known: each utterance is scaled to zero mean and unit variance (wav2vec2's "
+            "default; HuBERT and WavLM base were trained without it). Fix, if that is wrong: add the model's "
+            "preprocessor_config.json with its do_normalize"
+        )
     state = {k: v.float() for k, v in model.state_dict().items()}
     return model.config.to_dict(), state, normalize

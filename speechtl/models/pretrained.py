@@ -82,6 +82,9 @@ def build_pretrained(
     ``load_weights=False``: the architecture only (the ``scratch`` baseline)."""
     cfg, state = pretrained_encoder(source)
     cfg = dataclasses.replace(cfg, head=head or "ctc", blank_bias=blank_bias, input_pad=input_pad)
+    if not load_weights and cfg.encoder == "hf-ssl":
+        # A random CNN front end kept frozen would never learn: the baseline trains all of it.
+        cfg = dataclasses.replace(cfg, encoder_options={**cfg.encoder_options, "freeze_feature_encoder": False})
     model = build_model(cfg, vocab_size)
     if load_weights:
         missing, unexpected = model.encoder.load_state_dict(state, strict=False)

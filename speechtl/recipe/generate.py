@@ -98,15 +98,37 @@ def _check(cfg: RecipeConfig) -> None:
         raise SpeechtlError(f"LM text {cfg.lm_text} does not exist. Fix: give --lm-text a text file")
     if cfg.source and not pretrained_kind(cfg.source):
         source_features(cfg.source)  # exists and records its features, or says why not
+    elif cfg.source:
+        _check_pretrained_location(cfg.source)
     if not cfg.minutes or any(m <= 0 for m in cfg.minutes):
         raise SpeechtlError(f"--minutes takes amounts > 0, got {list(cfg.minutes)}")
     _check_methods(cfg.methods)
 
 
+def _check_pretrained_location(source: str) -> None:
+    """``whisper:``/``hf:`` with a local path must exist now (a hub id is fetched when stage 3 runs):
+    otherwise the recipe imports the corpus and computes features before its trainings fail."""
+    kind, _, location = source.partition(":")
+    local = location.startswith((".", "/", "~")) or location.count("/") != 1 or Path(location).exists()
+    if local and not Path(location).expanduser().exists():
+        raise SpeechtlError(
+            f"pretrained model {location} does not exist (--source {source}). Fix: the folder of a "
+            f"{'Whisper' if kind == 'whisper' else 'wav2vec2-family'} model (config.json and weights), or a hub id "
+            "such as openai/whisper-tiny or facebook/wav2vec2-base"
+        )
+
+
 def _abs_source(source: str) -> str:
-    if not source or pretrained_kind(source):
+    """The source as run.sh (in another directory) must read it: local paths made absolute."""
+    if not source:
         return source
-    return str(Path(source).absolute())
+    kind = pretrained_kind(source)
+    if kind is None:
+        return str(Path(source).absolute())
+    location = source.partition(":")[2]
+    if Path(location).expanduser().exists():  # a local folder, not a hub id
+        return f"{kind}:{Path(location).expanduser().absolute()}"
+    return source
 
 
 def recipe_conf(cfg: RecipeConfig) -> str:

@@ -42,10 +42,12 @@ def source_features(source: str) -> Features:
     from speechtl.train.checkpoint import load_checkpoint
 
     path = Path(source)
+    if path.is_dir():
+        load_checkpoint(path)  # a Hugging Face folder: says hf: or whisper:; an exp dir: its final.pt
     if not path.is_file():
         raise SpeechtlError(
-            f"source checkpoint {path} does not exist. Fix: set source= in conf/recipe.conf to a trained "
-            "source's final.pt (speechtl recipe-info sources lists them)."
+            f"source checkpoint {path} does not exist. Fix: a trained source's final.pt (--source, or source= in "
+            "conf/recipe.conf; speechtl recipe-info sources lists them), or whisper:PATH / hf:PATH."
         )
     meta = load_checkpoint(path).get("features")
     if not meta:
@@ -178,12 +180,14 @@ def find_sources(egs_dirs: Iterable[Path]) -> list[Path]:
     return list(seen.values())
 
 
-HOW_TO_MAKE_A_SOURCE = """\
+def how_to_make_a_source(checkout_egs: Path) -> str:
+    """The commands that make a source, with the built-in recipes' paths as they are on this machine."""
+    return f"""\
 To make one:
-  cd egs/tts_xling/ASR && ./run.sh --stop-stage 4    # multilingual (en nl ro ru) synthetic speech, 16 kHz, 80 bins
-  cd egs/fsdd/ASR && ./run.sh --stop-stage 4         # English digit words only, 8 kHz, 40 bins
+  cd {checkout_egs / "tts_xling" / "ASR"} && ./run.sh --stop-stage 4    # multilingual (en nl ro ru) synthetic speech, 16 kHz, 80 bins
+  cd {checkout_egs / "fsdd" / "ASR"} && ./run.sh --stop-stage 4         # English digit words only, 8 kHz, 40 bins
 or train one on a corpus of your own with steps/train.sh --method scratch (exp/<dir>/final.pt);
-a pretrained model is named whisper:PATH or hf:PATH."""
+or start from a pretrained model: whisper:PATH_OR_ID (Whisper) or hf:PATH_OR_ID (wav2vec2, HuBERT, WavLM, XLS-R)."""
 
 
 def sources_message(egs_dirs: Iterable[Path]) -> str:
@@ -197,4 +201,5 @@ def sources_message(egs_dirs: Iterable[Path]) -> str:
         except SpeechtlError as e:
             lines.append(f"  {p}  (unreadable: {e})")
     head = "Trained sources here:\n" + "\n".join(lines) if lines else "No trained source here yet."
-    return f"{head}\n{HOW_TO_MAKE_A_SOURCE}"
+    checkout_egs = Path(__file__).resolve().parents[2] / "egs"  # this checkout's built-in recipes
+    return f"{head}\n{how_to_make_a_source(checkout_egs)}"

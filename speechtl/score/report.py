@@ -9,6 +9,7 @@ amount of labelled target data (``5min``, ``30min``, ``5shots``...), one line pe
 method; methods that use no target data (``zero-shot``) are a dashed level line.
 """
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -122,6 +123,7 @@ def write_results_md(
     if not rows:
         raise SpeechtlError(f"{results_tsv} has no results yet. Fix: run the decode stage first.")
     lines = [f"# {title}", "", f"Generated from `{Path(results_tsv).name}`; WER in %, (errors/words).", _LEGEND, ""]
+    lines += _stale_lines(results_tsv, rows)
     summaries = summarize(sorted(rows, key=_sort_key), lambda r: load_utt_errors(results_tsv, r), baselines)
     by_test: dict[str, list[SystemSummary]] = defaultdict(list)
     for s in summaries:
@@ -147,6 +149,26 @@ def write_results_md(
     with atomic_open(Path(out)) as f:
         f.write("\n".join(lines))
     return Path(out)
+
+
+def _stale_lines(results_tsv: Path, rows: Sequence[ResultRow]) -> list[str]:
+    """Rows whose per-utterance errors file is gone: their system was retrained (its exp dir reset)
+    or its decode deleted since, so the numbers are an earlier model's. Named in the log and above
+    the tables, not dropped (a row is all that is left of that measurement)."""
+    stale = [r for r in rows if r.utt_errs and not (Path(results_tsv).parent / r.utt_errs).is_file()]
+    if not stale:
+        return []
+    names = sorted({f"{r.method} {r.data}" + (f" s{r.seed}" if r.seed is not None else "") for r in stale})
+    logging.warning(
+        f"{results_tsv}: {len(stale)} row(s) of {', '.join(names[:6])}{' ...' if len(names) > 6 else ''} have lost "
+        "their decode files (the system was retrained or its decode deleted since): their numbers may be an "
+        "earlier model's. Fix: decode them again (the recipe's decode stage)"
+    )
+    return [
+        f"**{len(stale)} stale row(s)** (their decode files are gone: retrained or deleted since; decode again): "
+        + ", ".join(names),
+        "",
+    ]
 
 
 def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: str) -> Path | None:

@@ -14,6 +14,7 @@ Writes are locked and atomic, so parallel decode jobs can add rows to the same f
 
 import csv
 import fcntl
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -138,6 +139,24 @@ def update_results(path: Path, new_rows: Iterable[ResultRow]) -> list[ResultRow]
     A seeded row also replaces its system's unseeded row (one written before seeds were
     recorded): the new measurement supersedes it rather than averaging with it."""
     new_rows = list(new_rows)
+    _warn_relabelled(path, new_rows)
     legacy = [(*r.key[:4], "") for r in new_rows if r.seed is not None]
     table = upsert_table(path, HEADER, [_format(r) for r in new_rows], _KEY, len(BASE_HEADER), legacy)
     return [_parse(r) for r in table]
+
+
+def _warn_relabelled(path: Path, new_rows: list[ResultRow]) -> None:
+    """A new row replacing one of the same key whose decode was in another directory: two systems
+    under one label (two hand decodes of differently named dirs, both ``finetune all``), and the
+    first one's numbers are gone from the table. Said, with the fix."""
+    if not Path(path).is_file():
+        return
+    old = {r.key: r for r in read_results(path)}
+    for r in new_rows:
+        before = old.get(r.key)
+        if before and before.utt_errs and r.utt_errs and Path(before.utt_errs).parent != Path(r.utt_errs).parent:
+            logging.warning(
+                f"{path}: the row {' '.join(str(k) for k in r.key if k not in (None, ''))} of "
+                f"{Path(before.utt_errs).parent} is replaced by {Path(r.utt_errs).parent}'s: two systems with one "
+                "label. Fix: decode each with --method/--data naming it (e.g. --method hubert-finetune)"
+            )

@@ -29,6 +29,14 @@ def save_checkpoint(path: Path, model: CtcModel, **extra) -> None:
 
 def load_checkpoint(path: Path) -> dict:
     path = Path(path)
+    hf_dir = path if path.is_dir() else path.parent
+    if (hf_dir / "config.json").is_file() and (path.is_dir() or path.suffix in (".safetensors", ".bin")):
+        raise SpeechtlError(
+            f"{path} is a Hugging Face model, not a speechtl checkpoint. Fix: pass the folder as "
+            f"hf:{hf_dir} (wav2vec2, HuBERT, WavLM, XLS-R) or whisper:{hf_dir} (Whisper)"
+        )
+    if path.is_dir() and (path / "final.pt").is_file():
+        raise SpeechtlError(f"{path} is a folder. Fix: pass its checkpoint, {path / 'final.pt'}")
     if not path.is_file():
         raise SpeechtlError(f"checkpoint {path} does not exist. Fix: run the training stage first.")
     try:

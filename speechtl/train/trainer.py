@@ -38,6 +38,7 @@ from lhotse import CutSet
 from tqdm import tqdm
 
 from speechtl.adapt import Method
+from speechtl.decode.longform import check_cuts_fit
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
 from speechtl.features.inputs import model_input, speech_track
@@ -440,6 +441,7 @@ class Trainer:
                 "no cuts. Fix: leave more of the corpus untranscribed (fewer shots or dev recordings) or pick a "
                 "method without it"
             )
+        check_cuts_fit(train_cuts, self.model, "training")  # a Whisper encoder stops at 30 s: say so before any work
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         (self.exp_dir / "log").mkdir(exist_ok=True)
         with self._train_log():
