@@ -314,7 +314,7 @@ def test_pretrained_sources_are_checked_and_made_absolute(tmp_path, monkeypatch)
     _check_pretrained_location("hf:models/w2v")
     _check_pretrained_location("whisper:openai/whisper-tiny")  # fetched when stage 3 runs
     for missing in ("hf:/work/nope", "whisper:./tiny", "hf:models/w2v/nope"):
-        with pytest.raises(SpeechtlError, match="does not exist .* Fix: the folder of a"):
+        with pytest.raises(SpeechtlError, match=r"does not exist .* Fix: the folder of a"):
             _check_pretrained_location(missing)
 
 
