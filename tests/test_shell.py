@@ -65,6 +65,22 @@ def test_split_opts_groups_quoted_words_and_runs_nothing(tmp_path):
     assert r.returncode != 0 and "unmatched quote" in r.stdout
 
 
+def test_source_key_changes_when_a_pretrained_folder_is_replaced(tmp_path):
+    """hf:DIR and whisper:DIR entered the .done keys by name only: new weights written over the old
+    ones retrained nothing (a generated recipe finished stage 3 in 0.2 s)."""
+    d = tmp_path / "w2v"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"old weights")
+    key = 'set -e; . utils/common.sh; source_key "$1"'
+    first = bash(key, f"hf:{d}").stdout
+    assert first.startswith(f"source=hf:{d} ") and bash(key, f"hf:{d}").stdout == first
+    (d / "model.safetensors").write_bytes(b"new weights, other size")
+    assert bash(key, f"hf:{d}").stdout != first
+    assert bash(key, "hf:facebook/wav2vec2-base").stdout.strip() == "source=hf:facebook/wav2vec2-base"
+    assert bash(key, "").stdout.strip() == "source="
+
+
 def test_done_markers_skip_same_arguments_and_redo_others(tmp_path):
     marker = tmp_path / "stage" / ".done"
     script = f""". utils/common.sh

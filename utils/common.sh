@@ -40,6 +40,21 @@ split_opts() {
   while IFS= read -r -d '' word; do _words+=("$word"); done < <(printf '%s' "$2" | xargs -r printf '%s\0')
 }
 
+source_key() {
+  # source_key SOURCE: "source=SOURCE" and what its weights are now, for .done keys: a checkpoint
+  # file's cksum; a pretrained model's folder (whisper:DIR, hf:DIR) its files' names, sizes and times
+  # (a model replaced in place retrains what was adapted from it); a hub id only its name.
+  local src=$1 where=${1#*:}
+  [ "$where" != "$src" ] || where=
+  if [ -f "$src" ]; then
+    echo "source=$src $(cksum < "$src")"
+  elif [ -n "$where" ] && [ -e "$where" ]; then
+    echo "source=$src $(find "$where" -maxdepth 1 -type f -printf '%f %s %T@\n' | sort | cksum)"
+  else
+    echo "source=$src"
+  fi
+}
+
 mark_done() {
   # mark_done MARKER KEY: called only after a stage's commands succeeded (set -e); written
   # to a temporary name and renamed, so a kill never leaves a half-written marker.

@@ -193,9 +193,9 @@ if [ -n "$pretrained_taught" ]; then
   esac
   mapfile -t ptt_systems < <(system_names "$pretrained_taught" "$shots" "$seeds" shots)
 fi
-pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) source=$pretrained"
+pt_key="$(cat $fbank/.fsdd.done 2>/dev/null || true) $(source_key "$pretrained")"
 # Its systems on the official split also read the untranscribed rest (kd, pseudo-label...): its key too.
-pt_adapt_key="$(cat $fbank/.rest.done 2>/dev/null || true) source=$pretrained"
+pt_adapt_key="$(cat $fbank/.rest.done 2>/dev/null || true) $(source_key "$pretrained")"
 
 # What every leave-one-speaker-out call shares: the folds, the shots of the other speakers, seeds, decoding.
 loso_common=(--nj "$nj" --speakers "$loso_speakers" --shots "$loso_shots" --seeds "$seeds" --decoding "$decoding"

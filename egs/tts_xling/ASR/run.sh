@@ -128,7 +128,7 @@ mapfile -t systems < <(system_names "$methods" "$target_minutes" "$seeds" min)
 pt_systems=()
 pretrained_source  # utils/common.sh: pt_kind, pt_exp; a local path made absolute
 [ -z "$pretrained" ] || mapfile -t pt_systems < <(system_names "$pretrained_methods" "$target_minutes" "$seeds" min)
-pt_key="$(cat $fbank/.done 2>/dev/null || true) source=$pretrained"
+pt_key="$(cat $fbank/.done 2>/dev/null || true) $(source_key "$pretrained")"
 
 adapt_conf=conf/adapt.yaml
 [ -n "$tune" ] && adapt_conf=exp/adapt_tuned.yaml

@@ -124,7 +124,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     exp=$pt_exp/$system
     # keyed on what this method reads from the conf (speechtl conf-key), so adding or editing
     # another method's entry trains nothing again
-    key="$(cat $fbank/.done) $(cat $lang/.done) $(speechtl conf-key --config "$pretrained_config" --method "$sys_method") source=$pretrained"
+    key="$(cat $fbank/.done) $(cat $lang/.done) $(speechtl conf-key --config "$pretrained_config" --method "$sys_method") $(source_key "$pretrained")"
     if ! is_done "$exp/.done" "$key"; then
       reset_if_changed "$exp" "$key"
       log "Stage 4: $sys_method from $pretrained ($pretrained_config${sys_seed:+, seed $sys_seed}) into $exp"
@@ -142,7 +142,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   if [ -n "$pretrained" ]; then
     steps/decode_all.sh --nj 1 --decode-nj $nj --cmd "$cmd" --log-prefix "Stage 5" --test-sets test --exp-dir "$pt_exp" \
       --method-prefix "$pt_kind-" --decoding $decoding $lang $fbank/yesno_cuts "${pt_systems[@]}"
-    key="$(cat $fbank/.done) source=$pretrained"
+    key="$(cat $fbank/.done) $(source_key "$pretrained")"
     if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$key"; then
       log "Stage 5: zero-shot: $pretrained's own decoder on test"
       speechtl zero-shot --source "$pretrained" --cuts $fbank/yesno_cuts_test.jsonl.gz --test-set test \

@@ -117,8 +117,7 @@ case "$source" in whisper:*|hf:*) adapt_base=conf/adapt_pretrained.yaml sweep_sp
 for f in $adapt_base $sweep_space; do
   [ -f "$f" ] || { log "ERROR: $f is missing (a recipe generated before it existed). Fix: speechtl new-recipe ... --force rewrites the generated files and keeps data/ and exp/"; exit 1; }
 done
-source_key="source=$source"
-[ -f "$source" ] && source_key="$source_key $(cksum < "$source")"
+source_key=$(source_key "$source")
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   feats=$(speechtl recipe-info features --source "$source")
