@@ -175,6 +175,32 @@ def test_sweep_tunes_on_dev_and_writes_the_conf(small_yesno, tmp_path):
     assert all((t / "final.pt").stat().st_mtime_ns != m for t, m in trained.items())
 
 
+def test_a_candidate_the_model_cannot_take_is_left_out_not_fatal(small_yesno, tmp_path, capsys):
+    """A grid's impossible value (freeze bottom_layers 3 on a 2-layer model) stopped the whole tune
+    after the trials before it; it is now left out of the choice, said with the fix, and only a grid
+    where nothing runs stops."""
+    from speechtl.cli import main
+
+    d, cuts, lang = small_yesno
+    cuts.to_file(tmp_path / "train.jsonl.gz")
+    CutSet.from_file(d / "fbank" / "yesno_cuts_train.jsonl.gz").subset(last=4).to_file(tmp_path / "dev.jsonl.gz")
+    conf = tmp_path / "adapt.yaml"
+    conf.write_text(
+        "model: {encoder: tdnn, num_features: 23, encoder_options: {hidden_dim: 16}}\n"
+        "train: {num_steps: 2, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\n"
+        "methods:\n  scratch: {}\n"
+    )
+    argv = ["sweep", "--config", str(conf), "--method", "scratch", "--lang-dir", str(lang.dir)]
+    argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--dev-cuts", str(tmp_path / "dev.jsonl.gz")]
+    argv += ["--exp-dir", str(tmp_path / "sweep"), "--output", str(tmp_path / "tuned.yaml")]
+    assert main([*argv, "--space", "train.optimizer=nosuch,adam"]) == 0
+    assert "trial 0 (train.optimizer=nosuch) cannot run and is left out of the choice" in capsys.readouterr().err
+    tuned = tmp_path / "tuned.yaml"
+    assert yaml.safe_load(tuned.read_text())["methods"]["scratch"]["train"]["optimizer"] == "adam"
+    assert "1 more could not run: train.optimizer=nosuch" in tuned.read_text()
+    assert main([*argv, "--space", "train.optimizer=nosuch,other"]) == 1  # nothing ran: an error, said
+
+
 def test_flags_read_back_as_the_values_they_were():
     from speechtl.adapt.sweep import _flag
 

@@ -447,7 +447,20 @@ def sweep(
             seeded = argv if s is None else [*argv, "--set", f"seed={int(s)}"]
             sub = "/".join(p for p in (fold_dir, "" if s is None else f"seed-{int(s)}") if p)
             folds.append(Fold(tuple(seeded), dev, sub, inputs, legacy_inputs))
-    done = [_run_trial(i, c, folds, budget, exp_dir) for i, c in enumerate(cands)]
+    done, failed = [], []
+    for i, c in enumerate(cands):
+        try:
+            done.append(_run_trial(i, c, folds, budget, exp_dir))
+        except SpeechtlError as e:  # a value this model cannot take (bottom_layers 3 of 2 layers): the others run
+            logging.warning(
+                f"sweep {method} trial {i} ({c.describe()}) cannot run and is left out of the choice: {e}. "
+                "Fix, to stop trying it: take the value out of the search space (the recipe's conf/sweep*.yaml)"
+            )
+            failed.append((i, c, str(e)))
+    if not done:
+        raise SpeechtlError(
+            f"sweep {method}: none of the {len(cands)} candidate(s) could run; the first said: {failed[0][2]}"
+        )
     best = best_trial(done)
     with open(exp_dir / "sweep.tsv", "w", encoding="utf-8") as f:
         f.write("\t".join(SWEEP_TSV_HEADER) + "\n")
@@ -462,6 +475,7 @@ def sweep(
         f"from {len(done)} candidate(s) at {budget} updates each"
         + (f" over {len(trains)} folds" if len(trains) > 1 else "")
         + (f" x {len(train_seeds)} training seeds" if train_seeds else "")
+        + (f" ({len(failed)} more could not run: {', '.join(c.describe() for _, c, _ in failed)})" if failed else "")
         + f"; see {exp_dir / 'sweep.tsv'}"
     )
     write_tuned_config(config, output, method, best.candidate, budget, note)
