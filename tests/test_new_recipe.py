@@ -361,3 +361,17 @@ def test_a_pretrained_source_adapts_with_the_pretrained_conf(tiny_whisper, fsdd_
         zero = rows[(t, "whisper-zero-shot", "whisper")]
         assert zero["data"] == "0min" and zero["words"] == rows[(t, "finetune", "greedy")]["words"]
     assert (recipe / "exp" / "zero_shot" / "decode" / "recogs-test-whisper.txt").is_file()
+
+
+def test_amount_labels_are_short():
+    """A pool smaller than the largest --minutes gave the label 10.1031min (systems, rows, plots)."""
+    from speechtl.recipe.info import _label
+
+    assert [_label(x) for x in (5, 7.34, 10.1031, 0.03, 30, 0.3)] == [
+        "5min",
+        "7.3min",
+        "10.1min",
+        "0.03min",
+        "30min",
+        "0.3min",
+    ]

@@ -93,8 +93,9 @@ def choose_units(text: Path, units: str = "auto", vocab_size: int = 0, min_words
 
 
 def _label(minutes: float) -> str:
-    """``5 -> '5min'``, ``7.34 -> '7.3min'``: a data label ``speechtl report`` parses as an amount."""
-    return f"{minutes:g}min" if minutes >= 10 else f"{round(minutes, 1) or round(minutes, 2):g}min"
+    """``5 -> '5min'``, ``7.34 -> '7.3min'``, ``10.1031 -> '10.1min'`` (a whole pool's odd size): a data
+    label ``speechtl report`` parses as an amount."""
+    return f"{round(minutes, 1) or round(minutes, 2):g}min"
 
 
 @dataclass(frozen=True)
