@@ -100,6 +100,23 @@ def test_freeze_by_prefix_and_bad_options(small_yesno, source, tmp_path):
         get_method("freeze", {"prefixes": ["encoder.nope"]}).prepare(build_model(TINY, lang.vocab_size))
     with pytest.raises(SpeechtlError, match="unknown option"):
         get_method("freeze", {"bottom_layer": 2})
+    layers = TINY.encoder_options["num_layers"]
+    with pytest.raises(SpeechtlError, match=rf"has {layers} layers. Fix: bottom_layers at most {layers}"):
+        get_method("freeze", {"bottom_layers": layers + 1}).prepare(build_model(TINY, lang.vocab_size))
+
+
+def test_freezing_every_layer_says_it_is_nearly_linear_probe(small_yesno, caplog):
+    """freeze's default bottom_layers 2 on a 2-layer model trained what linear-probe trains, silently."""
+    import logging
+
+    from speechtl.adapt.finetune import layer_stack
+
+    _, _, lang = small_yesno
+    model = build_model(TINY, lang.vocab_size)
+    n = len(layer_stack(model)) - 2
+    caplog.set_level(logging.WARNING)
+    get_method("freeze", {"bottom_layers": n}).prepare(model)
+    assert f"bottom_layers={n} is every layer of this encoder" in caplog.text
 
 
 def test_linear_probe_trains_only_a_fresh_head(small_yesno, source, tmp_path):

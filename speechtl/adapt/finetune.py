@@ -91,7 +91,14 @@ class Freeze(Method):
             stack = layer_stack(model)
             if o.bottom_layers > len(stack) - 2:
                 raise SpeechtlError(
-                    f"freeze: bottom_layers={o.bottom_layers} but the encoder has {len(stack) - 2} layers"
+                    f"freeze: bottom_layers={o.bottom_layers} but the encoder has {len(stack) - 2} layers. "
+                    f"Fix: bottom_layers at most {len(stack) - 2} (--option bottom_layers=N, or the method's "
+                    "options in the recipe's conf)"
+                )
+            if o.bottom_layers == len(stack) - 2:
+                logging.warning(
+                    f"freeze: bottom_layers={o.bottom_layers} is every layer of this encoder: only what is above "
+                    "them trains (the output layer, a final norm), nearly linear-probe"
                 )
             prefixes += [n for group in stack[: 1 + o.bottom_layers] for n, _ in group]
         if not prefixes:
