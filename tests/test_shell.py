@@ -81,6 +81,28 @@ def test_source_key_changes_when_a_pretrained_folder_is_replaced(tmp_path):
     assert bash(key, "").stdout.strip() == "source="
 
 
+def test_ctrl_c_during_run_parallel_says_so_and_stops_the_jobs(tmp_path):
+    """Ctrl-C in a stage's parallel trainings printed nothing on the console (the tracebacks went
+    to the jobs' logs); now it says what stopped and that a rerun resumes, and leaves no job behind."""
+    import os
+    import signal
+    import time
+
+    marker = tmp_path / "still-running"
+    script = (
+        f"set -e; . utils/common.sh; job() {{ sleep 2; touch {marker}; }}; "
+        f"run_parallel 2 {tmp_path}/log train job a b; echo not-reached"
+    )
+    p = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)  # fmt: skip
+    time.sleep(0.7)
+    os.killpg(p.pid, signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Interrupted: the train jobs are stopped" in out and "not-reached" not in out
+    time.sleep(2.5)
+    assert not marker.exists()  # the jobs did not go on
+
+
 def test_done_markers_skip_same_arguments_and_redo_others(tmp_path):
     marker = tmp_path / "stage" / ".done"
     script = f""". utils/common.sh

@@ -82,6 +82,10 @@ run_parallel() {
   # after 54 trainings), which would call a finished job failed.
   local names=() rc_dir rc
   rc_dir=$(mktemp -d "$log_dir/.rc.XXXXXX")
+  # Ctrl-C (or a kill) while the jobs run: say so on the console (the jobs' own tracebacks go to
+  # their logs only), stop them, and leave the stage unmarked, so a rerun resumes it.
+  # shellcheck disable=SC2064  # expanded now: these locals are gone when the trap runs
+  trap "log 'Interrupted: the $step jobs are stopped (logs: $log_dir/$step.*.log); the same command again resumes them'; kill \$(jobs -p) 2>/dev/null || true; rm -rf '$rc_dir'; exit 130" INT TERM
   for arg in "$@"; do
     while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 0.5; done
     # set -e again inside: the job stops at its first failing command, as when run alone.
@@ -90,6 +94,7 @@ run_parallel() {
     names+=("$arg")
   done
   wait
+  trap - INT TERM
   local warned
   for i in "${!names[@]}"; do
     rc=$(cat "$rc_dir/$i" 2>/dev/null || echo "no exit status")
