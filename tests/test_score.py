@@ -43,10 +43,30 @@ def test_results_tsv_schema_and_upsert(tmp_path):
     assert text[0].split("\t") == HEADER
     assert HEADER[:7] == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]  # new columns at the end
     assert text[1:] == [
-        "test\tscratch\tall\tgreedy\t4.00\t10\t240\t\t\t\t",
-        "test\tscratch\tall\thlg\t0.42\t1\t240\t\t\t\t",
+        "test\tscratch\tall\tgreedy\t4.00\t10\t240\t\t\t\t\t",
+        "test\tscratch\tall\thlg\t0.42\t1\t240\t\t\t\t\t",
     ]
     assert [r.decoding for r in read_results(path)] == ["greedy", "hlg"]
+
+
+def test_decodes_write_the_character_error_rate(tmp_path):
+    """With character units and minutes of data the WER sits near 100% while the CER moves: it was
+    only in the log. Now results.tsv has it (the last column), and a file of the columns before reads."""
+    from speechtl.decode.run import score_decoding
+
+    results = [("u1", ["casa", "mare"], ["cas", "mare"]), ("u2", ["om"], ["on"])]
+    tsv = tmp_path / "results.tsv"
+    (tmp_path / "d").mkdir()
+    row = score_decoding(results, tmp_path / "d", "test", "greedy", "finetune", "5min", tsv, None)
+    update_results(tsv, [row])
+    (got,) = read_results(tsv)
+    assert got.wer == round(100.0 * 2 / 3, 2) and got.cer == round(
+        100.0 * 2 / 11, 2
+    )  # 'casa mare' + 'om': 11 characters
+    assert tsv.read_text().splitlines()[0].split("\t")[-1] == "cer"
+    old = tmp_path / "old.tsv"  # written before the cer column
+    old.write_text("\t".join(HEADER[:-1]) + "\n" + "test\tscratch\tall\tgreedy\t4.00\t10\t240\t1\t2.00\t6.00\tu.tsv\n")
+    assert read_results(old)[0].cer is None and read_results(old)[0].utt_errs == "u.tsv"
 
 
 def test_ctc_greedy_search_batched():

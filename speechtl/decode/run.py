@@ -80,7 +80,7 @@ def score_decoding(
     lo, hi = bootstrap_ci(UttErrors.from_counts(write_utt_errs(results, utt_path)))
     # The row names its evidence relative to results.tsv, so exp/ can move as a whole.
     rel = os.path.relpath(utt_path, Path(results_tsv).parent) if results_tsv is not None else str(utt_path)
-    return ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words, seed, lo, hi, rel)
+    return ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words, seed, lo, hi, rel, cer)
 
 
 def decode_test_set(
