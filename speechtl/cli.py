@@ -467,7 +467,10 @@ def cmd_report(a):
     print(md.read_text(encoding="utf-8"))  # the tables, intervals and significance marks
     logging.info(f"wrote {md}")
     if a.plot:
-        png = plot_data_efficiency(a.results, a.plot, a.test_set, a.decoding)
+        from speechtl.score.report import choose_decoding
+
+        decoding = choose_decoding(a.results, a.choose_on) if a.decoding == "auto" else a.decoding
+        png = plot_data_efficiency(a.results, a.plot, a.test_set, decoding)
         logging.info(f"wrote {png}" if png else "nothing to plot: no rows with an amount of data like 5min")
 
 
@@ -949,7 +952,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", default="Results")
     s.add_argument("--plot", type=Path, default=None, help="e.g. exp/plots/data_efficiency.png")
     s.add_argument("--test-set", default="test")
-    s.add_argument("--decoding", default="hlg")
+    s.add_argument("--decoding", default="hlg", help="the plot's decoding; auto: the best on --choose-on rows")
+    s.add_argument("--choose-on", default="dev", help="--decoding auto: the test set it is chosen on")
     s.add_argument(
         "--baselines", nargs="+", default=None, help="methods every row is paired with (default: scratch finetune)"
     )

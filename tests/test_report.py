@@ -66,6 +66,18 @@ def test_data_efficiency_plot_ticks_are_the_amounts(tmp_path, monkeypatch):
     )
     plot_data_efficiency(tsv, tmp_path / "p.png", "test", "hlg")
     assert seen["ticks"] == ["1", "2", "5.3"] and not any(seen["minor"])
+    # Whisper's own decoder (decoding "whisper", data 0min) was missing from the plot: a level line now
+    seen.clear()
+
+    def levels(fig, *args, **kwargs):
+        seen["notes"] = [t.get_text() for t in fig.axes[0].texts]
+        seen["ticks"] = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", levels)
+    update_results(tsv, [ResultRow("test", "whisper-zero-shot", "0min", "whisper", 70.0, 70, 100)])
+    plot_data_efficiency(tsv, tmp_path / "p.png", "test", "hlg")
+    assert seen["notes"] == ["whisper-zero-shot 70.0%"] and seen["ticks"] == ["1", "2", "5.3"]
 
 
 def test_a_row_of_another_system_under_the_same_label_is_named(tmp_path, caplog):
@@ -97,3 +109,20 @@ def test_rows_whose_decode_files_are_gone_are_named_stale(tmp_path):
     text = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
     assert "**1 stale row(s)**" in text and "lp-ft 5min" in text.split("stale row")[1].splitlines()[0]
     assert "finetune 5min" not in text.split("stale row")[1].splitlines()[0]
+
+
+def test_the_plots_decoding_is_chosen_on_dev(tmp_path):
+    """A generated recipe plotted HLG although, with most dev words missing from the LM, greedy was
+    far better: a user read the plot as 'no gain'. --decoding auto takes the best on dev."""
+    from speechtl.score.report import choose_decoding
+
+    tsv = tmp_path / "results.tsv"
+    rows = []
+    for method, greedy, hlg in (("finetune", 61.0, 92.6), ("lp-ft", 58.0, 90.0)):
+        for test_set in ("dev", "test"):
+            rows += [ResultRow(test_set, method, "5min", "greedy", greedy, 61, 100)]
+            rows += [ResultRow(test_set, method, "5min", "hlg", hlg if test_set == "dev" else 10.0, 9, 100)]
+    rows.append(ResultRow("dev", "whisper-zero-shot", "0min", "whisper", 1.0, 1, 100))  # not a decoding to choose
+    update_results(tsv, rows)
+    assert choose_decoding(tsv) == "greedy"  # on dev, though HLG is lower on test
+    assert choose_decoding(tsv, dev_set="none", fallback="hlg") == "hlg"
