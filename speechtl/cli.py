@@ -472,6 +472,13 @@ def cmd_report(a):
         decoding = choose_decoding(a.results, a.choose_on) if a.decoding == "auto" else a.decoding
         png = plot_data_efficiency(a.results, a.plot, a.test_set, decoding)
         logging.info(f"wrote {png}" if png else "nothing to plot: no rows with an amount of data like 5min")
+        if png:  # RESULTS.md says which plot it is: its test set and decoding (and why that decoding)
+            import os
+
+            rel = os.path.relpath(Path(png).resolve(), Path(md).resolve().parent)
+            why = f", the decoding best on {a.choose_on}" if a.decoding == "auto" else ""
+            with open(md, "a", encoding="utf-8") as f:
+                f.write(f"\nPlot: {rel} ({a.test_set}, {decoding}{why}).\n")
 
 
 def audio_files(paths: Sequence[Path]) -> list[Path]:

@@ -125,4 +125,10 @@ def test_the_plots_decoding_is_chosen_on_dev(tmp_path):
     rows.append(ResultRow("dev", "whisper-zero-shot", "0min", "whisper", 1.0, 1, 100))  # not a decoding to choose
     update_results(tsv, rows)
     assert choose_decoding(tsv) == "greedy"  # on dev, though HLG is lower on test
+    from speechtl.cli import main
+
+    md = tmp_path / "RESULTS.md"
+    argv = ["report", "--results", str(tsv), "--results-md", str(md), "--plot", str(tmp_path / "plots" / "p.png")]
+    assert main([*argv, "--decoding", "auto"]) == 0
+    assert md.read_text().rstrip().endswith("Plot: plots/p.png (test, greedy, the decoding best on dev).")
     assert choose_decoding(tsv, dev_set="none", fallback="hlg") == "hlg"

@@ -157,14 +157,20 @@ def char_inventory(texts: Iterable[str]) -> Counter:
 
 
 def write_char_inventory(
-    counts: Counter, path: Path, rare_count: int = 3, mixed: dict[str, tuple[str, int, str]] | None = None
+    counts: Counter,
+    path: Path,
+    rare_count: int = 3,
+    mixed: dict[str, tuple[str, int, str]] | None = None,
+    kept_apart: Iterable[str] = (),
 ) -> list[str]:
     """``char<TAB>codepoint<TAB>name<TAB>count<TAB>flag`` by count; returns the flagged characters.
 
     Flags: ``digit`` (write numbers as words), ``looks like X`` (the rarer of ş/ș or ţ/ț when both
     occur, or a letter inside words of another script that has its look-alike X: ``mixed``, from
     :func:`mixed_script_letters`), ``rare`` (seen fewer than ``rare_count`` times: a typo, a loan
-    word, or a character worth mapping)."""
+    word, or a character worth mapping). ``kept_apart``: letters the user mapped to themselves
+    (``--map-chars 'ş=ş'``), never flagged as look-alikes."""
+    kept_apart = set(kept_apart)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mixed = mixed or {}
@@ -175,7 +181,7 @@ def write_char_inventory(
         other = look_alike(c)
         if unicodedata.category(c)[0] == "N":
             flags[c] = "digit"
-        elif other and other in counts and (n, other) < (counts[other], c):  # the rarer one (ties: one)
+        elif other and other in counts and not {c, other} & kept_apart and (n, other) < (counts[other], c):
             alike[c] = other
         elif c in mixed:
             alike[c] = mixed[c][0]

@@ -124,6 +124,7 @@ def check_cuts_fit(cuts, model, what: str) -> None:
         raise SpeechtlError(
             f"{len(long)} {what} cut(s) are longer than the {limit:g} s this model's encoder takes: {listing}"
             f"{', ...' if len(long) > 3 else ''}. Fix: split those recordings into utterances (Kaldi segments, or "
-            "shorter files), or leave them out at import: speechtl validate's --max-duration (30 s by default) "
-            "with --skip-bad lists them in bad_audio.txt"
+            "shorter files), or leave them out at import: --max-duration at most 30 (the default; in a generated "
+            "recipe, in prepare_opts and validate_opts of conf/recipe.conf) with --skip-bad (skip_bad=true), which "
+            "lists them in bad_audio.txt"
         )

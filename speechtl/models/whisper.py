@@ -210,7 +210,10 @@ def _hf_config(cfg: dict, where: str) -> WhisperEncoderConfig:
             max_positions=cfg.get("max_source_positions", 1500),
         )
     except KeyError as e:
-        raise SpeechtlError(f"{where} is not a Whisper config (no {e}). Fix: point at a Whisper model directory") from e
+        raise SpeechtlError(
+            f"{where} is not a Whisper config (no {e}). Fix: point at a Whisper model directory; a wav2vec2, "
+            "HuBERT, WavLM or XLS-R folder is named hf:PATH"
+        ) from e
 
 
 def _read_hf_weights(d: Path) -> dict[str, torch.Tensor]:

@@ -111,10 +111,11 @@ def _check_pretrained_location(source: str) -> None:
     kind, _, location = source.partition(":")
     local = location.startswith((".", "/", "~")) or location.count("/") != 1 or Path(location).exists()
     if local and not Path(location).expanduser().exists():
+        example = "openai/whisper-tiny" if kind == "whisper" else "facebook/wav2vec2-base"
         raise SpeechtlError(
             f"pretrained model {location} does not exist (--source {source}). Fix: the folder of a "
             f"{'Whisper' if kind == 'whisper' else 'wav2vec2-family'} model (config.json and weights), or a hub id "
-            "such as openai/whisper-tiny or facebook/wav2vec2-base"
+            f"such as {example}"
         )
 
 
@@ -169,7 +170,7 @@ def recipe_conf(cfg: RecipeConfig) -> str:
         ("bpe_min_words", 50000, "auto units: BPE from this many words of training text"),
         ("lm_order", 3, "word n-gram order of G (HLG decoding)"),
         ("speed_perturb", cfg.speed_perturb, "extra speed-perturbed copies of the labelled train audio"),
-        ("decoding", cfg.decoding, "decodings of dev and test; the last is plotted"),
+        ("decoding", cfg.decoding, "decodings of dev and test; the plot takes the one best on dev"),
         ("seeds", "", "training seeds: a run per method x amount x seed (<method>_<amount>_s<seed>); empty: one"),
         ("tune", "", "methods whose options stage 3 first chooses on the dev split (conf/sweep.yaml)"),
     ]

@@ -32,6 +32,7 @@ from speechtl.data.layout import write_split
 from speechtl.data.normalize import (
     NormalizeConfig,
     char_inventory,
+    char_map,
     mixed_script_letters,
     normalize,
     write_char_inventory,
@@ -499,8 +500,9 @@ def _write_atomically(
             write_split(tmp, name, split, recs, sups)
         texts = [u.text for utts in by_split.values() for u in utts]
         inventory = tmp / f"{name}_char_inventory.tsv"
+        kept_apart = [chr(k) for k, v in char_map(opts.text.map).items() if chr(k) == v] if opts.text.map else []
         flagged = write_char_inventory(
-            char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts)
+            char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts), kept_apart
         )
         lines = [split_line]
         if flagged:  # what the log said about the text, kept where the user reads the import

@@ -230,6 +230,5 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   {
     echo
     echo "Units: $(cat $lang/units_choice.txt). Amounts: $(cut -d' ' -f1 $fbank/amounts.txt | tr '\n' ' ')(the last is the whole labelled pool)."
-    echo "Plot: plots/data_efficiency.png ($plot_set, ${plot_decoding/auto/the decoding best on dev (its y axis names it)})."
   } >> exp/RESULTS.md
 fi
