@@ -132,3 +132,19 @@ def test_subsets_are_nested_and_keep_perturbed_copies():
     assert {c.id for c in small} == originals(small) | {f"{i}_sp0.9" for i in originals(small)}
     with pytest.raises(SpeechtlError, match=r"pool has 10.0 min"):
         subset_by_minutes(cuts, 11)
+
+
+def test_a_subset_much_larger_than_its_amount_is_said(caplog):
+    """Long recordings let into a generated recipe: its '1min' subset held 2.22 min (a 73.6-s cut
+    first in the seeded order) and its systems and rows said 1min, with no word."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    cuts = CutSet.from_cuts([_cut("long", 134.0)] + [_cut(f"u{i}", 3.0) for i in range(40)])
+    seed = next(s for s in range(50) if "long" in {c.id for c in subset_by_minutes(cuts, 1, seed=s)})
+    caplog.clear()
+    subset_by_minutes(cuts, 1, seed=seed)
+    assert "the 1-min subset holds" in caplog.text and "long: 134.0 s" in caplog.text
+    caplog.clear()
+    subset_by_minutes(CutSet.from_cuts([_cut(f"u{i}", 3.0) for i in range(40)]), 1, seed=0)
+    assert "subset holds" not in caplog.text

@@ -62,6 +62,13 @@ def subset_by_minutes(cuts: CutSet, minutes: float, seed: int = 0) -> CutSet:
         acc += duration[k]
         chosen.append(k)
     logging.info(f"subset: {len(chosen)} utterances, {acc / 60:.2f} min of {total / 60:.1f} min")
+    if acc > 1.5 * minutes * 60:  # the nested amounts and their labels assume the subset is about its size
+        longest = max(chosen, key=lambda k: duration[k])
+        logging.warning(
+            f"the {minutes:g}-min subset holds {acc / 60:.2f} min: its utterances are long for the amount "
+            f"({longest}: {duration[longest]:.1f} s), and its systems and rows are still labelled {minutes:g} min. "
+            "Fix: a larger amount, or shorter utterances (segment the long recordings)"
+        )
     return CutSet.from_cuts(c for k in sorted(chosen) for c in groups[k])
 
 
