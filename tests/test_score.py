@@ -74,3 +74,22 @@ def test_ctc_greedy_search_batched():
     best = torch.tensor([[1, 1, 0, 1, 2, 2], [2, 0, 2, 1, 1, 1]])
     lp = torch.nn.functional.one_hot(best, 3).float().log_softmax(-1)
     assert ctc_greedy_search(lp, torch.tensor([6, 3])) == [[1, 1, 2], [2, 2]]
+
+
+def test_a_decode_whose_hypotheses_are_all_empty_says_so(tmp_path, caplog):
+    """12 updates of a new head emit only blank: RESULTS.md showed 100% everywhere with no hint why."""
+    import logging
+
+    from speechtl.decode.run import score_decoding
+
+    caplog.set_level(logging.WARNING)
+    (tmp_path / "d").mkdir()
+    score_decoding(
+        [("u1", ["a", "b"], []), ("u2", ["c"], [])], tmp_path / "d", "test", "greedy", "m", "1min", None, None
+    )
+    assert "every hypothesis is empty" in caplog.text
+    caplog.clear()
+    score_decoding(
+        [("u1", ["a", "b"], ["a"]), ("u2", ["c"], [])], tmp_path / "d", "test", "greedy", "m", "1min", None, None
+    )
+    assert "every hypothesis is empty" not in caplog.text

@@ -73,6 +73,11 @@ def score_decoding(
     stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
     write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
     cer = compute_wer([(k, list(" ".join(r)), list(" ".join(h))) for k, r, h in results]).wer
+    if results and not any(h for _, _, h in results):
+        logging.warning(
+            f"{test_set} {decoding}: every hypothesis is empty, so the WER is all deletions: the model emits only "
+            "blank. Fix: train longer (more num_steps; a new output layer needs some hundred updates) or check lr"
+        )
     logging.info(
         f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}), CER {cer:.2f}% -> {out_dir}"
     )
