@@ -581,6 +581,12 @@ def cmd_recipe_info(a):
         info.write_transcripts(a.supervisions, a.output)
     elif a.what == "lm-text":
         info.normalize_lm_text(a.text, a.output)
+    elif a.what == "methods":  # the names a run.sh was given, checked before any stage makes a dir for them
+        from speechtl.adapt import METHODS
+
+        unknown = [m for m in a.names if m not in METHODS]
+        if unknown:
+            raise SpeechtlError(f"unknown method(s) {unknown}; known: {', '.join(sorted(METHODS))}")
     else:  # sources
         print(info.sources_message(a.egs_dirs))
 
@@ -1036,7 +1042,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_new_recipe)
 
     s = sub.add_parser("recipe-info", help="what a generated recipe's stages ask (speechtl.recipe.info)")
-    s.add_argument("what", choices=["features", "units", "amounts", "text", "lm-text", "sources"])
+    s.add_argument("what", choices=["features", "units", "amounts", "text", "lm-text", "sources", "methods"])
+    s.add_argument("names", nargs="*", default=[], help="methods: the method names to check")
     s.add_argument("--source", default="", help="features: the source model")
     s.add_argument("--text", type=Path, default=None, help="units: the training text; lm-text: the text")
     s.add_argument("--units", default="auto", choices=["auto", "char", "bpe"])

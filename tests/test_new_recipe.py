@@ -318,6 +318,15 @@ def test_pretrained_sources_are_checked_and_made_absolute(tmp_path, monkeypatch)
             _check_pretrained_location(missing)
 
 
+def test_a_misspelled_method_stops_before_any_stage(tiny_source, fsdd_dir, egs, tmp_path):
+    """./run.sh --methods finetnue ran stages 0-2 and left exp/finetnue_2.1min/.started behind."""
+    corpus = lay_out_folder(fsdd_dir, tmp_path / "rec", speakers=("nicolas",))
+    recipe = new_recipe(egs, "typo", corpus, "--source", str(tiny_source), "--methods", "finetune")
+    r = run(recipe, "--methods", "finetnue")
+    assert r.returncode == 1 and "unknown method(s) ['finetnue']" in r.stderr
+    assert not (recipe / "data").exists() and not (recipe / "exp").exists()
+
+
 def test_units_choice_follows_the_text_size(tmp_path):
     from speechtl.recipe.info import choose_units
 

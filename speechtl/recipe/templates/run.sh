@@ -58,6 +58,8 @@ help_message=$(sed -n '2,17p' run.sh | sed 's/^# \{0,1\}//')
 . utils/parse_options.sh
 . utils/common.sh
 
+# shellcheck disable=SC2086  # word lists: one name each
+speechtl recipe-info methods $methods $tune $loso_methods  # a misspelled name stops here, not in stage 3
 manifests=data/manifests
 fbank=data/fbank
 lang=data/lang
