@@ -580,7 +580,7 @@ def cmd_recipe_info(a):
     elif a.what == "text":
         info.write_transcripts(a.supervisions, a.output)
     elif a.what == "lm-text":
-        info.normalize_lm_text(a.text, a.output)
+        info.normalize_lm_text(a.text, a.output, a.text_norm_config)
     elif a.what == "methods":  # the names a run.sh was given, checked before any stage makes a dir for them
         from speechtl.adapt import METHODS
 
@@ -1054,6 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-prefix", type=Path, default=None, help="amounts: write <prefix>_<label>.jsonl.gz")
     s.add_argument("--supervisions", type=Path, default=None, help="text: a supervision manifest")
     s.add_argument("--output", type=Path, default=None, help="text, lm-text: the file written")
+    s.add_argument("--text-norm-config", type=Path, default=None, help="lm-text: the import's <prefix>_text_norm.json")
     s.add_argument("--egs-dirs", type=Path, nargs="*", default=[Path("egs")], help="sources: where to look")
     s.set_defaults(func=cmd_recipe_info)
     return p

@@ -345,3 +345,31 @@ def test_an_utterance_decodes_the_same_alone_or_in_a_padded_batch(model_type, sm
             alone, alone_lens = model(x[i : i + 1, :n], torch.tensor([n]))
             assert int(alone_lens[0]) == int(out_lens[i])
             torch.testing.assert_close(batch[i, : out_lens[i]], alone[0], atol=2e-4, rtol=0)
+
+
+def test_a_waveform_model_trained_with_input_pad_exports_it(small_yesno, tiny_w2v_dir, tmp_path):
+    """model.input_pad (silence added at both ends of every input in training, decode and transcribe)
+    was left out of the exported graph: sherpa-onnx decoded other input than the torch model."""
+    import dataclasses
+
+    from speechtl.decode.run import decode_test_set
+    from speechtl.export import export_onnx
+    from speechtl.export.sherpa import decode_onnx_test_set
+
+    _, cuts, lang = small_yesno
+    seed_everything(0)
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{tiny_w2v_dir}").eval()
+    model.config.input_pad = 0.25
+    model.encoder.input_spec = dataclasses.replace(model.encoder.input_spec, pad=0.25)
+    with torch.no_grad():
+        model.output.weight.normal_(0, 3.0)
+    ckpt = tmp_path / "final.pt"
+    save_checkpoint(ckpt, model, method="finetune")
+    test_cuts = tmp_path / "test.jsonl.gz"
+    cuts.subset(first=3).to_file(test_cuts)
+    onnx_dir = export_onnx(ckpt, lang.dir, tmp_path / "onnx").out_dir
+    decode_test_set(ckpt, lang.dir, test_cuts, "test", tmp_path / "torch", decodings=("greedy",))
+    decode_onnx_test_set(onnx_dir, test_cuts, "test", tmp_path / "onnx", ("onnx-greedy",))
+    ours = (tmp_path / "torch" / "recogs-test-greedy.txt").read_text().splitlines()
+    theirs = (tmp_path / "onnx" / "recogs-test-onnx-greedy.txt").read_text().splitlines()
+    assert [ln for ln in ours if "hyp=" in ln] == [ln for ln in theirs if "hyp=" in ln]

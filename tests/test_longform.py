@@ -98,3 +98,15 @@ def test_cuts_longer_than_the_encoder_takes_stop_before_any_work():
         check_cuts_fit(cuts, whisper_like, "training")
     check_cuts_fit(cuts[:2], whisper_like, "training")  # 28.5 s fits 30 s less the 0.5-s pad at each end
     check_cuts_fit(cuts, SimpleNamespace(encoder=SimpleNamespace(), input_spec=SimpleNamespace(pad=0.0)), "test")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_wave_just_over_the_length_leaves_no_crumb(seed):
+    """30.02 s of speech without pauses split at 30 s: the last piece was as short as 35 ms, and a
+    Conformer stopped on it (fewer fbank frames than its kernel). The last is now at least 2 s."""
+    g = np.random.default_rng(seed)
+    n = int(SR * g.uniform(10.01, 25.0))
+    wave = (g.normal(0, 0.3, n) * (1 + np.sin(np.arange(n) / SR * g.uniform(2, 9)))).astype(np.float32)
+    ranges = split_points(wave, SR, 10.0)
+    lengths = [(e - s) / SR for s, e in ranges]
+    assert all(4.99 <= x <= 10.0 for x in lengths[:-1]) and 1.99 <= lengths[-1] <= 10.0, lengths

@@ -384,3 +384,19 @@ def test_amount_labels_are_short():
         "30min",
         "0.3min",
     ]
+
+
+def test_lm_text_is_normalized_as_the_import_was(tmp_path):
+    """The import joins ş/ș (or a --map-chars maps letters); the --lm-text went through the default
+    normalizer, so its 'şi' and the transcripts' 'și' were two words of the LM."""
+    import json
+
+    from speechtl.recipe.info import normalize_lm_text
+
+    text = tmp_path / "lm.txt"
+    text.write_text("Şi ţara, şi marea.\n", encoding="utf-8")
+    conf = tmp_path / "folder_text_norm.json"
+    conf.write_text(json.dumps({"normalize": True, "map": "ş=ș,ţ=ț"}), encoding="utf-8")
+    out = normalize_lm_text(text, tmp_path / "out.txt", conf)
+    assert out.read_text(encoding="utf-8") == "și țara și marea\n"
+    assert normalize_lm_text(text, tmp_path / "out2.txt").read_text(encoding="utf-8") == "şi ţara şi marea\n"

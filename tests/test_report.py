@@ -123,6 +123,7 @@ def test_the_plots_decoding_is_chosen_on_dev(tmp_path):
             rows += [ResultRow(test_set, method, "5min", "greedy", greedy, 61, 100)]
             rows += [ResultRow(test_set, method, "5min", "hlg", hlg if test_set == "dev" else 10.0, 9, 100)]
     rows.append(ResultRow("dev", "whisper-zero-shot", "0min", "whisper", 1.0, 1, 100))  # not a decoding to choose
+    rows.append(ResultRow("dev", "finetune", "5min", "onnx-hlg", 1.0, 1, 100))  # one system's export: neither
     update_results(tsv, rows)
     assert choose_decoding(tsv) == "greedy"  # on dev, though HLG is lower on test
     from speechtl.cli import main

@@ -79,6 +79,23 @@ def test_source_key_changes_when_a_pretrained_folder_is_replaced(tmp_path):
     assert bash(key, f"hf:{d}").stdout != first
     assert bash(key, "hf:facebook/wav2vec2-base").stdout.strip() == "source=hf:facebook/wav2vec2-base"
     assert bash(key, "").stdout.strip() == "source="
+    # A Hugging Face cache snapshot holds symlinks to its blobs: they count as the files they point to
+    (d / "blob").write_bytes(b"cached weights")
+    (d / "model.safetensors").unlink()
+    (d / "model.safetensors").symlink_to(d / "blob")
+    linked = bash(key, f"hf:{d}").stdout
+    (d / "blob").write_bytes(b"other cached weights")
+    assert bash(key, f"hf:{d}").stdout != linked
+    # Markers written before the weights were keyed are kept (and rewritten), not redone: an upgrade
+    # would otherwise have deleted every finished system adapted from a local pretrained folder.
+    marker = tmp_path / "exp" / "sys"
+    marker.mkdir(parents=True)
+    (marker / ".done").write_text(f"fbank=1 source=hf:{d}")
+    new = f"fbank=1 {bash(key, f'hf:{d}').stdout.strip()}"
+    r = bash('set -e; . utils/common.sh; reset_if_changed "$1" "$2"; cat "$1/.done"', str(marker), new)
+    assert r.returncode == 0 and r.stdout == new and (marker / ".done").exists()
+    r = bash('set -e; . utils/common.sh; reset_if_changed "$1" "$2"; ls -A "$1"', str(marker), new + " other")
+    assert r.stdout.split() == [".started"]  # another key: started afresh
 
 
 def test_ctrl_c_during_run_parallel_says_so_and_stops_the_jobs(tmp_path):
@@ -101,6 +118,20 @@ def test_ctrl_c_during_run_parallel_says_so_and_stops_the_jobs(tmp_path):
     assert p.returncode == 130 and "Interrupted: the train jobs are stopped" in out and "not-reached" not in out
     time.sleep(2.5)
     assert not marker.exists()  # the jobs did not go on
+    # A plain kill of the script alone (SIGTERM to its pid, not the group): the jobs' own processes
+    # (a python under two subshells) were left running to the end.
+    script = (
+        f"set -e; . utils/common.sh; job() {{ python3 -c 'import time; time.sleep(2)'; touch {marker}; }}; "
+        f"run_parallel 2 {tmp_path}/log train job a b; echo not-reached"
+    )
+    p = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)  # fmt: skip
+    time.sleep(0.7)
+    os.kill(p.pid, signal.SIGTERM)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Interrupted" in out
+    time.sleep(2.5)
+    assert not marker.exists()
 
 
 def test_done_markers_skip_same_arguments_and_redo_others(tmp_path):

@@ -13,12 +13,25 @@ log() {
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
 
+same_key() {
+  # same_key MARKER KEY: MARKER holds KEY, or KEY less its "weights=" fingerprints (a marker written
+  # before a pretrained folder's weights were part of the keys: rewritten with KEY, not redone).
+  local stored
+  stored=$(cat "$1")
+  [ "$stored" = "$2" ] && return 0
+  if [[ "$2" == *" weights="* ]] && [ "$stored" = "$(printf '%s' "$2" | sed 's/ weights=[^ ]*//g')" ]; then
+    printf '%s' "$2" > "$1"
+    return 0
+  fi
+  return 1
+}
+
 is_done() {
   # is_done MARKER KEY: true when MARKER exists and was written with the same KEY
   # (the arguments the work depended on). A different KEY means: redo the work.
   local marker=$1 key=$2
   [ -f "$marker" ] || return 1
-  if [ "$(cat "$marker")" != "$key" ]; then
+  if ! same_key "$marker" "$key"; then
     log "$marker was made with other arguments; redoing it"
     return 1
   fi
@@ -49,7 +62,7 @@ source_key() {
   if [ -f "$src" ]; then
     echo "source=$src $(cksum < "$src")"
   elif [ -n "$where" ] && [ -e "$where" ]; then
-    echo "source=$src $(find "$where" -maxdepth 1 -type f -printf '%f %s %T@\n' | sort | cksum)"
+    echo "source=$src weights=$(find -L "$where" -maxdepth 1 -type f -printf '%f %s %T@\n' | sort | cksum | tr ' ' -)"
   else
     echo "source=$src"
   fi
@@ -61,6 +74,17 @@ mark_done() {
   mkdir -p "$(dirname "$1")"
   printf '%s' "$2" > "$1.partial"
   mv -f "$1.partial" "$1"
+}
+
+kill_tree() {
+  # kill_tree PID...: each process and everything below it (children first), with SIGTERM.
+  # Children from /proc (no procps needed), else pgrep.
+  local pid child children
+  for pid in "$@"; do
+    children=$(cat /proc/"$pid"/task/*/children 2>/dev/null || pgrep -P "$pid" 2>/dev/null || true)
+    for child in $children; do kill_tree "$child"; done
+    kill "$pid" 2>/dev/null || true
+  done
 }
 
 run_parallel() {
@@ -85,7 +109,7 @@ run_parallel() {
   # Ctrl-C (or a kill) while the jobs run: say so on the console (the jobs' own tracebacks go to
   # their logs only), stop them, and leave the stage unmarked, so a rerun resumes it.
   # shellcheck disable=SC2064  # expanded now: these locals are gone when the trap runs
-  trap "log 'Interrupted: the $step jobs are stopped (logs: $log_dir/$step.*.log); the same command again resumes them'; kill \$(jobs -p) 2>/dev/null || true; rm -rf '$rc_dir'; exit 130" INT TERM
+  trap "log 'Interrupted: the $step jobs are stopped (logs: $log_dir/$step.*.log); the same command again resumes them'; kill_tree \$(jobs -p); rm -rf '$rc_dir'; exit 130" INT TERM
   for arg in "$@"; do
     while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 0.5; done
     # set -e again inside: the job stops at its first failing command, as when run alone.
@@ -125,8 +149,8 @@ reset_if_changed() {
   # checkpoints are another run's.
   local dir=$1 key=$2
   if [ -f "$dir/.done" ]; then
-    [ "$(cat "$dir/.done")" = "$key" ] || rm -rf "$dir"
-  elif [ -f "$dir/.started" ] && [ "$(cat "$dir/.started")" != "$key" ]; then
+    same_key "$dir/.done" "$key" || rm -rf "$dir"
+  elif [ -f "$dir/.started" ] && ! same_key "$dir/.started" "$key"; then
     log "$dir: an interrupted run started with other arguments; starting it afresh"
     rm -rf "$dir"
   fi

@@ -211,3 +211,23 @@ def write_char_inventory(
         logging.warning(f"{path.name}: {len(rare)} rare character(s) (< {rare_count} times): {' '.join(rare[:40])}")
     logging.info(f"character inventory: {len(counts)} characters in {path.name}")
     return list(flags)
+
+
+def normalizer_of(config: Path | None = None):
+    """``text -> text`` as an import normalized its transcripts: ``config`` is the
+    ``<prefix>_text_norm.json`` it wrote (its --keep-chars/--drop-chars/--map-chars, the ş/ș joining,
+    or no normalization at all); None: the defaults. Hypotheses and LM text read through it match
+    the references letter for letter."""
+    import json
+    from functools import partial
+
+    from speechtl.config import from_dict
+
+    if config is None:
+        return normalize
+    if not Path(config).is_file():
+        raise SpeechtlError(f"text normalization {config} does not exist. Fix: run the import stage first.")
+    opts = json.loads(Path(config).read_text(encoding="utf-8"))
+    if not opts.pop("normalize", True):
+        return lambda text: " ".join(text.split())
+    return partial(normalize, cfg=from_dict(NormalizeConfig, opts, str(config)))

@@ -29,6 +29,8 @@ DEFAULT_MAX_SECONDS = 30.0
 FRAME_SECONDS = 0.01
 #: Length of the quiet stretch a cut is centred in.
 SMOOTH_SECONDS = 0.2
+#: The last piece is at least this long (or half the piece length, if that is less).
+MIN_LAST_SECONDS = 2.0
 #: Stretches within this many dB of the quietest count as equally quiet: the latest is cut, for
 #: the longest piece (fewer forced cuts later), in its middle.
 NEAR_DB = 3.0
@@ -44,7 +46,8 @@ class Piece:
 
 
 def split_points(wave: np.ndarray, sampling_rate: int, max_seconds: float) -> list[tuple[int, int]]:
-    """(start, end) sample ranges that tile ``wave``, each at most ``max_seconds`` long.
+    """(start, end) sample ranges that tile ``wave``, each at most ``max_seconds`` long; each but the
+    last at least half of it, and the last at least ``MIN_LAST_SECONDS`` (or that half).
 
     A wave no longer than ``max_seconds`` is one range. Otherwise each cut is the centre of
     the latest stretch of 10-ms frames whose surrounding 0.2 s is within ``NEAR_DB`` of the least
@@ -66,9 +69,13 @@ def split_points(wave: np.ndarray, sampling_rate: int, max_seconds: float) -> li
     ranges = []
     start = 0
     while n - start > max_len:
-        # frame f is cut at its centre f * hop + hop // 2, which must lie in [start + max_len / 2, start + max_len]
-        lo = math.ceil((start + max_len / 2 - hop // 2) / hop)
-        hi = min(frames - 1, (start + max_len - hop // 2) // hop)
+        # The cut lies in [start + max_len / 2, start + max_len], and leaves at least `last` samples after
+        # it: a 35-ms last piece stopped a Conformer (fewer frames than its convolution's kernel).
+        last = min(max_len / 2, MIN_LAST_SECONDS * sampling_rate)
+        low, high = start + max_len / 2, min(start + max_len, n - last)
+        # frame f is cut at its centre f * hop + hop // 2
+        lo = min(frames - 1, math.ceil((low - hop // 2) / hop))
+        hi = max(lo, min(frames - 1, int((high - hop // 2) // hop)))
         near = quiet_db[lo : hi + 1] <= quiet_db[lo : hi + 1].min() + NEAR_DB
         last = len(near) - 1 - int(np.argmax(near[::-1]))  # the latest stretch as quiet as the quietest
         first = last

@@ -42,20 +42,11 @@ def _normalizer(text_norm: str, config: Path | None = None):
     if text_norm == "tts":
         return normalize_text
     if text_norm == "import":
-        import json
-        from functools import partial
+        from speechtl.data.normalize import normalizer_of
 
-        from speechtl.config import from_dict
-        from speechtl.data.normalize import NormalizeConfig, normalize
-
-        if config is None:
-            return normalize
-        if not Path(config).is_file():
+        if config is not None and not Path(config).is_file():
             raise SpeechtlError(f"--text-norm-config {config} does not exist. Fix: run the import stage first.")
-        opts = json.loads(Path(config).read_text(encoding="utf-8"))
-        if not opts.pop("normalize", True):
-            return lambda text: " ".join(text.split())
-        return partial(normalize, cfg=from_dict(NormalizeConfig, opts, str(config)))
+        return normalizer_of(config)
     raise SpeechtlError(f"text normalizer {text_norm!r}: it is one of {', '.join(TEXT_NORMS)}")
 
 

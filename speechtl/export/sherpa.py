@@ -123,7 +123,6 @@ class SherpaCtc:
         from sherpa_onnx.lib._sherpa_onnx import (
             OfflineCtcFstDecoderConfig,
             OfflineModelConfig,
-            OfflineOmnilingualAsrCtcModelConfig,
             OfflineRecognizer,
             OfflineRecognizerConfig,
             OfflineZipformerCtcModelConfig,
@@ -139,6 +138,13 @@ class SherpaCtc:
             self.fbank = None
             self.sampling_rate = int(self.meta["sample_rate"])
             feat_config = sherpa_onnx.FeatureExtractorConfig(sampling_rate=self.sampling_rate, feature_dim=80)
+            try:  # only in sherpa-onnx releases with Omnilingual ASR (late 2025 on)
+                from sherpa_onnx.lib._sherpa_onnx import OfflineOmnilingualAsrCtcModelConfig
+            except ImportError as e:
+                raise SpeechtlError(
+                    f"{self.model} is a waveform model, which sherpa-onnx runs as its Omnilingual-ASR CTC type, "
+                    "and this sherpa-onnx has none. Fix: pip install -U sherpa-onnx"
+                ) from e
             model = {"omnilingual": OfflineOmnilingualAsrCtcModelConfig(model=str(self.model))}
         else:
             self.fbank = fbank_of(self.meta, self.model)

@@ -156,13 +156,16 @@ def write_transcripts(supervisions: Path, out: Path, extra: Sequence[Path] = ())
     return out
 
 
-def normalize_lm_text(text: Path, out: Path) -> Path:
-    """``--lm-text`` normalized as the importers normalize transcripts by default, one sentence a line."""
-    from speechtl.data.normalize import normalize
+def normalize_lm_text(text: Path, out: Path, norm_config: Path | None = None) -> Path:
+    """``--lm-text`` normalized as the import normalized the transcripts (``norm_config``: its
+    ``<prefix>_text_norm.json``; None: the importers' defaults), one sentence a line. Otherwise a
+    --map-chars or the ş/ș joining would leave the LM's words spelled unlike the training text's."""
+    from speechtl.data.normalize import normalizer_of
 
     if not Path(text).is_file():
         raise SpeechtlError(f"LM text {text} does not exist. Fix: lm_text= in conf/recipe.conf")
-    lines = (normalize(line) for line in Path(text).read_text(encoding="utf-8").splitlines())
+    norm = normalizer_of(norm_config)
+    lines = (norm(line) for line in Path(text).read_text(encoding="utf-8").splitlines())
     kept = [line for line in lines if line]
     if not kept:
         raise SpeechtlError(f"LM text {text} has no words after normalization")

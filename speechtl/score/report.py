@@ -177,7 +177,11 @@ def choose_decoding(results_tsv: Path, dev_set: str = "dev", fallback: str = "hl
     then greedy is far better (a generated recipe with 58% of dev words out of the LM's vocabulary:
     61% greedy against 93% HLG). Chosen on dev, so the test plot is not picked by looking at test.
     ``fallback`` when no dev rows are there."""
-    rows = [r for r in read_results(results_tsv) if r.test_set == dev_set and "zero-shot" not in r.method]
+    rows = [
+        r
+        for r in read_results(results_tsv)
+        if r.test_set == dev_set and "zero-shot" not in r.method and not r.decoding.startswith("onnx-")
+    ]  # the recipe's own decodings: an export's onnx-* rows of one system would narrow the choice to it
     by_system: dict[tuple, dict[str, float]] = defaultdict(dict)
     for r in rows:
         by_system[(r.method, r.data, r.seed)][r.decoding] = r.wer

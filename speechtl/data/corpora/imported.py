@@ -360,7 +360,7 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
 
 #: (cedilla, comma below): one Romanian letter each, typed both ways since legacy encodings and Turkish
 #: keyboard layouts had only the cedilla form; the comma below is the standard (Unicode 3.0 on).
-CEDILLA_COMMA = (("\u015f", "\u0219"), ("\u0163", "\u021b"))
+CEDILLA_COMMA = (("\u015f", "\u0219"), ("\u0163", "\u021b"), ("\u015e", "\u0218"), ("\u0162", "\u021a"))
 
 
 def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
