@@ -98,40 +98,39 @@ def test_source_key_changes_when_a_pretrained_folder_is_replaced(tmp_path):
     assert r.stdout.split() == [".started"]  # another key: started afresh
 
 
+def interrupt_run_parallel(tmp_path, job: str, signal_it) -> tuple[int, str, bool]:
+    """(exit status, stdout, whether a job went on to its end) of a script whose run_parallel runs
+    two jobs of 2 s each (``job``: its first command) and gets ``signal_it(pid)`` 0.7 s in."""
+    import time
+
+    marker = tmp_path / "still-running"
+    script = (
+        f"set -e; . utils/common.sh; job() {{ {job}; touch {marker}; }}; "
+        f"run_parallel 2 {tmp_path}/log train job a b; echo not-reached"
+    )
+    p = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)  # fmt: skip
+    time.sleep(0.7)
+    signal_it(p.pid)
+    out, _ = p.communicate(timeout=30)
+    time.sleep(2.5)
+    return p.returncode, out, marker.exists()
+
+
 def test_ctrl_c_during_run_parallel_says_so_and_stops_the_jobs(tmp_path):
     """Ctrl-C in a stage's parallel trainings printed nothing on the console (the tracebacks went
     to the jobs' logs); now it says what stopped and that a rerun resumes, and leaves no job behind."""
     import os
     import signal
-    import time
 
-    marker = tmp_path / "still-running"
-    script = (
-        f"set -e; . utils/common.sh; job() {{ sleep 2; touch {marker}; }}; "
-        f"run_parallel 2 {tmp_path}/log train job a b; echo not-reached"
-    )
-    p = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)  # fmt: skip
-    time.sleep(0.7)
-    os.killpg(p.pid, signal.SIGINT)
-    out, _ = p.communicate(timeout=30)
-    assert p.returncode == 130 and "Interrupted: the train jobs are stopped" in out and "not-reached" not in out
-    time.sleep(2.5)
-    assert not marker.exists()  # the jobs did not go on
+    rc, out, went_on = interrupt_run_parallel(tmp_path, "sleep 2", lambda pid: os.killpg(pid, signal.SIGINT))
+    assert rc == 130 and "Interrupted: the train jobs are stopped" in out and "not-reached" not in out
+    assert not went_on
     # A plain kill of the script alone (SIGTERM to its pid, not the group): the jobs' own processes
     # (a python under two subshells) were left running to the end.
-    script = (
-        f"set -e; . utils/common.sh; job() {{ python3 -c 'import time; time.sleep(2)'; touch {marker}; }}; "
-        f"run_parallel 2 {tmp_path}/log train job a b; echo not-reached"
-    )
-    p = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)  # fmt: skip
-    time.sleep(0.7)
-    os.kill(p.pid, signal.SIGTERM)
-    out, _ = p.communicate(timeout=30)
-    assert p.returncode == 130 and "Interrupted" in out
-    time.sleep(2.5)
-    assert not marker.exists()
+    sleeper = "python3 -c 'import time; time.sleep(2)'"
+    rc, out, went_on = interrupt_run_parallel(tmp_path, sleeper, lambda pid: os.kill(pid, signal.SIGTERM))
+    assert rc == 130 and "Interrupted" in out and not went_on
 
 
 def test_done_markers_skip_same_arguments_and_redo_others(tmp_path):
