@@ -149,9 +149,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     read -r unit_kind unit_vocab unit_reason <<< "$choice"
     lm=data/local/train_text.txt
     if [ -n "$lm_text" ]; then
-      norm_conf=()  # the LM text normalized as the transcripts were at import (its --map-chars, ş/ș joined)
-      [ ! -f "$manifests/${prefix}_text_norm.json" ] || norm_conf=(--text-norm-config "$manifests/${prefix}_text_norm.json")
-      speechtl recipe-info lm-text --text "$lm_text" --output data/local/lm_extra.txt "${norm_conf[@]}"
+      lm_norm=()  # the LM text normalized as the transcripts were at import (its --map-chars, ş/ș joined)
+      [ ! -f "$manifests/${prefix}_text_norm.json" ] || lm_norm=(--text-norm-config "$manifests/${prefix}_text_norm.json")
+      speechtl recipe-info lm-text --text "$lm_text" --output data/local/lm_extra.txt "${lm_norm[@]}"
       cat data/local/train_text.txt data/local/lm_extra.txt > data/local/lm_text.txt
       lm=data/local/lm_text.txt
     fi
