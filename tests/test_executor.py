@@ -43,6 +43,8 @@ def test_slurm_that_does_not_answer_is_one_error_with_the_fix(tmp_path, monkeypa
         "#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Unable to contact slurm controller' >&2\nexit 1\n"
     )
     (fake / "sbatch").chmod(0o755)
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit looks for one before it calls sbatch
+    (fake / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
     ex = get_executor("slurm --partition debug --time 5", 2, tmp_path / "log", "fbank")
     with pytest.raises(SpeechtlError) as e:

@@ -101,6 +101,7 @@ def test_source_key_changes_when_a_pretrained_folder_is_replaced(tmp_path):
 def interrupt_run_parallel(tmp_path, job: str, signal_it) -> tuple[int, str, bool]:
     """(exit status, stdout, whether a job went on to its end) of a script whose run_parallel runs
     two jobs of 2 s each (``job``: its first command) and gets ``signal_it(pid)`` 0.7 s in."""
+    import signal
     import time
 
     marker = tmp_path / "still-running"
@@ -108,8 +109,11 @@ def interrupt_run_parallel(tmp_path, job: str, signal_it) -> tuple[int, str, boo
         f"set -e; . utils/common.sh; job() {{ {job}; touch {marker}; }}; "
         f"run_parallel 2 {tmp_path}/log train job a b; echo not-reached"
     )
+    # SIGINT as a terminal gives it: a shell started with SIGINT ignored (make test in the background,
+    # under nohup) can never trap it, so the child starts with the default whatever the parent's
     p = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)  # fmt: skip
+                         text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     time.sleep(0.7)
     signal_it(p.pid)
     out, _ = p.communicate(timeout=30)
