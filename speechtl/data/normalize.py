@@ -226,7 +226,7 @@ def normalizer_of(config: Path | None = None):
     if config is None:
         return normalize
     if not Path(config).is_file():
-        raise SpeechtlError(f"text normalization {config} does not exist. Fix: run the import stage first.")
+        raise SpeechtlError(f"--text-norm-config {config} does not exist. Fix: run the import stage first.")
     opts = json.loads(Path(config).read_text(encoding="utf-8"))
     if not opts.pop("normalize", True):
         return lambda text: " ".join(text.split())

@@ -66,13 +66,13 @@ def split_points(wave: np.ndarray, sampling_rate: int, max_seconds: float) -> li
     energy = np.square(np.asarray(wave[: frames * hop], dtype=np.float64)).reshape(frames, hop).mean(axis=1)
     k = round(SMOOTH_SECONDS / FRAME_SECONDS) // 2 * 2 + 1  # odd: centred on its frame
     quiet_db = 10 * np.log10(np.convolve(energy, np.ones(k) / k, mode="same") + 1e-10)
+    # Each cut leaves at least this many samples after it: a 35-ms last piece stopped a Conformer
+    # (fewer frames than its convolution's kernel).
+    min_last = min(max_len / 2, MIN_LAST_SECONDS * sampling_rate)
     ranges = []
     start = 0
     while n - start > max_len:
-        # The cut lies in [start + max_len / 2, start + max_len], and leaves at least `last` samples after
-        # it: a 35-ms last piece stopped a Conformer (fewer frames than its convolution's kernel).
-        last = min(max_len / 2, MIN_LAST_SECONDS * sampling_rate)
-        low, high = start + max_len / 2, min(start + max_len, n - last)
+        low, high = start + max_len / 2, min(start + max_len, n - min_last)
         # frame f is cut at its centre f * hop + hop // 2
         lo = min(frames - 1, math.ceil((low - hop // 2) / hop))
         hi = max(lo, min(frames - 1, int((high - hop // 2) // hop)))

@@ -286,7 +286,7 @@ def transcribe_onnx(
     if decoding not in ("hlg", "greedy"):
         raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     rec = SherpaCtc(onnx_dir, int8=int8, hlg=decoding == "hlg", options=SherpaOptions(num_threads=num_threads))
-    limit = piece_limit(max_seconds, None)  # only fbank models export: no input limit of their own
+    limit = piece_limit(max_seconds, None)  # exported models (fbank, wav2vec2 family) take any length
     out = []
     for f in files:
         wave = read_audio_or_error(f, rec.sampling_rate)

@@ -32,6 +32,7 @@ from torch import nn
 
 from speechtl.errors import SpeechtlError
 from speechtl.features.inputs import InputSpec
+from speechtl.models.hub import is_hub_id
 
 #: The Hugging Face model types this encoder is tested with (any Wav2Vec2-like base model loads).
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "wav2vec2-conformer", "data2vec-audio")
@@ -144,7 +145,7 @@ def _resolve(source: str) -> str:
     p = Path(source).expanduser()
     if p.exists():
         return str(p)
-    if source.count("/") != 1 or source.startswith((".", "/")):
+    if not is_hub_id(source):
         raise SpeechtlError(f"pretrained model {source} does not exist (and is no hub id like facebook/wav2vec2-base)")
     return source
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from speechtl.errors import SpeechtlError
 from speechtl.features.inputs import InputSpec
+from speechtl.models.hub import is_hub_id
 
 #: Whisper's front end: 16 kHz audio, 10 ms frames; two frames per encoder output.
 SAMPLING_RATE = 16000
@@ -249,7 +250,7 @@ def _resolve(source: str) -> Path:
     p = Path(source).expanduser()
     if p.exists():
         return p
-    if source.count("/") != 1 or source.startswith((".", "/")):
+    if not is_hub_id(source):
         raise SpeechtlError(f"whisper checkpoint {source} does not exist (and is no hub id like openai/whisper-tiny)")
     from huggingface_hub import snapshot_download
 

@@ -108,9 +108,10 @@ def _check(cfg: RecipeConfig) -> None:
 def _check_pretrained_location(source: str) -> None:
     """``whisper:``/``hf:`` with a local path must exist now (a hub id is fetched when stage 3 runs):
     otherwise the recipe imports the corpus and computes features before its trainings fail."""
+    from speechtl.models.hub import is_hub_id
+
     kind, _, location = source.partition(":")
-    local = location.startswith((".", "/", "~")) or location.count("/") != 1 or Path(location).exists()
-    if local and not Path(location).expanduser().exists():
+    if not is_hub_id(location) and not Path(location).expanduser().exists():
         example = "openai/whisper-tiny" if kind == "whisper" else "facebook/wav2vec2-base"
         raise SpeechtlError(
             f"pretrained model {location} does not exist (--source {source}). Fix: the folder of a "

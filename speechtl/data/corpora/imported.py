@@ -374,7 +374,8 @@ def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> Imp
     if not pairs:
         return opts
     table = {ord(a): b for a, b in pairs}
-    counts = Counter(c for u in utterances if u.text for c in u.text if c in {x for p in pairs for x in p})
+    letters = {c for pair in pairs for c in pair}
+    counts = Counter(c for u in utterances if u.text for c in u.text if c in letters)
     for u in utterances:
         if u.text:
             u.text = u.text.translate(table)
