@@ -44,13 +44,11 @@ split_opts() {
   # parses the quotes; printf prints each word). A recipe's *_opts variables go through this, not
   # through an unquoted $var, whose quotes would reach the program as characters.
   local -n _words=$1
-  _words=()
-  local word
-  if ! printf '%s' "$2" | xargs -r printf '%s\0' > /dev/null 2>&1; then
+  mapfile -d '' -t _words < <(printf '%s' "$2" | xargs -r printf '%s\0' 2>/dev/null)
+  if ! wait $!; then  # xargs's status (bash >= 4.4 waits for a process substitution)
     log "ERROR: cannot split the options $2 (an unmatched quote?). Fix: quote each value once: --opt 'a b'"
     return 1
   fi
-  while IFS= read -r -d '' word; do _words+=("$word"); done < <(printf '%s' "$2" | xargs -r printf '%s\0')
 }
 
 source_key() {
