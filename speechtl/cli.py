@@ -71,6 +71,7 @@ IMPORT_OPTIONS = (
     "text_column",
     "speaker_column",
     "speaker_pattern",
+    "tier",
     "prefix",
     "parts",
     "sampling_rate",
@@ -99,6 +100,11 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--text-column", default=None, help="folder: the text column of a transcript table")
     s.add_argument("--speaker-column", default=None, help="folder: the speaker column of a transcript table")
     s.add_argument("--speaker-pattern", default=None, help="folder: regex over the relative path; (?P<speaker>...)")
+    s.add_argument(
+        "--tier",
+        default=None,
+        help="folder: the TextGrid/.eaf tier(s) holding the transcripts, comma-separated names or patterns ('tx@*')",
+    )
     s.add_argument("--prefix", default=None, help="manifest name prefix (default: the corpus kind)")
     s.add_argument("--parts", nargs="+", default=None, help="librispeech: parts to import (default: all found)")
     s.add_argument("--sampling-rate", type=int, default=None, help="the rate features use; others are resampled")

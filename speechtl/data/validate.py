@@ -72,6 +72,7 @@ FIXES = {
     "'wav-copy FILE.ark:OFFSET - |' pipe, or give wav.scp one audio file or 'cmd |' pipe per recording",
     "too-short": "delete the utterance, or merge it with a neighbour; it is shorter than the model can align",
     "too-long": "split it into shorter utterances (Kaldi segments), or raise --max-duration",
+    "bad-annotation": "open it in Praat and Save as text file (UTF-8 or UTF-16), or in ELAN and save it, again",
 }
 
 

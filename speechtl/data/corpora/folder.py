@@ -13,6 +13,13 @@ the conversion to run). Transcripts, any mix of:
   lines name no audio (a README) are ignored, with a log line. ``--transcripts``
   names the files instead of searching.
 - a ``.txt`` or ``.lab`` file beside an audio file, with the same stem.
+- JSON lines (``.json``/``.jsonl``): NeMo's manifests (``audio_filepath``, ``text``, and ``offset``
+  with ``duration`` for a segment of a longer file), Hugging Face's ``metadata.jsonl``
+  (``file_name``, ``transcription``). A path written on another machine is matched by its last
+  components.
+- Praat TextGrids and ELAN ``.eaf`` files of long recordings
+  (:mod:`~speechtl.data.corpora.annotations`): each spoken interval of the transcript tier(s) is
+  one utterance, a segment of the recording (``--tier`` chooses among several).
 
 Splits: audio under a folder named train, dev/valid/val/validation or test is in
 that split, and so is audio whose transcript is in a file of that name
@@ -26,13 +33,21 @@ written to ``folder_import_report.txt``.
 """
 
 import csv
+import json
 import logging
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from speechtl.data.corpora.annotations import (
+    ANNOTATION_EXTENSIONS,
+    AnnotationError,
+    choose_tiers,
+    read_annotation,
+    speaker_of,
+)
 from speechtl.data.corpora.imported import (
     Manifests,
     Pathlike,
@@ -48,9 +63,10 @@ from speechtl.data.validate import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS, Rep
 from speechtl.errors import SpeechtlError
 
 SEPARATORS = {"\t": "tab", "|": "'|'", ";": "';'", ",": "','", " ": "space"}
-TEXT_EXTENSIONS = {".txt", ".tsv", ".csv", ".trans", ".list", ".lst", ".text", ".lab", ""}
+TEXT_EXTENSIONS = {".txt", ".tsv", ".csv", ".trans", ".list", ".lst", ".text", ".lab", ".json", ".jsonl", ""}
 SIDECAR_EXTENSIONS = (".txt", ".lab")
 AUDIO_COLUMNS = (
+    "audio_filepath",  # NeMo's manifests
     "path",
     "file",
     "filename",
@@ -93,12 +109,15 @@ class Entry:
     speaker: str | None = None
     base: Path | None = None  # the transcript file's folder: a key naming several files means the one below it
     split: str | None = None  # named by the transcript file (SpeechBrain's train.csv, dev.csv, test.csv)
+    start: float | None = None  # a segment of the recording (an annotation's interval, a NeMo offset)
+    end: float | None = None
 
 
-def scan(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Audio files and candidate text files under ``corpus_dir`` (hidden entries skipped), sorted.
-    Symlinked folders are followed (recordings linked in from another disk), each real folder once."""
-    audio, texts, seen = [], [], set()
+def scan(corpus_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """Audio files, candidate text files and annotation files (TextGrid, .eaf) under ``corpus_dir``
+    (hidden entries skipped), sorted. Symlinked folders are followed (recordings linked in from
+    another disk), each real folder once."""
+    audio, texts, annotations, seen = [], [], [], set()
     for root, dirs, files in os.walk(corpus_dir, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:  # a link back up the tree, or two links to one folder
@@ -115,7 +134,9 @@ def scan(corpus_dir: Path) -> tuple[list[Path], list[Path]]:
                 audio.append(p)
             elif ext in TEXT_EXTENSIONS:
                 texts.append(p)
-    return audio, texts
+            elif ext in ANNOTATION_EXTENSIONS:
+                annotations.append(p)
+    return audio, texts, annotations
 
 
 def audio_keys(corpus_dir: Path, audio: list[Path]) -> dict[str, list[Path]]:
@@ -124,7 +145,8 @@ def audio_keys(corpus_dir: Path, audio: list[Path]) -> dict[str, list[Path]]:
     keys: dict[str, list[Path]] = defaultdict(list)
     for p in audio:
         rel = PurePosixPath(p.relative_to(corpus_dir).as_posix())
-        for k in dict.fromkeys([str(rel), str(rel.with_suffix("")), rel.name, rel.stem, str(p.absolute())]):
+        full = os.path.normpath(p.absolute())
+        for k in dict.fromkeys([str(rel), str(rel.with_suffix("")), rel.name, rel.stem, full]):
             keys[k].append(p)
     return keys
 
@@ -237,8 +259,13 @@ def read_transcript_file(
     lines = [line for _, line in numbered if line is not None]
     if not lines:
         return None
-    entries: list[Entry] = []
     split = split_of_split_dir(path.stem)  # train.csv, dev.csv, test.csv: SpeechBrain's and many others' splits
+    if path.suffix.lower() in (".json", ".jsonl") or lines[0].lstrip().startswith(("{", "[")):
+        found = read_json_lines(path, numbered, report, columns, explicit, split)
+        if found is not None:
+            report.problems += local.problems
+        return found
+    entries: list[Entry] = []
     raw_audio: list[str] = []
     for sep in ("\t", ",", ";", "|"):
         fields = next(csv.reader([lines[0]], delimiter=sep))
@@ -303,6 +330,106 @@ def read_transcript_file(
     return entries
 
 
+def _json_rows(path: Path, numbered: list[tuple[int, str | None]], local: Report) -> list[tuple[int, dict]] | None:
+    """``(line, object)`` of a JSON-lines file, or of one JSON list of objects; None: neither."""
+    rows: list[tuple[int, dict]] = []
+    for n, line in numbered:
+        if line is None:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if rows:
+                local.add("bad-line", f"{path}:{n}", "not a JSON object like the lines before it")
+                continue
+            try:  # one JSON document over many lines: a list of objects
+                whole = json.loads(path.read_text(encoding="utf-8-sig"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return None
+            objs = whole if isinstance(whole, list) else []
+            return [(i + 1, o) for i, o in enumerate(objs) if isinstance(o, dict)] or None
+        if isinstance(obj, dict):
+            rows.append((n, obj))
+        else:
+            local.add("bad-line", f"{path}:{n}", "a JSON line that is not an object")
+    return rows
+
+
+def read_json_lines(
+    path: Path,
+    numbered: list[tuple[int, str | None]],
+    report: Report,
+    columns: tuple[str | None, str | None, str | None],
+    explicit: bool,
+    split: str | None,
+) -> list[Entry] | None:
+    """Entries of a JSON-lines manifest: NeMo's (``audio_filepath``, ``text``, ``duration``, and ``offset``
+    for a segment of a longer file), Hugging Face's ``metadata.jsonl`` (``file_name``, ``transcription``),
+    or any with keys :data:`AUDIO_COLUMNS`/:data:`TEXT_COLUMNS` name (``--audio-column``/``--text-column``
+    others). None: not such a file."""
+    local = Report()
+    rows = _json_rows(path, numbered, local)
+    if not rows:
+        if explicit:
+            raise SpeechtlError(f"{path} is not JSON lines (one object a line). Fix: check --transcripts")
+        logging.info(f"ignoring {path}: not a JSON-lines manifest")
+        return None
+    keys = {k.lower(): k for _, obj in rows[:50] for k in obj}
+
+    def pick(given: str | None, choices: tuple[str, ...]) -> str | None:
+        if given is not None:
+            return keys.get(given.lower())
+        return next((keys[c] for c in choices if c in keys), None)
+
+    a, t, s = pick(columns[0], AUDIO_COLUMNS), pick(columns[1], TEXT_COLUMNS), pick(columns[2], SPEAKER_COLUMNS)
+    if a is None or t is None:
+        if explicit:
+            raise SpeechtlError(
+                f"{path}: no audio or text key among {sorted(keys.values())}. Fix: --audio-column KEY --text-column KEY"
+            )
+        logging.info(f"ignoring {path}: its JSON keys {sorted(keys.values())[:8]} name no audio and text")
+        return None
+    entries, raw_audio = [], []
+    offset = keys.get("offset")
+    for n, obj in rows:
+        audio = obj.get(a)
+        audio = audio.get("path") if isinstance(audio, dict) else audio  # Hugging Face's {"path": ..., "bytes": ...}
+        if not isinstance(audio, str) or not audio.strip():
+            local.add("bad-line", f"{path}:{n}", f"no audio path under {a!r}")
+            continue
+        text = obj.get(t)
+        spk = obj.get(s) if s is not None else None
+        start = end = None
+        if offset is not None and obj.get(offset) is not None:  # NeMo: a segment of a longer recording
+            try:
+                start = float(obj[offset])
+                end = start + float(obj["duration"]) if obj.get("duration") is not None else None
+            except (TypeError, ValueError):
+                local.add("bad-line", f"{path}:{n}", f"offset/duration {obj.get(offset)!r}/{obj.get('duration')!r}")
+                continue
+        raw_audio.append(audio)
+        entries.append(
+            Entry(
+                _key_of(audio),
+                str(text).strip() if text is not None else "",
+                f"{path}:{n}",
+                str(spk).strip() if spk not in (None, "") else None,
+                path.parent,
+                split,
+                start,
+                end,
+            )
+        )
+    logging.info(
+        f"{path}: JSON lines, {len(entries)} rows: audio under {a!r}, text under {t!r}"
+        + (f", speaker under {s!r}" if s is not None else "")
+        + (", segments by offset/duration" if any(e.start is not None for e in entries) else "")
+    )
+    _say_placeholder(path, raw_audio)
+    report.problems += local.problems
+    return entries
+
+
 def _say_placeholder(path: Path, raw_audio: list[str]) -> None:
     placeholder = next((m.group(1) for f in raw_audio if (m := PLACEHOLDER.match(f.strip('"')))), None)
     if placeholder:
@@ -324,17 +451,31 @@ def read_utt2spk(path: Path, report: Report) -> dict[str, str]:
 def find_audio(e: Entry, keys: dict[str, list[Path]]) -> list[Path]:
     """The audio files an entry's key names, the first of: files below the transcript file's folder
     (``001`` in both ``train/`` and ``test/``, each with its own transcripts), then anywhere; each
-    by the key as written, then, for a key naming an audio extension, by the name without it
-    (``x.wav`` for a converted ``x.flac``). More than one file back means the key is ambiguous."""
+    by the key as written, as a path relative to the transcript file (a manifest in a sub-folder),
+    then, for a key naming an audio extension, by the name without it (``x.wav`` for a converted
+    ``x.flac``). An absolute path that is not on this machine (a manifest written elsewhere, NeMo's
+    ``audio_filepath``) is matched by its last components, the most that name a file here. More than
+    one file back means the key is ambiguous."""
     names = [e.key]
+    if e.base is not None and not _is_absolute(e.key):
+        names.append(os.path.normpath(e.base.absolute() / e.key))
     if PurePosixPath(e.key).suffix.lower() in AUDIO_EXTENSIONS:
-        names.append(str(PurePosixPath(e.key).with_suffix("")))
+        names += [str(PurePosixPath(n).with_suffix("")) for n in list(names)]
+    if _is_absolute(e.key):
+        parts = PurePosixPath(e.key).parts
+        tails = ["/".join(parts[i:]) for i in range(1, len(parts))]
+        names += tails + [str(PurePosixPath(t).with_suffix("")) for t in tails if PurePosixPath(t).suffix]
     for below_only in (True, False):
         for name in names:
             found = [p for p in keys.get(name, []) if not below_only or (e.base and p.is_relative_to(e.base))]
             if found:
                 return found
     return []
+
+
+def _is_absolute(key: str) -> bool:
+    """``/data/x.wav`` or ``C:/data/x.wav`` (keys are written with forward slashes)."""
+    return key.startswith("/") or bool(re.match(r"[A-Za-z]:/", key))
 
 
 def _split_and_rest(rel: PurePosixPath) -> tuple[str | None, PurePosixPath]:
@@ -367,6 +508,7 @@ def prepare_folder(
     text_column: str | None = None,
     speaker_column: str | None = None,
     speaker_pattern: str | None = None,
+    tier: str | None = None,
     prefix: str = "folder",
     **options,
 ) -> Manifests:
@@ -376,7 +518,7 @@ def prepare_folder(
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise SpeechtlError(f"corpus dir {corpus_dir} does not exist. Fix: pass --corpus-dir DIR, your recordings.")
-    audio, texts = scan(corpus_dir)
+    audio, texts, annotation_files = scan(corpus_dir)
     if not audio:
         raise SpeechtlError(
             f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) under {corpus_dir}. Fix: check --corpus-dir."
@@ -405,12 +547,89 @@ def prepare_folder(
             entries.append(Entry(rel, " ".join(x.strip() for x in lines if x.strip()), str(path)))
     if sidecars:
         logging.info(f"{len(sidecars)} transcript(s) in .txt/.lab files beside the audio")
+    if annotation_files:
+        entries += annotation_entries(corpus_dir, annotation_files, audio, keys, report, tier)
+    elif tier:
+        raise SpeechtlError(f"--tier {tier!r}: no TextGrid or .eaf file under {corpus_dir}. Fix: drop --tier")
     utt2spk: dict[str, str] = {}
     for path in utt2spk_files:
         utt2spk.update(read_utt2spk(path, report))
     utts = _utterances(corpus_dir, audio, keys, entries, report, utt2spk, speaker_pattern, speaker_column)
     opts = draw_missing_splits(utts, opts)  # train/ and test/ (or train.csv, test.csv) only: dev drawn from train
     return build_corpus(prefix, utts, output_dir, opts, report, corpus_dir)
+
+
+def _audio_of_annotation(
+    f: Path, media: list[str], by_stem: dict[Path, list[Path]], keys: dict[str, list[Path]]
+) -> tuple[list[Path], str]:
+    """The recording an annotation file transcribes: the audio beside it with its stem (``x.TextGrid``,
+    ``x.wav``), else the media an .eaf links, else the one audio file anywhere with its stem;
+    ``(files, how)``: several files mean it is ambiguous."""
+    beside = by_stem.get(f.with_suffix(""), [])
+    if beside:
+        return beside, "beside it"
+    for name in media:
+        found = keys.get(os.path.normpath(name) if os.path.isabs(name) else name, [])
+        if found:
+            return found, "by its media link"
+    return keys.get(f.stem, []), "by its stem"
+
+
+def annotation_entries(
+    corpus_dir: Path,
+    files: list[Path],
+    audio: list[Path],
+    keys: dict[str, list[Path]],
+    report: Report,
+    tier: str | None,
+) -> list[Entry]:
+    """One entry (a segment) per spoken interval of the transcript tiers of every TextGrid and .eaf."""
+    annotations = []
+    for f in files:
+        try:
+            annotations.append(read_annotation(f))
+        except AnnotationError as e:
+            report.add("bad-annotation", e.where, e.detail)
+    chosen = choose_tiers(annotations, tier)
+    by_stem: dict[Path, list[Path]] = defaultdict(list)
+    for p in audio:
+        by_stem[p.with_suffix("")].append(p)
+    entries: list[Entry] = []
+    used: Counter[str] = Counter()
+    found_how: Counter[str] = Counter()
+    for ann in annotations:
+        tiers = chosen.get(ann.path, [])
+        if not tiers:
+            if ann.tiers:
+                logging.warning(f"{ann.path}: no transcript tier with speech ({', '.join(t.name for t in ann.tiers)})")
+            continue
+        found, how = _audio_of_annotation(ann.path, ann.media, by_stem, keys)
+        if not found:
+            report.add(
+                "missing-audio", str(ann.path), f"no audio file is named {ann.path.stem!r} (beside it or linked)"
+            )
+            continue
+        if len(found) > 1:
+            report.add(
+                "duplicate-id",
+                str(ann.path),
+                f"{len(found)} audio files could be its recording ({', '.join(str(p) for p in found[:3])}); "
+                "keep one, or put each with its annotation in a folder of its own",
+            )
+            continue
+        rel = found[0].relative_to(corpus_dir).as_posix()
+        for t in tiers:
+            used[t.name] += 1
+            spk = speaker_of(t, tiers)
+            entries += [Entry(rel, i.text.strip(), i.where, spk, None, None, i.start, i.end) for i in t.spoken]
+        found_how[how] += 1
+    logging.info(
+        f"{len(annotations)} annotation file(s) (TextGrid, .eaf): {len(entries)} segments from tier(s) "
+        + ", ".join(f"{n!r} ({c} file(s))" for n, c in sorted(used.items(), key=lambda x: (-x[1], x[0]))[:8])
+        + "; recordings found "
+        + ", ".join(f"{how} {n}" for how, n in found_how.most_common())
+    )
+    return entries
 
 
 def _utterances(
@@ -428,10 +647,15 @@ def _utterances(
     stems_unique = len({r.stem for r in rels}) == len(rels)
     uid_of = {p: r.stem if stems_unique else safe_id(str(r.with_suffix(""))) for p, r in zip(audio, rels, strict=True)}
     text_of: dict[Path, Entry] = {}
+    segments_of: dict[Path, list[Entry]] = defaultdict(list)
+    foreign = 0  # absolute paths of another machine, found by their last components
     for e in entries:
         found = find_audio(e, keys)
+        foreign += bool(found) and _is_absolute(e.key) and e.key not in keys
         if not found:
             report.add("missing-audio", e.where, f"no audio file is named {e.key!r}")
+        elif len(found) == 1 and e.start is not None:
+            segments_of[found[0]].append(e)
         elif len(found) > 1:
             report.add(
                 "duplicate-id",
@@ -455,7 +679,7 @@ def _utterances(
     has_splits = any(s for s, _ in split_rest) or any(e.split for e in text_of.values())
     named_by_file = 0
     speaker_level = _speaker_dir_level([rest.parent.parts for _, rest in split_rest])
-    utts, outside, how = [], 0, None
+    utts, outside, how, whole = [], 0, None, 0
     for p, rel, (split, rest) in zip(audio, rels, split_rest, strict=True):
         uid = uid_of[p]
         e = text_of.get(p)
@@ -475,6 +699,10 @@ def _utterances(
             split, named_by_file = e.split, named_by_file + 1
         if has_splits and split is None:
             split, outside = "train", outside + 1
+        if p in segments_of:
+            whole += p in text_of
+            utts += _segments(uid, p, segments_of[p], speaker, split)
+            continue
         utts.append(
             Utterance(
                 id=uid,
@@ -491,8 +719,39 @@ def _utterances(
     if named_by_file:
         files = sorted({Path(e.where.rsplit(":", 1)[0]).name for e in text_of.values() if e.split})
         logging.info(f"splits of {named_by_file} audio file(s) from their transcript files' names ({', '.join(files)})")
+    if whole:
+        logging.warning(
+            f"{whole} recording(s) have both segments (an annotation's intervals, or offsets) and a transcript of "
+            "the whole file: the segments are imported, the whole-file transcripts left out"
+        )
+    if foreign:
+        logging.info(f"{foreign} audio path(s) from another machine matched here by their last components")
     if outside:
         logging.warning(
             f"{outside} audio file(s) lie outside the train/dev/test folders and split transcript files: put in train"
         )
     return utts
+
+
+def _segments(uid: str, audio: Path, entries: list[Entry], speaker: str | None, split: str | None) -> list[Utterance]:
+    """The utterances of one recording's segments, in time order, named ``<recording>-<start ms>-<end ms>``
+    (Kaldi's custom, so they sort in time) with ``-2``, ``-3`` after a name already taken (two speakers'
+    tiers with one interval)."""
+    out, taken = [], Counter()
+    for e in sorted(entries, key=lambda e: (e.start, e.end if e.end is not None else float("inf"))):
+        name = f"{uid}-{round(e.start * 1000):07d}" + (f"-{round(e.end * 1000):07d}" if e.end is not None else "")
+        taken[name] += 1
+        out.append(
+            Utterance(
+                id=name if taken[name] == 1 else f"{name}-{taken[name]}",
+                audio=str(audio),
+                text=e.text,
+                where=e.where,
+                speaker=e.speaker or speaker,
+                split=split,
+                recording_id=uid,
+                start=e.start,
+                end=e.end,
+            )
+        )
+    return out

@@ -228,6 +228,27 @@ def _deal(groups: dict[str, list[Utterance]], cfg: SplitConfig) -> dict[str, str
     return out
 
 
+def _deal_by_recording(todo: Sequence[Utterance], cfg: SplitConfig) -> tuple[str, dict[str, str]]:
+    """Without speakers to keep apart: segments of one recording (one session, one voice) stay in one
+    split, so test never hears a voice train heard in the same session, unless whole recordings would
+    leave train less than ``1 - 2 * (dev + test fraction)`` of the utterances (three long recordings);
+    then utterance by utterance. ``(unit, {recording or utterance id: split})``."""
+    groups: dict[str, list[Utterance]] = defaultdict(list)
+    for u in todo:
+        groups[u.rec_id].append(u)
+    if len(groups) < len(todo) and cfg.by != "utterance":
+        dealt = _deal(groups, cfg)
+        train = sum(len(groups[k]) for k, v in dealt.items() if v == "train")
+        if train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
+            return "recording", dealt
+        logging.warning(
+            f"segments of {len(groups)} recordings: whole recordings would leave train {train} of {len(todo)} "
+            "segments, so dev and test hold segments of recordings train also holds (a voice and a session "
+            "train has heard). Fix, for a fairer test: more recordings, or name the speakers"
+        )
+    return "utterance", _deal({u.id: [u] for u in todo}, cfg)
+
+
 def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
     """Give dev/test to utterances whose ``split`` is None; returns a line saying what was done.
 
@@ -271,12 +292,13 @@ def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
                     u.split = split
         else:
             why = f" (whole speakers would leave train {train} of {len(todo)}; --split-by speaker keeps them whole)"
+    unit = "utterance"
     if why:
-        dealt = _deal({u.id: [u] for u in todo}, cfg)
+        unit, dealt = _deal_by_recording(todo, cfg)
         for u in todo:
-            u.split = dealt[u.id]
+            u.split = dealt[u.rec_id if unit == "recording" else u.id]
     counts = Counter(u.split for u in todo)
-    how = f"by utterance{why}" if why else f"speaker-disjoint over {len(speakers)} speakers"
+    how = f"by {unit}{why}" if why else f"speaker-disjoint over {len(speakers)} speakers"
     made = [s for s, f in (("dev", cfg.dev_fraction), ("test", cfg.test_fraction)) if f > 0]
     given = "no split folders" if len(made) != 1 else f"no {made[0]} split given"
     return (

@@ -1,0 +1,290 @@
+"""Time-aligned transcripts of long recordings: Praat TextGrid and ELAN ``.eaf`` files.
+
+Recordings of a language with few speakers are mostly field recordings: a session of many
+minutes, annotated in ELAN or Praat with one tier of utterance intervals per speaker, and
+tiers of translations, glosses or notes beside or under them. Each non-empty interval of the
+transcript tier(s) becomes one utterance, a segment of the recording, as a Kaldi ``segments``
+line would make it. :func:`read_annotation` reads a file; :func:`choose_tiers` picks the
+transcript tiers over all of a corpus's files; ``speechtl prepare folder`` pairs each file with
+its recording (same stem, or the ``.eaf``'s media file) and imports the segments.
+
+Praat writes TextGrids in UTF-16 when a label holds a character outside ASCII: both UTF-8 and
+UTF-16 (with a byte-order mark) are read, in its long and short text formats.
+"""
+
+import bisect
+import fnmatch
+import re
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import unquote, urlparse
+
+from speechtl.data.validate import FIXES
+from speechtl.errors import SpeechtlError
+
+ANNOTATION_EXTENSIONS = {".textgrid", ".eaf"}
+
+#: Tier names that say "the transcript": chosen among several tiers without ``--tier``. ELAN's new
+#: files start with a tier named "default"; ``tx@SPEAKER`` is the field-linguistics convention.
+TRANSCRIPT_TIERS = (
+    "transcription",
+    "transcript",
+    "transcriptions",
+    "utterance",
+    "utterances",
+    "sentence",
+    "sentences",
+    "text",
+    "orthography",
+    "ortho",
+    "tx",
+    "tx@*",
+    "trs",
+    "trs@*",
+    "default",
+)
+
+#: Labels of intervals that are pauses, not speech (Praat, MFA and HTK conventions).
+PAUSE_LABELS = {"sil", "sp", "spn", "<sil>", "<p:>", "#", "_", "silence", "<silence>", "<pause>"}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One labelled stretch of a tier; ``where`` is its file and line (or ELAN annotation id)."""
+
+    start: float
+    end: float
+    text: str
+    where: str
+
+
+@dataclass
+class Tier:
+    name: str
+    intervals: list[Interval] = field(default_factory=list)
+    speaker: str | None = None  # ELAN's PARTICIPANT
+    top_level: bool = True  # ELAN: a tier without a parent (its children are translations, glosses, words)
+
+    @property
+    def spoken(self) -> list[Interval]:
+        """The intervals with speech: neither empty nor a pause label."""
+        return [i for i in self.intervals if i.text.strip() and i.text.strip().lower() not in PAUSE_LABELS]
+
+
+@dataclass
+class Annotation:
+    path: Path
+    tiers: list[Tier]
+    media: list[str] = field(default_factory=list)  # the file names an .eaf links, first the relative ones
+
+
+class AnnotationError(SpeechtlError):
+    """A TextGrid or .eaf that cannot be read; ``where`` and ``detail`` go to the import's report,
+    which adds the fix, so every bad file of a corpus is named at once."""
+
+    def __init__(self, where: str, detail: str):
+        self.where, self.detail = where, detail
+        super().__init__(f"{where}: {detail}. Fix: {FIXES['bad-annotation']}")
+
+
+def decode_text(path: Path) -> str:
+    """The text of an annotation file: UTF-16 with a byte-order mark (Praat's choice for any label
+    outside ASCII), UTF-8 with or without one; otherwise a clear error."""
+    raw = path.read_bytes()
+    if raw.startswith(b"ooBinaryFile"):
+        raise AnnotationError(str(path), "a binary TextGrid, which speechtl does not read")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    if raw[1:200:2].count(0) > 50 or raw[0:200:2].count(0) > 50:  # UTF-16 without a byte-order mark
+        return raw.decode("utf-16-le" if raw[1:200:2].count(0) > raw[0:200:2].count(0) else "utf-16-be")
+    raise AnnotationError(
+        str(path), "neither UTF-8 nor UTF-16 (or convert it: iconv -f CP1252 -t UTF-8 FILE > FILE.utf8)"
+    )
+
+
+# A TextGrid as tokens: quoted strings ("" is a quote inside one), <exists>/<absent>, numbers; the long
+# format's keys (xmin =, intervals [3]:) are skipped, so the long and short formats read alike.
+_TOKEN = re.compile(
+    r'"((?:[^"]|"")*)"'
+    r"|(<exists>|<absent>)"
+    r"|([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w\]])"
+    r"|\[\s*\d*\s*\]"
+    r'|[^\s"]+'
+)
+
+
+class _Tokens:
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        newlines = [m.start() for m in re.finditer("\n", text)]
+        self.items: list[tuple[str, object, int]] = []  # (kind, value, line)
+        for m in _TOKEN.finditer(text):
+            line = bisect.bisect_left(newlines, m.start()) + 1
+            if m.group(1) is not None:
+                self.items.append(("str", m.group(1).replace('""', '"'), line))
+            elif m.group(2) is not None:
+                self.items.append(("flag", m.group(2), line))
+            elif m.group(3) is not None:
+                self.items.append(("num", float(m.group(3)), line))
+        self.i = 0
+
+    def take(self, kind: str, what: str) -> tuple[object, int]:
+        if self.i >= len(self.items):
+            raise AnnotationError(str(self.path), f"it ends before its {what}: not a whole TextGrid")
+        k, value, line = self.items[self.i]
+        if k != kind:
+            raise AnnotationError(
+                f"{self.path}:{line}", f"{what} expected, found {value!r}: not a TextGrid Praat writes"
+            )
+        self.i += 1
+        return value, line
+
+
+def read_textgrid(path: Path) -> Annotation:
+    """Every tier of a Praat TextGrid (long or short text format); point tiers have no intervals."""
+    tok = _Tokens(path, decode_text(path))
+    kind, _ = tok.take("str", "the file type")
+    klass, _ = tok.take("str", "the object class")
+    if not str(kind).startswith("ooTextFile") or klass != "TextGrid":
+        raise AnnotationError(str(path), f"a {klass!r} ({kind!r}), not a TextGrid")
+    tok.take("num", "xmin")
+    tok.take("num", "xmax")
+    exists, _ = tok.take("flag", "<exists>")
+    tiers: list[Tier] = []
+    if exists != "<exists>":
+        return Annotation(path, tiers)
+    n_tiers, _ = tok.take("num", "the number of tiers")
+    for _ in range(int(n_tiers)):
+        tclass, _ = tok.take("str", "a tier's class")
+        name, _ = tok.take("str", "a tier's name")
+        tok.take("num", "a tier's xmin")
+        tok.take("num", "a tier's xmax")
+        count, _ = tok.take("num", "a tier's size")
+        tier = Tier(str(name))
+        for _ in range(int(count)):
+            if tclass == "IntervalTier":
+                start, _ = tok.take("num", "an interval's xmin")
+                end, _ = tok.take("num", "an interval's xmax")
+                text, line = tok.take("str", "an interval's text")
+                tier.intervals.append(Interval(float(start), float(end), str(text), f"{path}:{line}"))
+            else:  # TextTier: points (time, mark), no stretch of audio
+                tok.take("num", "a point's time")
+                tok.take("str", "a point's mark")
+        if tclass == "IntervalTier":
+            tiers.append(tier)
+    return Annotation(path, tiers)
+
+
+def _media_names(root: ET.Element, path: Path) -> list[str]:
+    """The audio an .eaf links: RELATIVE_MEDIA_URL first (relative to the .eaf), then MEDIA_URL's file name."""
+    names: list[str] = []
+    for md in root.iter("MEDIA_DESCRIPTOR"):
+        rel, url = md.get("RELATIVE_MEDIA_URL"), md.get("MEDIA_URL")
+        if rel:
+            local = unquote(urlparse(rel).path) if rel.startswith("file:") else unquote(rel)
+            names.append(str((path.parent / local).absolute()))
+        if url:
+            full = unquote(urlparse(url).path) if url.startswith("file:") else unquote(url)
+            names.append(PureWindowsPath(full).name if "\\" in full else PurePosixPath(full).name)
+    return names
+
+
+def read_eaf(path: Path) -> Annotation:
+    """The time-aligned tiers of an ELAN file; symbolic (translation, gloss) tiers have no intervals of
+    their own and are left out, and a tier with a parent is not top-level."""
+    try:
+        root = ET.fromstring(path.read_bytes())  # expat reads the declared encoding and a byte-order mark
+    except ET.ParseError as e:
+        raise AnnotationError(str(path), f"not well-formed XML ({e})") from e
+    if root.tag != "ANNOTATION_DOCUMENT":
+        raise AnnotationError(
+            str(path), f"XML, but not an ELAN file (its root is {root.tag!r}, not ANNOTATION_DOCUMENT)"
+        )
+    slots: dict[str, float | None] = {}
+    for s in root.iter("TIME_SLOT"):
+        v = s.get("TIME_VALUE")
+        slots[s.get("TIME_SLOT_ID", "")] = int(v) / 1000 if v not in (None, "") else None
+    tiers = []
+    for t in root.iter("TIER"):
+        tier = Tier(t.get("TIER_ID", ""), speaker=t.get("PARTICIPANT") or None, top_level=not t.get("PARENT_REF"))
+        for a in t.iter("ALIGNABLE_ANNOTATION"):
+            start, end = slots.get(a.get("TIME_SLOT_REF1", "")), slots.get(a.get("TIME_SLOT_REF2", ""))
+            if start is None or end is None:  # a slot ELAN interpolates (a subdivision): no time of its own
+                continue
+            value = a.find("ANNOTATION_VALUE")
+            text = value.text if value is not None and value.text else ""
+            tier.intervals.append(Interval(start, end, text, f"{path} (tier {tier.name}, {a.get('ANNOTATION_ID')})"))
+        if tier.intervals:
+            tiers.append(tier)
+    return Annotation(path, tiers, _media_names(root, path))
+
+
+def read_annotation(path: Path) -> Annotation:
+    """A TextGrid or an .eaf, by its extension (any case)."""
+    if path.suffix.lower() == ".eaf":
+        return read_eaf(path)
+    return read_textgrid(path)
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name.lower(), p.lower()) for p in patterns)
+
+
+def choose_tiers(annotations: list[Annotation], wanted: str | None) -> dict[Path, list[Tier]]:
+    """The transcript tiers of each file: ``wanted`` (``--tier``: names or shell patterns, comma-separated,
+    any case: ``'A,B'``, ``'tx@*'``); else the one top-level tier with speech when each file has one;
+    else the tiers named like a transcript (:data:`TRANSCRIPT_TIERS`). Anything else is a question only
+    the user can answer: the error lists the tiers found, with the ``--tier`` that picks them."""
+    candidates = {a.path: [t for t in a.tiers if t.top_level and t.spoken] for a in annotations}
+    if wanted:
+        patterns = tuple(p.strip() for p in wanted.split(",") if p.strip())
+        chosen = {p: [t for t in ts if _matches(t.name, patterns)] for p, ts in candidates.items()}
+        if not any(chosen.values()):
+            raise SpeechtlError(
+                f"--tier {wanted!r} names no tier with speech in the {len(annotations)} annotation file(s). "
+                f"Fix: one of {_listing(candidates)}"
+            )
+        return chosen
+    if all(len(ts) <= 1 for ts in candidates.values()):
+        return candidates
+    named = {p: [t for t in ts if _matches(t.name, TRANSCRIPT_TIERS)] for p, ts in candidates.items()}
+    if all(named[p] or not ts for p, ts in candidates.items()):
+        return named
+    names = {t.name.lower() for ts in candidates.values() for t in ts}
+    if {"words", "phones"} <= names:
+        raise SpeechtlError(
+            "the annotation files hold word and phone alignments (tiers 'words', 'phones'; a forced aligner's "
+            "output), not utterance transcripts. Fix: give the utterance-level annotations, or --tier words to "
+            "train on each word as an utterance"
+        )
+    several = next(p for p, ts in candidates.items() if len(ts) > 1)
+    raise SpeechtlError(
+        f"{several} and others have several tiers with speech, and none is named like a transcript "
+        f"({', '.join(TRANSCRIPT_TIERS[:6])}, ...): which hold the transcripts? Tiers found: {_listing(candidates)}. "
+        "Fix: --tier NAME, or several: --tier 'A,B' (one speaker's tier each) or a pattern --tier 'tx@*'"
+    )
+
+
+def _listing(candidates: dict[Path, list[Tier]]) -> str:
+    files, intervals = Counter(), Counter()
+    for ts in candidates.values():
+        for t in ts:
+            files[t.name] += 1
+            intervals[t.name] += len(t.spoken)
+    return ", ".join(f"{n!r} ({files[n]} file(s), {intervals[n]} intervals)" for n, _ in files.most_common(12))
+
+
+def speaker_of(tier: Tier, chosen: list[Tier]) -> str | None:
+    """ELAN's participant; else, when a file has several transcript tiers (one a speaker), the tier name
+    (after its '@' in ``tx@SPEAKER``); else unknown."""
+    if tier.speaker:
+        return tier.speaker
+    if len(chosen) > 1:
+        return tier.name.split("@", 1)[1] if "@" in tier.name else tier.name
+    return None

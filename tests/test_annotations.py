@@ -1,0 +1,320 @@
+"""Long recordings with time-aligned transcripts (Praat TextGrid, ELAN .eaf) and JSON-lines manifests
+(NeMo, Hugging Face) through ``speechtl prepare folder``. The sessions are real FSDD digits put one
+after another with pauses, so every segment's audio can be checked against the file it came from."""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from lhotse import RecordingSet, SupervisionSet
+
+from speechtl.cli import main
+from speechtl.data.corpora.annotations import AnnotationError, choose_tiers, read_annotation, read_textgrid
+from speechtl.data.corpora.folder import prepare_folder
+from speechtl.data.corpora.imported import SplitConfig, Utterance, assign_splits
+from speechtl.errors import SpeechtlError
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+PAUSE = 0.4
+
+
+def make_session(out: Path, clips: list[Path]) -> list[tuple[float, float, str, Path]]:
+    """One wav of ``clips`` with pauses between them; ``(start, end, word, clip)`` of each."""
+    parts, spans, t = [np.zeros(int(PAUSE * 8000))], [], PAUSE
+    for c in clips:
+        x, sr = sf.read(c, dtype="float32")
+        assert sr == 8000
+        spans.append((t, t + len(x) / sr, DIGITS[int(c.name[0])], c))
+        parts += [x, np.zeros(int(PAUSE * 8000))]
+        t += len(x) / sr + PAUSE
+    sf.write(out, np.concatenate(parts), 8000)
+    return spans
+
+
+def textgrid(tiers: dict[str, list[tuple[float, float, str]]], xmax: float, short: bool = False) -> str:
+    """A TextGrid as Praat writes it, long or short text format; pauses between the labels as "" intervals."""
+
+    def filled(spans):
+        out, t = [], 0.0
+        for s, e, text in spans:
+            if s > t:
+                out.append((t, s, ""))
+            out.append((s, e, text))
+            t = e
+        return [*out, (t, xmax, "")] if t < xmax else out
+
+    def q(text):
+        return '"' + text.replace('"', '""') + '"'
+
+    if short:
+        lines = [
+            'File type = "ooTextFile"',
+            'Object class = "TextGrid"',
+            "",
+            "0",
+            str(xmax),
+            "<exists>",
+            str(len(tiers)),
+        ]
+        for name, spans in tiers.items():
+            ivs = filled(spans)
+            lines += ['"IntervalTier"', q(name), "0", str(xmax), str(len(ivs))]
+            for s, e, text in ivs:
+                lines += [repr(s), repr(e), q(text)]
+        return "\n".join(lines) + "\n"
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 ", f"xmax = {xmax} "]
+    lines += ["tiers? <exists> ", f"size = {len(tiers)} ", "item []: "]
+    for k, (name, spans) in enumerate(tiers.items(), 1):
+        ivs = filled(spans)
+        lines += [f"    item [{k}]:", '        class = "IntervalTier" ', f"        name = {q(name)} "]
+        lines += ["        xmin = 0 ", f"        xmax = {xmax} ", f"        intervals: size = {len(ivs)} "]
+        for j, (s, e, text) in enumerate(ivs, 1):
+            lines += [f"        intervals [{j}]:", f"            xmin = {s!r} ", f"            xmax = {e!r} "]
+            lines += [f"            text = {q(text)} "]
+    return "\n".join(lines) + "\n"
+
+
+def eaf(tiers: dict[str, tuple[str | None, list[tuple[float, float, str]]]], media: str) -> str:
+    """An ELAN file: each tier (participant, spans) time-aligned, with a symbolic translation tier under each."""
+    slots, annos, n = [], [], 0
+    body = []
+    for name, (who, spans) in tiers.items():
+        ann, trans = [], []
+        for s, e, text in spans:
+            n += 1
+            slots += [f'<TIME_SLOT TIME_SLOT_ID="ts{2 * n - 1}" TIME_VALUE="{round(s * 1000)}"/>']
+            slots += [f'<TIME_SLOT TIME_SLOT_ID="ts{2 * n}" TIME_VALUE="{round(e * 1000)}"/>']
+            ann.append(
+                f'<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a{n}" TIME_SLOT_REF1="ts{2 * n - 1}" '
+                f'TIME_SLOT_REF2="ts{2 * n}"><ANNOTATION_VALUE>{text}</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>'
+            )
+            trans.append(
+                f'<ANNOTATION><REF_ANNOTATION ANNOTATION_ID="r{n}" ANNOTATION_REF="a{n}">'
+                f"<ANNOTATION_VALUE>digit {text}</ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION>"
+            )
+        part = f' PARTICIPANT="{who}"' if who else ""
+        body.append(f'<TIER TIER_ID="{name}" LINGUISTIC_TYPE_REF="utterance"{part}>{"".join(ann)}</TIER>')
+        body.append(
+            f'<TIER TIER_ID="ft@{name}" LINGUISTIC_TYPE_REF="translation" PARENT_REF="{name}">{"".join(trans)}</TIER>'
+        )
+    annos = "".join(body)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ANNOTATION_DOCUMENT AUTHOR="" FORMAT="3.0" VERSION="3.0">'
+        f'<HEADER MEDIA_FILE="" TIME_UNITS="milliseconds"><MEDIA_DESCRIPTOR MEDIA_URL="file:///C:/Users/me/field/{media}" '
+        f'MIME_TYPE="audio/x-wav" RELATIVE_MEDIA_URL="./{media}"/></HEADER>'
+        f"<TIME_ORDER>{''.join(slots)}</TIME_ORDER>{annos}"
+        '<LINGUISTIC_TYPE LINGUISTIC_TYPE_ID="utterance" TIME_ALIGNABLE="true"/>'
+        '<LINGUISTIC_TYPE CONSTRAINTS="Symbolic_Association" LINGUISTIC_TYPE_ID="translation" TIME_ALIGNABLE="false"/>'
+        "</ANNOTATION_DOCUMENT>\n"
+    )
+
+
+def sups_of(out: Path) -> dict[str, dict]:
+    got = {}
+    for split in ("train", "dev", "test"):
+        p = out / f"folder_supervisions_{split}.jsonl.gz"
+        if p.is_file():
+            for s in SupervisionSet.from_file(p):
+                got[s.id] = {"split": split, "sup": s}
+    return got
+
+
+@pytest.fixture
+def sessions(tmp_path, fsdd_dir):
+    """8 sessions of 6 digits, 4 of jackson and 4 of george: (folder, {wav: spans})."""
+    root = tmp_path / "field"
+    root.mkdir()
+    out = {}
+    for k, spk in enumerate(["jackson", "george"]):
+        clips = sorted(fsdd_dir.glob(f"*_{spk}_*.wav"))
+        for j in range(4):
+            wav = root / f"session{4 * k + j:02d}.wav"
+            out[wav] = make_session(wav, clips[j * 37 : j * 37 + 6 * 7 : 7])
+    return root, out
+
+
+def test_textgrid_long_and_short_formats_read_alike(tmp_path):
+    """The long format (UTF-16, as Praat saves a label outside ASCII) and the short one give the same
+    tiers and intervals; a point tier gives none; a label's quote ("") is one quote; lines are named."""
+    spans = {
+        "transcription": [(0.5, 1.25, 'ş "da"'), (2.0, 3.0, "nu")],
+        "notes": [(0.0, 4.0, "interval [1]: xmin = 2")],
+    }
+    long_ = tmp_path / "a.TextGrid"
+    text = textgrid(spans, 4.0)
+    point = (
+        '    item [3]:\n        class = "TextTier"\n        name = "events"\n        xmin = 0\n        xmax = 4\n'
+        '        points: size = 1\n        points [1]:\n            number = 1.5\n            mark = "cough"\n'
+    )
+    long_.write_bytes((text.replace("size = 2 ", "size = 3 ", 1) + point).encode("utf-16"))
+    short = tmp_path / "b.TextGrid"
+    short.write_text(textgrid(spans, 4.0, short=True))
+    a, b = read_textgrid(long_), read_textgrid(short)
+    assert [t.name for t in a.tiers] == ["transcription", "notes"]  # the point tier is left out
+    strip = [[(i.start, i.end, i.text) for i in t.intervals] for t in a.tiers]
+    assert strip == [[(i.start, i.end, i.text) for i in t.intervals] for t in b.tiers]
+    assert [(i.start, i.end, i.text) for i in a.tiers[0].spoken] == [(0.5, 1.25, 'ş "da"'), (2.0, 3.0, "nu")]
+    line = a.tiers[0].spoken[0].where.rsplit(":", 1)[1]
+    assert 'text = "ş ""da"""' in text.splitlines()[int(line) - 1]
+    cut = tmp_path / "c.TextGrid"
+    cut.write_text(textgrid(spans, 4.0)[:-200])
+    with pytest.raises(AnnotationError, match=r"c\.TextGrid.*ends before.*Fix: open it in Praat"):
+        read_textgrid(cut)
+    (tmp_path / "d.TextGrid").write_bytes(b"ooBinaryFile\x08TextGrid")
+    with pytest.raises(AnnotationError, match="binary TextGrid"):
+        read_textgrid(tmp_path / "d.TextGrid")
+
+
+def test_folder_imports_textgrid_and_eaf_sessions(sessions, tmp_path, caplog):
+    """TextGrids beside their wavs (a transcript tier chosen by its name over translation and notes tiers)
+    and .eaf files named unlike their wavs (found by their media link; translations under each tier left
+    out; ELAN's participant is the speaker): one utterance per spoken interval, whose audio is the very
+    clip that was put there, and every segment of a session in one split."""
+    root, spans = sessions
+    for k, (wav, sp) in enumerate(spans.items()):
+        labels = [(s, e, w.upper() + "!") for s, e, w, _ in sp]
+        if k % 2 == 0:
+            tiers = {"Translation": [(s, e, "x") for s, e, _ in labels], "transcription": labels}
+            tiers["notes"] = [(0.0, 0.2, "noise")]
+            wav.with_suffix(".TextGrid").write_bytes(
+                textgrid(tiers, sp[-1][1] + PAUSE, short=k % 4 == 0).encode("utf-16")
+            )
+        else:
+            who = sp[0][3].stem.split("_")[1]
+            (root / f"annotated_{k}.eaf").write_text(eaf({"utterance": (who, labels)}, wav.name))
+    with caplog.at_level(logging.INFO):
+        prepare_folder(root, tmp_path / "out", dev_fraction=0.25, test_fraction=0.25)
+    got = sups_of(tmp_path / "out")
+    assert len(got) == sum(len(sp) for sp in spans.values()) == 48
+    assert (
+        "48 segments from tier(s) 'transcription' (4 file(s)), 'utterance' (4 file(s)); recordings found by its media link 4, beside it 4"
+        in caplog.text
+    )
+    splits_of_session = {}
+    recs = {}
+    for split in ("train", "dev", "test"):
+        recs.update({r.id: r for r in RecordingSet.from_file(tmp_path / "out" / f"folder_recordings_{split}.jsonl.gz")})
+    for wav, sp in spans.items():
+        for s, e, word, _ in sp:
+            uid = f"{wav.stem}-{round(s * 1000):07d}-{round(e * 1000):07d}"
+            sup = got[uid]["sup"]
+            assert sup.text == word and sup.recording_id == wav.stem
+            assert sup.start == pytest.approx(s, abs=1e-3) and sup.duration == pytest.approx(e - s, abs=2e-3)
+            splits_of_session.setdefault(wav, set()).add(got[uid]["split"])
+        speakers = {got[f"{wav.stem}-{round(s * 1000):07d}-{round(e * 1000):07d}"]["sup"].speaker for s, e, _, _ in sp}
+        assert speakers == ({sp[0][3].stem.split("_")[1]} if int(wav.stem[-2:]) % 2 else {None})
+    assert all(len(v) == 1 for v in splits_of_session.values())  # a session is never split
+    assert {next(iter(v)) for v in splits_of_session.values()} == {"train", "dev", "test"}
+    # the audio of one segment is the clip itself
+    wav, sp = next(iter(spans.items()))
+    s, e, _, clip = sp[3]
+    sup = got[f"{wav.stem}-{round(s * 1000):07d}-{round(e * 1000):07d}"]["sup"]
+    audio = recs[wav.stem].load_audio(offset=sup.start, duration=sup.duration)[0]
+    x, _ = sf.read(clip, dtype="float32")
+    n = min(len(x), len(audio))
+    assert n >= len(x) - 16 and np.abs(audio[:n] - x[:n]).max() < 1e-3
+
+
+def test_tier_choice_is_asked_when_it_cannot_be_read_from_the_names(sessions, tmp_path):
+    """Two speakers' tiers named A and B: the error lists them with --tier; --tier 'A,B' imports both,
+    each tier its speaker; word and phone alignments are named as such; a --tier naming nothing is said."""
+    root, spans = sessions
+    for wav, sp in spans.items():
+        tiers = {"A": [(s, e, w) for s, e, w, _ in sp[:3]], "B": [(s, e, w) for s, e, w, _ in sp[3:]]}
+        wav.with_suffix(".TextGrid").write_text(textgrid(tiers, sp[-1][1] + PAUSE))
+    with pytest.raises(SpeechtlError, match=r"several tiers.*'A' \(8 file\(s\), 24 intervals\).*Fix: --tier NAME"):
+        prepare_folder(root, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert main(["prepare", "folder", "--corpus-dir", str(root), "--output-dir", str(tmp_path / "out"),
+                 "--tier", "a,b"]) == 0  # fmt: skip
+    got = sups_of(tmp_path / "out")
+    assert len(got) == 48 and {g["sup"].speaker for g in got.values()} == {"A", "B"}
+    with pytest.raises(SpeechtlError, match=r"--tier 'tx@\*' names no tier.*'A'"):
+        prepare_folder(root, tmp_path / "out2", tier="tx@*")
+    wav, sp = next(iter(spans.items()))
+    ann = tmp_path / "mfa.TextGrid"
+    ann.write_text(
+        textgrid({"words": [(s, e, w) for s, e, w, _ in sp], "phones": [(s, e, "a") for s, e, _, _ in sp]}, 9)
+    )
+    with pytest.raises(SpeechtlError, match="word and phone alignments"):
+        choose_tiers([read_annotation(ann)], None)
+
+
+def test_bad_and_unmatched_annotations_are_named_and_skippable(sessions, tmp_path):
+    """A cut-short TextGrid, an .eaf that is not XML and a TextGrid without its recording stop the import,
+    each named with its file (and line) and the fix; --skip-bad imports the rest, listing them."""
+    root, spans = sessions
+    wavs = list(spans)
+    for wav, sp in spans.items():
+        wav.with_suffix(".TextGrid").write_text(textgrid({"text": [(s, e, w) for s, e, w, _ in sp]}, sp[-1][1] + PAUSE))
+    wavs[0].with_suffix(".TextGrid").write_text(textgrid({"text": [(0.4, 0.9, "one")]}, 9.0)[:-60])
+    wavs[1].with_suffix(".TextGrid").unlink()
+    (root / "session01.eaf").write_text("<ANNOTATION_DOCUMENT><TIER>")
+    (root / "orphan.TextGrid").write_text(textgrid({"text": [(0.4, 0.9, "one")]}, 2.0))
+    with pytest.raises(SpeechtlError) as err:
+        prepare_folder(root, tmp_path / "out")
+    msg = str(err.value)
+    assert "session00.TextGrid: bad-annotation: it ends before" in msg and "Save as text file" in msg
+    assert "session01.eaf: bad-annotation: not well-formed XML" in msg
+    assert "orphan.TextGrid: missing-audio: no audio file is named 'orphan'" in msg
+    assert "session01.wav: no-transcript" in msg and "session00.wav: no-transcript" in msg
+    prepare_folder(root, tmp_path / "out", skip_bad_audio=True)
+    assert len(sups_of(tmp_path / "out")) == 36
+    bad = (tmp_path / "out" / "bad_audio.txt").read_text()
+    assert "orphan.TextGrid\tmissing-audio" in bad and "session00.wav\tno-transcript" in bad
+
+
+def test_nemo_and_hugging_face_json_lines_manifests(sessions, fsdd_dir, tmp_path, caplog):
+    """NeMo's manifest written on another machine (absolute paths that are not here, offset/duration
+    segments of the sessions) and Hugging Face's metadata.jsonl (file_name, transcription)."""
+    root, spans = sessions
+    rows = []
+    for wav, sp in list(spans.items())[:4]:
+        for s, e, w, _ in sp:
+            rows.append({"audio_filepath": f"/mnt/cluster/data/field/{wav.name}", "offset": s, "duration": e - s,
+                         "text": w, "speaker": "spk" + wav.stem[-1]})  # fmt: skip
+    for wav, sp in list(spans.items())[4:]:
+        wav.with_suffix(".txt").write_text(" ".join(w for _, _, w, _ in sp))  # whole-file transcripts
+    (root / "train_manifest.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clips = sorted(fsdd_dir.glob("*_lucas_*.wav"))[:6]
+    (root / "test").mkdir()
+    for c in clips:
+        sf.write(root / "test" / c.name, sf.read(c)[0], 8000)
+    meta = "".join(json.dumps({"file_name": c.name, "transcription": DIGITS[int(c.name[0])]}) + "\n" for c in clips)
+    (root / "test" / "metadata.jsonl").write_text(meta)
+    with caplog.at_level(logging.INFO):
+        prepare_folder(root, tmp_path / "out")
+    got = sups_of(tmp_path / "out")
+    assert "24 audio path(s) from another machine matched here" in caplog.text
+    assert "segments by offset/duration" in caplog.text
+    segs = [g for g in got.values() if g["sup"].recording_id != g["sup"].id]
+    assert len(segs) == 24 and {g["sup"].speaker for g in segs} == {"spk0", "spk1", "spk2", "spk3"}
+    first = next(iter(spans.values()))[0]
+    assert any(g["sup"].start == pytest.approx(first[0], abs=1e-3) and g["sup"].text == first[2] for g in segs)
+    assert {got[c.stem]["split"] for c in clips} == {"test"}
+    assert all(got[c.stem]["sup"].text == DIGITS[int(c.name[0])] for c in clips)
+    assert {got[w.stem]["split"] for w in list(spans)[4:]} <= {"train", "dev"}
+
+
+def test_segments_of_a_recording_stay_together_without_speakers():
+    """Speakers unknown: a recording's segments go to one split (no session heard in train and test),
+    unless whole recordings would starve train; then utterance by utterance, with a warning."""
+    utts = [
+        Utterance(f"r{r}-{k}", f"r{r}.wav", "a", "x", recording_id=f"r{r}", start=k)
+        for r in range(10)
+        for k in range(5)
+    ]
+    line = assign_splits(utts, SplitConfig(dev_fraction=0.1, test_fraction=0.1))
+    assert "by recording (speakers unknown)" in line
+    for r in range(10):
+        assert len({u.split for u in utts if u.recording_id == f"r{r}"}) == 1
+    few = [
+        Utterance(f"r{r}-{k}", f"r{r}.wav", "a", "x", recording_id=f"r{r}", start=k)
+        for r in range(3)
+        for k in range(20)
+    ]
+    assert "by utterance" in assign_splits(few, SplitConfig(dev_fraction=0.1, test_fraction=0.1))
+    assert sum(u.split == "train" for u in few) == 48  # not one recording of 20 (whole recordings: 1 each)
