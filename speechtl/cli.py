@@ -513,6 +513,10 @@ def cmd_transcribe(a):
     from speechtl.decode.transcribe import transcribe
 
     a.files = audio_files(a.files)
+    if a.textgrid_dir is not None:
+        from speechtl.atomic import writable_dir
+
+        writable_dir(a.textgrid_dir, "--textgrid-dir")  # before any decoding, not after it
     if a.max_seconds is None:
         a.max_seconds = DEFAULT_MAX_SECONDS
     if a.onnx is not None:
@@ -527,13 +531,28 @@ def cmd_transcribe(a):
     for r in results:
         if r.error is not None:
             failed += 1
-        elif a.segments:
+            continue
+        if a.textgrid_dir is not None:
+            write_pieces_textgrid(a.textgrid_dir, r)
+        if a.segments:
             for p in r.pieces:
                 print(f"{r.path}\t{p.start:.2f}\t{p.end:.2f}\t{' '.join(p.words)}", flush=True)
         else:
             print(f"{r.path}\t{' '.join(r.words)}", flush=True)
     if failed:
         raise SpeechtlError(f"{failed} of {len(a.files)} file(s) could not be read (see above)")
+
+
+def write_pieces_textgrid(out_dir: Path, r) -> Path:
+    """``OUT/<stem>.TextGrid`` of one transcribed file: a ``speechtl`` tier of its pieces' words, to
+    correct in Praat or ELAN and import again as a transcript (``speechtl prepare folder``)."""
+    from speechtl.data.corpora.annotations import write_textgrid
+
+    spans = [(p.start, p.end, " ".join(p.words)) for p in r.pieces]
+    xmax = max((p.end for p in r.pieces), default=0.0)
+    path = write_textgrid(out_dir / f"{r.path.stem}.TextGrid", {"speechtl": spans}, xmax)
+    logging.info(f"{r.path}: {len(spans)} piece(s) -> {path}")
+    return path
 
 
 def cmd_vtln(a):
@@ -999,6 +1018,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_bool,
         default=False,
         help="print 'file<TAB>start<TAB>end<TAB>words' per piece (seconds) instead of one line per file",
+    )
+    s.add_argument(
+        "--textgrid-dir",
+        type=Path,
+        default=None,
+        help="also write DIR/<stem>.TextGrid per file: its pieces' words on a tier 'speechtl' (Praat, ELAN)",
     )
     s.add_argument("files", type=Path, nargs="+", help="audio files, or folders of them (searched recursively)")
     s.set_defaults(func=cmd_transcribe)

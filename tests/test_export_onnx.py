@@ -330,6 +330,7 @@ def test_long_recordings_are_transcribed_in_pieces(yesno_system, yesno_dir, tmp_
     import soundfile as sf
 
     from speechtl.cli import main
+    from speechtl.data.corpora.annotations import read_textgrid
     from speechtl.decode.transcribe import transcribe
 
     _, ckpt, lang, _, onnx_dir = yesno_system
@@ -356,7 +357,14 @@ def test_long_recordings_are_transcribed_in_pieces(yesno_system, yesno_dir, tmp_
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert main(["transcribe", "--model-dir", str(ckpt), "--lang-dir", str(lang.dir), "--decoding", "greedy",
-                     "--max-seconds", str(limit), "--segments", "true", str(long_wav)]) == 0  # fmt: skip
+                     "--max-seconds", str(limit), "--segments", "true", "--textgrid-dir", str(tmp_path / "tg"),
+                     str(long_wav)]) == 0  # fmt: skip
+    [tier] = read_textgrid(tmp_path / "tg" / "long.TextGrid").tiers  # for Praat and ELAN: the pieces on a tier
+    assert tier.name == "speechtl" and tier.intervals[-1].end == pytest.approx(len(long_wave) / 8000, abs=1e-3)
+    spoken = [(p.start, p.end, " ".join(p.words)) for p in whole.pieces if p.words]
+    assert [(i.start, i.end, i.text) for i in tier.spoken] == [
+        (pytest.approx(a, abs=1e-5), pytest.approx(b, abs=1e-5), t) for a, b, t in spoken
+    ]
     rows = [ln.split("\t") for ln in buf.getvalue().splitlines()]
     assert [(float(s), float(e)) for _, s, e, _ in rows] == [(round(p.start, 2), round(p.end, 2)) for p in whole.pieces]
     assert [r[3].split() for r in rows] == [list(p.words) for p in whole.pieces]

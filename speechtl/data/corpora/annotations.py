@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import unquote, urlparse
 
+from speechtl.atomic import atomic_open
 from speechtl.data.validate import FIXES
 from speechtl.errors import SpeechtlError
 
@@ -288,3 +289,33 @@ def speaker_of(tier: Tier, chosen: list[Tier]) -> str | None:
     if len(chosen) > 1:
         return tier.name.split("@", 1)[1] if "@" in tier.name else tier.name
     return None
+
+
+def write_textgrid(path: Path, tiers: dict[str, list[tuple[float, float, str]]], xmax: float) -> Path:
+    """A TextGrid (long text format, UTF-8) with one interval tier per ``tiers`` item; the stretches
+    between and around the given intervals become empty intervals, as Praat's tiers tile the
+    recording. Praat and ELAN (File > Import > Praat TextGrid) open it for correction, and
+    :func:`read_textgrid` reads it back."""
+
+    def q(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {xmax:.6g}"]
+    lines += ["tiers? <exists>", f"size = {len(tiers)}", "item []:"]
+    for k, (name, spans) in enumerate(tiers.items(), 1):
+        tiled, t = [], 0.0
+        for start, end, text in sorted(spans):
+            if start > t + 1e-9:
+                tiled.append((t, start, ""))
+            tiled.append((max(start, t), end, text))
+            t = end
+        if xmax > t + 1e-9 or not tiled:
+            tiled.append((t, xmax, ""))
+        lines += [f"    item [{k}]:", '        class = "IntervalTier"', f"        name = {q(name)}"]
+        lines += ["        xmin = 0", f"        xmax = {xmax:.6g}", f"        intervals: size = {len(tiled)}"]
+        for j, (a, b, text) in enumerate(tiled, 1):
+            lines += [f"        intervals [{j}]:", f"            xmin = {a:.6g}", f"            xmax = {b:.6g}"]
+            lines.append(f"            text = {q(text)}")
+    with atomic_open(path) as f:
+        f.write("\n".join(lines) + "\n")
+    return path
