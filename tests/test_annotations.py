@@ -77,35 +77,48 @@ def textgrid(tiers: dict[str, list[tuple[float, float, str]]], xmax: float, shor
     return "\n".join(lines) + "\n"
 
 
-def eaf(tiers: dict[str, tuple[str | None, list[tuple[float, float, str]]]], media: str) -> str:
-    """An ELAN file: each tier (participant, spans) time-aligned, with a symbolic translation tier under each."""
-    slots, annos, n = [], [], 0
-    body = []
+def eaf(tiers: dict[str, tuple[str | None, list[tuple[float, float, str]]]], media: str, ref: bool = False) -> str:
+    """An ELAN file: each tier (participant, spans) time-aligned, with a symbolic translation tier under it;
+    ``ref``: the field-linguistics layout instead, a time-aligned ``ref@`` tier of utterance numbers with the
+    transcription ``tx@`` and the translation ``ft@`` as symbolic tiers under it."""
+    slots, body, n = [], [], 0
+
+    def aligned(aid, s1, s2, value):
+        return (
+            f'<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="{aid}" TIME_SLOT_REF1="{s1}" TIME_SLOT_REF2="{s2}">'
+            f"<ANNOTATION_VALUE>{value}</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>"
+        )
+
+    def symbolic(aid, parent, value):
+        return (
+            f'<ANNOTATION><REF_ANNOTATION ANNOTATION_ID="{aid}" ANNOTATION_REF="{parent}">'
+            f"<ANNOTATION_VALUE>{value}</ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION>"
+        )
+
+    def tier(tid, items, parent=None, who=None):
+        attrs = (f' PARENT_REF="{parent}"' if parent else "") + (f' PARTICIPANT="{who}"' if who else "")
+        kind = "translation" if parent else "utterance"
+        return f'<TIER TIER_ID="{tid}" LINGUISTIC_TYPE_REF="{kind}"{attrs}>{"".join(items)}</TIER>'
+
     for name, (who, spans) in tiers.items():
-        ann, trans = [], []
-        for s, e, text in spans:
+        top, words, trans = [], [], []
+        for k, (s, e, text) in enumerate(spans):
             n += 1
             slots += [f'<TIME_SLOT TIME_SLOT_ID="ts{2 * n - 1}" TIME_VALUE="{round(s * 1000)}"/>']
             slots += [f'<TIME_SLOT TIME_SLOT_ID="ts{2 * n}" TIME_VALUE="{round(e * 1000)}"/>']
-            ann.append(
-                f'<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a{n}" TIME_SLOT_REF1="ts{2 * n - 1}" '
-                f'TIME_SLOT_REF2="ts{2 * n}"><ANNOTATION_VALUE>{text}</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>'
-            )
-            trans.append(
-                f'<ANNOTATION><REF_ANNOTATION ANNOTATION_ID="r{n}" ANNOTATION_REF="a{n}">'
-                f"<ANNOTATION_VALUE>digit {text}</ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION>"
-            )
-        part = f' PARTICIPANT="{who}"' if who else ""
-        body.append(f'<TIER TIER_ID="{name}" LINGUISTIC_TYPE_REF="utterance"{part}>{"".join(ann)}</TIER>')
-        body.append(
-            f'<TIER TIER_ID="ft@{name}" LINGUISTIC_TYPE_REF="translation" PARENT_REF="{name}">{"".join(trans)}</TIER>'
-        )
-    annos = "".join(body)
+            top.append(aligned(f"a{n}", f"ts{2 * n - 1}", f"ts{2 * n}", f"{k:03d}" if ref else text))
+            words.append(symbolic(f"w{n}", f"a{n}", text))
+            trans.append(symbolic(f"r{n}", f"a{n}", f"digit {text}"))
+        top_name = f"ref@{name}" if ref else name
+        body.append(tier(top_name, top, who=who))
+        if ref:
+            body.append(tier(f"tx@{name}", words, parent=top_name))
+        body.append(tier(f"ft@{name}", trans, parent=top_name))
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<ANNOTATION_DOCUMENT AUTHOR="" FORMAT="3.0" VERSION="3.0">'
         f'<HEADER MEDIA_FILE="" TIME_UNITS="milliseconds"><MEDIA_DESCRIPTOR MEDIA_URL="file:///C:/Users/me/field/{media}" '
         f'MIME_TYPE="audio/x-wav" RELATIVE_MEDIA_URL="./{media}"/></HEADER>'
-        f"<TIME_ORDER>{''.join(slots)}</TIME_ORDER>{annos}"
+        f"<TIME_ORDER>{''.join(slots)}</TIME_ORDER>{''.join(body)}"
         '<LINGUISTIC_TYPE LINGUISTIC_TYPE_ID="utterance" TIME_ALIGNABLE="true"/>'
         '<LINGUISTIC_TYPE CONSTRAINTS="Symbolic_Association" LINGUISTIC_TYPE_ID="translation" TIME_ALIGNABLE="false"/>'
         "</ANNOTATION_DOCUMENT>\n"
@@ -171,7 +184,8 @@ def test_textgrid_long_and_short_formats_read_alike(tmp_path):
 def test_folder_imports_textgrid_and_eaf_sessions(sessions, tmp_path, caplog):
     """TextGrids beside their wavs (a transcript tier chosen by its name over translation and notes tiers)
     and .eaf files named unlike their wavs (found by their media link; translations under each tier left
-    out; ELAN's participant is the speaker): one utterance per spoken interval, whose audio is the very
+    out; half with the words on a symbolic tx@ tier under a ref@ tier of numbers; ELAN's participant, given
+    on the top tier, is the speaker): one utterance per spoken interval, whose audio is the very
     clip that was put there, and every segment of a session in one split."""
     root, spans = sessions
     for k, (wav, sp) in enumerate(spans.items()):
@@ -184,13 +198,13 @@ def test_folder_imports_textgrid_and_eaf_sessions(sessions, tmp_path, caplog):
             )
         else:
             who = sp[0][3].stem.split("_")[1]
-            (root / f"annotated_{k}.eaf").write_text(eaf({"utterance": (who, labels)}, wav.name))
+            (root / f"annotated_{k}.eaf").write_text(eaf({"utterance": (who, labels)}, wav.name, ref=k % 4 == 3))
     with caplog.at_level(logging.INFO):
         prepare_folder(root, tmp_path / "out", dev_fraction=0.25, test_fraction=0.25)
     got = sups_of(tmp_path / "out")
     assert len(got) == sum(len(sp) for sp in spans.values()) == 48
     assert (
-        "48 segments from tier(s) 'transcription' (4 file(s)), 'utterance' (4 file(s)); recordings found by its media link 4, beside it 4"
+        "48 segments from tier(s) 'transcription' (4 file(s)), 'tx@utterance' (2 file(s)), 'utterance' (2 file(s)); recordings found by its media link 4, beside it 4"
         in caplog.text
     )
     splits_of_session = {}

@@ -197,8 +197,11 @@ def _media_names(root: ET.Element, path: Path) -> list[str]:
 
 
 def read_eaf(path: Path) -> Annotation:
-    """The time-aligned tiers of an ELAN file; symbolic (translation, gloss) tiers have no intervals of
-    their own and are left out, and a tier with a parent is not top-level."""
+    """The tiers of an ELAN file, each as intervals. A time-aligned annotation has its slots' times (one
+    whose slot ELAN interpolates, inside a time subdivision, has none and is left out); a symbolic one
+    (a transcription under a reference tier, a translation, the words of a symbolic subdivision) takes
+    its parent's span, and the annotations sharing a span are joined in order. A tier with a parent is
+    not top-level."""
     try:
         root = ET.fromstring(path.read_bytes())  # expat reads the declared encoding and a byte-order mark
     except ET.ParseError as e:
@@ -211,16 +214,50 @@ def read_eaf(path: Path) -> Annotation:
     for s in root.iter("TIME_SLOT"):
         v = s.get("TIME_VALUE")
         slots[s.get("TIME_SLOT_ID", "")] = int(v) / 1000 if v not in (None, "") else None
+    spans: dict[str, tuple[float, float] | None] = {}  # annotation id -> its span
+    parent_of: dict[str, str] = {}  # symbolic annotation id -> the annotation it refers to
+    for a in root.iter("ALIGNABLE_ANNOTATION"):
+        start, end = slots.get(a.get("TIME_SLOT_REF1", "")), slots.get(a.get("TIME_SLOT_REF2", ""))
+        spans[a.get("ANNOTATION_ID", "")] = (start, end) if start is not None and end is not None else None
+    for a in root.iter("REF_ANNOTATION"):
+        parent_of[a.get("ANNOTATION_ID", "")] = a.get("ANNOTATION_REF", "")
+
+    def span_of(aid: str) -> tuple[float, float] | None:
+        seen = set()
+        while aid in parent_of and aid not in seen:  # up the chain of symbolic parents to a time-aligned one
+            seen.add(aid)
+            aid = parent_of[aid]
+        return spans.get(aid)
+
+    participant = {t.get("TIER_ID", ""): t.get("PARTICIPANT") for t in root.iter("TIER")}
+    parent_tier = {t.get("TIER_ID", ""): t.get("PARENT_REF") for t in root.iter("TIER") if t.get("PARENT_REF")}
+
+    def speaker(tid: str) -> str | None:  # a dependent tier's participant is often only on its top tier
+        seen = set()
+        while not participant.get(tid) and tid in parent_tier and tid not in seen:
+            seen.add(tid)
+            tid = parent_tier[tid]
+        return participant.get(tid) or None
+
     tiers = []
     for t in root.iter("TIER"):
-        tier = Tier(t.get("TIER_ID", ""), speaker=t.get("PARTICIPANT") or None, top_level=not t.get("PARENT_REF"))
-        for a in t.iter("ALIGNABLE_ANNOTATION"):
-            start, end = slots.get(a.get("TIME_SLOT_REF1", "")), slots.get(a.get("TIME_SLOT_REF2", ""))
-            if start is None or end is None:  # a slot ELAN interpolates (a subdivision): no time of its own
+        tid = t.get("TIER_ID", "")
+        tier = Tier(tid, speaker=speaker(tid), top_level=tid not in parent_tier)
+        joined: dict[tuple[float, float], list[tuple[str, str]]] = {}
+        for a in t.iter("ANNOTATION"):
+            inner = next(iter(a), None)
+            if inner is None:
                 continue
-            value = a.find("ANNOTATION_VALUE")
-            text = value.text if value is not None and value.text else ""
-            tier.intervals.append(Interval(start, end, text, f"{path} (tier {tier.name}, {a.get('ANNOTATION_ID')})"))
+            span = span_of(inner.get("ANNOTATION_ID", ""))
+            if span is None:
+                continue
+            value = inner.find("ANNOTATION_VALUE")
+            text = value.text.strip() if value is not None and value.text else ""
+            joined.setdefault(span, []).append((text, inner.get("ANNOTATION_ID", "")))
+        for (start, end), parts in joined.items():
+            text = " ".join(x for x, _ in parts if x)
+            tier.intervals.append(Interval(start, end, text, f"{path} (tier {tier.name}, {parts[0][1]})"))
+        tier.intervals.sort(key=lambda i: (i.start, i.end))
         if tier.intervals:
             tiers.append(tier)
     return Annotation(path, tiers, _media_names(root, path))
@@ -239,10 +276,11 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 def choose_tiers(annotations: list[Annotation], wanted: str | None) -> dict[Path, list[Tier]]:
     """The transcript tiers of each file: ``wanted`` (``--tier``: names or shell patterns, comma-separated,
-    any case: ``'A,B'``, ``'tx@*'``); else the one top-level tier with speech when each file has one;
-    else the tiers named like a transcript (:data:`TRANSCRIPT_TIERS`). Anything else is a question only
-    the user can answer: the error lists the tiers found, with the ``--tier`` that picks them."""
-    candidates = {a.path: [t for t in a.tiers if t.top_level and t.spoken] for a in annotations}
+    any case: ``'A,B'``, ``'tx@*'``); else, file by file, the tiers named like a transcript
+    (:data:`TRANSCRIPT_TIERS`, top-level or not: ELAN's ``tx@A`` under a reference tier ``ref@A``),
+    or else the file's one top-level tier with speech. Anything else is a question only the user can
+    answer: the error lists the tiers found, with the ``--tier`` that picks them."""
+    candidates = {a.path: [t for t in a.tiers if t.spoken] for a in annotations}
     if wanted:
         patterns = tuple(p.strip() for p in wanted.split(",") if p.strip())
         chosen = {p: [t for t in ts if _matches(t.name, patterns)] for p, ts in candidates.items()}
@@ -252,22 +290,26 @@ def choose_tiers(annotations: list[Annotation], wanted: str | None) -> dict[Path
                 f"Fix: one of {_listing(candidates)}"
             )
         return chosen
-    if all(len(ts) <= 1 for ts in candidates.values()):
-        return candidates
-    named = {p: [t for t in ts if _matches(t.name, TRANSCRIPT_TIERS)] for p, ts in candidates.items()}
-    if all(named[p] or not ts for p, ts in candidates.items()):
-        return named
-    names = {t.name.lower() for ts in candidates.values() for t in ts}
+    chosen, unresolved = {}, []
+    for p, ts in candidates.items():
+        named = [t for t in ts if _matches(t.name, TRANSCRIPT_TIERS)]
+        top = [t for t in ts if t.top_level]
+        chosen[p] = named or (top if len(top) == 1 else [])
+        if ts and not chosen[p]:
+            unresolved.append(p)
+    if not unresolved:
+        return chosen
+    names = {t.name.lower() for p in unresolved for t in candidates[p]}
     if {"words", "phones"} <= names:
         raise SpeechtlError(
-            "the annotation files hold word and phone alignments (tiers 'words', 'phones'; a forced aligner's "
+            f"{unresolved[0]} holds word and phone alignments (tiers 'words', 'phones'; a forced aligner's "
             "output), not utterance transcripts. Fix: give the utterance-level annotations, or --tier words to "
             "train on each word as an utterance"
         )
-    several = next(p for p, ts in candidates.items() if len(ts) > 1)
     raise SpeechtlError(
-        f"{several} and others have several tiers with speech, and none is named like a transcript "
-        f"({', '.join(TRANSCRIPT_TIERS[:6])}, ...): which hold the transcripts? Tiers found: {_listing(candidates)}. "
+        f"{unresolved[0]}{f' and {len(unresolved) - 1} other(s)' if len(unresolved) > 1 else ''} have several "
+        f"tiers with speech, and none is named like a transcript ({', '.join(TRANSCRIPT_TIERS[:6])}, ...): which "
+        f"hold the transcripts? Tiers found: {_listing({p: candidates[p] for p in unresolved})}. "
         "Fix: --tier NAME, or several: --tier 'A,B' (one speaker's tier each) or a pattern --tier 'tx@*'"
     )
 
