@@ -190,8 +190,9 @@ def test_folder_imports_textgrid_and_eaf_sessions(sessions, tmp_path, caplog):
     root, spans = sessions
     for k, (wav, sp) in enumerate(spans.items()):
         labels = [(s, e, w.upper() + "!") for s, e, w, _ in sp]
-        if k % 2 == 0:
-            tiers = {"Translation": [(s, e, "x") for s, e, _ in labels], "transcription": labels}
+        if k % 2 == 0:  # non-speech marks: an interval of a tag alone is no utterance, a tag is no word
+            marked = [(0.05, 0.3, "[noise]"), (labels[0][0], labels[0][1], "<laugh> " + labels[0][2]), *labels[1:]]
+            tiers = {"Translation": [(s, e, "x") for s, e, _ in labels], "transcription": marked}
             tiers["notes"] = [(0.0, 0.2, "noise")]
             wav.with_suffix(".TextGrid").write_bytes(
                 textgrid(tiers, sp[-1][1] + PAUSE, short=k % 4 == 0).encode("utf-16")
@@ -203,6 +204,7 @@ def test_folder_imports_textgrid_and_eaf_sessions(sessions, tmp_path, caplog):
         prepare_folder(root, tmp_path / "out", dev_fraction=0.25, test_fraction=0.25)
     got = sups_of(tmp_path / "out")
     assert len(got) == sum(len(sp) for sp in spans.values()) == 48
+    assert "4 non-speech and unknown-word token(s) left out of the transcripts" in caplog.text
     assert (
         "48 segments from tier(s) 'transcription' (4 file(s)), 'tx@utterance' (2 file(s)), 'utterance' (2 file(s)); recordings found by its media link 4, beside it 4"
         in caplog.text

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import unquote, urlparse
 
 from speechtl.atomic import atomic_open
+from speechtl.data.corpora.imported import TAG
 from speechtl.data.validate import FIXES
 from speechtl.errors import SpeechtlError
 
@@ -70,8 +71,13 @@ class Tier:
 
     @property
     def spoken(self) -> list[Interval]:
-        """The intervals with speech: neither empty nor a pause label."""
-        return [i for i in self.intervals if i.text.strip() and i.text.strip().lower() not in PAUSE_LABELS]
+        """The intervals with speech: neither empty, nor a pause label, nor only non-speech tags
+        (``[noise]``, ``<laugh>``; :data:`~speechtl.data.corpora.imported.TAG`)."""
+        return [
+            i
+            for i in self.intervals
+            if i.text.strip().lower() not in PAUSE_LABELS and not all(TAG.fullmatch(w) for w in i.text.split())
+        ]
 
 
 @dataclass

@@ -54,9 +54,11 @@ from speechtl.data.corpora.imported import (
     Utterance,
     build_corpus,
     draw_missing_splits,
+    drop_tags,
     import_options,
     read_lines,
     safe_id,
+    say_dropped_tags,
     split_of_split_dir,
 )
 from speechtl.data.validate import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS, Report
@@ -551,6 +553,10 @@ def prepare_folder(
         entries += annotation_entries(corpus_dir, annotation_files, audio, keys, report, tier)
     elif tier:
         raise SpeechtlError(f"--tier {tier!r}: no TextGrid or .eaf file under {corpus_dir}. Fix: drop --tier")
+    tags: Counter[str] = Counter()
+    for e in entries:
+        e.text = drop_tags(e.text, tags)
+    say_dropped_tags(str(corpus_dir), tags)
     utt2spk: dict[str, str] = {}
     for path in utt2spk_files:
         utt2spk.update(read_utt2spk(path, report))

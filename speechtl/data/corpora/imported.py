@@ -150,6 +150,33 @@ def read_lines(path: Path, report: Report) -> Iterator[tuple[int, str]]:
             yield n, line.rstrip("\r\n")
 
 
+#: Transcripts' tokens that are not words: Kaldi's <UNK>, <NOISE>, <sil>, [noise], [laughter]; the
+#: same marks in annotations (<laugh>, [cough]).
+TAG = re.compile(r"<[^<>\s]+>|\[[^\[\]\s]+\]")
+
+
+def drop_tags(text: str, seen: Counter[str]) -> str:
+    """``text`` without its whole-word tags (:data:`TAG`), each counted in ``seen``. Left in,
+    normalization took their brackets away and ``<UNK>``, ``[noise]`` became the words unk, noise,
+    trained on and scored."""
+    kept = []
+    for w in text.split():
+        if TAG.fullmatch(w):
+            seen[w] += 1
+        else:
+            kept.append(w)
+    return " ".join(kept)
+
+
+def say_dropped_tags(where: str, tags: Counter[str]) -> None:
+    if tags:
+        logging.warning(
+            f"{where}: {sum(tags.values())} non-speech and unknown-word token(s) left out of the transcripts, "
+            f"as Kaldi's lexicons map them to silence or <unk>: {', '.join(f'{t} {n}' for t, n in tags.most_common(8))}"
+            " (an utterance of nothing else is then empty-text)"
+        )
+
+
 def safe_id(text: str) -> str:
     """An id usable in Kaldi files and file names: whitespace and slashes become ``_``."""
     return re.sub(r"[\s/\\]+", "_", text.strip())

@@ -41,10 +41,12 @@ from speechtl.data.corpora.imported import (
     Utterance,
     build_corpus,
     draw_missing_splits,
+    drop_tags,
     import_options,
     is_derived_copy,
     part_splits,
     read_lines,
+    say_dropped_tags,
     split_of_split_dir,
 )
 from speechtl.data.validate import Report
@@ -116,23 +118,6 @@ def data_dirs(corpus_dir: Path) -> list[tuple[str | None, Path]]:
             "--corpus-dir at one dir."
         )
     return out
-
-
-#: Kaldi transcripts' tokens that are not words: <UNK>, <unk>, <NOISE>, <sil>, [noise], [laughter], ...
-TAG = re.compile(r"<[^<>\s]+>|\[[^\[\]\s]+\]")
-
-
-def drop_tags(text: str, seen: Counter[str]) -> str:
-    """``text`` without its whole-word Kaldi tags (:data:`TAG`), each counted in ``seen``. Left in,
-    normalization took their brackets away and ``<UNK>``, ``[noise]`` became the words unk, noise,
-    trained on and scored."""
-    kept = []
-    for w in text.split():
-        if TAG.fullmatch(w):
-            seen[w] += 1
-        else:
-            kept.append(w)
-    return " ".join(kept)
 
 
 #: A wav.scp entry that is an offset into a Kaldi archive: ``wav.ark:1234``.
@@ -209,12 +194,7 @@ def read_data_dir(d: Path, split: str | None, report: Report) -> list[Utterance]
                 language=lang.get(uid, (None,))[0],
             )
         )
-    if tags:
-        logging.warning(
-            f"{d / 'text'}: {sum(tags.values())} non-speech and unknown-word token(s) left out of the transcripts, "
-            f"as Kaldi's lexicons map them to silence or <unk>: {', '.join(f'{t} {n}' for t, n in tags.most_common(8))}"
-            " (an utterance of nothing else is then empty-text)"
-        )
+    say_dropped_tags(str(d / "text"), tags)
     known = {u.id for u in utts}
     for uid, (_, where) in texts.items():
         if uid not in known and not (segments and uid in segments):
