@@ -334,3 +334,23 @@ def test_segments_of_a_recording_stay_together_without_speakers():
     ]
     assert "by utterance" in assign_splits(few, SplitConfig(dev_fraction=0.1, test_fraction=0.1))
     assert sum(u.split == "train" for u in few) == 48  # not one recording of 20 (whole recordings: 1 each)
+
+
+def test_speakers_of_one_recording_are_dealt_together():
+    """Two speakers' tiers of one session: speaker-disjoint splits deal both speakers together, so the
+    session is never half in train and half in test (before, it was at some seeds); recordings of one
+    speaker each are dealt by speaker as before."""
+    utts = []
+    for r in range(12):  # sessions 0-5: two speakers each (a pair of their own); 6-11: one speaker each
+        pair = [f"p{r}a", f"p{r}b"] if r < 6 else [f"s{r}"]
+        utts += [
+            Utterance(f"r{r}-{k}", f"r{r}.wav", "a", "x", pair[k % len(pair)], recording_id=f"r{r}") for k in range(6)
+        ]
+    for seed in range(8):
+        for u in utts:
+            u.split = None
+        line = assign_splits(utts, SplitConfig(dev_fraction=0.15, test_fraction=0.15, seed=seed))
+        assert "speaker-disjoint" in line
+        for r in range(12):
+            assert len({u.split for u in utts if u.recording_id == f"r{r}"}) == 1, (seed, r)
+        assert {u.split for u in utts} == {"train", "dev", "test"}

@@ -276,6 +276,39 @@ def _deal_by_recording(todo: Sequence[Utterance], cfg: SplitConfig) -> tuple[str
     return "utterance", _deal({u.id: [u] for u in todo}, cfg)
 
 
+def _speaker_groups(todo: Sequence[Utterance]) -> dict[str, list[Utterance]]:
+    """Utterances by speaker, where speakers heard in one recording (a conversation, an interview: two
+    speakers' tiers of one session) are one group, named by its first speaker: dealt together, a
+    session is never in two splits. Without such recordings, one group per speaker."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    speakers_of: dict[str, set[str]] = defaultdict(set)
+    for u in todo:
+        speakers_of[u.rec_id].add(u.speaker)
+    for spk in speakers_of.values():
+        first = min(spk)
+        for other in spk:
+            a, b = root(first), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[str, list[Utterance]] = defaultdict(list)
+    for u in todo:
+        groups[root(u.speaker)].append(u)
+    shared = sum(1 for spk in speakers_of.values() if len(spk) > 1)
+    if shared:
+        logging.info(
+            f"{shared} recording(s) hold several speakers: speakers heard in one recording are dealt together "
+            f"({len(groups)} groups of {len({u.speaker for u in todo})} speakers), so no session is in two splits"
+        )
+    return groups
+
+
 def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
     """Give dev/test to utterances whose ``split`` is None; returns a line saying what was done.
 
@@ -308,9 +341,7 @@ def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
     elif cfg.by == "auto" and len(speakers) < cfg.min_speakers:
         why = f" (only {len(speakers)} speakers)"
     else:
-        groups: dict[str, list[Utterance]] = defaultdict(list)
-        for u in todo:
-            groups[u.speaker].append(u)
+        groups = _speaker_groups(todo)
         dealt = _deal(groups, cfg)
         train = sum(len(groups[k]) for k, v in dealt.items() if v == "train")
         if cfg.by == "speaker" or train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
