@@ -8,8 +8,8 @@ none of that: decoded whole, it fails (Whisper) or needs memory in proportion to
 square of its length and meets a context the model never saw (the others).
 
 So ``transcribe`` splits a recording longer than ``max_seconds`` where its signal is
-quietest: in the middle of the latest stretch within 3 dB of the quietest 0.2 s (mean
-energy of 10-ms frames) in the second half of each piece's allowed span. No model is needed for it, every piece
+quietest: in the middle of the longest (of those, the latest) stretch within 3 dB of the
+quietest 0.2 s (mean energy of 10-ms frames) in the second half of each piece's allowed span. No model is needed for it, every piece
 but the last is between half and all of ``max_seconds`` long, and a cut falls in a
 pause between words wherever the recording has one. Each piece is decoded on its own
 and keeps its times, so ``speechtl transcribe --segments`` can print them.
@@ -31,8 +31,8 @@ FRAME_SECONDS = 0.01
 SMOOTH_SECONDS = 0.2
 #: The last piece is at least this long (or half the piece length, if that is less).
 MIN_LAST_SECONDS = 2.0
-#: Stretches within this many dB of the quietest count as equally quiet: the latest is cut, for
-#: the longest piece (fewer forced cuts later), in its middle.
+#: Stretches within this many dB of the quietest count as equally quiet: the longest is cut (of
+#: equal ones the latest, for the longest piece), in its middle.
 NEAR_DB = 3.0
 
 
@@ -50,8 +50,8 @@ def split_points(wave: np.ndarray, sampling_rate: int, max_seconds: float) -> li
     last at least half of it, and the last at least ``MIN_LAST_SECONDS`` (or that half).
 
     A wave no longer than ``max_seconds`` is one range. Otherwise each cut is the centre of
-    the latest stretch of 10-ms frames whose surrounding 0.2 s is within ``NEAR_DB`` of the least
-    mean energy among the frames in the second half of the range's allowed span.
+    the longest (:func:`longest_run`) stretch of 10-ms frames whose surrounding 0.2 s is within
+    ``NEAR_DB`` of the least mean energy among the frames in the second half of the range's allowed span.
     """
     if not max_seconds > 0:
         raise SpeechtlError(f"pieces of {max_seconds} s: the length must be above 0")
@@ -77,15 +77,23 @@ def split_points(wave: np.ndarray, sampling_rate: int, max_seconds: float) -> li
         lo = min(frames - 1, math.ceil((low - hop // 2) / hop))
         hi = max(lo, min(frames - 1, int((high - hop // 2) // hop)))
         near = quiet_db[lo : hi + 1] <= quiet_db[lo : hi + 1].min() + NEAR_DB
-        last = len(near) - 1 - int(np.argmax(near[::-1]))  # the latest stretch as quiet as the quietest
-        first = last
-        while first > 0 and near[first - 1]:
-            first -= 1
+        first, last = longest_run(near)
         cut = (lo + (first + last) // 2) * hop + hop // 2
         ranges.append((start, cut))
         start = cut
     ranges.append((start, n))
     return ranges
+
+
+def longest_run(near: np.ndarray) -> tuple[int, int]:
+    """``(first, last)`` index of the longest run of True in ``near`` (the latest of the longest): the
+    longest quiet stretch is the pause between sentences, not a gap between two words, which can be
+    as quiet over its 0.2 s; the latest of equal ones leaves the longest piece. ``near`` holds a True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], near.astype(np.int8), [0]))))
+    starts, ends = edges[::2], edges[1::2] - 1  # runs [start, end]
+    lengths = ends - starts
+    best = len(lengths) - 1 - int(np.argmax(lengths[::-1]))
+    return int(starts[best]), int(ends[best])
 
 
 def piece_limit(max_seconds: float, model_max_seconds: float | None, pad: float = 0.0) -> float:

@@ -316,7 +316,8 @@ def choose_tiers(annotations: list[Annotation], wanted: str | None) -> dict[Path
         f"{unresolved[0]}{f' and {len(unresolved) - 1} other(s)' if len(unresolved) > 1 else ''} have several "
         f"tiers with speech, and none is named like a transcript ({', '.join(TRANSCRIPT_TIERS[:6])}, ...): which "
         f"hold the transcripts? Tiers found: {_listing({p: candidates[p] for p in unresolved})}. "
-        "Fix: --tier NAME, or several: --tier 'A,B' (one speaker's tier each) or a pattern --tier 'tx@*'"
+        "Fix: --tier NAME, or several: --tier 'A,B' (one speaker's tier each) or a pattern --tier 'tx@*' "
+        '(in a generated recipe: run.sh --prepare-opts "--tier NAME", or prepare_opts= in conf/recipe.conf)'
     )
 
 
