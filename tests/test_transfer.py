@@ -40,3 +40,24 @@ def test_mismatched_shapes_are_skipped_not_fatal(tmp_path):
     assert any(k.endswith("0.0.weight") for k in report.skipped)
     assert all(k.endswith("num_batches_tracked") for k in report.copied)  # 0-dim counters do match
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items() if v.is_floating_point())
+
+
+def test_a_letter_the_source_writes_another_way_starts_from_its_row(tmp_path, caplog):
+    """A source trained on legacy Romanian (ş, ţ with the cedilla) and a target imported with the
+    standard comma below (ș, ț: the import joins both forms to it): ș and ț start from the source's
+    ş and ţ rows, not at random; á, only similar to a, stays a new unit."""
+    import logging
+
+    cfg = ModelConfig(encoder="tdnn", num_features=23)
+    src_tokens = {"<blk>": 0, "a": 1, "\u015f": 2, "\u0163": 3}
+    tgt_tokens = {"<blk>": 0, "a": 1, "\u0219": 2, "\u021b": 3, "\u00e1": 4}
+    source = build_model(cfg, len(src_tokens))
+    save_checkpoint(tmp_path / "src.pt", source)
+    target = build_model(cfg, len(tgt_tokens))
+    fresh = target.state_dict()["output.weight"].clone()
+    with caplog.at_level(logging.INFO):
+        report = init_from_source(target, tmp_path / "src.pt", src_tokens, tgt_tokens)
+    w, s = target.state_dict()["output.weight"], source.state_dict()["output.weight"]
+    assert torch.equal(w[2], s[2]) and torch.equal(w[3], s[3]) and torch.equal(w[4], fresh[4])
+    assert report.same_letter == {"\u0219": "\u015f", "\u021b": "\u0163"} and report.new_units == ["\u00e1"]
+    assert "2 started from the source's spelling of the same letter (ș from ş, ț from ţ)" in caplog.text

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from speechtl.data.normalize import SAME_LETTER
 from speechtl.errors import SpeechtlError
 from speechtl.models.pretrained import build_pretrained, parse_source
 from speechtl.train.checkpoint import load_checkpoint
@@ -27,6 +28,18 @@ class TransferReport:
     skipped: list[str] = field(default_factory=list)
     shared_units: int = 0
     new_units: list[str] = field(default_factory=list)
+    same_letter: dict[str, str] = field(default_factory=dict)  # new target unit -> the source unit it starts as
+
+
+def same_letter_unit(unit: str, source_tokens: dict[str, int]) -> str | None:
+    """The source's spelling of ``unit`` when it writes the same letters another way: Romanian's ş/ș
+    and ţ/ț (:data:`~speechtl.data.normalize.SAME_LETTER`; the import joins them to the comma below,
+    a source trained on legacy text has the cedilla), or the other case of a cased source. None: no
+    such unit. A letter that is only similar (á and a) is a new unit: its sound may differ."""
+    for candidate in (unit.translate(str.maketrans(SAME_LETTER)), unit.lower(), unit.upper()):
+        if candidate != unit and candidate in source_tokens:
+            return candidate
+    return None
 
 
 def init_from_source(
@@ -54,6 +67,11 @@ def init_from_source(
             report.skipped.append(name)
     if not any(OUTPUT.startswith(p) or p.startswith(OUTPUT) for p in exclude):
         shared = [(t, i, source_tokens[t]) for t, i in target_tokens.items() if t in source_tokens]
+        for t, i in target_tokens.items():
+            other = same_letter_unit(t, source_tokens) if t not in source_tokens else None
+            if other is not None:
+                report.same_letter[t] = other
+                shared.append((t, i, source_tokens[other]))
         for suffix in ("weight", "bias"):
             key = OUTPUT + suffix
             if key in source and key in own:
@@ -62,12 +80,19 @@ def init_from_source(
                 for _, ti, si in shared:
                     if ti < own[key].shape[0] and si < source[key].shape[0]:
                         own[key][ti] = source[key][si]
-        report.shared_units = len(shared)
-        report.new_units = sorted(t for t in target_tokens if t not in source_tokens)
+        report.shared_units = len(shared) - len(report.same_letter)
+        report.new_units = sorted(t for t in target_tokens if t not in source_tokens and t not in report.same_letter)
     model.load_state_dict(own)
     logging.info(
         f"initialized from {checkpoint if not isinstance(checkpoint, dict) else 'the source checkpoint'}: {len(report.copied)} tensors copied, {len(report.skipped)} skipped "
         f"(shape/name mismatch), {report.shared_units} shared output units, {len(report.new_units)} new"
+        + (
+            f", {len(report.same_letter)} started from the source's spelling of the same letter ("
+            + ", ".join(f"{t} from {o}" for t, o in sorted(report.same_letter.items()))
+            + ")"
+            if report.same_letter
+            else ""
+        )
     )
     return report
 

@@ -30,6 +30,7 @@ from lhotse.audio import AudioSource
 from speechtl.data.downmix import DOWNMIX
 from speechtl.data.layout import write_split
 from speechtl.data.normalize import (
+    CEDILLA_COMMA,
     NormalizeConfig,
     char_inventory,
     char_map,
@@ -436,11 +437,6 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
             f"Kaldi's extract-segments does: {', '.join(overshoot[:5])}{' ...' if len(overshoot) > 5 else ''}"
         )
     return infos
-
-
-#: (cedilla, comma below): one Romanian letter each, typed both ways since legacy encodings and Turkish
-#: keyboard layouts had only the cedilla form; the comma below is the standard (Unicode 3.0 on).
-CEDILLA_COMMA = (("\u015f", "\u0219"), ("\u0163", "\u021b"), ("\u015e", "\u0218"), ("\u0162", "\u021a"))
 
 
 def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
