@@ -323,6 +323,7 @@ def test_decode_with_some_empty_references_and_oov_words_warns_and_scores(work, 
     rows = {r.split("\t")[3]: r.split("\t") for r in (tmp_path / "results.tsv").read_text().splitlines()[1:]}
     assert rows["hlg"][6] == "4"  # every reference word counted, the OOV ones too
     assert int(rows["hlg"][5]) >= 2, "HLG cannot output MAYBE: both count as errors"
+    assert rows["hlg"][12] == rows["greedy"][12] == "50.00"  # results.tsv's oov: 2 of the 4 words
 
 
 def test_decode_from_another_dir_than_the_fbank_stages_names_the_dir(work, tmp_path, capsys, monkeypatch):

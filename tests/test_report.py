@@ -32,6 +32,21 @@ def test_results_md_table(tmp_path):
     )
 
 
+def test_results_md_says_when_many_test_words_are_outside_the_vocabulary(tmp_path):
+    """results.tsv's oov column: at 44% of the test words outside words.txt, RESULTS.md says why HLG
+    trails greedy and how to fix it; at 0.5% it says nothing."""
+    tsv = tmp_path / "results.tsv"
+    many = [
+        ResultRow("test", "finetune", "5min", d, w, int(w), 100, oov=44.0) for d, w in (("hlg", 70), ("greedy", 40))
+    ]
+    update_results(tsv, [*many, ResultRow("dev", "finetune", "5min", "hlg", 9.0, 9, 100, oov=0.5)])
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    test_part, dev_part = md.split("## test")[1], md.split("## dev")[1].split("## test")[0]
+    assert "Words outside the vocabulary: 44.0% of test's reference words" in test_part and "--lm-text" in test_part
+    assert "outside the vocabulary" not in dev_part
+    assert tsv.read_text().splitlines()[1].endswith("\t0.50")  # the column is written (dev sorts first)
+
+
 def test_data_efficiency_plot(tmp_path):
     tsv = tmp_path / "results.tsv"
     update_results(tsv, rows())

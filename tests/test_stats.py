@@ -122,7 +122,7 @@ def test_results_tsv_reads_old_rows_and_keeps_seeds_apart(tmp_path):
         [ResultRow("test", "scratch", "all", "hlg", 0.42, 1, 240, s, 0.0, 1.25, f"s{s}.tsv") for s in (42, 43)],
     )
     assert [r.seed for r in rows] == [42, 43], "seeded rows replace the unseeded one and sit side by side"
-    assert tsv.read_text().splitlines()[0].endswith("\tseed\tci_low\tci_high\tutt_errs\tcer")
+    assert tsv.read_text().splitlines()[0].endswith("\tseed\tci_low\tci_high\tutt_errs\tcer\toov")
     rows = update_results(tsv, [ResultRow("test", "scratch", "all", "hlg", 0.83, 2, 240, 43, 0.0, 2.1, "s43.tsv")])
     assert [(r.seed, r.wer) for r in rows] == [(42, 0.42), (43, 0.83)], "a re-run of a seed replaces its row"
 
@@ -157,6 +157,8 @@ def test_report_pools_seeds_and_marks_differences_that_hold(tmp_path):
     assert f"| finetune | 5min | {cell} |" in md
     assert "| scratch | 5min | " in md and "↑S" not in md.split("| scratch | 5min |")[1].split("\n")[0]
     assert "| finetune | 5min | hlg | scratch | " in md and "| yes |" in md
+    assert "| scratch | 5min | hlg | finetune | " not in md  # the mirror of finetune vs scratch: one row
+    assert "| freeze | 5min | hlg | scratch | " in md and "| freeze | 5min | hlg | finetune | " in md
     assert ft.ci[0] < ft.mean < ft.ci[1]
     assert "| vs freeze |" not in md and "| finetune | 5min | hlg | freeze | " not in md
     # another baseline (e.g. a teacher): every row is paired with it too, on the command line as well

@@ -84,8 +84,9 @@ def check_features(
         )
 
 
-def check_references(refs: Mapping[str, Sequence[str]], lang: Lang, cuts_path: Path) -> None:
+def check_references(refs: Mapping[str, Sequence[str]], lang: Lang, cuts_path: Path) -> float:
     """Stop when no utterance has a reference word; warn about empty references and words outside words.txt.
+    Returns the share of reference words outside words.txt, in % (results.tsv's ``oov``).
 
     An out-of-vocabulary reference word is scored as it is: HLG decoding can
     only output words.txt's words, so each one counts as an error there (a
@@ -104,13 +105,14 @@ def check_references(refs: Mapping[str, Sequence[str]], lang: Lang, cuts_path: P
             "every word decoded for them counts as an insertion"
         )
     oov = Counter(w for words in refs.values() for w in words if w not in lang.word2id)
+    total = sum(len(words) for words in refs.values())
     if oov:
-        total = sum(len(words) for words in refs.values())
         logging.warning(
             f"{sum(oov.values())} of {total} reference words of {cuts_path} ({len(oov)} distinct, e.g. "
             f"{[w for w, _ in oov.most_common(5)]}) are not in {lang.dir / 'words.txt'}: HLG decoding cannot "
             "output them, so they count as errors"
         )
+    return 100.0 * sum(oov.values()) / max(total, 1)
 
 
 def check_graph(lang: Lang, decodings: Sequence[str]) -> None:

@@ -65,9 +65,11 @@ def score_decoding(
     results_tsv: Path | None,
     seed: int | None,
     summary: list[tuple[str, float]] | None = None,
+    oov: float | None = None,
 ) -> ResultRow:
     """recogs-/errs-/wer-summary-/utt-errs-<test_set>-<decoding> files and the results.tsv row of one
-    decoding (shared by the torch decode and ``speechtl.export.sherpa``'s onnx decodings)."""
+    decoding (shared by the torch decode and ``speechtl.export.sherpa``'s onnx decodings); ``oov``: the
+    share of reference words outside words.txt (:func:`~speechtl.decode.checks.check_references`)."""
     name = f"{test_set}-{decoding}"
     write_recogs(results, out_dir / f"recogs-{name}.txt")
     stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
@@ -85,7 +87,9 @@ def score_decoding(
     lo, hi = bootstrap_ci(UttErrors.from_counts(write_utt_errs(results, utt_path)))
     # The row names its evidence relative to results.tsv, so exp/ can move as a whole.
     rel = os.path.relpath(utt_path, Path(results_tsv).parent) if results_tsv is not None else str(utt_path)
-    return ResultRow(test_set, method, data, decoding, stats.wer, stats.errors, stats.words, seed, lo, hi, rel, cer)
+    return ResultRow(
+        test_set, method, data, decoding, stats.wer, stats.errors, stats.words, seed, lo, hi, rel, cer, oov
+    )
 
 
 def decode_test_set(
@@ -136,7 +140,7 @@ def decode_test_set(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     refs = {k: text.split() for k, (text, _) in scores.items()}
-    check_references(refs, lang, Path(cuts_path))
+    oov = check_references(refs, lang, Path(cuts_path))
     rows = []
     search = None
     try:
@@ -169,7 +173,8 @@ def decode_test_set(
                     ]
                     hyps = {k: h[lm_scale] for k, h in per_scale.items()}
             results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
-            rows.append(score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary))
+            row = score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov)
+            rows.append(row)
     finally:
         if search is not None:
             search.close()

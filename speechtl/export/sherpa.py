@@ -252,7 +252,7 @@ def decode_onnx_test_set(
     cuts = CutSet.from_file(cuts_path)
     lang = Lang(onnx_dir)
     refs = {c.id: " ".join(s.text for s in c.supervisions).split() for c in cuts}
-    check_references(refs, lang, Path(cuts_path))
+    oov = check_references(refs, lang, Path(cuts_path))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     waves = None
@@ -266,7 +266,7 @@ def decode_onnx_test_set(
         if seed is None and rec.meta.get("seed"):
             seed = int(rec.meta["seed"])
         results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
-        rows.append(score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed))
+        rows.append(score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed, oov=oov))
     if results_tsv is not None:
         update_results(results_tsv, rows)
         logging.info(f"results: {results_tsv}")

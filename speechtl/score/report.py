@@ -62,8 +62,13 @@ def _cell(s: SystemSummary) -> str:
 
 
 def _comparison_lines(summaries: list[SystemSummary], baselines: Sequence[str] = BASELINES) -> list[str]:
-    """One row per (system, baseline) pair; empty when no row has per-utterance errors."""
-    pairs = [(s, c) for s in summaries for c in s.comparisons.values()]
+    """One row per (system, baseline) pair; empty when no row has per-utterance errors. Two baselines
+    compared with each other are one row (finetune vs scratch; scratch vs finetune is its mirror)."""
+
+    def mirror(method: str, baseline: str) -> bool:
+        return method in baselines and baselines.index(method) < baselines.index(baseline)
+
+    pairs = [(s, c) for s in summaries for c in s.comparisons.values() if not mirror(s.method, c.baseline)]
     if not pairs:
         return []
     lines = [
@@ -144,11 +149,33 @@ def write_results_md(
             vals = [_cell(by_dec[d]) if d in by_dec else "" for d in decodings]
             lines.append(f"| {method} | {data} | " + " | ".join(vals) + " |")
         lines.append("")
+        lines += _oov_lines(test_set, [r for r in rows if r.test_set == test_set])
         lines += _comparison_lines(ss, baselines)
     lines += _per_speaker_lines(summaries)
     with atomic_open(Path(out)) as f:
         f.write("\n".join(lines))
     return Path(out)
+
+
+#: Below this share of reference words outside words.txt, RESULTS.md says nothing of it.
+OOV_NOTE_PERCENT = 1.0
+
+
+def _oov_lines(test_set: str, rows: Sequence[ResultRow]) -> list[str]:
+    """A line under a test set's table when many of its words are outside the LM's vocabulary: an
+    HLG column far above greedy then reads as a broken LM, when it is the word list (a new user's
+    HLG at 59-80% against greedy at 25-58%, with 44% of the test words outside it)."""
+    oov = sorted({r.oov for r in rows if r.oov is not None and r.decoding.removeprefix("onnx-").startswith("hlg")})
+    if not oov or oov[-1] < OOV_NOTE_PERCENT:
+        return []
+    share = f"{oov[0]:.1f}%" if len(oov) == 1 else f"{oov[0]:.1f}-{oov[-1]:.1f}% (by lang dir)"
+    return [
+        f"**Words outside the vocabulary: {share} of {test_set}'s reference words** are not in the lang dir's "
+        "`words.txt` (the training transcripts and any `--lm-text`), so HLG decodings cannot output them: each "
+        "is an error there, while greedy over characters can still spell it. Fix: more text of the language "
+        "for the word LM (`--lm-text FILE`).",
+        "",
+    ]
 
 
 def _stale_lines(results_tsv: Path, rows: Sequence[ResultRow]) -> list[str]:
