@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("corpus")
     s.add_argument("--corpus-dir", type=Path, default=None, help="the corpus (synthesized corpora need none)")
     s.add_argument("--output-dir", type=Path, required=True)
-    s.add_argument("--skip-bad-audio", type=_bool, default=None, help="leave out unreadable audio (yesno, fsdd)")
+    s.add_argument("--skip-bad-audio", type=_bool, default=None, help="the older spelling of --skip-bad")
     s.add_argument("--train-speakers", nargs="*", default=None, help="speakers whose recordings train (fsdd)")
     s.add_argument("--test-speakers", nargs="*", default=None, help="speakers whose recordings test (fsdd)")
     s.add_argument("--config", type=Path, default=None, help="corpus config YAML (tts_xling)")

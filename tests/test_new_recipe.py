@@ -327,6 +327,29 @@ def test_a_misspelled_method_stops_before_any_stage(tiny_source, fsdd_dir, egs, 
     assert not (recipe / "data").exists() and not (recipe / "exp").exists()
 
 
+def test_a_relative_source_is_read_from_where_run_sh_started(tiny_source, fsdd_dir, egs, tmp_path):
+    """egs/mylang/ASR/run.sh --source egs/x/ASR/exp/source/final.pt, typed from the repo, was read from
+    the recipe's dir and failed, saying only that it does not exist."""
+
+    corpus = lay_out_folder(fsdd_dir, tmp_path / "rec", speakers=("nicolas",))
+    recipe = new_recipe(egs, "relsrc", corpus, "--source", str(tiny_source), "--methods", "finetune")
+    (tmp_path / "src").mkdir()
+    shutil.copy(tiny_source, tmp_path / "src" / "final.pt")
+
+    def run_from(d: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(recipe / "run.sh"), *args], cwd=d, env=venv_env(), capture_output=True, text=True)
+
+    r = run_from(tmp_path, "--source", "src/final.pt", "--stage", "100")
+    assert (
+        r.returncode == 0 and f"--source src/final.pt read from {tmp_path}: {tmp_path / 'src' / 'final.pt'}" in r.stdout
+    )
+    r = run_from(tmp_path, "--source", "nosuch/final.pt", "--stage", "100")
+    assert (
+        r.returncode == 1
+        and f"source nosuch/final.pt does not exist (a relative path is read from {tmp_path}" in r.stdout
+    )
+
+
 def test_units_choice_follows_the_text_size(tmp_path):
     from speechtl.recipe.info import choose_units
 

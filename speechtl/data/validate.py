@@ -52,7 +52,7 @@ UNSUPPORTED_EXTENSIONS = {".m4a", ".mp4", ".aac", ".webm", ".wma", ".amr", ".3gp
 
 #: Every problem kind and its fix; a problem's message always ends with its kind's fix.
 FIXES = {
-    "missing-audio": "add the audio file, or delete the transcript line",
+    "missing-audio": "add the audio file, or delete the transcript line (or the annotation file)",
     "no-transcript": "add its transcript (a line in a transcript file, or a .txt/.lab file beside it), "
     "or delete the audio file",
     "unreadable": "replace it with a good copy, or convert it: ffmpeg -i FILE -ac 1 -ar 16000 FILE.wav",
@@ -71,7 +71,8 @@ FIXES = {
     "kaldi-archive": "put Kaldi's wav-copy on PATH (its src/featbin), which reads it through a "
     "'wav-copy FILE.ark:OFFSET - |' pipe, or give wav.scp one audio file or 'cmd |' pipe per recording",
     "too-short": "delete the utterance, or merge it with a neighbour; it is shorter than the model can align",
-    "too-long": "split it into shorter utterances (Kaldi segments), or raise --max-duration",
+    "too-long": "split it into shorter utterances (Kaldi segments, or shorter intervals in its TextGrid or "
+    ".eaf), or raise --max-duration",
     "bad-annotation": "open it in Praat and Save as text file (UTF-8 or UTF-16), or in ELAN and save it, again",
 }
 
@@ -164,7 +165,7 @@ class Report:
                 + "\n".join(f"  {p}" for p in shown)
                 + more
                 + "\nFix each as said, or rerun with --skip-bad to leave these utterances out "
-                "(they are then listed in bad_audio.txt next to the manifests)."
+                "(a recipe: ./run.sh --skip-bad true; they are then listed in bad_audio.txt next to the manifests)."
             )
         for p in self.problems[:10]:
             logging.warning(f"skipping: {p}")

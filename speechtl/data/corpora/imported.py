@@ -497,6 +497,9 @@ def build_corpus(
     bad = report.resolve(opts.skip_bad_audio, None)  # bad_audio.txt is written with the manifests
     split_line = assign_splits(utterances, opts.split)  # over all, so skipping never moves a good one
     good = [u for u in utterances if u.id not in bad and u.rec_id in infos]
+    left_out = sum(1 for u in utterances if u.id in bad or u.rec_id not in infos)
+    if left_out:  # the split is dealt over all, so that leaving bad ones out never moves a good one
+        split_line += f" (counted before {left_out} bad utterance(s) were left out)"
     logging.info(f"{name}: {split_line}")
     by_split: dict[str, list[Utterance]] = defaultdict(list)
     for u in good:

@@ -16,6 +16,7 @@
 #   source's own decoder too: rows whisper-zero-shot),
 #   5 exp/results.tsv, exp/RESULTS.md, exp/plots/data_efficiency.png.
 set -euo pipefail
+invoked_from=$PWD
 cd "$(dirname "$0")"
 
 stage=0
@@ -57,6 +58,25 @@ help_message=$(sed -n '2,17p' run.sh | sed 's/^# \{0,1\}//')
 . ./cmd.sh
 . utils/parse_options.sh
 . utils/common.sh
+
+# A relative path typed on the command line (egs/mylang/ASR/run.sh --source egs/x/ASR/exp/source/final.pt,
+# from the repo) is read from where run.sh was started; conf/recipe.conf's are the recipe dir's.
+for var in source corpus_dir lm_text; do
+  path=${!var} kind=
+  case "$path" in whisper:*|hf:*) kind=${path%%:*}: path=${path#*:} ;; esac
+  if [ -n "$path" ] && [[ "$path" != /* ]] && [ ! -e "$path" ] && [ -e "$invoked_from/$path" ]; then
+    printf -v "$var" '%s' "$kind$(cd "$invoked_from" && readlink -f "$path")"
+    log "--${var//_/-} $path read from $invoked_from: ${!var}"
+  fi
+done
+case "$source" in
+  ""|whisper:*|hf:*) ;;
+  *) if [ ! -e "$source" ]; then
+       log "ERROR: source $source does not exist (a relative path is read from $invoked_from, then from $PWD)." \
+         "Fix: give its absolute path, e.g. --source /abs/path/exp/source/final.pt"
+       exit 1
+     fi ;;
+esac
 
 # shellcheck disable=SC2086  # word lists: one name each
 speechtl recipe-info methods $methods $tune $loso_methods  # a misspelled name stops here, not in stage 3
