@@ -259,6 +259,10 @@ def test_ddp_training_with_torchrun_keeps_ranks_in_sync(small_yesno, tmp_path):
     assert sorted(s[0] for s in sums) == ["0", "1"] and sums[0][1] == sums[1][1]
     assert [p.name for p in epoch_checkpoints(tmp_path / "exp")] == ["epoch-1.pt", "epoch-2.pt"]
     assert (tmp_path / "exp" / "final.pt").resolve().name == "avg-2.pt"
+    # one epoch line, the whole epoch's loss (each rank logged its share's before, two different lines)
+    lines = re.findall(r"epoch 1/2: train \S+ ([\d.]+)", r.stderr)
+    (alone,) = (float(x) for x in re.findall(r"epoch 1/2: train \S+ ([\d.]+)", one.stderr))
+    assert len(lines) == 1 and abs(float(lines[0]) - alone) <= 0.02 * alone, (lines, alone)
 
 
 def _rank_gradients(rank, world, port, lang_dir, cuts_path, shares, out):

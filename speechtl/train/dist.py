@@ -89,6 +89,16 @@ def all_reduce_sum(value: int, info: DistInfo, device: torch.device) -> int:
     return _all_reduce_int(value, info, device, dist.ReduceOp.SUM)
 
 
+def all_reduce_sums(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Each of ``values`` summed over the ranks (float64): an epoch's loss and frames, so that the one
+    line rank 0 logs is the whole run's, not its own share's."""
+    if info.world_size == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
         dist.barrier()

@@ -59,6 +59,7 @@ from speechtl.train.dist import (
     all_reduce_grads,
     all_reduce_min,
     all_reduce_sum,
+    all_reduce_sums,
     any_rank,
     barrier,
     init_distributed,
@@ -737,6 +738,8 @@ class Trainer:
                     self._save(self.exp_dir / LAST, state, pos)
             bar.close()
             seconds, peak = epoch_meter.read()
+            # every rank's share summed: one line, the whole epoch's loss (each rank logged its own before)
+            tot_loss, tot_frames = all_reduce_sums([tot_loss, tot_frames], self.dist, self.device)
             msg = f"epoch {epoch}/{num_epochs}: train {metric} {tot_loss / max(1, tot_frames):.4f}"
             if main:
                 writer.add_scalar(f"epoch/train_{per}", tot_loss / max(1, tot_frames), epoch)
@@ -744,10 +747,11 @@ class Trainer:
                 v = self.validate(valid_cuts)
                 writer.add_scalar(f"epoch/valid_{per}", v, epoch)
                 msg += f", valid {v:.4f}"
-            logging.info(
-                f"{msg} ({time.time() - t0:.1f}s, {updates} updates, {seconds:.3f} s/update, "
-                f"peak {peak:.0f} MiB {epoch_meter.memory_kind})"
-            )
+            if main:
+                logging.info(
+                    f"{msg} ({time.time() - t0:.1f}s, {updates} updates, {seconds:.3f} s/update, "
+                    f"peak {peak:.0f} MiB {epoch_meter.memory_kind})"
+                )
             pos.epoch, pos.batches_done = epoch + 1, 0
             self._save(self.exp_dir / f"epoch-{epoch}.pt", state, pos)
             if main and self.cfg.keep_epochs > 0:
