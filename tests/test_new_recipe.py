@@ -217,6 +217,12 @@ def test_options_tuned_on_the_dev_split_of_a_generated_recipe(recipe_run):
     recipe = recipe_run[0]
     final = {m: recipe / "exp" / f"{m}_0.3min" / "final.pt" for m in ("finetune", "freeze")}
     before = {m: p.resolve().stat().st_mtime_ns for m, p in final.items()}
+    # A grid without conf/adapt.yaml's lr (0.001), so that whatever dev chooses differs from it: a choice
+    # equal to the conf's retrains nothing, and at 4 updates which one dev picks is chance.
+    sweep = recipe / "conf" / "sweep.yaml"
+    text, n = re.subn(r"^finetune: .*$", "finetune: {train.lr: [0.0005, 0.002]}", sweep.read_text(), flags=re.M)
+    assert n == 1
+    sweep.write_text(text)
     r = run(recipe, "--stage", "3", "--tune", "finetune")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     grid = yaml.safe_load((recipe / "conf" / "sweep.yaml").read_text())["finetune"]["train.lr"]
