@@ -345,10 +345,9 @@ def test_a_relative_source_is_read_from_where_run_sh_started(tiny_source, fsdd_d
     def run_from(d: Path, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(recipe / "run.sh"), *args], cwd=d, env=venv_env(), capture_output=True, text=True)
 
-    r = run_from(tmp_path, "--source", "src/final.pt", "--stage", "100")
-    assert (
-        r.returncode == 0 and f"--source src/final.pt read from {tmp_path}: {tmp_path / 'src' / 'final.pt'}" in r.stdout
-    )
+    r = run_from(tmp_path, "--source", "src/final.pt", "--stage", "100")  # (it stops later: no manifests yet)
+    assert f"--source src/final.pt read from {tmp_path}: {tmp_path / 'src' / 'final.pt'}" in r.stdout
+    assert "does not exist" not in r.stdout
     r = run_from(tmp_path, "--source", "nosuch/final.pt", "--stage", "100")
     assert (
         r.returncode == 1
