@@ -238,16 +238,21 @@ def test_tier_choice_is_asked_when_it_cannot_be_read_from_the_names(sessions, tm
     """Two speakers' tiers named A and B: the error lists them with --tier; --tier 'A,B' imports both,
     each tier its speaker; word and phone alignments are named as such; a --tier naming nothing is said."""
     root, spans = sessions
-    for wav, sp in spans.items():
+    for k, (wav, sp) in enumerate(spans.items()):
         tiers = {"A": [(s, e, w) for s, e, w, _ in sp[:3]], "B": [(s, e, w) for s, e, w, _ in sp[3:]]}
+        if k >= 6:  # two sessions of one speaker, transcribed on the usual tier (and a notes tier)
+            tiers = {"transcription": [(s, e, w) for s, e, w, _ in sp], "notes": [(0.0, 0.2, "x")]}
         wav.with_suffix(".TextGrid").write_text(textgrid(tiers, sp[-1][1] + PAUSE))
-    with pytest.raises(SpeechtlError, match=r"several tiers.*'A' \(8 file\(s\), 24 intervals\).*Fix: --tier NAME"):
+    with pytest.raises(
+        SpeechtlError, match=r"and 5 other\(s\) have several tiers.*'A' \(6 file\(s\), 18 intervals\).*Fix: --tier NAME"
+    ):
         prepare_folder(root, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert main(["prepare", "folder", "--corpus-dir", str(root), "--output-dir", str(tmp_path / "out"),
                  "--tier", "a,b"]) == 0  # fmt: skip
-    got = sups_of(tmp_path / "out")
-    assert len(got) == 48 and {g["sup"].speaker for g in got.values()} == {"A", "B"}
+    got = sups_of(tmp_path / "out")  # A and B where the files have them, the transcription tier elsewhere
+    assert len(got) == 48 and {g["sup"].speaker for g in got.values()} == {"A", "B", None}
+    assert sum(g["sup"].speaker is None for g in got.values()) == 12
     with pytest.raises(SpeechtlError, match=r"--tier 'tx@\*' names no tier.*'A'"):
         prepare_folder(root, tmp_path / "out2", tier="tx@*")
     wav, sp = next(iter(spans.items()))

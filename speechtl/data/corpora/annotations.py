@@ -153,8 +153,9 @@ class _Tokens:
         return value, line
 
 
-def read_textgrid(path: Path) -> Annotation:
+def read_textgrid(path: Path | str) -> Annotation:
     """Every tier of a Praat TextGrid (long or short text format); point tiers have no intervals."""
+    path = Path(path)
     tok = _Tokens(path, decode_text(path))
     kind, _ = tok.take("str", "the file type")
     klass, _ = tok.take("str", "the object class")
@@ -202,12 +203,13 @@ def _media_names(root: ET.Element, path: Path) -> list[str]:
     return names
 
 
-def read_eaf(path: Path) -> Annotation:
+def read_eaf(path: Path | str) -> Annotation:
     """The tiers of an ELAN file, each as intervals. A time-aligned annotation has its slots' times (one
     whose slot ELAN interpolates, inside a time subdivision, has none and is left out); a symbolic one
     (a transcription under a reference tier, a translation, the words of a symbolic subdivision) takes
     its parent's span, and the annotations sharing a span are joined in order. A tier with a parent is
     not top-level."""
+    path = Path(path)
     try:
         root = ET.fromstring(path.read_bytes())  # expat reads the declared encoding and a byte-order mark
     except ET.ParseError as e:
@@ -269,8 +271,9 @@ def read_eaf(path: Path) -> Annotation:
     return Annotation(path, tiers, _media_names(root, path))
 
 
-def read_annotation(path: Path) -> Annotation:
+def read_annotation(path: Path | str) -> Annotation:
     """A TextGrid or an .eaf, by its extension (any case)."""
+    path = Path(path)
     if path.suffix.lower() == ".eaf":
         return read_eaf(path)
     return read_textgrid(path)
@@ -281,26 +284,26 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def choose_tiers(annotations: list[Annotation], wanted: str | None) -> dict[Path, list[Tier]]:
-    """The transcript tiers of each file: ``wanted`` (``--tier``: names or shell patterns, comma-separated,
-    any case: ``'A,B'``, ``'tx@*'``); else, file by file, the tiers named like a transcript
-    (:data:`TRANSCRIPT_TIERS`, top-level or not: ELAN's ``tx@A`` under a reference tier ``ref@A``),
-    or else the file's one top-level tier with speech. Anything else is a question only the user can
-    answer: the error lists the tiers found, with the ``--tier`` that picks them."""
+    """The transcript tiers of each file, file by file: the tiers ``wanted`` names (``--tier``: names or
+    shell patterns, comma-separated, any case: ``'A,B'``, ``'tx@*'``) where the file has them; else the
+    tiers named like a transcript (:data:`TRANSCRIPT_TIERS`, top-level or not: ELAN's ``tx@A`` under a
+    reference tier ``ref@A``); else the file's one top-level tier with speech. So ``--tier 'Ana,Ion'``
+    settles the files with those speakers' tiers and leaves the others' choice as it was. Anything
+    else is a question only the user can answer: the error lists the tiers found, with the ``--tier``
+    that picks them."""
     candidates = {a.path: [t for t in a.tiers if t.spoken] for a in annotations}
-    if wanted:
-        patterns = tuple(p.strip() for p in wanted.split(",") if p.strip())
-        chosen = {p: [t for t in ts if _matches(t.name, patterns)] for p, ts in candidates.items()}
-        if not any(chosen.values()):
-            raise SpeechtlError(
-                f"--tier {wanted!r} names no tier with speech in the {len(annotations)} annotation file(s). "
-                f"Fix: one of {_listing(candidates)}"
-            )
-        return chosen
+    patterns = tuple(p.strip() for p in (wanted or "").split(",") if p.strip())
+    if patterns and not any(_matches(t.name, patterns) for ts in candidates.values() for t in ts):
+        raise SpeechtlError(
+            f"--tier {wanted!r} names no tier with speech in the {len(annotations)} annotation file(s). "
+            f"Fix: one of {_listing(candidates)}"
+        )
     chosen, unresolved = {}, []
     for p, ts in candidates.items():
+        asked = [t for t in ts if _matches(t.name, patterns)] if patterns else []
         named = [t for t in ts if _matches(t.name, TRANSCRIPT_TIERS)]
         top = [t for t in ts if t.top_level]
-        chosen[p] = named or (top if len(top) == 1 else [])
+        chosen[p] = asked or named or (top if len(top) == 1 else [])
         if ts and not chosen[p]:
             unresolved.append(p)
     if not unresolved:
@@ -312,11 +315,15 @@ def choose_tiers(annotations: list[Annotation], wanted: str | None) -> dict[Path
             "output), not utterance transcripts. Fix: give the utterance-level annotations, or --tier words to "
             "train on each word as an utterance"
         )
+    files = (
+        f"{unresolved[0]} and {len(unresolved) - 1} other(s) have" if len(unresolved) > 1 else f"{unresolved[0]} has"
+    )
     raise SpeechtlError(
-        f"{unresolved[0]}{f' and {len(unresolved) - 1} other(s)' if len(unresolved) > 1 else ''} have several "
-        f"tiers with speech, and none is named like a transcript ({', '.join(TRANSCRIPT_TIERS[:6])}, ...): which "
-        f"hold the transcripts? Tiers found: {_listing({p: candidates[p] for p in unresolved})}. "
-        "Fix: --tier NAME, or several: --tier 'A,B' (one speaker's tier each) or a pattern --tier 'tx@*' "
+        f"{files} several tiers with speech, and none is named like a transcript "
+        f"({', '.join(TRANSCRIPT_TIERS[:6])}, ...){' or by --tier ' + repr(wanted) if patterns else ''}: which "
+        f"hold the transcripts? Tiers found there: {_listing({p: candidates[p] for p in unresolved})}. "
+        "Fix: --tier NAME, or several: --tier 'A,B' (one speaker's tier each) or a pattern --tier 'tx@*'; files "
+        "without them keep their transcript tier "
         '(in a generated recipe: run.sh --prepare-opts "--tier NAME", or prepare_opts= in conf/recipe.conf)'
     )
 

@@ -65,7 +65,8 @@ for var in source corpus_dir lm_text; do
   path=${!var} kind=
   case "$path" in whisper:*|hf:*) kind=${path%%:*}: path=${path#*:} ;; esac
   if [ -n "$path" ] && [[ "$path" != /* ]] && [ ! -e "$path" ] && [ -e "$invoked_from/$path" ]; then
-    printf -v "$var" '%s' "$kind$(cd "$invoked_from" && readlink -f "$path")"
+    # -s: links kept as typed (final.pt, not the avg-K.pt it points at), so stage keys stay the same
+    printf -v "$var" '%s' "$kind$(cd "$invoked_from" && realpath -s -- "$path")"
     log "--${var//_/-} $path read from $invoked_from: ${!var}"
   fi
 done
