@@ -514,9 +514,18 @@ def cmd_transcribe(a):
 
     a.files = audio_files(a.files)
     if a.textgrid_dir is not None:
+        from collections import Counter
+
         from speechtl.atomic import writable_dir
 
         writable_dir(a.textgrid_dir, "--textgrid-dir")  # before any decoding, not after it
+        clash = sorted(s for s, n in Counter(f.stem for f in a.files).items() if n > 1)
+        if clash:
+            raise SpeechtlError(
+                f"--textgrid-dir writes <name>.TextGrid per file, and {len(clash)} name(s) are shared by files of "
+                f"different folders (e.g. {clash[0]!r}): one would overwrite another. Fix: transcribe each "
+                "folder with its own --textgrid-dir"
+            )
     if a.max_seconds is None:
         a.max_seconds = DEFAULT_MAX_SECONDS
     if a.onnx is not None:

@@ -359,3 +359,125 @@ def test_speakers_of_one_recording_are_dealt_together():
         for r in range(12):
             assert len({u.split for u in utts if u.recording_id == f"r{r}"}) == 1, (seed, r)
         assert {u.split for u in utts} == {"train", "dev", "test"}
+
+
+def test_a_speaker_in_every_session_falls_back_to_whole_recordings():
+    """The linguist who runs every interview joins all speakers into one group: no speaker-disjoint
+    split exists. Before, everything silently went to train (dev and test empty); now whole recordings
+    are dealt, saying why, and --split-by speaker says it cannot be done."""
+    utts = []
+    for r in range(12):
+        for k in range(6):
+            spk = "EL" if k % 2 else f"guest{r}"
+            utts.append(Utterance(f"r{r}-{k}", f"r{r}.wav", "a", "x", spk, recording_id=f"r{r}"))
+    line = assign_splits(utts, SplitConfig(dev_fraction=0.15, test_fraction=0.15))
+    assert "by recording (the 13 speakers are heard together in recordings: 1 group(s))" in line
+    assert {u.split for u in utts} == {"train", "dev", "test"}
+    for r in range(12):
+        assert len({u.split for u in utts if u.recording_id == f"r{r}"}) == 1
+    for u in utts:
+        u.split = None
+    with pytest.raises(SpeechtlError, match="form 1 group"):
+        assign_splits(utts, SplitConfig(dev_fraction=0.15, test_fraction=0.15, by="speaker"))
+
+
+def test_review_cases_of_manifests_and_annotation_files(sessions, tmp_path, caplog):
+    """NeMo's test.json with offsets names its split; a JSON manifest made from the CSV beside it (the same
+    transcripts) reads once; a top-level x.wav annotated while day2/x.wav exists is not ambiguous; two
+    annotation files of one recording (ELAN's import of a TextGrid saved beside it) are named, not read
+    twice; a text file whose first line starts with '{' is text."""
+    root, spans = sessions
+    wavs = list(spans)
+    rows = {"train": [], "test": []}
+    for k, (wav, sp) in enumerate(spans.items()):
+        part = "test" if k in (0, 4) else "train"
+        rows[part] += [{"audio_filepath": wav.name, "offset": s, "duration": e - s, "text": w} for s, e, w, _ in sp]
+    for part, rs in rows.items():
+        (root / f"{part}.json").write_text("".join(json.dumps(r) + "\n" for r in rs))
+    prepare_folder(root, tmp_path / "out1")
+    got = sups_of(tmp_path / "out1")
+    assert {g["sup"].recording_id for g in got.values() if g["split"] == "test"} == {wavs[0].stem, wavs[4].stem}
+    for part in rows:
+        (root / f"{part}.json").unlink()
+    # a CSV and a JSON manifest made from it; '{' starting a plain transcript line
+    (root / "metadata.csv").write_text("file,text\n" + "".join(f"{w.name},hello {k}\n" for k, w in enumerate(wavs)))
+    (root / "meta.jsonl").write_text(
+        "".join(json.dumps({"file_name": w.name, "text": f"hello {k}"}) + "\n" for k, w in enumerate(wavs))
+    )
+    with caplog.at_level(logging.INFO):
+        prepare_folder(root, tmp_path / "out2")
+    assert "8 transcript(s) given again, word for word, by a second file: read once" in caplog.text
+    (root / "meta.jsonl").unlink()
+    (root / "metadata.csv").unlink()
+    (root / "braces.txt").write_text("".join(f"{w.stem}\t{{noise}} hello\n" for w in wavs))
+    prepare_folder(root, tmp_path / "out3")
+    assert {g["sup"].text for g in sups_of(tmp_path / "out3").values()} == {"noise hello"}
+    (root / "braces.txt").unlink()
+    # annotations: a same-named recording in a sub-folder, and a second annotation file of one recording
+    for wav, sp in spans.items():
+        wav.with_suffix(".TextGrid").write_text(textgrid({"text": [(s, e, w) for s, e, w, _ in sp]}, sp[-1][1] + PAUSE))
+    (root / "day2").mkdir()
+    sf.write(root / "day2" / "other.wav", np.zeros(8000), 8000)
+    sf.write(root / "day2" / wavs[0].name, np.zeros(8000), 8000)  # session00.wav again, unannotated
+    (root / "day2" / wavs[0].with_suffix(".txt").name).write_text("zero")
+    (root / "day2" / "other.txt").write_text("one")
+    prepare_folder(root, tmp_path / "out4")
+    assert len(sups_of(tmp_path / "out4")) == 48 + 2
+    (root / f"{wavs[1].stem}.eaf").write_text(
+        eaf({"default": (None, [(s, e, w) for s, e, w, _ in spans[wavs[1]]])}, wavs[1].name)
+    )
+    with pytest.raises(
+        SpeechtlError, match=r"session01.eaf: duplicate-id: .*session01.wav is transcribed by .*session01.TextGrid"
+    ):
+        prepare_folder(root, tmp_path / "out5")
+
+
+def test_elan_time_subdivisions_and_utf16_without_a_mark(tmp_path):
+    """A time subdivision's inner boundaries without times get ELAN's evenly spread ones (the tier
+    vanished before); a symbolic subdivision's words follow their PREVIOUS_ANNOTATION chain, not the
+    document's order; a TIME_VALUE that is not a number is named; a BOM-less UTF-16 TextGrid reads."""
+    doc = (
+        '<?xml version="1.0" encoding="UTF-8"?><ANNOTATION_DOCUMENT><HEADER TIME_UNITS="milliseconds"/>'
+        '<TIME_ORDER><TIME_SLOT TIME_SLOT_ID="t1" TIME_VALUE="1000"/><TIME_SLOT TIME_SLOT_ID="t2"/>'
+        '<TIME_SLOT TIME_SLOT_ID="t3"/><TIME_SLOT TIME_SLOT_ID="t4" TIME_VALUE="4000"/></TIME_ORDER>'
+        '<TIER TIER_ID="ref"><ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a0" TIME_SLOT_REF1="t1" '
+        'TIME_SLOT_REF2="t4"><ANNOTATION_VALUE>1</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION></TIER>'
+        '<TIER TIER_ID="sentences" PARENT_REF="ref">'
+        + "".join(
+            f'<ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="s{k}" TIME_SLOT_REF1="{a}" TIME_SLOT_REF2="{b}">'
+            f"<ANNOTATION_VALUE>part {k}</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>"
+            for k, (a, b) in enumerate([("t1", "t2"), ("t2", "t3"), ("t3", "t4")])
+        )
+        + '</TIER><TIER TIER_ID="words" PARENT_REF="ref">'
+        '<ANNOTATION><REF_ANNOTATION ANNOTATION_ID="w2" ANNOTATION_REF="a0" PREVIOUS_ANNOTATION="w1">'
+        "<ANNOTATION_VALUE>second</ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION>"
+        '<ANNOTATION><REF_ANNOTATION ANNOTATION_ID="w1" ANNOTATION_REF="a0">'
+        "<ANNOTATION_VALUE>first</ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION></TIER></ANNOTATION_DOCUMENT>"
+    )
+    (tmp_path / "a.eaf").write_text(doc)
+    tiers = {t.name: t for t in read_annotation(tmp_path / "a.eaf").tiers}
+    got = [(i.start, i.end, i.text) for i in tiers["sentences"].intervals]
+    assert got == [(1.0, 2.0, "part 0"), (2.0, 3.0, "part 1"), (3.0, 4.0, "part 2")]
+    assert [i.text for i in tiers["words"].intervals] == ["first second"]
+    (tmp_path / "b.eaf").write_text(doc.replace('TIME_VALUE="4000"', 'TIME_VALUE="4s"'))
+    with pytest.raises(AnnotationError, match=r"time slot t4 has TIME_VALUE '4s'"):
+        read_annotation(tmp_path / "b.eaf")
+    (tmp_path / "c.TextGrid").write_bytes(textgrid({"text": [(0.5, 1.0, "da")]}, 2.0).encode("utf-16-le"))
+    assert [i.text for i in read_textgrid(tmp_path / "c.TextGrid").tiers[0].spoken] == ["da"]
+
+
+def test_textgrid_times_keep_their_precision_and_names_do_not_clash(tmp_path, capsys):
+    """A 34-hour recording's times survive the round trip (.6g kept 6 digits: 123457 for 123456.789);
+    --textgrid-dir refuses two inputs that would write one <name>.TextGrid, before any decoding."""
+    from speechtl.data.corpora.annotations import write_textgrid
+
+    write_textgrid(tmp_path / "long.TextGrid", {"speechtl": [(100000.25, 123456.5, "da")]}, 123456.789)
+    [tier] = read_textgrid(tmp_path / "long.TextGrid").tiers
+    assert [(i.start, i.end) for i in tier.spoken] == [(100000.25, 123456.5)] and tier.intervals[-1].end == 123456.789
+    for d in ("day1", "day2"):
+        (tmp_path / d).mkdir()
+        sf.write(tmp_path / d / "rec1.wav", np.zeros(8000), 8000)
+    args = ["transcribe", "--model-dir", str(tmp_path / "none"), "--lang-dir", str(tmp_path / "none"),
+            "--textgrid-dir", str(tmp_path / "tg"), str(tmp_path / "day1"), str(tmp_path / "day2")]  # fmt: skip
+    assert main(args) == 1
+    assert "'rec1'): one would overwrite another" in capsys.readouterr().err

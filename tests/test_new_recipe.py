@@ -349,6 +349,10 @@ def test_a_relative_source_is_read_from_where_run_sh_started(tiny_source, fsdd_d
     r = run_from(tmp_path, "--source", "src/final.pt", "--stage", "100")  # (it stops later: no manifests yet)
     assert f"--source src/final.pt read from {tmp_path}: {tmp_path / 'src' / 'final.pt'}" in r.stdout
     assert "does not exist" not in r.stdout
+    (recipe / "data").mkdir(exist_ok=True)  # the recipe's own data/ does not shadow the user's ./data
+    (tmp_path / "data").mkdir()
+    r = run_from(tmp_path, "--corpus-dir", "data", "--stage", "100")
+    assert f"--corpus-dir data read from {tmp_path}: {tmp_path / 'data'}" in r.stdout
     r = run_from(tmp_path, "--source", "nosuch/final.pt", "--stage", "100")
     assert (
         r.returncode == 1

@@ -104,12 +104,17 @@ def decode_text(path: Path) -> str:
         raise AnnotationError(str(path), "a binary TextGrid, which speechtl does not read")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
+    # UTF-16 without a byte-order mark: every other byte of ASCII text is 0, which is valid UTF-8 too
+    odd, even = raw[1:200:2].count(0), raw[0:200:2].count(0)
+    if max(odd, even) > 25:
+        try:
+            return raw.decode("utf-16-le" if odd > even else "utf-16-be")
+        except UnicodeDecodeError:
+            pass
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    if raw[1:200:2].count(0) > 50 or raw[0:200:2].count(0) > 50:  # UTF-16 without a byte-order mark
-        return raw.decode("utf-16-le" if raw[1:200:2].count(0) > raw[0:200:2].count(0) else "utf-16-be")
     raise AnnotationError(
         str(path), "neither UTF-8 nor UTF-16 (or convert it: iconv -f CP1252 -t UTF-8 FILE > FILE.utf8)"
     )
@@ -204,8 +209,8 @@ def _media_names(root: ET.Element, path: Path) -> list[str]:
 
 
 def read_eaf(path: Path | str) -> Annotation:
-    """The tiers of an ELAN file, each as intervals. A time-aligned annotation has its slots' times (one
-    whose slot ELAN interpolates, inside a time subdivision, has none and is left out); a symbolic one
+    """The tiers of an ELAN file, each as intervals. A time-aligned annotation has its slots' times (an
+    unaligned slot, inside a time subdivision, the time ELAN shows: :func:`_slot_times`); a symbolic one
     (a transcription under a reference tier, a translation, the words of a symbolic subdivision) takes
     its parent's span, and the annotations sharing a span are joined in order. A tier with a parent is
     not top-level."""
@@ -218,10 +223,7 @@ def read_eaf(path: Path | str) -> Annotation:
         raise AnnotationError(
             str(path), f"XML, but not an ELAN file (its root is {root.tag!r}, not ANNOTATION_DOCUMENT)"
         )
-    slots: dict[str, float | None] = {}
-    for s in root.iter("TIME_SLOT"):
-        v = s.get("TIME_VALUE")
-        slots[s.get("TIME_SLOT_ID", "")] = int(v) / 1000 if v not in (None, "") else None
+    slots = _slot_times(root, path)
     spans: dict[str, tuple[float, float] | None] = {}  # annotation id -> its span
     parent_of: dict[str, str] = {}  # symbolic annotation id -> the annotation it refers to
     for a in root.iter("ALIGNABLE_ANNOTATION"):
@@ -251,7 +253,7 @@ def read_eaf(path: Path | str) -> Annotation:
     for t in root.iter("TIER"):
         tid = t.get("TIER_ID", "")
         tier = Tier(tid, speaker=speaker(tid), top_level=tid not in parent_tier)
-        joined: dict[tuple[float, float], list[tuple[str, str]]] = {}
+        joined: dict[tuple[float, float], list[tuple[str, str, str | None]]] = {}
         for a in t.iter("ANNOTATION"):
             inner = next(iter(a), None)
             if inner is None:
@@ -261,14 +263,57 @@ def read_eaf(path: Path | str) -> Annotation:
                 continue
             value = inner.find("ANNOTATION_VALUE")
             text = value.text.strip() if value is not None and value.text else ""
-            joined.setdefault(span, []).append((text, inner.get("ANNOTATION_ID", "")))
+            aid = inner.get("ANNOTATION_ID", "")
+            joined.setdefault(span, []).append((text, aid, inner.get("PREVIOUS_ANNOTATION")))
         for (start, end), parts in joined.items():
-            text = " ".join(x for x, _ in parts if x)
+            parts = _chain_order(parts)
+            text = " ".join(x for x, _, _ in parts if x)
             tier.intervals.append(Interval(start, end, text, f"{path} (tier {tier.name}, {parts[0][1]})"))
         tier.intervals.sort(key=lambda i: (i.start, i.end))
         if tier.intervals:
             tiers.append(tier)
     return Annotation(path, tiers, _media_names(root, path))
+
+
+def _slot_times(root: ET.Element, path: Path) -> dict[str, float | None]:
+    """Each time slot's time in seconds. A slot without a value (ELAN's time subdivision leaves the
+    inner boundaries unaligned) gets the time ELAN shows for it: spread evenly between the aligned
+    slots before and after it in the document's time order."""
+    order = [(s.get("TIME_SLOT_ID", ""), s.get("TIME_VALUE")) for s in root.iter("TIME_SLOT")]
+    times: list[float | None] = []
+    for sid, v in order:
+        try:
+            times.append(int(float(v)) / 1000 if v not in (None, "") else None)
+        except ValueError as e:
+            raise AnnotationError(str(path), f"time slot {sid} has TIME_VALUE {v!r}, not milliseconds") from e
+    i = 0
+    while i < len(times):
+        if times[i] is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(times) and times[j] is None:
+            j += 1
+        if i > 0 and j < len(times):  # between two aligned slots: evenly spaced
+            a, b = times[i - 1], times[j]
+            for k in range(i, j):
+                times[k] = a + (b - a) * (k - i + 1) / (j - i + 1)
+        i = j
+    return {sid: t for (sid, _), t in zip(order, times, strict=True)}
+
+
+def _chain_order(parts: list[tuple[str, str, str | None]]) -> list[tuple[str, str, str | None]]:
+    """Symbolic subdivisions in the order of their PREVIOUS_ANNOTATION chain (the words of a
+    sentence), the document's order where there is none."""
+    ids = {aid for _, aid, _ in parts}
+    after = {prev: p for p in parts if (prev := p[2]) in ids}
+    first = [p for p in parts if p[2] not in ids]
+    if len(first) != 1 or len(after) != len(parts) - 1:
+        return parts
+    out = first
+    while out[-1][1] in after and len(out) <= len(parts):
+        out.append(after[out[-1][1]])
+    return out if len(out) == len(parts) else parts
 
 
 def read_annotation(path: Path | str) -> Annotation:
@@ -337,13 +382,16 @@ def _listing(candidates: dict[Path, list[Tier]]) -> str:
     return ", ".join(f"{n!r} ({files[n]} file(s), {intervals[n]} intervals)" for n, _ in files.most_common(12))
 
 
-def speaker_of(tier: Tier, chosen: list[Tier]) -> str | None:
-    """ELAN's participant; else, when a file has several transcript tiers (one a speaker), the tier name
-    (after its '@' in ``tx@SPEAKER``); else unknown."""
+def speaker_of(tier: Tier, chosen: list[Tier], by_tier: bool = False) -> str | None:
+    """ELAN's participant; else the name after the '@' of ``tx@SPEAKER``; else, when transcript tiers are
+    speakers' (``by_tier``: some file of the corpus has several, one a speaker; or this file), the tier
+    name, unless it is named like a transcript ('transcription' names no one); else unknown."""
     if tier.speaker:
         return tier.speaker
-    if len(chosen) > 1:
-        return tier.name.split("@", 1)[1] if "@" in tier.name else tier.name
+    if "@" in tier.name:  # ELAN's tx@SPEAKER convention
+        return tier.name.split("@", 1)[1] or None
+    if (by_tier or len(chosen) > 1) and not _matches(tier.name, TRANSCRIPT_TIERS):
+        return tier.name
     return None
 
 
@@ -356,7 +404,10 @@ def write_textgrid(path: Path, tiers: dict[str, list[tuple[float, float, str]]],
     def q(text: str) -> str:
         return '"' + text.replace('"', '""') + '"'
 
-    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {xmax:.6g}"]
+    def fmt(x: float) -> str:  # microseconds, however long the recording (.6g kept 6 digits: 0.1 s at 3 h)
+        return f"{x:.6f}".rstrip("0").rstrip(".")
+
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {fmt(xmax)}"]
     lines += ["tiers? <exists>", f"size = {len(tiers)}", "item []:"]
     for k, (name, spans) in enumerate(tiers.items(), 1):
         tiled, t = [], 0.0
@@ -368,9 +419,9 @@ def write_textgrid(path: Path, tiers: dict[str, list[tuple[float, float, str]]],
         if xmax > t + 1e-9 or not tiled:
             tiled.append((t, xmax, ""))
         lines += [f"    item [{k}]:", '        class = "IntervalTier"', f"        name = {q(name)}"]
-        lines += ["        xmin = 0", f"        xmax = {xmax:.6g}", f"        intervals: size = {len(tiled)}"]
+        lines += ["        xmin = 0", f"        xmax = {fmt(xmax)}", f"        intervals: size = {len(tiled)}"]
         for j, (a, b, text) in enumerate(tiled, 1):
-            lines += [f"        intervals [{j}]:", f"            xmin = {a:.6g}", f"            xmax = {b:.6g}"]
+            lines += [f"        intervals [{j}]:", f"            xmin = {fmt(a)}", f"            xmax = {fmt(b)}"]
             lines.append(f"            text = {q(text)}")
     with atomic_open(path) as f:
         f.write("\n".join(lines) + "\n")

@@ -262,7 +262,7 @@ def read_transcript_file(
     if not lines:
         return None
     split = split_of_split_dir(path.stem)  # train.csv, dev.csv, test.csv: SpeechBrain's and many others' splits
-    if path.suffix.lower() in (".json", ".jsonl") or lines[0].lstrip().startswith(("{", "[")):
+    if path.suffix.lower() in (".json", ".jsonl") or _is_json(lines[0]):
         found = read_json_lines(path, numbered, report, columns, explicit, split)
         if found is not None:
             report.problems += local.problems
@@ -330,6 +330,14 @@ def read_transcript_file(
     _say_placeholder(path, raw_audio)
     report.problems += local.problems
     return entries
+
+
+def _is_json(line: str) -> bool:
+    """A first line that is a JSON object (a manifest named .txt); '{noise} ...' is text."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _json_rows(path: Path, numbered: list[tuple[int, str | None]], local: Report) -> list[tuple[int, dict]] | None:
@@ -603,6 +611,10 @@ def annotation_entries(
     entries: list[Entry] = []
     used: Counter[str] = Counter()
     found_how: Counter[str] = Counter()
+    annotated: dict[Path, Path] = {}  # recording -> its annotation file
+    # Tier names are speakers when any file has several transcript tiers, in every file alike: a
+    # monologue's one tier 'nicolas' is the speaker 'nicolas' of the dialogues' tiers too.
+    by_tier = any(len(ts) > 1 for ts in chosen.values())
     for ann in annotations:
         tiers = chosen.get(ann.path, [])
         if not tiers:
@@ -623,11 +635,20 @@ def annotation_entries(
                 "keep one, or put each with its annotation in a folder of its own",
             )
             continue
-        rel = found[0].relative_to(corpus_dir).as_posix()
+        if found[0] in annotated:  # ELAN's import of a TextGrid saved beside it, or a copy elsewhere
+            report.add(
+                "duplicate-id",
+                str(ann.path),
+                f"{found[0]} is transcribed by {annotated[found[0]]} already: its intervals would be read twice; "
+                "keep one annotation file per recording",
+            )
+            continue
+        annotated[found[0]] = ann.path
+        key = os.path.normpath(found[0].absolute())  # the one name audio_keys gives no other file
         for t in tiers:
             used[t.name] += 1
-            spk = speaker_of(t, tiers)
-            entries += [Entry(rel, i.text.strip(), i.where, spk, None, None, i.start, i.end) for i in t.spoken]
+            spk = speaker_of(t, tiers, by_tier)
+            entries += [Entry(key, i.text.strip(), i.where, spk, None, None, i.start, i.end) for i in t.spoken]
         found_how[how] += 1
     logging.info(
         f"{len(annotations)} annotation file(s) (TextGrid, .eaf): {len(entries)} segments from tier(s) "
@@ -655,6 +676,7 @@ def _utterances(
     text_of: dict[Path, Entry] = {}
     segments_of: dict[Path, list[Entry]] = defaultdict(list)
     foreign = 0  # absolute paths of another machine, found by their last components
+    same = 0  # transcripts given again, word for word, by another file
     for e in entries:
         found = find_audio(e, keys)
         foreign += bool(found) and _is_absolute(e.key) and e.key not in keys
@@ -669,6 +691,8 @@ def _utterances(
                 f"{e.key!r} names {len(found)} files ({', '.join(str(p) for p in found[:3])}); "
                 "write the path relative to the folder",
             )
+        elif found[0] in text_of and text_of[found[0]].text.strip() == e.text.strip():
+            same += 1  # one transcript written twice (a NeMo manifest made from the CSV beside it)
         elif found[0] in text_of:
             first = text_of[found[0]]
             for w in (first.where, e.where):
@@ -682,7 +706,11 @@ def _utterances(
             text_of[found[0]] = e
     pattern = re.compile(speaker_pattern) if speaker_pattern else None
     split_rest = [_split_and_rest(r) for r in rels]
-    has_splits = any(s for s, _ in split_rest) or any(e.split for e in text_of.values())
+    has_splits = (
+        any(s for s, _ in split_rest)
+        or any(e.split for e in text_of.values())
+        or any(e.split for es in segments_of.values() for e in es)
+    )
     named_by_file = 0
     speaker_level = _speaker_dir_level([rest.parent.parts for _, rest in split_rest])
     utts, outside, how, whole = [], 0, None, 0
@@ -701,8 +729,9 @@ def _utterances(
                 how = f"--speaker-pattern {speaker_pattern}"
         elif speaker_level is not None:
             speaker, how = rest.parts[speaker_level], "one sub-folder per speaker"
-        if split is None and e is not None and e.split:
-            split, named_by_file = e.split, named_by_file + 1
+        named = e.split if e is not None else next((s.split for s in segments_of.get(p, []) if s.split), None)
+        if split is None and named:  # NeMo's train.json/test.json with offsets too
+            split, named_by_file = named, named_by_file + 1
         if has_splits and split is None:
             split, outside = "train", outside + 1
         if p in segments_of:
@@ -725,6 +754,8 @@ def _utterances(
     if named_by_file:
         files = sorted({Path(e.where.rsplit(":", 1)[0]).name for e in text_of.values() if e.split})
         logging.info(f"splits of {named_by_file} audio file(s) from their transcript files' names ({', '.join(files)})")
+    if same:
+        logging.info(f"{same} transcript(s) given again, word for word, by a second file: read once")
     if whole:
         logging.warning(
             f"{whole} recording(s) have both segments (an annotation's intervals, or offsets) and a transcript of "

@@ -341,8 +341,17 @@ def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
         why = " (speakers unknown)"
     elif cfg.by == "auto" and len(speakers) < cfg.min_speakers:
         why = f" (only {len(speakers)} speakers)"
+    elif len(groups := _speaker_groups(todo)) < (needed := 1 + (cfg.dev_fraction > 0) + (cfg.test_fraction > 0)):
+        # one speaker in every session (the interviewer) joins them all: no speaker-disjoint split exists
+        if cfg.by == "speaker":
+            raise SpeechtlError(
+                f"--split-by speaker: the {len(speakers)} speakers are heard together in recordings so that they "
+                f"form {len(groups)} group(s) (a speaker in every session, e.g. the interviewer), {needed} needed: "
+                "no split keeps both speakers and sessions apart. Fix: --split-by auto (whole recordings), or "
+                "leave the shared speaker's tier out (--tier)"
+            )
+        why = f" (the {len(speakers)} speakers are heard together in recordings: {len(groups)} group(s))"
     else:
-        groups = _speaker_groups(todo)
         dealt = _deal(groups, cfg)
         train = sum(len(groups[k]) for k, v in dealt.items() if v == "train")
         if cfg.by == "speaker" or train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
