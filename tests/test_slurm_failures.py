@@ -25,6 +25,17 @@ def node() -> str:
     return subprocess.run(["sinfo", "-h", "-o", "%N"], capture_output=True, text=True, check=True).stdout.split()[0]
 
 
+def wait_until_schedulable(name: str, seconds: float = 60) -> None:
+    """After 'state=resume' slurmctld takes a moment before it places jobs on the node again; a job
+    submitted at once can sit pending ('DOWN, DRAINED or reserved') past a short --max-stuck."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        out = subprocess.run(["sinfo", "-h", "-n", name, "-o", "%t"], capture_output=True, text=True).stdout
+        if out.strip() in ("idle", "mix", "alloc"):
+            return
+        time.sleep(0.5)
+
+
 def test_cancelled_job_is_reported_with_its_id_and_log_and_the_step_reruns(slurm, tmp_path):  # noqa: F811
     ex = get_executor(f"{OPTS} --time 5", 2, tmp_path / "log", "nap")
     cancelled = []
@@ -63,12 +74,15 @@ def test_job_stuck_on_a_drained_node_is_cancelled_and_reported(slurm, tmp_path):
         assert time.time() - t0 < 90
     finally:
         subprocess.run(["scontrol", "update", f"nodename={name}", "state=resume"], check=True)
+        wait_until_schedulable(name)
     msg = str(e.value)
     assert re.search(r"Slurm job \d+(_0)? has been pending for [\d.]+ min", msg), msg
     assert "DRAINED" in msg or "ReqNodeNotAvail" in msg
     assert "scontrol update nodename=NODE state=resume" in msg and "were cancelled" in msg
     assert not squeue("speechtl-drained"), "the stuck jobs are cancelled, not left in the queue"
-    assert ex.map(time.sleep, [(0,)]) == [None], "with the node back, the step runs again"
+    # the step run again, as a user would: a fresh call, patient enough for slurmctld's next scheduling pass
+    again = get_executor(f"{OPTS} --time 5 --max-stuck 2", 1, tmp_path / "log", "drained")
+    assert again.map(time.sleep, [(0,)]) == [None], "with the node back, the step runs again"
 
 
 def test_job_asking_more_cpus_than_any_node_has_is_reported_with_the_fix(slurm, tmp_path):  # noqa: F811
