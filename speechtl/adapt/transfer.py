@@ -36,7 +36,7 @@ def same_letter_unit(unit: str, source_tokens: dict[str, int]) -> str | None:
     and ţ/ț (:data:`~speechtl.data.normalize.SAME_LETTER`; the import joins them to the comma below,
     a source trained on legacy text has the cedilla), or the other case of a cased source. None: no
     such unit. A letter that is only similar (á and a) is a new unit: its sound may differ."""
-    for candidate in (unit.translate(str.maketrans(SAME_LETTER)), unit.lower(), unit.upper()):
+    for candidate in (unit.translate(SAME_LETTER), unit.lower(), unit.upper()):
         if candidate != unit and candidate in source_tokens:
             return candidate
     return None
@@ -66,21 +66,20 @@ def init_from_source(
         else:
             report.skipped.append(name)
     if not any(OUTPUT.startswith(p) or p.startswith(OUTPUT) for p in exclude):
-        shared = [(t, i, source_tokens[t]) for t, i in target_tokens.items() if t in source_tokens]
-        for t, i in target_tokens.items():
-            other = same_letter_unit(t, source_tokens) if t not in source_tokens else None
-            if other is not None:
+        shared = [(i, source_tokens[t]) for t, i in target_tokens.items() if t in source_tokens]
+        for t in target_tokens:
+            if t not in source_tokens and (other := same_letter_unit(t, source_tokens)) is not None:
                 report.same_letter[t] = other
-                shared.append((t, i, source_tokens[other]))
+        rows = shared + [(target_tokens[t], source_tokens[o]) for t, o in report.same_letter.items()]
         for suffix in ("weight", "bias"):
             key = OUTPUT + suffix
             if key in source and key in own:
                 if own[key].shape[1:] != source[key].shape[1:]:
                     continue  # e.g. a statistics-pooling head over twice the encoder width
-                for _, ti, si in shared:
+                for ti, si in rows:
                     if ti < own[key].shape[0] and si < source[key].shape[0]:
                         own[key][ti] = source[key][si]
-        report.shared_units = len(shared) - len(report.same_letter)
+        report.shared_units = len(shared)
         report.new_units = sorted(t for t in target_tokens if t not in source_tokens and t not in report.same_letter)
     model.load_state_dict(own)
     logging.info(

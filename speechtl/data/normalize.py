@@ -44,8 +44,8 @@ _ZW_JOINERS = "\u200c\u200d"
 #: (cedilla, comma below): one Romanian letter each, typed both ways since legacy encodings and Turkish
 #: keyboard layouts had only the cedilla form; the comma below is the standard (Unicode 3.0 on).
 CEDILLA_COMMA = (("\u015f", "\u0219"), ("\u0163", "\u021b"), ("\u015e", "\u0218"), ("\u0162", "\u021a"))
-#: Each of those letters and its other form.
-SAME_LETTER = {a: b for a, b in CEDILLA_COMMA} | {b: a for a, b in CEDILLA_COMMA}
+#: Each of those letters to its other form, a ``str.translate`` table.
+SAME_LETTER = str.maketrans({a: b for a, b in CEDILLA_COMMA} | {b: a for a, b in CEDILLA_COMMA})
 
 
 @dataclass(frozen=True)

@@ -535,8 +535,10 @@ def prepare_folder(
         )
     report = Report()
     keys = audio_keys(corpus_dir, audio)
-    audio_set = {p.with_suffix("") for p in audio}
-    sidecars = [t for t in texts if t.suffix.lower() in SIDECAR_EXTENSIONS and t.with_suffix("") in audio_set]
+    by_stem: dict[Path, list[Path]] = defaultdict(list)  # x.wav, x.lab, x.TextGrid: one stem
+    for p in audio:
+        by_stem[p.with_suffix("")].append(p)
+    sidecars = [t for t in texts if t.suffix.lower() in SIDECAR_EXTENSIONS and t.with_suffix("") in by_stem]
     utt2spk_files = [t for t in texts if t.name == "utt2spk"]
     if transcripts:
         candidates = [Path(t) if Path(t).is_absolute() else corpus_dir / t for t in transcripts]
@@ -558,7 +560,7 @@ def prepare_folder(
     if sidecars:
         logging.info(f"{len(sidecars)} transcript(s) in .txt/.lab files beside the audio")
     if annotation_files:
-        entries += annotation_entries(corpus_dir, annotation_files, audio, keys, report, tier)
+        entries += annotation_entries(annotation_files, by_stem, keys, report, tier)
     elif tier:
         raise SpeechtlError(f"--tier {tier!r}: no TextGrid or .eaf file under {corpus_dir}. Fix: drop --tier")
     tags: Counter[str] = Counter()
@@ -590,14 +592,14 @@ def _audio_of_annotation(
 
 
 def annotation_entries(
-    corpus_dir: Path,
     files: list[Path],
-    audio: list[Path],
+    by_stem: dict[Path, list[Path]],
     keys: dict[str, list[Path]],
     report: Report,
     tier: str | None,
 ) -> list[Entry]:
-    """One entry (a segment) per spoken interval of the transcript tiers of every TextGrid and .eaf."""
+    """One entry (a segment) per spoken interval of the transcript tiers of every TextGrid and .eaf;
+    ``by_stem``: the audio files by path without extension."""
     annotations = []
     for f in files:
         try:
@@ -605,9 +607,6 @@ def annotation_entries(
         except AnnotationError as e:
             report.add("bad-annotation", e.where, e.detail)
     chosen = choose_tiers(annotations, tier)
-    by_stem: dict[Path, list[Path]] = defaultdict(list)
-    for p in audio:
-        by_stem[p.with_suffix("")].append(p)
     entries: list[Entry] = []
     used: Counter[str] = Counter()
     found_how: Counter[str] = Counter()

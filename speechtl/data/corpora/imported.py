@@ -256,6 +256,18 @@ def _deal(groups: dict[str, list[Utterance]], cfg: SplitConfig) -> dict[str, str
     return out
 
 
+def _deal_counting_train(groups: dict[str, list[Utterance]], cfg: SplitConfig) -> tuple[dict[str, str], int]:
+    """:func:`_deal` of whole groups, and how many utterances train keeps."""
+    dealt = _deal(groups, cfg)
+    return dealt, sum(len(groups[k]) for k, v in dealt.items() if v == "train")
+
+
+def _train_keeps_enough(train: int, total: int, cfg: SplitConfig) -> bool:
+    """Whole groups (speakers, recordings) are dealt only while train keeps at least
+    ``1 - 2 * (dev + test fraction)`` of the utterances."""
+    return train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * total
+
+
 def _deal_by_recording(todo: Sequence[Utterance], cfg: SplitConfig) -> tuple[str, dict[str, str]]:
     """Without speakers to keep apart: segments of one recording (one session, one voice) stay in one
     split, so test never hears a voice train heard in the same session, unless whole recordings would
@@ -265,9 +277,8 @@ def _deal_by_recording(todo: Sequence[Utterance], cfg: SplitConfig) -> tuple[str
     for u in todo:
         groups[u.rec_id].append(u)
     if len(groups) < len(todo) and cfg.by != "utterance":
-        dealt = _deal(groups, cfg)
-        train = sum(len(groups[k]) for k, v in dealt.items() if v == "train")
-        if train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
+        dealt, train = _deal_counting_train(groups, cfg)
+        if _train_keeps_enough(train, len(todo), cfg):
             return "recording", dealt
         logging.warning(
             f"segments of {len(groups)} recordings: whole recordings would leave train {train} of {len(todo)} "
@@ -352,9 +363,8 @@ def assign_splits(utterances: Sequence[Utterance], cfg: SplitConfig) -> str:
             )
         why = f" (the {len(speakers)} speakers are heard together in recordings: {len(groups)} group(s))"
     else:
-        dealt = _deal(groups, cfg)
-        train = sum(len(groups[k]) for k, v in dealt.items() if v == "train")
-        if cfg.by == "speaker" or train >= (1 - 2 * (cfg.dev_fraction + cfg.test_fraction)) * len(todo):
+        dealt, train = _deal_counting_train(groups, cfg)
+        if cfg.by == "speaker" or _train_keeps_enough(train, len(todo), cfg):
             for k, split in dealt.items():
                 for u in groups[k]:
                     u.split = split
@@ -506,7 +516,7 @@ def build_corpus(
     bad = report.resolve(opts.skip_bad_audio, None)  # bad_audio.txt is written with the manifests
     split_line = assign_splits(utterances, opts.split)  # over all, so skipping never moves a good one
     good = [u for u in utterances if u.id not in bad and u.rec_id in infos]
-    left_out = sum(1 for u in utterances if u.id in bad or u.rec_id not in infos)
+    left_out = len(utterances) - len(good)
     if left_out:  # the split is dealt over all, so that leaving bad ones out never moves a good one
         split_line += f" (counted before {left_out} bad utterance(s) were left out)"
     logging.info(f"{name}: {split_line}")

@@ -52,7 +52,7 @@ personal_shots=      # N own labelled shots per transcript of the held-out speak
 loso_rounds=1        # rounds of the taught methods among them (kd, pseudo-label, balanced-pseudo-label): each
                      # round's student teaches the next (rows round<r>-<method>); choose it on the dev_loso_mean rows
 . conf/recipe.conf
-conf_paths=("$source" "$corpus_dir" "$lm_text")  # as recipe.conf sets them: relative ones are the recipe dir's
+declare -A conf_paths=([source]=$source [corpus_dir]=$corpus_dir [lm_text]=$lm_text)  # relative: the recipe dir's
 help_message=$(sed -n '2,17p' run.sh | sed 's/^# \{0,1\}//')
 
 . ./path.sh
@@ -62,11 +62,9 @@ help_message=$(sed -n '2,17p' run.sh | sed 's/^# \{0,1\}//')
 
 # A relative path typed on the command line (egs/mylang/ASR/run.sh --source egs/x/ASR/exp/source/final.pt,
 # from the repo) is read from where run.sh was started, first; conf/recipe.conf's are the recipe dir's.
-i=0
-for var in source corpus_dir lm_text; do
+for var in "${!conf_paths[@]}"; do
   path=${!var} kind='' typed=false
-  [ "$path" = "${conf_paths[$i]}" ] || typed=true
-  i=$((i + 1))
+  [ "$path" = "${conf_paths[$var]}" ] || typed=true
   case "$path" in whisper:*|hf:*) kind=${path%%:*}: path=${path#*:} ;; esac
   if [ -n "$path" ] && [[ "$path" != /* ]] && [ -e "$invoked_from/$path" ] \
     && { [ "$typed" = true ] || [ ! -e "$path" ]; } && [ "$invoked_from" != "$PWD" ]; then
