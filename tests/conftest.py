@@ -73,3 +73,19 @@ def venv_env(**extra: str) -> dict[str, str]:
 def run(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     """``./run.sh args`` in ``recipe`` with this interpreter's bin first on PATH."""
     return subprocess.run(["./run.sh", *args], cwd=recipe, env=venv_env(), capture_output=True, text=True)
+
+
+def decode_torch_and_onnx(ckpt: Path, lang_dir: Path, onnx_dir: Path, test_cuts: Path, out: Path) -> list:
+    """Greedy and HLG decodes of ``test_cuts`` by the torch checkpoint and by sherpa-onnx from its
+    export, asserted equal hypothesis by hypothesis; returns the torch rows."""
+    from speechtl.decode.run import decode_test_set
+    from speechtl.export.sherpa import decode_onnx_test_set
+
+    torch_rows = decode_test_set(ckpt, lang_dir, test_cuts, "test", out / "torch", decodings=("greedy", "hlg"))
+    onnx_rows = decode_onnx_test_set(onnx_dir, test_cuts, "test", out / "onnx", ("onnx-greedy", "onnx-hlg"))
+    for t, o in zip(torch_rows, onnx_rows, strict=True):
+        ours = (out / "torch" / f"recogs-test-{t.decoding}.txt").read_text().splitlines()
+        theirs = (out / "onnx" / f"recogs-test-{o.decoding}.txt").read_text().splitlines()
+        assert [ln for ln in ours if "hyp=" in ln] == [ln for ln in theirs if "hyp=" in ln], t.decoding
+        assert t.errors == o.errors and t.words == o.words
+    return torch_rows

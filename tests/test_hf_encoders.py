@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import decode_torch_and_onnx
 from test_whisper import tiny_whisper_dir  # noqa: F401  (fixture)
 
 from speechtl.adapt import METHODS, get_method
@@ -279,19 +280,12 @@ def test_wav2vec2_model_exports_and_sherpa_onnx_decodes_it_as_torch_does(w2v_exp
     import sherpa_onnx
     import soundfile as sf
 
-    from speechtl.decode.run import decode_test_set
-    from speechtl.export.sherpa import decode_onnx_test_set, read_metadata
+    from speechtl.export.sherpa import read_metadata
 
     ckpt, lang, test_cuts, onnx_dir = w2v_export
     meta = read_metadata(onnx_dir / "model.onnx")
     assert meta["model_type"] == "speechtl_ctc_wave" and meta["subsampling_factor"] == "320"
-    torch_rows = decode_test_set(ckpt, lang.dir, test_cuts, "test", tmp_path / "torch", decodings=("greedy", "hlg"))
-    onnx_rows = decode_onnx_test_set(onnx_dir, test_cuts, "test", tmp_path / "onnx", ("onnx-greedy", "onnx-hlg"))
-    for t, o in zip(torch_rows, onnx_rows, strict=True):
-        ours = (tmp_path / "torch" / f"recogs-test-{t.decoding}.txt").read_text().splitlines()
-        theirs = (tmp_path / "onnx" / f"recogs-test-{o.decoding}.txt").read_text().splitlines()
-        assert [ln for ln in ours if "hyp=" in ln] == [ln for ln in theirs if "hyp=" in ln], t.decoding
-        assert t.errors == o.errors and t.words == o.words
+    torch_rows = decode_torch_and_onnx(ckpt, lang.dir, onnx_dir, test_cuts, tmp_path)
     assert torch_rows[0].errors > 0  # many inserted tokens: the comparison is not of empty outputs
     rec = sherpa_onnx.OfflineRecognizer.from_omnilingual_asr_ctc(
         model=str(onnx_dir / "model.onnx"), tokens=str(onnx_dir / "tokens.txt")

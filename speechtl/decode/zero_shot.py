@@ -15,6 +15,7 @@ such as FSDD's spell them. Output files and the results.tsv row are those of
 ``speechtl decode`` (decoding ``whisper``).
 """
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -67,6 +68,19 @@ def _model_dir(source: str) -> str:
 ENGLISH = ("en", "english", "<|en|>")
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' logger at ERROR for a while: its generate warns about our settings on every call."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 def generate_language(model, language: str | None, where: str) -> dict[str, str]:
     """``generate``'s language options. An English-only model (``*.en``) takes none: transformers
     stops with a traceback when given one, and such a model writes English whatever the speech."""
@@ -117,7 +131,8 @@ def whisper_transcripts(
                 logging.warning(f"{c.id}: {w.numel() / 16000:.1f} s, Whisper hears its first 30 s only")
             waves.append(torch.nn.functional.pad(w[:WINDOW], (0, WINDOW - min(WINDOW, w.numel()))))
         feats = torch.stack(mel(waves)).transpose(1, 2)  # (batch, mels, 3000)
-        ids = model.generate(feats, max_new_tokens=max_new_tokens, **kwargs)
+        with quiet_transformers():  # "max_new_tokens and max_length (448, the checkpoint's) set", every batch
+            ids = model.generate(feats, max_new_tokens=max_new_tokens, **kwargs)
         for c, text in zip(part, tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
             out[c.id] = text
     return out

@@ -12,7 +12,8 @@ itself, which our Conformer's subsampling (``((T - 3) // 2 - 1) // 2``) does
 not give.
 
 Models on a wav2vec2-family source read the waveform instead: they go to sherpa-onnx's
-raw-waveform CTC type with a one-input graph (:mod:`speechtl.export.wave`).
+raw-waveform CTC type with a one-input graph (:mod:`speechtl.export.wave`). So do models on a
+Whisper encoder, with Whisper's log-mel computed in the graph (:mod:`speechtl.export.whisper`).
 
 What else the export takes care of:
 
@@ -62,10 +63,10 @@ from speechtl.lang import Lang
 from speechtl.models.ctc import CtcModel
 from speechtl.train.checkpoint import load_checkpoint, model_from_state
 
-#: Encoders whose graph traces to ONNX: fbank models, and wav2vec2-family (hf-ssl) models on the
-#: waveform (:mod:`speechtl.export.wave`). Whisper's log-mel would have to be computed in the graph
-#: from a waveform sherpa-onnx has rescaled: not exported yet.
-EXPORTABLE_ENCODERS = ("tdnn", "conformer", "hf-ssl")
+#: Encoders whose graph traces to ONNX: fbank models, and models on the waveform: wav2vec2-family
+#: (hf-ssl, :mod:`speechtl.export.wave`) and Whisper encoders (the log-mel in the graph,
+#: :mod:`speechtl.export.whisper`).
+EXPORTABLE_ENCODERS = ("tdnn", "conformer", "hf-ssl", "whisper")
 #: Files copied from the lang dir: sherpa-onnx needs tokens.txt; the rest makes the
 #: directory a lang dir speechtl can read words with. HLG.fst: see write_graph.
 LANG_FILES = ("tokens.txt", "words.txt", "lexicon.txt", "bpe.model", "optional_silence.txt")
@@ -129,7 +130,7 @@ def exportable_model(ckpt: dict, source: Path) -> CtcModel:
             f"(exportable: {', '.join(EXPORTABLE_ENCODERS)})"
         )
     model = model_from_state(ckpt).eval()
-    if model.input_spec.kind not in ("fbank", "samples"):
+    if model.input_spec.kind not in ("fbank", "samples", "whisper-mel"):
         raise SpeechtlError(f"{source}: only fbank and waveform models export (this one reads {model.input_spec.kind})")
     merged = merge_lora(model)
     if merged:
@@ -160,25 +161,34 @@ def fbank_options(ckpt: dict, source: Path) -> dict:
     return opts
 
 
-def export_metadata(model: CtcModel, fbank: dict | None, seed: int | None) -> dict[str, str]:
+def export_metadata(
+    model: CtcModel, fbank: dict | None, seed: int | None, level: float | None = None
+) -> dict[str, str]:
     """Strings sherpa-onnx and speechtl read back (all ONNX metadata values are strings).
-    ``fbank`` None: a waveform model (:mod:`speechtl.export.wave`)."""
+    ``fbank`` None: a waveform model (:mod:`speechtl.export.wave`); ``level``: a Whisper-source
+    model's (:mod:`speechtl.export.whisper`)."""
     if fbank is None:
+        from speechtl.decode.longform import model_max_seconds
         from speechtl.export.wave import MODEL_TYPE
 
         rate = model.input_spec.sampling_rate
+        longest = model_max_seconds(model)
         return {
             "model_type": MODEL_TYPE,
             "model_author": "speechtl",
             "version": "1",
             "comment": "load with sherpa-onnx's omnilingual_asr_ctc (offline CTC) model config",
             "vocab_size": str(model.vocab_size),
-            "subsampling_factor": str(waveform_subsampling(model, rate)),
+            "subsampling_factor": str(waveform_subsampling(model, rate, level)),
             "input_norm": model.norm,
             "encoder": model.config.encoder,
             "blank_id": "0",
             "sample_rate": str(rate),
             "seed": "" if seed is None else str(seed),
+            # Whisper encoders: the level sherpa-onnx's unit-variance waves are brought to, and the
+            # longest wave the graph takes (its positions less the input pad): transcribe splits longer ones.
+            "input_level": "" if level is None else f"{level:.6g}",
+            "max_seconds": "" if longest is None else f"{longest - 2 * model.input_spec.pad:g}",
         }
     return {
         "model_type": "speechtl_ctc",
@@ -211,29 +221,32 @@ def add_metadata(path: Path, meta: dict[str, str]) -> None:
 
 
 @torch.no_grad()
-def waveform_subsampling(model: CtcModel, sampling_rate: int) -> int:
-    """Samples per output frame of a waveform model (320 for wav2vec2: 20 ms at 16 kHz)."""
-    from speechtl.export.wave import OnnxWaveCtc
+def waveform_subsampling(model: CtcModel, sampling_rate: int, level: float | None = None) -> int:
+    """Samples per output frame of a waveform model (320 for wav2vec2 and Whisper: 20 ms at 16 kHz)."""
+    from speechtl.export.wave import wave_graph
 
-    wrapper = OnnxWaveCtc(model).eval()
+    wrapper = wave_graph(model, level).eval()
     samples = 10 * sampling_rate  # the frames that 10 more seconds add: the edges' lost frames cancel
     more = wrapper(torch.zeros(1, 2 * samples)).size(1) - wrapper(torch.zeros(1, samples)).size(1)
     return max(1, round(samples / more))
 
 
-def trace_wave_to_onnx(model: CtcModel, path: Path, opset: int) -> None:
-    """A waveform model with sherpa-onnx's one-input contract (:mod:`speechtl.export.wave`)."""
-    from speechtl.export import wave
+def trace_wave_to_onnx(model: CtcModel, path: Path, opset: int, level: float | None = None) -> None:
+    """A waveform model with sherpa-onnx's one-input contract (:mod:`speechtl.export.wave`; a Whisper
+    encoder's: :mod:`speechtl.export.whisper`, at ``level``)."""
+    from speechtl.export import wave, whisper
 
     rate = model.input_spec.sampling_rate
+    graph = whisper if model.input_spec.kind == "whisper-mel" else wave
+    shapes = whisper.dynamic_shapes(model) if graph is whisper else wave.dynamic_shapes(rate)
     with quiet():
         torch.onnx.export(
-            wave.OnnxWaveCtc(model).eval(),
-            (wave.example_input(rate),),
+            wave.wave_graph(model, level).eval(),
+            (graph.example_input(rate),),
             str(path),
             input_names=wave.INPUT_NAMES,
             output_names=wave.OUTPUT_NAMES,
-            dynamic_shapes=wave.dynamic_shapes(rate),
+            dynamic_shapes=shapes,
             opset_version=opset,
             dynamo=True,
             external_data=False,
@@ -241,10 +254,10 @@ def trace_wave_to_onnx(model: CtcModel, path: Path, opset: int) -> None:
         )
 
 
-def trace_to_onnx(model: CtcModel, path: Path, opset: int) -> None:
+def trace_to_onnx(model: CtcModel, path: Path, opset: int, level: float | None = None) -> None:
     """torch.export (the dynamo exporter) with dynamic batch and time axes."""
-    if model.input_spec.kind == "samples":
-        trace_wave_to_onnx(model, path, opset)
+    if model.input_spec.kind != "fbank":
+        trace_wave_to_onnx(model, path, opset, level)
         return
     wrapper = OnnxCtc(model).eval()
     t = 200
@@ -278,11 +291,28 @@ def quiet():
             logging.disable(logging.NOTSET)
 
 
+#: Weights of a front end computed in the graph (a Whisper encoder's DFT and mel filters,
+#: :mod:`speechtl.export.whisper`): in int8 they would distort the features every later layer
+#: reads, so the nodes that use them stay float.
+FLOAT_INITIALIZERS = ("mel.basis", "mel.filters")
+
+
+def float_nodes(path: Path) -> list[str]:
+    """Names of the nodes of ``path`` that read one of FLOAT_INITIALIZERS."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return [n.name for n in graph.node if any(i in FLOAT_INITIALIZERS for i in n.input)]
+
+
 def quantize_int8(src: Path, dst: Path, ops: list[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    keep = float_nodes(src)
     with quiet():
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=list(ops), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(src), str(dst), op_types_to_quantize=list(ops), weight_type=QuantType.QInt8, nodes_to_exclude=keep
+        )
 
 
 def copy_lang_files(lang_dir: Path, out_dir: Path) -> None:
@@ -343,9 +373,14 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
         )
     seed = (ckpt.get("train_config") or {}).get("seed")
     fbank = fbank_options(ckpt, checkpoint) if model.input_spec.kind == "fbank" else None
-    meta = export_metadata(model, fbank, seed)
+    level = None
+    if model.input_spec.kind == "whisper-mel":
+        from speechtl.export.whisper import export_level
+
+        level = export_level(ckpt, checkpoint)
+    meta = export_metadata(model, fbank, seed, level)
     path = out_dir / "model.onnx"
-    trace_to_onnx(model, path, config.opset)
+    trace_to_onnx(model, path, config.opset, level)
     add_metadata(path, meta)
     int8 = None
     if config.int8:

@@ -151,6 +151,8 @@ class SherpaCtc:
             self.sampling_rate = int(self.fbank["sampling_rate"])
             feat_config = feature_config(self.fbank, self.model)
             model = {"zipformer_ctc": OfflineZipformerCtcModelConfig(model=str(self.model))}
+        #: The longest wave the graph takes (a Whisper encoder's positions); None: any.
+        self.max_seconds = float(self.meta["max_seconds"]) if self.meta.get("max_seconds") else None
         self.lang = Lang(self.dir)
         graph = ""
         if hlg:
@@ -229,6 +231,20 @@ def cut_waves(cuts: CutSet, sampling_rate: int) -> dict[str, np.ndarray]:
     return out
 
 
+def check_lengths(cuts: CutSet, rec: SherpaCtc) -> None:
+    """Stop before decoding when a cut is longer than the exported graph takes (a Whisper encoder's
+    30 s less its input pad): onnxruntime would fail on it with a shape error naming no cut."""
+    if rec.max_seconds is None:
+        return
+    long = [f"{c.id} ({c.duration:.1f} s)" for c in cuts if c.duration > rec.max_seconds]
+    if long:
+        raise SpeechtlError(
+            f"{len(long)} test cut(s) are longer than the {rec.max_seconds:g} s {rec.model} takes: "
+            f"{', '.join(long[:3])}{', ...' if len(long) > 3 else ''}. Fix: split them into utterances, or "
+            f"transcribe the recordings (speechtl transcribe --onnx {rec.dir}), which decodes long ones in pieces"
+        )
+
+
 def decode_onnx_test_set(
     onnx_dir: Path,
     cuts_path: Path,
@@ -260,7 +276,9 @@ def decode_onnx_test_set(
     for decoding in decodings:
         int8, hlg = ONNX_DECODINGS[decoding]
         rec = SherpaCtc(onnx_dir, int8=int8, hlg=hlg, options=options)
-        waves = waves if waves is not None else cut_waves(cuts, rec.sampling_rate)
+        if waves is None:
+            check_lengths(cuts, rec)
+            waves = cut_waves(cuts, rec.sampling_rate)
         ids = list(waves)
         hyps = dict(zip(ids, rec.decode([waves[k] for k in ids]), strict=True))
         if seed is None and rec.meta.get("seed"):
@@ -286,7 +304,7 @@ def transcribe_onnx(
     if decoding not in ("hlg", "greedy"):
         raise SpeechtlError(f"transcribe decodes with 'hlg' or 'greedy', not {decoding!r}")
     rec = SherpaCtc(onnx_dir, int8=int8, hlg=decoding == "hlg", options=SherpaOptions(num_threads=num_threads))
-    limit = piece_limit(max_seconds, None)  # exported models (fbank, wav2vec2 family) take any length
+    limit = piece_limit(max_seconds, rec.max_seconds)  # fbank and wav2vec2-family graphs take any length
     out = []
     for f in files:
         wave = read_audio_or_error(f, rec.sampling_rate)

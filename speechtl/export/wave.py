@@ -51,6 +51,16 @@ class OnnxWaveCtc(nn.Module):
         return log_probs
 
 
+def wave_graph(model: CtcModel, level: float | None = None) -> nn.Module:
+    """The exported graph of a waveform model: :class:`OnnxWaveCtc`, or for a Whisper encoder
+    :class:`speechtl.export.whisper.OnnxWhisperCtc` at ``level``."""
+    if model.input_spec.kind == "whisper-mel":
+        from speechtl.export.whisper import DEFAULT_LEVEL, OnnxWhisperCtc
+
+        return OnnxWhisperCtc(model, DEFAULT_LEVEL if level is None else level)
+    return OnnxWaveCtc(model)
+
+
 def normalize_like_sherpa(wave: torch.Tensor) -> torch.Tensor:
     """What sherpa-onnx does to a waveform before this model type: zero mean, unit variance (eps 1e-5)."""
     mean = wave.mean()

@@ -115,6 +115,25 @@ def audio_at(cut, sampling_rate: int):
     return cut if cut.sampling_rate == sampling_rate else cut.resample(sampling_rate)
 
 
+def audio_level(cuts, sampling_rate: int, limit: int = 64) -> float | None:
+    """The median standard deviation of the samples of ``limit`` cuts spread over ``cuts`` (their
+    first channel mixes, at ``sampling_rate``): the level the model heard its training audio at,
+    which a Whisper-source export restores (:mod:`speechtl.export.whisper`). None: no audio read."""
+    import numpy as np
+
+    cuts = list(cuts)
+    if not cuts:
+        return None
+    picked = [cuts[i * len(cuts) // min(limit, len(cuts))] for i in range(min(limit, len(cuts)))]
+    levels = []
+    for c in picked:
+        try:
+            levels.append(float(audio_at(c, sampling_rate).load_audio().mean(0).std()))
+        except Exception:  # unreadable audio: the training batches report it, naming the cut
+            continue
+    return float(np.median(levels)) if levels else None
+
+
 class WaveInput(BatchIO):
     """Reads each cut's audio at the spec's rate and computes the input (one batched call)."""
 

@@ -155,7 +155,8 @@ class WhisperEncoder(nn.Module):
         out_lens = (lengths + 1) // 2
         h = self.dropout(y + self.positions[:t])
         valid = torch.arange(t, device=x.device)[None, :] < out_lens[:, None]
-        mask = None if bool(valid.all()) else valid[:, None, None, :]
+        # Exported graphs (one utterance, no padding) keep the mask: torch.export cannot branch on values.
+        mask = None if not torch.compiler.is_exporting() and bool(valid.all()) else valid[:, None, None, :]
         for layer in self.layers:
             h = layer(h, mask)
         return self.norm(h), out_lens

@@ -174,6 +174,16 @@ def feature_info(cuts: CutSet, reads_waves: bool = False) -> dict | None:
     return {"sampling_rate": f.sampling_rate, "num_mel_bins": f.num_features, "frame_shift": f.frame_shift}
 
 
+def training_level(cuts: CutSet, spec) -> float | None:
+    """For a model that computes Whisper's log-mel from the audio (``spec``, its InputSpec): the median
+    level of the training audio, which an ONNX export restores (:mod:`speechtl.export.whisper`)."""
+    if spec.kind != "whisper-mel":
+        return None
+    from speechtl.features.inputs import audio_level
+
+    return audio_level(cuts, spec.sampling_rate)
+
+
 @dataclass
 class StepContext:
     """What a method's hooks see of one training step (see :class:`speechtl.adapt.Method`).
@@ -524,6 +534,7 @@ class Trainer:
                 "extra": extra,
                 "precision": precision,
                 "features": feature_info(train_cuts, model_input(self.model).kind != "fbank"),
+                "input_level": training_level(train_cuts, model_input(self.model)),
                 "total_steps": total_steps,
                 "max_steps": total_steps if exact else math.inf,
                 "steps_per_epoch": steps_per_epoch,
@@ -589,6 +600,7 @@ class Trainer:
             resume_key=state["resume_key"],
             method=self.method.name,
             features=state["features"],
+            **({"input_level": state["input_level"]} if state["input_level"] else {}),
             **self.objective.checkpoint_info(),
             **({"method_state": extra.state_dict()} if extra is not None else {}),
         )
