@@ -458,3 +458,21 @@ def test_disjoint_speakers_train_on_some_and_test_on_the_others(official):
     assert "skipping classify-speaker" in r.stdout
     digit = [x for x in rows(recipe / "exp" / "classify.tsv") if x["task"] == "classify-digit"]
     assert len(digit) == 4
+
+
+def test_pretrained_methods_only_need_no_source_model(official):
+    """--methods "" runs only --pretrained-methods, so stage 4 (the own source) may be skipped; stage 6
+    then stopped with "never trained to the end" on the own source's zero-shot row. Now that row is
+    left out when there is no source model, and the report is written."""
+    recipe, corpus = official
+    final = recipe / "exp" / "source" / "final.pt"
+    final.rename(final.with_suffix(".away"))
+    report = recipe / "exp" / "RESULTS.md"
+    report.unlink()
+    try:
+        r = run(recipe, "--shots", "1 2", "--methods", "", "--task", "asr", "--corpus-dir", str(corpus),
+                "--stage", "6", "--stop-stage", "6")  # fmt: skip
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert report.is_file()
+    finally:
+        final.with_suffix(".away").rename(final)

@@ -300,9 +300,13 @@ if ! $loso && has_task asr && [ ${#ptt_systems[@]} -gt 0 ] && [ $stage -le 6 ] &
 fi
 
 if ! $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  # The own source's zero-shot row, unless it was never trained (--methods "": only --pretrained-methods,
+  # stage 4 skipped; before, stage 6 stopped there with "never trained to the end").
+  own_zero=(zero-shot)
+  [ ${#systems[@]} -eq 0 ] && [ ! -f exp/source/final.pt ] && own_zero=()
   steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets "$dec_sets" --decoding $decoding \
     --rounds $rounds --round-methods "$round_methods" --zero-shot-lang $lang --zero-shot-data 0shots \
-    --key "$(cat $fbank/.fsdd.done)" $lang $cuts zero-shot "${systems[@]}"
+    --key "$(cat $fbank/.fsdd.done)" $lang $cuts "${own_zero[@]}" "${systems[@]}"
   steps/report.sh --title "fsdd: synthetic digits -> real speakers" --plot exp/plots/data_efficiency.png \
     --test-set test --decoding hlg exp/results.tsv exp/RESULTS.md
 fi

@@ -184,9 +184,13 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   # With rounds, dev too: the number of rounds is chosen on target_dev's rows, never on target_test's.
   dec_sets=target_test
   [ "$rounds" = 1 ] || dec_sets="target_dev target_test"
+  # The own source's zero-shot row, unless it was never trained (--methods "": only --pretrained-methods,
+  # stage 4 skipped; before, stage 6 stopped there with "never trained to the end").
+  own_zero=(zero-shot)
+  [ ${#systems[@]} -eq 0 ] && [ ! -f exp/source/final.pt ] && own_zero=()
   steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets "$dec_sets" --decoding $decoding \
     --rounds $rounds --round-methods "$round_methods" --zero-shot-lang $src_lang --zero-shot-decoding greedy --zero-shot-data 0min \
-    $tgt_lang $cuts zero-shot "${systems[@]}"
+    $tgt_lang $cuts "${own_zero[@]}" "${systems[@]}"
   steps/report.sh --title "tts_xling: en+nl+ro+ru -> ga" --plot exp/plots/data_efficiency.png \
     --test-set target_test --decoding hlg exp/results.tsv exp/RESULTS.md
 fi
