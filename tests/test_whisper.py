@@ -427,3 +427,33 @@ def test_zero_shot_language_of_an_english_only_whisper():
         real = SimpleNamespace(generation_config=GenerationConfig.from_pretrained(REAL))
         with pytest.raises(SpeechtlError, match="English-only"):
             generate_language(real, "ga", str(REAL))
+
+
+def test_zero_shot_of_an_english_only_whisper_on_another_script_is_skipped(tmp_path, caplog):
+    """whisper-tiny.en on a Thai test set wrote English for 12 minutes and gave a 1074% WER row (whose
+    line set the plot's scale). An English-only checkpoint and references not in Latin letters now skip
+    the row, saying why, before the model is loaded (this folder has no weights to load)."""
+    import json
+    import logging
+
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    from speechtl.decode.zero_shot import whisper_zero_shot
+
+    model = tmp_path / "tiny.en"
+    model.mkdir()
+    (model / "generation_config.json").write_text(json.dumps({"is_multilingual": False}))
+    import soundfile as sf
+
+    sf.write(str(tmp_path / "a.wav"), wave(1.0), 16000)
+    rec = Recording.from_file(tmp_path / "a.wav")
+    cut = rec.to_cut()
+    cut.supervisions = [SupervisionSegment("a", rec.id, 0.0, 1.0, text="วันนี้อากาศดีมาก")]
+    CutSet.from_cuts([cut]).to_file(tmp_path / "cuts.jsonl.gz")
+    with caplog.at_level(logging.WARNING):
+        row = whisper_zero_shot(f"whisper:{model}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", text_norm="import")
+    assert row is None and "English-only Whisper" in caplog.text
+    cut.supervisions = [SupervisionSegment("a", rec.id, 0.0, 1.0, text="hello there")]
+    CutSet.from_cuts([cut]).to_file(tmp_path / "en.jsonl.gz")
+    with pytest.raises(SpeechtlError, match="cannot load Whisper model"):  # English references: it tries
+        whisper_zero_shot(f"whisper:{model}", tmp_path / "en.jsonl.gz", "t", tmp_path / "d2", text_norm="import")

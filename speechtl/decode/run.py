@@ -66,19 +66,31 @@ def score_decoding(
     seed: int | None,
     summary: list[tuple[str, float]] | None = None,
     oov: float | None = None,
+    spaceless: bool = False,
 ) -> ResultRow:
     """recogs-/errs-/wer-summary-/utt-errs-<test_set>-<decoding> files and the results.tsv row of one
     decoding (shared by the torch decode and ``speechtl.export.sherpa``'s onnx decodings); ``oov``: the
-    share of reference words outside words.txt (:func:`~speechtl.decode.checks.check_references`)."""
+    share of reference words outside words.txt (:func:`~speechtl.decode.checks.check_references`);
+    ``spaceless``: the words are characters already (:mod:`speechtl.lang.spaceless`), so the CER
+    counts the code points of the text they make, without spaces."""
     name = f"{test_set}-{decoding}"
     write_recogs(results, out_dir / f"recogs-{name}.txt")
     stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
     write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
-    cer = compute_wer([(k, list(" ".join(r)), list(" ".join(h))) for k, r, h in results]).wer
+    sep = "" if spaceless else " "
+    cer = compute_wer([(k, list(sep.join(r)), list(sep.join(h))) for k, r, h in results]).wer
     if results and not any(h for _, _, h in results):
+        graph = "hlg" in decoding  # an empty graph search can also mean no path of the graph fits the audio
         logging.warning(
             f"{test_set} {decoding}: every hypothesis is empty, so the WER is all deletions: the model emits only "
-            "blank. Fix: train longer (more num_steps; a new output layer needs some hundred updates) or check lr"
+            "blank"
+            + (
+                ", or no word sequence of the graph (words.txt, the LM) fits what it emits: see its greedy decoding"
+                if graph
+                else ""
+            )
+            + ". Fix: train longer (more num_steps; a new output layer needs some "
+            "hundred updates) or check lr" + (", or give the LM more text of the language" if graph else "")
         )
     logging.info(
         f"{test_set} {decoding}: WER {stats.wer:.2f}% ({stats.errors}/{stats.words}), CER {cer:.2f}% -> {out_dir}"
@@ -139,7 +151,7 @@ def decode_test_set(
     scores = compute_log_probs(checkpoint, cuts, device, cuts_path=Path(cuts_path))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    refs = {k: text.split() for k, (text, _) in scores.items()}
+    refs = {k: lang.words(text) for k, (text, _) in scores.items()}
     oov = check_references(refs, lang, Path(cuts_path))
     rows = []
     search = None
@@ -173,7 +185,9 @@ def decode_test_set(
                     ]
                     hyps = {k: h[lm_scale] for k, h in per_scale.items()}
             results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
-            row = score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov)
+            row = score_decoding(
+                results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov, lang.spaceless
+            )
             rows.append(row)
     finally:
         if search is not None:

@@ -16,7 +16,9 @@ such as FSDD's spell them. Output files and the results.tsv row are those of
 """
 
 import contextlib
+import json
 import logging
+import unicodedata
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from lhotse import CutSet
 from speechtl.data.text import normalize_text
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
+from speechtl.lang.spaceless import is_spaceless, words_of
 from speechtl.models.pretrained import parse_source
 from speechtl.score.results import ResultRow, update_results
 
@@ -49,10 +52,12 @@ def _normalizer(text_norm: str, config: Path | None = None):
     raise SpeechtlError(f"text normalizer {text_norm!r}: it is one of {', '.join(TEXT_NORMS)}")
 
 
-def normalize_hypothesis(text: str, spell_digits: bool = False, norm=normalize_text) -> list[str]:
-    """Words of a decoded text as the references are scored (``norm``: :func:`_normalizer`'s),
-    digits spelled if asked."""
-    words = norm(text).split()
+def normalize_hypothesis(
+    text: str, spell_digits: bool = False, norm=normalize_text, spaceless: bool = False
+) -> list[str]:
+    """Words of a decoded text as the references are scored (``norm``: :func:`_normalizer`'s;
+    ``spaceless``: characters, :mod:`speechtl.lang.spaceless`), digits spelled if asked."""
+    words = words_of(norm(text), spaceless)
     return [DIGITS[int(w)] if spell_digits and len(w) == 1 and w.isdigit() else w for w in words]
 
 
@@ -66,6 +71,22 @@ def _model_dir(source: str) -> str:
 
 
 ENGLISH = ("en", "english", "<|en|>")
+
+
+def english_only(source: str) -> bool:
+    """Whether a local Whisper checkpoint says it is English-only (``*.en``: ``is_multilingual: false``
+    in its generation_config.json); a hub id or a folder without the file: False."""
+    cfg = Path(_model_dir(source)) / "generation_config.json"
+    try:
+        return cfg.is_file() and json.loads(cfg.read_text(encoding="utf-8")).get("is_multilingual") is False
+    except (OSError, ValueError):
+        return False
+
+
+def latin_share(texts) -> float:
+    """The share of the letters of ``texts`` that are Latin (1.0 when there are none)."""
+    letters = [c for t in texts for c in t if unicodedata.category(c)[0] == "L"]
+    return sum(unicodedata.name(c, "").startswith("LATIN") for c in letters) / len(letters) if letters else 1.0
 
 
 @contextlib.contextmanager
@@ -152,22 +173,34 @@ def whisper_zero_shot(
     batch_size: int = 16,
     text_norm: str = "tts",
     text_norm_config: Path | None = None,
-) -> ResultRow:
-    """Decode ``cuts_path`` with Whisper's own decoder; recogs/errs/wer-summary files and a results.tsv row."""
+) -> ResultRow | None:
+    """Decode ``cuts_path`` with Whisper's own decoder; recogs/errs/wer-summary files and a results.tsv row
+    (None, with a warning, for an English-only model and references in another script)."""
     from speechtl.decode.run import score_decoding
 
     if not Path(cuts_path).is_file():
         raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the data stages first.")
     cuts = CutSet.from_file(cuts_path)
     norm = _normalizer(text_norm, text_norm_config)  # a wrong name fails before the model loads
+    refs = {c.id: norm(" ".join(s.text or "" for s in c.supervisions)) for c in cuts}
+    if english_only(source) and latin_share(refs.values()) < 0.5:
+        logging.warning(
+            f"zero-shot skipped: {source} is an English-only Whisper (is_multilingual: false) and the references "
+            f"of {cuts_path} are not in Latin letters: it writes English whatever the speech (a Thai test set got "
+            "a 1074% WER row, after 12 minutes). Fix: a multilingual checkpoint (whisper-tiny, not whisper-tiny.en)"
+        )
+        return None
     texts = whisper_transcripts(source, cuts, device, batch_size, language)
-    results = []
-    for c in cuts:
-        ref = " ".join(s.text or "" for s in c.supervisions)
-        results.append((c.id, norm(ref).split(), normalize_hypothesis(texts[c.id], spell_digits, norm=norm)))
+    spaceless = is_spaceless(refs.values())  # scored in characters, as the recipe's own rows are
+    results = [
+        (k, words_of(ref, spaceless), normalize_hypothesis(texts[k], spell_digits, norm=norm, spaceless=spaceless))
+        for k, ref in refs.items()
+    ]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    row = score_decoding(sorted(results), out_dir, test_set, "whisper", method, data, results_tsv, None)
+    row = score_decoding(
+        sorted(results), out_dir, test_set, "whisper", method, data, results_tsv, None, spaceless=spaceless
+    )
     if results_tsv is not None:
         update_results(results_tsv, [row])
         logging.info(f"results: {results_tsv}")

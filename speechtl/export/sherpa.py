@@ -46,6 +46,7 @@ from speechtl.export.onnx import FBANK_KEY
 from speechtl.export.wave import MODEL_TYPE as WAVE_MODEL_TYPE
 from speechtl.features import FbankConfig
 from speechtl.lang import Lang
+from speechtl.lang.units import WORD_START
 from speechtl.score.results import ResultRow, update_results
 from speechtl.score.wer import Hyp
 
@@ -63,7 +64,6 @@ FIXED_FBANK = {
     if k in ("frame_length", "frame_shift", "preemph_coeff", "remove_dc_offset", "window_type", "round_to_power_of_two")
 }
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-F]{2})>")
-WORD_START = "\u2581"  # sentencepiece's word-start piece
 
 
 def model_path(onnx_dir: Path, int8: bool = False) -> Path:
@@ -267,7 +267,7 @@ def decode_onnx_test_set(
         raise SpeechtlError(f"test cuts {cuts_path} do not exist. Fix: run the fbank stage first.")
     cuts = CutSet.from_file(cuts_path)
     lang = Lang(onnx_dir)
-    refs = {c.id: " ".join(s.text for s in c.supervisions).split() for c in cuts}
+    refs = {c.id: lang.words(" ".join(s.text for s in c.supervisions)) for c in cuts}
     oov = check_references(refs, lang, Path(cuts_path))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,11 @@ def decode_onnx_test_set(
         if seed is None and rec.meta.get("seed"):
             seed = int(rec.meta["seed"])
         results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
-        rows.append(score_decoding(results, out_dir, test_set, decoding, method, data, results_tsv, seed, oov=oov))
+        rows.append(
+            score_decoding(
+                results, out_dir, test_set, decoding, method, data, results_tsv, seed, oov=oov, spaceless=lang.spaceless
+            )
+        )
     if results_tsv is not None:
         update_results(results_tsv, rows)
         logging.info(f"results: {results_tsv}")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from speechtl.errors import SpeechtlError
 from speechtl.lang.lexicon import read_lexicon
+from speechtl.lang.spaceless import MARKER, words_of
 from speechtl.lang.symbols import read_symbols
 
 
@@ -43,6 +44,12 @@ class Lang:
             self.sp = load(self.dir / "bpe.model")
         sil_file = self.dir / "optional_silence.txt"
         self.sil_id = self.token2id[sil_file.read_text(encoding="utf-8").strip()] if sil_file.is_file() else None
+        #: Words are characters: the text's script has no spaces between words (speechtl.lang.spaceless).
+        self.spaceless = (self.dir / MARKER).is_file()
+
+    def words(self, text: str) -> list[str]:
+        """A transcript's words as this lang dir counts them (characters for a spaceless script)."""
+        return words_of(text, self.spaceless)
 
     @property
     def vocab_size(self) -> int:
@@ -61,7 +68,7 @@ class Lang:
             return [self.token2id[p] for p in pieces]
         sil = [] if self.sil_id is None else [self.sil_id]
         ids: list[int] = list(sil)
-        for w in text.split():
+        for w in self.words(text):
             pron = self.lexicon.get(w)
             if pron is None:
                 raise SpeechtlError(f"word {w!r} (in {text!r}) is not in {self.dir / 'lexicon.txt'}")
@@ -71,7 +78,7 @@ class Lang:
 
     def decode(self, token_ids: Sequence[int]) -> list[str]:
         if self.sp is not None:
-            return self.sp.decode_pieces([self.id2token[t] for t in token_ids]).split()
+            return self.words(self.sp.decode_pieces([self.id2token[t] for t in token_ids]))
         words, i, ids = [], 0, [t for t in token_ids if t != self.sil_id]
         while i < len(ids):
             for n in range(min(self._max_pron, len(ids) - i), 0, -1):

@@ -102,20 +102,48 @@ def prepare_lang_from_text(
     """Lang dir with sentencepiece ``units`` ("bpe" or "char") trained on ``text``.
 
     ``text`` holds one normalized sentence a line; its words make the lexicon
-    (each spelled by its pieces) and the LM's training text.
+    (each spelled by its pieces) and the LM's training text. In a script written without
+    spaces the words are characters (:mod:`speechtl.lang.spaceless`): each is spelled
+    without sentencepiece's word-start piece, which L takes as optional between them.
     """
-    from speechtl.lang.units import lexicon_from_sentencepiece, load, pieces, train_sentencepiece
+    from speechtl.lang.spaceless import MARKER, characters, is_spaceless
+    from speechtl.lang.units import WORD_START, lexicon_from_sentencepiece, load, pieces, train_sentencepiece
 
     lang_dir = Path(lang_dir)
-    words = set(read_words_text(Path(text), "LM text").split())  # checked before anything is written
+    content = read_words_text(Path(text), "LM text")  # checked before anything is written
+    spaceless = is_spaceless([content])
     lang_dir.mkdir(parents=True, exist_ok=True)
     model = train_sentencepiece(Path(text), lang_dir / "bpe.model", units, vocab_size)
     sp = load(model)
+    if not spaceless:
+        (lang_dir / MARKER).unlink(missing_ok=True)
+        return prepare_lang(
+            lexicon_from_sentencepiece(set(content.split()), sp),
+            lang_dir,
+            lm_text=Path(text),
+            lm_order=lm_order,
+            lm_prune_threshold=lm_prune_threshold,
+            extra_units=pieces(sp),
+        )
+    logging.info(
+        f"{text}: a script written without spaces between words, so words are characters (a letter with its "
+        "marks): the lexicon, the LM and WER count characters, and the WER column is a character error rate"
+    )
+    (lang_dir / MARKER).write_text(
+        "Words are characters: this script has no spaces between words (speechtl.lang.spaceless).\n", encoding="utf-8"
+    )
+    spelled = lexicon_from_sentencepiece(set(characters(content)), sp)
+    lexicon = [(w, [p for p in ps if p != WORD_START]) for w, ps in spelled]
+    lm_text = lang_dir / "lm_characters.txt"  # the LM's text: a line's characters, a space between them
+    lm_text.write_text(
+        "".join(" ".join(characters(line)) + "\n" for line in content.splitlines() if line.strip()), encoding="utf-8"
+    )
     return prepare_lang(
-        lexicon_from_sentencepiece(words, sp),
+        lexicon,
         lang_dir,
-        lm_text=Path(text),
+        lm_text=lm_text,
         lm_order=lm_order,
         lm_prune_threshold=lm_prune_threshold,
-        extra_units=pieces(sp),
+        sil_token=WORD_START,
+        extra_units=[p for p in pieces(sp) if p != WORD_START],
     )

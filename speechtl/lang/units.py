@@ -17,6 +17,7 @@ from speechtl.errors import SpeechtlError
 from speechtl.lang.lexicon import Lexicon
 
 CONTROL = ("<unk>", "<s>", "</s>")
+WORD_START = "\u2581"  # sentencepiece's word-start piece
 
 
 def train_sentencepiece(text: Path, model_path: Path, units: str = "bpe", vocab_size: int = 500) -> Path:
@@ -36,6 +37,9 @@ def train_sentencepiece(text: Path, model_path: Path, units: str = "bpe", vocab_
             eos_id=2,
             input_sentence_size=10_000_000,
             minloglevel=2,
+            # The text is NFC already (speechtl.data.normalize). sentencepiece's default NFKC split
+            # letters such as Thai's ำ (SARA AM) into two, so decoded text never matched the references.
+            normalization_rule_name="identity",
         )
         if units == "bpe":
             args["vocab_size"] = vocab_size

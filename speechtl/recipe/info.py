@@ -76,14 +76,24 @@ MAX_BPE_CHARS = 300
 
 def choose_units(text: Path, units: str = "auto", vocab_size: int = 0, min_words: int = BPE_MIN_WORDS) -> UnitsChoice:
     """Characters, or BPE when ``text`` (one sentence a line) is large enough; ``units``/``vocab_size`` force it."""
+    from speechtl.lang.spaceless import is_spaceless
+
     lines = Path(text).read_text(encoding="utf-8").splitlines()
     words = sum(len(line.split()) for line in lines)
     chars = len({c for line in lines for c in line if not c.isspace()})
     if units not in ("auto", "char", "bpe"):
         raise SpeechtlError(f"units must be auto, char or bpe, got {units!r}. Fix: units= in conf/recipe.conf")
+    # A script without spaces between words: its words are characters (speechtl.lang.spaceless), and
+    # the whitespace "words" counted here are phrases, no measure of how much text BPE would learn from.
+    spaceless = units == "auto" and is_spaceless(lines)
     size = f"{words} words, {chars} distinct characters in {text}"
-    if units == "char" or (units == "auto" and (words < min_words or chars > MAX_BPE_CHARS)):
-        why = "as asked" if units == "char" else (f"< {min_words} words" if words < min_words else "a large script")
+    if units == "char" or (units == "auto" and (spaceless or words < min_words or chars > MAX_BPE_CHARS)):
+        why = (
+            "as asked" if units == "char"
+            else "a script without spaces between words" if spaceless
+            else f"< {min_words} words" if words < min_words
+            else "a large script"
+        )  # fmt: skip
         return UnitsChoice("char", 0, f"characters ({why}; {size})")
     if vocab_size <= 0:
         vocab_size = max(50 * (words // WORDS_PER_PIECE // 50), chars + 50)

@@ -1,0 +1,104 @@
+"""Scripts without spaces between words (Thai, Chinese...): characters are the words of the lexicon,
+the LM and WER; sentencepiece keeps Thai's ำ whole; the TTS normalizer keeps combining marks."""
+
+import numpy as np
+import pytest
+
+from speechtl.data.text import normalize_text
+from speechtl.lang import Lang
+from speechtl.lang.spaceless import MARKER, characters, is_spaceless, join_words
+
+THAI = [
+    "วันนี้อากาศดีมาก",
+    "ผมทำงานที่ธนาคาร",
+    "เด็กๆ กำลังเล่นอยู่ที่สนาม",
+    "คุณแม่ทำแกงเขียวหวาน",
+    "ฉันจะกลับบ้านตอนเย็น",
+    "เขาไปโรงเรียนทุกวัน",
+]
+
+
+def test_characters_keep_their_marks_and_drop_spaces():
+    assert characters("ที่ดี") == ["ที่", "ดี"]  # ท + ี + ่ is one character
+    assert characters("ทำ งาน") == ["ท", "ำ", "ง", "า", "น"]  # ำ is a letter of its own (Lo), spaces drop out
+    assert characters("我们 去") == ["我", "们", "去"]
+    assert characters("क्षि") == ["क्", "षि"]  # a Devanagari virama and vowel sign stay on their letters
+    assert join_words(["ผ", "ม", "ok", "ทำ"]) == "ผม ok ทำ"
+
+
+def test_which_texts_are_spaceless():
+    assert is_spaceless(THAI) and is_spaceless(["我们去学校"]) and is_spaceless(["今日はいい天気です"])
+    assert not is_spaceless(["dia duit a chara", "привет мир", "안녕하세요 여러분"])  # Korean has spaces
+    assert not is_spaceless(["", "123"])  # no letters: nothing to say
+    assert is_spaceless(["ผมชอบ ok มาก"])  # a loan word in Latin letters does not change the script
+
+
+def test_tts_normalizer_keeps_combining_marks():
+    """normalize_text (zero-shot's --text-norm tts, synthesize) split Thai words at every vowel and
+    tone mark ('วันนี้อากาศดีมาก' -> 'ว นน อากาศด มาก'): \\w has no combining marks."""
+    assert normalize_text("วันนี้อากาศดีมาก!") == "วันนี้อากาศดีมาก"
+    assert normalize_text("เด็กๆ กำลังเล่น") == "เด็กๆ กำลังเล่น"
+    assert normalize_text("Don't 'quote' it_now, O'Brien!") == "don't quote it now o'brien"
+
+
+@pytest.fixture(scope="module")
+def thai_lang(tmp_path_factory):
+    from speechtl.lang.prepare import prepare_lang_from_text
+
+    d = tmp_path_factory.mktemp("thai")
+    (d / "text.txt").write_text("".join(t + "\n" for t in THAI), encoding="utf-8")
+    return Lang(prepare_lang_from_text(d / "text.txt", d / "lang", units="char", lm_order=2))
+
+
+def test_a_spaceless_lang_dir_has_characters_for_words(thai_lang):
+    """Before, words.txt held whole phrases ('คุณแม่ทำแกงเขียวหวาน'), so HLG could only output training
+    sentences and WER was a sentence error rate; now every word is one character, spelled without
+    sentencepiece's word-start piece, and ำ is one unit (sentencepiece's NFKC split it in two)."""
+    assert (thai_lang.dir / MARKER).is_file() and thai_lang.spaceless
+    words = {w for w in thai_lang.word2id if not w.startswith(("<", "#"))}
+    assert words == {c for t in THAI for c in characters(t)}
+    assert all(len(characters(w)) == 1 for w in words)
+    assert "ำ" in thai_lang.token2id and "ํ" not in thai_lang.token2id
+    assert all("▁" not in pron for pron in thai_lang.lexicon.values())
+    for t in THAI:  # the training targets read back as the text's characters
+        assert thai_lang.decode(thai_lang.encode(t)) == characters(t)
+    assert thai_lang.words("ทำ งาน") == ["ท", "ำ", "ง", "า", "น"]
+
+
+def test_hlg_outputs_a_sentence_it_never_saw(thai_lang):
+    """A new sentence of known characters: HLG over characters finds it (a phrase-level graph gave
+    an empty output or another training sentence)."""
+    from speechtl.decode.hlg import HlgDecoder
+
+    new = "ฉันทำงานที่บ้าน"  # not in THAI; every character is
+    ids = thai_lang.encode(new)
+    frames = []
+    for i in ids:  # each token for two frames, a blank between: a confident CTC output
+        frames += [i, i, 0]
+    log_probs = np.full((len(frames), thai_lang.vocab_size), -20.0, dtype=np.float32)
+    log_probs[np.arange(len(frames)), frames] = 0.0
+    decoder = HlgDecoder(thai_lang.dir / "HLG.fst", thai_lang.dir / "words.txt")
+    assert decoder.decode(log_probs) == characters(new)
+    assert join_words(decoder.decode(log_probs)) == new
+
+
+def test_units_for_a_spaceless_script_are_characters(tmp_path):
+    """The BPE threshold counted whitespace 'words', which in Thai are phrases: a spaceless text gets
+    characters, and says why."""
+    from speechtl.recipe.info import choose_units
+
+    (tmp_path / "t.txt").write_text("".join(t + "\n" for t in THAI * 50), encoding="utf-8")
+    choice = choose_units(tmp_path / "t.txt", min_words=10)
+    assert choice.units == "char" and "without spaces" in choice.reason
+    (tmp_path / "e.txt").write_text("the cat sat on the mat\n" * 50, encoding="utf-8")
+    assert choose_units(tmp_path / "e.txt", min_words=10).units == "bpe"
+
+
+def test_scores_count_characters(tmp_path):
+    """WER of a spaceless lang dir counts characters; its CER counts code points, no spaces."""
+    from speechtl.decode.run import score_decoding
+
+    ref, hyp = characters("ที่ทำงาน"), characters("ที่ทำงง")
+    row = score_decoding([("u1", ref, hyp)], tmp_path, "test", "greedy", "m", "all", None, None, spaceless=True)
+    assert (row.errors, row.words) == (2, 6)  # า -> ง substituted, น deleted: 2 of 6 characters (ที่ is one)
+    assert row.cer == pytest.approx(100 * 2 / 8)  # 8 code points, no spaces between them
