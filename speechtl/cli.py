@@ -511,7 +511,7 @@ def audio_files(paths: Sequence[Path]) -> list[Path]:
 def cmd_transcribe(a):
     from speechtl.decode.longform import DEFAULT_MAX_SECONDS
     from speechtl.decode.transcribe import transcribe
-    from speechtl.lang.spaceless import join_words
+    from speechtl.lang import Lang
 
     a.files = audio_files(a.files)
     if a.textgrid_dir is not None:
@@ -537,29 +537,29 @@ def cmd_transcribe(a):
         raise SpeechtlError("transcribe needs --model-dir and --lang-dir, or --onnx DIR (from speechtl export-onnx)")
     else:
         results = transcribe(a.model_dir, a.lang_dir, a.files, a.decoding, a.device or None, a.max_seconds)
+    text = Lang(a.onnx if a.onnx is not None else a.lang_dir).text  # characters of a spaceless script unspaced
     failed = 0
     for r in results:
         if r.error is not None:
             failed += 1
             continue
         if a.textgrid_dir is not None:
-            write_pieces_textgrid(a.textgrid_dir, r)
+            write_pieces_textgrid(a.textgrid_dir, r, text)
         if a.segments:
             for p in r.pieces:
-                print(f"{r.path}\t{p.start:.2f}\t{p.end:.2f}\t{join_words(p.words)}", flush=True)
+                print(f"{r.path}\t{p.start:.2f}\t{p.end:.2f}\t{text(p.words)}", flush=True)
         else:
-            print(f"{r.path}\t{join_words(r.words)}", flush=True)
+            print(f"{r.path}\t{text(r.words)}", flush=True)
     if failed:
         raise SpeechtlError(f"{failed} of {len(a.files)} file(s) could not be read (see above)")
 
 
-def write_pieces_textgrid(out_dir: Path, r) -> Path:
+def write_pieces_textgrid(out_dir: Path, r, text=" ".join) -> Path:
     """``OUT/<stem>.TextGrid`` of one transcribed file: a ``speechtl`` tier of its pieces' words, to
     correct in Praat or ELAN and import again as a transcript (``speechtl prepare folder``)."""
     from speechtl.data.corpora.annotations import write_textgrid
-    from speechtl.lang.spaceless import join_words
 
-    spans = [(p.start, p.end, join_words(p.words)) for p in r.pieces]
+    spans = [(p.start, p.end, text(p.words)) for p in r.pieces]
     xmax = max((p.end for p in r.pieces), default=0.0)
     path = write_textgrid(out_dir / f"{r.path.stem}.TextGrid", {"speechtl": spans}, xmax)
     logging.info(f"{r.path}: {len(spans)} piece(s) -> {path}")

@@ -22,8 +22,13 @@ def test_characters_keep_their_marks_and_drop_spaces():
     assert characters("ที่ดี") == ["ที่", "ดี"]  # ท + ี + ่ is one character
     assert characters("ทำ งาน") == ["ท", "ำ", "ง", "า", "น"]  # ำ is a letter of its own (Lo), spaces drop out
     assert characters("我们 去") == ["我", "们", "去"]
-    assert characters("क्षि") == ["क्", "षि"]  # a Devanagari virama and vowel sign stay on their letters
-    assert join_words(["ผ", "ม", "ok", "ทำ"]) == "ผม ok ทำ"
+    assert characters("क्षि") == ["क्षि"]  # not a spaceless script: one word, marks and all
+    # A loan word in Latin letters and a number stay whole; 々 is a character of its own.
+    assert characters("ผมชอบ ok มาก") == ["ผ", "ม", "ช", "อ", "บ", "ok", "ม", "า", "ก"]
+    assert characters("我用iphone手机 2024年") == ["我", "用", "iphone", "手", "机", "2024", "年"]
+    assert characters("人々") == ["人", "々"]
+    for text in ("ผมชอบ ok มาก", "วันนี้อากาศดีมาก", "人々は来る"):
+        assert join_words(characters(text)) == text
 
 
 def test_which_texts_are_spaceless():
@@ -102,3 +107,59 @@ def test_scores_count_characters(tmp_path):
     row = score_decoding([("u1", ref, hyp)], tmp_path, "test", "greedy", "m", "all", None, None, spaceless=True)
     assert (row.errors, row.words) == (2, 6)  # า -> ง substituted, น deleted: 2 of 6 characters (ที่ is one)
     assert row.cer == pytest.approx(100 * 2 / 8)  # 8 code points, no spaces between them
+
+
+def test_exports_pseudo_labels_and_old_lang_dirs_keep_the_word_unit(thai_lang, tmp_path, caplog):
+    """The ONNX export dropped spaceless.txt, so decode/transcribe --onnx scored phrases again; a word
+    lexicon of segmented Chinese (or a lang dir made before) got its words glued into one by the
+    spaceless joiner; a lang dir of phrases made before this change is named, with the fix."""
+    import logging
+
+    from speechtl.export.onnx import copy_lang_files
+    from speechtl.lang.lexicon import lexicon_from_dict
+    from speechtl.lang.prepare import prepare_lang
+
+    (tmp_path / "onnx").mkdir()
+    copy_lang_files(thai_lang.dir, tmp_path / "onnx")
+    assert Lang(tmp_path / "onnx").spaceless
+    assert thai_lang.text(characters("ผมชอบ ok มาก")) == "ผมชอบ ok มาก"
+    (tmp_path / "lm.txt").write_text("我们 去 学校\n", encoding="utf-8")
+    words = prepare_lang(lexicon_from_dict({"我们": ["我", "们"], "去": ["去"], "学校": ["学", "校"]}),
+                         tmp_path / "words", lm_text=tmp_path / "lm.txt", lm_order=1)  # fmt: skip
+    lang = Lang(words)
+    assert not lang.spaceless and lang.text(["我们", "去", "学校"]) == "我们 去 学校"
+    assert lang.decode(lang.encode(lang.text(["我们", "去", "学校"]))) == ["我们", "去", "学校"]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "t.txt").write_text("".join(t + "\n" for t in THAI), encoding="utf-8")
+    from speechtl.lang.prepare import prepare_lang as _prepare
+    from speechtl.lang.units import lexicon_from_sentencepiece, load, pieces, train_sentencepiece
+
+    (old / "lang").mkdir()
+    sp = load(train_sentencepiece(old / "t.txt", old / "lang" / "bpe.model", "char"))
+    _prepare(
+        lexicon_from_sentencepiece(set(" ".join(THAI).split()), sp),
+        old / "lang",
+        lm_text=old / "t.txt",
+        lm_order=1,
+        extra_units=pieces(sp),
+    )  # fmt: skip  (a lang dir of phrases, as before)
+    with caplog.at_level(logging.WARNING):
+        Lang(old / "lang")
+    assert "made before speechtl counted characters" in caplog.text
+
+
+def test_bpe_on_a_spaceless_script_becomes_characters(tmp_path, caplog):
+    """BPE pieces span characters, which the character lexicon cannot spell (HLG found no path):
+    asked for BPE, a spaceless text gets characters, with a warning."""
+    import logging
+
+    from speechtl.lang.prepare import prepare_lang_from_text
+
+    (tmp_path / "t.txt").write_text("".join(t + "\n" for t in THAI * 3), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        lang = Lang(prepare_lang_from_text(tmp_path / "t.txt", tmp_path / "lang", units="bpe", vocab_size=60))
+    assert "units are characters instead" in caplog.text
+    assert all(len(t) == 1 for t in lang.token2id if not t.startswith(("<", "#")))
+    for t in THAI:
+        assert all(lang.id2token[i] in lang.token2id for i in lang.encode(t))

@@ -457,3 +457,9 @@ def test_zero_shot_of_an_english_only_whisper_on_another_script_is_skipped(tmp_p
     CutSet.from_cuts([cut]).to_file(tmp_path / "en.jsonl.gz")
     with pytest.raises(SpeechtlError, match="cannot load Whisper model"):  # English references: it tries
         whisper_zero_shot(f"whisper:{model}", tmp_path / "en.jsonl.gz", "t", tmp_path / "d2", text_norm="import")
+
+
+def test_hub_ids_named_en_are_english_only():
+    from speechtl.decode.zero_shot import english_only
+
+    assert english_only("whisper:openai/whisper-tiny.en") and not english_only("whisper:openai/whisper-tiny")

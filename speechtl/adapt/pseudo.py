@@ -18,7 +18,6 @@ from speechtl.adapt.base import Method, register_method
 from speechtl.adapt.finetune import probe_output_layer
 from speechtl.adapt.groups import CONFIDENCE
 from speechtl.errors import SpeechtlError
-from speechtl.lang.spaceless import join_words
 
 
 @dataclass
@@ -195,7 +194,7 @@ class PseudoLabel(Method):
             hyps = []
             for cut_id, (_, lp) in scores.items():
                 units, conf = confidence(lp)
-                hyps.append((cut_id, join_words(trainer.lang.decode(units)), conf))
+                hyps.append((cut_id, trainer.lang.text(trainer.lang.decode(units)), conf))
         kept = select_confident(hyps, self.options.threshold)
         (trainer.exp_dir / "pseudo_labels.txt").write_text(
             "".join(f"{i}\t{c:.3f}\t{t}\n" for i, t, c in sorted(kept)), encoding="utf-8"

@@ -18,7 +18,8 @@ and Latin a) split one letter's examples between two units; all are worth
 fixing before training.
 
 Unlike :func:`speechtl.data.text.normalize_text` (kept as it is for the TTS
-corpora), this keeps combining marks, in-word hyphens and zero-width (non-)joiners.
+corpora, which keeps combining marks too), this keeps in-word hyphens and
+zero-width (non-)joiners.
 """
 
 import functools

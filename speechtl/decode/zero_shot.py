@@ -74,8 +74,10 @@ ENGLISH = ("en", "english", "<|en|>")
 
 
 def english_only(source: str) -> bool:
-    """Whether a local Whisper checkpoint says it is English-only (``*.en``: ``is_multilingual: false``
-    in its generation_config.json); a hub id or a folder without the file: False."""
+    """Whether a Whisper checkpoint is English-only: ``is_multilingual: false`` in a local folder's
+    generation_config.json, or a name ending in ``.en`` (``openai/whisper-tiny.en``)."""
+    if _model_dir(source).rstrip("/").endswith(".en"):
+        return True
     cfg = Path(_model_dir(source)) / "generation_config.json"
     try:
         return cfg.is_file() and json.loads(cfg.read_text(encoding="utf-8")).get("is_multilingual") is False

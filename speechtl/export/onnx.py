@@ -69,7 +69,7 @@ from speechtl.train.checkpoint import load_checkpoint, model_from_state
 EXPORTABLE_ENCODERS = ("tdnn", "conformer", "hf-ssl", "whisper")
 #: Files copied from the lang dir: sherpa-onnx needs tokens.txt; the rest makes the
 #: directory a lang dir speechtl can read words with. HLG.fst: see write_graph.
-LANG_FILES = ("tokens.txt", "words.txt", "lexicon.txt", "bpe.model", "optional_silence.txt")
+LANG_FILES = ("tokens.txt", "words.txt", "lexicon.txt", "bpe.model", "optional_silence.txt", "spaceless.txt")
 INPUT_NAMES = ["x", "x_lens"]
 OUTPUT_NAMES = ["log_probs", "log_probs_len"]
 #: Metadata key holding the fbank options (JSON), read back by speechtl.export.sherpa.

@@ -222,7 +222,7 @@ def cut_waves(cuts: CutSet, sampling_rate: int) -> dict[str, np.ndarray]:
     for cut in cuts:
         cut = audio_at(cut, sampling_rate)
         try:
-            out[cut.id] = cut.load_audio()[0]
+            out[cut.id] = cut.load_audio().mean(axis=0)  # the channels mixed, as training read them
         except Exception as e:
             raise SpeechtlError(
                 f"cannot read audio of cut {cut.id} ({cut.recording.sources[0].source}): {e}. "

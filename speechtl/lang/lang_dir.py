@@ -1,11 +1,12 @@
 """A lang dir loaded for training and decoding: text <-> token ids."""
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from speechtl.errors import SpeechtlError
 from speechtl.lang.lexicon import read_lexicon
-from speechtl.lang.spaceless import MARKER, words_of
+from speechtl.lang.spaceless import MARKER, is_spaceless, text_of, words_of
 from speechtl.lang.symbols import read_symbols
 
 
@@ -46,10 +47,23 @@ class Lang:
         self.sil_id = self.token2id[sil_file.read_text(encoding="utf-8").strip()] if sil_file.is_file() else None
         #: Words are characters: the text's script has no spaces between words (speechtl.lang.spaceless).
         self.spaceless = (self.dir / MARKER).is_file()
+        if not self.spaceless and self.sp is not None:
+            sample = [w for w in list(self.word2id)[1:201] if not w.startswith(("#", "<"))]
+            if sample and is_spaceless(sample) and sum(map(len, sample)) > 4 * len(sample):
+                logging.warning(
+                    f"{self.dir}: its words are phrases of a script written without spaces, made before speechtl "
+                    "counted characters there (HLG outputs only whole training phrases; WER is a sentence error "
+                    "rate). Fix: make the lang dir again (delete it and rerun the lang stage)"
+                )
 
     def words(self, text: str) -> list[str]:
         """A transcript's words as this lang dir counts them (characters for a spaceless script)."""
         return words_of(text, self.spaceless)
+
+    def text(self, words: Sequence[str]) -> str:
+        """Words back to a transcript, as the language writes it (no spaces between characters of a
+        spaceless script); what ``encode`` takes."""
+        return text_of(words, self.spaceless)
 
     @property
     def vocab_size(self) -> int:

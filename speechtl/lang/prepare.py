@@ -112,6 +112,13 @@ def prepare_lang_from_text(
     lang_dir = Path(lang_dir)
     content = read_words_text(Path(text), "LM text")  # checked before anything is written
     spaceless = is_spaceless([content])
+    if spaceless and units == "bpe":
+        logging.warning(
+            f"{text}: a script written without spaces between words, whose words here are characters; BPE pieces "
+            "span characters, which a character lexicon cannot spell (HLG would find no path), so the units are "
+            "characters instead"
+        )
+        units = "char"
     lang_dir.mkdir(parents=True, exist_ok=True)
     model = train_sentencepiece(Path(text), lang_dir / "bpe.model", units, vocab_size)
     sp = load(model)

@@ -28,12 +28,14 @@ RANGES = (
     (0x1780, 0x17FF),  # Khmer
     (0x19E0, 0x19FF),  # Khmer symbols
     (0x1A20, 0x1AAF),  # Tai Tham
+    (0x3005, 0x3007),  # 々 (iteration mark), 〆, 〇
     (0x3040, 0x30FF),  # Hiragana, Katakana
     (0x3400, 0x4DBF),  # CJK extension A
     (0x4E00, 0x9FFF),  # CJK unified ideographs
     (0xA9E0, 0xA9FF),  # Myanmar extended-B
     (0xAA60, 0xAA7F),  # Myanmar extended-A
     (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF66, 0xFF9F),  # half-width Katakana
     (0x20000, 0x3134F),  # CJK extensions B-G
 )
 #: A text is spaceless when at least this share of its letters are of those scripts.
@@ -59,19 +61,25 @@ def is_spaceless(texts: Iterable[str]) -> bool:
 
 
 def characters(text: str) -> list[str]:
-    """The characters of ``text`` as words: each base character with the combining marks (and
-    zero-width joiners) that follow it; spaces dropped. ``'ที่ดี' -> ['ที่', 'ดี']``."""
+    """The words of ``text`` in a spaceless script: each character of such a script with the
+    combining marks (and zero-width joiners) that follow it; a run of other letters or digits (a
+    loan word in Latin letters, a number) stays one word, as icefall scores mixed Chinese and
+    English; spaces drop out. ``'ที่ดี ok' -> ['ที่', 'ดี', 'ok']``, ``'2024年' -> ['2024', '年']``."""
     out: list[str] = []
-    glue = False  # whether the last character may take a following mark
+    state = None  # None: at a space; "char": after a spaceless character; "run": inside another word
     for c in text:
         if c.isspace():
-            glue = False
-            continue
-        if glue and (unicodedata.category(c)[0] == "M" or c in _JOINERS):
+            state = None
+        elif state is not None and (unicodedata.category(c)[0] == "M" or c in _JOINERS):
             out[-1] += c
-            continue
-        out.append(c)
-        glue = True
+        elif in_spaceless_script(c):
+            out.append(c)
+            state = "char"
+        elif state == "run":
+            out[-1] += c
+        else:
+            out.append(c)
+            state = "run"
     return out
 
 
@@ -80,9 +88,14 @@ def words_of(text: str, spaceless: bool) -> list[str]:
     return characters(text) if spaceless else text.split()
 
 
+def text_of(words: Iterable[str], spaceless: bool) -> str:
+    """Words as text: :func:`join_words` when ``spaceless`` (the words are characters), else spaced."""
+    return join_words(words) if spaceless else " ".join(words)
+
+
 def join_words(words: Iterable[str]) -> str:
-    """Words as text: a space between two words unless both are of a spaceless script (so the
-    characters of a Thai or Chinese transcript read as the language is written)."""
+    """Characters (:func:`characters`) as text: a space between two words unless both are of a
+    spaceless script, so a Thai or Chinese transcript reads as the language is written."""
     out = ""
     prev = None
     for w in words:

@@ -303,7 +303,10 @@ if ! $loso && has_task asr && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   # The own source's zero-shot row, unless it was never trained (--methods "": only --pretrained-methods,
   # stage 4 skipped; before, stage 6 stopped there with "never trained to the end").
   own_zero=(zero-shot)
-  [ ${#systems[@]} -eq 0 ] && [ ! -f exp/source/final.pt ] && own_zero=()
+  if [ ${#systems[@]} -eq 0 ] && [ ! -f exp/source/final.pt ]; then
+    own_zero=()
+    log "Stage 6: no zero-shot row of the own source: exp/source/final.pt was never trained (stage 4)"
+  fi
   steps/decode_all.sh --nj $nj --log-prefix "Stage 6" --test-sets "$dec_sets" --decoding $decoding \
     --rounds $rounds --round-methods "$round_methods" --zero-shot-lang $lang --zero-shot-data 0shots \
     --key "$(cat $fbank/.fsdd.done)" $lang $cuts "${own_zero[@]}" "${systems[@]}"
