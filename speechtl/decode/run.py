@@ -180,11 +180,14 @@ def decode_test_set(
                     scales = sorted(set(lm_scales) | {lm_scale})
                     per_scale = search.run(lps, scales)
                     summary = [
-                        (f"lm_scale_{s}", compute_wer([(k, refs[k], h[s]) for k, h in per_scale.items()]).wer)
+                        (
+                            f"lm_scale_{s}",
+                            compute_wer([(k, refs[k], lang.regroup(h[s])) for k, h in per_scale.items()]).wer,
+                        )
                         for s in scales
                     ]
                     hyps = {k: h[lm_scale] for k, h in per_scale.items()}
-            results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
+            results: list[Hyp] = [(k, refs[k], lang.regroup(hyps[k])) for k in sorted(refs)]
             row = score_decoding(
                 results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov, lang.spaceless
             )

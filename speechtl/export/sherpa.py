@@ -187,7 +187,7 @@ class SherpaCtc:
 
     def _words(self, result) -> list[str]:
         if self.hlg:
-            return [self.lang.id2word[i] for i in result.words]
+            return self.lang.regroup([self.lang.id2word[i] for i in result.words])
         return self.lang.decode([self._token_id(t) for t in result.tokens])
 
     def decode(self, waves: Sequence[np.ndarray]) -> list[list[str]]:

@@ -60,6 +60,11 @@ class Lang:
         """A transcript's words as this lang dir counts them (characters for a spaceless script)."""
         return words_of(text, self.spaceless)
 
+    def regroup(self, words: Sequence[str]) -> list[str]:
+        """A decoder's words as :meth:`words` counts them: of a spaceless script, HLG may spell a character
+        seen only in other company (ปั่ as ป, ั and ่); joined and split again, it is one character."""
+        return self.words(self.text(words)) if self.spaceless else list(words)
+
     def text(self, words: Sequence[str]) -> str:
         """Words back to a transcript, as the language writes it (no spaces between characters of a
         spaceless script); what ``encode`` takes."""

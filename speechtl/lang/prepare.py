@@ -139,12 +139,15 @@ def prepare_lang_from_text(
     (lang_dir / MARKER).write_text(
         "Words are characters: this script has no spaces between words (speechtl.lang.spaceless).\n", encoding="utf-8"
     )
-    spelled = lexicon_from_sentencepiece(set(characters(content)), sp)
+    seen = set(characters(content))
+    # Every code point is a word too, once in the LM's text: HLG then spells a character the text has
+    # only in other company (ปั่ from ป, ั and ่), which Lang.regroup makes one character again.
+    alone = sorted({c for c in content if not c.isspace()} - seen)
+    spelled = lexicon_from_sentencepiece(seen | set(alone), sp)
     lexicon = [(w, [p for p in ps if p != WORD_START]) for w, ps in spelled]
     lm_text = lang_dir / "lm_characters.txt"  # the LM's text: a line's characters, a space between them
-    lm_text.write_text(
-        "".join(" ".join(characters(line)) + "\n" for line in content.splitlines() if line.strip()), encoding="utf-8"
-    )
+    lines = [" ".join(characters(line)) for line in content.splitlines() if line.strip()]
+    lm_text.write_text("".join(line + "\n" for line in [*lines, " ".join(alone)] if line), encoding="utf-8")
     return prepare_lang(
         lexicon,
         lang_dir,
