@@ -46,6 +46,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -168,11 +169,11 @@ def export_metadata(
     ``fbank`` None: a waveform model (:mod:`speechtl.export.wave`); ``level``: a Whisper-source
     model's (:mod:`speechtl.export.whisper`)."""
     if fbank is None:
-        from speechtl.decode.longform import model_max_seconds
+        from speechtl.decode.longform import model_max_seconds, piece_limit
         from speechtl.export.wave import MODEL_TYPE
 
         rate = model.input_spec.sampling_rate
-        longest = model_max_seconds(model)
+        longest = piece_limit(0.0, model_max_seconds(model), model.input_spec.pad)  # inf: any length
         return {
             "model_type": MODEL_TYPE,
             "model_author": "speechtl",
@@ -188,7 +189,7 @@ def export_metadata(
             # Whisper encoders: the level sherpa-onnx's unit-variance waves are brought to, and the
             # longest wave the graph takes (its positions less the input pad): transcribe splits longer ones.
             "input_level": "" if level is None else f"{level:.6g}",
-            "max_seconds": "" if longest is None else f"{longest - 2 * model.input_spec.pad:g}",
+            "max_seconds": "" if math.isinf(longest) else f"{longest:g}",
         }
     return {
         "model_type": "speechtl_ctc",

@@ -108,7 +108,9 @@ def example_input(sampling_rate: int = 16000) -> torch.Tensor:
 def dynamic_shapes(model: CtcModel) -> dict:
     """One stream (sherpa-onnx feeds this type one at a time) of 0.1 s up to what the encoder's
     positions cover less the input pad (pieces of longer recordings: :mod:`speechtl.decode.longform`)."""
+    from speechtl.decode.longform import model_max_seconds, piece_limit
+
     spec = model.input_spec
-    longest = model.encoder.max_input_seconds - 2 * spec.pad
+    longest = piece_limit(0.0, model_max_seconds(model), spec.pad)
     samples = torch.export.Dim("S", min=spec.sampling_rate // 10, max=int(longest * spec.sampling_rate))
     return {"x": {1: samples}}
