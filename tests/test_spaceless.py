@@ -110,6 +110,31 @@ def test_scores_count_characters(tmp_path):
     assert row.cer == pytest.approx(100 * 2 / 8)  # 8 code points, no spaces between them
 
 
+def test_results_say_the_wer_counts_characters(tmp_path):
+    """RESULTS.md said "WER in %" over Thai character counts: results.tsv's unit column says what a row
+    counts, and the report says it under the table, or names the rows when lang dirs of both kinds mix."""
+    from speechtl.decode.run import score_decoding
+    from speechtl.score.report import write_results_md
+    from speechtl.score.results import read_results, update_results
+
+    tsv = tmp_path / "exp" / "results.tsv"
+    (tmp_path / "d").mkdir()
+    res = [("u1", characters("ที่ทำงาน"), characters("ที่ทำงง"))]
+    rows = [
+        score_decoding(res, tmp_path / "d", "test", d, "finetune", "5min", tsv, 1, spaceless=True)
+        for d in ("greedy", "hlg")
+    ]
+    update_results(tsv, rows)
+    assert [r.unit for r in read_results(tsv)] == ["char", "char"]
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "WER on test counts characters" in md and "Rows counting characters" not in md
+    words = score_decoding([("u1", ["a", "b"], ["a"])], tmp_path / "d", "test", "hlg", "scratch", "5min", tsv, 1)
+    update_results(tsv, [words])
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "WER on test counts characters" not in md
+    assert "Rows counting characters, not words, on test:** finetune/5min/greedy, finetune/5min/hlg" in md
+
+
 def test_exports_pseudo_labels_and_old_lang_dirs_keep_the_word_unit(thai_lang, tmp_path, caplog):
     """The ONNX export dropped spaceless.txt, so decode/transcribe --onnx scored phrases again; a word
     lexicon of segmented Chinese (or a lang dir made before) got its words glued into one by the

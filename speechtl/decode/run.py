@@ -100,7 +100,20 @@ def score_decoding(
     # The row names its evidence relative to results.tsv, so exp/ can move as a whole.
     rel = os.path.relpath(utt_path, Path(results_tsv).parent) if results_tsv is not None else str(utt_path)
     return ResultRow(
-        test_set, method, data, decoding, stats.wer, stats.errors, stats.words, seed, lo, hi, rel, cer, oov
+        test_set,
+        method,
+        data,
+        decoding,
+        stats.wer,
+        stats.errors,
+        stats.words,
+        seed,
+        lo,
+        hi,
+        rel,
+        cer,
+        oov,
+        "char" if spaceless else "word",
     )
 
 

@@ -149,12 +149,38 @@ def write_results_md(
             vals = [_cell(by_dec[d]) if d in by_dec else "" for d in decodings]
             lines.append(f"| {method} | {data} | " + " | ".join(vals) + " |")
         lines.append("")
+        lines += _unit_lines(test_set, [r for r in rows if r.test_set == test_set])
         lines += _oov_lines(test_set, [r for r in rows if r.test_set == test_set])
         lines += _comparison_lines(ss, baselines)
     lines += _per_speaker_lines(summaries)
     with atomic_open(Path(out)) as f:
         f.write("\n".join(lines))
     return Path(out)
+
+
+def counts_characters(rows: Sequence[ResultRow]) -> bool:
+    """Whether every row's WER counts characters (results.tsv's ``unit``: a script without spaces
+    between words, :mod:`speechtl.lang.spaceless`)."""
+    return bool(rows) and all(r.unit == "char" for r in rows)
+
+
+def _unit_lines(test_set: str, rows: Sequence[ResultRow]) -> list[str]:
+    """Under a test set's table: what its WER counts, where that is not words."""
+    if counts_characters(rows):
+        return [
+            f"**WER on {test_set} counts characters** (a letter with its marks; errors/words are characters): "
+            "the language is written without spaces between words, so a word is a character, as the lang dir "
+            "says (`spaceless.txt`). The results.tsv's `cer` counts code points.",
+            "",
+        ]
+    chars = sorted({f"{r.method}/{r.data}/{r.decoding}" for r in rows if r.unit == "char"})
+    if chars:  # mixed: rows from lang dirs of both kinds cannot be compared
+        return [
+            f"**Rows counting characters, not words, on {test_set}:** {', '.join(chars)} (their lang dir is of a "
+            "script without spaces between words). Fix: decode every system with one lang dir.",
+            "",
+        ]
+    return []
 
 
 #: Below this share of reference words outside words.txt, RESULTS.md says nothing of it.
@@ -271,7 +297,8 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
         ax.annotate(f"{method} {wer:.1f}%", (0.01, wer), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
     unit = units.pop()
     ax.set_xlabel("labelled target data (" + ("minutes" if unit == "min" else "shots per class") + ")")
-    ax.set_ylabel(f"WER (%), {decoding}")
+    what = "WER over characters" if counts_characters(rows) else "WER"
+    ax.set_ylabel(f"{what} (%), {decoding}")
     ax.set_title(f"{test_set}: WER against labelled target data")
     amounts = sorted({p[0] for pts in curves.values() for p in pts})
     if len(amounts) > 2:
