@@ -62,3 +62,23 @@ def test_a_letter_the_source_writes_another_way_starts_from_its_row(tmp_path, ca
     assert torch.equal(w[3], fresh[3])
     assert report.same_letter == {"\u0219": "\u015f", "\u021b": "\u0163"} and report.new_units == ["\u00e1"]
     assert "2 started from the source's spelling of the same letter (ș from ş, ț from ţ)" in caplog.text
+
+
+def test_a_source_of_another_script_says_only_its_encoder_transfers(tmp_path, caplog):
+    """tts_xling's source for Thai: 4 of 68 target units shared, and the log only counted them. Below a
+    quarter it says the rest start at random; a target that shares most of its units hears nothing."""
+    import logging
+
+    cfg = ModelConfig(encoder="tdnn", num_features=23)
+    src_tokens = {"<blk>": 0, **{c: i for i, c in enumerate("abcdefghij", 1)}}
+    save_checkpoint(tmp_path / "src.pt", build_model(cfg, len(src_tokens)))
+    thai = {"<blk>": 0, "a": 1, **{c: i for i, c in enumerate("กขคงจฉชซฌญฎฏ", 2)}}
+    with caplog.at_level(logging.WARNING):
+        init_from_source(build_model(cfg, len(thai)), tmp_path / "src.pt", src_tokens, thai)
+    assert "only 2 of the target's 14 units are in the source's output layer" in caplog.text
+    assert "e.g. new: ก ข ค" in caplog.text
+    caplog.clear()
+    latin = {"<blk>": 0, **{c: i for i, c in enumerate("abcdefghijk", 1)}}
+    with caplog.at_level(logging.WARNING):
+        init_from_source(build_model(cfg, len(latin)), tmp_path / "src.pt", src_tokens, latin)
+    assert "only" not in caplog.text

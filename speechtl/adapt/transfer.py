@@ -93,7 +93,26 @@ def init_from_source(
             else ""
         )
     )
+    _warn_few_shared(report, len(target_tokens))
     return report
+
+
+#: Below this share of the target's units found in the source's output layer, the log says what that means.
+FEW_SHARED = 0.25
+
+
+def _warn_few_shared(report: TransferReport, target_units: int) -> None:
+    """A source of another script (tts_xling's Latin and Cyrillic units for Thai: 4 of 68) starts
+    nearly every output row at random; the user should know that only the encoder transfers."""
+    known = report.shared_units + len(report.same_letter)
+    if report.new_units and target_units >= 10 and known < FEW_SHARED * target_units:
+        logging.warning(
+            f"only {known} of the target's {target_units} units are in the source's output layer (e.g. new: "
+            f"{' '.join(report.new_units[:8])}): the rest start at random, and only the encoder transfers. "
+            "Its layers can still help (compare with scratch in RESULTS.md); a new layer needs some hundred "
+            "updates to leave blank. A source that writes the script, or a pretrained encoder (whisper:/hf:), "
+            "may transfer more"
+        )
 
 
 def build_model_for(method, lang, model_config=None, source_checkpoint: Path | None = None, head: str | None = None):
