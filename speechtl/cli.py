@@ -376,6 +376,7 @@ def cmd_zero_shot(a):
         language=a.language or None,
         text_norm=a.text_norm,
         text_norm_config=a.text_norm_config,
+        skip_unavailable=a.skip_unavailable,
     )
 
 
@@ -587,7 +588,9 @@ def cmd_new_recipe(a):
         corpus_dir=a.corpus_dir,
         source=a.source,
         lm_text=a.lm_text,
-        methods=a.methods or DEFAULT_METHODS,
+        methods=[m for given in a.methods for m in given.split()]
+        if a.methods
+        else DEFAULT_METHODS,  # or quoted, as run.sh takes them
         minutes=a.minutes or DEFAULT_MINUTES,
         skip_bad=a.skip_bad,
         prepare_opts=a.prepare_opts,
@@ -838,6 +841,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="with --text-norm import: the <prefix>_text_norm.json the import wrote (its keep/drop/map options)",
+    )
+    s.add_argument(
+        "--skip-unavailable",
+        type=_bool,
+        default=False,
+        help="a source that cannot give the row (an OpenAI .pt, no tokenizer files, an old generation config): "
+        "a warning and no row instead of an error (what recipes pass, so their other results stand)",
     )
     s.set_defaults(func=cmd_zero_shot)
 
@@ -1110,6 +1120,12 @@ def main(argv: list[str] | None = None) -> int:
     except SpeechtlError as e:
         logging.error(str(e))
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; writes are atomic, so nothing half-written stays
+        logging.error(
+            "interrupted: what was finished is kept. Run the same command again to go on (a training resumes "
+            "from its last epoch checkpoint, a recipe skips the stages its .done markers say are done)"
+        )
+        return 130
     return 0
 
 

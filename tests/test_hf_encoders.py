@@ -149,6 +149,14 @@ def test_a_hugging_face_folder_passed_as_a_checkpoint_says_hf(tiny_w2v_dir, tmp_
     caplog.set_level(logging.WARNING)
     assert load_hf_encoder(str(bare))[2] is True
     assert "no feature extractor config (preprocessor_config.json)" in caplog.text
+    # a folder without config.json, or one file of a model folder, said transformers' "Should have a model_type"
+    (bare / "config.json").unlink()
+    with pytest.raises(
+        SpeechtlError, match=r"no Hugging Face model folder .* Fix: save the model with save_pretrained"
+    ):
+        load_hf_encoder(str(bare))
+    with pytest.raises(SpeechtlError, match=rf"Fix: give the folder, hf:{tiny_w2v_dir}$"):
+        load_hf_encoder(str(tiny_w2v_dir / "model.safetensors"))
 
 
 OPTIONS = {
@@ -300,12 +308,17 @@ def test_wav2vec2_model_exports_and_sherpa_onnx_decodes_it_as_torch_does(w2v_exp
     assert len(stream.result.tokens) > 0
 
 
-def test_a_waveform_model_sherpa_would_feed_other_input_is_refused(small_yesno, tiny_w2v_dir, tmp_path):
-    """sherpa-onnx scales each waveform to unit variance: a model trained on unnormalized audio whose
-    first convolution does not cancel the scale (here: a bias and LayerNorm) would decode other input
-    than in training. Export refuses it before writing anything, naming the fix; the GroupNorm base
-    models and mvn-trained ones pass (previous test)."""
+def test_a_waveform_model_on_unnormalized_audio_hears_the_training_level(small_yesno, tmp_path):
+    """sherpa-onnx scales each waveform to unit variance. A model trained on unnormalized audio whose
+    first convolution does not cancel the scale (here: a bias and LayerNorm, the large models' front
+    end) was refused, and so were base models that a quiet wave's GroupNorm eps moved by 4e-3 (a
+    new user's tiny HuBERT). Now the graph brings the unit-variance wave to the training audio's level
+    (input_level), and onnxruntime's output is the torch model's on the wave at that level."""
+    import numpy as np
+    import onnxruntime as ort
+
     from speechtl.export import export_onnx
+    from speechtl.export.wave import normalize_like_sherpa
 
     _, _, lang = small_yesno
     d = save_tiny(tmp_path / "w2v-layer", "wav2vec2", feat_extract_norm="layer", conv_bias=True)
@@ -313,10 +326,47 @@ def test_a_waveform_model_sherpa_would_feed_other_input_is_refused(small_yesno, 
     model.config.input_norm = "none"
     model.norm = "none"
     ckpt = tmp_path / "final.pt"
-    save_checkpoint(ckpt, model)
-    with pytest.raises(SpeechtlError, match=r"zero mean and unit variance .* Fix: decode and transcribe the torch"):
+    save_checkpoint(ckpt, model, method="finetune", input_level=0.03)
+    out = export_onnx(ckpt, lang.dir, tmp_path / "onnx")
+    session = ort.InferenceSession(str(out.model))
+    assert float(session.get_modelmeta().custom_metadata_map["input_level"]) == pytest.approx(0.03)
+    g = torch.Generator().manual_seed(0)
+    x = 0.2 * torch.randn(16000, generator=g)
+    heard = normalize_like_sherpa(x)  # what sherpa-onnx hands the graph
+    with torch.no_grad():
+        expected = model((0.03 * heard)[None, :, None], torch.tensor([16000]))[0][0].numpy()
+        loud = model(heard[None, :, None], torch.tensor([16000]))[0][0].numpy()
+    got = session.run(None, {"x": heard[None].numpy()})[0][0]
+    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)
+    assert np.abs(loud - expected).max() > 10 * np.abs(got - expected).max()  # the level matters to this model
+    from speechtl.train.trainer import training_level
+
+    _, cuts, _ = small_yesno  # training records the level for such a model, and none for one that normalizes
+    assert 0.001 < training_level(cuts, model) < 1.0
+    model.norm = "mvn"
+    assert training_level(cuts, model) is None
+
+
+def test_a_model_pretrained_at_8khz_reads_8khz(small_yesno, tmp_path):
+    """An 8-kHz wav2vec2 (its feature extractor's sampling_rate) was fed 16-kHz audio: twice the samples
+    a second it was trained on, without a word. Now audio is resampled to its rate, and export, whose
+    sherpa-onnx type feeds 16 kHz only, refuses it with the fix."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    from speechtl.export import export_onnx
+    from speechtl.features.inputs import wave_features
+
+    _, _, lang = small_yesno
+    d = save_tiny(tmp_path / "w2v-8k", "wav2vec2")
+    Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=8000).save_pretrained(d)
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{d}").eval()
+    assert model.input_spec.sampling_rate == 8000
+    ckpt = tmp_path / "final.pt"
+    save_checkpoint(ckpt, model, method="finetune")
+    assert model_from_checkpoint(ckpt).input_spec.sampling_rate == 8000  # decode and transcribe read it
+    assert wave_features(model.input_spec).num_frames(8000) == 8000  # one second, at its rate
+    with pytest.raises(SpeechtlError, match=r"reads waves at 8000 Hz.*16000 Hz only. Fix: decode and transcribe"):
         export_onnx(ckpt, lang.dir, tmp_path / "onnx")
-    assert not (tmp_path / "onnx").exists()
 
 
 @pytest.mark.parametrize("model_type", ["wav2vec2", "hubert", "wavlm"])

@@ -304,6 +304,9 @@ def test_bad_arguments_are_named(tiny_source, egs, tmp_path):
     r = speechtl("new-recipe", "x", "--corpus", "folder", "--corpus-dir", str(tmp_path), "--egs-dir", str(egs),
                  "--source", str(tiny_source), "--methods", "finetune", "dann")  # fmt: skip
     assert r.returncode == 1 and "need unlabelled audio" in r.stderr
+    # a quoted list, as run.sh --methods takes it, was one unknown method 'finetune freeze'
+    recipe = new_recipe(egs, "quoted", tmp_path, "--source", str(tiny_source), "--methods", "finetune freeze")
+    assert "methods='finetune freeze'" in (recipe / "conf" / "recipe.conf").read_text()
 
 
 def test_pretrained_sources_are_checked_and_made_absolute(tmp_path, monkeypatch):

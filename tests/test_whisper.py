@@ -416,11 +416,15 @@ def test_zero_shot_language_of_an_english_only_whisper():
     from speechtl.decode.zero_shot import generate_language
 
     english_only = SimpleNamespace(generation_config=SimpleNamespace(is_multilingual=False))
-    multilingual = SimpleNamespace(generation_config=SimpleNamespace(is_multilingual=True))
+    multilingual = SimpleNamespace(generation_config=SimpleNamespace(is_multilingual=True, lang_to_id={"<|ru|>": 1}))
+    outdated = SimpleNamespace(generation_config=SimpleNamespace(is_multilingual=True))  # no lang_to_id
     with pytest.raises(SpeechtlError, match=r"English-only Whisper .* cannot transcribe --language ru"):
         generate_language(english_only, "ru", "m/whisper-tiny.en")
     assert generate_language(english_only, "en", "m") == {} and generate_language(english_only, None, "m") == {}
     assert generate_language(multilingual, "ru", "m") == {"language": "ru", "task": "transcribe"}
+    # transformers' "generation config is outdated" traceback stopped a recipe before its RESULTS.md
+    with pytest.raises(SpeechtlError, match=r"older than generate's language option .* Fix: copy generation_config"):
+        generate_language(outdated, "ru", "m")
     if REAL.is_dir():  # the real checkpoint says so in its generation_config
         from transformers import GenerationConfig
 
@@ -463,3 +467,40 @@ def test_hub_ids_named_en_are_english_only():
     from speechtl.decode.zero_shot import english_only
 
     assert english_only("whisper:openai/whisper-tiny.en") and not english_only("whisper:openai/whisper-tiny")
+
+
+def test_one_file_of_a_whisper_folder_names_the_folder(tiny_whisper_dir):
+    """whisper:.../model.safetensors gave torch's advice to load with weights_only=False."""
+    with pytest.raises(
+        SpeechtlError, match=rf"one file of a Hugging Face model folder. Fix: .*whisper:{tiny_whisper_dir}"
+    ):
+        load_whisper_encoder(tiny_whisper_dir / "model.safetensors")
+
+
+def test_a_whisper_source_without_a_tokenizer_gives_no_zero_shot_row(tiny_whisper_dir, tmp_path, caplog):
+    """A folder of weights without tokenizer files gave a 100% row of empty texts ("the model emits only
+    blank"), and an OpenAI .pt stopped a generated recipe's stage 4 before RESULTS.md. Both are named
+    with the fix; a recipe (skip_unavailable) leaves the row out and goes on."""
+    import logging
+
+    import soundfile as sf
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    from speechtl.decode.zero_shot import Unavailable, whisper_zero_shot
+
+    sf.write(str(tmp_path / "a.wav"), wave(1.0), 16000)
+    rec = Recording.from_file(tmp_path / "a.wav")
+    cut = rec.to_cut()
+    cut.supervisions = [SupervisionSegment("a", rec.id, 0.0, 1.0, text="hello there")]
+    CutSet.from_cuts([cut]).to_file(tmp_path / "cuts.jsonl.gz")
+    cuts, tsv = tmp_path / "cuts.jsonl.gz", tmp_path / "results.tsv"
+    with pytest.raises(Unavailable, match=r"no complete tokenizer .* Fix: copy vocab.json"):
+        whisper_zero_shot(f"whisper:{tiny_whisper_dir}", cuts, "t", tmp_path / "d", results_tsv=tsv)
+    pt = tmp_path / "tiny.pt"
+    pt.write_bytes(b"not read")
+    with pytest.raises(Unavailable, match=r"OpenAI's .pt.*no tokenizer.*Fix: for the zero-shot row"):
+        whisper_zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv)
+    with caplog.at_level(logging.WARNING):
+        row = whisper_zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv, skip_unavailable=True)
+    assert row is None and "zero-shot row left out, the other results stand" in caplog.text
+    assert not tsv.exists()

@@ -97,8 +97,9 @@ class Freeze(Method):
                 )
             if o.bottom_layers == len(stack) - 2:
                 logging.warning(
-                    f"freeze: bottom_layers={o.bottom_layers} is every layer of this encoder: only what is above "
-                    "them trains (the output layer, a final norm), nearly linear-probe"
+                    f"freeze: bottom_layers={o.bottom_layers} is every layer of this encoder (a final norm goes "
+                    "with the last): only the output layer trains, as in linear-probe, but from the source's rows "
+                    "of the shared units"
                 )
             prefixes += [n for group in stack[: 1 + o.bottom_layers] for n, _ in group]
         if not prefixes:

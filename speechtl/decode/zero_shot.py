@@ -15,7 +15,6 @@ such as FSDD's spell them. Output files and the results.tsv row are those of
 ``speechtl decode`` (decoding ``whisper``).
 """
 
-import contextlib
 import json
 import logging
 import unicodedata
@@ -28,6 +27,7 @@ from speechtl.data.text import normalize_text
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
 from speechtl.lang.spaceless import is_spaceless, words_of
+from speechtl.models.hub import quiet_transformers
 from speechtl.models.pretrained import parse_source
 from speechtl.score.results import ResultRow, update_results
 
@@ -73,6 +73,12 @@ def _model_dir(source: str) -> str:
 ENGLISH = ("en", "english", "<|en|>")
 
 
+class Unavailable(SpeechtlError):
+    """The source cannot give a zero-shot row (no tokenizer, an OpenAI .pt file, an old generation
+    config, an English-only model asked for another language): an error of ``speechtl zero-shot``,
+    a warning and no row in a recipe (``skip_unavailable``), whose other results stand."""
+
+
 def english_only(source: str) -> bool:
     """Whether a Whisper checkpoint is English-only: ``is_multilingual: false`` in a local folder's
     generation_config.json, or a name ending in ``.en`` (``openai/whisper-tiny.en``)."""
@@ -91,19 +97,6 @@ def latin_share(texts) -> float:
     return sum(unicodedata.name(c, "").startswith("LATIN") for c in letters) / len(letters) if letters else 1.0
 
 
-@contextlib.contextmanager
-def quiet_transformers():
-    """transformers' logger at ERROR for a while: its generate warns about our settings on every call."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(before)
-
-
 def generate_language(model, language: str | None, where: str) -> dict[str, str]:
     """``generate``'s language options. An English-only model (``*.en``) takes none: transformers
     stops with a traceback when given one, and such a model writes English whatever the speech."""
@@ -112,10 +105,16 @@ def generate_language(model, language: str | None, where: str) -> dict[str, str]
     if getattr(model.generation_config, "is_multilingual", True) is False:
         if language.lower() in ENGLISH:
             return {}
-        raise SpeechtlError(
+        raise Unavailable(
             f"{where} is an English-only Whisper (its generation_config says is_multilingual: false); it "
             f"cannot transcribe --language {language}. Fix: a multilingual checkpoint (whisper-tiny, not "
             "whisper-tiny.en) for the zero-shot row, or no --language (--whisper-language in a recipe) for English"
+        )
+    if not hasattr(model.generation_config, "lang_to_id"):
+        raise Unavailable(
+            f"{where}'s generation_config.json is older than generate's language option (it has no lang_to_id), "
+            f"so it cannot be told to transcribe {language}. Fix: copy generation_config.json of the original "
+            "multilingual checkpoint of its size (openai/whisper-<size>) into the folder, or give no language"
         )
     return {"language": language, "task": "transcribe"}
 
@@ -136,11 +135,25 @@ def whisper_transcripts(
 
     where = _model_dir(source)
     dev = pick_device(device)
+    if Path(where).is_file():
+        raise Unavailable(
+            f"{where} is a single checkpoint file (OpenAI's .pt): it has the weights but no tokenizer, so Whisper's "
+            "own decoder cannot write text from it (training, decoding and export use the file as is). Fix: for "
+            "the zero-shot row, the Hugging Face folder of the same model (e.g. openai/whisper-small)"
+        )
     try:
         model = WhisperForConditionalGeneration.from_pretrained(where, dtype=torch.float32).to(dev).eval()
         tokenizer = AutoTokenizer.from_pretrained(where)
     except Exception as e:
-        raise SpeechtlError(f"cannot load Whisper model and tokenizer from {where}: {e}") from e
+        raise Unavailable(f"cannot load Whisper model and tokenizer from {where}: {e}") from e
+    if len(tokenizer) < 0.9 * model.config.vocab_size:
+        # transformers gives a folder without tokenizer files a near-empty tokenizer, and every text came out empty
+        raise Unavailable(
+            f"{where} has no complete tokenizer ({len(tokenizer)} tokens for the model's {model.config.vocab_size}): "
+            "its folder lacks the tokenizer files, so Whisper's own decoder cannot write text. Fix: copy vocab.json, "
+            "merges.txt, tokenizer_config.json and added_tokens.json (or tokenizer.json) of the same Whisper size "
+            "into it"
+        )
     mel = BatchedWhisperMel(WhisperMelConfig(num_mels=model.config.num_mel_bins)).to(dev)
     kwargs = generate_language(model, language, where)
     cut_list = list(cuts)
@@ -175,9 +188,11 @@ def whisper_zero_shot(
     batch_size: int = 16,
     text_norm: str = "tts",
     text_norm_config: Path | None = None,
+    skip_unavailable: bool = False,
 ) -> ResultRow | None:
     """Decode ``cuts_path`` with Whisper's own decoder; recogs/errs/wer-summary files and a results.tsv row
-    (None, with a warning, for an English-only model and references in another script)."""
+    (None, with a warning, for an English-only model and references in another script, and with
+    ``skip_unavailable`` for a source that cannot give the row: :class:`Unavailable`)."""
     from speechtl.decode.run import score_decoding
 
     if not Path(cuts_path).is_file():
@@ -192,7 +207,13 @@ def whisper_zero_shot(
             "a 1074% WER row, after 12 minutes). Fix: a multilingual checkpoint (whisper-tiny, not whisper-tiny.en)"
         )
         return None
-    texts = whisper_transcripts(source, cuts, device, batch_size, language)
+    try:
+        texts = whisper_transcripts(source, cuts, device, batch_size, language)
+    except Unavailable as e:
+        if not skip_unavailable:
+            raise
+        logging.warning(f"zero-shot row left out, the other results stand: {e}")
+        return None
     spaceless = is_spaceless(refs.values())  # scored in characters, as the recipe's own rows are
     results = [
         (k, words_of(ref, spaceless), normalize_hypothesis(texts[k], spell_digits, norm=norm, spaceless=spaceless))

@@ -60,6 +60,7 @@ from torch.nn.utils import parametrize
 from speechtl.decode.checks import check_model_fits
 from speechtl.errors import SpeechtlError
 from speechtl.features import FbankConfig
+from speechtl.features.inputs import level_dependent
 from speechtl.lang import Lang
 from speechtl.models.ctc import CtcModel
 from speechtl.train.checkpoint import load_checkpoint, model_from_state
@@ -137,10 +138,9 @@ def exportable_model(ckpt: dict, source: Path) -> CtcModel:
     if merged:
         logging.info(f"merged {merged} LoRA update(s) into their weights")
     if model.input_spec.kind == "samples":
-        from speechtl.export.wave import check_normalization_invariance
+        from speechtl.export.wave import check_sampling_rate
 
-        change = check_normalization_invariance(model, source, model.input_spec.sampling_rate)
-        logging.info(f"sherpa-onnx's waveform normalization changes the log-probabilities by at most {change:.2g}")
+        check_sampling_rate(model, source)
     return model
 
 
@@ -375,7 +375,7 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
     seed = (ckpt.get("train_config") or {}).get("seed")
     fbank = fbank_options(ckpt, checkpoint) if model.input_spec.kind == "fbank" else None
     level = None
-    if model.input_spec.kind == "whisper-mel":
+    if level_dependent(model.input_spec, model):
         from speechtl.export.whisper import export_level
 
         level = export_level(ckpt, checkpoint)

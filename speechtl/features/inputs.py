@@ -242,3 +242,12 @@ def model_input(model: torch.nn.Module) -> InputSpec:
     """What ``model`` (a CtcModel or its encoder) reads."""
     encoder = getattr(model, "encoder", model)
     return getattr(encoder, "input_spec", FBANK)
+
+
+def level_dependent(spec: InputSpec, model: torch.nn.Module) -> bool:
+    """Whether ``model``'s output depends on its input's level in a way an ONNX export must restore
+    (sherpa-onnx scales each wave to unit variance): Whisper's log-mel, and a waveform model that
+    does not normalize its input itself (``input_norm: none``, a feature extractor's ``do_normalize:
+    false``). A model in a training wrapper (DDP) is looked through."""
+    model = getattr(model, "module", model)
+    return spec.kind == "whisper-mel" or (spec.kind == "samples" and getattr(model, "norm", "mvn") == "none")

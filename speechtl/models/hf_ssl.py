@@ -32,7 +32,7 @@ from torch import nn
 
 from speechtl.errors import SpeechtlError
 from speechtl.features.inputs import InputSpec
-from speechtl.models.hub import is_hub_id
+from speechtl.models.hub import is_hub_id, quiet_transformers
 
 #: The Hugging Face model types this encoder is tested with (any Wav2Vec2-like base model loads).
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "wav2vec2-conformer", "data2vec-audio")
@@ -47,6 +47,8 @@ class HfSslConfig:
     mask_time_prob: float | None = None
     #: LayerDrop while training; None: the config's own layerdrop.
     layerdrop: float | None = None
+    #: The rate the model was pretrained at (its feature extractor's sampling_rate): audio is resampled to it.
+    sampling_rate: int = 16000
 
 
 def hf_config(options: dict[str, Any]):
@@ -87,7 +89,7 @@ class HfSslEncoder(nn.Module):
             # mode, and backward then runs through every convolution for nothing.
             self.hf.feature_extractor._requires_grad = False
         self.output_dim = cfg.hidden_size
-        self.input_spec = InputSpec("samples", 16000, 1)
+        self.input_spec = InputSpec("samples", config.sampling_rate, 1)
         self._lengths: torch.Tensor | None = None
         first = self.hf.feature_extractor.conv_layers[0]
         norm = getattr(first, "layer_norm", None)
@@ -150,15 +152,29 @@ def _resolve(source: str) -> str:
     return source
 
 
-def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], bool]:
-    """(config dict, float32 state dict of the base model, whether its inputs are normalized) of a pretrained
-    wav2vec2-family model: a local directory or a hub id."""
+def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], bool, int]:
+    """(config dict, float32 state dict of the base model, whether its inputs are normalized, the sampling
+    rate it was pretrained at) of a pretrained wav2vec2-family model: a local directory or a hub id."""
     from transformers import AutoFeatureExtractor, AutoModel
 
     where = _resolve(source)
+    local = Path(where)
+    if local.is_file() or (local.is_dir() and not (local / "config.json").is_file()):
+        folder = local.parent if local.is_file() else local
+        raise SpeechtlError(
+            f"{source} is no Hugging Face model folder (one holds config.json and model.safetensors or "
+            f"pytorch_model.bin)"
+            + (
+                f". Fix: give the folder, hf:{folder}"
+                if (folder / "config.json").is_file()
+                else ". Fix: save the model with save_pretrained(), or give its hub id"
+            )
+        )
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     try:
-        model = AutoModel.from_pretrained(where, local_files_only=offline, dtype=torch.float32)
+        # quiet: of a fine-tuned Wav2Vec2ForCTC, transformers tables its lm_head as "UNEXPECTED ... not ok"
+        with quiet_transformers():
+            model = AutoModel.from_pretrained(where, local_files_only=offline, dtype=torch.float32)
     except Exception as e:
         if offline and where == source and not Path(source).exists():
             raise SpeechtlError(
@@ -172,16 +188,24 @@ def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
             f"{source} is a {model.config.model_type} model, not wav2vec2-style; use whisper: for Whisper"
         )
     try:
-        normalize = bool(
-            getattr(AutoFeatureExtractor.from_pretrained(where, local_files_only=offline), "do_normalize", True)
-        )
+        extractor = AutoFeatureExtractor.from_pretrained(where, local_files_only=offline)
+        normalize = bool(getattr(extractor, "do_normalize", True))
+        rate = int(getattr(extractor, "sampling_rate", None) or 16000)
     except Exception:
-        normalize = True  # the wav2vec2 default
+        normalize, rate = True, 16000  # the wav2vec2 defaults
         logging.warning(
             f"{source}: no feature extractor config (preprocessor_config.json), so whether the model was trained on "
             "normalized waveforms is not known: each utterance is scaled to zero mean and unit variance (wav2vec2's "
             "default; HuBERT and WavLM base were trained without it). Fix, if that is wrong: add the model's "
             "preprocessor_config.json with its do_normalize"
         )
+    heads = [a for a in model.config.architectures or [] if a.endswith(("ForCTC", "ForPreTraining"))]
+    if heads:
+        logging.info(
+            f"{source} is a {heads[0]}: its encoder is used, its own head (and vocabulary) left out; the "
+            "target gets a new output layer for its units"
+        )
+    if rate != 16000:
+        logging.info(f"{source} was pretrained at {rate} Hz (its feature extractor): audio is resampled to it")
     state = {k: v.float() for k, v in model.state_dict().items()}
-    return model.config.to_dict(), state, normalize
+    return model.config.to_dict(), state, normalize, rate

@@ -58,12 +58,12 @@ def pretrained_encoder(source: PretrainedSource) -> tuple[ModelConfig, dict[str,
         ), state
     from speechtl.models.hf_ssl import load_hf_encoder
 
-    config, state, normalize = load_hf_encoder(source.location)
+    config, state, normalize, rate = load_hf_encoder(source.location)
     # Zero mean and unit variance per utterance is the wav2vec2 feature extractor's do_normalize.
     return ModelConfig(
         encoder="hf-ssl",
         num_features=1,
-        encoder_options={"config": config},
+        encoder_options={"config": config, "sampling_rate": rate},
         input_norm="mvn" if normalize else "none",
     ), {"hf." + k: v for k, v in state.items()}
 

@@ -273,6 +273,11 @@ def load_whisper_encoder(source: str | Path) -> tuple[WhisperEncoderConfig, dict
         cfg = _hf_config(json.loads(cfg_file.read_text()), str(cfg_file))
         state = _read_hf_weights(path)
         return cfg, _rename(state, _encoder_prefix(state, str(path)), _HF_NAMES)
+    if (path.parent / "config.json").is_file() and path.suffix in (".safetensors", ".bin"):
+        # torch's "weights only load failed" below would advise weights_only=False, which is unsafe and wrong
+        raise SpeechtlError(
+            f"{path} is one file of a Hugging Face model folder. Fix: give the folder, whisper:{path.parent}"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

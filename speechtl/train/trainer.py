@@ -41,7 +41,7 @@ from speechtl.adapt import Method
 from speechtl.decode.longform import check_cuts_fit
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
-from speechtl.features.inputs import model_input, speech_track
+from speechtl.features.inputs import level_dependent, model_input, speech_track
 from speechtl.features.warp import model_geometry
 from speechtl.lang import Lang
 from speechtl.log import FORMAT
@@ -174,10 +174,12 @@ def feature_info(cuts: CutSet, reads_waves: bool = False) -> dict | None:
     return {"sampling_rate": f.sampling_rate, "num_mel_bins": f.num_features, "frame_shift": f.frame_shift}
 
 
-def training_level(cuts: CutSet, spec) -> float | None:
-    """For a model that computes Whisper's log-mel from the audio (``spec``, its InputSpec): the median
-    level of the training audio, which an ONNX export restores (:mod:`speechtl.export.whisper`)."""
-    if spec.kind != "whisper-mel":
+def training_level(cuts: CutSet, model) -> float | None:
+    """For a model whose output depends on its input's level (Whisper's log-mel; a waveform model
+    that does not normalize its input itself, ``input_norm: none``): the median level of the training
+    audio, which an ONNX export restores (:mod:`speechtl.export.whisper`, :mod:`speechtl.export.wave`)."""
+    spec = model_input(model)
+    if not level_dependent(spec, model):
         return None
     from speechtl.features.inputs import audio_level
 
@@ -534,7 +536,7 @@ class Trainer:
                 "extra": extra,
                 "precision": precision,
                 "features": feature_info(train_cuts, model_input(self.model).kind != "fbank"),
-                "input_level": training_level(train_cuts, model_input(self.model)),
+                "input_level": training_level(train_cuts, self.model),
                 "total_steps": total_steps,
                 "max_steps": total_steps if exact else math.inf,
                 "steps_per_epoch": steps_per_epoch,

@@ -289,7 +289,8 @@ if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $sto
   if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$pt_key"; then
     log "Stage 6: zero-shot: $pretrained's own decoder on test (digits spelled as the references)"
     speechtl zero-shot --source "$pretrained" --cuts ${cuts}_test.jsonl.gz --test-set test --spell-digits \
-      --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data 0shots --results exp/results.tsv
+      --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data 0shots --results exp/results.tsv \
+      --skip-unavailable true
     mark_done "$pt_exp/zero_shot/.done" "$pt_key"
   fi
 fi

@@ -175,7 +175,7 @@ if [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     log "Stage 6: zero-shot: $pretrained's own decoder on target_test${pretrained_language:+ (language $pretrained_language)}"
     speechtl zero-shot --source "$pretrained" --cuts ${cuts}_target_test.jsonl.gz --test-set target_test \
       ${pretrained_language:+--language "$pretrained_language"} --out-dir "$pt_exp/zero_shot/decode" \
-      --method "$pt_kind-zero-shot" --data 0min --results exp/results.tsv
+      --method "$pt_kind-zero-shot" --data 0min --results exp/results.tsv --skip-unavailable true
     mark_done "$pt_exp/zero_shot/.done" "$pt_key language=$pretrained_language"
   fi
 fi

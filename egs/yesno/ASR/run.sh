@@ -146,7 +146,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$key"; then
       log "Stage 5: zero-shot: $pretrained's own decoder on test"
       speechtl zero-shot --source "$pretrained" --cuts $fbank/yesno_cuts_test.jsonl.gz --test-set test \
-        --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data none --results exp/results.tsv
+        --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data none --results exp/results.tsv \
+        --skip-unavailable true
       mark_done "$pt_exp/zero_shot/.done" "$key"
     fi
   fi

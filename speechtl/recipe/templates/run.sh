@@ -239,7 +239,7 @@ if ! $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       speechtl zero-shot --source "$source" --cuts "${cuts}_$t.jsonl.gz" --test-set "$t" --text-norm import \
         ${norm_conf:+--text-norm-config "$norm_conf"} \
         ${whisper_language:+--language "$whisper_language"} --out-dir exp/zero_shot/decode \
-        --method whisper-zero-shot --data 0min --results exp/results.tsv
+        --method whisper-zero-shot --data 0min --results exp/results.tsv --skip-unavailable true
     done
     mark_done exp/zero_shot/.done "$zs_key"
   fi
