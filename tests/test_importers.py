@@ -204,6 +204,23 @@ def test_folder_separator_is_sniffed(sep, tmp_path, yesno_dir, caplog):
     assert "by utterance (speakers unknown)" in (tmp_path / "out" / "folder_import_report.txt").read_text()
 
 
+def test_file_names_in_nfd_match_transcripts_in_nfc(tmp_path, yesno_dir):
+    """macOS writes file names decomposed (Korean 날씨 as jamo); a transcript typed elsewhere names them
+    composed. They printed alike and matched nothing: every file was "no-transcript"."""
+    import unicodedata
+
+    root = tmp_path / "ko"
+    root.mkdir()
+    wavs = sorted(yesno_dir.glob("*.wav"))[:6]
+    names = [f"날씨_{i}" for i in range(len(wavs))]
+    for w, n in zip(wavs, names, strict=True):
+        shutil.copy(w, root / (unicodedata.normalize("NFD", n) + ".wav"))
+    assert any(unicodedata.normalize("NFD", names[0]) in p.name for p in root.iterdir())  # stored decomposed
+    (root / "transcript.tsv").write_text("".join(f"{n}\t오늘 날씨\n" for n in names), encoding="utf-8")
+    m = prepare_folder(root, tmp_path / "out")
+    assert sum(len(split["supervisions"]) for split in m.values()) == len(wavs)
+
+
 def test_folder_split_folders_sidecars_and_csv(tmp_path, fsdd_dir):
     """train/valid/test folders; a .lab beside each train file, a CSV with a header for the others."""
     root = tmp_path / "c"
@@ -944,3 +961,18 @@ def test_cedilla_and_comma_forms_of_one_letter_are_joined(tmp_path, yesno_dir, c
         (root / f"{i}.txt").write_text("opt\n")
     prepare_folder(root, tmp_path / "one", dev_fraction=0.2, test_fraction=0.2)
     assert "şapte ţări" in {s["text"] for s in supervisions(tmp_path / "one", "folder").values()}
+
+
+def test_a_utf16_transcript_is_read(tmp_path, yesno_dir):
+    """Excel's "Unicode text" and Notepad's "Unicode" save UTF-16 with a byte-order mark: read line by
+    line as UTF-8, its lines named no audio file, and every recording was "no-transcript"."""
+    root = tmp_path / "c"
+    root.mkdir()
+    wavs = sorted(yesno_dir.glob("*.wav"))[:6]
+    for w in wavs:
+        shutil.copy(w, root / w.name)
+    text = "file,text\r\n" + "".join(f"{w.name},{yesno_text(w.stem)}\r\n" for w in wavs)
+    (root / "metadata.csv").write_bytes(text.encode("utf-16"))
+    m = prepare_folder(root, tmp_path / "out")
+    got = {s.id: s.text for split in m.values() for s in split["supervisions"]}
+    assert got == {w.stem: yesno_text(w.stem) for w in wavs}

@@ -151,3 +151,19 @@ def test_lattice_lm_scale_and_nbest(tmp_path):
     (_, g_b, ac_b), (_, g_a, ac_a) = nbest
     assert ac_a < ac_b and g_a > g_b  # A wins on acoustics, B on the LM
     assert dec.rescore(dec.lattice(lp[:0]), [1.0]) == {1.0: []}
+
+
+def test_decoded_words_are_nfc_as_the_transcripts_are(tmp_path):
+    """NFC keeps क़ as क + nukta, so a Hindi lang dir has both र and ़ as units beside ऱ: a model that
+    emitted र then ़ wrote a word that looks like the reference's ऱ and was scored as another."""
+    import unicodedata
+
+    from speechtl.lang import Lang
+    from speechtl.lang.prepare import prepare_lang_from_text
+
+    texts = ["मैं ख़ुश हूँ", "वह ज़रूर आएगा", "और तऱह"] * 3
+    (tmp_path / "t.txt").write_text("".join(unicodedata.normalize("NFC", t) + "\n" for t in texts), encoding="utf-8")
+    lang = Lang(prepare_lang_from_text(tmp_path / "t.txt", tmp_path / "lang", units="char", lm_order=2))
+    assert {"र", "़", "ऱ"} <= set(lang.token2id)
+    ids = [lang.token2id[t] for t in ("▁", "त", "र", "़", "ह")]
+    assert lang.decode(ids) == ["तऱह"] and unicodedata.is_normalized("NFC", lang.decode(ids)[0])

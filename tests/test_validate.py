@@ -252,3 +252,21 @@ def test_look_alike_characters_are_flagged_and_mapped(tmp_path, caplog):
     assert char_map("ẞ=ß") == {ord("ẞ"): "ß"}  # its case folding is 'ss', two letters: no second key
     with pytest.raises(SpeechtlError, match="--map-chars 'ş'"):
         normalize("x", NormalizeConfig(map="ş"))
+
+
+def test_arabic_and_hebrew_script_transcripts(tmp_path, caplog):
+    """A new user's Persian corpus: one voice typed Arabic ي/ك for Persian ی/ک, one wrote harakat and a
+    tatweel, one an RLM inside a word: HLG scored the same word spelled two ways as errors (dev 46.76%
+    WER, 2.16% once folded), and nothing was flagged. Hebrew's maqaf and geresh split words whose
+    ASCII forms were kept."""
+    assert normalize("خـانه می\u200fروم") == "خانه میروم"  # tatweel and RLM deleted, not spaces
+    assert normalize("בבית־ספר צ׳ייסר") == normalize("בבית-ספר צ'ייסר") == "בבית-ספר צ'ייסר"
+    texts = ["آیا شما می‌روید", "شُما به پارک", "پارک کتاب", "آيا پارك", "کوچک یک"]
+    with caplog.at_level("WARNING"):
+        flagged = write_char_inventory(char_inventory(texts), tmp_path / "fa.tsv", rare_count=1)
+    flags = {r.split("\t")[0]: r.split("\t")[4] for r in (tmp_path / "fa.tsv").read_text().splitlines()[1:]}
+    assert flags["ي"] == "looks like ی" and flags["ك"] == "looks like ک" and flags["ی"] == flags["ک"] == ""
+    assert flags["ُ"] == "vowel mark" and set(flagged) == {"ي", "ك", "ُ"}
+    assert "--map-chars 'ك=ک,ي=ی'" in caplog.text and "Fix: --drop-chars 'ُ'" in caplog.text
+    cfg = NormalizeConfig(map="ي=ی,ك=ک", drop="ُ")
+    assert normalize("آيا شُما پارك", cfg) == "آیا شما پارک"

@@ -34,11 +34,14 @@ from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 
 #: Typographic variants written as the ASCII apostrophe / hyphen before the rules apply.
-_APOSTROPHES = dict.fromkeys(map(ord, "\u2019\u2018\u02bc\u0060\u00b4\u2032"), "'")
-_HYPHENS = dict.fromkeys(map(ord, "\u2010\u2011"), "-")
-#: Invisible characters: soft hyphen and BOM deleted; the zero-width space (a word break in Thai,
-#: Khmer, ...) a space. ZWNJ/ZWJ are spelling inside a word (Persian, Indic scripts) and kept there.
-_INVISIBLE = {0x00AD: None, 0xFEFF: None, 0x200B: " "}
+#: Hebrew's geresh and gershayim (צ׳ייסר, בת״א) are its apostrophes; its maqaf (בית־ספר) its hyphen.
+_APOSTROPHES = dict.fromkeys(map(ord, "\u2019\u2018\u02bc\u0060\u00b4\u2032\u05f3\u05f4"), "'")
+_HYPHENS = dict.fromkeys(map(ord, "\u2010\u2011\u05be"), "-")
+#: Invisible characters: soft hyphen, BOM, the direction marks (LRM, RLM, ALM: typed into right-to-left
+#: text, where they split words) and the Arabic tatweel (a stretch of the line between letters, never
+#: spelling) deleted; the zero-width space (a word break in Thai, Khmer, ...) a space. ZWNJ/ZWJ are
+#: spelling inside a word (Persian, Indic scripts) and kept there.
+_INVISIBLE = {0x00AD: None, 0xFEFF: None, 0x200E: None, 0x200F: None, 0x061C: None, 0x0640: None, 0x200B: " "}
 _ZW_JOINERS = "\u200c\u200d"
 
 
@@ -109,9 +112,24 @@ def char_map(spec: str) -> dict[int, str]:
     return table
 
 
+#: Letters of the Arabic script typed for one another: Arabic yeh and kaf (ي ك) in Persian and Urdu
+#: text, where the standard letters are ی and ک (an Arabic keyboard layout), and alef maksura (ى)
+#: for a final yeh. Which form is right depends on the language: the rarer of two that occur is flagged.
+ARABIC_SCRIPT_ALIKE = {
+    "\u064a": "\u06cc",
+    "\u06cc": "\u064a",
+    "\u0643": "\u06a9",
+    "\u06a9": "\u0643",
+    "\u0649": "\u06cc",
+}
+
+
 def look_alike(c: str) -> str | None:
     """The Latin letter with the other of cedilla and comma below (ş/ș, ţ/ț): drawn alike, typed
-    for one another (Romanian on a Turkish keyboard layout), two units for one letter."""
+    for one another (Romanian on a Turkish keyboard layout), two units for one letter; and the
+    Arabic-script letters typed for one another (:data:`ARABIC_SCRIPT_ALIKE`)."""
+    if c in ARABIC_SCRIPT_ALIKE:
+        return ARABIC_SCRIPT_ALIKE[c]
     d = unicodedata.normalize("NFD", c)
     for a, b in (("\u0327", "\u0326"), ("\u0326", "\u0327")):
         if a in d and unicodedata.name(c, "").startswith("LATIN"):
@@ -160,6 +178,12 @@ def mixed_script_letters(texts: Iterable[str]) -> dict[str, tuple[str, int, str]
     return {c: (o, n, w) for c, (o, n, w) in found.items()}
 
 
+def is_vowel_mark(c: str) -> bool:
+    """Arabic harakat (fatha, kasra, damma, tanwin, sukun, shadda, superscript alef) and Hebrew niqqud:
+    marks most text leaves out and some transcribers write."""
+    return 0x064B <= ord(c) <= 0x0652 or ord(c) == 0x0670 or 0x05B0 <= ord(c) <= 0x05C2 or ord(c) == 0x05C7
+
+
 def char_inventory(texts: Iterable[str]) -> Counter:
     return Counter(c for t in texts for c in t if not c.isspace())
 
@@ -189,6 +213,8 @@ def write_char_inventory(
         other = look_alike(c)
         if unicodedata.category(c)[0] == "N":
             flags[c] = "digit"
+        elif is_vowel_mark(c):
+            flags[c] = "vowel mark"
         elif other and other in counts and not {c, other} & kept_apart and (n, other) < (counts[other], c):
             alike[c] = other
         elif c in mixed:
@@ -215,6 +241,13 @@ def write_char_inventory(
         )
     if safe:
         logging.warning(f"{path.name}: Fix: --map-chars '{','.join(f'{c}={alike[c]}' for c in safe)}' at import")
+    marks = [c for c, f in flags.items() if f == "vowel mark"]
+    if marks:
+        logging.warning(
+            f"{path.name}: transcripts hold vowel marks {' '.join(f'{m} ({counts[m]}x)' for m in marks)}: "
+            "if they are written in only some transcripts, one word gets two spellings (two words for the LM, "
+            f"an error when scored). Fix: --drop-chars '{''.join(marks)}' at import"
+        )
     if rare:
         logging.warning(f"{path.name}: {len(rare)} rare character(s) (< {rare_count} times): {' '.join(rare[:40])}")
     logging.info(f"character inventory: {len(counts)} characters in {path.name}")

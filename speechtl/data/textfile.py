@@ -10,6 +10,13 @@ from pathlib import Path
 
 from speechtl.errors import SpeechtlError
 
+#: Windows code pages a transcript not in UTF-8 is most likely in, for the fix's ``iconv -f``.
+CODE_PAGES = (
+    "CP1250: Central European, e.g. Romanian, Polish, Czech; CP1252 or LATIN1: Western European; "
+    "CP1251: Cyrillic; CP1253: Greek; CP1254: Turkish; CP1255: Hebrew; CP1256: Arabic, Persian, Urdu; "
+    "CP874: Thai"
+)
+
 
 def read_utf8(path: Path, what: str = "text file") -> str:
     """The text of ``path``; a SpeechtlError naming the line and byte if it is missing or not UTF-8."""
@@ -24,7 +31,7 @@ def read_utf8(path: Path, what: str = "text file") -> str:
         raise SpeechtlError(
             f"{what} {path} is not UTF-8: byte 0x{raw[e.start]:02x} on line {line}. Fix: convert it, "
             f"e.g. iconv -f CP1250 -t UTF-8 {path} > {path.stem}.utf8{path.suffix} with the file's own code page "
-            "(CP1250: Central European; CP1252 or LATIN1: Western European; CP1251: Cyrillic)"
+            f"({CODE_PAGES})"
         ) from e
 
 

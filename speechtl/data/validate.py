@@ -33,6 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from speechtl.atomic import atomic_open, atomic_path
+from speechtl.data.textfile import CODE_PAGES
 from speechtl.errors import SpeechtlError
 
 #: Extensions read as audio, and the container their content must be.
@@ -65,7 +66,7 @@ FIXES = {
     "duplicate-id": "give every utterance its own id (rename one file, or fix the transcript line)",
     "empty-text": "write its transcript, or delete the utterance",
     "bad-encoding": "save the file as UTF-8 from its own code page, e.g. iconv -f CP1250 -t UTF-8 FILE > FILE.utf8 "
-    "(CP1250: Central European, e.g. Romanian, Polish, Czech; CP1252 or LATIN1: Western European; CP1251: Cyrillic)",
+    f"({CODE_PAGES})",
     "bad-line": "write the line as 'id<separator>text' like the others",
     "bad-segment": "fix the segment's start and end times: 0 <= start < end <= the recording's duration",
     "kaldi-archive": "put Kaldi's wav-copy on PATH (its src/featbin), which reads it through a "

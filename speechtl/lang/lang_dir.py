@@ -1,6 +1,7 @@
 """A lang dir loaded for training and decoding: text <-> token ids."""
 
 import logging
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,7 +98,11 @@ class Lang:
 
     def decode(self, token_ids: Sequence[int]) -> list[str]:
         if self.sp is not None:
-            return self.words(self.sp.decode_pieces([self.id2token[t] for t in token_ids]))
+            # NFC, as the transcripts are: units emitted one by one (र then ़) would otherwise spell a word
+            # that looks like the reference's (ऱ) and is scored as another
+            return self.words(
+                unicodedata.normalize("NFC", self.sp.decode_pieces([self.id2token[t] for t in token_ids]))
+            )
         words, i, ids = [], 0, [t for t in token_ids if t != self.sil_id]
         while i < len(ids):
             for n in range(min(self._max_pron, len(ids) - i), 0, -1):

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -141,10 +142,31 @@ def scan(corpus_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
     return audio, texts, annotations
 
 
+class NameKeys(defaultdict):
+    """Audio files by name, the names in NFC: macOS writes file names decomposed (NFD: 날씨 as its jamo),
+    a transcript typed elsewhere has them composed, and the two printed alike while matching nothing."""
+
+    def __init__(self):
+        super().__init__(list)
+
+    @staticmethod
+    def _nfc(k):
+        return unicodedata.normalize("NFC", k) if isinstance(k, str) else k
+
+    def __getitem__(self, k):
+        return super().__getitem__(self._nfc(k))
+
+    def __contains__(self, k):
+        return super().__contains__(self._nfc(k))
+
+    def get(self, k, default=None):
+        return super().get(self._nfc(k), default)
+
+
 def audio_keys(corpus_dir: Path, audio: list[Path]) -> dict[str, list[Path]]:
     """Every name a transcript may use for an audio file: relative path with and without extension,
-    file name, stem, absolute path."""
-    keys: dict[str, list[Path]] = defaultdict(list)
+    file name, stem, absolute path (in NFC, whatever the file system wrote: :class:`NameKeys`)."""
+    keys: dict[str, list[Path]] = NameKeys()
     for p in audio:
         rel = PurePosixPath(p.relative_to(corpus_dir).as_posix())
         full = os.path.normpath(p.absolute())

@@ -135,8 +135,22 @@ def import_options(
 
 def read_lines(path: Path, report: Report) -> Iterator[tuple[int, str]]:
     """``(line number, line)`` of a text file, each line decoded alone: a non-UTF-8 line is a
-    ``bad-encoding`` problem naming its line, the others still read. A BOM is dropped."""
+    ``bad-encoding`` problem naming its line, the others still read. A BOM is dropped. A file with a
+    UTF-16 byte-order mark (Excel's "Unicode text", Notepad's "Unicode") is read as UTF-16: line by line
+    its bytes named no audio file, and every recording was "no-transcript"."""
     with open(path, "rb") as f:
+        if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+            try:
+                text = path.read_bytes().decode("utf-16")
+            except UnicodeDecodeError as e:
+                report.add("bad-encoding", f"{path}:1", f"a UTF-16 byte-order mark, but not UTF-16 ({e.reason})")
+                yield 1, None
+                return
+            lines = text.lstrip("\ufeff").split("\n")
+            for n, line in enumerate(lines[:-1] if lines[-1] == "" else lines, 1):
+                yield n, line.rstrip("\r")
+            return
+        f.seek(0)
         for n, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
