@@ -86,6 +86,7 @@ IMPORT_OPTIONS = (
     "keep_chars",
     "drop_chars",
     "map_chars",
+    "join_zwnj",
 )
 
 
@@ -127,6 +128,12 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
         "--map-chars",
         default=None,
         help="characters written as others: 'ş=ș,ţ=ț' (the inventory's look-alikes; both forms of ş/ș or ţ/ț in one corpus are joined to the comma below unless named here)",
+    )
+    s.add_argument(
+        "--join-zwnj",
+        type=_bool,
+        default=None,
+        help="words written with a ZWNJ (Persian می‌روید) and elsewhere with a space: joined (true)",
     )
 
 

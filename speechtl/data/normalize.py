@@ -61,6 +61,9 @@ class NormalizeConfig:
     keep_apostrophes: bool = True  # inside a word
     keep_hyphens: bool = True  # inside a word
     rare_count: int = 3  # a character seen fewer times is flagged in the inventory
+    #: A corpus writing a word with a ZWNJ (Persian می‌روید) and, elsewhere, with a space (می روید):
+    #: the spaced ones are joined (corpus-wide, at import: :func:`zwnj_words`).
+    join_zwnj: bool = True
 
 
 def _is_word_char(c: str, keep: str) -> bool:
@@ -272,3 +275,23 @@ def normalizer_of(config: Path | None = None):
     if not opts.pop("normalize", True):
         return lambda text: " ".join(text.split())
     return partial(normalize, cfg=from_dict(NormalizeConfig, opts, str(config)))
+
+
+def zwnj_words(texts: Iterable[str]) -> dict[str, str]:
+    """``{"می روید": "می‌روید"}``: each word written with a ZWNJ in ``texts`` whose parts also occur with
+    a space between them. A space typed for the ZWNJ (a keyboard without it) makes two words of one:
+    two errors when scored, and two spellings for the LM."""
+    texts = list(texts)
+    joined = {w for t in texts for w in t.split() if "\u200c" in w.strip("\u200c")}
+    spaced = {" ".join(p for p in w.split("\u200c") if p): w for w in joined}
+    padded = [f" {t} " for t in texts]
+    return {k: w for k, w in spaced.items() if any(f" {k} " in t for t in padded)}
+
+
+def join_zwnj_words(text: str, table: dict[str, str]) -> str:
+    """``text`` with each spaced form of :func:`zwnj_words` written as its word, longest first."""
+    padded = f" {text} "
+    for k in sorted(table, key=len, reverse=True):
+        while f" {k} " in padded:
+            padded = padded.replace(f" {k} ", f" {table[k]} ")
+    return padded.strip()
