@@ -137,6 +137,20 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
     )
 
 
+def new_recipe_methods(given: list[str] | None) -> list[str]:
+    """``--methods`` of new-recipe, as separate words or one quoted list (as run.sh takes them)."""
+    from speechtl.recipe.generate import DEFAULT_METHODS
+
+    if given is None:
+        return list(DEFAULT_METHODS)
+    methods = [m for g in given for m in g.split()]
+    if not methods:
+        raise SpeechtlError(
+            "--methods is empty. Fix: name the methods (e.g. --methods 'scratch finetune'), or leave it out"
+        )
+    return methods
+
+
 def cmd_validate(a):
     from speechtl.data.validate import ValidateConfig, validate_manifest_dir
 
@@ -587,7 +601,7 @@ def cmd_vtln(a):
 
 
 def cmd_new_recipe(a):
-    from speechtl.recipe.generate import DEFAULT_METHODS, DEFAULT_MINUTES, RecipeConfig, new_recipe
+    from speechtl.recipe.generate import DEFAULT_MINUTES, RecipeConfig, new_recipe
 
     cfg = RecipeConfig(
         name=a.name,
@@ -595,9 +609,7 @@ def cmd_new_recipe(a):
         corpus_dir=a.corpus_dir,
         source=a.source,
         lm_text=a.lm_text,
-        methods=[m for given in a.methods for m in given.split()]
-        if a.methods
-        else DEFAULT_METHODS,  # or quoted, as run.sh takes them
+        methods=new_recipe_methods(a.methods),
         minutes=a.minutes or DEFAULT_MINUTES,
         skip_bad=a.skip_bad,
         prepare_opts=a.prepare_opts,

@@ -219,6 +219,12 @@ def test_file_names_in_nfd_match_transcripts_in_nfc(tmp_path, yesno_dir):
     (root / "transcript.tsv").write_text("".join(f"{n}\t오늘 날씨\n" for n in names), encoding="utf-8")
     m = prepare_folder(root, tmp_path / "out")
     assert sum(len(split["supervisions"]) for split in m.values()) == len(wavs)
+    from speechtl.data.corpora.folder import NameKeys
+
+    keys = NameKeys()
+    keys.setdefault(unicodedata.normalize("NFD", "날씨"), []).append(1)
+    keys[unicodedata.normalize("NFD", "날씨")].append(2)
+    assert list(keys) == ["날씨"] and keys.pop(unicodedata.normalize("NFD", "날씨")) == [1, 2]
 
 
 def test_folder_split_folders_sidecars_and_csv(tmp_path, fsdd_dir):
@@ -976,6 +982,9 @@ def test_a_utf16_transcript_is_read(tmp_path, yesno_dir):
     m = prepare_folder(root, tmp_path / "out")
     got = {s.id: s.text for split in m.values() for s in split["supervisions"]}
     assert got == {w.stem: yesno_text(w.stem) for w in wavs}
+    (root / "metadata.csv").write_bytes(text.encode("utf-32"))  # named, not read as UTF-16 full of NULs
+    with pytest.raises(SpeechtlError, match=r"metadata.csv:1: bad-encoding: UTF-32"):
+        prepare_folder(root, tmp_path / "out32")
 
 
 def test_test_sentences_also_in_train_are_counted(tmp_path, yesno_dir, caplog, capfd):
@@ -1016,7 +1025,11 @@ def test_a_space_typed_for_a_zwnj_is_joined(tmp_path, yesno_dir, caplog):
         m = prepare_folder(root, tmp_path / "out")
     got = sorted(s.text for split in m.values() for s in split["supervisions"])
     assert got == sorted(["شما می\u200cروید", "ما می\u200cروید", "او می\u200cروید خانه", "می خانه", "روید"])
-    assert "joined, in 2 place(s)" in caplog.text and "--join-zwnj false" in caplog.text
+    assert "joined in 2 transcript(s)" in caplog.text and "--join-zwnj false" in caplog.text
+    # LM text and hypotheses read through the import's normalizer are joined alike
+    from speechtl.data.normalize import normalizer_of
+
+    assert normalizer_of(tmp_path / "out" / "folder_text_norm.json")("او می روید") == "او می\u200cروید"
     caplog.clear()
     with caplog.at_level("WARNING"):
         m = prepare_folder(root, tmp_path / "out2", join_zwnj=False)

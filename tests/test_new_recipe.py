@@ -307,6 +307,9 @@ def test_bad_arguments_are_named(tiny_source, egs, tmp_path):
     # a quoted list, as run.sh --methods takes it, was one unknown method 'finetune freeze'
     recipe = new_recipe(egs, "quoted", tmp_path, "--source", str(tiny_source), "--methods", "finetune freeze")
     assert "methods='finetune freeze'" in (recipe / "conf" / "recipe.conf").read_text()
+    r = speechtl("new-recipe", "y", "--corpus", "folder", "--corpus-dir", str(tmp_path), "--egs-dir", str(egs),
+                 "--source", str(tiny_source), "--methods", "")  # fmt: skip
+    assert r.returncode == 1 and "--methods is empty" in r.stderr
 
 
 def test_pretrained_sources_are_checked_and_made_absolute(tmp_path, monkeypatch):

@@ -133,6 +133,13 @@ def test_results_say_the_wer_counts_characters(tmp_path):
     md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text(encoding="utf-8")
     assert "WER on test counts characters" not in md
     assert "Rows counting characters, not words, on test:** finetune/5min/greedy, finetune/5min/hlg" in md
+    # rows from before the unit column (empty) beside char rows: characters, not "mixed"
+    from dataclasses import replace
+
+    tsv.unlink()
+    update_results(tsv, [rows[0], replace(rows[1], unit="")])
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "WER on test counts characters" in md and "say nothing of it" in md and "Rows counting" not in md
 
 
 def test_exports_pseudo_labels_and_old_lang_dirs_keep_the_word_unit(thai_lang, tmp_path, caplog):

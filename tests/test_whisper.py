@@ -504,3 +504,15 @@ def test_a_whisper_source_without_a_tokenizer_gives_no_zero_shot_row(tiny_whispe
         row = whisper_zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv, skip_unavailable=True)
     assert row is None and "zero-shot row left out, the other results stand" in caplog.text
     assert not tsv.exists()
+    # a row of an earlier source under the same name would pass for this one's: it goes
+    from speechtl.score.results import ResultRow, read_results, update_results
+
+    update_results(
+        tsv,
+        [
+            ResultRow("t", "zero-shot-whisper", "0", "whisper", 50.0, 1, 2),
+            ResultRow("t", "m", "0", "greedy", 1.0, 1, 2),
+        ],
+    )
+    whisper_zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv, skip_unavailable=True)
+    assert [r.method for r in read_results(tsv)] == ["m"]

@@ -98,8 +98,7 @@ class Freeze(Method):
             if o.bottom_layers == len(stack) - 2:
                 logging.warning(
                     f"freeze: bottom_layers={o.bottom_layers} is every layer of this encoder (a final norm goes "
-                    "with the last): only the output layer trains, as in linear-probe, but from the source's rows "
-                    "of the shared units"
+                    "with the last): only the output layer trains, as in linear-probe"
                 )
             prefixes += [n for group in stack[: 1 + o.bottom_layers] for n, _ in group]
         if not prefixes:

@@ -64,6 +64,9 @@ class NormalizeConfig:
     #: A corpus writing a word with a ZWNJ (Persian می‌روید) and, elsewhere, with a space (می روید):
     #: the spaced ones are joined (corpus-wide, at import: :func:`zwnj_words`).
     join_zwnj: bool = True
+    #: The words so joined, space-separated (the import fills it in): LM text and hypotheses read
+    #: through :func:`normalizer_of` are joined alike.
+    zwnj_words: str = ""
 
 
 def _is_word_char(c: str, keep: str) -> bool:
@@ -96,7 +99,8 @@ def normalize(text: str, cfg: NormalizeConfig = NormalizeConfig()) -> str:
         else:
             out.append(" ")
             i += 1
-    return " ".join("".join(out).split())
+    text = " ".join("".join(out).split())
+    return join_zwnj_words(text, cfg.zwnj_words) if cfg.zwnj_words else text
 
 
 @functools.lru_cache(maxsize=16)
@@ -260,7 +264,7 @@ def write_char_inventory(
 def normalizer_of(config: Path | None = None):
     """``text -> text`` as an import normalized its transcripts: ``config`` is the
     ``<prefix>_text_norm.json`` it wrote (its --keep-chars/--drop-chars/--map-chars, the ş/ș joining,
-    or no normalization at all); None: the defaults. Hypotheses and LM text read through it match
+    the words joined at their ZWNJ, or no normalization at all); None: the defaults. Hypotheses and LM text read through it match
     the references letter for letter."""
     import json
     from functools import partial
@@ -280,18 +284,39 @@ def normalizer_of(config: Path | None = None):
 def zwnj_words(texts: Iterable[str]) -> dict[str, str]:
     """``{"می روید": "می‌روید"}``: each word written with a ZWNJ in ``texts`` whose parts also occur with
     a space between them. A space typed for the ZWNJ (a keyboard without it) makes two words of one:
-    two errors when scored, and two spellings for the LM."""
+    two errors when scored, and two spellings for the LM. One pass over the texts' word n-grams."""
     texts = list(texts)
-    joined = {w for t in texts for w in t.split() if "\u200c" in w.strip("\u200c")}
-    spaced = {" ".join(p for p in w.split("\u200c") if p): w for w in joined}
-    padded = [f" {t} " for t in texts]
-    return {k: w for k, w in spaced.items() if any(f" {k} " in t for t in padded)}
+    table, _ = _zwnj_table(" ".join({w for t in texts for w in t.split() if "\u200c" in w.strip("\u200c")}))
+    lengths = {len(k) for k in table}
+    found = set()
+    for t in texts if table else ():
+        ws = t.split()
+        found.update(k for n in lengths for i in range(len(ws) - n + 1) if (k := tuple(ws[i : i + n])) in table)
+    return {" ".join(k): table[k] for k in sorted(found)}
 
 
-def join_zwnj_words(text: str, table: dict[str, str]) -> str:
-    """``text`` with each spaced form of :func:`zwnj_words` written as its word, longest first."""
-    padded = f" {text} "
-    for k in sorted(table, key=len, reverse=True):
-        while f" {k} " in padded:
-            padded = padded.replace(f" {k} ", f" {table[k]} ")
-    return padded.strip()
+@functools.lru_cache(maxsize=4)
+def _zwnj_table(joined: str) -> tuple[dict[tuple[str, ...], str], int]:
+    """``joined`` (words with a ZWNJ, space-separated) by their parts, and the most parts of one."""
+    table = {tuple(p for p in w.split("\u200c") if p): w for w in joined.split()}
+    return table, max(map(len, table), default=0)
+
+
+def join_zwnj_words(text: str, joined: str) -> str:
+    """``text`` with each run of words that are the parts of one of ``joined`` (words with a ZWNJ,
+    space-separated: ``NormalizeConfig.zwnj_words``) written as that word, longest first."""
+    table, longest = _zwnj_table(joined)
+    if not table:
+        return text
+    words, out, i = text.split(), [], 0
+    while i < len(words):
+        for n in range(min(longest, len(words) - i), 1, -1):
+            w = table.get(tuple(words[i : i + n]))
+            if w:
+                out.append(w)
+                i += n
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)

@@ -29,7 +29,7 @@ from speechtl.features.compute import pick_device
 from speechtl.lang.spaceless import is_spaceless, words_of
 from speechtl.models.hub import quiet_transformers
 from speechtl.models.pretrained import parse_source
-from speechtl.score.results import ResultRow, update_results
+from speechtl.score.results import ResultRow, drop_results, update_results
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: Whisper's window: 30 s of 16-kHz audio.
@@ -144,8 +144,8 @@ def whisper_transcripts(
     try:
         model = WhisperForConditionalGeneration.from_pretrained(where, dtype=torch.float32).to(dev).eval()
         tokenizer = AutoTokenizer.from_pretrained(where)
-    except Exception as e:
-        raise Unavailable(f"cannot load Whisper model and tokenizer from {where}: {e}") from e
+    except Exception as e:  # a network error or a typo is no reason to leave the row out for good
+        raise SpeechtlError(f"cannot load Whisper model and tokenizer from {where}: {e}") from e
     if len(tokenizer) < 0.9 * model.config.vocab_size:
         # transformers gives a folder without tokenizer files a near-empty tokenizer, and every text came out empty
         raise Unavailable(
@@ -213,6 +213,8 @@ def whisper_zero_shot(
         if not skip_unavailable:
             raise
         logging.warning(f"zero-shot row left out, the other results stand: {e}")
+        if results_tsv is not None:  # a row of an earlier source of the same name would pass for this one's
+            drop_results(results_tsv, [(test_set, method, data, "whisper", "")])
         return None
     spaceless = is_spaceless(refs.values())  # scored in characters, as the recipe's own rows are
     results = [

@@ -240,6 +240,7 @@ def mark_cuts(cuts: CutSet, spec: InputSpec) -> CutSet:
 
 def model_input(model: torch.nn.Module) -> InputSpec:
     """What ``model`` (a CtcModel or its encoder) reads."""
+    model = getattr(model, "module", model)  # a training wrapper (DDP)
     encoder = getattr(model, "encoder", model)
     return getattr(encoder, "input_spec", FBANK)
 
@@ -247,7 +248,8 @@ def model_input(model: torch.nn.Module) -> InputSpec:
 def level_dependent(spec: InputSpec, model: torch.nn.Module) -> bool:
     """Whether ``model``'s output depends on its input's level in a way an ONNX export must restore
     (sherpa-onnx scales each wave to unit variance): Whisper's log-mel, and a waveform model that
-    does not normalize its input itself (``input_norm: none``, a feature extractor's ``do_normalize:
-    false``). A model in a training wrapper (DDP) is looked through."""
+    does not scale its input to unit variance itself (``input_norm: none``, a feature extractor's
+    ``do_normalize: false``; ``mean`` and ``robust`` keep the level, or some of it). A model in a
+    training wrapper (DDP) is looked through."""
     model = getattr(model, "module", model)
-    return spec.kind == "whisper-mel" or (spec.kind == "samples" and getattr(model, "norm", "mvn") == "none")
+    return spec.kind == "whisper-mel" or (spec.kind == "samples" and getattr(model, "norm", "mvn") != "mvn")

@@ -172,9 +172,12 @@ def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
         )
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     try:
-        # quiet: of a fine-tuned Wav2Vec2ForCTC, transformers tables its lm_head as "UNEXPECTED ... not ok"
+        # quiet: of a fine-tuned Wav2Vec2ForCTC, transformers tables its lm_head as "UNEXPECTED ... not ok";
+        # what matters, weights the checkpoint lacks, is checked below
         with quiet_transformers():
-            model = AutoModel.from_pretrained(where, local_files_only=offline, dtype=torch.float32)
+            model, info = AutoModel.from_pretrained(
+                where, local_files_only=offline, dtype=torch.float32, output_loading_info=True
+            )
     except Exception as e:
         if offline and where == source and not Path(source).exists():
             raise SpeechtlError(
@@ -199,11 +202,18 @@ def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
             "default; HuBERT and WavLM base were trained without it). Fix, if that is wrong: add the model's "
             "preprocessor_config.json with its do_normalize"
         )
+    missing = list(info.get("missing_keys") or []) + [k for k, *_ in info.get("mismatched_keys") or []]
+    if missing:
+        raise SpeechtlError(
+            f"{source} lacks {len(missing)} weight(s) of its own config ({', '.join(missing[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}): they would start at random. Fix: the checkpoint's files "
+            "are incomplete or renamed; save the model again with save_pretrained()"
+        )
     heads = [a for a in model.config.architectures or [] if a.endswith(("ForCTC", "ForPreTraining"))]
     if heads:
         logging.info(
-            f"{source} is a {heads[0]}: its encoder is used, its own head (and vocabulary) left out; the "
-            "target gets a new output layer for its units"
+            f"{source} is a {heads[0]}: its encoder is used and its own head left out (a CTC head's vocabulary "
+            "with it); the target gets a new output layer for its units"
         )
     if rate != 16000:
         logging.info(f"{source} was pretrained at {rate} Hz (its feature extractor): audio is resampled to it")

@@ -159,18 +159,24 @@ def write_results_md(
 
 
 def counts_characters(rows: Sequence[ResultRow]) -> bool:
-    """Whether every row's WER counts characters (results.tsv's ``unit``: a script without spaces
-    between words, :mod:`speechtl.lang.spaceless`)."""
-    return bool(rows) and all(r.unit == "char" for r in rows)
+    """Whether the rows' WER counts characters (results.tsv's ``unit``: a script without spaces between
+    words, :mod:`speechtl.lang.spaceless`): some say so and none says words (older rows say nothing)."""
+    units = {r.unit for r in rows}
+    return "char" in units and "word" not in units
 
 
 def _unit_lines(test_set: str, rows: Sequence[ResultRow]) -> list[str]:
     """Under a test set's table: what its WER counts, where that is not words."""
     if counts_characters(rows):
+        older = (
+            " Rows decoded before results.tsv had its `unit` column say nothing of it."
+            if any(not r.unit for r in rows)
+            else ""
+        )
         return [
             f"**WER on {test_set} counts characters** (a letter with its marks; errors/words are characters): "
             "the language is written without spaces between words, so a word is a character, as the lang dir "
-            "says (`spaceless.txt`). The results.tsv's `cer` counts code points.",
+            f"says (`spaceless.txt`). The results.tsv's `cer` counts code points.{older}",
             "",
         ]
     chars = sorted({f"{r.method}/{r.data}/{r.decoding}" for r in rows if r.unit == "char"})

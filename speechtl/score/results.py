@@ -155,6 +155,12 @@ def update_results(path: Path, new_rows: Iterable[ResultRow]) -> list[ResultRow]
     return [_parse(r) for r in table]
 
 
+def drop_results(path: Path, keys: Iterable[tuple[str, ...]]) -> None:
+    """Remove the rows of ``keys`` (``ResultRow.key``s), if the file and they exist."""
+    if Path(path).is_file():
+        upsert_table(path, HEADER, [], _KEY, len(BASE_HEADER), [tuple(k) for k in keys])
+
+
 def _warn_relabelled(path: Path, new_rows: list[ResultRow]) -> None:
     """A new row replacing one of the same key whose decode was in another directory: two systems
     under one label (two hand decodes of differently named dirs, both ``finetune all``), and the

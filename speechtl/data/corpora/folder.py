@@ -146,8 +146,10 @@ class NameKeys(defaultdict):
     """Audio files by name, the names in NFC: macOS writes file names decomposed (NFD: 날씨 as its jamo),
     a transcript typed elsewhere has them composed, and the two printed alike while matching nothing."""
 
-    def __init__(self):
+    def __init__(self, *args):
         super().__init__(list)
+        for k, v in dict(*args[1:]).items() if len(args) > 1 else ():
+            self[k] = v
 
     @staticmethod
     def _nfc(k):
@@ -159,8 +161,17 @@ class NameKeys(defaultdict):
     def __contains__(self, k):
         return super().__contains__(self._nfc(k))
 
+    def __setitem__(self, k, v):
+        super().__setitem__(self._nfc(k), v)
+
     def get(self, k, default=None):
         return super().get(self._nfc(k), default)
+
+    def setdefault(self, k, default=None):
+        return super().setdefault(self._nfc(k), default)
+
+    def pop(self, k, *default):
+        return super().pop(self._nfc(k), *default)
 
 
 def audio_keys(corpus_dir: Path, audio: list[Path]) -> dict[str, list[Path]]:
@@ -282,6 +293,8 @@ def read_transcript_file(
     numbered = [(n, line) for n, line in read_lines(path, local) if line is None or line.strip()]
     lines = [line for _, line in numbered if line is not None]
     if not lines:
+        # no line decodes: a transcript in another encoding (UTF-32, a code page) is named, not ignored
+        report.problems += [p for p in local.problems if p.kind == "bad-encoding"]
         return None
     split = split_of_split_dir(path.stem)  # train.csv, dev.csv, test.csv: SpeechBrain's and many others' splits
     if path.suffix.lower() in (".json", ".jsonl") or _is_json(lines[0]):

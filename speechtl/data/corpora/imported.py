@@ -142,7 +142,12 @@ def read_lines(path: Path, report: Report) -> Iterator[tuple[int, str]]:
     UTF-16 byte-order mark (Excel's "Unicode text", Notepad's "Unicode") is read as UTF-16: line by line
     its bytes named no audio file, and every recording was "no-transcript"."""
     with open(path, "rb") as f:
-        if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+        head = f.read(4)
+        if head in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+            report.add("bad-encoding", f"{path}:1", "UTF-32 (its byte-order mark); convert: iconv -f UTF-32 -t UTF-8")
+            yield 1, None
+            return
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
             try:
                 text = path.read_bytes().decode("utf-16")
             except UnicodeDecodeError as e:
@@ -501,28 +506,38 @@ def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> Imp
     return replace(opts, text=replace(opts.text, map=",".join(x for x in (opts.text.map, spec) if x)))
 
 
-def join_zwnj(utterances: list[Utterance], opts: ImportOptions) -> None:
+def kept_apart(opts: ImportOptions) -> list[str]:
+    """Letters the user mapped to themselves (``--map-chars 'ş=ş'``), never flagged as look-alikes."""
+    return [chr(k) for k, v in char_map(opts.text.map).items() if chr(k) == v] if opts.text.map else []
+
+
+def join_zwnj(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
     """Words the corpus writes with a ZWNJ and, elsewhere, with a space (Persian می‌روید, می روید: a
     new user's test HLG WER was 29.80%, and 2.00% with the two written alike) are written with the
-    ZWNJ everywhere, and the log says so; ``--join-zwnj false`` keeps them as typed, with a warning."""
+    ZWNJ everywhere, and the log says so; the import's text_norm.json records them, so LM text and
+    hypotheses read later are joined alike. ``--join-zwnj false`` keeps them as typed, with a warning."""
     table = zwnj_words(u.text for u in utterances if u.text)
     if not table:
-        return
-    counts = Counter(k for u in utterances if u.text for k in table if f" {k} " in f" {u.text} ")
-    examples = ", ".join(f"{k!r} ({n}x) as {table[k]!r}" for k, n in counts.most_common(5))
+        return opts
+    examples = ", ".join(f"{k!r} as {w!r}" for k, w in list(table.items())[:5])
     if not opts.text.join_zwnj:
         logging.warning(
             f"{len(table)} word(s) written with a ZWNJ are elsewhere written with a space ({examples}): two words "
             "for one, an error each when scored. Fix: --join-zwnj true, or type the ZWNJ in those transcripts"
         )
-        return
+        return opts
+    joined = " ".join(sorted(set(table.values())))
+    changed = 0
     for u in utterances:
         if u.text:
-            u.text = join_zwnj_words(u.text, table)
+            new = join_zwnj_words(u.text, joined)
+            changed += new != u.text
+            u.text = new
     logging.warning(
-        f"{len(table)} word(s) written with a ZWNJ were elsewhere written with a space; joined, in "
-        f"{sum(counts.values())} place(s): {examples}. To keep them as typed: --join-zwnj false"
+        f"{len(table)} word(s) written with a ZWNJ were elsewhere written with a space; joined in {changed} "
+        f"transcript(s): {examples}. To keep them as typed: --join-zwnj false"
     )
+    return replace(opts, text=replace(opts.text, zwnj_words=joined))
 
 
 def build_corpus(
@@ -552,7 +567,7 @@ def build_corpus(
                 if raw.strip() and not u.text:
                     report.add("empty-text", u.where, f"nothing is left of {raw!r} after normalization", u.id)
         opts = join_cedilla_commas(utterances, opts)
-        join_zwnj(utterances, opts)
+        opts = join_zwnj(utterances, opts)
     report.log_notes(opts.validate.sampling_rate)
     out = Path(output_dir) if output_dir is not None else None
     bad = report.resolve(opts.skip_bad_audio, None)  # bad_audio.txt is written with the manifests
@@ -578,7 +593,7 @@ def build_corpus(
             texts = [u.text for utts in by_split.values() for u in utts]
             write_char_inventory(
                 char_inventory(texts), Path(tmp) / f"{name}_char_inventory.tsv", opts.text.rare_count,
-                mixed_script_letters(texts),
+                mixed_script_letters(texts), kept_apart(opts),
             )  # fmt: skip
         return {
             split: {
@@ -676,13 +691,14 @@ def _write_atomically(
             write_split(tmp, name, split, recs, sups)
         texts = [u.text for utts in by_split.values() for u in utts]
         inventory = tmp / f"{name}_char_inventory.tsv"
-        kept_apart = [chr(k) for k, v in char_map(opts.text.map).items() if chr(k) == v] if opts.text.map else []
         flagged = write_char_inventory(
-            char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts), kept_apart
+            char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts), kept_apart(opts)
         )
         lines = [split_line]
         if flagged:  # what the log said about the text, kept where the user reads the import
-            lines.append(f"characters to check in {inventory.name} (digit, looks like, rare): {' '.join(flagged)}")
+            lines.append(
+                f"characters to check in {inventory.name} (digit, looks like, vowel mark, rare): {' '.join(flagged)}"
+            )
         lines += [f"{s}\t{len(utts)} utterances" for s, utts in sorted(by_split.items())]
         lines += [f"skipped {len(report.problems)} problem(s), listed in bad_audio.txt"] if report.problems else []
         (tmp / "bad_audio.txt").write_text(report.bad_list(), encoding="utf-8")  # empty: nothing skipped
