@@ -168,7 +168,7 @@ def cmd_validate(a):
     for k in ("config", "cmd", "train_speakers", "test_speakers"):
         setattr(a, k, None)
     cmd_prepare(a)
-    print(f"{a.corpus_dir}: no problems")
+    print(f"{a.corpus_dir}: no problems that stop the import (the log's warnings, if any, are worth a look)")
 
 
 def cmd_export(a):

@@ -431,3 +431,16 @@ def test_a_waveform_model_trained_with_input_pad_exports_it(small_yesno, tiny_w2
     ours = (tmp_path / "torch" / "recogs-test-greedy.txt").read_text().splitlines()
     theirs = (tmp_path / "onnx" / "recogs-test-onnx-greedy.txt").read_text().splitlines()
     assert [ln for ln in ours if "hyp=" in ln] == [ln for ln in theirs if "hyp=" in ln]
+
+
+def test_only_lora_counts_as_lora_at_export(small_yesno, tiny_w2v_dir):
+    """Export logged "merged 1 LoRA update(s)" for a plain wav2vec2 finetune: the weight norm of its
+    positional convolution is a parametrization too. It is baked in all the same, and not counted."""
+    from torch.nn.utils import parametrize
+
+    from speechtl.export.onnx import merge_lora
+
+    _, _, lang = small_yesno
+    model = build_model_for(get_method("finetune"), lang, None, f"hf:{tiny_w2v_dir}").eval()
+    assert any(parametrize.is_parametrized(m) for m in model.modules())
+    assert merge_lora(model) == 0 and not any(parametrize.is_parametrized(m) for m in model.modules())

@@ -261,6 +261,7 @@ def test_arabic_and_hebrew_script_transcripts(tmp_path, caplog):
     ASCII forms were kept."""
     assert normalize("خـانه می\u200fروم") == "خانه میروم"  # tatweel and RLM deleted, not spaces
     assert normalize("בבית־ספר צ׳ייסר") == normalize("בבית-ספר צ'ייסר") == "בבית-ספר צ'ייסר"
+    assert normalize('צה"ל בת״א "שלום"') == "צה'ל בת'א שלום"  # ASCII " as gershayim; quotes around words go
     texts = ["آیا شما می‌روید", "شُما به پارک", "پارک کتاب", "آيا پارك", "کوچک یک"]
     with caplog.at_level("WARNING"):
         flagged = write_char_inventory(char_inventory(texts), tmp_path / "fa.tsv", rare_count=1)

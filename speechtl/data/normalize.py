@@ -24,6 +24,7 @@ zero-width (non-)joiners.
 
 import functools
 import logging
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
@@ -73,9 +74,16 @@ def _is_word_char(c: str, keep: str) -> bool:
     return unicodedata.category(c)[0] in "LMN" or c in keep
 
 
+#: An ASCII double quote between two Hebrew letters: the gershayim of an acronym typed on a keyboard
+#: without it (צה"ל), written as the apostrophe the gershayim becomes.
+_HEBREW_GERSHAYIM = re.compile(r'(?<=[\u05d0-\u05ea])"(?=[\u05d0-\u05ea])')
+
+
 def normalize(text: str, cfg: NormalizeConfig = NormalizeConfig()) -> str:
     """One transcript, normalized as the module doc says; spaces collapsed."""
     text = unicodedata.normalize("NFC", text).translate(_APOSTROPHES).translate(_HYPHENS).translate(_INVISIBLE)
+    if '"' in text:
+        text = _HEBREW_GERSHAYIM.sub("'", text)
     if cfg.casefold:
         text = unicodedata.normalize("NFC", text.casefold())
     if cfg.map:

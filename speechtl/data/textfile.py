@@ -29,8 +29,8 @@ def read_utf8(path: Path, what: str = "text file") -> str:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise SpeechtlError(
-            f"{what} {path} is not UTF-8: byte 0x{raw[e.start]:02x} on line {line}. Fix: convert it, "
-            f"e.g. iconv -f CP1250 -t UTF-8 {path} > {path.stem}.utf8{path.suffix} with the file's own code page "
+            f"{what} {path} is not UTF-8: byte 0x{raw[e.start]:02x} on line {line}. Fix: convert it from the "
+            f"file's own code page, iconv -f CODEPAGE -t UTF-8 {path} > {path.stem}.utf8{path.suffix} "
             f"({CODE_PAGES})"
         ) from e
 

@@ -65,7 +65,7 @@ FIXES = {
     "unsupported-format": "convert it to wav, flac, mp3 or ogg: ffmpeg -i FILE -ac 1 -ar 16000 FILE.wav",
     "duplicate-id": "give every utterance its own id (rename one file, or fix the transcript line)",
     "empty-text": "write its transcript, or delete the utterance",
-    "bad-encoding": "save the file as UTF-8 from its own code page, e.g. iconv -f CP1250 -t UTF-8 FILE > FILE.utf8 "
+    "bad-encoding": "save the file as UTF-8 from its own code page, iconv -f CODEPAGE -t UTF-8 FILE > FILE.utf8 "
     f"({CODE_PAGES})",
     "bad-line": "write the line as 'id<separator>text' like the others",
     "bad-segment": "fix the segment's start and end times: 0 <= start < end <= the recording's duration",

@@ -111,13 +111,16 @@ class OnnxCtc(nn.Module):
 
 
 def merge_lora(model: nn.Module) -> int:
-    """Bake every LoRA parametrization into its weight (W <- W + scale * B @ A); returns how many."""
+    """Bake every parametrization into its weight: LoRA's (W <- W + scale * B @ A), and any other (the
+    weight norm of wav2vec2's positional convolution); returns how many were LoRA's."""
+    from speechtl.models.peft import LoraDelta
+
     n = 0
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations.keys()):
+                n += any(isinstance(p, LoraDelta) for p in module.parametrizations[name])
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-                n += 1
     return n
 
 
