@@ -378,7 +378,7 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
     seed = (ckpt.get("train_config") or {}).get("seed")
     fbank = fbank_options(ckpt, checkpoint) if model.input_spec.kind == "fbank" else None
     level = None
-    if level_dependent(model.input_spec, model):
+    if level_dependent(model):
         from speechtl.export.whisper import export_level
 
         level = export_level(ckpt, checkpoint)

@@ -245,11 +245,12 @@ def model_input(model: torch.nn.Module) -> InputSpec:
     return getattr(encoder, "input_spec", FBANK)
 
 
-def level_dependent(spec: InputSpec, model: torch.nn.Module) -> bool:
+def level_dependent(model: torch.nn.Module) -> bool:
     """Whether ``model``'s output depends on its input's level in a way an ONNX export must restore
     (sherpa-onnx scales each wave to unit variance): Whisper's log-mel, and a waveform model that
     does not scale its input to unit variance itself (``input_norm: none``, a feature extractor's
     ``do_normalize: false``; ``mean`` and ``robust`` keep the level, or some of it). A model in a
     training wrapper (DDP) is looked through."""
+    kind = model_input(model).kind
     model = getattr(model, "module", model)
-    return spec.kind == "whisper-mel" or (spec.kind == "samples" and getattr(model, "norm", "mvn") != "mvn")
+    return kind == "whisper-mel" or (kind == "samples" and getattr(model, "norm", "mvn") != "mvn")

@@ -175,15 +175,14 @@ def feature_info(cuts: CutSet, reads_waves: bool = False) -> dict | None:
 
 
 def training_level(cuts: CutSet, model) -> float | None:
-    """For a model whose output depends on its input's level (Whisper's log-mel; a waveform model
-    that does not normalize its input itself, ``input_norm: none``): the median level of the training
-    audio, which an ONNX export restores (:mod:`speechtl.export.whisper`, :mod:`speechtl.export.wave`)."""
-    spec = model_input(model)
-    if not level_dependent(spec, model):
+    """For a model whose output depends on its input's level (:func:`~speechtl.features.inputs.level_dependent`:
+    Whisper's log-mel, a waveform model that does not scale its input to unit variance): the median level of
+    the training audio, which an ONNX export restores (:mod:`speechtl.export.wave`)."""
+    if not level_dependent(model):
         return None
     from speechtl.features.inputs import audio_level
 
-    return audio_level(cuts, spec.sampling_rate)
+    return audio_level(cuts, model_input(model).sampling_rate)
 
 
 @dataclass
