@@ -13,8 +13,8 @@ from test_whisper import REAL, tiny_whisper_dir, wave  # noqa: F401  (a fixture)
 
 from speechtl.adapt import get_method
 from speechtl.adapt.transfer import build_model_for
-from speechtl.export.wave import normalize_like_sherpa
-from speechtl.export.whisper import DEFAULT_LEVEL, GraphWhisperMel
+from speechtl.export.wave import DEFAULT_LEVEL, normalize_like_sherpa
+from speechtl.export.whisper import GraphWhisperMel
 from speechtl.features.whisper_mel import BatchedWhisperMel, WhisperMelConfig
 from speechtl.train.checkpoint import load_checkpoint, save_checkpoint
 from speechtl.train.trainer import seed_everything
@@ -139,7 +139,7 @@ def test_the_graph_brings_any_level_to_the_training_level(small_yesno, tiny_whis
 def test_training_records_the_audio_level_and_export_defaults_without_it(small_yesno, tiny_whisper_dir, tmp_path):  # noqa: F811
     """The trainer records the median standard deviation of the training audio (at the model's 16 kHz)
     in the checkpoint; a checkpoint without it exports at -26 dBFS, with a warning."""
-    from speechtl.export.whisper import export_level
+    from speechtl.export.wave import export_level
     from speechtl.features.inputs import audio_at, mark_cuts
     from speechtl.train import TrainConfig, Trainer
 

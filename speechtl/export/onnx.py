@@ -169,8 +169,8 @@ def export_metadata(
     model: CtcModel, fbank: dict | None, seed: int | None, level: float | None = None
 ) -> dict[str, str]:
     """Strings sherpa-onnx and speechtl read back (all ONNX metadata values are strings).
-    ``fbank`` None: a waveform model (:mod:`speechtl.export.wave`); ``level``: a Whisper-source
-    model's (:mod:`speechtl.export.whisper`)."""
+    ``fbank`` None: a waveform model (:mod:`speechtl.export.wave`); ``level``: the level its graph brings
+    sherpa-onnx's unit-variance waves to (:func:`speechtl.export.wave.export_level`; None: none)."""
     if fbank is None:
         from speechtl.decode.longform import model_max_seconds, piece_limit
         from speechtl.export.wave import MODEL_TYPE
@@ -189,8 +189,9 @@ def export_metadata(
             "blank_id": "0",
             "sample_rate": str(rate),
             "seed": "" if seed is None else str(seed),
-            # Whisper encoders: the level sherpa-onnx's unit-variance waves are brought to, and the
-            # longest wave the graph takes (its positions less the input pad): transcribe splits longer ones.
+            # The level sherpa-onnx's unit-variance waves are brought to (Whisper encoders, waveform models on
+            # unnormalized audio), and the longest wave the graph takes (a Whisper encoder's positions less the
+            # input pad): transcribe splits longer ones.
             "input_level": "" if level is None else f"{level:.6g}",
             "max_seconds": "" if math.isinf(longest) else f"{longest:g}",
         }
@@ -237,7 +238,7 @@ def waveform_subsampling(model: CtcModel, sampling_rate: int, level: float | Non
 
 def trace_wave_to_onnx(model: CtcModel, path: Path, opset: int, level: float | None = None) -> None:
     """A waveform model with sherpa-onnx's one-input contract (:mod:`speechtl.export.wave`; a Whisper
-    encoder's: :mod:`speechtl.export.whisper`, at ``level``)."""
+    encoder's: :mod:`speechtl.export.whisper`), its waves brought to ``level``."""
     from speechtl.export import wave, whisper
 
     rate = model.input_spec.sampling_rate
@@ -379,7 +380,7 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
     fbank = fbank_options(ckpt, checkpoint) if model.input_spec.kind == "fbank" else None
     level = None
     if level_dependent(model):
-        from speechtl.export.whisper import export_level
+        from speechtl.export.wave import export_level
 
         level = export_level(ckpt, checkpoint)
     meta = export_metadata(model, fbank, seed, level)

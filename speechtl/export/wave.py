@@ -20,8 +20,10 @@ of it (its eps against a quiet wave's small variance: a tiny random HuBERT's
 log-probabilities moved by 4e-3), and the large models' LayerNorm does not
 cancel it at all. So the graph brings sherpa-onnx's unit-variance wave to the
 median level of the model's training audio, as the Whisper graph does
-(``input_level`` in the checkpoint, :func:`speechtl.export.whisper.export_level`).
+(``input_level`` in the checkpoint, :func:`export_level`).
 """
+
+import logging
 
 import torch
 from torch import nn
@@ -32,6 +34,11 @@ from speechtl.models.ctc import CtcModel
 MODEL_TYPE = "speechtl_ctc_wave"
 INPUT_NAMES = ["x"]
 OUTPUT_NAMES = ["log_probs"]
+
+#: The level (standard deviation of the samples, full scale 1) a checkpoint without a recorded
+#: ``input_level`` is exported at: -26 dBFS, the usual level of speech in recordings that use
+#: their range (ITU-T P.56's active speech level for test signals).
+DEFAULT_LEVEL = 10 ** (-26 / 20)
 
 
 class OnnxWaveCtc(nn.Module):
@@ -60,10 +67,24 @@ def wave_graph(model: CtcModel, level: float | None = None) -> nn.Module:
     """The exported graph of a waveform model: :class:`OnnxWaveCtc`, or for a Whisper encoder
     :class:`speechtl.export.whisper.OnnxWhisperCtc` at ``level``."""
     if model.input_spec.kind == "whisper-mel":
-        from speechtl.export.whisper import DEFAULT_LEVEL, OnnxWhisperCtc
+        from speechtl.export.whisper import OnnxWhisperCtc
 
         return OnnxWhisperCtc(model, DEFAULT_LEVEL if level is None else level)
     return OnnxWaveCtc(model, level)
+
+
+def export_level(ckpt: dict, source) -> float:
+    """The level a checkpoint's model is exported at: its recorded ``input_level``, else DEFAULT_LEVEL."""
+    level = ckpt.get("input_level")
+    if level:
+        logging.info(f"sherpa-onnx's unit-variance waves are brought to {float(level):.4g}, "
+                     "the median level of the training audio")  # fmt: skip
+        return float(level)
+    logging.warning(
+        f"{source} records no level of its training audio (trained by an older speechtl): the graph brings "
+        f"sherpa-onnx's unit-variance waves to {DEFAULT_LEVEL:.4g} (-26 dBFS). Retrain to record it."
+    )
+    return DEFAULT_LEVEL
 
 
 def normalize_like_sherpa(wave: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ exported model's WER beside the torch rows of results.tsv, so the difference is 
 assumed.
 """
 
-import logging
 import math
 
 import torch
@@ -29,11 +28,6 @@ from torch import nn
 
 from speechtl.features.whisper_mel import WhisperMelConfig, slaney_mel_filters
 from speechtl.models.ctc import CtcModel
-
-#: The level (standard deviation of the samples, full scale 1) a checkpoint without a recorded
-#: ``input_level`` is exported at: -26 dBFS, the usual level of speech in recordings that use
-#: their range (ITU-T P.56's active speech level for test signals).
-DEFAULT_LEVEL = 10 ** (-26 / 20)
 
 
 class GraphWhisperMel(nn.Module):
@@ -85,20 +79,6 @@ class OnnxWhisperCtc(nn.Module):
         lengths = torch.full((1,), feats.size(1), dtype=torch.int64, device=x.device)
         log_probs, _ = self.model(feats, lengths)
         return log_probs
-
-
-def export_level(ckpt: dict, source) -> float:
-    """The level a checkpoint's model is exported at: its recorded ``input_level``, else DEFAULT_LEVEL."""
-    level = ckpt.get("input_level")
-    if level:
-        logging.info(f"sherpa-onnx's unit-variance waves are brought to {float(level):.4g}, "
-                     "the median level of the training audio")  # fmt: skip
-        return float(level)
-    logging.warning(
-        f"{source} records no level of its training audio (trained by an older speechtl): the graph brings "
-        f"sherpa-onnx's unit-variance waves to {DEFAULT_LEVEL:.4g} (-26 dBFS). Retrain to record it."
-    )
-    return DEFAULT_LEVEL
 
 
 def example_input(sampling_rate: int = 16000) -> torch.Tensor:
