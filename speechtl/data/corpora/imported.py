@@ -506,9 +506,14 @@ def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> Imp
     return replace(opts, text=replace(opts.text, map=",".join(x for x in (opts.text.map, spec) if x)))
 
 
-def kept_apart(opts: ImportOptions) -> list[str]:
-    """Letters the user mapped to themselves (``--map-chars 'ş=ş'``), never flagged as look-alikes."""
-    return [chr(k) for k, v in char_map(opts.text.map).items() if chr(k) == v] if opts.text.map else []
+def write_inventory(by_split: dict[str, list[Utterance]], path: Path, opts: ImportOptions) -> list[str]:
+    """The transcripts' character inventory at ``path``, its advice in the log; returns the flagged
+    characters. Letters the user mapped to themselves (``--map-chars 'ş=ş'``) are never look-alikes."""
+    texts = [u.text for utts in by_split.values() for u in utts]
+    kept_apart = [chr(k) for k, v in char_map(opts.text.map).items() if chr(k) == v] if opts.text.map else []
+    return write_char_inventory(
+        char_inventory(texts), path, opts.text.rare_count, mixed_script_letters(texts), kept_apart
+    )
 
 
 def join_zwnj(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
@@ -590,11 +595,7 @@ def build_corpus(
     overlap = sentence_overlap(by_split)
     if out is None:  # a dry run (speechtl validate): the manifests in memory, the text's advice in the log
         with tempfile.TemporaryDirectory() as tmp:
-            texts = [u.text for utts in by_split.values() for u in utts]
-            write_char_inventory(
-                char_inventory(texts), Path(tmp) / f"{name}_char_inventory.tsv", opts.text.rare_count,
-                mixed_script_letters(texts), kept_apart(opts),
-            )  # fmt: skip
+            write_inventory(by_split, Path(tmp) / f"{name}_char_inventory.tsv", opts)
         return {
             split: {
                 "recordings": RecordingSet.from_recordings(_recordings(utts, infos)),
@@ -689,11 +690,8 @@ def _write_atomically(
             recs = RecordingSet(_recordings(utts, infos))
             sups = SupervisionSet(_supervisions(utts, infos, opts.language))
             write_split(tmp, name, split, recs, sups)
-        texts = [u.text for utts in by_split.values() for u in utts]
         inventory = tmp / f"{name}_char_inventory.tsv"
-        flagged = write_char_inventory(
-            char_inventory(texts), inventory, opts.text.rare_count, mixed_script_letters(texts), kept_apart(opts)
-        )
+        flagged = write_inventory(by_split, inventory, opts)
         lines = [split_line]
         if flagged:  # what the log said about the text, kept where the user reads the import
             lines.append(
