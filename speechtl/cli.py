@@ -382,9 +382,9 @@ def cmd_sweep(a):
 
 
 def cmd_zero_shot(a):
-    from speechtl.decode.zero_shot import whisper_zero_shot
+    from speechtl.decode.zero_shot import zero_shot
 
-    whisper_zero_shot(
+    zero_shot(
         str(a.source),
         a.cuts,
         a.test_set,
@@ -835,10 +835,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "zero-shot",
-        help="decode a test set with a pretrained model's own decoder (Whisper's generate), "
-        "normalized like the references; recogs/errs/wer-summary and a results.tsv row",
+        help="decode a test set with a pretrained model's own decoder (Whisper's generate, or a fine-tuned "
+        "wav2vec2-family model's CTC head), normalized like the references; recogs/errs/wer-summary and a "
+        "results.tsv row",
     )
-    s.add_argument("--source", required=True, help="whisper:PATH_OR_ID (an HF Whisper directory or hub id)")
+    s.add_argument(
+        "--source",
+        required=True,
+        help="whisper:PATH_OR_ID (an HF Whisper directory or hub id), or hf:PATH_OR_ID of a model fine-tuned "
+        "with a CTC head (config.json lists a ...ForCTC architecture; decoding greedy over its vocab.json)",
+    )
     s.add_argument("--cuts", type=Path, required=True)
     s.add_argument("--test-set", required=True)
     s.add_argument("--out-dir", type=Path, required=True)
@@ -866,7 +872,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_bool,
         default=False,
         help="a source that cannot give the row (an OpenAI .pt, no tokenizer files, an old generation config): "
-        "a warning and no row instead of an error (what recipes pass, so their other results stand)",
+        "a warning and no row instead of an error (what recipes pass, so their other results stand); an hf: "
+        "model without a CTC head of its own: no row, said at info level",
     )
     s.set_defaults(func=cmd_zero_shot)
 

@@ -444,3 +444,87 @@ def test_only_lora_counts_as_lora_at_export(small_yesno, tiny_w2v_dir):
     model = build_model_for(get_method("finetune"), lang, None, f"hf:{tiny_w2v_dir}").eval()
     assert any(parametrize.is_parametrized(m) for m in model.modules())
     assert merge_lora(model) == 0 and not any(parametrize.is_parametrized(m) for m in model.modules())
+
+
+#: A character CTC vocabulary as Wav2Vec2CTCTokenizer writes it: blank (pad) first, "|" between words.
+CTC_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "S": 6, "Y": 7, "N": 8, "O": 9}
+
+
+def save_tiny_ctc(d: Path, tokenizer: bool = True) -> Path:
+    """A fine-tuned-looking Wav2Vec2ForCTC: random weights, a head that emits letters and word breaks
+    (its special tokens other than the blank pushed down, as training leaves them)."""
+    import json
+
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    torch.manual_seed(0)
+    cfg = tiny_config("wav2vec2", vocab_size=len(CTC_VOCAB), pad_token_id=0, architectures=["Wav2Vec2ForCTC"])
+    model = Wav2Vec2ForCTC(cfg)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40)
+        model.lm_head.bias[1:4] = -100.0
+    model.save_pretrained(d)
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(d)
+    if tokenizer:
+        (d / "vocab.json").write_text(json.dumps(CTC_VOCAB))
+        Wav2Vec2CTCTokenizer(str(d / "vocab.json"), word_delimiter_token="|").save_pretrained(d)
+    return d
+
+
+def test_a_ctc_fine_tuned_source_gives_a_zero_shot_row_from_its_own_head(small_yesno, tmp_path):
+    """hf: models fine-tuned with a CTC head transcribe with it, as transformers' own processor decodes
+    the same logits; the row is scored like every row (references' normalization, decoding greedy)."""
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    from speechtl.decode.ctc_head import ctc_head_transcripts
+    from speechtl.decode.zero_shot import zero_shot
+    from speechtl.score.results import read_results
+
+    _, cuts, _ = small_yesno
+    model_dir = save_tiny_ctc(tmp_path / "w2v-ctc")
+    cuts = cuts.subset(first=4)
+    texts = ctc_head_transcripts(str(model_dir), cuts)
+    processor = Wav2Vec2Processor.from_pretrained(model_dir)
+    model = Wav2Vec2ForCTC.from_pretrained(model_dir).eval()
+    assert isinstance(processor.feature_extractor, Wav2Vec2FeatureExtractor)
+    for c in cuts:
+        wave = c.resample(16000).load_audio()[0]
+        inputs = processor(wave, sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            ids = model(inputs.input_values).logits.argmax(-1)
+        assert texts[c.id].split() == processor.batch_decode(ids)[0].split()
+    assert any(len(t.split()) > 1 for t in texts.values()), texts  # the head wrote words, not only blanks
+
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    tsv = tmp_path / "results.tsv"
+    row = zero_shot(f"hf:{model_dir}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", "hf-zero-shot", "0min", tsv)
+    assert (row.method, row.decoding, row.words) == ("hf-zero-shot", "greedy", 8 * len(cuts))
+    assert [(r.method, r.decoding) for r in read_results(tsv)] == [("hf-zero-shot", "greedy")]
+    recogs = (tmp_path / "d" / "recogs-t-greedy.txt").read_text()
+    first = sorted(texts)[0]
+    assert f"hyp={texts[first].lower().split()}" in recogs  # the head's upper case, scored as the references' lower
+
+
+def test_sources_without_a_ctc_head_or_tokenizer_give_no_zero_shot_row(small_yesno, tiny_w2v_dir, tmp_path, caplog):
+    """A pretrained-only model has no decoder: no row, said at info level in a recipe; a CTC head without
+    its vocab.json cannot be read: an error naming the files, a warning in a recipe."""
+    import logging
+
+    from speechtl.decode.zero_shot import zero_shot
+    from speechtl.errors import NoOwnDecoder, Unavailable
+
+    _, cuts, _ = small_yesno
+    cuts.subset(first=2).to_file(tmp_path / "cuts.jsonl.gz")
+    args = (tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", "hf-zero-shot", "0min", tmp_path / "results.tsv")
+    with pytest.raises(NoOwnDecoder, match=r"Wav2Vec2Model\) has no CTC head of its own"):
+        zero_shot(f"hf:{tiny_w2v_dir}", *args)
+    with caplog.at_level(logging.INFO):
+        assert zero_shot(f"hf:{tiny_w2v_dir}", *args, skip_unavailable=True) is None
+    assert "no zero-shot row" in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    no_tok = save_tiny_ctc(tmp_path / "no-tokenizer", tokenizer=False)
+    with pytest.raises(Unavailable, match=r"Wav2Vec2ForCTC but its tokenizer does not load.*Fix: copy .*vocab.json"):
+        zero_shot(f"hf:{no_tok}", *args)
+    caplog.clear()
+    assert zero_shot(f"hf:{no_tok}", *args, skip_unavailable=True) is None
+    assert "zero-shot row left out, the other results stand" in caplog.text
+    assert not (tmp_path / "results.tsv").exists()

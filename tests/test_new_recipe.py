@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run, venv_env
+from test_hf_encoders import save_tiny_ctc
 from test_recipe_whisper import tiny_whisper  # noqa: F401  (a fixture)
 
 SPEAKERS = ("george", "jackson")
@@ -409,6 +410,15 @@ def test_a_pretrained_source_adapts_with_the_pretrained_conf(tiny_whisper, fsdd_
         zero = rows[(t, "whisper-zero-shot", "whisper")]
         assert zero["data"] == "0min" and zero["words"] == rows[(t, "finetune", "greedy")]["words"]
     assert (recipe / "exp" / "zero_shot" / "decode" / "recogs-test-whisper.txt").is_file()
+    # From an hf: model fine-tuned with a CTC head, the row is that head's (greedy over its own letters).
+    # Only stage 4's zero-shot step is new for it: the systems decoded above stay done.
+    ctc = save_tiny_ctc(tmp_path / "w2v-ctc")
+    r = run(recipe, "--stage", "4", "--stop-stage", "4", "--source", f"hf:{ctc}")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = {(x["test_set"], x["method"], x["decoding"]): x for x in results(recipe)}
+    for t in ("dev", "test"):
+        assert rows[(t, "hf-zero-shot", "greedy")]["words"] == rows[(t, "finetune", "greedy")]["words"]
+        assert (t, "whisper-zero-shot", "whisper") in rows  # the other source's row stays, under its own name
 
 
 def test_amount_labels_are_short():

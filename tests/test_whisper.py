@@ -276,7 +276,7 @@ def test_zero_shot_rows_from_whispers_own_decoder(fsdd_dir, tmp_path):
     from lhotse import CutSet, Recording, SupervisionSegment
     from transformers import AutoTokenizer, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    from speechtl.decode.zero_shot import whisper_transcripts, whisper_zero_shot
+    from speechtl.decode.zero_shot import whisper_transcripts, zero_shot
 
     cuts = []
     for name, word in [("3_jackson_0", "THREE"), ("8_george_1", "EIGHT")]:
@@ -294,7 +294,7 @@ def test_zero_shot_rows_from_whispers_own_decoder(fsdd_dir, tmp_path):
         with torch.no_grad():
             assert tok.batch_decode(model.generate(x, max_new_tokens=96), skip_special_tokens=True)[0] == ours[c.id]
     cuts.to_file(tmp_path / "cuts.jsonl.gz")
-    row = whisper_zero_shot(f"whisper:{REAL}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", spell_digits=True)
+    row = zero_shot(f"whisper:{REAL}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", spell_digits=True)
     assert row.words == 2 and row.decoding == "whisper" and (tmp_path / "d" / "recogs-t-whisper.txt").is_file()
 
 
@@ -442,7 +442,7 @@ def test_zero_shot_of_an_english_only_whisper_on_another_script_is_skipped(tmp_p
 
     from lhotse import CutSet, Recording, SupervisionSegment
 
-    from speechtl.decode.zero_shot import whisper_zero_shot
+    from speechtl.decode.zero_shot import zero_shot
 
     model = tmp_path / "tiny.en"
     model.mkdir()
@@ -455,12 +455,12 @@ def test_zero_shot_of_an_english_only_whisper_on_another_script_is_skipped(tmp_p
     cut.supervisions = [SupervisionSegment("a", rec.id, 0.0, 1.0, text="วันนี้อากาศดีมาก")]
     CutSet.from_cuts([cut]).to_file(tmp_path / "cuts.jsonl.gz")
     with caplog.at_level(logging.WARNING):
-        row = whisper_zero_shot(f"whisper:{model}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", text_norm="import")
+        row = zero_shot(f"whisper:{model}", tmp_path / "cuts.jsonl.gz", "t", tmp_path / "d", text_norm="import")
     assert row is None and "English-only Whisper" in caplog.text
     cut.supervisions = [SupervisionSegment("a", rec.id, 0.0, 1.0, text="hello there")]
     CutSet.from_cuts([cut]).to_file(tmp_path / "en.jsonl.gz")
     with pytest.raises(SpeechtlError, match="cannot load Whisper model"):  # English references: it tries
-        whisper_zero_shot(f"whisper:{model}", tmp_path / "en.jsonl.gz", "t", tmp_path / "d2", text_norm="import")
+        zero_shot(f"whisper:{model}", tmp_path / "en.jsonl.gz", "t", tmp_path / "d2", text_norm="import")
 
 
 def test_hub_ids_named_en_are_english_only():
@@ -486,7 +486,7 @@ def test_a_whisper_source_without_a_tokenizer_gives_no_zero_shot_row(tiny_whispe
     import soundfile as sf
     from lhotse import CutSet, Recording, SupervisionSegment
 
-    from speechtl.decode.zero_shot import Unavailable, whisper_zero_shot
+    from speechtl.decode.zero_shot import Unavailable, zero_shot
 
     sf.write(str(tmp_path / "a.wav"), wave(1.0), 16000)
     rec = Recording.from_file(tmp_path / "a.wav")
@@ -495,13 +495,13 @@ def test_a_whisper_source_without_a_tokenizer_gives_no_zero_shot_row(tiny_whispe
     CutSet.from_cuts([cut]).to_file(tmp_path / "cuts.jsonl.gz")
     cuts, tsv = tmp_path / "cuts.jsonl.gz", tmp_path / "results.tsv"
     with pytest.raises(Unavailable, match=r"no complete tokenizer .* Fix: copy vocab.json"):
-        whisper_zero_shot(f"whisper:{tiny_whisper_dir}", cuts, "t", tmp_path / "d", results_tsv=tsv)
+        zero_shot(f"whisper:{tiny_whisper_dir}", cuts, "t", tmp_path / "d", results_tsv=tsv)
     pt = tmp_path / "tiny.pt"
     pt.write_bytes(b"not read")
     with pytest.raises(Unavailable, match=r"OpenAI's .pt.*no tokenizer.*Fix: for the zero-shot row"):
-        whisper_zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv)
+        zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv)
     with caplog.at_level(logging.WARNING):
-        row = whisper_zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv, skip_unavailable=True)
+        row = zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv, skip_unavailable=True)
     assert row is None and "zero-shot row left out, the other results stand" in caplog.text
     assert not tsv.exists()
     # a row of an earlier source under the same name would pass for this one's: it goes
@@ -514,5 +514,5 @@ def test_a_whisper_source_without_a_tokenizer_gives_no_zero_shot_row(tiny_whispe
             ResultRow("t", "m", "0", "greedy", 1.0, 1, 2),
         ],
     )
-    whisper_zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv, skip_unavailable=True)
+    zero_shot(f"whisper:{pt}", cuts, "t", tmp_path / "d", results_tsv=tsv, skip_unavailable=True)
     assert [r.method for r in read_results(tsv)] == ["m"]

@@ -1,4 +1,5 @@
-"""Zero-shot rows from a pretrained model's own decoder: Whisper through ``transformers``' generate.
+"""Zero-shot rows from a pretrained model's own decoder: Whisper through ``transformers``' generate,
+or a fine-tuned wav2vec2-family model's CTC head (:mod:`speechtl.decode.ctc_head`).
 
 The row a pretrained source earns before any target label: Whisper transcribes
 the test cuts with its own decoder and vocabulary (no CTC head, no lexicon).
@@ -12,7 +13,7 @@ in-word hyphens and apostrophes and combining marks kept, so the row counts the 
 words as the adapted systems' rows). With ``spell_digits`` single digits become
 English words ("7" -> "seven"), since Whisper writes digits where references
 such as FSDD's spell them. Output files and the results.tsv row are those of
-``speechtl decode`` (decoding ``whisper``).
+``speechtl decode`` (decoding ``whisper``; ``greedy`` for a CTC head).
 """
 
 import json
@@ -24,7 +25,7 @@ import torch
 from lhotse import CutSet
 
 from speechtl.data.text import normalize_text
-from speechtl.errors import SpeechtlError
+from speechtl.errors import NoOwnDecoder, SpeechtlError, Unavailable
 from speechtl.features.compute import pick_device
 from speechtl.lang.spaceless import is_spaceless, words_of
 from speechtl.models.hub import quiet_transformers
@@ -61,22 +62,25 @@ def normalize_hypothesis(
     return [DIGITS[int(w)] if spell_digits and len(w) == 1 and w.isdigit() else w for w in words]
 
 
-def _model_dir(source: str) -> str:
+#: The decoding column of each source kind's zero-shot row: Whisper's generate is a decoder of its own;
+#: a wav2vec2-family CTC head is searched greedily, as the adapted systems' greedy rows are.
+OWN_DECODING = {"whisper": "whisper", "hf": "greedy"}
+
+
+def _kind_and_location(source: str) -> tuple[str, str]:
+    """(``whisper`` or ``hf``, the model's folder or hub id); a plain folder or hub id is Whisper's."""
     spec = parse_source(source)
-    if spec is None:
-        return source  # a plain directory or hub id
-    if spec.kind != "whisper":
-        raise SpeechtlError(f"{source}: zero-shot decoding needs a model with its own decoder (whisper:...)")
-    return spec.location
+    return ("whisper", source) if spec is None else (spec.kind, spec.location)
+
+
+def _model_dir(source: str) -> str:
+    kind, location = _kind_and_location(source)
+    if kind != "whisper":
+        raise SpeechtlError(f"{source}: this needs a Whisper model (whisper:...)")
+    return location
 
 
 ENGLISH = ("en", "english", "<|en|>")
-
-
-class Unavailable(SpeechtlError):
-    """The source cannot give a zero-shot row (no tokenizer, an OpenAI .pt file, an old generation
-    config, an English-only model asked for another language): an error of ``speechtl zero-shot``,
-    a warning and no row in a recipe (``skip_unavailable``), whose other results stand."""
 
 
 def english_only(source: str) -> bool:
@@ -174,7 +178,7 @@ def whisper_transcripts(
     return out
 
 
-def whisper_zero_shot(
+def zero_shot(
     source: str,
     cuts_path: Path,
     test_set: str,
@@ -190,9 +194,11 @@ def whisper_zero_shot(
     text_norm_config: Path | None = None,
     skip_unavailable: bool = False,
 ) -> ResultRow | None:
-    """Decode ``cuts_path`` with Whisper's own decoder; recogs/errs/wer-summary files and a results.tsv row
-    (None, with a warning, for an English-only model and references in another script, and with
-    ``skip_unavailable`` for a source that cannot give the row: :class:`Unavailable`)."""
+    """Decode ``cuts_path`` with the source's own decoder (Whisper's generate, or a fine-tuned wav2vec2-family
+    model's CTC head: :mod:`speechtl.decode.ctc_head`); recogs/errs/wer-summary files and a results.tsv row
+    (None, with a warning, for an English-only Whisper and references in another script, and with
+    ``skip_unavailable`` for a source that cannot give the row: :class:`Unavailable`, or has no decoder of
+    its own, :class:`NoOwnDecoder`, said at info level)."""
     from speechtl.decode.run import score_decoding
 
     if not Path(cuts_path).is_file():
@@ -200,7 +206,9 @@ def whisper_zero_shot(
     cuts = CutSet.from_file(cuts_path)
     norm = _normalizer(text_norm, text_norm_config)  # a wrong name fails before the model loads
     refs = {c.id: norm(" ".join(s.text or "" for s in c.supervisions)) for c in cuts}
-    if english_only(source) and latin_share(refs.values()) < 0.5:
+    kind, location = _kind_and_location(source)
+    decoding = OWN_DECODING[kind]
+    if kind == "whisper" and english_only(source) and latin_share(refs.values()) < 0.5:
         logging.warning(
             f"zero-shot skipped: {source} is an English-only Whisper (is_multilingual: false) and the references "
             f"of {cuts_path} are not in Latin letters: it writes English whatever the speech (a Thai test set got "
@@ -208,13 +216,21 @@ def whisper_zero_shot(
         )
         return None
     try:
-        texts = whisper_transcripts(source, cuts, device, batch_size, language)
+        if kind == "hf":
+            from speechtl.decode.ctc_head import ctc_head_transcripts
+
+            texts = ctc_head_transcripts(location, cuts, device)
+        else:
+            texts = whisper_transcripts(source, cuts, device, batch_size, language)
     except Unavailable as e:
         if not skip_unavailable:
             raise
-        logging.warning(f"zero-shot row left out, the other results stand: {e}")
+        if isinstance(e, NoOwnDecoder):
+            logging.info(f"no zero-shot row: {e}")
+        else:
+            logging.warning(f"zero-shot row left out, the other results stand: {e}")
         if results_tsv is not None:  # a row of an earlier source of the same name would pass for this one's
-            drop_results(results_tsv, [(test_set, method, data, "whisper", "")])
+            drop_results(results_tsv, [(test_set, method, data, decoding, "")])
         return None
     spaceless = is_spaceless(refs.values())  # scored in characters, as the recipe's own rows are
     results = [
@@ -224,7 +240,7 @@ def whisper_zero_shot(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     row = score_decoding(
-        sorted(results), out_dir, test_set, "whisper", method, data, results_tsv, None, spaceless=spaceless
+        sorted(results), out_dir, test_set, decoding, method, data, results_tsv, None, spaceless=spaceless
     )
     if results_tsv is not None:
         update_results(results_tsv, [row])

@@ -152,11 +152,14 @@ def _resolve(source: str) -> str:
     return source
 
 
-def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], bool, int]:
-    """(config dict, float32 state dict of the base model, whether its inputs are normalized, the sampling
-    rate it was pretrained at) of a pretrained wav2vec2-family model: a local directory or a hub id."""
-    from transformers import AutoFeatureExtractor, AutoModel
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for the Hugging Face cache only."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
+
+def model_folder(source: str) -> str:
+    """``source`` as ``from_pretrained`` takes it: an existing Hugging Face folder, or a hub id; a file, or a
+    folder without config.json, is refused with the fix."""
     where = _resolve(source)
     local = Path(where)
     if local.is_file() or (local.is_dir() and not (local / "config.json").is_file()):
@@ -170,38 +173,58 @@ def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
                 else ". Fix: save the model with save_pretrained(), or give its hub id"
             )
         )
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    try:
-        # quiet: of a fine-tuned Wav2Vec2ForCTC, transformers tables its lm_head as "UNEXPECTED ... not ok";
-        # what matters, weights the checkpoint lacks, is checked below
-        with quiet_transformers():
-            model, info = AutoModel.from_pretrained(
-                where, local_files_only=offline, dtype=torch.float32, output_loading_info=True
-            )
-    except Exception as e:
-        if offline and where == source and not Path(source).exists():
-            raise SpeechtlError(
-                f"cannot load pretrained model {source}: HF_HUB_OFFLINE is set and it is not in the Hugging Face "
-                f"cache. Fix: on a machine with internet, `huggingface-cli download {source}` (then copy the cache, "
-                f"~/.cache/huggingface), or pass hf:/path/to/a/local/copy"
-            ) from e
-        raise SpeechtlError(f"cannot load pretrained model {source}: {e}") from e
-    if not hasattr(model, "feature_extractor"):
-        raise SpeechtlError(
-            f"{source} is a {model.config.model_type} model, not wav2vec2-style; use whisper: for Whisper"
+    return where
+
+
+def load_error(source: str, where: str, e: Exception) -> SpeechtlError:
+    """The error for a model that did not load, with the offline fix when the hub was out of reach."""
+    if hub_offline() and where == source and not Path(source).exists():
+        return SpeechtlError(
+            f"cannot load pretrained model {source}: HF_HUB_OFFLINE is set and it is not in the Hugging Face "
+            f"cache. Fix: on a machine with internet, `huggingface-cli download {source}` (then copy the cache, "
+            f"~/.cache/huggingface), or pass hf:/path/to/a/local/copy"
         )
+    return SpeechtlError(f"cannot load pretrained model {source}: {e}")
+
+
+def waveform_options(source: str, where: str) -> tuple[bool, int]:
+    """(whether the model reads each utterance scaled to zero mean and unit variance, the sampling rate it
+    was trained at), from its feature extractor config (wav2vec2's defaults, with a warning, without one)."""
+    from transformers import AutoFeatureExtractor
+
     try:
-        extractor = AutoFeatureExtractor.from_pretrained(where, local_files_only=offline)
-        normalize = bool(getattr(extractor, "do_normalize", True))
-        rate = int(getattr(extractor, "sampling_rate", None) or 16000)
+        extractor = AutoFeatureExtractor.from_pretrained(where, local_files_only=hub_offline())
+        return bool(getattr(extractor, "do_normalize", True)), int(getattr(extractor, "sampling_rate", None) or 16000)
     except Exception:
-        normalize, rate = True, 16000  # the wav2vec2 defaults
         logging.warning(
             f"{source}: no feature extractor config (preprocessor_config.json), so whether the model was trained on "
             "normalized waveforms is not known: each utterance is scaled to zero mean and unit variance (wav2vec2's "
             "default; HuBERT and WavLM base were trained without it). Fix, if that is wrong: add the model's "
             "preprocessor_config.json with its do_normalize"
         )
+        return True, 16000
+
+
+def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], bool, int]:
+    """(config dict, float32 state dict of the base model, whether its inputs are normalized, the sampling
+    rate it was pretrained at) of a pretrained wav2vec2-family model: a local directory or a hub id."""
+    from transformers import AutoModel
+
+    where = model_folder(source)
+    try:
+        # quiet: of a fine-tuned Wav2Vec2ForCTC, transformers tables its lm_head as "UNEXPECTED ... not ok";
+        # what matters, weights the checkpoint lacks, is checked below
+        with quiet_transformers():
+            model, info = AutoModel.from_pretrained(
+                where, local_files_only=hub_offline(), dtype=torch.float32, output_loading_info=True
+            )
+    except Exception as e:
+        raise load_error(source, where, e) from e
+    if not hasattr(model, "feature_extractor"):
+        raise SpeechtlError(
+            f"{source} is a {model.config.model_type} model, not wav2vec2-style; use whisper: for Whisper"
+        )
+    normalize, rate = waveform_options(source, where)
     missing = list(info.get("missing_keys") or []) + [k for k, *_ in info.get("mismatched_keys") or []]
     if missing:
         raise SpeechtlError(
@@ -213,7 +236,7 @@ def load_hf_encoder(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
     if heads:
         logging.info(
             f"{source} is a {heads[0]}: its encoder is used and its own head left out (a CTC head's vocabulary "
-            "with it); the target gets a new output layer for its units"
+            "with it; its zero-shot row: speechtl zero-shot); the target gets a new output layer for its units"
         )
     if rate != 16000:
         logging.info(f"{source} was pretrained at {rate} Hz (its feature extractor): audio is resampled to it")

@@ -72,7 +72,8 @@ loso_tune=               # methods whose options are chosen on the held-out spea
 loso_speakers=           # empty: every speaker of the corpus is held out in turn
 # A pretrained source beside exp/source (stages 5-6): whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to
 # this directory). Its systems: exp/<whisper|hf>/<method>_<N>shots[_s<seed>], the same --shots and --seeds, rows
-# <whisper|hf>-<method>; Whisper's own decoder adds <whisper>-zero-shot (0shots). With --loso true, on the same
+# <whisper|hf>-<method>; the source's own decoder adds <whisper|hf>-zero-shot (0shots: Whisper's, or an hf:
+# model's CTC head if it was fine-tuned with one). With --loso true, on the same
 # folds as the own source: exp/loso_<whisper|hf>/<speaker>/..., rows <whisper|hf>-<method> per held-out speaker.
 pretrained=
 pretrained_methods="finetune freeze"
@@ -286,7 +287,7 @@ dec_sets="test"
 if ! $loso && has_task asr && [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   steps/decode_all.sh --nj $nj --exp-dir "$pt_exp" --method-prefix "$pt_kind-" --log-prefix "Stage 6" \
     --test-sets "$dec_sets" --rounds $rounds --round-methods "$round_methods" --decoding $decoding $lang $cuts "${pt_systems[@]}"
-  if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$pt_key"; then
+  if ! is_done "$pt_exp/zero_shot/.done" "$pt_key"; then
     log "Stage 6: zero-shot: $pretrained's own decoder on test (digits spelled as the references)"
     speechtl zero-shot --source "$pretrained" --cuts ${cuts}_test.jsonl.gz --test-set test --spell-digits \
       --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data 0shots --results exp/results.tsv \

@@ -44,7 +44,8 @@ round_methods=pseudo-label
 # A pretrained source beside exp/source: whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to this
 # directory). Stage 5 also adapts --pretrained-methods from it into exp/<whisper|hf>/<method>_<N>min[_s<seed>]
 # (the same --target-minutes and --seeds), stage 6 decodes them (rows <whisper|hf>-<method>) and Whisper's
-# own decoder (<whisper>-zero-shot, 0min; --pretrained-language ga for a multilingual model).
+# own decoder (<whisper|hf>-zero-shot, 0min: Whisper's, --pretrained-language ga for a multilingual one, or an
+# hf: model's CTC head if it was fine-tuned with one).
 pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
@@ -171,7 +172,7 @@ fi
 if [ -n "$pretrained" ] && [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   steps/decode_all.sh --nj $nj --exp-dir "$pt_exp" --method-prefix "$pt_kind-" --log-prefix "Stage 6" \
     --test-sets target_test --decoding $decoding $tgt_lang $cuts "${pt_systems[@]}"
-  if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$pt_key language=$pretrained_language"; then
+  if ! is_done "$pt_exp/zero_shot/.done" "$pt_key language=$pretrained_language"; then
     log "Stage 6: zero-shot: $pretrained's own decoder on target_test${pretrained_language:+ (language $pretrained_language)}"
     speechtl zero-shot --source "$pretrained" --cuts ${cuts}_target_test.jsonl.gz --test-set target_test \
       ${pretrained_language:+--language "$pretrained_language"} --out-dir "$pt_exp/zero_shot/decode" \

@@ -27,7 +27,8 @@ decoding=greedy,hlg,hlg-lattice
 seeds=  # empty: one model, the seed of conf/train.yaml
 # A pretrained source: whisper:PATH_OR_ID or hf:PATH_OR_ID (relative paths: to this directory). Stage 4 also
 # trains --pretrained-methods from it into exp/<whisper|hf>/<method>_all[_s<seed>] (--seeds too), stage 5
-# decodes them (rows <whisper|hf>-<method>) and Whisper's own decoder (<whisper>-zero-shot, data none).
+# decodes them (rows <whisper|hf>-<method>) and the source's own decoder (<whisper|hf>-zero-shot, data none:
+# Whisper's, or an hf: model's CTC head if it was fine-tuned with one).
 pretrained=
 pretrained_methods="finetune freeze"
 pretrained_config=conf/adapt_whisper.yaml
@@ -143,7 +144,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     steps/decode_all.sh --nj 1 --decode-nj $nj --cmd "$cmd" --log-prefix "Stage 5" --test-sets test --exp-dir "$pt_exp" \
       --method-prefix "$pt_kind-" --decoding $decoding $lang $fbank/yesno_cuts "${pt_systems[@]}"
     key="$(cat $fbank/.done) $(source_key "$pretrained")"
-    if [ "$pt_kind" = whisper ] && ! is_done "$pt_exp/zero_shot/.done" "$key"; then
+    if ! is_done "$pt_exp/zero_shot/.done" "$key"; then
       log "Stage 5: zero-shot: $pretrained's own decoder on test"
       speechtl zero-shot --source "$pretrained" --cuts $fbank/yesno_cuts_test.jsonl.gz --test-set test \
         --out-dir "$pt_exp/zero_shot/decode" --method "$pt_kind-zero-shot" --data none --results exp/results.tsv \

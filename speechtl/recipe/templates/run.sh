@@ -13,7 +13,8 @@
 # Stages: 0 import + validate, 1 fbank at the source's rate and mel bins + nested amounts of
 #   the labelled pool, 2 units (characters, or BPE for a large text) + word n-gram LM + HLG,
 #   3 adapt the source: every method x amount, 4 decode dev and test (greedy, HLG; a whisper:
-#   source's own decoder too: rows whisper-zero-shot),
+#   source's own decoder too, and an hf: model's CTC head if it was fine-tuned with one: rows
+#   whisper-zero-shot, hf-zero-shot),
 #   5 exp/results.tsv, exp/RESULTS.md, exp/plots/data_efficiency.png.
 set -euo pipefail
 invoked_from=$PWD
@@ -228,18 +229,19 @@ fi
 if ! $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   steps/decode_all.sh --nj "$nj" --log-prefix "Stage 4" --test-sets "$test_sets" --decoding "$decoding" \
     $lang "$cuts" "${systems[@]}"
-  # What the pretrained model does before any of your labels: Whisper's own decoder and vocabulary
-  # (rows whisper-zero-shot, data 0min), normalized as your transcripts were at import.
+  # What the pretrained model does before any of your labels: Whisper's own decoder and vocabulary, or
+  # the CTC head of an hf: model fine-tuned with one (rows whisper-zero-shot, hf-zero-shot, data 0min),
+  # normalized as your transcripts were at import. A pretrained-only hf: model has no row.
   zs_key="$source_key $(cat $manifests/.done) test_sets=$test_sets whisper_language=$whisper_language"
   norm_conf=$manifests/${prefix}_text_norm.json  # written by the importers (none for built-in corpora)
   [ -f "$norm_conf" ] || norm_conf=
-  if [[ "$source" == whisper:* ]] && ! is_done exp/zero_shot/.done "$zs_key"; then
+  if [[ "$source" == whisper:* || "$source" == hf:* ]] && ! is_done exp/zero_shot/.done "$zs_key"; then
     log "Stage 4: zero-shot: $source's own decoder on $test_sets${whisper_language:+ in $whisper_language}"
     for t in $test_sets; do
       speechtl zero-shot --source "$source" --cuts "${cuts}_$t.jsonl.gz" --test-set "$t" --text-norm import \
         ${norm_conf:+--text-norm-config "$norm_conf"} \
         ${whisper_language:+--language "$whisper_language"} --out-dir exp/zero_shot/decode \
-        --method whisper-zero-shot --data 0min --results exp/results.tsv --skip-unavailable true
+        --method "${source%%:*}-zero-shot" --data 0min --results exp/results.tsv --skip-unavailable true
     done
     mark_done exp/zero_shot/.done "$zs_key"
   fi
