@@ -256,16 +256,13 @@ def cmd_train(a):
     not_maps = sorted(k for k, v in conf.items() if v is not None and not isinstance(v, dict))
     if not_maps:
         raise SpeechtlError(f"{a.config}: section(s) {not_maps} must be mappings (indented 'key: value' lines)")
-    model_cfg = from_dict(ModelConfig, conf["model"], f"{a.config} [model]") if "model" in conf else None
-    if model_cfg is not None:  # the encoder's options too, so their errors name this file
-        if model_cfg.encoder not in ENCODERS:
-            raise SpeechtlError(f"{a.config} [model]: unknown encoder {model_cfg.encoder!r}; known: {sorted(ENCODERS)}")
-        from_dict(ENCODERS[model_cfg.encoder].Config, model_cfg.encoder_options, f"{a.config} [model.encoder_options]")
-    # methods: {name: {options: {...}, train: {...}}}: per-method options and train overrides.
+    # methods: {name: {options: {...}, train: {...}, model: {...}}}: per-method options and overrides.
     per_method = (conf.get("methods") or {}).get(a.method) or {}
-    bad = set(per_method) - {"options", "train"}
+    bad = set(per_method) - {"options", "train", "model"}
     if bad:
-        raise SpeechtlError(f"{a.config} [methods.{a.method}]: unknown key(s) {sorted(bad)}; expected options, train")
+        raise SpeechtlError(
+            f"{a.config} [methods.{a.method}]: unknown key(s) {sorted(bad)}; expected options, train, model"
+        )
 
     def key_values(items, flag):
         out = {}
@@ -275,6 +272,16 @@ def cmd_train(a):
                 raise SpeechtlError(f"{flag} takes KEY=VALUE, got {kv!r}")
             out[key] = yaml.safe_load(value)  # typed as YAML: 0.01, true, {a: 1}
         return out
+
+    model_options = {**(conf.get("model") or {}), **(per_method.get("model") or {}), **key_values(a.model, "--model")}
+    model_where = f"{a.config} [model] with methods.{a.method}.model and --model"
+    model_cfg = None
+    if "model" in conf or per_method.get("model") or a.model:
+        model_cfg = from_dict(ModelConfig, model_options, model_where)
+        # the encoder's options too, so their errors name this file
+        if model_cfg.encoder not in ENCODERS:
+            raise SpeechtlError(f"{model_where}: unknown encoder {model_cfg.encoder!r}; known: {sorted(ENCODERS)}")
+        from_dict(ENCODERS[model_cfg.encoder].Config, model_cfg.encoder_options, f"{a.config} [model.encoder_options]")
 
     train_cfg = from_dict(
         TrainConfig,
@@ -761,6 +768,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--source-cuts", type=Path, default=None, help="source audio for methods that use it")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train option")
+    s.add_argument(
+        "--model",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a model option (e.g. layer_mix=true; over the conf's model section and methods.<m>.model)",
+    )
     s.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="override a method option (e.g. teacher=PATH)"
     )

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from lhotse import CutSet
+from test_whisper import tiny_whisper_dir  # noqa: F401  (fixture)
 
 from speechtl.adapt.sweep import (
     Candidate,
@@ -46,9 +47,12 @@ def test_space_and_candidates():
     assert drawn == candidates(space, trials=3, seed=1), "the same seed draws the same candidates"
     assert any(candidates(space, trials=3, seed=s) != drawn for s in range(2, 6))
     assert candidates(space, trials=10) == grid  # more trials than points: the grid
+    with_model = candidates(parse_space(["model.layer_mix=false,true", "train.lr=0.1"]))
+    assert with_model[1] == Candidate({}, {"lr": 0.1}, {"layer_mix": True})
+    assert with_model[1].describe() == "train.lr=0.1 model.layer_mix=True"
     for bad, match in [
-        ("lr=0.1", "train.KEY or option.KEY"),
-        ("model.dim=3", "train.KEY or option.KEY"),
+        ("lr=0.1", "train.KEY, option.KEY or model.KEY"),
+        ("net.dim=3", "train.KEY, option.KEY or model.KEY"),
         ("train.lr", "train.KEY=V1,V2"),
         ("train.num_steps=10,20", "budget"),
         ("train.seed=1,2", "seeds"),
@@ -199,6 +203,44 @@ def test_a_candidate_the_model_cannot_take_is_left_out_not_fatal(small_yesno, tm
     assert yaml.safe_load(tuned.read_text())["methods"]["scratch"]["train"]["optimizer"] == "adam"
     assert "1 more could not run: train.optimizer=nosuch" in tuned.read_text()
     assert main([*argv, "--space", "train.optimizer=nosuch,other"]) == 1  # nothing ran: an error, said
+
+
+def test_a_model_option_is_swept_and_written_into_the_methods_own_entry(small_yesno, tiny_whisper_dir, tmp_path):  # noqa: F811
+    """model.layer_mix=false,true: each candidate trains with it (--model), the choice goes into
+    methods.<m>.model of the tuned conf (not when it is the default), and the recipe's training reads it."""
+    from speechtl.cli import main
+    from speechtl.train.checkpoint import load_checkpoint
+
+    conf, lang = sweep_inputs(
+        small_yesno,
+        tmp_path,
+        "train: {num_steps: 2, max_duration: 20, num_buckets: 2, average_last: 1, lr: 0.01}\nmethods:\n  linear-probe: {}\n",
+        dev_last=3,
+    )
+    out = tmp_path / "tuned.yaml"
+    argv = ["sweep", "--config", str(conf), "--method", "linear-probe", "--lang-dir", str(lang.dir)]
+    argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--dev-cuts", str(tmp_path / "dev.jsonl.gz")]
+    argv += ["--source-checkpoint", f"whisper:{tiny_whisper_dir}", "--space", "model.layer_mix=false,true"]
+    assert main([*argv, "--exp-dir", str(tmp_path / "sweep"), "--output", str(out)]) == 0
+    trials = sorted((tmp_path / "sweep").glob("trial-*"))
+    assert [load_checkpoint(t / "final.pt")["model_config"]["layer_mix"] for t in trials] == [False, True]
+    with open(tmp_path / "sweep" / "sweep.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    chosen = json.loads(min(rows, key=lambda r: (float(r["dev_wer"]), int(r["trial"])))["model"])["layer_mix"]
+    entry = yaml.safe_load(out.read_text())["methods"]["linear-probe"]
+    assert entry.get("model") == ({"layer_mix": True} if chosen else None)
+    for tuned, want in [(out, chosen), (conf, False)]:
+        exp = tmp_path / f"final-{tuned.stem}"
+        argv = ["train", "--config", str(tuned), "--method", "linear-probe", "--lang-dir", str(lang.dir)]
+        argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--exp-dir", str(exp)]
+        assert main([*argv, "--source-checkpoint", f"whisper:{tiny_whisper_dir}", "--set", "num_steps=1"]) == 0
+        assert load_checkpoint(exp / "final.pt")["model_config"]["layer_mix"] is want
+    conf.write_text(conf.read_text().replace("linear-probe: {}", "linear-probe: {model: {layer_mix: true}}"))
+    exp = tmp_path / "final-own-entry"
+    argv = ["train", "--config", str(conf), "--method", "linear-probe", "--lang-dir", str(lang.dir)]
+    argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--exp-dir", str(exp)]
+    assert main([*argv, "--source-checkpoint", f"whisper:{tiny_whisper_dir}", "--set", "num_steps=1"]) == 0
+    assert load_checkpoint(exp / "final.pt")["model_config"]["layer_mix"] is True
 
 
 def test_flags_read_back_as_the_values_they_were():

@@ -15,7 +15,8 @@ from torch import nn
 from speechtl.adapt.base import Method, register_method
 from speechtl.errors import SpeechtlError
 
-HEAD = "output."
+#: Name prefixes of the head: the output layer, and the layer mix under it (``model.layer_mix``).
+HEAD = ("output.", "layer_mix.")
 
 
 def layer_stack(model: nn.Module) -> list[list[tuple[str, nn.Parameter]]]:
@@ -116,7 +117,7 @@ class LinearProbe(Method):
 
     name = "linear-probe"
     uses_source = True
-    init_exclude = (HEAD,)
+    init_exclude = HEAD
 
     def prepare(self, model: nn.Module) -> None:
         freeze(model, [n for n, _ in model.named_parameters() if not n.startswith(HEAD)])
@@ -165,7 +166,7 @@ def probe_output_layer(trainer, cuts, steps: int, lr: float, who: str) -> None:
     model = trainer.model
     head = [p for n, p in model.named_parameters() if n.startswith(HEAD) and p.requires_grad]
     if not head:
-        raise SpeechtlError(f"{who}: {type(model).__name__} has no trainable output layer ({HEAD}*) to probe")
+        raise SpeechtlError(f"{who}: {type(model).__name__} has no trainable output layer (output.*) to probe")
     trains = {n: p.requires_grad for n, p in model.named_parameters()}
     for n, p in model.named_parameters():
         p.requires_grad_(n.startswith(HEAD) and trains[n])

@@ -5,13 +5,14 @@ seeded random points of it) through ``speechtl train``'s own code path, each for
 same number of updates (``num_steps``: the budget every method gets, so a method cannot
 win by training longer), decodes the dev set only, and writes the candidate with the
 lowest dev WER into a conf YAML in the recipe's adapt.yaml format (``methods: {name:
-{options, train}}``, see :func:`speechtl.cli.cmd_train`). The recipe then trains with
+{options, train, model}}``, see :func:`speechtl.cli.cmd_train`). The recipe then trains with
 that conf and decodes test once, with the chosen options only: the choice of options
 cannot fit the test set, and a method's reported number is not its best of many.
 
 A search space names where each option goes: ``train.lr=0.001,0.003`` (a
-:class:`speechtl.train.TrainConfig` field) or ``option.bottom_layers=1,2`` (a method
-option); values are typed as YAML. Ties go to the earlier candidate in grid order.
+:class:`speechtl.train.TrainConfig` field), ``option.bottom_layers=1,2`` (a method
+option) or ``model.layer_mix=false,true`` (a :class:`speechtl.models.ModelConfig` field,
+written into the method's own ``model`` entry); values are typed as YAML. Ties go to the earlier candidate in grid order.
 Methods with their own outer loop (reptile, fomaml, ssl) count their steps in their
 options; the budget binds only the Trainer's updates.
 
@@ -43,22 +44,24 @@ from speechtl.atomic import atomic_path
 from speechtl.config import load_yaml
 from speechtl.errors import SpeechtlError
 
-#: Where a search-space key goes: a train option or a method option.
-PREFIXES = {"train": "train", "option": "options"}
+#: Where a search-space key goes: a train option, a method option, or a model option of the method.
+PREFIXES = {"train": "train", "option": "options", "model": "model"}
 #: Train options a sweep may not vary: the budget is fixed, and a seed is not an option to tune.
 FIXED = ("num_steps", "num_epochs", "seed")
-SWEEP_TSV_HEADER = ["trial", "dev_wer", "errors", "words", "options", "train"]
+SWEEP_TSV_HEADER = ["trial", "dev_wer", "errors", "words", "options", "train", "model"]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One point of the search space: method options and train overrides."""
+    """One point of the search space: method options, train overrides and model options."""
 
     options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         items = [f"option.{k}={v}" for k, v in self.options.items()] + [f"train.{k}={v}" for k, v in self.train.items()]
+        items += [f"model.{k}={v}" for k, v in self.model.items()]
         return " ".join(items) or "(the conf's options)"
 
 
@@ -76,8 +79,8 @@ def _check_key(key: str, where: str) -> None:
     prefix, dot, name = key.partition(".")
     if not dot or prefix not in PREFIXES or not name:
         raise SpeechtlError(
-            f"{where}: a search key is train.KEY or option.KEY, got {key!r}. "
-            "Fix: e.g. --space train.lr=0.001,0.003 --space option.bottom_layers=1,2"
+            f"{where}: a search key is train.KEY, option.KEY or model.KEY, got {key!r}. "
+            "Fix: e.g. --space train.lr=0.001,0.003 --space option.bottom_layers=1,2 --space model.layer_mix=false,true"
         )
     if prefix == "train" and name in FIXED:
         raise SpeechtlError(
@@ -93,7 +96,7 @@ def parse_space(items: Sequence[str], space: dict[str, list[Any]] | None = None)
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not values:
-            raise SpeechtlError(f"--space takes train.KEY=V1,V2 or option.KEY=V1,V2, got {item!r}")
+            raise SpeechtlError(f"--space takes train.KEY=V1,V2, option.KEY=V1,V2 or model.KEY=V1,V2, got {item!r}")
         _check_key(key, f"--space {item!r}")
         if key in space:
             raise SpeechtlError(f"--space names {key} twice. Fix: list all its values once: {key}=V1,V2")
@@ -108,7 +111,9 @@ def load_space(path: Path, method: str) -> dict[str, list[Any]]:
         raise SpeechtlError(f"{path} has no search space for {method}. Fix: add '{method}: {{train.lr: [...]}}'.")
     space = spaces[method] or {}
     if not isinstance(space, dict):
-        raise SpeechtlError(f"{path} [{method}]: expected a mapping of train.KEY/option.KEY to lists of values")
+        raise SpeechtlError(
+            f"{path} [{method}]: expected a mapping of train.KEY/option.KEY/model.KEY to lists of values"
+        )
     for key, values in space.items():
         _check_key(key, f"{path} [{method}]")
         if not isinstance(values, list) or not values:
@@ -125,11 +130,11 @@ def candidates(space: dict[str, list[Any]], trials: int = 0, seed: int = 0) -> l
         grid = [grid[i] for i in sorted(random.Random(seed).sample(range(len(grid)), trials))]
     out = []
     for values in grid:
-        parts: dict[str, dict[str, Any]] = {"options": {}, "train": {}}
+        parts: dict[str, dict[str, Any]] = {"options": {}, "train": {}, "model": {}}
         for key, v in zip(keys, values, strict=True):
             prefix, _, name = key.partition(".")
             parts[PREFIXES[prefix]][name] = v
-        out.append(Candidate(parts["options"], parts["train"]))
+        out.append(Candidate(parts["options"], parts["train"], parts["model"]))
     return out
 
 
@@ -252,6 +257,7 @@ def _run_fold(index: int, cand: Candidate, fold: Fold, budget: int, trial_dir: P
     argv = [*fold.train_argv, "--exp-dir", str(run_dir), "--set", f"num_steps={budget}"]
     argv += [a for k, v in cand.train.items() for a in ("--set", f"{k}={_flag(v)}")]
     argv += [a for k, v in cand.options.items() for a in ("--option", f"{k}={_flag(v)}")]
+    argv += [a for k, v in cand.model.items() for a in ("--model", f"{k}={_flag(v)}")]
     key = hashlib.sha1(json.dumps([argv, fold.dev["cuts_path"], fold.inputs], default=str).encode()).hexdigest()
     marker = run_dir / ".sweep-key"
     legacy = json.dumps([argv, fold.dev["cuts_path"], fold.legacy_inputs], default=str)
@@ -345,6 +351,13 @@ def refresh_tuned_config(base: Path, out: Path, drop: Sequence[str] = ()) -> Pat
     return out
 
 
+def model_defaults() -> dict[str, Any]:
+    """What a model option is when no conf sets it (a chosen ``layer_mix: false`` is no change)."""
+    from speechtl.models import ModelConfig
+
+    return ModelConfig().to_dict()
+
+
 def write_tuned_config(base: Path, out: Path, method: str, chosen: Candidate, budget: int, note: str) -> Path:
     """``out`` rebuilt from ``base`` (:func:`refresh_tuned_config`) with methods.<method> set to
     the base's own options and train overrides updated by those of ``chosen``'s that differ
@@ -359,8 +372,12 @@ def write_tuned_config(base: Path, out: Path, method: str, chosen: Candidate, bu
         entry = dict(conf["methods"].get(method) or {})
         # A chosen value the method already runs with is not written again: the method's
         # conf-key (its .done) stays the same, so a system trained with it is not trained twice.
-        now = {"options": entry.get("options") or {}, "train": {**conf["train"], **(entry.get("train") or {})}}
-        for part in ("options", "train"):
+        now = {
+            "options": entry.get("options") or {},
+            "train": {**conf["train"], **(entry.get("train") or {})},
+            "model": {**model_defaults(), **(conf.get("model") or {}), **(entry.get("model") or {})},
+        }
+        for part in ("options", "train", "model"):
             new = {k: v for k, v in getattr(chosen, part).items() if k not in now[part] or now[part][k] != v}
             merged = {**(entry.get(part) or {}), **new}
             if merged:
@@ -467,7 +484,7 @@ def sweep(
         for t in done:
             f.write(
                 f"{t.index}\t{t.dev_wer:.2f}\t{t.errors}\t{t.words}\t{json.dumps(t.candidate.options)}\t"
-                f"{json.dumps(t.candidate.train)}\n"
+                f"{json.dumps(t.candidate.train)}\t{json.dumps(t.candidate.model)}\n"
             )
     dev_names = ", ".join(map(str, devs))
     note = (

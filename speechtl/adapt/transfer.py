@@ -115,6 +115,10 @@ def _warn_few_shared(report: TransferReport, target_units: int) -> None:
         )
 
 
+#: The model options a pretrained source leaves to the adapt conf's ``model`` section.
+PRETRAINED_OPEN = ("blank_bias", "input_pad", "layer_mix")
+
+
 def build_model_for(method, lang, model_config=None, source_checkpoint: Path | None = None, head: str | None = None):
     """The model a method trains on ``lang``: its architecture and initial weights.
 
@@ -127,7 +131,7 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Path | N
     output head (an utterance classifier's pooling on a CTC-trained encoder).
     ``source_checkpoint`` may also name a pretrained model, ``whisper:PATH_OR_ID``
     or ``hf:PATH_OR_ID`` (:mod:`speechtl.models.pretrained`): its encoder under a
-    new output layer, the config's ``model`` section unused but for ``blank_bias``.
+    new output layer, the config's ``model`` section unused but for :data:`PRETRAINED_OPEN`.
     """
     import dataclasses
 
@@ -148,10 +152,10 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Path | N
     pretrained = parse_source(source_checkpoint)
     if pretrained is not None:  # whisper:... / hf:...: its encoder, a new output layer for lang's units
         # The config's model section sets what a pretrained encoder leaves open: the new head's blank bias,
-        # the input's silence padding.
-        blank_bias, input_pad = (model_config.blank_bias, model_config.input_pad) if model_config else (0.0, 0.0)
+        # the input's silence padding, whether the head reads a mix of every layer.
+        open_options = {k: getattr(model_config, k) for k in PRETRAINED_OPEN} if model_config else {}
         logging.info(f"method {method.name}: {'weights' if method.uses_source else 'architecture'} of {pretrained}")
-        return build_pretrained(pretrained, lang.vocab_size, head, method.uses_source, blank_bias, input_pad)
+        return build_pretrained(pretrained, lang.vocab_size, head, method.uses_source, **open_options)
     ckpt = load_checkpoint(source_checkpoint)
     source_cfg = ModelConfig(**ckpt["model_config"])
     if model_config is not None and with_head(source_cfg) != with_head(model_config):

@@ -51,6 +51,9 @@ class ModelConfig:
     #: on long windows can miss tightly trimmed short words without it
     #: (:class:`speechtl.features.inputs.PaddedInput`). Encoders on precomputed fbank refuse it.
     input_pad: float = 0.0
+    #: The head reads a learned weighted sum of every layer of the encoder instead of its last
+    #: layer (:mod:`speechtl.models.layer_mix`; pretrained encoders: whisper, hf-ssl).
+    layer_mix: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +74,7 @@ class CtcModel(nn.Module):
             from speechtl.features.inputs import model_input
 
             self.encoder.input_spec = dataclasses.replace(model_input(self.encoder), pad=config.input_pad)
+        self.layer_mix = self._make_layer_mix() if config.layer_mix else None
         self.output = self._make_output(vocab_size)
         self.set_input_warp(config.input_warp)
         if config.peft:
@@ -81,7 +85,12 @@ class CtcModel(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, return_encoder: bool = False):
         """(batch, frames, features) -> log-probs (batch, frames', vocab), lengths'
         [, encoder output (batch, frames', dim) when ``return_encoder``]."""
-        enc, out_lens = self.encoder(self.prepare_input(feats, lengths), lengths)
+        x = self.prepare_input(feats, lengths)
+        if self.layer_mix is None:
+            enc, out_lens = self.encoder(x, lengths)
+        else:
+            states, out_lens = self.encoder(x, lengths, all_layers=True)
+            enc = self.layer_mix(states)
         log_probs = self._head(enc, out_lens).log_softmax(dim=-1)
         return (log_probs, out_lens, enc) if return_encoder else (log_probs, out_lens)
 
@@ -115,6 +124,16 @@ class CtcModel(nn.Module):
 
         return model_input(self)
 
+    def _make_layer_mix(self) -> nn.Module:
+        from speechtl.models.layer_mix import LayerMix
+
+        if self.config.encoder not in LAYER_MIX_ENCODERS:
+            raise SpeechtlError(
+                f"model layer_mix: the {self.config.encoder} encoder does not give its layers' outputs; it is for "
+                f"pretrained encoders ({', '.join(LAYER_MIX_ENCODERS)}: --source whisper:/hf:). Fix: layer_mix: false"
+            )
+        return LayerMix(len(self.encoder.layers) + 1)
+
     def _make_output(self, vocab_size: int) -> nn.Module:
         output = nn.Linear(self.encoder.output_dim, vocab_size)
         with torch.no_grad():
@@ -126,6 +145,8 @@ class CtcModel(nn.Module):
 
 
 INPUT_NORMS = ("mvn", "mean", "robust", "none")
+#: Encoders whose forward gives every hidden state (``all_layers``), for ``layer_mix``.
+LAYER_MIX_ENCODERS = ("whisper", "hf-ssl")
 
 
 def input_norm_mode(value: bool | str) -> str:

@@ -130,17 +130,22 @@ class HfSslEncoder(nn.Module):
             h = layer(h)
         return h
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, all_layers: bool = False
+    ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
+        """The last hidden state, or with ``all_layers`` all of them (the first layer's input, then each
+        layer's output)."""
         lengths = lengths.to(x.device)
         wave = x[..., 0]
         mask = (torch.arange(wave.size(1), device=x.device)[None, :] < lengths[:, None]).long()
         self._lengths = lengths  # for feature_encoder_forward, which transformers calls with the wave alone
         try:
-            out = self.hf(wave, attention_mask=mask).last_hidden_state
+            result = self.hf(wave, attention_mask=mask, output_hidden_states=all_layers)
         finally:
             self._lengths = None
+        out = result.last_hidden_state
         out_lens = self.hf._get_feat_extract_output_lengths(lengths).long().clamp(max=out.size(1))
-        return out, out_lens
+        return (list(result.hidden_states) if all_layers else out), out_lens
 
 
 def _resolve(source: str) -> str:

@@ -75,13 +75,15 @@ def build_pretrained(
     load_weights: bool = True,
     blank_bias: float = 0.0,
     input_pad: float = 0.0,
+    layer_mix: bool = False,
 ) -> CtcModel:
     """A target model on ``source``'s encoder with a fresh output layer of ``vocab_size``
-    (its blank's initial bias ``blank_bias``; ``input_pad`` seconds of silence around each input).
+    (its blank's initial bias ``blank_bias``; ``input_pad`` seconds of silence around each input;
+    ``layer_mix``: the head reads a learned mix of every layer, :mod:`speechtl.models.layer_mix`).
 
     ``load_weights=False``: the architecture only (the ``scratch`` baseline)."""
     cfg, state = pretrained_encoder(source)
-    cfg = dataclasses.replace(cfg, head=head or "ctc", blank_bias=blank_bias, input_pad=input_pad)
+    cfg = dataclasses.replace(cfg, head=head or "ctc", blank_bias=blank_bias, input_pad=input_pad, layer_mix=layer_mix)
     if not load_weights and cfg.encoder == "hf-ssl":
         # A random CNN front end kept frozen would never learn: the baseline trains all of it.
         cfg = dataclasses.replace(cfg, encoder_options={**cfg.encoder_options, "freeze_feature_encoder": False})

@@ -141,7 +141,11 @@ class WhisperEncoder(nn.Module):
         (:mod:`speechtl.decode.longform`)."""
         return self.positions.size(0) * 2 * HOP_SECONDS
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, all_layers: bool = False
+    ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
+        """The last layer's output (normalized), or with ``all_layers`` every hidden state as
+        transformers lists them: the first layer's input, each layer's output, the last one normalized."""
         lengths = lengths.to(x.device)
         keep = (torch.arange(x.size(1), device=x.device)[None, :] < lengths[:, None])[:, None, :].to(x.dtype)
         y = nn.functional.gelu(self.conv1(x.transpose(1, 2) * keep)) * keep
@@ -157,9 +161,12 @@ class WhisperEncoder(nn.Module):
         valid = torch.arange(t, device=x.device)[None, :] < out_lens[:, None]
         # Exported graphs (one utterance, no padding) keep the mask: torch.export cannot branch on values.
         mask = None if not torch.compiler.is_exporting() and bool(valid.all()) else valid[:, None, None, :]
+        states = [h]
         for layer in self.layers:
             h = layer(h, mask)
-        return self.norm(h), out_lens
+            states.append(h)
+        states[-1] = self.norm(h)
+        return (states if all_layers else states[-1]), out_lens
 
 
 # ---------------------------------------------------------------------------------------

@@ -788,6 +788,9 @@ class Trainer:
         final.unlink(missing_ok=True)
         final.symlink_to(avg.name)
         logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
+        if getattr(self.model, "layer_mix", None) is not None:
+            shares = " ".join(f"{x:.2f}" for x in self.model.layer_mix.shares())
+            logging.info(f"layer mix (the first layer's input, then each layer's output): {shares}")
         (self.exp_dir / LAST).unlink(missing_ok=True)  # mid-epoch state of a run that has finished
         self.method.finalize(self, final)
         barrier(self.dist)
