@@ -263,6 +263,11 @@ def cmd_train(a):
         raise SpeechtlError(
             f"{a.config} [methods.{a.method}]: unknown key(s) {sorted(bad)}; expected options, train, model"
         )
+    not_maps = sorted(k for k, v in per_method.items() if v is not None and not isinstance(v, dict))
+    if not_maps:
+        raise SpeechtlError(
+            f"{a.config} [methods.{a.method}]: {', '.join(not_maps)} must be mappings (e.g. model: {{layer_mix: true}})"
+        )
 
     def key_values(items, flag):
         out = {}

@@ -450,24 +450,33 @@ def test_only_lora_counts_as_lora_at_export(small_yesno, tiny_w2v_dir):
 CTC_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "S": 6, "Y": 7, "N": 8, "O": 9}
 
 
-def save_tiny_ctc(d: Path, tokenizer: bool = True) -> Path:
+def save_tiny_ctc(d: Path, tokenizer: str | None = "char", emit_unk: bool = False) -> Path:
     """A fine-tuned-looking Wav2Vec2ForCTC: random weights, a head that emits letters and word breaks
-    (its special tokens other than the blank pushed down, as training leaves them)."""
+    (its special tokens other than the blank pushed down, as training leaves them, but for ``<unk>``
+    with ``emit_unk``); ``tokenizer``: "char" (Wav2Vec2CTCTokenizer), "phoneme" or None (no files)."""
     import json
 
-    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+    from transformers import (
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2PhonemeCTCTokenizer,
+    )
 
     torch.manual_seed(0)
     cfg = tiny_config("wav2vec2", vocab_size=len(CTC_VOCAB), pad_token_id=0, architectures=["Wav2Vec2ForCTC"])
     model = Wav2Vec2ForCTC(cfg)
     with torch.no_grad():
         model.lm_head.weight.mul_(40)
-        model.lm_head.bias[1:4] = -100.0
+        model.lm_head.bias[1 : 3 if emit_unk else 4] = -100.0
     model.save_pretrained(d)
     Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(d)
     if tokenizer:
         (d / "vocab.json").write_text(json.dumps(CTC_VOCAB))
-        Wav2Vec2CTCTokenizer(str(d / "vocab.json"), word_delimiter_token="|").save_pretrained(d)
+        if tokenizer == "char":
+            Wav2Vec2CTCTokenizer(str(d / "vocab.json"), word_delimiter_token="|").save_pretrained(d)
+        else:
+            Wav2Vec2PhonemeCTCTokenizer(str(d / "vocab.json"), do_phonemize=False).save_pretrained(d)
     return d
 
 
@@ -521,10 +530,35 @@ def test_sources_without_a_ctc_head_or_tokenizer_give_no_zero_shot_row(small_yes
     with caplog.at_level(logging.INFO):
         assert zero_shot(f"hf:{tiny_w2v_dir}", *args, skip_unavailable=True) is None
     assert "no zero-shot row" in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    no_tok = save_tiny_ctc(tmp_path / "no-tokenizer", tokenizer=False)
+    phones = save_tiny_ctc(tmp_path / "phonemes", tokenizer="phoneme")
+    with pytest.raises(Unavailable, match=r"Wav2Vec2PhonemeCTCTokenizer\) has no word delimiter.*no zero-shot row"):
+        zero_shot(f"hf:{phones}", *args)
+    no_tok = save_tiny_ctc(tmp_path / "no-tokenizer", tokenizer=None)
     with pytest.raises(Unavailable, match=r"Wav2Vec2ForCTC but its tokenizer does not load.*Fix: copy .*vocab.json"):
         zero_shot(f"hf:{no_tok}", *args)
     caplog.clear()
     assert zero_shot(f"hf:{no_tok}", *args, skip_unavailable=True) is None
     assert "zero-shot row left out, the other results stand" in caplog.text
     assert not (tmp_path / "results.tsv").exists()
+
+
+def test_special_tokens_a_ctc_head_emits_are_no_letters(small_yesno, tmp_path):
+    """<unk> (which a fine-tuned head does emit) is left out of the words; the rest is the processor's."""
+    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    from speechtl.decode.ctc_head import ctc_head_transcripts
+
+    _, cuts, _ = small_yesno
+    model_dir = save_tiny_ctc(tmp_path / "w2v-unk", emit_unk=True)
+    cuts = cuts.subset(first=3)
+    texts = ctc_head_transcripts(str(model_dir), cuts)
+    processor = Wav2Vec2Processor.from_pretrained(model_dir)
+    model = Wav2Vec2ForCTC.from_pretrained(model_dir).eval()
+    theirs = {}
+    for c in cuts:
+        inputs = processor(c.resample(16000).load_audio()[0], sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            theirs[c.id] = processor.batch_decode(model(inputs.input_values).logits.argmax(-1))[0]
+    assert any("<unk>" in t for t in theirs.values()), theirs  # the case is there
+    for k, t in theirs.items():
+        assert "<unk>" not in texts[k] and texts[k].split() == t.replace("<unk>", "").split()

@@ -53,6 +53,7 @@ def test_space_and_candidates():
     for bad, match in [
         ("lr=0.1", "train.KEY, option.KEY or model.KEY"),
         ("net.dim=3", "train.KEY, option.KEY or model.KEY"),
+        ("model.mix=false,true", "model.mix is no model option. Fix: one of .*model.layer_mix"),
         ("train.lr", "train.KEY=V1,V2"),
         ("train.num_steps=10,20", "budget"),
         ("train.seed=1,2", "seeds"),
@@ -205,7 +206,12 @@ def test_a_candidate_the_model_cannot_take_is_left_out_not_fatal(small_yesno, tm
     assert main([*argv, "--space", "train.optimizer=nosuch,other"]) == 1  # nothing ran: an error, said
 
 
-def test_a_model_option_is_swept_and_written_into_the_methods_own_entry(small_yesno, tiny_whisper_dir, tmp_path):  # noqa: F811
+def test_a_model_option_is_swept_and_written_into_the_methods_own_entry(
+    small_yesno,
+    tiny_whisper_dir,  # noqa: F811
+    tmp_path,
+    capsys,
+):
     """model.layer_mix=false,true: each candidate trains with it (--model), the choice goes into
     methods.<m>.model of the tuned conf (not when it is the default), and the recipe's training reads it."""
     from speechtl.cli import main
@@ -241,6 +247,11 @@ def test_a_model_option_is_swept_and_written_into_the_methods_own_entry(small_ye
     argv += ["--train-cuts", str(tmp_path / "train.jsonl.gz"), "--exp-dir", str(exp)]
     assert main([*argv, "--source-checkpoint", f"whisper:{tiny_whisper_dir}", "--set", "num_steps=1"]) == 0
     assert load_checkpoint(exp / "final.pt")["model_config"]["layer_mix"] is True
+    conf.write_text(conf.read_text().replace("{model: {layer_mix: true}}", "{model: true}"))
+    argv[argv.index(str(exp))] = str(tmp_path / "never")
+    assert main([*argv, "--source-checkpoint", f"whisper:{tiny_whisper_dir}"]) == 1
+    assert "adapt.yaml [methods.linear-probe]: model must be mappings" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 def test_flags_read_back_as_the_values_they_were():

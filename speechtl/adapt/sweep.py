@@ -82,6 +82,11 @@ def _check_key(key: str, where: str) -> None:
             f"{where}: a search key is train.KEY, option.KEY or model.KEY, got {key!r}. "
             "Fix: e.g. --space train.lr=0.001,0.003 --space option.bottom_layers=1,2 --space model.layer_mix=false,true"
         )
+    if prefix == "model" and name not in model_defaults():
+        raise SpeechtlError(
+            f"{where}: model.{name} is no model option. Fix: one of "
+            + ", ".join(f"model.{k}" for k in model_defaults())
+        )
     if prefix == "train" and name in FIXED:
         raise SpeechtlError(
             f"{where}: train.{name} is not searched (the budget is --num-steps for every "

@@ -154,10 +154,24 @@ def build_model_for(method, lang, model_config=None, source_checkpoint: Path | N
         # The config's model section sets what a pretrained encoder leaves open: the new head's blank bias,
         # the input's silence padding, whether the head reads a mix of every layer.
         open_options = {k: getattr(model_config, k) for k in PRETRAINED_OPEN} if model_config else {}
+        if model_config is not None:
+            defaults = ModelConfig().to_dict()
+            ignored = [k for k, v in model_config.to_dict().items() if k not in PRETRAINED_OPEN and v != defaults[k]]
+            if ignored:
+                logging.warning(
+                    f"model option(s) {', '.join(ignored)} of the config are not used with {pretrained}: its encoder "
+                    f"and input are the pretrained model's; only {', '.join(PRETRAINED_OPEN)} apply"
+                )
         logging.info(f"method {method.name}: {'weights' if method.uses_source else 'architecture'} of {pretrained}")
         return build_pretrained(pretrained, lang.vocab_size, head, method.uses_source, **open_options)
     ckpt = load_checkpoint(source_checkpoint)
     source_cfg = ModelConfig(**ckpt["model_config"])
+    if model_config is not None and model_config.layer_mix and not source_cfg.layer_mix:
+        raise SpeechtlError(
+            f"model layer_mix: true, but {source_checkpoint} was trained without a layer mix, and a speechtl "
+            "checkpoint keeps its own architecture. Fix: layer_mix with a pretrained source (whisper:/hf:), whose "
+            "head is new, or layer_mix: false"
+        )
     if model_config is not None and with_head(source_cfg) != with_head(model_config):
         logging.warning(f"the config's model section differs from {source_checkpoint}'s; using the source architecture")
     model = build_model(with_head(source_cfg), lang.vocab_size)

@@ -11,7 +11,8 @@ and unit variance when ``do_normalize`` says so (with transformers' 1e-7 under t
 root). Each utterance is decoded alone, so a "group"-norm model (wav2vec2-base)
 never sees a batch's padding. The search is greedy: the best token per frame,
 repeats merged, the blank (the model's pad token) and other special tokens
-removed, word delimiters made spaces.
+(``<unk>``, ``<s>``, ``</s>``) removed, word delimiters made spaces. A phoneme model
+(no word delimiter) has no row: its phones cannot be scored against words.
 """
 
 import logging
@@ -42,13 +43,23 @@ def collapse(ids: list[int], blank: int) -> list[int]:
 
 
 def tokens_to_text(tokenizer, ids: list[int]) -> str:
-    """The text of collapsed label ids: special tokens dropped, the word delimiter made a space."""
-    delimiter = getattr(tokenizer, "word_delimiter_token", None)
-    special = set(tokenizer.all_special_ids) - {tokenizer.convert_tokens_to_ids(delimiter) if delimiter else None}
+    """The text of collapsed label ids: special tokens (``<unk>``, ``<s>``, ``</s>``) dropped, the word
+    delimiter made a space (a character CTC tokenizer: :func:`check_tokenizer`)."""
+    delimiter = tokenizer.word_delimiter_token
+    special = set(tokenizer.all_special_ids) - {tokenizer.convert_tokens_to_ids(delimiter)}
     tokens = tokenizer.convert_ids_to_tokens([i for i in ids if i not in special])  # the delimiter is "special" too
-    if delimiter is None:  # not a character CTC tokenizer: its own detokenizer
-        return tokenizer.convert_tokens_to_string(tokens)
     return " ".join("".join(tokens).replace(delimiter, " ").split())
+
+
+def check_tokenizer(tokenizer, source: str, arch: str) -> None:
+    """Only a character tokenizer with a word delimiter writes words the references can be scored
+    against: a phoneme model's (Wav2Vec2PhonemeCTCTokenizer) writes phones."""
+    if not getattr(tokenizer, "word_delimiter_token", None):
+        raise Unavailable(
+            f"{source} is a {arch} whose tokenizer ({type(tokenizer).__name__}) has no word delimiter: its CTC head "
+            "writes phones or pieces, not the words of your transcripts, so it has no zero-shot row (its encoder "
+            "is adapted with a new output layer as usual)"
+        )
 
 
 def vocabulary_share(tokenizer, texts) -> float:
@@ -87,6 +98,7 @@ def ctc_head_transcripts(source: str, cuts: CutSet, device: str | None = None) -
             "labels have no letters. Fix: copy the model's vocab.json, tokenizer_config.json and "
             "special_tokens_map.json into the folder (or save its processor with save_pretrained())"
         ) from e
+    check_tokenizer(tokenizer, source, arch)
     if len(tokenizer) < config.vocab_size - 2:  # a few added special tokens are fine either way
         raise Unavailable(
             f"{source}: its tokenizer has {len(tokenizer)} tokens and its CTC head {config.vocab_size} outputs, "
@@ -103,6 +115,11 @@ def ctc_head_transcripts(source: str, cuts: CutSet, device: str | None = None) -
             model = AutoModelForCTC.from_pretrained(where, local_files_only=hub_offline(), dtype=torch.float32)
     except Exception as e:
         raise load_error(source, where, e) from e
+    if not hasattr(getattr(model, model.base_model_prefix, model), "feature_extractor"):
+        raise Unavailable(
+            f"{source} is a {arch} that reads features, not the waveform (not a wav2vec2-family model): speechtl "
+            "gives zero-shot rows from wav2vec2, HuBERT, WavLM, data2vec-audio and XLS-R CTC heads"
+        )
     normalize, rate = waveform_options(source, where)
     dev = pick_device(device)
     model = model.to(dev).eval()

@@ -219,6 +219,9 @@ def zero_shot(
         if kind == "hf":
             from speechtl.decode.ctc_head import ctc_head_transcripts
 
+            if language:
+                logging.warning(f"--language {language} is Whisper's; {source}'s CTC head has no language to choose")
+
             texts = ctc_head_transcripts(location, cuts, device)
         else:
             texts = whisper_transcripts(source, cuts, device, batch_size, language)

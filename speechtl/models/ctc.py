@@ -132,6 +132,7 @@ class CtcModel(nn.Module):
                 f"model layer_mix: the {self.config.encoder} encoder does not give its layers' outputs; it is for "
                 f"pretrained encoders ({', '.join(LAYER_MIX_ENCODERS)}: --source whisper:/hf:). Fix: layer_mix: false"
             )
+        getattr(self.encoder, "prepare_all_layers", lambda: None)()
         return LayerMix(len(self.encoder.layers) + 1)
 
     def _make_output(self, vocab_size: int) -> nn.Module:

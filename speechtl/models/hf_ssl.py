@@ -97,6 +97,14 @@ class HfSslEncoder(nn.Module):
             # "group" models (wav2vec2-base, HuBERT and WavLM base): see feature_encoder_forward
             self.hf.feature_extractor.forward = self.feature_encoder_forward
 
+    def prepare_all_layers(self) -> None:
+        """Before a layer mix reads every hidden state: LayerDrop off. transformers records a hidden state
+        only for a layer that ran, so a dropped layer (wav2vec2, HuBERT and XLS-R ship with layerdrop 0.1)
+        would leave the mix a state short in training."""
+        if self.hf.config.layerdrop:
+            logging.info(f"layer mix: LayerDrop {self.hf.config.layerdrop} off, so that every layer gives its state")
+            self.hf.config.layerdrop = 0.0
+
     @property
     def layers(self) -> nn.ModuleList:
         """The transformer layers (for freeze, layer-wise LR, adapters, LoRA)."""

@@ -11,8 +11,10 @@ every state counts alike), each state layer-normalised without parameters
 first, since the residual streams of the layers differ in scale. The weights
 belong to the head: ``linear-probe`` trains them with the output layer (a probe
 of the encoder's best mixture, not only its top), freeze and layer-wise LR treat
-them as the head. Training logs the shares at its end (which layers the target
-used); they are ``layer_mix.weights`` (softmax) in every checkpoint.
+them as the head. Training logs the final (averaged) model's shares (which layers
+the target used); they are ``layer_mix.weights`` (softmax) in every checkpoint. A
+wav2vec2-family encoder trains without LayerDrop under a mix (a dropped layer records
+no state in transformers).
 """
 
 from collections.abc import Sequence

@@ -52,7 +52,13 @@ from speechtl.train.activation_checkpointing import (
     running_stats,
 )
 from speechtl.train.augment import Vtlp, mel_noise_config, vtlp_config
-from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, prune_epochs, save_checkpoint
+from speechtl.train.checkpoint import (
+    average_checkpoints,
+    epoch_checkpoints,
+    load_checkpoint,
+    prune_epochs,
+    save_checkpoint,
+)
 from speechtl.train.data import eval_dataloader, is_pad, seed_everything, set_epoch, train_dataloader, unpack
 from speechtl.train.dist import (
     all_gather_objects,
@@ -788,9 +794,10 @@ class Trainer:
         final.unlink(missing_ok=True)
         final.symlink_to(avg.name)
         logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
-        if getattr(self.model, "layer_mix", None) is not None:
-            shares = " ".join(f"{x:.2f}" for x in self.model.layer_mix.shares())
-            logging.info(f"layer mix (the first layer's input, then each layer's output): {shares}")
+        if getattr(self.model, "layer_mix", None) is not None:  # the final (averaged) model's
+            weights = load_checkpoint(avg)["model"]["layer_mix.weights"]
+            shares = " ".join(f"{x:.2f}" for x in weights.softmax(0).tolist())
+            logging.info(f"layer mix of {final} (the first layer's input, then each layer's output): {shares}")
         (self.exp_dir / LAST).unlink(missing_ok=True)  # mid-epoch state of a run that has finished
         self.method.finalize(self, final)
         barrier(self.dist)
