@@ -176,3 +176,28 @@ def test_model_options_a_pretrained_source_does_not_take_are_named(small_yesno, 
         )
     assert model.layer_mix is not None and model.config.input_norm == "none"  # Whisper's own
     assert "model option(s) input_norm of the config are not used with whisper:" in caplog.text
+
+
+def test_the_mix_weights_learn_at_their_own_rate_without_decay(small_yesno, tiny_whisper_dir, tmp_path):  # noqa: F811
+    """train.layer_mix_lr: the mix's few scalars at a rate of their own (in lp-ft's probe too), the head at lr."""
+    from speechtl.models.layer_mix import with_layer_mix_group
+
+    _, cuts, lang = small_yesno
+    moved = {}
+    for method_name, mix_lr in [("linear-probe", 0.0), ("linear-probe", 1.0), ("lp-ft", 1.0)]:
+        method = get_method(method_name, {"probe_steps": 2, "probe_lr": 0.01} if method_name == "lp-ft" else {})
+        model = build_model_for(method, lang, MIX, f"whisper:{tiny_whisper_dir}")
+        if method_name == "linear-probe":
+            method.prepare(model)
+            groups = with_layer_mix_group(method.param_groups(model, 0.01), model, mix_lr)
+            mixed = [g for g in groups if any(p is model.layer_mix.weights for p in g["params"])]
+            assert len(mixed) == 1 and mixed[0]["lr"] == (mix_lr or 0.01)
+            assert mixed[0].get("weight_decay", None) == (0.0 if mix_lr else None)
+        cfg = TrainConfig(
+            num_steps=2, max_duration=100, num_buckets=2, average_last=1, lr=0.01, weight_decay=0.1, layer_mix_lr=mix_lr
+        )
+        exp = tmp_path / f"{method_name}-{mix_lr}"
+        final = Trainer(model, lang, method, cfg, exp).fit(mark_cuts(cuts.subset(first=2), model.input_spec))
+        moved[(method_name, mix_lr)] = float(model_from_checkpoint(final).layer_mix.weights.abs().max())
+    assert moved[("linear-probe", 1.0)] > 20 * moved[("linear-probe", 0.0)] > 0
+    assert moved[("lp-ft", 1.0)] > 1.5 * moved[("linear-probe", 1.0)]  # its probe's 2 updates at 1.0, then 2 more

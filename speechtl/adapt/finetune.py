@@ -14,6 +14,7 @@ from torch import nn
 
 from speechtl.adapt.base import Method, register_method
 from speechtl.errors import SpeechtlError
+from speechtl.models.layer_mix import with_layer_mix_group
 
 #: Name prefixes of the head: the output layer, and the layer mix under it (``model.layer_mix``).
 HEAD = ("output.", "layer_mix.")
@@ -170,7 +171,8 @@ def probe_output_layer(trainer, cuts, steps: int, lr: float, who: str) -> None:
     trains = {n: p.requires_grad for n, p in model.named_parameters()}
     for n, p in model.named_parameters():
         p.requires_grad_(n.startswith(HEAD) and trains[n])
-    opt = torch.optim.AdamW(head, lr=lr, weight_decay=trainer.cfg.weight_decay)
+    groups = with_layer_mix_group([{"params": head, "lr": lr}], model, trainer.cfg.layer_mix_lr)
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=trainer.cfg.weight_decay)
     batches = trainer.aux_batches(cuts, trainer.cfg.seed + 11)
     model.train()
     first = last = None

@@ -40,3 +40,14 @@ class LayerMix(nn.Module):
     def shares(self) -> list[float]:
         """Each state's weight in the sum (they add to 1), the first layer's input first."""
         return self.weights.detach().softmax(0).tolist()
+
+
+def with_layer_mix_group(groups: list[dict], model: nn.Module, lr: float) -> list[dict]:
+    """``groups`` with a layer mix's trainable weights in a group of their own at ``lr`` without weight
+    decay (``lr`` 0, or no mix or a frozen one: ``groups`` as they are)."""
+    mix = getattr(model, "layer_mix", None)
+    if not lr or mix is None or not mix.weights.requires_grad:
+        return groups
+    out = [{**g, "params": [p for p in g["params"] if p is not mix.weights]} for g in groups]
+    out = [g for g in out if g["params"]]
+    return [*out, {"params": [mix.weights], "lr": lr, "weight_decay": 0.0, "name": "layer_mix"}]
