@@ -87,6 +87,7 @@ IMPORT_OPTIONS = (
     "drop_chars",
     "map_chars",
     "join_zwnj",
+    "turkic_case",
 )
 
 
@@ -127,13 +128,19 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--map-chars",
         default=None,
-        help="characters written as others: 'ş=ș,ţ=ț' (the inventory's look-alikes; both forms of ş/ș or ţ/ț in one corpus are joined to the comma below unless named here)",
+        help="characters written as others: 'ş=ș,ţ=ț' (the inventory's look-alikes; both forms of ş/ș or ţ/ț in one corpus are joined to the comma below unless named here); applied first, to the characters as typed, each pair in both cases where both have one ('I=ı' maps only the capital)",
     )
     s.add_argument(
         "--join-zwnj",
         type=_bool,
         default=None,
         help="words written with a ZWNJ (Persian می‌روید) and elsewhere with a space: joined (true)",
+    )
+    s.add_argument(
+        "--turkic-case",
+        type=_bool,
+        default=None,
+        help="Turkish casing, I -> ı and İ -> i (default: when the transcripts write ı or İ, or --language is tr/az)",
     )
 
 

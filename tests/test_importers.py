@@ -1035,3 +1035,51 @@ def test_a_space_typed_for_a_zwnj_is_joined(tmp_path, yesno_dir, caplog):
         m = prepare_folder(root, tmp_path / "out2", join_zwnj=False)
     assert sorted(s.text for split in m.values() for s in split["supervisions"]) == sorted(texts)
     assert "Fix: --join-zwnj true" in caplog.text
+
+
+def test_turkish_casing_and_speakers_without_marks_at_import(tmp_path, yesno_dir, caplog):
+    """A Turkish corpus (ı and İ typed) is lowercased the Turkish way unless --turkic-case false, and
+    recorded so for LM text and hypotheses; a speaker who types Greek in capitals without accents is
+    named, with the words written both ways."""
+    import json
+
+    from speechtl.data.corpora.imported import Utterance, warn_unmarked_speakers
+
+    root = tmp_path / "tr"
+    lines = ["IŞIK yandı", "Işık söndü", "İzmir'e gittim", "ışık var"] * 3
+    wavs = iter(sorted(yesno_dir.glob("*.wav")))
+    for spk in ("s1", "s2"):
+        (root / spk).mkdir(parents=True)
+        for i, line in enumerate(lines[:6] if spk == "s1" else lines[6:]):
+            shutil.copy(next(wavs), root / spk / f"{i}.wav")
+            (root / spk / f"{i}.txt").write_text(line + "\n")
+    with caplog.at_level("INFO"):
+        prepare_folder(root, tmp_path / "o", dev_fraction=0.0, test_fraction=0.0)
+    words = {w for s in supervisions(tmp_path / "o", "folder").values() for w in s["text"].split()}
+    assert "ışık" in words and "izmir'e" in words and "işik" not in words and "\u0307" not in "".join(words)
+    assert json.loads((tmp_path / "o" / "folder_text_norm.json").read_text())["turkic_case"] is True
+    assert "Turkish casing: 12 transcript(s) write ı or İ" in caplog.text
+    prepare_folder(root, tmp_path / "o2", dev_fraction=0.0, test_fraction=0.0, turkic_case=False)
+    words = {w for s in supervisions(tmp_path / "o2", "folder").values() for w in s["text"].split()}
+    assert "işik" in words  # as asked: English casing
+
+    greek = ["ο δρόμος της οδού είναι μεγάλος", "ο ήλιος λάμπει στην πόλη σήμερα"] * 4
+    utts = [Utterance(f"a{i}", "x.wav", t, "x", speaker="a") for i, t in enumerate(greek)]
+    utts += [Utterance(f"b{i}", "x.wav", t, "x", speaker="b") for i, t in enumerate(greek)]
+    caps = [unicodedata_strip(t) for t in greek]
+    utts += [Utterance(f"c{i}", "x.wav", t, "x", speaker="c") for i, t in enumerate(caps)]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert warn_unmarked_speakers(utts) == ["c"]
+    assert "speaker(s) c 0% of their words" in caplog.text and "δρομος for δρόμος" in caplog.text
+    assert warn_unmarked_speakers(utts[:16]) == []  # everyone writes the marks
+    assert warn_unmarked_speakers([*utts[:8], *utts[16:]], min_words=100) == []  # too few words to tell
+
+
+def unicodedata_strip(text: str) -> str:
+    """``text`` without its combining marks (Greek typed in capitals, then lowercased)."""
+    import unicodedata
+
+    return unicodedata.normalize(
+        "NFC", "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    )

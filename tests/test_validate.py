@@ -271,3 +271,31 @@ def test_arabic_and_hebrew_script_transcripts(tmp_path, caplog):
     assert "--map-chars 'ك=ک,ي=ی'" in caplog.text and "Fix: --drop-chars 'ُ'" in caplog.text
     cfg = NormalizeConfig(map="ي=ی,ك=ک", drop="ُ")
     assert normalize("آيا شُما پارك", cfg) == "آیا شما پارک"
+
+
+def test_turkish_greek_and_hawaiian_letters_keep_their_case_rules(tmp_path, caplog):
+    """A new user's Turkish corpus: Python's lower() wrote İstanbul as i + a combining dot and IŞIK as
+    işik, beside ışık typed in lower case (7 of 10 HLG test errors); casefold() wrote Greek's final ς as
+    σ everywhere; --map-chars 'I=ı' also turned every i into ı, and '‘=ʻ' (a Hawaiian ʻokina typed as a
+    quote) came too late to see the quote."""
+    from speechtl.data.normalize import char_map
+
+    assert normalize("İstanbul'a") == "istanbul'a"  # never a combining dot, in any language
+    turkic = NormalizeConfig(turkic_case=True)
+    assert {normalize(w, turkic) for w in ("IŞIK", "Işık", "ışık")} == {"ışık"}
+    assert normalize(unicodedata.normalize("NFD", "İzmir'e IRMAK"), turkic) == "izmir'e ırmak"
+    assert normalize("IŞIK Işık") == "işik işık"  # without it: English casing (I -> i)
+    assert normalize("ΟΔΟΣ Ο ΔΡΟΜΟΣ ΤΗΣ Άρης") == "οδος ο δρομος της άρης"  # final ς kept
+    assert normalize("Straße") == "straße"
+    assert char_map("I=ı") == {ord("I"): "ı"}  # ı has no capital of its own: no second pair
+    assert char_map("ş=ș") == {ord("ş"): "ș", ord("Ş"): "Ș"}
+    assert normalize("Işık İlker", NormalizeConfig(map="I=ı")) == "ışık ilker"
+    assert normalize("‘a‘ole ‘oe", NormalizeConfig(map="‘=ʻ")) == "ʻaʻole ʻoe"
+    assert normalize("‘a‘ole") == "a'ole"
+    with caplog.at_level("WARNING"):
+        write_char_inventory(char_inventory(["ʻaʻole a'ole"]), tmp_path / "haw.tsv")
+    assert "ʻokina" in caplog.text and "--map-chars '‘=ʻ'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        write_char_inventory(char_inventory(["don't 20347"]), tmp_path / "en.tsv")
+    assert "ʻokina" not in caplog.text and "digits 0 2 3 4 7" in caplog.text

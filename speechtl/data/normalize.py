@@ -20,6 +20,13 @@ fixing before training.
 Unlike :func:`speechtl.data.text.normalize_text` (kept as it is for the TTS
 corpora, which keeps combining marks too), this keeps in-word hyphens and
 zero-width (non-)joiners.
+
+Case: ``str.lower`` (Greek keeps its final ς, German its ß; ``casefold`` would write σ
+and ss), with a capital İ always lowercased to i (``lower`` writes i and a combining
+dot above), and with ``turkic_case`` the capital I to the dotless ı (Turkish, Azeri:
+the import turns it on when the corpus writes ı or İ). ``map`` applies first, to the
+characters as typed: ``I=ı`` maps only the capital, ``‘=ʻ`` reaches a quote before it
+becomes an apostrophe.
 """
 
 import functools
@@ -44,6 +51,7 @@ _HYPHENS = dict.fromkeys(map(ord, "\u2010\u2011\u05be"), "-")
 #: spelling inside a word (Persian, Indic scripts) and kept there.
 _INVISIBLE = {0x00AD: None, 0xFEFF: None, 0x200E: None, 0x200F: None, 0x061C: None, 0x0640: None, 0x200B: " "}
 _ZW_JOINERS = "\u200c\u200d"
+APOSTROPHE = "'"
 
 
 #: (cedilla, comma below): one Romanian letter each, typed both ways since legacy encodings and Turkish
@@ -55,7 +63,10 @@ SAME_LETTER = str.maketrans({a: b for a, b in CEDILLA_COMMA} | {b: a for a, b in
 
 @dataclass(frozen=True)
 class NormalizeConfig:
+    #: Lower case (``str.lower``; the module doc says why not ``str.casefold``).
     casefold: bool = True
+    #: Turkish and Azeri casing: I -> ı (İ -> i always). The import sets it from the corpus (``--turkic-case``).
+    turkic_case: bool = False
     keep: str = ""  # characters kept although not letters/marks/digits
     drop: str = ""  # characters deleted (not replaced by a space)
     map: str = ""  # "ş=ș ţ=ț": each character before '=' written as the one after
@@ -81,13 +92,16 @@ _HEBREW_GERSHAYIM = re.compile(r'(?<=[\u05d0-\u05ea])"(?=[\u05d0-\u05ea])')
 
 def normalize(text: str, cfg: NormalizeConfig = NormalizeConfig()) -> str:
     """One transcript, normalized as the module doc says; spaces collapsed."""
-    text = unicodedata.normalize("NFC", text).translate(_APOSTROPHES).translate(_HYPHENS).translate(_INVISIBLE)
+    text = unicodedata.normalize("NFC", text)
+    if cfg.map:  # first: the user's pairs name characters as typed
+        text = text.translate(char_map(cfg.map))
+    text = text.translate(_APOSTROPHES).translate(_HYPHENS).translate(_INVISIBLE)
     if '"' in text:
         text = _HEBREW_GERSHAYIM.sub("'", text)
     if cfg.casefold:
-        text = unicodedata.normalize("NFC", text.casefold())
-    if cfg.map:
-        text = text.translate(char_map(cfg.map))
+        if cfg.turkic_case:
+            text = text.replace("I", "\u0131")
+        text = unicodedata.normalize("NFC", text.replace("\u0130", "i").lower())
     if cfg.drop:
         text = text.translate(dict.fromkeys(map(ord, cfg.drop)))
     joiners = ("'" if cfg.keep_apostrophes else "") + ("-" if cfg.keep_hyphens else "") + _ZW_JOINERS
@@ -113,17 +127,23 @@ def normalize(text: str, cfg: NormalizeConfig = NormalizeConfig()) -> str:
 
 @functools.lru_cache(maxsize=16)
 def char_map(spec: str) -> dict[int, str]:
-    """The translation table of ``"ş=ș,ţ=ț"`` (pairs split by commas or spaces), each pair also
-    case-folded when that is one character (``Ş=Ș`` maps ``ş`` too; ``ẞ=ß`` maps only ``ẞ``).
+    """The translation table of ``"ş=ș,ţ=ț"`` (pairs split by commas or spaces), each pair also in
+    the other case when both of its characters have one (``Ş=Ș`` maps ``ş`` too and ``ş=ș`` maps
+    ``Ş``; ``ẞ=ß`` maps only ``ẞ``, ``I=ı`` only the capital I: ß and ı have no other case of one letter).
     Parsed once per spec: :func:`normalize` asks for it on every transcript (not to be mutated)."""
     table = {}
+    pairs = []
     for pair in spec.replace(",", " ").split():
         a, sep, b = pair.partition("=")
         if not sep or len(a) != 1 or len(b) > 1:
             raise SpeechtlError(f"--map-chars {pair!r}: write one character, '=', and one (or none): 'ş=ș,ţ=ț'")
         table[ord(a)] = b
-        if len(a.casefold()) == 1 and len(b.casefold()) <= 1:
-            table.setdefault(ord(a.casefold()), b.casefold())
+        pairs.append((a, b))
+    for a, b in pairs:
+        for case in (str.lower, str.upper):
+            x, y = case(a), case(b)
+            if len(x) == 1 and x != a and (not b or (len(y) == 1 and y != b)):
+                table.setdefault(ord(x), y)
     return table
 
 
@@ -244,7 +264,13 @@ def write_char_inventory(
     digits = [c for c, f in flags.items() if f == "digit"]
     rare = [c for c, f in flags.items() if f == "rare"]
     if digits:
-        logging.warning(f"{path.name}: transcripts hold digits {''.join(digits)}: write numbers as words for ASR")
+        logging.warning(f"{path.name}: transcripts hold digits {' '.join(digits)}: write numbers as words for ASR")
+    if "\u02bb" in counts and "'" in counts:
+        logging.warning(
+            f"{path.name}: both ʻ (U+02BB, the ʻokina: a letter) and ' ({counts[APOSTROPHE]}x; quotes ‘ ’ become it) are "
+            "written. If some of those apostrophes are ʻokina typed as quotes (autocorrect), they are two units "
+            "for one letter. Fix: --map-chars '‘=ʻ' at import (pairs apply to the characters as typed)"
+        )
     # A global map is safe for ş/ș, and for a letter only ever written inside words of another script.
     safe = [c for c in alike if c not in mixed or mixed[c][1] == counts[c]]
     for c, o in alike.items():

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -93,6 +94,8 @@ class ImportOptions:
     normalize: bool = True
     text: NormalizeConfig = field(default_factory=NormalizeConfig)
     language: str | None = None
+    #: Turkish casing (I -> ı): None: when the corpus writes ı or İ, or its language is Turkic.
+    turkic_case: bool | None = None
 
 
 def import_options(
@@ -111,6 +114,7 @@ def import_options(
     drop_chars: str | None = None,
     map_chars: str | None = None,
     join_zwnj: bool | None = None,
+    turkic_case: bool | None = None,
     language: str | None = None,
 ) -> ImportOptions:
     """ImportOptions from the flat keyword options of ``prepare_<kind>`` (None: the default)."""
@@ -133,6 +137,7 @@ def import_options(
         normalize=True if normalize_text is None else normalize_text,
         text=NormalizeConfig(**given(keep=keep_chars, drop=drop_chars, map=map_chars, join_zwnj=join_zwnj)),
         language=language,
+        turkic_case=turkic_case,
     )
 
 
@@ -516,6 +521,68 @@ def write_inventory(by_split: dict[str, list[Utterance]], path: Path, opts: Impo
     )
 
 
+#: Languages written with the dotless ı and the dotted İ, whose capital I is the dotless one's.
+TURKIC_LANGUAGES = ("tr", "az", "crh", "gag")
+
+
+def turkic_casing(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
+    """Turkish casing (I -> ı, İ -> i) when ``--turkic-case`` says so, or, left to the corpus, when a
+    transcript writes ı or İ or the language is Turkic: lowercased by Python's rules, a new user's
+    IŞIK, Işık and ışık were three words (7 of 10 HLG test errors) and I a unit of its own."""
+    typed = sum(
+        1 for u in utterances if u.text and ("\u0131" in u.text or "\u0130" in unicodedata.normalize("NFC", u.text))
+    )
+    turkic_language = (opts.language or "").lower().split("-")[0] in TURKIC_LANGUAGES
+    on = opts.turkic_case if opts.turkic_case is not None else bool(typed) or turkic_language
+    if on and opts.turkic_case is None:
+        why = f"{typed} transcript(s) write ı or İ" if typed else f"the language is {opts.language}"
+        logging.info(
+            f"Turkish casing: {why}, so capital I is lowercased to ı and İ to i (IŞIK, Işık and ışık one word). "
+            "To lowercase I to i instead: --turkic-case false"
+        )
+    return replace(opts, text=replace(opts.text, turkic_case=on))
+
+
+def _marked(word: str) -> bool:
+    return any(unicodedata.category(c) == "Mn" for c in unicodedata.normalize("NFD", word))
+
+
+def _unmarked(word: str) -> str:
+    return unicodedata.normalize(
+        "NFC", "".join(c for c in unicodedata.normalize("NFD", word) if unicodedata.category(c) != "Mn")
+    )
+
+
+def warn_unmarked_speakers(utterances: list[Utterance], min_words: int = 30) -> list[str]:
+    """Speakers whose transcripts leave out the accents, tone marks or vowel signs the others write
+    (Greek typed in capitals without accents, a Yoruba transcriber without tone marks): one word
+    then has two spellings, two units for the LM and an error when scored. Warned with examples;
+    returns the speakers."""
+    words: dict[str, list[str]] = defaultdict(list)
+    for u in utterances:
+        if u.text and u.speaker:
+            words[u.speaker] += u.text.split()
+    counts = {spk: (sum(map(_marked, ws)), len(ws)) for spk, ws in words.items()}
+    found = []
+    for spk, (marked, n) in counts.items():
+        others_marked = sum(m for s, (m, _) in counts.items() if s != spk)
+        others = sum(k for s, (_, k) in counts.items() if s != spk)
+        if n >= min_words and others and others_marked >= 0.05 * others and marked <= 0.25 * others_marked / others * n:
+            found.append(spk)
+    if not found:
+        return []
+    marked_forms = {_unmarked(w): w for spk, ws in words.items() if spk not in found for w in ws if _marked(w)}
+    examples = sorted({f"{w} for {marked_forms[w]}" for spk in found for w in words[spk] if w in marked_forms})
+    shares = ", ".join(f"{spk} {counts[spk][0] / counts[spk][1]:.0%}" for spk in found[:8])
+    logging.warning(
+        f"speaker(s) {shares} of their words with accents, tone marks or vowel signs, where the other transcripts "
+        f"have them in many more: written without them{' (e.g. ' + ', '.join(examples[:4]) + ')' if examples else ''}, "
+        "one word gets two spellings (two words for the LM, an error when scored). Fix: add the marks to those "
+        "transcripts (capitals too: the language writes its accents on them)"
+    )
+    return found
+
+
 def join_zwnj(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
     """Words the corpus writes with a ZWNJ and, elsewhere, with a space (Persian می‌روید, می روید: a
     new user's test HLG WER was 29.80%, and 2.00% with the two written alike) are written with the
@@ -565,6 +632,7 @@ def build_corpus(
         after_probe(infos)
     # Texts normalized first: an utterance whose text normalizes to nothing is bad too.
     if opts.normalize:
+        opts = turkic_casing(utterances, opts)
         for u in utterances:
             if u.text:
                 raw = u.text
@@ -573,6 +641,7 @@ def build_corpus(
                     report.add("empty-text", u.where, f"nothing is left of {raw!r} after normalization", u.id)
         opts = join_cedilla_commas(utterances, opts)
         opts = join_zwnj(utterances, opts)
+        warn_unmarked_speakers(utterances)
     report.log_notes(opts.validate.sampling_rate)
     out = Path(output_dir) if output_dir is not None else None
     bad = report.resolve(opts.skip_bad_audio, None)  # bad_audio.txt is written with the manifests
