@@ -4,6 +4,7 @@ as a user's would be, from the real yesno/FSDD audio, with bad files of every ki
 import gzip
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -1058,10 +1059,18 @@ def test_turkish_casing_and_speakers_without_marks_at_import(tmp_path, yesno_dir
     words = {w for s in supervisions(tmp_path / "o", "folder").values() for w in s["text"].split()}
     assert "ışık" in words and "izmir'e" in words and "işik" not in words and "\u0307" not in "".join(words)
     assert json.loads((tmp_path / "o" / "folder_text_norm.json").read_text())["turkic_case"] is True
-    assert "Turkish casing: 12 transcript(s) write ı or İ" in caplog.text
+    assert "Turkish casing: 12 of 12 transcripts write ı or İ" in caplog.text
     prepare_folder(root, tmp_path / "o2", dev_fraction=0.0, test_fraction=0.0, turkic_case=False)
     words = {w for s in supervisions(tmp_path / "o2", "folder").values() for w in s["text"].split()}
     assert "işik" in words  # as asked: English casing
+
+    # one Turkish name in a German corpus is no Turkish corpus: its I stays i
+    from speechtl.data.corpora.imported import ImportOptions, turkic_casing
+
+    german = [Utterance(f"d{i}", "x.wav", "Ich gehe nach Italien", "x") for i in range(60)]
+    german.append(Utterance("d-name", "x.wav", "Kılıçdaroğlu sprach", "x"))
+    assert turkic_casing(german, ImportOptions()).text.turkic_case is False
+    assert turkic_casing(german, ImportOptions(language="tr")).text.turkic_case is True
 
     greek = ["ο δρόμος της οδού είναι μεγάλος", "ο ήλιος λάμπει στην πόλη σήμερα"] * 4
     utts = [Utterance(f"a{i}", "x.wav", t, "x", speaker="a") for i, t in enumerate(greek)]
@@ -1071,9 +1080,22 @@ def test_turkish_casing_and_speakers_without_marks_at_import(tmp_path, yesno_dir
     caplog.clear()
     with caplog.at_level("WARNING"):
         assert warn_unmarked_speakers(utts) == ["c"]
-    assert "speaker(s) c 0% of their words" in caplog.text and "δρομος for δρόμος" in caplog.text
+    assert "speaker(s) c (32 of 32 such words) write without" in caplog.text
+    assert re.search(r"e\.g\. (\w+) for (\w+)", caplog.text)
     assert warn_unmarked_speakers(utts[:16]) == []  # everyone writes the marks
     assert warn_unmarked_speakers([*utts[:8], *utts[16:]], min_words=100) == []  # too few words to tell
+    # Not named: words written both ways by everyone (Spanish el/él, si/sí: two words), a speaker of
+    # English loan words, Arabic vowel marks (left out by most text: the inventory's --drop-chars).
+    spanish = ["él dijo que el perro si come", "sí el gato", "qué es lo que dices"] * 4
+    mixed = [Utterance(f"{s}{i}", "x.wav", t, "x", speaker=s) for s in "abc" for i, t in enumerate(spanish)]
+    mixed += [Utterance(f"e{i}", "x.wav", "the cafe is open today my friend", "x", speaker="e") for i in range(9)]
+    arabic = ["كَتَبَ الوَلَدُ الدَّرْسَ", "ذَهَبَ إِلَى البَيْتِ"] * 5
+    mixed += [Utterance(f"f{i}", "x.wav", t, "x", speaker="f") for i, t in enumerate(arabic)]
+    from speechtl.data.normalize import is_vowel_mark
+
+    bare = ["".join(c for c in t if not is_vowel_mark(c)) for t in arabic]  # harakat left out, hamza kept
+    mixed += [Utterance(f"g{i}", "x.wav", t, "x", speaker="g") for i, t in enumerate(bare)]
+    assert warn_unmarked_speakers(mixed) == []
 
 
 def unicodedata_strip(text: str) -> str:

@@ -265,3 +265,19 @@ def test_a_crash_mid_epoch_resumes_an_aux_stream_method_exactly(small_yesno, tmp
         for part in ("model", "method_state"):
             for k in want[part]:
                 assert torch.equal(got[part][k], want[part][k]), (name, part, k)
+
+
+def test_a_train_option_added_since_a_checkpoint_counts_as_its_default():
+    """train.layer_mix_lr came after checkpoints that runs in progress hold: their resume key lacks it,
+    and that alone made every checkpoint-last.pt "written with other settings" (its progress dropped)."""
+    from dataclasses import asdict
+
+    from speechtl.train import TrainConfig
+    from speechtl.train.resume import mismatched
+
+    now = {"lr": 0.1, "layer_mix_lr": 0.0, "method": "finetune"}
+    assert mismatched({"lr": 0.1, "method": "finetune"}, now, asdict(TrainConfig())) == []
+    assert mismatched({"lr": 0.1, "method": "finetune"}, {**now, "layer_mix_lr": 0.5}, asdict(TrainConfig())) == [
+        "layer_mix_lr"
+    ]
+    assert mismatched({"lr": 0.1, "method": "finetune"}, now) == ["layer_mix_lr"]  # no defaults given

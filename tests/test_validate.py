@@ -291,6 +291,17 @@ def test_turkish_greek_and_hawaiian_letters_keep_their_case_rules(tmp_path, capl
     assert char_map("ş=ș") == {ord("ş"): "ș", ord("Ş"): "Ș"}
     assert normalize("Işık İlker", NormalizeConfig(map="I=ı")) == "ışık ilker"
     assert normalize("‘a‘ole ‘oe", NormalizeConfig(map="‘=ʻ")) == "ʻaʻole ʻoe"
+    # and again after quotes, dashes and case are standard: what they made of the typed characters
+    assert normalize("ΟΔΟΣ", NormalizeConfig(map="ς=σ")) == "οδοσ"
+    assert normalize("п’ять пʼять", NormalizeConfig(map="'=ʼ")) == "пʼять пʼять"
+    assert normalize("don’t rock‐n‐roll", NormalizeConfig(map="'=,-=")) == "dont rocknroll"
+    # an import written before lower case replaced case folding is read back as its references were
+    from speechtl.data.normalize import normalizer_of
+
+    (tmp_path / "old.json").write_text('{"normalize": true, "casefold": true, "map": ""}')
+    (tmp_path / "new.json").write_text('{"normalize": true, "casefold": true, "map": "", "turkic_case": false}')
+    assert normalizer_of(tmp_path / "old.json")("Straße ΟΔΟΣ") == "strasse οδοσ"
+    assert normalizer_of(tmp_path / "new.json")("Straße ΟΔΟΣ") == "straße οδος"
     assert normalize("‘a‘ole") == "a'ole"
     with caplog.at_level("WARNING"):
         write_char_inventory(char_inventory(["ʻaʻole a'ole"]), tmp_path / "haw.tsv")

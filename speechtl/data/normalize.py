@@ -25,8 +25,10 @@ Case: ``str.lower`` (Greek keeps its final ς, German its ß; ``casefold`` would
 and ss), with a capital İ always lowercased to i (``lower`` writes i and a combining
 dot above), and with ``turkic_case`` the capital I to the dotless ı (Turkish, Azeri:
 the import turns it on when the corpus writes ı or İ). ``map`` applies first, to the
-characters as typed: ``I=ı`` maps only the capital, ``‘=ʻ`` reaches a quote before it
-becomes an apostrophe.
+characters as typed (``I=ı`` maps only the capital, ``‘=ʻ`` reaches a quote before it
+becomes an apostrophe), and again after quotes, dashes and case are made standard
+(``'=ʼ`` reaches ’, ``ς=σ`` a capital Σ). Imports before this (their text_norm.json has
+no ``turkic_case``) were case-folded, and are read back so (``case_rule``).
 """
 
 import functools
@@ -67,6 +69,9 @@ class NormalizeConfig:
     casefold: bool = True
     #: Turkish and Azeri casing: I -> ı (İ -> i always). The import sets it from the corpus (``--turkic-case``).
     turkic_case: bool = False
+    #: "lower" (``str.lower``), or "casefold": how imports before ``turkic_case`` existed lowered text
+    #: (ß -> ss, ς -> σ), kept for their hypotheses and LM text (:func:`normalizer_of`).
+    case_rule: str = "lower"
     keep: str = ""  # characters kept although not letters/marks/digits
     drop: str = ""  # characters deleted (not replaced by a space)
     map: str = ""  # "ş=ș ţ=ț": each character before '=' written as the one after
@@ -99,9 +104,14 @@ def normalize(text: str, cfg: NormalizeConfig = NormalizeConfig()) -> str:
     if '"' in text:
         text = _HEBREW_GERSHAYIM.sub("'", text)
     if cfg.casefold:
-        if cfg.turkic_case:
-            text = text.replace("I", "\u0131")
-        text = unicodedata.normalize("NFC", text.replace("\u0130", "i").lower())
+        if cfg.case_rule == "casefold":
+            text = unicodedata.normalize("NFC", text.casefold())
+        else:
+            if cfg.turkic_case:
+                text = text.replace("I", "\u0131")
+            text = unicodedata.normalize("NFC", text.replace("\u0130", "i").lower())
+    if cfg.map:  # again: what the standard quotes, dashes and case made of the typed characters
+        text = text.translate(char_map(cfg.map))
     if cfg.drop:
         text = text.translate(dict.fromkeys(map(ord, cfg.drop)))
     joiners = ("'" if cfg.keep_apostrophes else "") + ("-" if cfg.keep_hyphens else "") + _ZW_JOINERS
@@ -229,6 +239,7 @@ def write_char_inventory(
     rare_count: int = 3,
     mixed: dict[str, tuple[str, int, str]] | None = None,
     kept_apart: Iterable[str] = (),
+    mapped: str = "",
 ) -> list[str]:
     """``char<TAB>codepoint<TAB>name<TAB>count<TAB>flag`` by count; returns the flagged characters.
 
@@ -236,7 +247,8 @@ def write_char_inventory(
     occur, or a letter inside words of another script that has its look-alike X: ``mixed``, from
     :func:`mixed_script_letters`), ``rare`` (seen fewer than ``rare_count`` times: a typo, a loan
     word, or a character worth mapping). ``kept_apart``: letters the user mapped to themselves
-    (``--map-chars 'ş=ş'``), never flagged as look-alikes."""
+    (``--map-chars 'ş=ş'``), never flagged as look-alikes; ``mapped``: the characters the import's
+    ``--map-chars`` maps (no advice to map them again)."""
     kept_apart = set(kept_apart)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,11 +277,12 @@ def write_char_inventory(
     rare = [c for c, f in flags.items() if f == "rare"]
     if digits:
         logging.warning(f"{path.name}: transcripts hold digits {' '.join(digits)}: write numbers as words for ASR")
-    if "\u02bb" in counts and "'" in counts:
+    if "\u02bb" in counts and APOSTROPHE in counts and not {"\u2018", "\u2019"} & set(mapped):
         logging.warning(
             f"{path.name}: both ʻ (U+02BB, the ʻokina: a letter) and ' ({counts[APOSTROPHE]}x; quotes ‘ ’ become it) are "
             "written. If some of those apostrophes are ʻokina typed as quotes (autocorrect), they are two units "
-            "for one letter. Fix: --map-chars '‘=ʻ' at import (pairs apply to the characters as typed)"
+            "for one letter. Fix: --map-chars '‘=ʻ' at import (pairs apply to the characters as typed; ’ inside a "
+            "word, Hawai’i, is autocorrect's too: '’=ʻ' if the corpus has no English apostrophes)"
         )
     # A global map is safe for ş/ș, and for a letter only ever written inside words of another script.
     safe = [c for c in alike if c not in mixed or mixed[c][1] == counts[c]]
@@ -312,6 +325,8 @@ def normalizer_of(config: Path | None = None):
     opts = json.loads(Path(config).read_text(encoding="utf-8"))
     if not opts.pop("normalize", True):
         return lambda text: " ".join(text.split())
+    if "turkic_case" not in opts:  # written before lower case replaced case folding: as its references were
+        opts["case_rule"] = "casefold"
     return partial(normalize, cfg=from_dict(NormalizeConfig, opts, str(config)))
 
 

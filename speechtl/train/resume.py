@@ -91,10 +91,13 @@ def resume_key(train_config: dict, method: str, world_size: int, data: str, opti
     return {**key, "method": method, "options": options or {}, "world_size": world_size, "data": data}
 
 
-def mismatched(saved: dict | None, now: dict) -> list[str]:
-    """Keys whose values differ between a checkpoint's resume key and this run's."""
+def mismatched(saved: dict | None, now: dict, defaults: dict | None = None) -> list[str]:
+    """Keys whose values differ between a checkpoint's resume key and this run's. A train option the
+    saved key lacks (added to speechtl since) counts as its default in ``defaults`` (TrainConfig's), so
+    an upgrade does not throw away a run's mid-epoch progress."""
     if saved is None:
         return ["(no resume key: written by an older speechtl)"]
+    saved = {**{k: v for k, v in (defaults or {}).items() if k in now}, **saved}
     return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
 
 
@@ -107,9 +110,10 @@ def position_of(ckpt: dict, steps_per_epoch: int) -> Position:
     return Position(epoch=epoch + 1, step=epoch * steps_per_epoch)
 
 
-def find_resume(exp_dir: Path, key: dict) -> tuple[Path, dict] | None:
+def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple[Path, dict] | None:
     """The checkpoint to continue from: ``checkpoint-last.pt`` when it is further along
-    than the last ``epoch-N.pt`` and was written by a run with this ``key``."""
+    than the last ``epoch-N.pt`` and was written by a run with this ``key`` (``defaults``: of the
+    train options, for keys written before they existed)."""
     epochs = epoch_checkpoints(exp_dir)
     best = (epochs[-1], load_checkpoint(epochs[-1])) if epochs else None
     last = Path(exp_dir) / LAST
@@ -120,7 +124,7 @@ def find_resume(exp_dir: Path, key: dict) -> tuple[Path, dict] | None:
     pos = ckpt.get("position") or {}
     if pos.get("epoch", 0) <= done:
         return best  # the epoch it was written in has finished since
-    diff = mismatched(ckpt.get("resume_key"), key)
+    diff = mismatched(ckpt.get("resume_key"), key, defaults)
     if diff:
         logging.warning(
             f"{last} was written with other settings ({', '.join(diff)} differ), so the run does not continue "

@@ -478,7 +478,7 @@ class Trainer:
                 data_id(train_cuts),
                 asdict(opts) if is_dataclass(opts) else None,
             )
-            found = find_resume(self.exp_dir, key)
+            found = find_resume(self.exp_dir, key, asdict(TrainConfig()))
             self.method.prepare(self.model)
             self.model.to(self.device)
             extra = self.method.modules()
@@ -576,7 +576,7 @@ class Trainer:
             raise SpeechtlError(
                 f"{path} was written by a run that trains other parameters than this one (method "
                 f"{ckpt.get('resume_key', {}).get('method', '?')}; another method or other method options, "
-                f"e.g. layers frozen: {str(e).rstrip('.')}). Fix: train into a new --exp-dir, or delete "
+                f"e.g. layers frozen, or another train.layer_mix_lr: {str(e).rstrip('.')}). Fix: train into a new --exp-dir, or delete "
                 f"{self.exp_dir}'s checkpoints to start afresh."
             ) from e
         scheduler.load_state_dict(ckpt["scheduler"])

@@ -35,6 +35,7 @@ from speechtl.data.normalize import (
     NormalizeConfig,
     char_inventory,
     char_map,
+    is_vowel_mark,
     join_zwnj_words,
     mixed_script_letters,
     normalize,
@@ -516,8 +517,9 @@ def write_inventory(by_split: dict[str, list[Utterance]], path: Path, opts: Impo
     characters. Letters the user mapped to themselves (``--map-chars 'ş=ş'``) are never look-alikes."""
     texts = [u.text for utts in by_split.values() for u in utts]
     kept_apart = [chr(k) for k, v in char_map(opts.text.map).items() if chr(k) == v] if opts.text.map else []
+    mapped = "".join(chr(k) for k in char_map(opts.text.map)) if opts.text.map else ""
     return write_char_inventory(
-        char_inventory(texts), path, opts.text.rare_count, mixed_script_letters(texts), kept_apart
+        char_inventory(texts), path, opts.text.rare_count, mixed_script_letters(texts), kept_apart, mapped
     )
 
 
@@ -525,26 +527,35 @@ def write_inventory(by_split: dict[str, list[Utterance]], path: Path, opts: Impo
 TURKIC_LANGUAGES = ("tr", "az", "crh", "gag")
 
 
-def turkic_casing(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
-    """Turkish casing (I -> ı, İ -> i) when ``--turkic-case`` says so, or, left to the corpus, when a
-    transcript writes ı or İ or the language is Turkic: lowercased by Python's rules, a new user's
-    IŞIK, Işık and ışık were three words (7 of 10 HLG test errors) and I a unit of its own."""
-    typed = sum(
-        1 for u in utterances if u.text and ("\u0131" in u.text or "\u0130" in unicodedata.normalize("NFC", u.text))
-    )
-    turkic_language = (opts.language or "").lower().split("-")[0] in TURKIC_LANGUAGES
-    on = opts.turkic_case if opts.turkic_case is not None else bool(typed) or turkic_language
+def turkic_casing(utterances: list[Utterance], opts: ImportOptions, min_share: float = 0.05) -> ImportOptions:
+    """Turkish casing (I -> ı, İ -> i) when ``--turkic-case`` says so, or, left to the corpus, when at
+    least ``min_share`` of the transcripts write ı or İ (as typed, after ``--map-chars``) or the language
+    is Turkic: lowercased by Python's rules, a new user's IŞIK, Işık and ışık were three words (7 of 10
+    HLG test errors) and I a unit of its own. One Turkish name in another language's corpus is not
+    enough (its I would all become ı)."""
+    table = char_map(opts.text.map) if opts.text.map else {}
+    texts = [unicodedata.normalize("NFC", u.text).translate(table) for u in utterances if u.text]
+    typed = sum(1 for t in texts if "\u0131" in t or "\u0130" in t)
+    turkic_language = (opts.language or "").lower().replace("_", "-").split("-")[0] in TURKIC_LANGUAGES
+    detected = typed >= max(2, min_share * len(texts))
+    on = opts.turkic_case if opts.turkic_case is not None else detected or turkic_language
     if on and opts.turkic_case is None:
-        why = f"{typed} transcript(s) write ı or İ" if typed else f"the language is {opts.language}"
-        logging.info(
+        why = f"{typed} of {len(texts)} transcripts write ı or İ" if detected else f"the language is {opts.language}"
+        logging.warning(
             f"Turkish casing: {why}, so capital I is lowercased to ı and İ to i (IŞIK, Işık and ışık one word). "
             "To lowercase I to i instead: --turkic-case false"
+        )
+    elif typed and not on and opts.turkic_case is None:
+        logging.info(
+            f"{typed} of {len(texts)} transcripts write ı or İ: too few for Turkish casing (--turkic-case true)"
         )
     return replace(opts, text=replace(opts.text, turkic_case=on))
 
 
 def _marked(word: str) -> bool:
-    return any(unicodedata.category(c) == "Mn" for c in unicodedata.normalize("NFD", word))
+    """Whether ``word`` has a combining mark other than an Arabic or Hebrew vowel mark (most text leaves
+    those out: the inventory's advice for them is --drop-chars)."""
+    return any(unicodedata.category(c) == "Mn" and not is_vowel_mark(c) for c in unicodedata.normalize("NFD", word))
 
 
 def _unmarked(word: str) -> str:
@@ -553,34 +564,59 @@ def _unmarked(word: str) -> str:
     )
 
 
-def warn_unmarked_speakers(utterances: list[Utterance], min_words: int = 30) -> list[str]:
-    """Speakers whose transcripts leave out the accents, tone marks or vowel signs the others write
-    (Greek typed in capitals without accents, a Yoruba transcriber without tone marks): one word
-    then has two spellings, two units for the LM and an error when scored. Warned with examples;
-    returns the speakers."""
-    words: dict[str, list[str]] = defaultdict(list)
+def warn_unmarked_speakers(
+    utterances: list[Utterance], min_words: int = 5, consistent: float = 0.9, share: float = 0.5
+) -> list[str]:
+    """Speakers who leave out the accents, tone marks or vowel signs the others write (Greek typed in
+    capitals without accents, a Yoruba transcriber without tone marks): one word then has two
+    spellings, two units for the LM and an error when scored. Only words the other speakers write
+    with marks at least ``consistent`` of the time count (Spanish el/él, si/sí are two words each);
+    a speaker is named who writes at least ``min_words`` of those and ``share`` of them without their
+    marks. Warned with examples; returns the speakers. One pass over the words."""
+    marked: Counter = Counter()  # unmarked form -> tokens written with marks, by everyone
+    plain: Counter = Counter()  # ... written without
+    own: dict[str, Counter] = defaultdict(Counter)  # speaker -> (form, with marks?) -> tokens
+    forms: dict[str, str] = {}
+    seen: dict[str, tuple[str, bool]] = {}  # each word type decomposed once
     for u in utterances:
-        if u.text and u.speaker:
-            words[u.speaker] += u.text.split()
-    counts = {spk: (sum(map(_marked, ws)), len(ws)) for spk, ws in words.items()}
-    found = []
-    for spk, (marked, n) in counts.items():
-        others_marked = sum(m for s, (m, _) in counts.items() if s != spk)
-        others = sum(k for s, (_, k) in counts.items() if s != spk)
-        if n >= min_words and others and others_marked >= 0.05 * others and marked <= 0.25 * others_marked / others * n:
-            found.append(spk)
+        if not (u.text and u.speaker):
+            continue
+        for w in u.text.split():
+            if w not in seen:
+                seen[w] = (_unmarked(w), _marked(w))
+            form, m = seen[w]
+            if m:
+                marked[form] += 1
+                forms.setdefault(form, w)
+            else:
+                plain[form] += 1
+            own[u.speaker][(form, m)] += 1
+    found, examples = [], []
+    for spk, counts in own.items():
+        unmarked_here = []
+        n = 0
+        for (form, m), k in counts.items():
+            if m or form not in marked:
+                continue
+            mine_marked = counts.get((form, True), 0)
+            others_marked, others_plain = marked[form] - mine_marked, plain[form] - k
+            if others_marked and others_marked >= consistent * (others_marked + others_plain):
+                n += k
+                unmarked_here.append((k, form))
+        written = n + sum(counts.get((f, True), 0) for _, f in unmarked_here)
+        if n >= min_words and n >= share * max(written, 1):
+            found.append((spk, n, written))
+            examples += [f"{f} for {forms[f]}" for _, f in sorted(unmarked_here, reverse=True)[:2]]
     if not found:
         return []
-    marked_forms = {_unmarked(w): w for spk, ws in words.items() if spk not in found for w in ws if _marked(w)}
-    examples = sorted({f"{w} for {marked_forms[w]}" for spk in found for w in words[spk] if w in marked_forms})
-    shares = ", ".join(f"{spk} {counts[spk][0] / counts[spk][1]:.0%}" for spk in found[:8])
+    names = ", ".join(f"{spk} ({n} of {w} such words)" for spk, n, w in found[:8])
     logging.warning(
-        f"speaker(s) {shares} of their words with accents, tone marks or vowel signs, where the other transcripts "
-        f"have them in many more: written without them{' (e.g. ' + ', '.join(examples[:4]) + ')' if examples else ''}, "
-        "one word gets two spellings (two words for the LM, an error when scored). Fix: add the marks to those "
-        "transcripts (capitals too: the language writes its accents on them)"
+        f"speaker(s) {names}{' and more' if len(found) > 8 else ''} write without their accents, tone marks or "
+        f"vowel signs words the other transcripts write with them (e.g. {', '.join(examples[:4])}): one word "
+        "gets two spellings (two words for the LM, an error when scored). Fix: add the marks to those transcripts "
+        "(capitals too: the language writes its accents on them)"
     )
-    return found
+    return [spk for spk, _, _ in found]
 
 
 def join_zwnj(utterances: list[Utterance], opts: ImportOptions) -> ImportOptions:
