@@ -658,6 +658,10 @@ def cmd_recipe_info(a):
         info.write_transcripts(a.supervisions, a.output)
     elif a.what == "lm-text":
         info.normalize_lm_text(a.text, a.output, a.text_norm_config)
+    elif a.what == "import-rules":  # stage 0's key: an import by other rules is done again
+        from speechtl.data.corpora.imported import IMPORT_RULES
+
+        print(IMPORT_RULES)
     elif a.what == "methods":  # the names a run.sh was given, checked before any stage makes a dir for them
         from speechtl.adapt import METHODS
 
@@ -1145,7 +1149,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_new_recipe)
 
     s = sub.add_parser("recipe-info", help="what a generated recipe's stages ask (speechtl.recipe.info)")
-    s.add_argument("what", choices=["features", "units", "amounts", "text", "lm-text", "sources", "methods"])
+    s.add_argument(
+        "what", choices=["features", "units", "amounts", "text", "lm-text", "sources", "methods", "import-rules"]
+    )
     s.add_argument("names", nargs="*", default=[], help="methods: the method names to check")
     s.add_argument("--source", default="", help="features: the source model")
     s.add_argument("--text", type=Path, default=None, help="units: the training text; lm-text: the text")

@@ -1071,6 +1071,9 @@ def test_turkish_casing_and_speakers_without_marks_at_import(tmp_path, yesno_dir
     german.append(Utterance("d-name", "x.wav", "Kılıçdaroğlu sprach", "x"))
     assert turkic_casing(german, ImportOptions()).text.turkic_case is False
     assert turkic_casing(german, ImportOptions(language="tr")).text.turkic_case is True
+    turkish = [Utterance(f"t{i}", "x.wav", "Işık yandı", "x") for i in range(10)]
+    assert turkic_casing(turkish, ImportOptions()).text.turkic_case is True
+    assert turkic_casing(turkish, ImportOptions(language="en")).text.turkic_case is False  # named: not second-guessed
 
     greek = ["ο δρόμος της οδού είναι μεγάλος", "ο ήλιος λάμπει στην πόλη σήμερα"] * 4
     utts = [Utterance(f"a{i}", "x.wav", t, "x", speaker="a") for i, t in enumerate(greek)]

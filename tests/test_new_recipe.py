@@ -449,3 +449,22 @@ def test_lm_text_is_normalized_as_the_import_was(tmp_path):
     out = normalize_lm_text(text, tmp_path / "out.txt", conf)
     assert out.read_text(encoding="utf-8") == "și țara și marea\n"
     assert normalize_lm_text(text, tmp_path / "out2.txt").read_text(encoding="utf-8") == "şi ţara şi marea\n"
+
+
+def test_an_import_by_other_rules_is_done_again(tiny_source, fsdd_dir, egs, tmp_path):
+    """An updated speechtl that writes transcripts otherwise (lower case, Turkish casing...) kept the
+    manifests of the old rules, and every stage after them: stage 0's key holds the import's rules."""
+    from speechtl.data.corpora.imported import IMPORT_RULES
+
+    corpus = lay_out_folder(fsdd_dir, tmp_path / "rec", speakers=("nicolas",))
+    r = speechtl("new-recipe", "rules", "--corpus", "folder", "--corpus-dir", str(corpus), "--egs-dir", str(egs))
+    assert r.returncode == 0, r.stderr
+    recipe = egs / "rules" / "ASR"
+    r = run(recipe, "--stop-stage", "0")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    marker = recipe / "data" / "manifests" / ".done"
+    assert f"import_rules={IMPORT_RULES}" in marker.read_text()
+    assert "Stage 0" not in run(recipe, "--stop-stage", "0").stdout  # the same rules: done
+    marker.write_text(marker.read_text().replace(f"import_rules={IMPORT_RULES}", "import_rules=1"))  # an older one's
+    r = run(recipe, "--stop-stage", "0")
+    assert r.returncode == 0 and "Stage 0: import" in r.stdout, r.stdout[-2000:]

@@ -523,6 +523,12 @@ def write_inventory(by_split: dict[str, list[Utterance]], path: Path, opts: Impo
     )
 
 
+#: The rules by which an import writes transcripts (normalization, joining, casing). Bumped when they
+#: change: a generated recipe's stage 0 keys on it, so an updated speechtl imports the corpus again
+#: (and the stages after it rerun) instead of keeping transcripts written by the old rules.
+#: 2: lower case by str.lower, Turkish casing, --map-chars on the typed characters too.
+IMPORT_RULES = 2
+
 #: Languages written with the dotless ı and the dotted İ, whose capital I is the dotless one's.
 TURKIC_LANGUAGES = ("tr", "az", "crh", "gag")
 
@@ -537,7 +543,8 @@ def turkic_casing(utterances: list[Utterance], opts: ImportOptions, min_share: f
     texts = [unicodedata.normalize("NFC", u.text).translate(table) for u in utterances if u.text]
     typed = sum(1 for t in texts if "\u0131" in t or "\u0130" in t)
     turkic_language = (opts.language or "").lower().replace("_", "-").split("-")[0] in TURKIC_LANGUAGES
-    detected = typed >= max(2, min_share * len(texts))
+    # a language named and not Turkic (--language en) is not second-guessed from its text
+    detected = typed >= max(2, min_share * len(texts)) and (turkic_language or not opts.language)
     on = opts.turkic_case if opts.turkic_case is not None else detected or turkic_language
     if on and opts.turkic_case is None:
         why = f"{typed} of {len(texts)} transcripts write ı or İ" if detected else f"the language is {opts.language}"

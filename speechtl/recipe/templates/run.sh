@@ -96,7 +96,10 @@ if [ -z "$corpus" ] || [ -z "$corpus_dir" ]; then
 fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  # With the import's rules: an updated speechtl that writes transcripts otherwise imports again, and
+  # every stage after it reruns (their keys hold this one).
   key="corpus=$corpus corpus_dir=$corpus_dir skip_bad=$skip_bad prepare_opts=$prepare_opts validate_opts=$validate_opts"
+  key+=" import_rules=$(speechtl recipe-info import-rules)"
   if ! is_done $manifests/.done "$key"; then
     skip=()
     [ "$skip_bad" = false ] || skip=(--skip-bad)
