@@ -169,6 +169,9 @@ def test_generated_recipe_runs_to_results(recipe_run):
         assert abs(float(row["wer"]) - 100 * int(row["errors"]) / 20) < 0.01
     md = (recipe / "exp" / "RESULTS.md").read_text()
     assert "## dev" in md and "## test" in md and "Units: characters" in md
+    # every dev and test digit is also a train transcript: said under the tables, from the import's report
+    assert "- dev: 20 of 20 transcripts (100%) are also in train" in md
+    assert "- test: 20 of 20 transcripts (100%) are also in train" in md
     assert (recipe / "exp" / "plots" / "data_efficiency.png").stat().st_size > 1000
     for stage in range(5):
         assert f"Stage {stage}" in r.stdout, stage

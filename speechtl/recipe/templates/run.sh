@@ -260,8 +260,16 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   case " $test_sets " in *" dev "*) [ "$decoding" = "$plot_decoding" ] || plot_decoding=auto ;; esac
   steps/report.sh --title "$recipe: $source -> $corpus ($corpus_dir)" --plot exp/plots/data_efficiency.png \
     --test-set "$plot_set" --decoding "$plot_decoding" exp/results.tsv exp/RESULTS.md
+  # How many dev/test transcripts are also train's (read prompts), from the import's report: HLG's WER
+  # on those is that of sentences its LM has seen.
+  overlap=$(grep -h " transcripts (.*%) are also in train" "$manifests/${prefix}_import_report.txt" 2>/dev/null || true)
   {
     echo
     echo "Units: $(cat $lang/units_choice.txt). Amounts: $(cut -d' ' -f1 $fbank/amounts.txt | tr '\n' ' ')(the last is the whole labelled pool)."
+    if [ -n "$overlap" ]; then
+      echo
+      echo "Transcripts also in train (the import's report; HLG's word LM is trained on train's text, so its WER on these is that of sentences it has seen, greedy's is not):"
+      echo "$overlap" | sed 's/^/- /'
+    fi
   } >> exp/RESULTS.md
 fi
