@@ -269,7 +269,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     if [ -n "$overlap" ]; then
       echo
       echo "Transcripts also in train (the import's report; HLG's word LM is trained on train's text, so its WER on these is that of sentences it has seen, greedy's is not):"
-      echo "$overlap" | sed 's/^/- /'
+      while IFS= read -r line; do echo "- $line"; done <<< "$overlap"
     fi
   } >> exp/RESULTS.md
 fi
