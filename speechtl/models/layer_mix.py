@@ -39,7 +39,12 @@ class LayerMix(nn.Module):
 
     def shares(self) -> list[float]:
         """Each state's weight in the sum (they add to 1), the first layer's input first."""
-        return self.weights.detach().softmax(0).tolist()
+        return layer_shares(self.weights)
+
+
+def layer_shares(weights: torch.Tensor) -> list[float]:
+    """The shares of a mix's ``weights`` (a module's or a checkpoint's ``layer_mix.weights``)."""
+    return weights.detach().softmax(0).tolist()
 
 
 def with_layer_mix_group(groups: list[dict], model: nn.Module, lr: float) -> list[dict]:

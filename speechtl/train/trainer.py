@@ -46,20 +46,14 @@ from speechtl.features.warp import model_geometry
 from speechtl.lang import Lang
 from speechtl.log import FORMAT
 from speechtl.models import CtcModel
-from speechtl.models.layer_mix import with_layer_mix_group
+from speechtl.models.layer_mix import layer_shares, with_layer_mix_group
 from speechtl.train.activation_checkpointing import (
     enable_activation_checkpointing,
     restore_running_stats,
     running_stats,
 )
 from speechtl.train.augment import Vtlp, mel_noise_config, vtlp_config
-from speechtl.train.checkpoint import (
-    average_checkpoints,
-    epoch_checkpoints,
-    load_checkpoint,
-    prune_epochs,
-    save_checkpoint,
-)
+from speechtl.train.checkpoint import average_checkpoints, epoch_checkpoints, prune_epochs, save_checkpoint
 from speechtl.train.data import eval_dataloader, is_pad, seed_everything, set_epoch, train_dataloader, unpack
 from speechtl.train.dist import (
     all_gather_objects,
@@ -796,13 +790,12 @@ class Trainer:
             return final
         epochs = epoch_checkpoints(self.exp_dir)[-max(1, self.cfg.average_last) :]
         avg = self.exp_dir / f"avg-{len(epochs)}.pt"
-        average_checkpoints(epochs, avg)
+        averaged = average_checkpoints(epochs, avg)
         final.unlink(missing_ok=True)
         final.symlink_to(avg.name)
         logging.info(f"averaged {[p.name for p in epochs]} -> {avg}; final model: {final}")
         if getattr(self.model, "layer_mix", None) is not None:  # the final (averaged) model's
-            weights = load_checkpoint(avg)["model"]["layer_mix.weights"]
-            shares = " ".join(f"{x:.2f}" for x in weights.softmax(0).tolist())
+            shares = " ".join(f"{x:.2f}" for x in layer_shares(averaged["model"]["layer_mix.weights"]))
             logging.info(f"layer mix of {final} (the first layer's input, then each layer's output): {shares}")
         (self.exp_dir / LAST).unlink(missing_ok=True)  # mid-epoch state of a run that has finished
         self.method.finalize(self, final)

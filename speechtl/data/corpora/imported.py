@@ -516,8 +516,9 @@ def write_inventory(by_split: dict[str, list[Utterance]], path: Path, opts: Impo
     """The transcripts' character inventory at ``path``, its advice in the log; returns the flagged
     characters. Letters the user mapped to themselves (``--map-chars 'ş=ş'``) are never look-alikes."""
     texts = [u.text for utts in by_split.values() for u in utts]
-    kept_apart = [chr(k) for k, v in char_map(opts.text.map).items() if chr(k) == v] if opts.text.map else []
-    mapped = "".join(chr(k) for k in char_map(opts.text.map)) if opts.text.map else ""
+    table = char_map(opts.text.map) if opts.text.map else {}
+    kept_apart = [chr(k) for k, v in table.items() if chr(k) == v]
+    mapped = "".join(map(chr, table))
     return write_char_inventory(
         char_inventory(texts), path, opts.text.rare_count, mixed_script_letters(texts), kept_apart, mapped
     )
