@@ -220,6 +220,11 @@ def test_file_names_in_nfd_match_transcripts_in_nfc(tmp_path, yesno_dir):
     (root / "transcript.tsv").write_text("".join(f"{n}\t오늘 날씨\n" for n in names), encoding="utf-8")
     m = prepare_folder(root, tmp_path / "out")
     assert sum(len(split["supervisions"]) for split in m.values()) == len(wavs)
+    # the ids are NFC, so an utt2spk typed elsewhere (NFC) finds them, and so do later tools
+    (root / "utt2spk").write_text("".join(f"{n} 화자{i % 3}\n" for i, n in enumerate(names)), encoding="utf-8")
+    m = prepare_folder(root, tmp_path / "spk")
+    sups = [s for split in m.values() for s in split["supervisions"]]
+    assert {s.id for s in sups} == set(names) and {s.speaker for s in sups} == {"화자0", "화자1", "화자2"}
     from speechtl.data.corpora.folder import NameKeys
 
     keys = NameKeys()
@@ -988,6 +993,45 @@ def test_a_utf16_transcript_is_read(tmp_path, yesno_dir):
         prepare_folder(root, tmp_path / "out32")
 
 
+def test_a_code_page_transcript_names_its_audio_and_the_code_page(tmp_path, yesno_dir):
+    """A CSV saved by Excel in Turkish Windows (CP1254): each undecodable line was a bad-encoding
+    problem and, again, its audio a "no-transcript" whose fix (write a transcript) was wrong. Now the
+    line's problem names its audio (so --skip-bad leaves out that utterance) and shows how its word
+    reads in each code page, the right one among them."""
+    root = tmp_path / "c"
+    root.mkdir()
+    wavs = sorted(yesno_dir.glob("*.wav"))[:8]
+    for w in wavs:
+        shutil.copy(w, root / w.name)
+    texts = {w.name: ("bu ev" if i % 2 else f"Şişli'de {i} gün") for i, w in enumerate(wavs)}
+    body = "file,sentence\r\n" + "".join(f"{k},{t}\r\n" for k, t in texts.items())
+    (root / "transcripts.csv").write_bytes(body.encode("cp1254"))
+    with pytest.raises(SpeechtlError) as e:
+        prepare_folder(root, tmp_path / "out")
+    msg = str(e.value)
+    assert "no-transcript" not in msg and "4 problem(s) in the corpus (4 bad-encoding)" in msg
+    assert 'CP1254 "Şişli\'de"' in msg and 'CP1252 "Þiþli\'de"' in msg  # the first bad line only
+    for i, w in enumerate(wavs):
+        assert (f"the transcript of {w.name}" in msg) == (i % 2 == 0), w.name
+    prepare_folder(root, tmp_path / "out", skip_bad_audio=True, dev_fraction=0.25, test_fraction=0.25)
+    assert set(supervisions(tmp_path / "out", "folder")) == {w.stem for i, w in enumerate(wavs) if i % 2}
+
+
+def test_code_page_readings_put_the_likeliest_first():
+    from speechtl.data.textfile import code_page_readings
+
+    for text, codec, word in [
+        ("1\tภาษาไทย", "cp874", "ภาษาไทย"),  # the other code pages read symbols inside it
+        ("a γειά σου", "cp1253", "γειά"),  # the Latin readings have a capital after a small letter
+        ("b سلام", "cp1256", "سلام"),
+    ]:
+        raw = text.encode(codec)
+        assert code_page_readings(raw, raw.index(word.encode(codec))).startswith(f"{codec.upper()} '{word}'")
+    raw = "Привет".encode("cp1251")  # no reading is likelier: listed, not ranked
+    assert "CP1251 'Привет'" in code_page_readings(raw, 0)
+    assert code_page_readings(b"\x00\x81\x8d", 1) == ""  # not text in any code page
+
+
 def test_test_sentences_also_in_train_are_counted(tmp_path, yesno_dir, caplog, capfd):
     """Read prompts: every speaker reads the same sentences, so a speaker-disjoint test holds train's
     sentences, which the word LM was trained on (a new user's Hindi test: 42 of 54; HLG 2.70% against
@@ -1074,6 +1118,10 @@ def test_turkish_casing_and_speakers_without_marks_at_import(tmp_path, yesno_dir
     turkish = [Utterance(f"t{i}", "x.wav", "Işık yandı", "x") for i in range(10)]
     assert turkic_casing(turkish, ImportOptions()).text.turkic_case is True
     assert turkic_casing(turkish, ImportOptions(language="en")).text.turkic_case is False  # named: not second-guessed
+    # Kazakh and Tatar: some of their Latin spellings write ı and İ, so their text decides
+    tatar = [Utterance(f"k{i}", "x.wav", "Iske Qazan ıraq tügel", "x") for i in range(10)]
+    assert turkic_casing(tatar, ImportOptions(language="tt")).text.turkic_case is True
+    assert turkic_casing(german, ImportOptions(language="kk")).text.turkic_case is False
 
     greek = ["ο δρόμος της οδού είναι μεγάλος", "ο ήλιος λάμπει στην πόλη σήμερα"] * 4
     utts = [Utterance(f"a{i}", "x.wav", t, "x", speaker="a") for i, t in enumerate(greek)]

@@ -6,6 +6,8 @@ and says how to convert it. A file with nothing but blank lines is as useless
 as an empty one and is refused the same way.
 """
 
+import unicodedata
+from itertools import pairwise
 from pathlib import Path
 
 from speechtl.errors import SpeechtlError
@@ -16,6 +18,39 @@ CODE_PAGES = (
     "CP1251: Cyrillic; CP1253: Greek; CP1254: Turkish; CP1255: Hebrew; CP1256: Arabic, Persian, Urdu; "
     "CP874: Thai"
 )
+
+#: The code pages of :data:`CODE_PAGES`, as Python names them, in the order the fix lists them.
+CODE_PAGE_CODECS = ("cp1250", "cp1252", "cp1251", "cp1253", "cp1254", "cp1255", "cp1256", "cp874")
+
+#: Bytes that end a word of a transcript line (space, tab, the separators of transcript files).
+_WORD_ENDS = b" \t,;|\r\n"
+
+
+def code_page_readings(raw: bytes, at: int) -> str:
+    """How the word holding byte ``at`` of a non-UTF-8 line reads in each code page where it is
+    printable letters of one script, e.g. ``CP1252 'Þiþli'de', CP1254 'Şişli'de'``: the fix's
+    ``iconv -f CODEPAGE`` asks the user to know the code page, and the word shows which it is.
+    Empty when no code page reads it so (a binary file)."""
+    start = max(raw.rfind(bytes([b]), 0, at) for b in _WORD_ENDS) + 1
+    ends = [i for i in (raw.find(bytes([b]), at) for b in _WORD_ENDS) if i != -1]
+    word = raw[start : min(ends, default=len(raw))]
+    readings = []
+    for codec in CODE_PAGE_CODECS:
+        try:
+            text = word.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        scripts = {unicodedata.name(c, "?").split(" ")[0] for c in text if c.isalpha()}
+        if len(scripts) == 1 and text.isprintable():
+            readings.append((_oddity(text), f"{codec.upper()} {text!r}"))
+    return ", ".join(r for _, r in sorted(readings, key=lambda r: r[0]))
+
+
+def _oddity(word: str) -> int:
+    """How unlike a written word ``word`` is: symbols inside it ('ÀÒÉÒä·Â'), and a capital after a
+    small letter; the readings are listed from the likeliest."""
+    odd = sum(not (c.isalnum() or unicodedata.category(c).startswith("M") or c in "'’-") for c in word)
+    return odd + sum(a.islower() and b.isupper() for a, b in pairwise(word))
 
 
 def read_utf8(path: Path, what: str = "text file") -> str:

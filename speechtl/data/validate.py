@@ -21,13 +21,14 @@ Used by every importer (:mod:`speechtl.data.corpora.imported`) and by
 
 import io
 import logging
+import re
 import struct
 import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePath
 
 import numpy as np
 import soundfile as sf
@@ -121,11 +122,37 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     rates: Counter = field(default_factory=Counter)
     multichannel: int = 0
+    unread: dict[str, str] = field(default_factory=dict)  # a name in a non-UTF-8 line -> that line's file:line
 
     def add(self, kind: str, where: str, detail: str, utt_id: str | None = None) -> None:
         if kind not in FIXES:
             raise ValueError(f"unknown problem kind {kind!r}")
         self.problems.append(Problem(kind, where, detail, utt_id))
+
+    def note_unread(self, where: str, line: str) -> None:
+        """A transcript line that could not be decoded: the file names in it (its bytes read as Latin-1,
+        which any byte is), so that the audio it was for is said to be waiting on that line, not to have
+        no transcript at all."""
+        for token in re.findall(r"[\w.-]+", line):
+            self.unread.setdefault(token, where)
+            self.unread.setdefault(PurePath(token).stem, where)
+
+    def claim_unread(self, audio: str, utt_id: str) -> bool:
+        """Whether an undecodable line names ``audio`` (by file name or stem): its ``bad-encoding`` problem
+        then names the audio and its utterance (which ``--skip-bad`` leaves out), in place of a
+        ``no-transcript`` whose fix (write a transcript) would be wrong."""
+        name = PurePath(audio.strip())
+        where = self.unread.get(name.name) or self.unread.get(name.stem)
+        for i, p in enumerate(self.problems):
+            if p.kind == "bad-encoding" and p.where == where and p.utt_id is None:
+                self.problems[i] = replace(p, detail=f"{p.detail}; the transcript of {name.name}", utt_id=utt_id)
+                return True
+        return False
+
+    def merge(self, other: "Report", kinds: set[str] | None = None) -> None:
+        """Take ``other``'s problems (only those of ``kinds`` when given) and undecodable lines."""
+        self.problems += [p for p in other.problems if kinds is None or p.kind in kinds]
+        self.unread.update({k: v for k, v in other.unread.items() if k not in self.unread})
 
     def note_audio(self, info: AudioInfo) -> None:
         self.rates[info.sampling_rate] += 1

@@ -142,6 +142,11 @@ def scan(corpus_dir: Path) -> tuple[list[Path], list[Path], list[Path]]:
     return audio, texts, annotations
 
 
+def nfc(name):
+    """``name`` composed (NFC); what is not a string, as it is."""
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
+
+
 class NameKeys(defaultdict):
     """Audio files by name, the names in NFC: macOS writes file names decomposed (NFD: 날씨 as its jamo),
     a transcript typed elsewhere has them composed, and the two printed alike while matching nothing."""
@@ -151,27 +156,23 @@ class NameKeys(defaultdict):
         for k, v in dict(*args[1:]).items() if len(args) > 1 else ():
             self[k] = v
 
-    @staticmethod
-    def _nfc(k):
-        return unicodedata.normalize("NFC", k) if isinstance(k, str) else k
-
     def __getitem__(self, k):
-        return super().__getitem__(self._nfc(k))
+        return super().__getitem__(nfc(k))
 
     def __contains__(self, k):
-        return super().__contains__(self._nfc(k))
+        return super().__contains__(nfc(k))
 
     def __setitem__(self, k, v):
-        super().__setitem__(self._nfc(k), v)
+        super().__setitem__(nfc(k), v)
 
     def get(self, k, default=None):
-        return super().get(self._nfc(k), default)
+        return super().get(nfc(k), default)
 
     def setdefault(self, k, default=None):
-        return super().setdefault(self._nfc(k), default)
+        return super().setdefault(nfc(k), default)
 
     def pop(self, k, *default):
-        return super().pop(self._nfc(k), *default)
+        return super().pop(nfc(k), *default)
 
 
 def audio_keys(corpus_dir: Path, audio: list[Path]) -> dict[str, list[Path]]:
@@ -294,13 +295,13 @@ def read_transcript_file(
     lines = [line for _, line in numbered if line is not None]
     if not lines:
         # no line decodes: a transcript in another encoding (UTF-32, a code page) is named, not ignored
-        report.problems += [p for p in local.problems if p.kind == "bad-encoding"]
+        report.merge(local, {"bad-encoding"})
         return None
     split = split_of_split_dir(path.stem)  # train.csv, dev.csv, test.csv: SpeechBrain's and many others' splits
     if path.suffix.lower() in (".json", ".jsonl") or _is_json(lines[0]):
         found = read_json_lines(path, numbered, report, columns, explicit, split)
         if found is not None:
-            report.problems += local.problems
+            report.merge(local)
         return found
     entries: list[Entry] = []
     raw_audio: list[str] = []
@@ -325,7 +326,7 @@ def read_transcript_file(
                 + (f", speaker in {fields[s].strip()!r}" if s is not None else "")
             )
             _say_placeholder(path, raw_audio)
-            report.problems += local.problems
+            report.merge(local)
             return entries
     sep, col, named = sniff_layout(lines, keys)
     if named == 0 and not explicit:
@@ -363,7 +364,7 @@ def read_transcript_file(
         f"{path}: audio in field {col + 1}, {which}; separator sniffed: {SEPARATORS[sep]}, {len(entries)} lines"
     )
     _say_placeholder(path, raw_audio)
-    report.problems += local.problems
+    report.merge(local)
     return entries
 
 
@@ -471,7 +472,7 @@ def read_json_lines(
         + (", segments by offset/duration" if any(e.start is not None for e in entries) else "")
     )
     _say_placeholder(path, raw_audio)
-    report.problems += local.problems
+    report.merge(local)
     return entries
 
 
@@ -489,7 +490,7 @@ def read_utt2spk(path: Path, report: Report) -> dict[str, str]:
             if len(parts) != 2:
                 report.add("bad-line", f"{path}:{n}", "utt2spk lines are '<utterance> <speaker>'")
                 continue
-            out[parts[0]] = parts[1]
+            out[nfc(parts[0])] = nfc(parts[1])  # as the ids of NFD file names are
     return out
 
 
@@ -704,7 +705,8 @@ def _utterances(
     speaker_column: str | None,
 ) -> list[Utterance]:
     """One utterance per audio file, with its transcript, speaker and split."""
-    rels = [PurePosixPath(p.relative_to(corpus_dir).as_posix()) for p in audio]
+    # ids, speaker folders and split folders in NFC, whatever the file system wrote (:class:`NameKeys`)
+    rels = [PurePosixPath(nfc(p.relative_to(corpus_dir).as_posix())) for p in audio]
     stems_unique = len({r.stem for r in rels}) == len(rels)
     uid_of = {p: r.stem if stems_unique else safe_id(str(r.with_suffix(""))) for p, r in zip(audio, rels, strict=True)}
     text_of: dict[Path, Entry] = {}

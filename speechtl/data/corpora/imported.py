@@ -42,6 +42,7 @@ from speechtl.data.normalize import (
     write_char_inventory,
     zwnj_words,
 )
+from speechtl.data.textfile import code_page_readings
 from speechtl.data.validate import AudioInfo, Report, ValidateConfig, check_duration, find_duplicates, probe_many
 from speechtl.errors import SpeechtlError
 
@@ -165,13 +166,20 @@ def read_lines(path: Path, report: Report) -> Iterator[tuple[int, str]]:
                 yield n, line.rstrip("\r")
             return
         f.seek(0)
+        first = True
         for n, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
+                readings = code_page_readings(raw, e.start) if first else ""
                 report.add(
-                    "bad-encoding", f"{path}:{n}", f"byte {raw[e.start]:#04x} at column {e.start + 1} is not UTF-8"
+                    "bad-encoding",
+                    f"{path}:{n}",
+                    f"byte {raw[e.start]:#04x} at column {e.start + 1} is not UTF-8"
+                    + (f" (its word in each code page: {readings})" if readings else ""),
                 )
+                report.note_unread(f"{path}:{n}", raw.decode("latin-1"))
+                first = False
                 yield n, None
                 continue
             if n == 1:
@@ -457,7 +465,8 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
             report.add(kind, where, detail if kind != "missing-audio" else f"{u.audio} does not exist", u.id)
             continue
         if u.text is None:
-            report.add("no-transcript", u.audio, "no transcript names this audio", u.id)
+            if not report.claim_unread(u.audio, u.id):
+                report.add("no-transcript", u.audio, "no transcript names this audio", u.id)
             continue
         if not u.text.strip():
             report.add("empty-text", u.where, "the transcript is empty", u.id)
@@ -532,6 +541,9 @@ IMPORT_RULES = 2
 
 #: Languages written with the dotless ı and the dotted İ, whose capital I is the dotless one's.
 TURKIC_LANGUAGES = ("tr", "az", "crh", "gag")
+#: Turkic languages with Latin spellings of which some write ı and İ (Kazakh's 2021 alphabet, Tatar's
+#: Zamanälif, Karakalpak) and others do not, beside a Cyrillic one: named, they leave it to the text.
+TURKIC_BY_TEXT = ("kk", "tt", "kaa", "ba", "uz", "tk", "ky", "ug", "cv", "sah", "krc", "kum", "nog")
 
 
 def turkic_casing(utterances: list[Utterance], opts: ImportOptions, min_share: float = 0.05) -> ImportOptions:
@@ -543,9 +555,10 @@ def turkic_casing(utterances: list[Utterance], opts: ImportOptions, min_share: f
     table = char_map(opts.text.map) if opts.text.map else {}
     texts = [unicodedata.normalize("NFC", u.text).translate(table) for u in utterances if u.text]
     typed = sum(1 for t in texts if "\u0131" in t or "\u0130" in t)
-    turkic_language = (opts.language or "").lower().replace("_", "-").split("-")[0] in TURKIC_LANGUAGES
+    language = (opts.language or "").lower().replace("_", "-").split("-")[0]
+    turkic_language = language in TURKIC_LANGUAGES
     # a language named and not Turkic (--language en) is not second-guessed from its text
-    detected = typed >= max(2, min_share * len(texts)) and (turkic_language or not opts.language)
+    detected = typed >= max(2, min_share * len(texts)) and (language in (*TURKIC_LANGUAGES, *TURKIC_BY_TEXT, ""))
     on = opts.turkic_case if opts.turkic_case is not None else detected or turkic_language
     if on and opts.turkic_case is None:
         why = f"{typed} of {len(texts)} transcripts write ı or İ" if detected else f"the language is {opts.language}"
