@@ -176,6 +176,52 @@ def test_folder_skip_bad_imports_the_rest(user_folder, tmp_path):
         assert c.num_features == 80 and c.num_frames == pytest.approx(c.duration * 100, abs=2)
 
 
+def test_the_fbank_stage_names_silent_quiet_and_clipped_audio(tmp_path, yesno_dir, caplog):
+    """The import reads headers only: a stereo file whose channels cancel (an inverted wire) averaged
+    to zeros and trained three times over with speed perturbation without a word. The fbank stage,
+    which reads every sample, lists such cuts (kept: the user decides) and names the first."""
+    from speechtl.features import FbankConfig
+    from speechtl.features.compute import compute_fbank
+
+    wavs = sorted(yesno_dir.glob("*.wav"))[:10]
+    root = tmp_path / "c"
+    root.mkdir()
+    for i, w in enumerate(wavs):
+        audio, sr = sf.read(w)
+        audio = {
+            0: np.stack([audio, -audio], axis=1),  # the channels cancel
+            1: audio * 0.0,  # digital silence
+            2: audio * 0.005 / np.abs(audio).max(),  # -46 dBFS
+            3: np.clip(audio * 40, -1, 1),  # clipped
+        }.get(i, audio)
+        sf.write(root / f"{w.stem}.wav", audio, sr, subtype="FLOAT" if i < 4 else "PCM_16")
+        (root / f"{w.stem}.txt").write_text(yesno_text(w.stem) + "\n")
+    prepare_folder(root, tmp_path / "m", dev_fraction=0, test_fraction=0)
+    with caplog.at_level("WARNING"):
+        compute_fbank(
+            tmp_path / "m",
+            tmp_path / "f",
+            "folder",
+            ["train"],
+            FbankConfig(sampling_rate=8000, num_mel_bins=23),
+            speed_perturb=[0.9, 1.1],
+        )
+    listed = (tmp_path / "f" / "folder_level_warnings_train.tsv").read_text().splitlines()
+    issues = {line.split("\t")[0]: line.split("\t")[2] for line in listed[1:]}
+    assert set(issues) == {w.stem for w in wavs[:4]}  # once each, not again for the speed-perturbed copies
+    assert "channels cancel" in issues[wavs[0].stem] and "remix 1" in issues[wavs[0].stem]
+    assert issues[wavs[1].stem].startswith("silent (")
+    assert issues[wavs[2].stem].startswith("very quiet: peak -46 dBFS")
+    assert issues[wavs[3].stem].startswith("clipped: ")
+    assert "4 cut(s) with a level that says the audio is wrong" in caplog.text
+    assert len(CutSet.from_file(tmp_path / "f" / "folder_cuts_train.jsonl.gz")) == 30  # kept
+    for w in wavs[:4]:  # fixed and computed again: no list left over from the run before
+        shutil.copy(w, root / w.name)
+    prepare_folder(root, tmp_path / "m", dev_fraction=0, test_fraction=0)
+    compute_fbank(tmp_path / "m", tmp_path / "f", "folder", ["train"], FbankConfig(sampling_rate=8000, num_mel_bins=23))
+    assert not (tmp_path / "f" / "folder_level_warnings_train.tsv").exists()
+
+
 def test_folder_failed_import_keeps_earlier_manifests(user_folder, tmp_path):
     root, _, _ = user_folder
     out = tmp_path / "manifests"
@@ -386,6 +432,49 @@ def test_kaldi_parent_of_split_dirs_and_round_trip(tmp_path, yesno_dir):
     assert c.load_audio().shape[1] == pytest.approx(c.duration * 8000, abs=2)
 
 
+def test_kaldi_export_of_names_with_spaces_stereo_pipes_and_flac(tmp_path, yesno_dir):
+    """A file named with spaces gave ids with spaces (Kaldi splits its lines at whitespace: the exported
+    dir could not be read back); a stereo command source kept both channels (Kaldi reads channel 0,
+    speechtl the average); FLAC went through a flac tool this machine may lack."""
+    wavs = sorted(yesno_dir.glob("*.wav"))[:9]
+    root = tmp_path / "c"
+    (root / "Ana Maria").mkdir(parents=True)
+    (root / "bob").mkdir()
+    for i, w in enumerate(wavs):
+        audio, sr = sf.read(w)
+        spk = "Ana Maria" if i % 2 else "bob"
+        name = f"Înregistrare ședință {i}" if i < 3 else w.stem
+        if i == 3:
+            sf.write(root / spk / f"{name}.wav", np.stack([audio, audio * 0.5], axis=1), sr)
+        else:
+            sf.write(root / spk / f"{name}{'.flac' if i == 4 else '.wav'}", audio, sr)
+        (root / spk / f"{name}.txt").write_text(yesno_text(w.stem) + "\n")
+    out = tmp_path / "m"
+    prepare_folder(root, out, dev_fraction=0, test_fraction=0)
+    sups = supervisions(out, "folder")
+    assert "Înregistrare ședință 0" in sups  # the import keeps the name as it is
+    kaldi_out = tmp_path / "k"
+    assert (
+        main(["export", "kaldi", "--manifest-dir", str(out), "--prefix", "folder", "--output-dir", str(kaldi_out)]) == 0
+    )
+    d = kaldi_out / "train"
+    for f in ("wav.scp", "segments", "text", "utt2spk", "spk2utt"):
+        for line in (d / f).read_text().splitlines():
+            assert " " not in line.split(" ", 1)[0] or f == "spk2utt", (f, line)
+    assert "Ana_Maria-Înregistrare_ședință_1 Ana_Maria" in (d / "utt2spk").read_text().splitlines()
+    back = tmp_path / "back"
+    prepare_kaldi(d, back, normalize_text=False, dev_fraction=0, test_fraction=0, prefix="again")
+    again = supervisions(back, "again")
+    assert {f"{s['speaker'].replace(' ', '_')}-{u.replace(' ', '_')}" for u, s in sups.items()} == set(again)
+    recs = {r.id: r for r in RecordingSet.from_file(back / "again_recordings_train.jsonl.gz")}
+    stereo = next(r for k, r in recs.items() if wavs[3].stem in k)
+    assert stereo.num_channels == 1  # down-mixed in the pipe, as speechtl reads it
+    expected = sf.read(wavs[3])[0] * 0.75
+    assert np.allclose(stereo.load_audio()[0], expected, atol=1e-3)
+    spaced = next(r for k, r in recs.items() if k.endswith("Înregistrare_ședință_2"))
+    assert np.allclose(spaced.load_audio()[0], sf.read(wavs[2])[0], atol=1e-4)
+
+
 def test_kaldi_bad_inputs_named_with_lines(tmp_path, yesno_dir, fsdd_dir):
     wavs = sorted(yesno_dir.glob("*.wav"))[:8]
     d = tmp_path / "mydata"  # not named like a split: dev/test are made from it
@@ -480,11 +569,17 @@ def test_commonvoice_mp3_release_any_language(tmp_path, fsdd_dir, caplog):
     with pytest.raises(SpeechtlError) as e:
         prepare_commonvoice(root, out, language="sw")
     msg = str(e.value)
-    assert "common_voice_sw_bad2.mp3: wrong-format: the name says .mp3 but the content is wav" in msg
+    assert "common_voice_sw_bad2" not in msg  # a wav named .mp3 (web apps do that) is read by its content
     assert "train.tsv:" in msg and "common_voice_sw_gone.mp3 does not exist" in msg
     assert "common_voice_sw_bad1.mp3: " in msg
+    assert "1 audio file(s) hold another format than their names say, e.g. " in caplog.text
+    assert "common_voice_sw_bad2.mp3 (wav)" in caplog.text
     prepare_commonvoice(root, out, language="sw", skip_bad_audio=True)
     sups = supervisions(out, "commonvoice")
+    misnamed = sups.pop("common_voice_sw_bad2")
+    assert misnamed["text"] == "moja" and misnamed["duration"] == pytest.approx(
+        sf.info(next(fsdd_dir.glob("*.wav"))).duration
+    )
     assert {u: (s["split"], s["text"]) for u, s in sups.items()} == expect
     assert all(s["language"] == "sw" for s in sups.values())
     assert {s["gender"] for s in sups.values()} == {"m", "f"}
@@ -902,10 +997,23 @@ def test_kaldi_tags_are_no_words_and_a_small_overshoot_is_cut(tmp_path, yesno_di
     segs = (d / "segments").read_text().splitlines()
     dur = sf.info(wavs[0]).duration
     segs = [f"{f[0]} {f[1]} {f[2]} {dur + 0.02:.3f}" if (f := s.split())[0] == second else s for s in segs]
+    # times rounded up to 2 decimals, 4 ms past the end: lhotse's trim to it failed in stage 1 (a traceback)
+    rounded = sorted(texts)[3]
+    rounded_dur = sf.info(wavs[1]).duration
+    segs = [f"{f[0]} {f[1]} {f[2]} {rounded_dur + 0.004:.4f}" if (f := s.split())[0] == rounded else s for s in segs]
     (d / "segments").write_text("\n".join(segs) + "\n")
     with caplog.at_level("WARNING"):
         prepare_kaldi(d, tmp_path / "m", normalize_text=True, dev_fraction=0, test_fraction=0)
     sups = supervisions(tmp_path / "m", "kaldi")
+    assert sups[rounded]["start"] + sups[rounded]["duration"] == pytest.approx(rounded_dur, abs=1e-6)
+    assert f"{rounded} (" not in caplog.text  # within the rounding of the times: cut without a word
+    from speechtl.features.compute import one_cut_per_supervision
+
+    cuts = CutSet.from_manifests(
+        recordings=RecordingSet.from_file(tmp_path / "m" / "kaldi_recordings_train.jsonl.gz"),
+        supervisions=SupervisionSet.from_file(tmp_path / "m" / "kaldi_supervisions_train.jsonl.gz"),
+    )
+    assert len(one_cut_per_supervision(cuts, "train")) == len(texts)
     assert sups[first]["text"] == texts[first].lower()  # the tags gone, the words kept
     assert "2 non-speech and unknown-word token(s)" in caplog.text and "[noise] 1" in caplog.text
     assert "cut at its end" in caplog.text and f"{second} (0.02 s)" in caplog.text

@@ -72,7 +72,6 @@ def test_every_bad_kind(tmp_path, formats):
         "notes.wav": (b"hello, this is not audio\n", "wrong-format"),
         "video.wav": (b"\x00\x00\x00\x20ftypisom" + bytes(3000), "wrong-format"),
         "webm.wav": (b"\x1a\x45\xdf\xa3" + bytes(3000), "wrong-format"),
-        "real_wav.mp3": ((d / "a.wav").read_bytes(), "wrong-format"),
         "voice.m4a": (b"\x00\x00\x00\x20ftypM4A " + bytes(3000), "unsupported-format"),
         "garbage.wav": (b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk", "unreadable"),
         "header_only.wav": ((d / "a.wav").read_bytes()[:44], "truncated"),
@@ -85,6 +84,14 @@ def test_every_bad_kind(tmp_path, formats):
     sf.write(tmp_path / "silent.wav", np.zeros(0, dtype="float32"), 16000)
     assert probe_file(tmp_path / "silent.wav")[0] == "empty-audio"
     assert "content is mp4/m4a" in probe_file(tmp_path / "video.wav")[1]
+    # a format read here under another's name (web apps save mp3 and opus as .wav): read by its content
+    (tmp_path / "real_wav.mp3").write_bytes((d / "a.wav").read_bytes())
+    info = sf.info(d / "a.wav")
+    got = probe_file(tmp_path / "real_wav.mp3")
+    assert got == AudioInfo(info.samplerate, info.frames, info.channels, misnamed="wav"), got
+    mp3 = tmp_path / "mp3_named.wav"
+    mp3.write_bytes((d / "a.mp3").read_bytes())
+    assert isinstance(probe_file(mp3), AudioInfo) and probe_file(mp3).misnamed == "mp3"
 
 
 def test_kaldi_pipes_are_run(formats):

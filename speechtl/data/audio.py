@@ -44,7 +44,7 @@ def probe_audio(path: Path) -> tuple[AudioInfo | None, str | None]:
     if isinstance(found, tuple):
         kind, detail = found
         return None, f"{detail} ({kind}: {FIXES[kind]})"
-    info = AudioInfo(found.sampling_rate, found.num_samples, found.num_channels, path)
+    info = AudioInfo(found.sampling_rate, found.num_samples, found.num_channels, found.misnamed, path)
     if info.num_samples < MIN_DURATION * info.sampling_rate:
         return None, (
             f"is {1000 * info.duration:.1f} ms long, shorter than one "

@@ -109,6 +109,7 @@ class AudioInfo:
     sampling_rate: int
     num_samples: int
     num_channels: int
+    misnamed: str = ""  # the container when the file's name says another (mp3 saved as .wav by a web app)
 
     @property
     def duration(self) -> float:
@@ -123,6 +124,7 @@ class Report:
     rates: Counter = field(default_factory=Counter)
     multichannel: int = 0
     unread: dict[str, str] = field(default_factory=dict)  # a name in a non-UTF-8 line -> that line's file:line
+    misnamed: list[str] = field(default_factory=list)  # files read by their content, not their names
 
     def add(self, kind: str, where: str, detail: str, utt_id: str | None = None) -> None:
         if kind not in FIXES:
@@ -154,9 +156,11 @@ class Report:
         self.problems += [p for p in other.problems if kinds is None or p.kind in kinds]
         self.unread.update({k: v for k, v in other.unread.items() if k not in self.unread})
 
-    def note_audio(self, info: AudioInfo) -> None:
+    def note_audio(self, info: AudioInfo, source: str = "") -> None:
         self.rates[info.sampling_rate] += 1
         self.multichannel += info.num_channels > 1
+        if info.misnamed:
+            self.misnamed.append(f"{source} ({info.misnamed})")
 
     def bad_list(self) -> str:
         """The text of ``bad_audio.txt``: ``where<TAB>kind<TAB>detail`` a line."""
@@ -172,6 +176,12 @@ class Report:
             logging.info(f"{listing}: resampled to {target_rate} Hz when features are computed")
         if self.multichannel:
             logging.info(f"{self.multichannel} multi-channel recording(s): down-mixed to mono (channels averaged)")
+        if self.misnamed:
+            logging.warning(
+                f"{len(self.misnamed)} audio file(s) hold another format than their names say, e.g. "
+                f"{self.misnamed[0]}: read by their content here; a tool that goes by the name (Kaldi, a player) "
+                "will not. Fix, to keep them apart: rename each to its real extension"
+            )
 
     def resolve(self, skip_bad: bool, bad_list: Path | None) -> set[str]:
         """Raise naming every problem, or (``skip_bad``) list them in ``bad_list``; returns the ids to leave out.
@@ -293,7 +303,8 @@ def probe_file(path: Path) -> AudioInfo | tuple[str, str]:
     if ext in UNSUPPORTED_EXTENSIONS:
         return "unsupported-format", f"{ext} audio cannot be read here"
     expected = AUDIO_EXTENSIONS.get(ext)
-    if expected is not None and real != expected:
+    misnamed = real if expected is not None and real != expected else ""
+    if misnamed and real not in AUDIO_EXTENSIONS.values():  # mp4 from a phone: nothing here reads it
         return "wrong-format", f"the name says {ext} but the content is {real}"
     if real == "wav":
         short = _wav_shortfall(path, size)
@@ -304,7 +315,7 @@ def probe_file(path: Path) -> AudioInfo | tuple[str, str]:
     except Exception as e:  # soundfile raises several types for bad files
         return "unreadable", f"cannot be decoded ({type(e).__name__}: {str(e).strip()})"
     with f:
-        info = AudioInfo(int(f.samplerate), int(f.frames), int(f.channels))
+        info = AudioInfo(int(f.samplerate), int(f.frames), int(f.channels), misnamed)
         if info.num_samples == 0:
             return "empty-audio", "the file has no audio samples"
         try:
@@ -444,7 +455,7 @@ def _validate_pair(report: Report, cfg: ValidateConfig, rec_path: Path, sup_path
     for rid, src in spec.items():
         info = infos[src]
         if isinstance(info, AudioInfo):
-            report.note_audio(info)
+            report.note_audio(info, src)
             durations[rid] = info.duration
         else:
             report.add(info[0], src, info[1], rid)

@@ -11,9 +11,11 @@ from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
 from lhotse.features.base import Features
 from tqdm import tqdm
 
-import speechtl.data.downmix  # noqa: F401  (registers DownmixToMono, which imported stereo recordings name)
-from speechtl.atomic import atomic_path, writable_dir
+from speechtl.atomic import atomic_open, atomic_path, writable_dir
 from speechtl.cluster import get_executor
+from speechtl.data.downmix import DownmixToMono  # also registers it, which imported stereo recordings name
+from speechtl.data.levels import HEADER as LEVELS_HEADER
+from speechtl.data.levels import level_issue, say_level_issues
 from speechtl.errors import SpeechtlError
 from speechtl.features.fbank import BatchedFbank, FbankConfig
 
@@ -55,6 +57,7 @@ def compute_fbank_job(
     dev = pick_device(device)
     fbank = BatchedFbank(cfg).to(dev)
     cuts = CutSet.from_file(cuts_path)
+    levels: list[str] = []  # cuts whose level says the audio is wrong (speechtl.data.levels)
     with (
         atomic_path(Path(out_cuts_path)) as cuts_tmp,
         atomic_path(Path(storage_path)) as feats_tmp,
@@ -78,6 +81,10 @@ def compute_fbank_job(
                         f"audio of cut {cut.id} ({cut.recording.sources[0].source}) has NaN or Inf samples. "
                         "Fix: replace the file, or rerun data preparation with --skip-bad."
                     )
+                issue = level_issue(audio[0], any(isinstance(t, DownmixToMono) for t in cut.recording.transforms or []))
+                if issue:
+                    uid = cut.supervisions[0].id if cut.supervisions else cut.id  # the utterance, as imported
+                    levels.append(f"{uid}\t{cut.recording.sources[0].source}\t{issue}\n")
                 waves.append(torch.from_numpy(audio[0]))  # first channel
             feats = fbank(waves)
             for cut, f in zip(batch, feats, strict=False):
@@ -104,8 +111,16 @@ def compute_fbank_job(
                     channels=0,
                 )
                 out.write(cut)
+    with atomic_open(levels_file(out_cuts_path)) as f:
+        f.write("\t".join(LEVELS_HEADER) + "\n" + "".join(levels))
     logging.info(f"wrote features of {len(cuts)} cuts to {storage_path}")
     return out_cuts_path
+
+
+def levels_file(out_cuts_path: str | Path) -> Path:
+    """Where a job writes the cuts whose level is wrong, beside its cuts (``cuts.3.levels.tsv``)."""
+    out = Path(out_cuts_path)
+    return out.with_name(out.name.removesuffix(".jsonl.gz") + ".levels.tsv")
 
 
 def one_cut_per_supervision(cuts: CutSet, split: str) -> CutSet:
@@ -184,6 +199,13 @@ def compute_fbank(
             outs = get_executor(cmd, n, log_dir, f"fbank_{prefix}_{split}").map(compute_fbank_job, args)
             with atomic_path(combined) as tmp:
                 CutSet.from_cuts(c for p in outs for c in CutSet.from_file(p)).to_file(tmp)
+            rows = [
+                tuple(line.split("\t", 2))
+                for p in outs
+                if levels_file(p).is_file()
+                for line in levels_file(p).read_text(encoding="utf-8").splitlines()[1:]
+            ]
+            say_level_issues(rows, output_dir / f"{prefix}_level_warnings_{split}.tsv", split)
         finally:  # the jobs' inputs go whether they succeeded or not
             for p in inputs:
                 p.unlink(missing_ok=True)

@@ -455,7 +455,7 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
         info = probed[src]
         if isinstance(info, AudioInfo):
             infos[rec_id] = info
-            report.note_audio(info)
+            report.note_audio(info, src)
         else:
             bad_recs[rec_id] = info
     for u in utts:
@@ -474,10 +474,13 @@ def check_utterances(utts: Sequence[Utterance], report: Report, cfg: ValidateCon
         dur = infos[u.rec_id].duration
         end = dur if u.end is None or u.end < 0 else u.end
         where = u.audio.strip() if u.where == u.audio else f"{u.audio.strip()} ({u.where})"
-        if dur + 0.01 < end <= dur + MAX_OVERSHOOT and u.start < dur:
-            overshoot.append(f"{u.id} ({end - dur:.2f} s)")
-            u.end = end = dur  # as Kaldi's extract-segments --max-overshoot does
-        if u.start < 0 or end <= u.start or end > dur + 0.01:
+        if dur < end <= dur + MAX_OVERSHOOT and u.start < dur:
+            if end > dur + 0.01:  # past the rounding of times written to 2 decimals: said
+                overshoot.append(f"{u.id} ({end - dur:.2f} s)")
+            # as Kaldi's extract-segments --max-overshoot does; lhotse's trim of a cut to a supervision
+            # ending even 2 ms past its recording failed (stage 1, an AssertionError naming no file)
+            u.end = end = dur
+        if u.start < 0 or end <= u.start or end > dur:
             report.add(
                 "bad-segment",
                 where,

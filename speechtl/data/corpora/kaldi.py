@@ -28,6 +28,7 @@ split, so the corpus goes back to Kaldi or ESPnet as it came.
 
 import logging
 import re
+import shlex
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -46,9 +47,11 @@ from speechtl.data.corpora.imported import (
     is_derived_copy,
     part_splits,
     read_lines,
+    safe_id,
     say_dropped_tags,
     split_of_split_dir,
 )
+from speechtl.data.downmix import DownmixToMono
 from speechtl.data.validate import Report
 from speechtl.errors import SpeechtlError
 
@@ -276,22 +279,26 @@ def export_kaldi(
     return out
 
 
-def _wav_entry(rec) -> str:
+def _wav_entry(rec, flac: bool) -> str:
+    """``rec``'s wav.scp entry. ``flac``: decode FLAC with the ``flac`` tool (Kaldi's LibriSpeech pipe),
+    else with sox. Paths are quoted for the shell (a file name with spaces)."""
     if len(rec.sources) != 1:
         raise SpeechtlError(f"recording {rec.id} has {len(rec.sources)} sources; Kaldi's wav.scp takes one")
     src = rec.sources[0]
-    if src.type == "command":
-        return f"{src.source} |"
+    mono = any(isinstance(t, DownmixToMono) for t in rec.transforms or [])  # its sources' channels averaged
+    if src.type == "command":  # a multi-channel one down-mixed as speechtl reads it, not Kaldi's channel 0
+        return f"{src.source} | sox -t wav - -t wav -c 1 - |" if mono else f"{src.source} |"
     if src.type != "file":
         raise SpeechtlError(f"recording {rec.id} is stored as {src.type!r}; only files and commands export to wav.scp")
-    if rec.transforms:  # a down-mix (or a resampling) is done by sox in the pipe
-        return f"sox {src.source} -t wav -c 1 - |"
+    path = shlex.quote(src.source)
+    if mono:  # channels averaged by sox in the pipe, as speechtl's down-mix does
+        return f"sox {path} -t wav -c 1 - |"
     ext = Path(src.source).suffix.lower()
-    if ext == ".flac":  # Kaldi reads RIFF wav only: its LibriSpeech recipe's pipe
-        return f"flac -c -d -s {src.source} |"
-    if ext != ".wav":  # mp3 (Common Voice), ogg, opus: as Kaldi's commonvoice recipe does
-        return f"sox {src.source} -t wav - |"
-    return src.source
+    if ext == ".flac" and flac:  # Kaldi reads RIFF wav only: its LibriSpeech recipe's pipe
+        return f"flac -c -d -s {path} |"
+    if ext != ".wav":  # mp3 (Common Voice), ogg, opus, flac: as Kaldi's commonvoice recipe does
+        return f"sox {path} -t wav - |"
+    return src.source if path == src.source else f"cat {path} |"
 
 
 def sox_formats() -> set[str]:
@@ -330,30 +337,64 @@ def kaldi_utt_ids(sups) -> dict[str, str]:
     return {s.id: f"{s.speaker}-{s.id}" if s.speaker else s.id for s in sups}
 
 
+def kaldi_ids(names: list[str], what: str, d: Path) -> dict[str, str]:
+    """``{name: its Kaldi id}``: whitespace (a file name with spaces) becomes ``_``, since Kaldi's files
+    split their lines at whitespace; a name that would then equal another's is an error naming both."""
+    ids = {n: safe_id(n) for n in names}
+    seen: dict[str, str] = {}
+    for n, k in ids.items():
+        if seen.setdefault(k, n) != n:
+            raise SpeechtlError(
+                f"{d}: the {what} ids {seen[k]!r} and {n!r} are both {k!r} without spaces, and Kaldi's ids take "
+                "none. Fix: rename one file (or speaker) and import again"
+            )
+    changed = [n for n, k in ids.items() if k != n]
+    if changed:
+        logging.info(
+            f"{d}: {len(changed)} {what} id(s) with spaces written with _ (Kaldi's ids take none): {changed[0]!r}"
+        )
+    return ids
+
+
 def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    ids = kaldi_utt_ids(list(sups))
+    sups = list(sups)
+    ids = kaldi_utt_ids(sups)
     if any(k != v for k, v in ids.items()):
         logging.info(f"{d}: utterance ids are <speaker>-<id> (Kaldi's sort order needs the speaker first)")
+    ids = {u: k for u, k in zip(ids, kaldi_ids(list(ids.values()), "utterance", d).values(), strict=True)}
+    rid = kaldi_ids([r.id for r in recs], "recording", d)
+    spk_id = kaldi_ids(sorted({s.speaker for s in sups if s.speaker}), "speaker", d)
     sups = sorted(sups, key=lambda s: ids[s.id])
-    spk = {s.id: s.speaker or ids[s.id] for s in sups}
+    spk = {s.id: spk_id[s.speaker] if s.speaker else ids[s.id] for s in sups}
     spk2utt = defaultdict(list)
     for s in sups:
         spk2utt[spk[s.id]].append(ids[s.id])
-    rec_list = sorted(recs, key=lambda r: r.id)
-    entries = {r.id: _wav_entry(r) for r in rec_list}
+    rec_list = sorted(recs, key=lambda r: rid[r.id])
+    flac = shutil.which("flac") is not None or "flac" not in sox_formats()
+    entries = {r.id: _wav_entry(r, flac) for r in rec_list}
+    if not shutil.which("flac") and any(e.startswith("flac ") for e in entries.values()):
+        logging.warning(
+            f"{d / 'wav.scp'}: FLAC is read through 'flac -c -d -s' pipes, and neither flac nor sox here reads FLAC. "
+            "Fix, where Kaldi runs: apt-get install flac"
+        )
     warn_sox_formats(
-        {Path(r.sources[0].source).suffix.lower().lstrip(".") for r in rec_list if entries[r.id].startswith("sox ")}, d
+        {
+            Path(r.sources[0].source).suffix.lower().lstrip(".")
+            for r in rec_list
+            if r.sources[0].type == "file" and entries[r.id].startswith("sox ")
+        },
+        d,
     )
     files = {
-        "wav.scp": [f"{r.id} {entries[r.id]}" for r in rec_list],
-        "segments": [f"{ids[s.id]} {s.recording_id} {s.start:.3f} {s.end:.3f}" for s in sups],
+        "wav.scp": [f"{rid[r.id]} {entries[r.id]}" for r in rec_list],
+        "segments": [f"{ids[s.id]} {rid[s.recording_id]} {s.start:.3f} {s.end:.3f}" for s in sups],
         "text": [f"{ids[s.id]} {s.text or ''}".rstrip() for s in sups],
         "utt2spk": [f"{ids[s.id]} {spk[s.id]}" for s in sups],
         "spk2utt": [f"{k} {' '.join(v)}" for k, v in sorted(spk2utt.items())],
-        "reco2dur": [f"{r.id} {r.duration:.3f}" for r in rec_list],
+        "reco2dur": [f"{rid[r.id]} {r.duration:.3f}" for r in rec_list],
     }
-    genders = {s.speaker: s.gender for s in sups if s.speaker and s.gender}
+    genders = {spk_id[s.speaker]: s.gender for s in sups if s.speaker and s.gender}
     if genders:
         files["spk2gender"] = [f"{k} {v}" for k, v in sorted(genders.items())]
     for name, lines in files.items():
