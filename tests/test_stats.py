@@ -122,7 +122,7 @@ def test_results_tsv_reads_old_rows_and_keeps_seeds_apart(tmp_path):
         [ResultRow("test", "scratch", "all", "hlg", 0.42, 1, 240, s, 0.0, 1.25, f"s{s}.tsv") for s in (42, 43)],
     )
     assert [r.seed for r in rows] == [42, 43], "seeded rows replace the unseeded one and sit side by side"
-    assert tsv.read_text().splitlines()[0].endswith("\tseed\tci_low\tci_high\tutt_errs\tcer\toov\tunit")
+    assert tsv.read_text().splitlines()[0].endswith("\tseed\tci_low\tci_high\tutt_errs\tcer\toov\tunit\tconfig")
     rows = update_results(tsv, [ResultRow("test", "scratch", "all", "hlg", 0.83, 2, 240, 43, 0.0, 2.1, "s43.tsv")])
     assert [(r.seed, r.wer) for r in rows] == [(42, 0.42), (43, 0.83)], "a re-run of a seed replaces its row"
 
@@ -189,6 +189,72 @@ def test_report_leaves_uncompared_a_row_of_another_test_set(tmp_path, caplog):
     assert "| finetune | 5min |" in write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
 
 
+def test_a_gain_at_one_seed_of_three_does_not_hold(tmp_path):
+    """The utterance test pools the seeds: a system equal to its baseline at two seeds and far better
+    at the third got p < 0.0001 and ↓S (a new user's reviewer: a t-test over the seeds gives p = 0.42).
+    A difference holds only when it also has the same sign at every seed both ran."""
+    rng = np.random.default_rng(0)
+    words = rng.integers(5, 16, 200)
+    base = rng.binomial(words, 0.3)
+    rows = []
+    for seed in (1, 2, 3):
+        rows.append(write_system(tmp_path, "scratch", seed, base, words))
+        rows.append(write_system(tmp_path, "finetune", seed, base // 3 if seed == 3 else base, words))
+    tsv = tmp_path / "results.tsv"
+    update_results(tsv, rows)
+    summary = {s.method: s for s in summarize(read_results(tsv), lambda r: UttErrors.from_file(tmp_path / r.utt_errs))}
+    c = summary["finetune"].comparisons["scratch"]
+    assert c.p_value < 0.001 and not c.holds and c.seed_deltas[:2] == (0.0, 0.0) and c.seed_deltas[2] < 0
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    line = next(ln for ln in md.splitlines() if ln.startswith("| finetune | 5min | hlg | scratch |"))
+    assert "+0.00 +0.00 -" in line and line.endswith("| no (not at every seed) |")
+    assert "↓S" not in md.split("| finetune | 5min |")[1].split("\n")[0]
+
+
+def test_seeds_under_two_confs_are_not_one_system(tmp_path, caplog):
+    """Seeds added after the conf was edited (30 epochs, then 4) were averaged into one cell, n=5,
+    and tested. Each row now names its conf (results.tsv's config column); a cell over two is named
+    under its table and left untested."""
+    words = np.full(60, 8)
+    rows = []
+    for seed in (1, 2, 3, 4, 5):
+        for method in ("scratch", "finetune"):
+            r = write_system(tmp_path, method, seed, np.arange(60) % (2 if method == "finetune" else 4), words)
+            r.config = "aaaa1111" if seed <= 3 or method == "finetune" else "bbbb2222"
+            rows.append(r)
+    tsv = tmp_path / "results.tsv"
+    update_results(tsv, rows)
+    with caplog.at_level("WARNING"):
+        md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    assert read_results(tsv)[0].config in ("aaaa1111", "bbbb2222")
+    assert (
+        "scratch (5min, hlg) on test: its seeds were trained under 2 confs (seeds 1 2 3: conf aaaa1111; seeds 4 5: conf bbbb2222)"
+        in md
+    )
+    assert "(seeds of 2 confs: see below)" in md and "| finetune | 5min | hlg | scratch |" not in md
+    assert "trained under 2 confs" in caplog.text
+
+
+def test_partial_overlaps_and_other_seed_sets_are_said(tmp_path):
+    """Seeds decoded on other utterances, a system decoded on half the test set, a system missing a
+    seed: each was tested silently on what was shared."""
+    words = np.full(40, 8)
+    rows = [write_system(tmp_path, "scratch", s, np.arange(40) % 3, words) for s in (1, 2)]
+    rows.append(write_system(tmp_path, "finetune", 1, np.arange(40) % 2, words))
+    f = tmp_path / "finetune_5min_s1" / "decode" / "utt-errs-test-hlg.tsv"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join(lines[:21]) + "\n")  # 20 of the 40 utterances
+    tsv = tmp_path / "results.tsv"
+    update_results(tsv, rows)
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    assert "finetune (5min, hlg) on test vs scratch: compared on the 20 utterances both decoded (of 20 and 40)" in md
+    assert "| 20 (of 20 / 40) |" in md
+    assert "finetune (5min, hlg) on test: seeds 1, scratch's 1 2" in md
+    f.write_text("utt_id\terrors\tref_words\n")  # a file cut to its header: said, the report still written
+    md = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    assert "| finetune | 5min |" in md
+
+
 def test_different_seeds_train_different_models_and_the_same_seed_the_same(small_yesno, tmp_path):
     """What a recipe's --seeds does: ``speechtl train --set seed=N`` per seed."""
     from speechtl.cli import main
@@ -221,6 +287,15 @@ def test_different_seeds_train_different_models_and_the_same_seed_the_same(small
     assert [r.seed for r in rows] == [1, 2] and all(r.ci_low <= r.wer <= r.ci_high for r in rows)
     assert [len(read_utt_errs(tsv.parent / r.utt_errs)) for r in rows] == [8, 8]
     assert "(n=2)" in write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    # the seeds share their conf's digest; a conf edited (another lr) has its own
+    assert len(rows[0].config) == 8 and rows[0].config == rows[1].config
+    from speechtl.train.checkpoint import config_digest
+
+    edited = torch.load(tmp_path / "s2" / "final.pt", weights_only=False)
+    edited["train_config"]["lr"] = 0.02
+    assert config_digest(edited) != rows[0].config
+    edited["train_config"].update(lr=0.01, seed=7, log_interval=1)  # neither trains another model
+    assert config_digest(edited) == rows[0].config
 
 
 def test_recipes_name_one_system_per_seed():

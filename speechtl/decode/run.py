@@ -21,7 +21,7 @@ from speechtl.lang import Lang
 from speechtl.score.results import ResultRow, update_results
 from speechtl.score.stats import UttErrors, bootstrap_ci
 from speechtl.score.wer import Hyp, compute_wer, write_errs, write_recogs, write_utt_errs, write_wer_summary
-from speechtl.train.checkpoint import load_checkpoint, model_from_checkpoint
+from speechtl.train.checkpoint import config_digest, load_checkpoint, model_from_checkpoint
 from speechtl.train.data import eval_dataloader, unpack
 
 #: greedy: batched CTC greedy search; beam: CTC prefix beam search (no LM);
@@ -67,6 +67,7 @@ def score_decoding(
     summary: list[tuple[str, float]] | None = None,
     oov: float | None = None,
     spaceless: bool = False,
+    config: str = "",
 ) -> ResultRow:
     """recogs-/errs-/wer-summary-/utt-errs-<test_set>-<decoding> files and the results.tsv row of one
     decoding (shared by the torch decode and ``speechtl.export.sherpa``'s onnx decodings); ``oov``: the
@@ -114,6 +115,7 @@ def score_decoding(
         cer,
         oov,
         "char" if spaceless else "word",
+        config,
     )
 
 
@@ -160,6 +162,7 @@ def decode_test_set(
     writable_dir(Path(out_dir), "decode output dir")
     if seed is None:
         seed = (ckpt.get("train_config") or {}).get("seed")
+    config = config_digest(ckpt)
     del ckpt  # compute_log_probs loads the model itself
     scores = compute_log_probs(checkpoint, cuts, device, cuts_path=Path(cuts_path))
     out_dir = Path(out_dir)
@@ -202,8 +205,8 @@ def decode_test_set(
                     hyps = {k: h[lm_scale] for k, h in per_scale.items()}
             results: list[Hyp] = [(k, refs[k], lang.regroup(hyps[k])) for k in sorted(refs)]
             row = score_decoding(
-                results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov, lang.spaceless
-            )
+                results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov, lang.spaceless, config
+            )  # fmt: skip
             rows.append(row)
     finally:
         if search is not None:

@@ -63,7 +63,7 @@ from speechtl.features import FbankConfig
 from speechtl.features.inputs import level_dependent
 from speechtl.lang import Lang
 from speechtl.models.ctc import CtcModel
-from speechtl.train.checkpoint import load_checkpoint, model_from_state
+from speechtl.train.checkpoint import config_digest, load_checkpoint, model_from_state
 
 #: Encoders whose graph traces to ONNX: fbank models, and models on the waveform: wav2vec2-family
 #: (hf-ssl, :mod:`speechtl.export.wave`) and Whisper encoders (the log-mel in the graph,
@@ -384,6 +384,7 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
 
         level = export_level(ckpt, checkpoint)
     meta = export_metadata(model, fbank, seed, level)
+    meta["config"] = config_digest(ckpt)  # the decode rows of the exported model name their conf too
     path = out_dir / "model.onnx"
     trace_to_onnx(model, path, config.opset, level)
     add_metadata(path, meta)

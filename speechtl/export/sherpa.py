@@ -286,7 +286,17 @@ def decode_onnx_test_set(
         results: list[Hyp] = [(k, refs[k], hyps[k]) for k in sorted(refs)]
         rows.append(
             score_decoding(
-                results, out_dir, test_set, decoding, method, data, results_tsv, seed, oov=oov, spaceless=lang.spaceless
+                results,
+                out_dir,
+                test_set,
+                decoding,
+                method,
+                data,
+                results_tsv,
+                seed,
+                oov=oov,
+                spaceless=lang.spaceless,
+                config=rec.meta.get("config", ""),
             )
         )
     if results_tsv is not None:

@@ -53,6 +53,7 @@ def pool_sets(results_tsv: Path, sets: Sequence[str], pooled_set: str, out_dir: 
             pooled_set, method, data, decoding, 100.0 * errors / words if words else 0.0, errors, words, seed
         )
         row.unit = parts[0].unit if len({r.unit for r in parts}) == 1 else ""
+        row.config = parts[0].config if len({r.config for r in parts}) == 1 else ""
         utts = [load_utt_errors(results_tsv, r) for r in parts]
         if all(u is not None for u in utts):
             ids = [i for u in utts for i in u.utts]

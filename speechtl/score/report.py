@@ -19,7 +19,7 @@ from pathlib import Path
 from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 from speechtl.score.results import ResultRow, read_results
-from speechtl.score.stats import BASELINES, SystemSummary, load_utt_errors, summarize
+from speechtl.score.stats import ALPHA, BASELINES, SystemSummary, load_utt_errors, summarize
 
 _AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)(min|h|shots?)$")
 
@@ -45,7 +45,9 @@ _MARK = {"scratch": "S", "finetune": "F"}
 _LEGEND = (
     "n=K: mean ± sd over K seeds; [low, high]: 95% bootstrap interval over utterances (seeds pooled); "
     "↓S / ↑S: WER lower / higher than scratch's at the same data and decoding, paired sign-flip test "
-    "p < 0.05 (↓F / ↑F: finetune's)."
+    "over utterances p < 0.05 and the same direction at every seed both ran (↓F / ↑F: finetune's). "
+    "The tests count utterances, each one's errors averaged over seeds: they take the trained models as "
+    "fixed, and the spread over seeds is the sd."
 )
 
 
@@ -58,7 +60,20 @@ def _cell(s: SystemSummary) -> str:
     if s.ci is not None:
         text += f" [{s.ci[0]:.2f}, {s.ci[1]:.2f}]"
     marks = [("↓" if c.delta < 0 else "↑") + _MARK.get(b, b) for b, c in s.comparisons.items() if c.holds]
+    if s.mixed:
+        marks.append(f"(seeds of {len(s.configs)} confs: see below)")
     return " ".join([text, *marks])
+
+
+def _seeds_cell(c) -> str:
+    """The per-seed differences of a comparison, e.g. ``-1.25 -0.42 +0.00``."""
+    return " ".join(f"{d:+.2f}" for d in c.seed_deltas) if len(c.seed_deltas) > 1 else ""
+
+
+def _utts_cell(c) -> str:
+    """How many utterances were compared, with what each side decoded when that differs."""
+    n, (a, b) = c.utterances, c.decoded
+    return str(n) if a == b == n else f"{n} (of {a} / {b})"
 
 
 def _comparison_lines(summaries: list[SystemSummary], baselines: Sequence[str] = BASELINES) -> list[str]:
@@ -73,18 +88,44 @@ def _comparison_lines(summaries: list[SystemSummary], baselines: Sequence[str] =
         return []
     lines = [
         f"Paired comparisons with {' and '.join(baselines)} (ΔWER in points; P(better): bootstrap probability "
-        "of improvement; p: two-sided sign-flip test over utterances; holds: p < 0.05):",
+        "of improvement; p: two-sided sign-flip test over utterances, each one's errors averaged over seeds; "
+        "per seed: ΔWER at each seed both ran; utterances: those compared (of what each side decoded, where "
+        "they differ); holds: p < 0.05 and the same sign at every seed):",
         "",
-        "| method | data | decoding | vs | ΔWER | P(better) | p | holds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | data | decoding | vs | ΔWER | per seed | P(better) | p | utterances | holds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, c in pairs:
         p = f"{c.p_value:.4f}" if c.p_value >= 1e-4 else "<0.0001"
+        holds = "yes" if c.holds else ("no (not at every seed)" if c.p_value < ALPHA else "no")
         lines.append(
-            f"| {s.method} | {s.data} | {s.decoding} | {c.baseline} | {c.delta:+.2f} | {c.prob_improvement:.3f} "
-            f"| {p} | {'yes' if c.holds else 'no'} |"
+            f"| {s.method} | {s.data} | {s.decoding} | {c.baseline} | {c.delta:+.2f} | {_seeds_cell(c)} "
+            f"| {c.prob_improvement:.3f} | {p} | {_utts_cell(c)} | {holds} |"
         )
     return [*lines, ""]
+
+
+def _note_lines(summaries: list[SystemSummary]) -> list[str]:
+    """What the cells of a table cannot say: seeds under several confs, seeds decoded on other
+    utterances, a system compared on part of what it decoded."""
+    notes = [n for s in summaries for n in s.notes]
+    for s in summaries:
+        for c in s.comparisons.values():
+            if c.utterances < max(c.decoded):
+                notes.append(
+                    f"{s.name} vs {c.baseline}: compared on the {c.utterances} utterances both decoded (of "
+                    f"{c.decoded[0]} and {c.decoded[1]}). Fix: decode both on the same test set"
+                )
+            base = next(
+                (b for b in summaries if (b.method, b.data, b.decoding) == (c.baseline, s.data, s.decoding)), None
+            )
+            if base is not None and {r.seed for r in s.rows} != {r.seed for r in base.rows}:
+                seeds = " ".join(str(r.seed) for r in s.rows)
+                notes.append(
+                    f"{s.name}: seeds {seeds}, {c.baseline}'s {' '.join(str(r.seed) for r in base.rows)}: "
+                    "the means are over other seeds; the per-seed column has the shared ones"
+                )
+    return ["Notes:", "", *(f"- {n}" for n in dict.fromkeys(notes)), ""] if notes else []
 
 
 #: Test sets pooled over held-out speakers (speechtl.score.pool_sets) end with this.
@@ -152,6 +193,7 @@ def write_results_md(
         lines += _unit_lines(test_set, [r for r in rows if r.test_set == test_set])
         lines += _oov_lines(test_set, [r for r in rows if r.test_set == test_set])
         lines += _comparison_lines(ss, baselines)
+        lines += _note_lines(ss)
     lines += _per_speaker_lines(summaries)
     with atomic_open(Path(out)) as f:
         f.write("\n".join(lines))

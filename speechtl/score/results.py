@@ -1,7 +1,7 @@
 """``exp/results.tsv``: the one table every recipe ends by writing.
 
 Columns ``test_set method data decoding wer errors words``, then (added later,
-appended so older readers and files keep working) ``seed ci_low ci_high utt_errs cer oov unit``:
+appended so older readers and files keep working) ``seed ci_low ci_high utt_errs cer oov unit config``:
 the training seed, the 95% bootstrap interval of the WER (see
 :mod:`speechtl.score.stats`), the per-utterance error file behind the row,
 relative to results.tsv's folder, and the character error rate (characters of the
@@ -10,7 +10,9 @@ units and little data it moves while the WER sits near 100%; empty for pooled ro
 of the reference words outside the lang dir's ``words.txt`` (in %: errors an HLG search cannot
 avoid; empty where no words.txt was used), and what the WER counts: ``char`` where the words are
 characters (a script without spaces between words, :mod:`speechtl.lang.spaceless`), ``word`` (or empty,
-in older files) otherwise. One row per decoded test set, system and seed:
+in older files) otherwise, and ``config``, a digest of the conf that trained the model, its seed left out
+(empty for zero-shot rows and older files): seeds of one system trained under two confs are two systems,
+and the report says so instead of averaging them. One row per decoded test set, system and seed:
 rows are keyed by (test_set, method, data, decoding, seed), so a re-run replaces its
 row, never duplicates it, and the seeds of a system sit side by side. Files written
 before the new columns are read as is (the new fields empty) and upgraded on the
@@ -30,7 +32,7 @@ from speechtl.errors import SpeechtlError
 
 #: The columns of the first files; every file starts with them.
 BASE_HEADER = ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
-HEADER = [*BASE_HEADER, "seed", "ci_low", "ci_high", "utt_errs", "cer", "oov", "unit"]
+HEADER = [*BASE_HEADER, "seed", "ci_low", "ci_high", "utt_errs", "cer", "oov", "unit", "config"]
 
 
 @dataclass
@@ -49,6 +51,7 @@ class ResultRow:
     cer: float | None = None  # character error rate, in %
     oov: float | None = None  # reference words outside words.txt, in %
     unit: str = ""  # what wer counts: "char" (a spaceless script's characters) or "word" ("" in older files)
+    config: str = ""  # digest of what trained the model, its seed left out (speechtl.train.checkpoint.config_digest)
 
     @property
     def key(self):
@@ -119,7 +122,7 @@ def _parse(r: Sequence[str]) -> ResultRow:
 
     return ResultRow(
         r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]), opt(r[7], int), opt(r[8], float), opt(r[9], float),
-        r[10], opt(r[11], float), opt(r[12], float), r[13],
+        r[10], opt(r[11], float), opt(r[12], float), r[13], r[14],
     )  # fmt: skip
 
 
@@ -135,7 +138,7 @@ def _format(r: ResultRow) -> list:
     return [
         r.test_set, r.method, r.data, r.decoding, f"{r.wer:.2f}", r.errors, r.words,
         opt(r.seed, "d"), opt(r.ci_low, ".2f"), opt(r.ci_high, ".2f"), r.utt_errs, opt(r.cer, ".2f"),
-        opt(r.oov, ".2f"), r.unit,
+        opt(r.oov, ".2f"), r.unit, r.config,
     ]  # fmt: skip
 
 

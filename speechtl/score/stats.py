@@ -19,7 +19,11 @@ estimates for confidence intervals in ASR performance evaluation", ICASSP 2004):
 
 Several seeds of one system are pooled per utterance (:func:`pool`: the mean errors over
 seeds), so the interval and the tests speak about the seed-averaged system on this test
-set; the spread over seeds is reported beside them (mean +- sd), not folded in. No
+set, its trained models taken as fixed: they count utterances (a test set of 200 over 3 seeds
+is 200 pairs, not 600) and cannot see the spread over seeds, which is reported beside them
+(mean +- sd). So a difference is said to hold (:attr:`Comparison.holds`) only when the paired
+test finds it and it has the same sign at every seed both systems ran: a gain one seed of
+three makes, which the pooled test may find, does not hold. No
 correction for multiple comparisons is made: with many rows, some p < 0.05 happen by chance.
 Every draw comes from a fixed seed, so the same results give the same report.
 """
@@ -104,12 +108,12 @@ def _common(runs: Sequence[UttErrors], what: str) -> list[UttErrors]:
     return out
 
 
-def pool(runs: Sequence[UttErrors]) -> UttErrors:
+def pool(runs: Sequence[UttErrors], what: str = "seeds of one system") -> UttErrors:
     """One system over several seeds: per utterance, the mean errors over the seeds (on the
     utterances every seed decoded). Its WER is the mean of the seeds' WERs."""
     if not runs:
         raise ValueError("pool needs at least one run")
-    runs = _common(runs, "seeds of one system")
+    runs = _common(runs, what)
     return UttErrors(runs[0].utts, np.mean([r.errors for r in runs], axis=0), runs[0].words)
 
 
@@ -181,18 +185,39 @@ class Comparison:
     delta: float  # system WER - baseline WER, in points (negative: the system is better)
     prob_improvement: float
     p_value: float
-    utterances: int
+    utterances: int  # compared: those both decoded
+    seed_deltas: tuple[float, ...] = ()  # the WER difference at each seed both systems ran, in seed order
+    decoded: tuple[int, int] = (0, 0)  # utterances the system and the baseline decoded
+
+    @property
+    def consistent(self) -> bool:
+        """The difference has the same sign at every seed both ran (two or more); true with fewer.
+        The utterance test pools the seeds and treats the trained models as fixed, so it cannot see a
+        gain that one seed of three makes; this asks the seeds."""
+        return len(self.seed_deltas) < 2 or all(d * self.delta > 0 for d in self.seed_deltas)
 
     @property
     def holds(self) -> bool:
-        """The difference is significant at :data:`ALPHA`."""
-        return self.p_value < ALPHA
+        """Significant at :data:`ALPHA` over utterances, and in the same direction at every shared seed."""
+        return self.p_value < ALPHA and self.consistent
 
 
-def compare(system: UttErrors, baseline: UttErrors, name: str, replications: int = REPLICATIONS) -> Comparison:
+def compare(
+    system: UttErrors,
+    baseline: UttErrors,
+    name: str,
+    replications: int = REPLICATIONS,
+    seed_deltas: Sequence[float] = (),
+) -> Comparison:
     a, b = _common([system, baseline], f"a system and its baseline {name}")
     return Comparison(
-        name, a.wer - b.wer, prob_improvement(a, b, replications), paired_test(a, b, replications), len(a.utts)
+        name,
+        a.wer - b.wer,
+        prob_improvement(a, b, replications),
+        paired_test(a, b, replications),
+        len(a.utts),
+        tuple(seed_deltas),
+        (len(system.utts), len(baseline.utts)),
     )
 
 
@@ -208,10 +233,29 @@ class SystemSummary:
     utt: UttErrors | None = None  # the seeds pooled; None when a row has no per-utterance file
     ci: tuple[float, float] | None = None
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # by baseline method
+    notes: list[str] = field(default_factory=list)  # what a reader of its cell must know (said under the table)
 
     @property
     def seeds(self) -> list[int | None]:
         return [r.seed for r in self.rows]
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} ({self.data}, {self.decoding}) on {self.test_set}"
+
+    @property
+    def configs(self) -> dict[str, list[int | None]]:
+        """The training confs of its rows (:attr:`ResultRow.config`, rows without one left out) and
+        the seeds of each: more than one, and its mean is over two systems."""
+        out: dict[str, list[int | None]] = {}
+        for r in self.rows:
+            if r.config:
+                out.setdefault(r.config, []).append(r.seed)
+        return out
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.configs) > 1
 
     @property
     def mean(self) -> float:
@@ -224,11 +268,34 @@ class SystemSummary:
 
 
 def load_utt_errors(results_tsv: Path, row: ResultRow) -> UttErrors | None:
-    """The per-utterance errors behind ``row``, or None if it has none (an older row or a deleted file)."""
+    """The per-utterance errors behind ``row``, or None if it has none (an older row or a deleted file).
+    A file that cannot be read (cut short, edited) is named in a warning, and the row is reported
+    without its interval and tests instead of stopping the whole report."""
     if not row.utt_errs:
         return None
     path = Path(results_tsv).parent / row.utt_errs
-    return UttErrors.from_file(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return UttErrors.from_file(path)
+    except (SpeechtlError, ValueError) as e:
+        logging.warning(f"{row.method} ({row.data}, {row.decoding}) seed {row.seed}: {e}; reported without it")
+        return None
+
+
+def _seed_deltas(system: SystemSummary, baseline: SystemSummary) -> list[float]:
+    """The WER differences at the seeds both ran (seedless rows are no seed)."""
+    base = {r.seed: r.wer for r in baseline.rows if r.seed is not None}
+    return [r.wer - base[r.seed] for r in system.rows if r.seed in base]
+
+
+def _overlap_note(s: SystemSummary, runs: list[UttErrors]) -> None:
+    sizes = sorted({len(u.utts) for u in runs})
+    if len(sizes) > 1:
+        s.notes.append(
+            f"{s.name}: its seeds decoded {' / '.join(map(str, sizes))} utterances; the interval and tests are over "
+            f"the {len(s.utt.utts)} all of them decoded. Fix: decode every seed on the same test set"
+        )
 
 
 def summarize(
@@ -247,7 +314,19 @@ def summarize(
         s = SystemSummary(test_set, method, data, decoding, sorted(rs, key=lambda r: (r.seed is None, r.seed or 0)))
         runs = [load(r) for r in s.rows]
         if all(u is not None for u in runs):
-            s.utt = pool(runs)
+            try:
+                s.utt = pool(runs, f"the seeds of {s.name}")
+            except SpeechtlError as e:
+                logging.warning(f"{e}; reported without an interval or tests")
+            else:
+                _overlap_note(s, runs)
+        if s.mixed:
+            confs = "; ".join(f"seeds {' '.join(map(str, seeds))}: conf {c}" for c, seeds in s.configs.items())
+            s.notes.append(
+                f"{s.name}: its seeds were trained under {len(s.configs)} confs ({confs}), so its mean is over "
+                "different systems and it is not tested. Fix: train every seed under one conf (rerun them all)"
+            )
+            logging.warning(s.notes[-1])
         if len(rs) == 1 and rs[0].ci_low is not None and rs[0].ci_high is not None:
             s.ci = (rs[0].ci_low, rs[0].ci_high)  # computed when it was decoded, from the same errors
         elif s.utt is not None:
@@ -257,7 +336,7 @@ def summarize(
     for s in out:
         for b in baselines:
             base = by_key.get((s.test_set, b, s.data, s.decoding))
-            if base is None or base is s or s.utt is None or base.utt is None:
+            if base is None or base is s or s.utt is None or base.utt is None or s.mixed or base.mixed:
                 continue
             if set(s.utt.utts).isdisjoint(base.utt.utts):
                 # e.g. a row left from an earlier test set (other --test-speakers) that was not decoded again
@@ -266,5 +345,5 @@ def summarize(
                     f"decode; not compared. Fix: decode both on the same test set (rerun its stage 6)"
                 )
                 continue
-            s.comparisons[b] = compare(s.utt, base.utt, b, replications)
+            s.comparisons[b] = compare(s.utt, base.utt, b, replications, _seed_deltas(s, base))
     return out

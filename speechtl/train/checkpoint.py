@@ -1,5 +1,7 @@
 """Checkpoints: save, load, find the latest, average (icefall's --epoch/--avg)."""
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -25,6 +27,27 @@ def save_checkpoint(path: Path, model: CtcModel, **extra) -> None:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
+
+
+#: Train options that do not change the model a run makes (besides its seed, which is its own column).
+NOT_TRAINING = ("seed", "log_interval", "save_every_n", "max_bad_batches", "device", "keep_epochs")
+
+
+def config_digest(ckpt: dict) -> str:
+    """8 hex digits naming what trained a checkpoint, its seed left out: the model's config, the train
+    options, the method and its options. Two seeds of one system share it; a conf edited between them
+    (fewer epochs, another lr) does not. Empty for a checkpoint without its train options."""
+    train = ckpt.get("train_config")
+    if not train:
+        return ""
+    options = (ckpt.get("resume_key") or {}).get("options", {})
+    what = {
+        "model": ckpt.get("model_config"),
+        "train": {k: v for k, v in train.items() if k not in NOT_TRAINING},
+        "method": ckpt.get("method"),
+        "options": options,
+    }
+    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def load_checkpoint(path: Path) -> dict:
