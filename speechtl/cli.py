@@ -662,6 +662,10 @@ def cmd_recipe_info(a):
         from speechtl.data.corpora.imported import IMPORT_RULES
 
         print(IMPORT_RULES)
+    elif a.what == "corpus-key":  # stage 0's key: a corpus with files fixed or added is imported again
+        if a.corpus_dir is None:
+            raise SpeechtlError("recipe-info corpus-key needs --corpus-dir")
+        print(info.corpus_fingerprint(a.corpus_dir))
     elif a.what == "methods":  # the names a run.sh was given, checked before any stage makes a dir for them
         from speechtl.adapt import METHODS
 
@@ -1150,8 +1154,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("recipe-info", help="what a generated recipe's stages ask (speechtl.recipe.info)")
     s.add_argument(
-        "what", choices=["features", "units", "amounts", "text", "lm-text", "sources", "methods", "import-rules"]
+        "what",
+        choices=["features", "units", "amounts", "text", "lm-text", "sources", "methods", "import-rules", "corpus-key"],
     )
+    s.add_argument("--corpus-dir", type=Path, default=None, help="corpus-key: the corpus folder")
     s.add_argument("names", nargs="*", default=[], help="methods: the method names to check")
     s.add_argument("--source", default="", help="features: the source model")
     s.add_argument("--text", type=Path, default=None, help="units: the training text; lm-text: the text")

@@ -467,7 +467,21 @@ def test_an_import_by_other_rules_is_done_again(tiny_source, fsdd_dir, egs, tmp_
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     marker = recipe / "data" / "manifests" / ".done"
     assert f"import_rules={IMPORT_RULES}" in marker.read_text()
-    assert "Stage 0" not in run(recipe, "--stop-stage", "0").stdout  # the same rules: done
+    again = run(recipe, "--stop-stage", "0").stdout
+    assert "Stage 0" not in again  # the same rules and files: done
+    # a transcript fixed, a recording added: imported again (the key held only the options)
+    (corpus / "transcripts.txt").write_text((corpus / "transcripts.txt").read_text().replace("\tZERO", "\tzero"))
+    r = run(recipe, "--stop-stage", "0")
+    assert "Stage 0: import" in r.stdout, r.stdout[-2000:]
+    shutil.copy(fsdd_dir / "3_nicolas_40.wav", corpus / "train" / "nicolas" / "3_nicolas_40.wav")
+    with open(corpus / "transcripts.txt", "a") as f:
+        f.write("3_nicolas_40\tTHREE\n")
+    r = run(recipe, "--stop-stage", "0")
+    assert "Stage 0: import" in r.stdout, r.stdout[-2000:]
+    from lhotse import SupervisionSet
+
+    sups = SupervisionSet.from_file(recipe / "data" / "manifests" / "folder_supervisions_train.jsonl.gz")
+    assert "3_nicolas_40" in {s.id for s in sups}
     marker.write_text(marker.read_text().replace(f"import_rules={IMPORT_RULES}", "import_rules=1"))  # an older one's
     r = run(recipe, "--stop-stage", "0")
     assert r.returncode == 0 and "Stage 0: import" in r.stdout, r.stdout[-2000:]

@@ -5,8 +5,10 @@ Each function answers one question a stage of the generic ``run.sh`` has about
 every generated recipe (``speechtl recipe-info ...`` prints the answers).
 """
 
+import hashlib
 import logging
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +219,32 @@ def sources_message(egs_dirs: Iterable[Path]) -> str:
     head = "Trained sources here:\n" + "\n".join(lines) if lines else "No trained source here yet."
     checkout_egs = Path(__file__).resolve().parents[2] / "egs"  # this checkout's built-in recipes
     return f"{head}\n{how_to_make_a_source(checkout_egs)}"
+
+
+#: Audio, by extension: a corpus fingerprint takes their names and sizes (reading hours of audio to
+#: start a recipe would take minutes); every other file (transcripts, segments, wav.scp) by content.
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".oga", ".sph", ".aiff", ".aif", ".m4a", ".webm"}
+
+
+def corpus_fingerprint(corpus_dir: Path) -> str:
+    """12 hex digits that change when a file of ``corpus_dir`` is added, removed or renamed, an audio
+    file's size changes, or any other file's content does (a transcript or segments line fixed): a
+    generated recipe's stage 0 keys on it, so that fixing or adding files imports the corpus again
+    instead of keeping the manifests of what was there before. Hidden files and folders are left out."""
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        raise SpeechtlError(f"corpus folder {corpus_dir} does not exist. Fix: check --corpus-dir")
+    h = hashlib.sha1()
+    for root, dirs, files in os.walk(corpus_dir, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            path = Path(root) / name
+            rel = path.relative_to(corpus_dir).as_posix()
+            try:
+                if path.suffix.lower() in AUDIO_SUFFIXES:
+                    h.update(f"{rel}\0{path.stat().st_size}\n".encode())
+                else:
+                    h.update(f"{rel}\0".encode() + hashlib.sha1(path.read_bytes()).digest())
+            except OSError:  # a broken link: named, as the import will name it
+                h.update(f"{rel}\0unreadable\n".encode())
+    return h.hexdigest()[:12]

@@ -508,18 +508,22 @@ def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> Imp
     pairs = [(a, b) for a, b in CEDILLA_COMMA if a in present and b in present and not {a, b} & given]
     if not pairs:
         return opts
-    table = {ord(a): b for a, b in pairs}
-    letters = {c for pair in pairs for c in pair}
+    # The comma forms are the corpus's convention then: a cedilla letter whose comma form it never
+    # writes (ţ beside ş and ș) joins too, or its transcripts would mix the two conventions.
+    alone = [(a, b) for a, b in CEDILLA_COMMA if a in present and b not in present and not {a, b} & given]
+    table = {ord(a): b for a, b in pairs + alone}
+    letters = {c for pair in pairs + alone for c in pair}
     counts = Counter(c for u in utterances if u.text for c in u.text if c in letters)
     for u in utterances:
         if u.text:
             u.text = u.text.translate(table)
-    spec = ",".join(f"{a}={b}" for a, b in pairs)
+    spec = ",".join(f"{a}={b}" for a, b in pairs + alone)
     logging.warning(
         "both "
         + " and ".join(f"{a} ({counts[a]}x) and {b} ({counts[b]}x)" for a, b in pairs)
-        + f" occur: one letter typed two ways (cedilla for comma below), written {' '.join(b for _, b in pairs)} "
-        f"(--map-chars '{spec}'). To keep them apart: --map-chars '{','.join(f'{a}={a}' for a, _ in pairs)}'"
+        + f" occur: one letter typed two ways (cedilla for comma below), written {' '.join(b for _, b in pairs)}"
+        + (f", and so is {' '.join(f'{a} ({counts[a]}x) as {b}' for a, b in alone)}" if alone else "")
+        + f" (--map-chars '{spec}'). To keep them apart: --map-chars '{','.join(f'{a}={a}' for a, _ in pairs + alone)}'"
     )
     return replace(opts, text=replace(opts.text, map=",".join(x for x in (opts.text.map, spec) if x)))
 
@@ -540,7 +544,8 @@ def write_inventory(by_split: dict[str, list[Utterance]], path: Path, opts: Impo
 #: change: a generated recipe's stage 0 keys on it, so an updated speechtl imports the corpus again
 #: (and the stages after it rerun) instead of keeping transcripts written by the old rules.
 #: 2: lower case by str.lower, Turkish casing, --map-chars on the typed characters too.
-IMPORT_RULES = 2
+#: 3: ids, speaker folders and utt2spk in NFC; ş and ţ join their comma forms as a pair.
+IMPORT_RULES = 3
 
 #: Languages written with the dotless ı and the dotted İ, whose capital I is the dotless one's.
 TURKIC_LANGUAGES = ("tr", "az", "crh", "gag")

@@ -100,6 +100,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   # every stage after it reruns (their keys hold this one).
   key="corpus=$corpus corpus_dir=$corpus_dir skip_bad=$skip_bad prepare_opts=$prepare_opts validate_opts=$validate_opts"
   key+=" import_rules=$(speechtl recipe-info import-rules)"
+  # and with the corpus's files: one fixed (a transcript, a segments line) or added is imported again
+  key+=" files=$(speechtl recipe-info corpus-key --corpus-dir "$corpus_dir")"
   if ! is_done $manifests/.done "$key"; then
     skip=()
     [ "$skip_bad" = false ] || skip=(--skip-bad)
@@ -193,6 +195,10 @@ fi
 systems=()
 if [ "$stop_stage" -ge 3 ]; then
   [ -f $fbank/amounts.txt ] || { log "ERROR: $fbank/amounts.txt is missing: run stage 1 first"; exit 1; }
+  # the amounts are stage 1's: a --minutes given to a later stage would be ignored without a word
+  if [ "$stage" -gt 1 ] && [[ "$(cat $fbank/.done)" != *" minutes=$minutes" ]]; then
+    log "WARNING: --minutes '$minutes' is not stage 1's ($(grep -o ' minutes=.*' $fbank/.done)): the amounts are stage 1's, $(cut -d' ' -f1 $fbank/amounts.txt | tr '\n' ' ')(rerun from --stage 1 to change them)"
+  fi
   mapfile -t systems < <(system_names "$methods" "$(cut -d' ' -f1 $fbank/amounts.txt)" "$seeds")
 fi
 
