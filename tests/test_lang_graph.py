@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import os
 
 import kaldifst
 import numpy as np
@@ -167,3 +168,20 @@ def test_decoded_words_are_nfc_as_the_transcripts_are(tmp_path):
     assert {"र", "़", "ऱ"} <= set(lang.token2id)
     ids = [lang.token2id[t] for t in ("▁", "त", "र", "़", "ह")]
     assert lang.decode(ids) == ["तऱह"] and unicodedata.is_normalized("NFC", lang.decode(ids)[0])
+
+
+def test_the_lm_tools_print_into_logs_not_the_console(tmp_path, capfd):
+    """kaldilm's C++ lines ([I] Reading \\2-grams, a file:line each) and kaldingram's redrawn bars went
+    to the console between a recipe's own lines; they are in logs beside the LM, and a failure inside
+    shows their last lines."""
+    from speechtl.log import native_output_to
+
+    (tmp_path / "lm.txt").write_text("YES NO\nNO YES YES\n")
+    prepare_lang(lexicon_from_dict({"YES": ["Y"], "NO": ["N"]}), tmp_path / "lang", tmp_path / "lm.txt", lm_order=2)
+    err = capfd.readouterr().err
+    assert "arpa_file_parser" not in err and "[A" not in err
+    assert "Reading" in (tmp_path / "lang" / "arpa2fst.log").read_text()
+    with pytest.raises(RuntimeError), native_output_to(tmp_path / "x.log"):
+        os.write(2, b"the native reason\n")
+        raise RuntimeError("failed")
+    assert "the native reason" in capfd.readouterr().err

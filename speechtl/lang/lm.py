@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from speechtl.errors import SpeechtlError
+from speechtl.log import native_output_to
 
 
 def write_unigram_arpa(text: Path, arpa: Path, vocab: Iterable[str]) -> Path:
@@ -85,9 +86,11 @@ def train_ngram_lm(
     if order == 1:
         return write_unigram_arpa(text, arpa, vocab)
     raw = arpa.with_suffix(".unpruned.arpa") if prune_threshold > 0 else arpa
-    kaldingram.train.main(["--ngram-order", str(order), "--text", str(text), "--lm", str(raw)])
-    if prune_threshold > 0:
-        kaldingram.prune.main(["--lm", str(raw), "--write-lm", str(arpa), "--threshold", str(prune_threshold)])
+    # kaldingram's progress bars (a bar per order, redrawn) go to a log beside the LM, not the console
+    with native_output_to(Path(arpa).with_name("lm.log")):
+        kaldingram.train.main(["--ngram-order", str(order), "--text", str(text), "--lm", str(raw)])
+        if prune_threshold > 0:
+            kaldingram.prune.main(["--lm", str(raw), "--write-lm", str(arpa), "--threshold", str(prune_threshold)])
     added = add_missing_unigrams(arpa, vocab)
     logging.info(f"{order}-gram LM: {arpa}" + (f" ({added} lexicon words added at the floor)" if added else ""))
     return arpa
@@ -97,13 +100,14 @@ def arpa_to_fst(arpa: Path, words_txt: Path, g_fst: Path, max_order: int | None 
     """G.fst from an ARPA file, with ``#0`` on back-off arcs and <s>, </s> as epsilons."""
     import kaldilm
 
-    kaldilm.arpa2fst(
-        input_arpa=str(arpa),
-        output_fst=str(g_fst),
-        disambig_symbol="#0",
-        read_symbol_table=str(words_txt),
-        max_order=max_order or -1,
-    )
+    with native_output_to(Path(g_fst).with_name("arpa2fst.log")):  # kaldilm's progress lines, off the console
+        kaldilm.arpa2fst(
+            input_arpa=str(arpa),
+            output_fst=str(g_fst),
+            disambig_symbol="#0",
+            read_symbol_table=str(words_txt),
+            max_order=max_order or -1,
+        )
     if not Path(g_fst).is_file():
         raise SpeechtlError(f"kaldilm wrote no {g_fst} from {arpa}")
     return Path(g_fst)
