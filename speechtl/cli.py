@@ -1065,10 +1065,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synthesize)
 
     s = sub.add_parser("report", help="RESULTS.md (and a data-efficiency PNG) from results.tsv")
-    s.add_argument("--results", type=Path, default=Path("exp/results.tsv"))
-    s.add_argument("--results-md", type=Path, default=Path("RESULTS.md"))
-    s.add_argument("--title", default="Results")
-    s.add_argument("--plot", type=Path, default=None, help="e.g. exp/plots/data_efficiency.png")
+    s.add_argument(
+        "--results", type=Path, default=Path("exp/results.tsv"), help="the rows to report (decode writes them)"
+    )
+    s.add_argument(
+        "--results-md", type=Path, default=Path("RESULTS.md"), help="the tables, intervals and tests written"
+    )
+    s.add_argument("--title", default="Results", help="RESULTS.md's first line")
+    s.add_argument(
+        "--plot", type=Path, default=None, help="WER against target data, e.g. exp/plots/data_efficiency.png"
+    )
     s.add_argument("--test-set", default="test")
     s.add_argument("--decoding", default="hlg", help="the plot's decoding; auto: the best on --choose-on rows")
     s.add_argument("--choose-on", default="dev", help="--decoding auto: the test set it is chosen on")

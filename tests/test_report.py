@@ -95,6 +95,38 @@ def test_data_efficiency_plot_ticks_are_the_amounts(tmp_path, monkeypatch):
     assert seen["notes"] == ["whisper-zero-shot 70.0%"] and seen["ticks"] == ["1", "2", "5.3"]
 
 
+def test_the_plot_shows_the_spread_over_seeds_and_the_legend_its_baselines(tmp_path, monkeypatch, caplog):
+    """The plot drew seed means only (scratch's sd of 12 points at n=2 was invisible); --baselines half
+    kept a legend about ↓S / ↓F; a zero-shot baseline (data 0shots) was compared with nothing, unsaid."""
+    from matplotlib.figure import Figure
+
+    seen = {}
+    save = Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        seen["title"] = ax.get_title()
+        seen["bars"] = [seg for coll in ax.collections for seg in coll.get_segments()]
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    tsv = tmp_path / "results.tsv"
+    rows = [ResultRow("test", "scratch", "1min", "hlg", w, int(w), 100, seed) for seed, w in ((1, 40.0), (2, 60.0))]
+    rows += [ResultRow("test", "scratch", "2min", "hlg", w, int(w), 100, seed) for seed, w in ((1, 30.0), (2, 30.0))]
+    rows.append(ResultRow("test", "zero-shot", "0shots", "hlg", 70.0, 70, 100))
+    update_results(tsv, rows)
+    plot_data_efficiency(tsv, tmp_path / "p.png", "test", "hlg")
+    assert "mean ± sd over 2 seeds" in seen["title"]
+    spans = sorted(round(abs(seg[1][1] - seg[0][1]), 2) for seg in seen["bars"])
+    assert spans == [0.0, round(2 * 14.142, 2)]  # ± the sd of 40 and 60 at 1 min, none at 2 min
+    with caplog.at_level("WARNING"):
+        md = write_results_md(tsv, tmp_path / "R.md", baselines=["zero-shot"]).read_text()
+    assert "↓zero-shot / ↑zero-shot: WER lower / higher than zero-shot's" in md and "↓S" not in md
+    assert "baseline zero-shot has rows only at data 0shots" in caplog.text
+    with pytest.raises(SpeechtlError, match="does not exist"):
+        write_results_md(tmp_path / "none.tsv", tmp_path / "R2.md")
+
+
 def test_a_row_of_another_system_under_the_same_label_is_named(tmp_path, caplog):
     """Two hand decodes (variants/hubert_tiny, variants/wavlm_tiny) both labelled finetune all: the
     second silently replaced the first's row. It still replaces it (one row per key), and says so."""

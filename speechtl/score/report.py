@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 from speechtl.score.results import ResultRow, read_results
@@ -42,13 +44,18 @@ def _sort_key(r: ResultRow):
 
 #: Arrow marks: this row's WER is significantly lower (down) or higher (up) than the baseline's.
 _MARK = {"scratch": "S", "finetune": "F"}
-_LEGEND = (
-    "n=K: mean ± sd over K seeds; [low, high]: 95% bootstrap interval over utterances (seeds pooled); "
-    "↓S / ↑S: WER lower / higher than scratch's at the same data and decoding, paired sign-flip test "
-    "over utterances p < 0.05 and the same direction at every seed both ran (↓F / ↑F: finetune's). "
-    "The tests count utterances, each one's errors averaged over seeds: they take the trained models as "
-    "fixed, and the spread over seeds is the sd."
-)
+
+
+def _legend(baselines: Sequence[str]) -> str:
+    marks = [f"↓{_MARK.get(b, b)} / ↑{_MARK.get(b, b)}: {b}'s" for b in baselines]
+    return (
+        "n=K: mean ± sd over K seeds; [low, high]: 95% bootstrap interval over utterances (seeds pooled); "
+        f"{marks[0].split(': ')[0]}: WER lower / higher than {baselines[0]}'s at the same data and decoding, "
+        "paired sign-flip test over utterances p < 0.05 and the same direction at every seed both ran"
+        + (f" ({'; '.join(marks[1:])})" if len(marks) > 1 else "")
+        + ". The tests count utterances, each one's errors averaged over seeds: they take the trained models as "
+        "fixed, and the spread over seeds is the sd."
+    )
 
 
 def _cell(s: SystemSummary) -> str:
@@ -165,10 +172,27 @@ def write_results_md(
 ) -> Path:
     """``baselines``: the methods every row is paired with at its test set, data and decoding
     (scratch and finetune; add e.g. a teacher, ``whisper-lp-ft``, to test its students against it)."""
+    if not Path(results_tsv).is_file():
+        raise SpeechtlError(f"{results_tsv} does not exist. Fix: check --results, or run the decode stage first.")
     rows = read_results(results_tsv)
     if not rows:
         raise SpeechtlError(f"{results_tsv} has no results yet. Fix: run the decode stage first.")
-    lines = [f"# {title}", "", f"Generated from `{Path(results_tsv).name}`; WER in %, (errors/words).", _LEGEND, ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated from `{Path(results_tsv).name}`; WER in %, (errors/words).",
+        _legend(list(baselines)),
+        "",
+    ]
+    for b in baselines:  # a baseline is paired with rows of its own data only: say when that is none
+        mine = {(r.test_set, r.data, r.decoding) for r in rows if r.method == b}
+        others = {(r.test_set, r.data, r.decoding) for r in rows if r.method != b}
+        if mine and not mine & others:
+            logging.warning(
+                f"baseline {b} has rows only at data {', '.join(sorted({d for _, d, _ in mine}))}, which no other "
+                "method has: nothing is compared with it (a row is paired with a baseline at its own test set, "
+                "data and decoding)"
+            )
     lines += _stale_lines(results_tsv, rows)
     summaries = summarize(sorted(rows, key=_sort_key), lambda r: load_utt_errors(results_tsv, r), baselines)
     by_test: dict[str, list[SystemSummary]] = defaultdict(list)
@@ -319,8 +343,11 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
         no_data = (parse_amount(r.data) or (0.0, ""))[0] == 0
         if r.test_set == test_set and r.method.endswith("zero-shot") and r.method not in plotted and no_data:
             seeds[(r.method, r.data)].append(r)
-    # Several seeds of a system make one point, at their mean WER.
+    # Several seeds of a system make one point, at their mean WER, with a bar of +- their sd.
     rows = [replace(rs[0], wer=sum(r.wer for r in rs) / len(rs)) for rs in seeds.values()]
+    spread = {
+        (rs[0].method, rs[0].data): float(np.std([r.wer for r in rs], ddof=1)) for rs in seeds.values() if len(rs) > 1
+    }
     curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
     levels: dict[str, float] = {}
     units = set()
@@ -331,7 +358,7 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
                 levels[r.method] = r.wer
             continue
         units.add(a[1])
-        curves[r.method].append((a[0], r.wer))
+        curves[r.method].append((a[0], r.wer, spread.get((r.method, r.data), 0.0)))
     if not curves:
         return None
     if len(units) > 1:
@@ -339,7 +366,9 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for method in sorted(curves):
         pts = sorted(curves[method])
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+        ax.errorbar(
+            [p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3, label=method
+        )
     for method, wer in sorted(levels.items()):
         ax.axhline(wer, linestyle="--", color="gray")
         ax.annotate(f"{method} {wer:.1f}%", (0.01, wer), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
@@ -347,7 +376,9 @@ def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: 
     ax.set_xlabel("labelled target data (" + ("minutes" if unit == "min" else "shots per class") + ")")
     what = "WER over characters" if counts_characters(rows) else "WER"
     ax.set_ylabel(f"{what} (%), {decoding}")
-    ax.set_title(f"{test_set}: WER against labelled target data")
+    n = sorted({len(rs) for (m, d), rs in seeds.items() if (parse_amount(d) or (0.0, ""))[0] > 0})
+    over = f"; mean ± sd over {'/'.join(map(str, n))} seeds" if n[-1] > 1 else ""
+    ax.set_title(f"{test_set}: WER against labelled target data{over}")
     amounts = sorted({p[0] for pts in curves.values() for p in pts})
     if len(amounts) > 2:
         ax.set_xscale("log")
