@@ -632,6 +632,15 @@ def test_commonvoice_parts_validated_is_split_and_a_slip_of_language_is_named(tm
     sups = supervisions(out, "commonvoice")
     assert len(sups) == 20 and {s["split"] for s in sups.values()} == {"train", "dev", "test"}
     assert not list(out.glob("*validated*"))
+    # a copy in a folder of the user's name (cv_ru): its name is no language code, so --language is no slip
+    shutil.copytree(root / "ru", tmp_path / "cv_ru")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        prepare_commonvoice(tmp_path / "cv_ru", tmp_path / "o2", language="ru", parts=["validated"])
+    assert "a slip" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        prepare_commonvoice(tmp_path / "cv_ru", tmp_path / "o3", parts=["validated"])
+    assert "'cv_ru' (the folder's name) is taken as the language code" in caplog.text
 
 
 def write_librispeech(root: Path, yesno_dir: Path, part: str, first_speaker: int) -> dict[str, str]:

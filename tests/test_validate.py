@@ -75,6 +75,7 @@ def test_every_bad_kind(tmp_path, formats):
         "voice.m4a": (b"\x00\x00\x00\x20ftypM4A " + bytes(3000), "unsupported-format"),
         "garbage.wav": (b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk", "unreadable"),
         "header_only.wav": ((d / "a.wav").read_bytes()[:44], "truncated"),
+        "cut_in_header.wav": ((d / "a.wav").read_bytes()[:30], "truncated"),  # was "unreadable ... ffmpeg"
     }
     for name, (data, kind) in cases.items():
         (tmp_path / name).write_bytes(data)

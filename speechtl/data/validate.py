@@ -262,8 +262,14 @@ def _wav_shortfall(path: Path, size: int) -> str | None:
         f.seek(12)
         while True:
             hdr = f.read(8)
-            if len(hdr) < 8:
-                return None
+            if len(hdr) < 8:  # no data chunk: cut inside its header (by the RIFF size), or corrupt
+                f.seek(4)
+                declared = struct.unpack("<I", f.read(4))[0] + 8
+                return (
+                    f"it ends inside its header, at byte {size} of the {declared} announced"
+                    if size < declared
+                    else None
+                )
             chunk, n = hdr[:4], struct.unpack("<I", hdr[4:])[0]
             if chunk == b"data":
                 if n in (0, 0xFFFFFFFF):  # streaming writers leave the size open
@@ -313,7 +319,10 @@ def probe_file(path: Path) -> AudioInfo | tuple[str, str]:
     try:
         f = sf.SoundFile(str(path))
     except Exception as e:  # soundfile raises several types for bad files
-        return "unreadable", f"cannot be decoded ({type(e).__name__}: {str(e).strip()})"
+        why = str(e).strip()
+        if "does not exist" in why:  # libsndfile's words for a file it cannot parse (a cut-short mp3)
+            why = f"libsndfile finds no audio it can read in it: cut short or corrupt ({why})"
+        return "unreadable", f"cannot be decoded ({type(e).__name__}: {why})"
     with f:
         info = AudioInfo(int(f.samplerate), int(f.frames), int(f.channels), misnamed)
         if info.num_samples == 0:

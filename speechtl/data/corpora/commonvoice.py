@@ -19,6 +19,7 @@ dev and test from ``validated`` by the seeded, speaker-disjoint rule
 
 import csv
 import logging
+import re
 from pathlib import Path
 
 from speechtl.data.corpora.imported import Manifests, Pathlike, Utterance, build_corpus, import_options, read_lines
@@ -32,7 +33,13 @@ _GENDERS = {"male": "m", "female": "f", "male_masculine": "m", "female_feminine"
 def language_dir(corpus_dir: Path, language: str | None) -> tuple[Path, str]:
     """The folder of one language, and its code."""
     if (corpus_dir / "clips").is_dir():
-        if language is not None and language != corpus_dir.name:
+        code_like = re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2,4})?", corpus_dir.name) is not None  # ro, zh-CN, ckb
+        if language is None and not code_like:
+            logging.warning(
+                f"{corpus_dir.name!r} (the folder's name) is taken as the language code of its supervisions. "
+                "Fix, if it is not one: --language CODE (ro, sw, zh-CN)"
+            )
+        if language is not None and language != corpus_dir.name and code_like:
             logging.warning(
                 f"{corpus_dir} is Common Voice's folder of {corpus_dir.name!r}, and --language says {language!r}: "
                 f"the supervisions are marked {language!r}. Fix, if that is a slip: --language {corpus_dir.name}"
