@@ -100,6 +100,9 @@ def test_kaldi_pipes_are_run(formats):
     assert isinstance(info, AudioInfo) and info.num_samples == len(formats[1])
     kind, detail = probe_audio_source("exit 3 |")
     assert kind == "unreadable" and "failed" in detail
+    # a tool the pipe runs is not installed (Kaldi's flac -c -d -s): install it, not "replace the file"
+    kind, detail = probe_audio_source(f"no-such-flac -c -d -s {formats[0] / 'a.flac'} | cat |")
+    assert kind == "missing-tool" and "runs no-such-flac, which is not installed here" in detail
 
 
 def test_duration_limits():

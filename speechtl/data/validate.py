@@ -75,6 +75,8 @@ FIXES = {
     "too-short": "delete the utterance, or merge it with a neighbour; it is shorter than the model can align",
     "too-long": "split it into shorter utterances (Kaldi segments, or shorter intervals in its TextGrid or "
     ".eaf), or raise --max-duration",
+    "missing-tool": "install it (Debian: apt-get install flac, sox, or the package that has it), or write "
+    "wav.scp with a tool this machine has (sox FILE -t wav - |)",
     "bad-annotation": "open it in Praat and Save as text file (UTF-8 or UTF-16), or in ELAN and save it, again",
 }
 
@@ -360,6 +362,9 @@ def probe_command(cmd: str, timeout: float = 120.0) -> AudioInfo | tuple[str, st
         out = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return "unreadable", f"the command '{cmd}' ran longer than {timeout:.0f} s"
+    missing = re.search(r"([\w.+-]+): command not found", out.stderr.decode("utf-8", "replace"))
+    if missing:  # a tool of the pipe is not installed here: its fix is to install it, not a new file
+        return "missing-tool", f"the command '{cmd}' runs {missing.group(1)}, which is not installed here"
     if out.returncode != 0:
         err = out.stderr.decode("utf-8", "replace").strip().splitlines()
         return "unreadable", f"the command '{cmd}' failed ({err[-1] if err else f'exit {out.returncode}'})"
