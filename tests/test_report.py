@@ -156,6 +156,13 @@ def test_rows_whose_decode_files_are_gone_are_named_stale(tmp_path):
     text = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
     assert "**1 stale row(s)**" in text and "lp-ft 5min" in text.split("stale row")[1].splitlines()[0]
     assert "finetune 5min" not in text.split("stale row")[1].splitlines()[0]
+    assert "| lp-ft | 5min | 20.00 (2/10) |" in text  # its only row: shown, named stale above
+    # a seed retrained and not decoded again is left out of a mean over the current seeds
+    update_results(tsv, [ResultRow("test", "finetune", "5min", "greedy", 90.0, 9, 10, 2, utt_errs="c/utt-errs.txt")])
+    update_results(tsv, [ResultRow("test", "finetune", "5min", "greedy", 10.0, 1, 10, 1, utt_errs="a/utt-errs.txt")])
+    text = write_results_md(tsv, tmp_path / "RESULTS.md").read_text()
+    assert "finetune 5min s2" in text and "1 of them are left out of their systems' cells" in text
+    assert "| finetune | 5min | 10.00 (1/10)" in text and "(n=2)" not in text
 
 
 def test_the_plots_decoding_is_chosen_on_dev(tmp_path):

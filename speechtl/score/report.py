@@ -194,7 +194,9 @@ def write_results_md(
                 "data and decoding)"
             )
     lines += _stale_lines(results_tsv, rows)
-    summaries = summarize(sorted(rows, key=_sort_key), lambda r: load_utt_errors(results_tsv, r), baselines)
+    summaries = summarize(
+        sorted(_current(results_tsv, rows), key=_sort_key), lambda r: load_utt_errors(results_tsv, r), baselines
+    )
     by_test: dict[str, list[SystemSummary]] = defaultdict(list)
     for s in summaries:
         by_test[s.test_set].append(s)
@@ -276,22 +278,41 @@ def _oov_lines(test_set: str, rows: Sequence[ResultRow]) -> list[str]:
     ]
 
 
+def _is_stale(results_tsv: Path, r: ResultRow) -> bool:
+    return bool(r.utt_errs) and not (Path(results_tsv).parent / r.utt_errs).is_file()
+
+
+def _current(results_tsv: Path, rows: Sequence[ResultRow]) -> list[ResultRow]:
+    """``rows`` less the stale seeds of systems that have current ones: a seed retrained and not yet
+    decoded again would average an earlier model into the others' mean."""
+    current = {r.key[:4] for r in rows if not _is_stale(results_tsv, r)}
+    return [r for r in rows if not (_is_stale(results_tsv, r) and r.key[:4] in current)]
+
+
 def _stale_lines(results_tsv: Path, rows: Sequence[ResultRow]) -> list[str]:
     """Rows whose per-utterance errors file is gone: their system was retrained (its exp dir reset)
     or its decode deleted since, so the numbers are an earlier model's. Named in the log and above
-    the tables, not dropped (a row is all that is left of that measurement)."""
-    stale = [r for r in rows if r.utt_errs and not (Path(results_tsv).parent / r.utt_errs).is_file()]
+    the tables; a system's only rows stay in its cell (all that is left of that measurement), a
+    stale seed beside current ones does not (:func:`_current`)."""
+    stale = [r for r in rows if _is_stale(results_tsv, r)]
     if not stale:
         return []
+    dropped = len(stale) - (len(rows) - len(_current(results_tsv, rows)))
     names = sorted({f"{r.method} {r.data}" + (f" s{r.seed}" if r.seed is not None else "") for r in stale})
     logging.warning(
         f"{results_tsv}: {len(stale)} row(s) of {', '.join(names[:6])}{' ...' if len(names) > 6 else ''} have lost "
         "their decode files (the system was retrained or its decode deleted since): their numbers may be an "
         "earlier model's. Fix: decode them again (the recipe's decode stage)"
     )
+    left_out = len(stale) - dropped
     return [
         f"**{len(stale)} stale row(s)** (their decode files are gone: retrained or deleted since; decode again): "
-        + ", ".join(names),
+        + ", ".join(names)
+        + (
+            f". {left_out} of them are left out of their systems' cells, whose other seeds are current"
+            if left_out
+            else ""
+        ),
         "",
     ]
 
