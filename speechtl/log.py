@@ -26,8 +26,9 @@ def native_output_to(path: Path) -> Iterator[None]:
     error its last lines are printed, so nothing that explains a failure is hidden."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:  # None under pythonw or a daemon
+            stream.flush()
     saved = [os.dup(1), os.dup(2)]
     path.write_bytes(b"")
     try:
@@ -43,8 +44,11 @@ def native_output_to(path: Path) -> Iterator[None]:
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
     except BaseException:
-        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
-        sys.stderr.write("".join(f"{line}\n" for line in tail))
+        try:
+            tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+            sys.stderr.write("".join(f"{line}\n" for line in tail))
+        except (OSError, AttributeError):  # the log gone, or no stderr: the error itself still goes up
+            pass
         raise
     finally:
         for fd in saved:

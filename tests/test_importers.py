@@ -1033,6 +1033,24 @@ def test_kaldi_tags_are_no_words_and_a_small_overshoot_is_cut(tmp_path, yesno_di
         prepare_kaldi(d, tmp_path / "m2", dev_fraction=0, test_fraction=0)
 
 
+def test_supervisions_past_their_recording_in_manifests_made_elsewhere(tmp_path):
+    """Manifests not made by speechtl's importers: a supervision 4 ms past its recording's end stopped
+    the fbank stage in a lhotse AssertionError that named neither the cut nor the cause."""
+    from lhotse import Recording, SupervisionSegment
+
+    from speechtl.features.compute import one_cut_per_supervision
+
+    sf.write(tmp_path / "a.wav", np.random.default_rng(0).standard_normal(16003) * 0.1, 16000)
+    rec = Recording.from_file(tmp_path / "a.wav")
+    sups = [SupervisionSegment("s1", rec.id, 0.0, 0.5), SupervisionSegment("s2", rec.id, 0.5, rec.duration - 0.496)]
+    cuts = CutSet.from_manifests(
+        recordings=RecordingSet.from_recordings([rec]), supervisions=SupervisionSet.from_segments(sups)
+    )
+    out = one_cut_per_supervision(cuts, "train")
+    assert sorted(c.supervisions[0].id for c in out) == ["s1", "s2"]
+    assert max(c.end for c in out) == pytest.approx(rec.duration)
+
+
 def test_kaldi_archive_offsets_are_read_through_wav_copy_or_named(tmp_path, yesno_dir, monkeypatch):
     """wav.scp's `wav.ark:13` read as a missing file ('add the audio file, or delete the transcript line')."""
     wavs = sorted(yesno_dir.glob("*.wav"))[:4]
@@ -1140,9 +1158,16 @@ def test_a_code_page_transcript_names_its_audio_and_the_code_page(tmp_path, yesn
         assert (f"the transcript of {w.name}" in msg) == (i % 2 == 0), w.name
     prepare_folder(root, tmp_path / "out", skip_bad_audio=True, dev_fraction=0.25, test_fraction=0.25)
     assert set(supervisions(tmp_path / "out", "folder")) == {w.stem for i, w in enumerate(wavs) if i % 2}
+    # the same as .txt files beside the audio (the commonest layout): the sentence names no file
+    (root / "transcripts.csv").unlink()
+    for w in wavs:
+        (root / f"{w.stem}.txt").write_bytes(texts[w.name].encode("cp1254") + b"\n")
+    with pytest.raises(SpeechtlError) as e:
+        prepare_folder(root, tmp_path / "side")
+    assert "no-transcript" not in str(e.value) and f"the transcript of {wavs[0].name}" in str(e.value)
 
 
-def test_code_page_readings_put_the_likeliest_first():
+def test_code_page_readings_put_the_odd_ones_last():
     from speechtl.data.textfile import code_page_readings
 
     for text, codec, word in [
@@ -1247,6 +1272,12 @@ def test_turkish_casing_and_speakers_without_marks_at_import(tmp_path, yesno_dir
     tatar = [Utterance(f"k{i}", "x.wav", "Iske Qazan ıraq tügel", "x") for i in range(10)]
     assert turkic_casing(tatar, ImportOptions(language="tt")).text.turkic_case is True
     assert turkic_casing(german, ImportOptions(language="kk")).text.turkic_case is False
+    # a stray comma-below ș in a Turkish corpus is its typo of ş: not the Romanian join
+    from speechtl.data.corpora.imported import join_cedilla_commas
+
+    typo = [Utterance("t1", "x.wav", "Işık şişe", "x"), Utterance("t2", "x.wav", "șu an", "x")]
+    opts = turkic_casing(typo * 5, ImportOptions())
+    assert join_cedilla_commas(typo, opts) is opts and typo[0].text == "Işık şişe"
 
     greek = ["ο δρόμος της οδού είναι μεγάλος", "ο ήλιος λάμπει στην πόλη σήμερα"] * 4
     utts = [Utterance(f"a{i}", "x.wav", t, "x", speaker="a") for i, t in enumerate(greek)]

@@ -296,6 +296,11 @@ def test_different_seeds_train_different_models_and_the_same_seed_the_same(small
     assert config_digest(edited) != rows[0].config
     edited["train_config"].update(lr=0.01, seed=7, log_interval=1)  # neither trains another model
     assert config_digest(edited) == rows[0].config
+    assert "method_options" in edited  # kept by averaging, unlike the resume key (frozen layers, loss weights)
+    assert config_digest({**edited, "method_options": {"bottom_layers": 2}}) != rows[0].config
+    # an option added to speechtl since, saved at its default by the newer checkpoint: the same system
+    older = {**edited, "train_config": {k: v for k, v in edited["train_config"].items() if k != "layer_mix_lr"}}
+    assert config_digest(older) == rows[0].config
 
 
 def test_recipes_name_one_system_per_seed():

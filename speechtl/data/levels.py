@@ -20,8 +20,8 @@ from speechtl.atomic import atomic_open
 SILENT_PEAK = 1e-4
 #: Peak below this (-40 dBFS): a microphone's gain far too low, or the wrong input.
 QUIET_PEAK = 0.01
-#: A sample at or above this magnitude is at full scale.
-FULL_SCALE = 0.999
+#: A sample at or above this magnitude is at full scale (8-bit audio's largest is 0.992).
+FULL_SCALE = 0.99
 #: Share of samples at full scale above which a cut is clipped (loud speech touches it now and then).
 CLIPPED_SHARE = 0.01
 
@@ -42,9 +42,10 @@ def level_issue(samples: np.ndarray, downmixed: bool = False) -> str | None:
             )
         return "silent (no sample above -80 dBFS). Fix: replace the file, or delete the utterance"
     if peak < QUIET_PEAK:
+        cancel = " (or, down-mixed from stereo, its channels nearly cancel: try sox IN.wav OUT.wav remix 1)"
         return (
-            f"very quiet: peak {20 * np.log10(peak):.0f} dBFS. Fix: check the recording's input and gain "
-            "(sox IN.wav OUT.wav gain -n -3 raises it, with its noise)"
+            f"very quiet: peak {20 * np.log10(peak):.0f} dBFS{cancel if downmixed else ''}. Fix: check the "
+            "recording's input and gain (sox IN.wav OUT.wav gain -n -3 raises it, with its noise)"
         )
     clipped = float(np.mean(x >= FULL_SCALE))
     if clipped > CLIPPED_SHARE:

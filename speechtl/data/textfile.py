@@ -48,7 +48,8 @@ def code_page_readings(raw: bytes, at: int) -> str:
 
 def _oddity(word: str) -> int:
     """How unlike a written word ``word`` is: symbols inside it ('ÀÒÉÒä·Â'), and a capital after a
-    small letter; the readings are listed from the likeliest."""
+    small letter. The readings are listed from the least odd; among equally plausible ones (Latin
+    readings of a Turkish word) the user, who knows the language, picks."""
     odd = sum(not (c.isalnum() or unicodedata.category(c).startswith("M") or c in "'’-") for c in word)
     return odd + sum(a.islower() and b.isupper() for a, b in pairwise(word))
 

@@ -127,11 +127,14 @@ class Report:
     multichannel: int = 0
     unread: dict[str, str] = field(default_factory=dict)  # a name in a non-UTF-8 line -> that line's file:line
     misnamed: list[str] = field(default_factory=list)  # files read by their content, not their names
+    _claimable: dict[str, int] | None = field(default=None, repr=False)  # unclaimed bad-encoding problems by place
 
     def add(self, kind: str, where: str, detail: str, utt_id: str | None = None) -> None:
         if kind not in FIXES:
             raise ValueError(f"unknown problem kind {kind!r}")
         self.problems.append(Problem(kind, where, detail, utt_id))
+        if kind == "bad-encoding":
+            self._claimable = None
 
     def note_unread(self, where: str, line: str) -> None:
         """A transcript line that could not be decoded: the file names in it (its bytes read as Latin-1,
@@ -146,17 +149,25 @@ class Report:
         then names the audio and its utterance (which ``--skip-bad`` leaves out), in place of a
         ``no-transcript`` whose fix (write a transcript) would be wrong."""
         name = PurePath(audio.strip())
-        where = self.unread.get(name.name) or self.unread.get(name.stem)
-        for i, p in enumerate(self.problems):
-            if p.kind == "bad-encoding" and p.where == where and p.utt_id is None:
-                self.problems[i] = replace(p, detail=f"{p.detail}; the transcript of {name.name}", utt_id=utt_id)
-                return True
-        return False
+        where = self.unread.get(str(name.with_suffix(""))) or self.unread.get(name.name) or self.unread.get(name.stem)
+        if where is None:
+            return False
+        if self._claimable is None:  # built once: a 100,000-line CSV in a code page is claimed in linear time
+            self._claimable = {
+                p.where: i for i, p in enumerate(self.problems) if p.kind == "bad-encoding" and p.utt_id is None
+            }
+        i = self._claimable.pop(where, None)
+        if i is None:
+            return False
+        p = self.problems[i]
+        self.problems[i] = replace(p, detail=f"{p.detail}; the transcript of {name.name}", utt_id=utt_id)
+        return True
 
     def merge(self, other: "Report", kinds: set[str] | None = None) -> None:
         """Take ``other``'s problems (only those of ``kinds`` when given) and undecodable lines."""
         self.problems += [p for p in other.problems if kinds is None or p.kind in kinds]
         self.unread.update({k: v for k, v in other.unread.items() if k not in self.unread})
+        self._claimable = None
 
     def note_audio(self, info: AudioInfo, source: str = "") -> None:
         self.rates[info.sampling_rate] += 1

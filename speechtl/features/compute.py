@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
 from lhotse.features.base import Features
+from lhotse.utils import fastcopy
 from tqdm import tqdm
 
 from speechtl.atomic import atomic_open, atomic_path, writable_dir
@@ -123,13 +124,25 @@ def levels_file(out_cuts_path: str | Path) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl.gz") + ".levels.tsv")
 
 
+def _within(sup, duration: float, overshoot: float = 0.5):
+    """``sup`` cut at ``duration`` when it ends past it by at most ``overshoot`` seconds."""
+    if sup.start < duration < sup.end <= duration + overshoot:
+        return fastcopy(sup, duration=duration - sup.start)
+    return sup
+
+
 def one_cut_per_supervision(cuts: CutSet, split: str) -> CutSet:
     """Cuts of one utterance each. A Kaldi ``segments`` file (or any corpus of long recordings)
     gives recordings holding several supervisions: one cut per recording would put a whole
     recording in a batch (training and decoding stop at its several supervisions) and count its
     silences in the amounts of labelled speech. A cut whose one supervision spans it stays as it
     is (its id, its features), which is every built-in corpus."""
-    cuts = cuts.to_eager()
+    # A supervision ending past its recording by up to Kaldi's 0.5 s overshoot (manifests made elsewhere;
+    # the importers cut it already) ends with it: lhotse's trim to it failed with an AssertionError
+    # ("supervisions with different channels") that named neither the cut nor the cause.
+    cuts = CutSet.from_cuts(
+        fastcopy(c, supervisions=[_within(s, c.duration) for s in c.supervisions]) for c in cuts
+    ).to_eager()
     whole = all(
         len(c.supervisions) == 1 and c.supervisions[0].start <= 1e-3 and c.supervisions[0].end >= c.duration - 1e-3
         for c in cuts

@@ -109,5 +109,7 @@ def arpa_to_fst(arpa: Path, words_txt: Path, g_fst: Path, max_order: int | None 
             max_order=max_order or -1,
         )
     if not Path(g_fst).is_file():
-        raise SpeechtlError(f"kaldilm wrote no {g_fst} from {arpa}")
+        raise SpeechtlError(
+            f"kaldilm wrote no {g_fst} from {arpa}; its output: {Path(g_fst).with_name('arpa2fst.log')}"
+        )
     return Path(g_fst)

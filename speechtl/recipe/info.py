@@ -9,6 +9,7 @@ import hashlib
 import logging
 import math
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,30 +222,43 @@ def sources_message(egs_dirs: Iterable[Path]) -> str:
     return f"{head}\n{how_to_make_a_source(checkout_egs)}"
 
 
-#: Audio, by extension: a corpus fingerprint takes their names and sizes (reading hours of audio to
-#: start a recipe would take minutes); every other file (transcripts, segments, wav.scp) by content.
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".oga", ".sph", ".aiff", ".aif", ".m4a", ".webm"}
+#: Files a corpus fingerprint reads whole (transcripts, Kaldi's text/segments/wav.scp/utt2spk, which
+#: have no suffix), up to :data:`MAX_READ` bytes; every other file, audio included, counts by name,
+#: size and modification time (reading hours of audio, or a tarball beside it, to start a recipe
+#: would take minutes and memory).
+TEXT_SUFFIXES = {"", ".txt", ".tsv", ".csv", ".json", ".jsonl", ".lab", ".textgrid", ".eaf", ".scp", ".list"}
+MAX_READ = 1 << 20
 
 
 def corpus_fingerprint(corpus_dir: Path) -> str:
-    """12 hex digits that change when a file of ``corpus_dir`` is added, removed or renamed, an audio
-    file's size changes, or any other file's content does (a transcript or segments line fixed): a
-    generated recipe's stage 0 keys on it, so that fixing or adding files imports the corpus again
-    instead of keeping the manifests of what was there before. Hidden files and folders are left out."""
+    """12 hex digits that change when a file of ``corpus_dir`` is added, removed, renamed or rewritten
+    (an audio file by its size and time, a transcript or segments file by its content): a generated
+    recipe's stage 0 keys on it, so that fixing or adding files imports the corpus again instead of
+    keeping the manifests of what was there before. Hidden files and folders, and anything that is
+    not a regular file (a FIFO), are left out; a folder linked twice is walked once."""
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise SpeechtlError(f"corpus folder {corpus_dir} does not exist. Fix: check --corpus-dir")
     h = hashlib.sha1()
+    seen: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(corpus_dir, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:  # a link back up the tree, or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(f for f in files if not f.startswith(".")):
             path = Path(root) / name
             rel = path.relative_to(corpus_dir).as_posix()
             try:
-                if path.suffix.lower() in AUDIO_SUFFIXES:
-                    h.update(f"{rel}\0{path.stat().st_size}\n".encode())
-                else:
+                st = path.stat()
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if path.suffix.lower() in TEXT_SUFFIXES and st.st_size <= MAX_READ:
                     h.update(f"{rel}\0".encode() + hashlib.sha1(path.read_bytes()).digest())
+                else:
+                    h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
             except OSError:  # a broken link: named, as the import will name it
                 h.update(f"{rel}\0unreadable\n".encode())
     return h.hexdigest()[:12]

@@ -112,12 +112,18 @@ def _comparison_lines(summaries: list[SystemSummary], baselines: Sequence[str] =
     return [*lines, ""]
 
 
-def _note_lines(summaries: list[SystemSummary]) -> list[str]:
+def _note_lines(summaries: list[SystemSummary], baselines: Sequence[str] = BASELINES) -> list[str]:
     """What the cells of a table cannot say: seeds under several confs, seeds decoded on other
-    utterances, a system compared on part of what it decoded."""
+    utterances, a system compared on part of what it decoded or over other seeds."""
+
+    def seeds(x: SystemSummary) -> str:
+        return " ".join(str(r.seed) for r in x.rows if r.seed is not None) or "none recorded"
+
     notes = [n for s in summaries for n in s.notes]
     for s in summaries:
         for c in s.comparisons.values():
+            if s.method in baselines and baselines.index(s.method) < baselines.index(c.baseline):
+                continue  # the mirror of a pair noted from its other side
             if c.utterances < max(c.decoded):
                 notes.append(
                     f"{s.name} vs {c.baseline}: compared on the {c.utterances} utterances both decoded (of "
@@ -127,10 +133,15 @@ def _note_lines(summaries: list[SystemSummary]) -> list[str]:
                 (b for b in summaries if (b.method, b.data, b.decoding) == (c.baseline, s.data, s.decoding)), None
             )
             if base is not None and {r.seed for r in s.rows} != {r.seed for r in base.rows}:
-                seeds = " ".join(str(r.seed) for r in s.rows)
+                shared = len(c.seed_deltas)
                 notes.append(
-                    f"{s.name}: seeds {seeds}, {c.baseline}'s {' '.join(str(r.seed) for r in base.rows)}: "
-                    "the means are over other seeds; the per-seed column has the shared ones"
+                    f"{s.name}: seeds {seeds(s)}, {c.baseline}'s {seeds(base)}: the means are over other seeds; "
+                    + (
+                        "no seed is shared, so whether the difference holds at every seed is not asked"
+                        if shared == 0
+                        else f"{shared} shared seed(s)"
+                        + (" (the per-seed column)" if shared > 1 else f", ΔWER {c.seed_deltas[0]:+.2f} there")
+                    )
                 )
     return ["Notes:", "", *(f"- {n}" for n in dict.fromkeys(notes)), ""] if notes else []
 
@@ -219,7 +230,7 @@ def write_results_md(
         lines += _unit_lines(test_set, [r for r in rows if r.test_set == test_set])
         lines += _oov_lines(test_set, [r for r in rows if r.test_set == test_set])
         lines += _comparison_lines(ss, baselines)
-        lines += _note_lines(ss)
+        lines += _note_lines(ss, baselines)
     lines += _per_speaker_lines(summaries)
     with atomic_open(Path(out)) as f:
         f.write("\n".join(lines))

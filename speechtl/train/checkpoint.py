@@ -5,6 +5,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,13 +38,21 @@ def config_digest(ckpt: dict) -> str:
     """8 hex digits naming what trained a checkpoint, its seed left out: the model's config, the train
     options, the method and its options. Two seeds of one system share it; a conf edited between them
     (fewer epochs, another lr) does not. Empty for a checkpoint without its train options."""
+    from speechtl.train.trainer import TrainConfig  # here: the trainer imports this module
+
     train = ckpt.get("train_config")
     if not train:
         return ""
-    options = (ckpt.get("resume_key") or {}).get("options", {})
+    options = ckpt.get("method_options", (ckpt.get("resume_key") or {}).get("options", {}))
+
+    def changed(saved: dict | None, defaults: dict) -> dict:
+        # only what differs from today's defaults: an option added to speechtl since a checkpoint was
+        # written (saved by the new one at its default) changes no digest, so the seeds stay one system
+        return {k: v for k, v in (saved or {}).items() if k not in defaults or v != defaults[k]}
+
     what = {
-        "model": ckpt.get("model_config"),
-        "train": {k: v for k, v in train.items() if k not in NOT_TRAINING},
+        "model": changed(ckpt.get("model_config"), ModelConfig().to_dict()),
+        "train": changed({k: v for k, v in train.items() if k not in NOT_TRAINING}, asdict(TrainConfig())),
         "method": ckpt.get("method"),
         "options": options,
     }

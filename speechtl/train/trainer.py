@@ -606,6 +606,7 @@ class Trainer:
             train_config=asdict(self.cfg),
             resume_key=state["resume_key"],
             method=self.method.name,
+            method_options=state["resume_key"].get("options", {}),  # kept by averaging (config_digest)
             features=state["features"],
             **({"input_level": state["input_level"]} if state["input_level"] else {}),
             **self.objective.checkpoint_info(),

@@ -589,10 +589,13 @@ def prepare_folder(
     for path in candidates:
         entries += read_transcript_file(path, keys, report, columns, explicit=bool(transcripts)) or []
     for path in sidecars:
-        lines = [line for _, line in read_lines(path, report)]
+        numbered = list(read_lines(path, report))
+        lines = [line for _, line in numbered]
         if None not in lines:
             rel = path.with_suffix("").relative_to(corpus_dir).as_posix()
             entries.append(Entry(rel, " ".join(x.strip() for x in lines if x.strip()), str(path)))
+        else:  # its audio is the one beside it: its bad-encoding problem names it (no "no-transcript")
+            report.unread[str(path.with_suffix(""))] = f"{path}:{next(n for n, line in numbered if line is None)}"
     if sidecars:
         logging.info(f"{len(sidecars)} transcript(s) in .txt/.lab files beside the audio")
     if annotation_files:

@@ -503,6 +503,8 @@ def join_cedilla_commas(utterances: list[Utterance], opts: ImportOptions) -> Imp
     on its examples: every ş becomes ș and ţ becomes ț (the import's text_norm.json records the map,
     so hypotheses scored later are treated alike). A corpus with one form keeps it (Turkish ş), and a
     ``--map-chars`` naming either letter (``ş=ş`` keeps both) is the user's choice."""
+    if opts.text.turkic_case:  # Turkish, Azeri, Gagauz write the cedilla: a stray ș there is a typo of ş
+        return opts
     present = {c for u in utterances if u.text for c in u.text}
     given = set(opts.text.map) if opts.text.map else set()
     pairs = [(a, b) for a, b in CEDILLA_COMMA if a in present and b in present and not {a, b} & given]

@@ -298,7 +298,9 @@ def _wav_entry(rec, flac: bool) -> str:
         return f"flac -c -d -s {path} |"
     if ext != ".wav":  # mp3 (Common Voice), ogg, opus, flac: as Kaldi's commonvoice recipe does
         return f"sox {path} -t wav - |"
-    return src.source if path == src.source else f"cat {path} |"
+    # Kaldi reads the rest of the line as the file: only whitespace, a final '|' or ':<offset>' need a pipe
+    plain = not re.search(r"\s", src.source) and not src.source.endswith("|") and not re.search(r":\d+$", src.source)
+    return src.source if plain else f"cat {path} |"
 
 
 def sox_formats() -> set[str]:
@@ -362,7 +364,14 @@ def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
     ids = kaldi_utt_ids(sups)
     if any(k != v for k, v in ids.items()):
         logging.info(f"{d}: utterance ids are <speaker>-<id> (Kaldi's sort order needs the speaker first)")
-    ids = {u: k for u, k in zip(ids, kaldi_ids(list(ids.values()), "utterance", d).values(), strict=True)}
+    twice = [k for k, n in Counter(ids.values()).items() if n > 1]
+    if twice:  # speaker a, utterance b-c and speaker a-b, utterance c: both a-b-c
+        raise SpeechtlError(
+            f"{d}: utterances of different speakers get one Kaldi id <speaker>-<id>: {', '.join(twice[:3])}. "
+            "Fix: give them ids that stay apart with their speakers before them (rename the files)"
+        )
+    safe = kaldi_ids(list(ids.values()), "utterance", d)
+    ids = {u: safe[k] for u, k in ids.items()}
     rid = kaldi_ids([r.id for r in recs], "recording", d)
     spk_id = kaldi_ids(sorted({s.speaker for s in sups if s.speaker}), "speaker", d)
     sups = sorted(sups, key=lambda s: ids[s.id])

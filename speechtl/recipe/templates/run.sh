@@ -196,7 +196,7 @@ systems=()
 if [ "$stop_stage" -ge 3 ]; then
   [ -f $fbank/amounts.txt ] || { log "ERROR: $fbank/amounts.txt is missing: run stage 1 first"; exit 1; }
   # the amounts are stage 1's: a --minutes given to a later stage would be ignored without a word
-  if [ "$stage" -gt 1 ] && [[ "$(cat $fbank/.done)" != *" minutes=$minutes" ]]; then
+  if [ "$stage" -gt 1 ] && [ -f $fbank/.done ] && [[ "$(cat $fbank/.done)" != *" minutes=$minutes" ]]; then
     log "WARNING: --minutes '$minutes' is not stage 1's ($(grep -o ' minutes=.*' $fbank/.done)): the amounts are stage 1's, $(cut -d' ' -f1 $fbank/amounts.txt | tr '\n' ' ')(rerun from --stage 1 to change them)"
   fi
   mapfile -t systems < <(system_names "$methods" "$(cut -d' ' -f1 $fbank/amounts.txt)" "$seeds")
