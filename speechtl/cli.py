@@ -665,7 +665,7 @@ def cmd_recipe_info(a):
     elif a.what == "corpus-key":  # stage 0's key: a corpus with files fixed or added is imported again
         if a.corpus_dir is None:
             raise SpeechtlError("recipe-info corpus-key needs --corpus-dir")
-        print(info.corpus_fingerprint(a.corpus_dir))
+        print(info.corpus_fingerprint(a.corpus_dir, info.named_files(a.prepare_opts, a.corpus_dir)))
     elif a.what == "methods":  # the names a run.sh was given, checked before any stage makes a dir for them
         from speechtl.adapt import METHODS
 
@@ -1164,6 +1164,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["features", "units", "amounts", "text", "lm-text", "sources", "methods", "import-rules", "corpus-key"],
     )
     s.add_argument("--corpus-dir", type=Path, default=None, help="corpus-key: the corpus folder")
+    s.add_argument("--prepare-opts", default="", help="corpus-key: the import's options (files they name count too)")
     s.add_argument("names", nargs="*", default=[], help="methods: the method names to check")
     s.add_argument("--source", default="", help="features: the source model")
     s.add_argument("--text", type=Path, default=None, help="units: the training text; lm-text: the text")

@@ -485,3 +485,37 @@ def test_an_import_by_other_rules_is_done_again(tiny_source, fsdd_dir, egs, tmp_
     marker.write_text(marker.read_text().replace(f"import_rules={IMPORT_RULES}", "import_rules=1"))  # an older one's
     r = run(recipe, "--stop-stage", "0")
     assert r.returncode == 0 and "Stage 0: import" in r.stdout, r.stdout[-2000:]
+
+
+def test_the_corpus_key_follows_its_files(tmp_path):
+    """Stage 0 kept the manifests of a corpus whose transcript was fixed or recording added: its key
+    held only the options. It holds the corpus's files now, transcripts outside the folder
+    (--transcripts) too, read whole only when small and text-like (a 1 GB tarball beside the audio
+    took 1 GB of memory on every run)."""
+    from speechtl.recipe.info import corpus_fingerprint, named_files
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.wav").write_bytes(b"RIFF" + bytes(100))
+    (corpus / "text").write_text("a yes\n")
+    outside = tmp_path / "trans.tsv"
+    outside.write_text("a\tyes\n")
+    opts = f"--language ro --transcripts {outside}"
+    assert named_files(opts, corpus) == [outside] and named_files("--transcripts t.csv", corpus) == [corpus / "t.csv"]
+    assert named_files("--map-chars 'a=b", corpus) == []  # an unmatched quote: stage 0 names it
+    key = corpus_fingerprint(corpus, named_files(opts, corpus))
+    assert corpus_fingerprint(corpus, named_files(opts, corpus)) == key
+    outside.write_text("a\tno\n")  # the transcript outside the folder fixed
+    assert corpus_fingerprint(corpus, named_files(opts, corpus)) != key
+    key = corpus_fingerprint(corpus)
+    (corpus / "text").write_text("a no\n")  # same size, other content
+    assert corpus_fingerprint(corpus) != key
+    key = corpus_fingerprint(corpus)
+    os.utime(corpus / "a.wav", ns=(1, 1))  # audio rewritten at the same size (sox gain): its time moves
+    assert corpus_fingerprint(corpus) != key
+    key = corpus_fingerprint(corpus)
+    big = corpus / "corpus.tar.gz"
+    big.write_bytes(bytes(3 << 20))
+    assert corpus_fingerprint(corpus) != key  # counted by size and time, not read
+    (corpus / "loop").symlink_to(corpus)  # a link back up the tree: walked once
+    assert len(corpus_fingerprint(corpus)) == 12

@@ -209,6 +209,16 @@ def test_a_gain_at_one_seed_of_three_does_not_hold(tmp_path):
     line = next(ln for ln in md.splitlines() if ln.startswith("| finetune | 5min | hlg | scratch |"))
     assert "+0.00 +0.00 -" in line and line.endswith("| no (not at every seed) |")
     assert "↓S" not in md.split("| finetune | 5min |")[1].split("\n")[0]
+    # the same with other seed numbers (4 5 6 against 1 2 3): every seed against every baseline seed
+    other = [r for r in rows if r.method == "scratch"]
+    for seed, r in zip((4, 5, 6), (r for r in rows if r.method == "finetune"), strict=True):
+        r.seed = seed
+        other.append(r)
+    (tmp_path / "results.tsv").unlink()
+    update_results(tsv, other)
+    summary = {s.method: s for s in summarize(read_results(tsv), lambda r: UttErrors.from_file(tmp_path / r.utt_errs))}
+    c = summary["finetune"].comparisons["scratch"]
+    assert c.seed_deltas == () and len(c.cross_deltas) == 9 and c.p_value < 0.001 and not c.holds
 
 
 def test_seeds_under_two_confs_are_not_one_system(tmp_path, caplog):

@@ -321,3 +321,14 @@ def test_turkish_greek_and_hawaiian_letters_keep_their_case_rules(tmp_path, capl
     with caplog.at_level("WARNING"):
         write_char_inventory(char_inventory(["don't 20347"]), tmp_path / "en.tsv")
     assert "ʻokina" not in caplog.text and "digits 0 2 3 4 7" in caplog.text
+
+
+def test_level_of_the_loud_frames_names_quiet_audio(fsdd_dir):
+    """A recording at -50 dBFS RMS whose clicks peak at -29.5 dBFS passed: only the peak was asked.
+    The level of its loud frames is; FSDD's quietest real recordings stay unflagged."""
+    from speechtl.data.levels import level_issue
+
+    x = np.random.default_rng(0).standard_normal(16000) * 10 ** (-50 / 20)
+    x[::4000] = 10 ** (-29.5 / 20)
+    assert level_issue(x).startswith("very quiet: peak -30 dBFS, its loud frames at -4")
+    assert all(level_issue(sf.read(f, dtype="float32")[0]) is None for f in sorted(fsdd_dir.glob("*.wav")))

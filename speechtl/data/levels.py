@@ -20,6 +20,9 @@ from speechtl.atomic import atomic_open
 SILENT_PEAK = 1e-4
 #: Peak below this (-40 dBFS): a microphone's gain far too low, or the wrong input.
 QUIET_PEAK = 0.01
+#: The level of a recording's loud frames (the 90th percentile of 25-ms frame RMS) below which it is
+#: far too quiet, in dBFS: speech is read at -30 to -15; FSDD's quietest real recording is at -40.
+QUIET_LOUD_FRAMES = -42.0
 #: A sample at or above this magnitude is at full scale (8-bit audio's largest is 0.992).
 FULL_SCALE = 0.99
 #: Share of samples at full scale above which a cut is clipped (loud speech touches it now and then).
@@ -41,16 +44,27 @@ def level_issue(samples: np.ndarray, downmixed: bool = False) -> str | None:
                 "miswired microphone). Fix: keep one channel, sox IN.wav OUT.wav remix 1"
             )
         return "silent (no sample above -80 dBFS). Fix: replace the file, or delete the utterance"
-    if peak < QUIET_PEAK:
+    loud = _loud_frames_db(x)
+    if peak < QUIET_PEAK or loud < QUIET_LOUD_FRAMES:
         cancel = " (or, down-mixed from stereo, its channels nearly cancel: try sox IN.wav OUT.wav remix 1)"
         return (
-            f"very quiet: peak {20 * np.log10(peak):.0f} dBFS{cancel if downmixed else ''}. Fix: check the "
-            "recording's input and gain (sox IN.wav OUT.wav gain -n -3 raises it, with its noise)"
+            f"very quiet: peak {20 * np.log10(peak):.0f} dBFS, its loud frames at {loud:.0f} dBFS"
+            f"{cancel if downmixed else ''}. Fix: check the recording's input and gain (sox IN.wav OUT.wav "
+            "gain -n -3 raises it, with its noise)"
         )
     clipped = float(np.mean(x >= FULL_SCALE))
     if clipped > CLIPPED_SHARE:
         return f"clipped: {100 * clipped:.1f}% of its samples at full scale. Fix: record again with less gain"
     return None
+
+
+def _loud_frames_db(x: np.ndarray, frame: int = 200) -> float:
+    """The 90th percentile of the RMS of ``frame``-sample frames, in dBFS (200 samples: 25 ms at 8 kHz,
+    12.5 ms at 16 kHz: the rate does not matter for a level)."""
+    n = max(1, x.size // frame)
+    frames = x[: n * frame].reshape(n, -1) if x.size >= frame else x.reshape(1, -1)
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    return float(20 * np.log10(max(np.percentile(rms, 90), 1e-10)))
 
 
 def unperturbed(name: str) -> str:

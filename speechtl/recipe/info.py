@@ -230,7 +230,28 @@ TEXT_SUFFIXES = {"", ".txt", ".tsv", ".csv", ".json", ".jsonl", ".lab", ".textgr
 MAX_READ = 1 << 20
 
 
-def corpus_fingerprint(corpus_dir: Path) -> str:
+def named_files(prepare_opts: str, corpus_dir: Path) -> list[Path]:
+    """The files an import's options name (``--transcripts a.csv b.csv``), relative ones read from
+    ``corpus_dir`` as the import reads them: a transcript kept outside the corpus folder counts too."""
+    import shlex
+
+    try:
+        words = shlex.split(prepare_opts or "")
+    except ValueError:  # an unmatched quote: stage 0's own split of the options names it
+        return []
+    out: list[Path] = []
+    for i, w in enumerate(words):
+        if w == "--transcripts":
+            for v in words[i + 1 :]:
+                if v.startswith("--"):
+                    break
+                out.append(Path(v) if Path(v).is_absolute() else Path(corpus_dir) / v)
+        elif w.startswith("--transcripts="):
+            out.append(Path(w.split("=", 1)[1]))
+    return out
+
+
+def corpus_fingerprint(corpus_dir: Path, also: Sequence[Path] = ()) -> str:
     """12 hex digits that change when a file of ``corpus_dir`` is added, removed, renamed or rewritten
     (an audio file by its size and time, a transcript or segments file by its content): a generated
     recipe's stage 0 keys on it, so that fixing or adding files imports the corpus again instead of
@@ -261,4 +282,9 @@ def corpus_fingerprint(corpus_dir: Path) -> str:
                     h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
             except OSError:  # a broken link: named, as the import will name it
                 h.update(f"{rel}\0unreadable\n".encode())
+    for path in also:  # files outside the folder that the import reads (--transcripts)
+        try:
+            h.update(f"{path}\0".encode() + hashlib.sha1(Path(path).read_bytes()).digest())
+        except OSError:
+            h.update(f"{path}\0unreadable\n".encode())
     return h.hexdigest()[:12]

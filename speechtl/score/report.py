@@ -137,7 +137,8 @@ def _note_lines(summaries: list[SystemSummary], baselines: Sequence[str] = BASEL
                 notes.append(
                     f"{s.name}: seeds {seeds(s)}, {c.baseline}'s {seeds(base)}: the means are over other seeds; "
                     + (
-                        "no seed is shared, so whether the difference holds at every seed is not asked"
+                        "no seed is shared, so a difference holds only if every seed of the one is on the same "
+                        "side of every seed of the other"
                         if shared == 0
                         else f"{shared} shared seed(s)"
                         + (" (the per-seed column)" if shared > 1 else f", ΔWER {c.seed_deltas[0]:+.2f} there")

@@ -101,7 +101,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   key="corpus=$corpus corpus_dir=$corpus_dir skip_bad=$skip_bad prepare_opts=$prepare_opts validate_opts=$validate_opts"
   key+=" import_rules=$(speechtl recipe-info import-rules)"
   # and with the corpus's files: one fixed (a transcript, a segments line) or added is imported again
-  key+=" files=$(speechtl recipe-info corpus-key --corpus-dir "$corpus_dir")"
+  key+=" files=$(speechtl recipe-info corpus-key --corpus-dir "$corpus_dir" --prepare-opts "$prepare_opts")"
   if ! is_done $manifests/.done "$key"; then
     skip=()
     [ "$skip_bad" = false ] || skip=(--skip-bad)
