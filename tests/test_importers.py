@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from lhotse import CutSet, RecordingSet, SupervisionSet
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSet
 
 from speechtl.cli import main
 from speechtl.data.corpora import get_corpus
@@ -473,6 +473,14 @@ def test_kaldi_export_of_names_with_spaces_stereo_pipes_and_flac(tmp_path, yesno
     assert np.allclose(stereo.load_audio()[0], expected, atol=1e-3)
     spaced = next(r for k, r in recs.items() if k.endswith("Înregistrare_ședință_2"))
     assert np.allclose(spaced.load_audio()[0], sf.read(wavs[2])[0], atol=1e-4)
+    # a FLAC saved under a .wav name (read by its content at import) is piped by its content, not read
+    # by Kaldi as the wav its name says; a plain ASCII path stays plain (no pipe)
+    from speechtl.data.corpora.kaldi import _wav_entry
+
+    sf.write(tmp_path / "web.wav", sf.read(wavs[5])[0], 8000, format="FLAC")
+    web = Recording.from_file(tmp_path / "web.wav")
+    assert _wav_entry(web, flac=False) == f"sox -t flac {tmp_path / 'web.wav'} -t wav - |"
+    assert _wav_entry(Recording.from_file(wavs[5]), flac=False) == str(wavs[5])
 
 
 def test_kaldi_bad_inputs_named_with_lines(tmp_path, yesno_dir, fsdd_dir):
@@ -593,7 +601,9 @@ def test_commonvoice_mp3_release_any_language(tmp_path, fsdd_dir, caplog):
     assert main(["export", "kaldi", "--manifest-dir", str(out), "--prefix", "commonvoice", "--output-dir", str(tmp_path / "k")]) == 0  # fmt: skip
     d = tmp_path / "k" / "train"
     scp = (d / "wav.scp").read_text().splitlines()
-    assert scp and all(line.split(" ", 1)[1].startswith("sox ") and line.endswith(".mp3 -t wav - |") for line in scp)
+    mp3 = [line for line in scp if "bad2" not in line]  # bad2 is a wav named .mp3: Kaldi reads it as it is
+    assert mp3 and all(line.split(" ", 1)[1].startswith("sox ") and line.endswith(".mp3 -t wav - |") for line in mp3)
+    assert next(line.split(" ", 1)[1] for line in scp if "bad2" in line).endswith("common_voice_sw_bad2.mp3")
     pairs = [line.split() for line in (d / "utt2spk").read_text().splitlines()]
     assert all(u.startswith(f"{spk}-") for u, spk in pairs)
     assert pairs == sorted(pairs) == sorted(pairs, key=lambda p: (p[1], p[0]))

@@ -52,7 +52,7 @@ from speechtl.data.corpora.imported import (
     split_of_split_dir,
 )
 from speechtl.data.downmix import DownmixToMono
-from speechtl.data.validate import Report
+from speechtl.data.validate import AUDIO_EXTENSIONS, Report, sniff_format
 from speechtl.errors import SpeechtlError
 
 
@@ -291,16 +291,28 @@ def _wav_entry(rec, flac: bool) -> str:
     if src.type != "file":
         raise SpeechtlError(f"recording {rec.id} is stored as {src.type!r}; only files and commands export to wav.scp")
     path = shlex.quote(src.source)
+    kind = container(src.source)
+    # an mp3 saved as .wav (read by its content at import) is named to sox by its content
+    typed = f"-t {kind} " if Path(src.source).suffix.lower() == ".wav" and kind != "wav" else ""
     if mono:  # channels averaged by sox in the pipe, as speechtl's down-mix does
-        return f"sox {path} -t wav -c 1 - |"
-    ext = Path(src.source).suffix.lower()
-    if ext == ".flac" and flac:  # Kaldi reads RIFF wav only: its LibriSpeech recipe's pipe
+        return f"sox {typed}{path} -t wav -c 1 - |"
+    if kind == "flac" and flac:  # Kaldi reads RIFF wav only: its LibriSpeech recipe's pipe
         return f"flac -c -d -s {path} |"
-    if ext != ".wav":  # mp3 (Common Voice), ogg, opus, flac: as Kaldi's commonvoice recipe does
-        return f"sox {path} -t wav - |"
+    if kind != "wav":  # mp3 (Common Voice), ogg, opus, flac: as Kaldi's commonvoice recipe does
+        return f"sox {typed}{path} -t wav - |"
     # Kaldi reads the rest of the line as the file: only whitespace, a final '|' or ':<offset>' need a pipe
     plain = not re.search(r"\s", src.source) and not src.source.endswith("|") and not re.search(r":\d+$", src.source)
     return src.source if plain else f"cat {path} |"
+
+
+def container(path: str) -> str:
+    """The audio container of ``path`` by its first bytes (wav, flac, mp3, ogg...), else by its suffix."""
+    try:
+        with open(path, "rb") as f:
+            real = sniff_format(f.read(4096))
+    except OSError:
+        real = "unknown"
+    return real if real in AUDIO_EXTENSIONS.values() else Path(path).suffix.lower().lstrip(".")
 
 
 def sox_formats() -> set[str]:
@@ -389,7 +401,7 @@ def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
         )
     warn_sox_formats(
         {
-            Path(r.sources[0].source).suffix.lower().lstrip(".")
+            container(r.sources[0].source)
             for r in rec_list
             if r.sources[0].type == "file" and entries[r.id].startswith("sox ")
         },
