@@ -481,6 +481,15 @@ def test_kaldi_export_of_names_with_spaces_stereo_pipes_and_flac(tmp_path, yesno
     web = Recording.from_file(tmp_path / "web.wav")
     assert _wav_entry(web, flac=False) == f"sox -t flac {tmp_path / 'web.wav'} -t wav - |"
     assert _wav_entry(Recording.from_file(wavs[5]), flac=False) == str(wavs[5])
+    # two utterances whose <speaker>-<id> Kaldi ids meet (speaker a's b-c, speaker a-b's c) are named
+    from lhotse import SupervisionSegment
+
+    from speechtl.data.corpora.kaldi import write_data_dir
+
+    rec = Recording.from_file(wavs[5])
+    meet = [SupervisionSegment("b-c", rec.id, 0, 1, speaker="a"), SupervisionSegment("c", rec.id, 1, 1, speaker="a-b")]
+    with pytest.raises(SpeechtlError, match=r"utterances 'b-c' and 'c' would both be 'a-b-c'"):
+        write_data_dir(RecordingSet.from_recordings([rec]), SupervisionSet.from_segments(meet), tmp_path / "meet")
 
 
 def test_kaldi_bad_inputs_named_with_lines(tmp_path, yesno_dir, fsdd_dir):

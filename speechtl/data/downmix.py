@@ -32,3 +32,8 @@ class DownmixToMono(AudioTransform):
 
 #: The serialized form stored in a Recording's ``transforms``.
 DOWNMIX = DownmixToMono().to_dict()
+
+
+def is_downmixed(recording) -> bool:
+    """Whether ``recording``'s channels are averaged when it is read (a multi-channel import)."""
+    return any(isinstance(t, DownmixToMono) for t in recording.transforms or [])

@@ -236,6 +236,12 @@ def _atomic_write(path: Path, text: str) -> None:
         f.write(text)
 
 
+def sniff_file(path: Path | str) -> str:
+    """What :func:`sniff_format` says of the first bytes of ``path``."""
+    with open(path, "rb") as f:
+        return sniff_format(f.read(4096))
+
+
 def sniff_format(head: bytes) -> str:
     """The container of a file from its first bytes: wav, flac, mp3, ogg, or what it really is."""
     if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
@@ -316,9 +322,7 @@ def probe_file(path: Path) -> AudioInfo | tuple[str, str]:
     if size == 0:
         return "empty-audio", "the file is empty (0 bytes)"
     ext = path.suffix.lower()
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    real = sniff_format(head)
+    real = sniff_file(path)
     if ext in UNSUPPORTED_EXTENSIONS:
         return "unsupported-format", f"{ext} audio cannot be read here"
     expected = AUDIO_EXTENSIONS.get(ext)

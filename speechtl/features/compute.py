@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from speechtl.atomic import atomic_open, atomic_path, writable_dir
 from speechtl.cluster import get_executor
-from speechtl.data.downmix import DownmixToMono  # also registers it, which imported stereo recordings name
+from speechtl.data.downmix import is_downmixed  # the module registers DownmixToMono, which stereo imports name
 from speechtl.data.levels import HEADER as LEVELS_HEADER
 from speechtl.data.levels import level_issue, say_level_issues
 from speechtl.errors import SpeechtlError
@@ -82,7 +82,7 @@ def compute_fbank_job(
                         f"audio of cut {cut.id} ({cut.recording.sources[0].source}) has NaN or Inf samples. "
                         "Fix: replace the file, or rerun data preparation with --skip-bad."
                     )
-                issue = level_issue(audio[0], any(isinstance(t, DownmixToMono) for t in cut.recording.transforms or []))
+                issue = level_issue(audio[0], is_downmixed(cut.recording))
                 if issue:
                     uid = cut.supervisions[0].id if cut.supervisions else cut.id  # the utterance, as imported
                     levels.append(f"{uid}\t{cut.recording.sources[0].source}\t{issue}\n")

@@ -51,8 +51,8 @@ from speechtl.data.corpora.imported import (
     say_dropped_tags,
     split_of_split_dir,
 )
-from speechtl.data.downmix import DownmixToMono
-from speechtl.data.validate import AUDIO_EXTENSIONS, Report, sniff_format
+from speechtl.data.downmix import is_downmixed
+from speechtl.data.validate import AUDIO_EXTENSIONS, Report, sniff_file
 from speechtl.errors import SpeechtlError
 
 
@@ -279,19 +279,20 @@ def export_kaldi(
     return out
 
 
-def _wav_entry(rec, flac: bool) -> str:
+def _wav_entry(rec, flac: bool, kind: str | None = None) -> str:
     """``rec``'s wav.scp entry. ``flac``: decode FLAC with the ``flac`` tool (Kaldi's LibriSpeech pipe),
-    else with sox. Paths are quoted for the shell (a file name with spaces)."""
+    else with sox; ``kind``: its file's :func:`container` (found here when not given). Paths are quoted
+    for the shell (a file name with spaces)."""
     if len(rec.sources) != 1:
         raise SpeechtlError(f"recording {rec.id} has {len(rec.sources)} sources; Kaldi's wav.scp takes one")
     src = rec.sources[0]
-    mono = any(isinstance(t, DownmixToMono) for t in rec.transforms or [])  # its sources' channels averaged
+    mono = is_downmixed(rec)  # its sources' channels averaged
     if src.type == "command":  # a multi-channel one down-mixed as speechtl reads it, not Kaldi's channel 0
         return f"{src.source} | sox -t wav - -t wav -c 1 - |" if mono else f"{src.source} |"
     if src.type != "file":
         raise SpeechtlError(f"recording {rec.id} is stored as {src.type!r}; only files and commands export to wav.scp")
     path = shlex.quote(src.source)
-    kind = container(src.source)
+    kind = kind or container(src.source)
     # an mp3 saved as .wav (read by its content at import) is named to sox by its content
     typed = f"-t {kind} " if Path(src.source).suffix.lower() == ".wav" and kind != "wav" else ""
     if mono:  # channels averaged by sox in the pipe, as speechtl's down-mix does
@@ -308,8 +309,7 @@ def _wav_entry(rec, flac: bool) -> str:
 def container(path: str) -> str:
     """The audio container of ``path`` by its first bytes (wav, flac, mp3, ogg...), else by its suffix."""
     try:
-        with open(path, "rb") as f:
-            real = sniff_format(f.read(4096))
+        real = sniff_file(path)
     except OSError:
         real = "unknown"
     return real if real in AUDIO_EXTENSIONS.values() else Path(path).suffix.lower().lstrip(".")
@@ -351,18 +351,20 @@ def kaldi_utt_ids(sups) -> dict[str, str]:
     return {s.id: f"{s.speaker}-{s.id}" if s.speaker else s.id for s in sups}
 
 
-def kaldi_ids(names: list[str], what: str, d: Path) -> dict[str, str]:
-    """``{name: its Kaldi id}``: whitespace (a file name with spaces) becomes ``_``, since Kaldi's files
-    split their lines at whitespace; a name that would then equal another's is an error naming both."""
-    ids = {n: safe_id(n) for n in names}
+def kaldi_ids(names: dict[str, str], what: str, d: Path) -> dict[str, str]:
+    """``{key: its Kaldi id}`` for the ids ``names`` gives each key (an utterance's is ``<speaker>-<id>``,
+    :func:`kaldi_utt_ids`): whitespace (a file name with spaces) becomes ``_``, since Kaldi's files
+    split their lines at whitespace. Two keys that would share an id are an error naming both (speaker
+    a's utterance b-c and speaker a-b's utterance c; "a b" and "a_b")."""
+    ids = {k: safe_id(n) for k, n in names.items()}
     seen: dict[str, str] = {}
-    for n, k in ids.items():
-        if seen.setdefault(k, n) != n:
+    for k, i in ids.items():
+        if seen.setdefault(i, k) != k:
             raise SpeechtlError(
-                f"{d}: the {what} ids {seen[k]!r} and {n!r} are both {k!r} without spaces, and Kaldi's ids take "
-                "none. Fix: rename one file (or speaker) and import again"
+                f"{d}: the {what}s {seen[i]!r} and {k!r} would both be {i!r} in Kaldi's files, whose ids take no "
+                "spaces and put the speaker first. Fix: rename one file (or speaker) and import again"
             )
-    changed = [n for n, k in ids.items() if k != n]
+    changed = [names[k] for k, i in ids.items() if i != names[k]]
     if changed:
         logging.info(
             f"{d}: {len(changed)} {what} id(s) with spaces written with _ (Kaldi's ids take none): {changed[0]!r}"
@@ -376,37 +378,28 @@ def write_data_dir(recs: RecordingSet, sups: SupervisionSet, d: Path) -> Path:
     ids = kaldi_utt_ids(sups)
     if any(k != v for k, v in ids.items()):
         logging.info(f"{d}: utterance ids are <speaker>-<id> (Kaldi's sort order needs the speaker first)")
-    twice = [k for k, n in Counter(ids.values()).items() if n > 1]
-    if twice:  # speaker a, utterance b-c and speaker a-b, utterance c: both a-b-c
-        raise SpeechtlError(
-            f"{d}: utterances of different speakers get one Kaldi id <speaker>-<id>: {', '.join(twice[:3])}. "
-            "Fix: give them ids that stay apart with their speakers before them (rename the files)"
-        )
-    safe = kaldi_ids(list(ids.values()), "utterance", d)
-    ids = {u: safe[k] for u, k in ids.items()}
-    rid = kaldi_ids([r.id for r in recs], "recording", d)
-    spk_id = kaldi_ids(sorted({s.speaker for s in sups if s.speaker}), "speaker", d)
+    ids = kaldi_ids(ids, "utterance", d)
+    rid = kaldi_ids({r.id: r.id for r in recs}, "recording", d)
+    spk_id = kaldi_ids({s.speaker: s.speaker for s in sups if s.speaker}, "speaker", d)
     sups = sorted(sups, key=lambda s: ids[s.id])
     spk = {s.id: spk_id[s.speaker] if s.speaker else ids[s.id] for s in sups}
     spk2utt = defaultdict(list)
     for s in sups:
         spk2utt[spk[s.id]].append(ids[s.id])
     rec_list = sorted(recs, key=lambda r: rid[r.id])
-    flac = shutil.which("flac") is not None or "flac" not in sox_formats()
-    entries = {r.id: _wav_entry(r, flac) for r in rec_list}
-    if not shutil.which("flac") and any(e.startswith("flac ") for e in entries.values()):
+    have_flac = shutil.which("flac") is not None
+    flac = have_flac or "flac" not in sox_formats()
+    # each file's container read once: for its entry, and for the formats the sox pipes need
+    kinds = {
+        r.id: container(r.sources[0].source) for r in rec_list if len(r.sources) == 1 and r.sources[0].type == "file"
+    }
+    entries = {r.id: _wav_entry(r, flac, kinds.get(r.id)) for r in rec_list}
+    if not have_flac and any(e.startswith("flac ") for e in entries.values()):
         logging.warning(
             f"{d / 'wav.scp'}: FLAC is read through 'flac -c -d -s' pipes, and neither flac nor sox here reads FLAC. "
             "Fix, where Kaldi runs: apt-get install flac"
         )
-    warn_sox_formats(
-        {
-            container(r.sources[0].source)
-            for r in rec_list
-            if r.sources[0].type == "file" and entries[r.id].startswith("sox ")
-        },
-        d,
-    )
+    warn_sox_formats({kinds[r.id] for r in rec_list if r.id in kinds and entries[r.id].startswith("sox ")}, d)
     files = {
         "wav.scp": [f"{rid[r.id]} {entries[r.id]}" for r in rec_list],
         "segments": [f"{ids[s.id]} {rid[s.recording_id]} {s.start:.3f} {s.end:.3f}" for s in sups],
