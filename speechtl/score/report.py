@@ -116,8 +116,8 @@ def _note_lines(summaries: list[SystemSummary], baselines: Sequence[str] = BASEL
     """What the cells of a table cannot say: seeds under several confs, seeds decoded on other
     utterances, a system compared on part of what it decoded or over other seeds."""
 
-    def seeds(x: SystemSummary) -> str:
-        return " ".join(str(r.seed) for r in x.rows if r.seed is not None) or "none recorded"
+    def named(seeds: tuple[int | None, ...]) -> str:
+        return " ".join(str(x) for x in seeds if x is not None) or "none recorded"
 
     notes = [n for s in summaries for n in s.notes]
     for s in summaries:
@@ -129,13 +129,11 @@ def _note_lines(summaries: list[SystemSummary], baselines: Sequence[str] = BASEL
                     f"{s.name} vs {c.baseline}: compared on the {c.utterances} utterances both decoded (of "
                     f"{c.decoded[0]} and {c.decoded[1]}). Fix: decode both on the same test set"
                 )
-            base = next(
-                (b for b in summaries if (b.method, b.data, b.decoding) == (c.baseline, s.data, s.decoding)), None
-            )
-            if base is not None and {r.seed for r in s.rows} != {r.seed for r in base.rows}:
+            mine, theirs = c.seeds
+            if set(mine) != set(theirs):
                 shared = len(c.seed_deltas)
                 notes.append(
-                    f"{s.name}: seeds {seeds(s)}, {c.baseline}'s {seeds(base)}: the means are over other seeds; "
+                    f"{s.name}: seeds {named(mine)}, {c.baseline}'s {named(theirs)}: the means are over other seeds; "
                     + (
                         "no seed is shared, so a difference holds only if every seed of the one is on the same "
                         "side of every seed of the other"
@@ -205,10 +203,10 @@ def write_results_md(
                 "method has: nothing is compared with it (a row is paired with a baseline at its own test set, "
                 "data and decoding)"
             )
-    lines += _stale_lines(results_tsv, rows)
-    summaries = summarize(
-        sorted(_current(results_tsv, rows), key=_sort_key), lambda r: load_utt_errors(results_tsv, r), baselines
-    )
+    stale = [r for r in rows if r.utt_errs and not (Path(results_tsv).parent / r.utt_errs).is_file()]
+    current = _current(rows, stale)
+    lines += _stale_lines(results_tsv, stale, len(rows) - len(current))
+    summaries = summarize(sorted(current, key=_sort_key), lambda r: load_utt_errors(results_tsv, r), baselines)
     by_test: dict[str, list[SystemSummary]] = defaultdict(list)
     for s in summaries:
         by_test[s.test_set].append(s)
@@ -290,33 +288,27 @@ def _oov_lines(test_set: str, rows: Sequence[ResultRow]) -> list[str]:
     ]
 
 
-def _is_stale(results_tsv: Path, r: ResultRow) -> bool:
-    return bool(r.utt_errs) and not (Path(results_tsv).parent / r.utt_errs).is_file()
+def _current(rows: Sequence[ResultRow], stale: Sequence[ResultRow]) -> list[ResultRow]:
+    """``rows`` less the ``stale`` seeds of systems that have current ones: a seed retrained and not
+    yet decoded again would average an earlier model into the others' mean."""
+    gone = {r.key for r in stale}
+    current = {r.key[:4] for r in rows if r.key not in gone}
+    return [r for r in rows if not (r.key in gone and r.key[:4] in current)]
 
 
-def _current(results_tsv: Path, rows: Sequence[ResultRow]) -> list[ResultRow]:
-    """``rows`` less the stale seeds of systems that have current ones: a seed retrained and not yet
-    decoded again would average an earlier model into the others' mean."""
-    current = {r.key[:4] for r in rows if not _is_stale(results_tsv, r)}
-    return [r for r in rows if not (_is_stale(results_tsv, r) and r.key[:4] in current)]
-
-
-def _stale_lines(results_tsv: Path, rows: Sequence[ResultRow]) -> list[str]:
+def _stale_lines(results_tsv: Path, stale: Sequence[ResultRow], left_out: int) -> list[str]:
     """Rows whose per-utterance errors file is gone: their system was retrained (its exp dir reset)
     or its decode deleted since, so the numbers are an earlier model's. Named in the log and above
     the tables; a system's only rows stay in its cell (all that is left of that measurement), a
-    stale seed beside current ones does not (:func:`_current`)."""
-    stale = [r for r in rows if _is_stale(results_tsv, r)]
+    stale seed beside current ones does not (:func:`_current`: ``left_out`` of them)."""
     if not stale:
         return []
-    dropped = len(stale) - (len(rows) - len(_current(results_tsv, rows)))
     names = sorted({f"{r.method} {r.data}" + (f" s{r.seed}" if r.seed is not None else "") for r in stale})
     logging.warning(
         f"{results_tsv}: {len(stale)} row(s) of {', '.join(names[:6])}{' ...' if len(names) > 6 else ''} have lost "
         "their decode files (the system was retrained or its decode deleted since): their numbers may be an "
         "earlier model's. Fix: decode them again (the recipe's decode stage)"
     )
-    left_out = len(stale) - dropped
     return [
         f"**{len(stale)} stale row(s)** (their decode files are gone: retrained or deleted since; decode again): "
         + ", ".join(names)

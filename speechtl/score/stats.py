@@ -189,6 +189,7 @@ class Comparison:
     seed_deltas: tuple[float, ...] = ()  # the WER difference at each seed both systems ran, in seed order
     decoded: tuple[int, int] = (0, 0)  # utterances the system and the baseline decoded
     cross_deltas: tuple[float, ...] = ()  # no seed shared: every seed's WER less every baseline seed's
+    seeds: tuple[tuple[int | None, ...], tuple[int | None, ...]] = ((), ())  # the system's and the baseline's
 
     @property
     def consistent(self) -> bool:
@@ -210,19 +211,22 @@ def compare(
     baseline: UttErrors,
     name: str,
     replications: int = REPLICATIONS,
-    seed_deltas: Sequence[float] = (),
-    cross_deltas: Sequence[float] = (),
+    seed_wers: tuple[dict[int | None, float], dict[int | None, float]] = ({}, {}),
 ) -> Comparison:
+    """``seed_wers``: each side's WER by seed, for :attr:`Comparison.consistent` (none: not asked)."""
     a, b = _common([system, baseline], f"a system and its baseline {name}")
+    mine, theirs = seed_wers
+    shared = [s for s in mine if s is not None and s in theirs]
     return Comparison(
         name,
         a.wer - b.wer,
         prob_improvement(a, b, replications),
         paired_test(a, b, replications),
         len(a.utts),
-        tuple(seed_deltas),
+        tuple(mine[s] - theirs[s] for s in shared),
         (len(system.utts), len(baseline.utts)),
-        tuple(cross_deltas),
+        () if shared else tuple(x - y for x in mine.values() for y in theirs.values()),
+        (tuple(mine), tuple(theirs)),
     )
 
 
@@ -243,6 +247,11 @@ class SystemSummary:
     @property
     def seeds(self) -> list[int | None]:
         return [r.seed for r in self.rows]
+
+    @property
+    def seed_wers(self) -> dict[int | None, float]:
+        """Its WER by seed, in seed order (a row without a seed is ``None``, never shared)."""
+        return {r.seed: r.wer for r in self.rows}
 
     @property
     def name(self) -> str:
@@ -286,21 +295,6 @@ def load_utt_errors(results_tsv: Path, row: ResultRow) -> UttErrors | None:
     except (SpeechtlError, ValueError) as e:
         logging.warning(f"{row.method} ({row.data}, {row.decoding}) seed {row.seed}: {e}; reported without it")
         return None
-
-
-def _seed_deltas(system: SystemSummary, baseline: SystemSummary) -> list[float]:
-    """The WER differences at the seeds both ran (seedless rows are no seed)."""
-    base = {r.seed: r.wer for r in baseline.rows if r.seed is not None}
-    return [r.wer - base[r.seed] for r in system.rows if r.seed in base]
-
-
-def _cross_deltas(system: SystemSummary, baseline: SystemSummary) -> list[float]:
-    """Every seed's WER less every baseline seed's, when they share no seed (seeds 4 5 6 against
-    1 2 3): a difference holds then only if every seed of the one is on the same side of every seed
-    of the other."""
-    if _seed_deltas(system, baseline):
-        return []
-    return [r.wer - b.wer for r in system.rows for b in baseline.rows]
 
 
 def _overlap_note(s: SystemSummary, runs: list[UttErrors]) -> None:
@@ -359,5 +353,5 @@ def summarize(
                     f"decode; not compared. Fix: decode both on the same test set (rerun its stage 6)"
                 )
                 continue
-            s.comparisons[b] = compare(s.utt, base.utt, b, replications, _seed_deltas(s, base), _cross_deltas(s, base))
+            s.comparisons[b] = compare(s.utt, base.utt, b, replications, (s.seed_wers, base.seed_wers))
     return out
