@@ -377,11 +377,12 @@ def probe_command(cmd: str, timeout: float = 120.0) -> AudioInfo | tuple[str, st
         out = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return "unreadable", f"the command '{cmd}' ran longer than {timeout:.0f} s"
-    missing = re.search(r"([\w.+-]+): command not found", out.stderr.decode("utf-8", "replace"))
+    stderr = out.stderr.decode("utf-8", "replace")
+    missing = re.search(r"([\w.+-]+): command not found", stderr)
     if missing:  # a tool of the pipe is not installed here: its fix is to install it, not a new file
         return "missing-tool", f"the command '{cmd}' runs {missing.group(1)}, which is not installed here"
     if out.returncode != 0:
-        err = out.stderr.decode("utf-8", "replace").strip().splitlines()
+        err = stderr.strip().splitlines()
         return "unreadable", f"the command '{cmd}' failed ({err[-1] if err else f'exit {out.returncode}'})"
     if not out.stdout:
         return "empty-audio", f"the command '{cmd}' wrote no audio"

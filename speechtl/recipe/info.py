@@ -239,16 +239,16 @@ def named_files(prepare_opts: str, corpus_dir: Path) -> list[Path]:
         words = shlex.split(prepare_opts or "")
     except ValueError:  # an unmatched quote: stage 0's own split of the options names it
         return []
-    out: list[Path] = []
+    given: list[str] = []
     for i, w in enumerate(words):
         if w == "--transcripts":
             for v in words[i + 1 :]:
                 if v.startswith("--"):
                     break
-                out.append(Path(v) if Path(v).is_absolute() else Path(corpus_dir) / v)
+                given.append(v)
         elif w.startswith("--transcripts="):
-            out.append(Path(w.split("=", 1)[1]))
-    return out
+            given.append(w.split("=", 1)[1])
+    return [Path(v) if Path(v).is_absolute() else Path(corpus_dir) / v for v in given]
 
 
 def corpus_fingerprint(corpus_dir: Path, also: Sequence[Path] = ()) -> str:
@@ -271,20 +271,21 @@ def corpus_fingerprint(corpus_dir: Path, also: Sequence[Path] = ()) -> str:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(f for f in files if not f.startswith(".")):
             path = Path(root) / name
-            rel = path.relative_to(corpus_dir).as_posix()
-            try:
-                st = path.stat()
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                if path.suffix.lower() in TEXT_SUFFIXES and st.st_size <= MAX_READ:
-                    h.update(f"{rel}\0".encode() + hashlib.sha1(path.read_bytes()).digest())
-                else:
-                    h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:  # a broken link: named, as the import will name it
-                h.update(f"{rel}\0unreadable\n".encode())
+            h.update(_file_entry(path, path.relative_to(corpus_dir).as_posix()))
     for path in also:  # files outside the folder that the import reads (--transcripts)
-        try:
-            h.update(f"{path}\0".encode() + hashlib.sha1(Path(path).read_bytes()).digest())
-        except OSError:
-            h.update(f"{path}\0unreadable\n".encode())
+        h.update(_file_entry(Path(path), str(path)))
     return h.hexdigest()[:12]
+
+
+def _file_entry(path: Path, name: str) -> bytes:
+    """What :func:`corpus_fingerprint` hashes of one file: a small transcript-like file's content,
+    any other's size and modification time; nothing for what is not a regular file (a FIFO)."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return b""
+        if path.suffix.lower() in TEXT_SUFFIXES and st.st_size <= MAX_READ:
+            return f"{name}\0".encode() + hashlib.sha1(path.read_bytes()).digest()
+        return f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+    except OSError:  # a broken link: named, as the import will name it
+        return f"{name}\0unreadable\n".encode()
