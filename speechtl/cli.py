@@ -295,10 +295,13 @@ def cmd_train(a):
             raise SpeechtlError(f"{model_where}: unknown encoder {model_cfg.encoder!r}; known: {sorted(ENCODERS)}")
         from_dict(ENCODERS[model_cfg.encoder].Config, model_cfg.encoder_options, f"{a.config} [model.encoder_options]")
 
+    train_options = {**(conf.get("train") or {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")}
+    for key, given in (("init_param", a.init_param), ("freeze_param", a.freeze_param)):
+        if given:  # the flags add to the conf's list
+            listed = train_options.get(key) or []
+            train_options[key] = [*([listed] if isinstance(listed, str) else listed), *given]
     train_cfg = from_dict(
-        TrainConfig,
-        {**(conf.get("train") or {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")},
-        f"{a.config} [train] with methods.{a.method}.train and --set",
+        TrainConfig, train_options, f"{a.config} [train] with methods.{a.method}.train, --set and --init/freeze-param"
     )
     method = get_method(a.method, {**(per_method.get("options") or {}), **key_values(a.option, "--option")})
     writable_dir(a.exp_dir, "--exp-dir")  # before any work: a read-only or full disk fails here
@@ -796,6 +799,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="override a method option (e.g. teacher=PATH)"
+    )
+    s.add_argument(
+        "--init-param",
+        action="append",
+        default=[],
+        metavar="PATH[:SRC[:DST[:EXCLUDE,...]]]",
+        help="after the method's own start, copy PATH's tensors named SRC.* into the model's DST.* (ESPnet's "
+        "--init_param; e.g. exp/other/final.pt:encoder:encoder); repeatable, added to the conf's train.init_param",
+    )
+    s.add_argument(
+        "--freeze-param",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="parameters under this name prefix do not train, whatever the method (e.g. encoder.subsampling); "
+        "repeatable, added to the conf's train.freeze_param",
     )
     s.set_defaults(func=cmd_train)
 

@@ -9,14 +9,19 @@ source_checkpoint=
 unlabelled_cuts=
 options=
 sets=
+init_param=
+freeze_param=
 valid_cuts=
 num_procs=1
 cmd=local
-help_message="Usage: $0 [--task asr] [--cmd local] [--method scratch] [--source-checkpoint SRC.pt] [--unlabelled-cuts CUTS] [--options 'k=v'] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
+help_message="Usage: $0 [--task asr] [--cmd local] [--method scratch] [--source-checkpoint SRC.pt] [--unlabelled-cuts CUTS] [--options 'k=v'] [--init-param 'PATH:SRC:DST'] [--freeze-param 'PREFIX'] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
   --source-checkpoint: the source model (architecture for every method, weights for transfer methods)
   --unlabelled-cuts: unlabelled target audio (used by dann, mmd, coral, reweight, kd, pseudo-label, ssl)
   --options 'k=v k2=v2': method options over the config's (e.g. teacher=exp/finetune_5min/final.pt)
   --sets 'k=v k2=v2': train options over the config's (e.g. seed=2: one run of a recipe's --seeds)
+  --init-param 'PATH[:SRC[:DST[:EXCLUDE,...]]] ...': after the method's start, copy PATH's tensors
+                     SRC.* into the model's DST.* (ESPnet's --init_param), e.g. exp/other/final.pt:encoder:encoder
+  --freeze-param 'PREFIX ...': parameters under these name prefixes do not train, whatever the method
   --task classify-digit|classify-speaker: an utterance classifier (pooled encoder + linear; no lang dir)
   --num-procs N: DDP training in N processes on this node (torchrun; one per GPU, or gloo on CPU)
   --cmd 'slurm ...': run the training as one job of that runner (torchrun inside the allocation;
@@ -40,6 +45,8 @@ extra=()
 [ -n "$unlabelled_cuts" ] && extra+=(--unlabelled-cuts "$unlabelled_cuts")
 for kv in $options; do extra+=(--option "$kv"); done
 for kv in $sets; do extra+=(--set "$kv"); done
+for spec in $init_param; do extra+=(--init-param "$spec"); done
+for prefix in $freeze_param; do extra+=(--freeze-param "$prefix"); done
 if [ "$num_procs" -gt 1 ] && [ "${cmd%% *}" = local ] && ! python -c "$loopback_check" 2>/dev/null; then
   # DDP's rendezvous and gloo talk TCP over 127.0.0.1; a network namespace made with
   # `unshare -n` has its loopback down. Train rather than fail (the run differs from N processes).

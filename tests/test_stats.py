@@ -242,6 +242,9 @@ def test_seeds_under_two_confs_are_not_one_system(tmp_path, caplog):
         in md
     )
     assert "(seeds of 2 confs: see below)" in md and "| finetune | 5min | hlg | scratch |" not in md
+    (cell,) = [line for line in md.splitlines() if line.startswith("| scratch | 5min |")]
+    assert "n=5" in cell and "[" not in cell  # no pooled interval over two systems either
+    assert "n=5) [" in next(line for line in md.splitlines() if line.startswith("| finetune | 5min |"))
     assert "trained under 2 confs" in caplog.text
 
 

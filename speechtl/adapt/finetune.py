@@ -6,13 +6,13 @@ the optimizer sees and at what learning rate.
 """
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from speechtl.adapt.base import Method, register_method
+from speechtl.adapt.param_options import freeze_params as freeze
 from speechtl.errors import SpeechtlError
 from speechtl.models.layer_mix import with_layer_mix_group
 
@@ -40,22 +40,6 @@ def layer_stack(model: nn.Module) -> list[list[tuple[str, nn.Parameter]]]:
     for name, p in model.named_parameters():
         stack[-1 if name.startswith(HEAD) else depth.get(id(p), 0)].append((name, p))
     return stack
-
-
-def freeze(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
-    """Stop gradients for every parameter under one of ``prefixes``; returns their names."""
-    frozen = []
-    for name, p in model.named_parameters():
-        if any(name == q or name.startswith(q if q.endswith(".") else q + ".") for q in prefixes):
-            p.requires_grad_(False)
-            frozen.append(name)
-    unused = [q for q in prefixes if not any(n == q or n.startswith(q.rstrip(".") + ".") for n in frozen)]
-    if unused:
-        raise SpeechtlError(
-            f"freeze prefixes {unused} match no parameter; names look like "
-            f"{[n for n, _ in model.named_parameters()][:4]}"
-        )
-    return frozen
 
 
 @register_method

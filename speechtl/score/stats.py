@@ -337,7 +337,7 @@ def summarize(
             logging.warning(s.notes[-1])
         if len(rs) == 1 and rs[0].ci_low is not None and rs[0].ci_high is not None:
             s.ci = (rs[0].ci_low, rs[0].ci_high)  # computed when it was decoded, from the same errors
-        elif s.utt is not None:
+        elif s.utt is not None and not s.mixed:  # over two systems' seeds an interval means nothing
             s.ci = bootstrap_ci(s.utt, replications=replications)
         out.append(s)
     by_key = {(s.test_set, s.method, s.data, s.decoding): s for s in out}

@@ -38,6 +38,7 @@ from lhotse import CutSet
 from tqdm import tqdm
 
 from speechtl.adapt import Method
+from speechtl.adapt.param_options import InitParam, apply_init_params, freeze_params
 from speechtl.decode.longform import check_cuts_fit
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
@@ -154,6 +155,12 @@ class TrainConfig:
     #: (a pretrained encoder's ~3x its weights), and a short run of many small epochs writes
     #: dozens: 60 few-shot systems of 75 epochs filled 38 GB here before this default.
     keep_epochs: int = 10
+    #: Parts of other models to start from, ESPnet's --init_param: ``PATH[:SRC[:DST[:EXCLUDE,...]]]``
+    #: each, applied in order on top of what the method starts from
+    #: (:mod:`speechtl.adapt.param_options`). Not re-applied when a run resumes.
+    init_param: list[str] = field(default_factory=list)
+    #: Name prefixes whose parameters do not train, whatever the method (ESPnet's --freeze_param).
+    freeze_param: list[str] = field(default_factory=list)
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
@@ -276,6 +283,9 @@ class Trainer:
                 raise SpeechtlError(f"train.{name} must be 1 or more, got {getattr(config, name)}")
         if config.save_every_n < 0:
             raise SpeechtlError(f"train.save_every_n must be 0 (off) or more, got {config.save_every_n}")
+        for spec in config.init_param:  # a typo'd path stops the run here, not after the data is read
+            if not (path := InitParam.parse(spec).path).is_file():
+                raise SpeechtlError(f"train.init_param {spec!r}: {path} does not exist. Fix: the path of a checkpoint")
         # Parsed here, so bad options stop the run before any work.
         self.mel_noise = None if config.mel_noise is None else mel_noise_config(config.mel_noise)
         self.vtlp = None if config.vtlp is None else vtlp_config(config.vtlp)
@@ -473,7 +483,12 @@ class Trainer:
                 asdict(opts) if is_dataclass(opts) else None,
             )
             found = find_resume(self.exp_dir, key, asdict(TrainConfig()))
+            if found is None:  # a resumed run's checkpoint has the weights these gave, and more
+                apply_init_params(self.model, cfg.init_param)
             self.method.prepare(self.model)
+            if cfg.freeze_param:
+                names = freeze_params(self.model, cfg.freeze_param)
+                logging.info(f"freeze_param {' '.join(cfg.freeze_param)}: {len(names)} parameter tensors fixed")
             self.model.to(self.device)
             extra = self.method.modules()
             if extra is not None:
