@@ -122,7 +122,7 @@ def add_import_options(s: argparse.ArgumentParser) -> None:
         default=None,
         help="made splits: speaker-disjoint when the speakers allow it (auto), always (speaker), never (utterance)",
     )
-    s.add_argument("--normalize-text", type=_bool, default=None, help="NFC, case folding, punctuation (true)")
+    s.add_argument("--normalize-text", type=_bool, default=None, help="NFC, lower case, punctuation (true)")
     s.add_argument("--keep-chars", default=None, help="characters normalization keeps (e.g. '@+')")
     s.add_argument("--drop-chars", default=None, help="characters normalization deletes")
     s.add_argument(

@@ -7,7 +7,7 @@
 # (speechtl holdout, seeded, per transcript when transcripts repeat) into disjoint parts:
 #   test (--test-fraction, scored), dev (--dev-fraction, labelled, only for --tune), and the rest:
 #   untranscribed audio (texts removed) for the unlabelled-audio methods (dann, mmd, coral,
-#   reweight, speaker-adversarial, entropy, ssl, kd, pseudo-label, balanced-pseudo-label, vtln).
+#   reweight, speaker-adversarial, entropy, infomax, ssl, kd, pseudo-label, balanced-pseudo-label, vtln).
 # --personal-shots "1 2 5": then N labelled shots per transcript of the held-out speaker's own,
 # drawn from its untranscribed part, fine-tune the --personal-from system (personalization rows
 # personal-finetune, data <N>shots; from another system M: rows M+personal-finetune, systems in

@@ -14,7 +14,7 @@ freeze_param=
 valid_cuts=
 num_procs=1
 cmd=local
-help_message="Usage: $0 [--task asr] [--cmd local] [--method scratch] [--source-checkpoint SRC.pt] [--unlabelled-cuts CUTS] [--options 'k=v'] [--init-param 'PATH:SRC:DST'] [--freeze-param 'PREFIX'] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
+help_message="Usage: $0 [--task asr] [--cmd local] [--method scratch] [--source-checkpoint SRC.pt] [--unlabelled-cuts CUTS] [--options 'k=v'] [--sets 'k=v'] [--init-param 'PATH:SRC:DST'] [--freeze-param 'PREFIX'] [--valid-cuts CUTS] [--num-procs N] <config.yaml> <lang-dir> <train-cuts> <exp-dir>
   --source-checkpoint: the source model (architecture for every method, weights for transfer methods)
   --unlabelled-cuts: unlabelled target audio (used by dann, mmd, coral, reweight, kd, pseudo-label, ssl)
   --options 'k=v k2=v2': method options over the config's (e.g. teacher=exp/finetune_5min/final.pt)

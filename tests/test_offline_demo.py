@@ -44,6 +44,19 @@ def test_default_download_is_offline_and_equals_the_shared_text(tmp_path, monkey
     # --from-web still downloads (and says how to do without it when it cannot).
     with pytest.raises(SpeechtlError, match="--text-dir"):
         download_tts_xling(tmp_path / "web", from_web=True)
+    # ... afresh, over the shipped copy a first run left (it kept it and exited 0), and a failed
+    # download keeps the old file whole
+    fetched = []
+
+    def fake(url, timeout):
+        fetched.append(url)
+        raise OSError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
+    before = (out / "en.tsv").read_bytes()
+    with pytest.raises(SpeechtlError, match="cannot download"):
+        download_tts_xling(tmp_path, from_web=True)
+    assert fetched and (out / "en.tsv").read_bytes() == before
 
 
 def test_unshipped_language_names_the_fix(tmp_path):

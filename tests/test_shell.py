@@ -280,3 +280,76 @@ def test_new_recipe_wrapper_takes_egs_dir_in_both_spellings(tmp_path):
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "egs" / f"tmp_{name}" / "ASR" / "run.sh").is_file()
         assert not (REPO / "egs" / f"tmp_{name}").exists()
+
+
+def test_a_relative_corpus_dir_is_read_from_where_the_command_was_given(tmp_path):
+    """`make demo ARGS="--text-dir ../shared/data/text"`, typed at the repo root: make runs run.sh in
+    the recipe dir, where that path does not exist; stage 1 then stopped on missing files."""
+    (tmp_path / "caller" / "text").mkdir(parents=True)
+    (tmp_path / "recipe" / "here").mkdir(parents=True)
+    script = f""". {REPO}/utils/common.sh
+stage=1 stop_stage=1 dl_dir=download invoked_from={tmp_path / "caller"}
+cd {tmp_path / "recipe"}
+text_dir=$1
+corpus_or_download text_dir download/text tts_xling key text
+echo "text_dir=$text_dir" """
+    out = bash(script, "text")
+    assert f"text_dir={tmp_path / 'caller' / 'text'}" in out.stdout and "read from" in out.stderr + out.stdout
+    assert f"text_dir={tmp_path / 'recipe' / 'here'}" in bash(script, "here").stdout  # the recipe dir's first
+    assert "text_dir=nowhere" in bash(script, "nowhere").stdout  # left as typed: stage 1 names it
+
+
+def test_help_of_the_scripts_without_parse_options_starts_nothing(tmp_path):
+    """`utils/start_slurm.sh --help` started five daemons as root, `utils/install.sh --help` ran the install."""
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    for tool in ("sinfo", "apt-get", "python3", "munged", "pip"):  # any of these run would leave its name here
+        (tmp_path / tool).write_text(f"#!/bin/sh\necho {tool} >> {tmp_path}/ran\n")
+        (tmp_path / tool).chmod(0o755)
+    for script, first in (
+        ("utils/start_slurm.sh", "Start a real one-node Slurm"),
+        ("utils/install.sh", "Installs what"),
+    ):
+        r = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, cwd=REPO, env=env)
+        assert r.returncode == 0 and r.stdout.startswith(first), (script, r.stdout, r.stderr)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_steps_decode_labels_rows_by_the_checkpoint(small_yesno, tmp_path):
+    """steps/decode.sh passed --method scratch --data all whatever it decoded: a finetune model in
+    exp/finetune_3min/ became a scratch/all row. Left out, the checkpoint and its folder name them."""
+    from speechtl.models import ModelConfig, build_model
+    from speechtl.score.results import read_results
+    from speechtl.train.checkpoint import save_checkpoint
+    from speechtl.train.trainer import seed_everything
+
+    d, cuts, lang = small_yesno
+    exp = tmp_path / "exp" / "finetune_3min"
+    exp.mkdir(parents=True)
+    seed_everything(1)
+    save_checkpoint(
+        exp / "final.pt",
+        build_model(ModelConfig(num_features=23), lang.vocab_size),
+        tokens=lang.token2id,
+        method="finetune",
+    )
+    cuts_path = tmp_path / "cuts.jsonl.gz"
+    cuts.subset(first=2).to_file(cuts_path)
+    results = tmp_path / "results.tsv"
+    args = ["--decoding", "greedy", "--results", results, exp / "final.pt", d / "lang", cuts_path, exp / "decode"]
+    r = subprocess.run(
+        ["bash", "steps/decode.sh", *map(str, args)], cwd=REPO, env=venv_env(), capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    (row,) = read_results(results)
+    assert (row.method, row.data) == ("finetune", "3min")
+    r = subprocess.run(
+        ["bash", "steps/decode.sh", "--method", "mine", "--data", "x", *map(str, args)],
+        cwd=REPO,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and {(x.method, x.data) for x in read_results(results)} == {
+        ("finetune", "3min"),
+        ("mine", "x"),
+    }

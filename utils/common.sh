@@ -160,7 +160,8 @@ corpus_or_download() {
   # corpus_or_download VAR DEFAULT CORPUS KEY WHAT: a recipe's stage 0. An empty $VAR
   # (no --corpus-dir) becomes DEFAULT, which `speechtl download CORPUS` fetches into
   # $dl_dir once, when stage 0 is in --stage/--stop-stage ($dl_dir/.done holds KEY).
-  # $VAR ends as an absolute path when the directory exists.
+  # $VAR ends as an absolute path when the directory exists. A relative path is the recipe
+  # dir's, or else, if it exists there, $invoked_from's (where run.sh or make was started).
   local var=$1 default=$2 corpus=$3 key=$4 what=$5
   local dir=${!var}
   if [ -z "$dir" ]; then
@@ -170,6 +171,11 @@ corpus_or_download() {
       speechtl download "$corpus" --target-dir "$dl_dir"
       mark_done "$dl_dir/.done" "$key"
     fi
+  fi
+  if [[ "$dir" != /* ]] && [ ! -e "$dir" ] && [ -n "${invoked_from:-}" ] && [ -e "$invoked_from/$dir" ]; then
+    # typed relative to where the command was given (the repo root for `make demo ARGS=...`)
+    log "--${var//_/-} $dir read from $invoked_from"
+    dir=$invoked_from/$dir
   fi
   dir=$(cd "$dir" 2>/dev/null && pwd || echo "$dir")
   printf -v "$var" '%s' "$dir"

@@ -7,6 +7,9 @@
 # SPEECHTL_CONSTRAINTS=/abs/file takes another, and SPEECHTL_CONSTRAINTS= (empty) none: a new venv
 # then gets the newest that setup.cfg's ranges allow (an existing one keeps what satisfies them).
 set -euo pipefail
+case "${1:-}" in  # the header above is the help: --help must not start or install anything
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+esac
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 venv=${VENV:-.venv}

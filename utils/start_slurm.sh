@@ -7,6 +7,9 @@
 # submitit's result() hang).
 #   utils/start_slurm.sh            # then: sinfo; sbatch ...
 set -euo pipefail
+case "${1:-}" in  # the header above is the help: --help must not start or install anything
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+esac
 
 if command -v sinfo >/dev/null && timeout 5 sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
   echo "[slurm] already running: $(sinfo -h -o '%P %D %T' | head -1)"

@@ -29,6 +29,7 @@
 #   6 decode (zero-shot, target-only, adapted; results.tsv, RESULTS.md, plot),
 #   7 classification heads on the source encoder (exp/classify.tsv, confusion PNGs).
 set -euo pipefail
+invoked_from=${SPEECHTL_INVOKED_FROM:-$PWD}  # relative --corpus-dir/--text-dir: also read from here
 cd "$(dirname "$0")"
 
 stage=0

@@ -19,6 +19,7 @@
 # Stages: 0 text, 1 synthesize, 2 fbank + target subsets, 3 lang, 4 source pretrain,
 #         5 adapt (every method x amount, --nj at a time), 6 decode, RESULTS.md and plot.
 set -euo pipefail
+invoked_from=${SPEECHTL_INVOKED_FROM:-$PWD}  # relative --corpus-dir/--text-dir: also read from here
 cd "$(dirname "$0")"
 
 stage=0
@@ -30,7 +31,8 @@ target_minutes="5 30"
 unlabelled_target_minutes=10
 # The fine-tuning family by default (make demo stays under 20 minutes on 2 cores);
 # --methods all adds lp-ft, adapter, lora, dann, mmd, coral, reweight, speaker-adversarial,
-# entropy, infomax, kd, pseudo-label, reptile, fomaml and ssl: every method of the registry.
+# entropy, infomax, kd, pseudo-label, reptile, fomaml and ssl: every method of the registry
+# but balanced-pseudo-label (for a closed prompt set) and vtln, which --methods can name.
 methods="scratch finetune freeze linear-probe layerwise-lr"
 decoding=greedy,hlg
 speed_perturb="0.9 1.1"
@@ -78,7 +80,8 @@ cuts=$fbank/tts_xling_cuts
 corpus_or_download text_dir $dl_dir/text tts_xling lad-text-shipped "the Living Audio Dataset's sentences (shipped copy)"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  key="text_dir=$text_dir $(cksum < conf/corpus.yaml)"
+  # the sentences' checksum too: text fetched afresh or edited in --text-dir is synthesized again
+  key="text_dir=$text_dir $(cksum < conf/corpus.yaml) text=$(cat "$text_dir"/*.tsv 2>/dev/null | cksum)"
   if ! is_done $manifests/.done "$key"; then
     log "Stage 1: synthesize source and target corpora (conf/corpus.yaml, nj=$nj)"
     speechtl prepare tts_xling --corpus-dir "$text_dir" --output-dir $manifests --config conf/corpus.yaml \

@@ -12,6 +12,7 @@
 #   6 ONNX export (fp32, int8) and decoding through sherpa-onnx.
 # Finished stages leave .done markers and are skipped on re-runs with the same arguments.
 set -euo pipefail
+invoked_from=${SPEECHTL_INVOKED_FROM:-$PWD}  # relative --corpus-dir/--text-dir: also read from here
 cd "$(dirname "$0")"
 
 stage=0

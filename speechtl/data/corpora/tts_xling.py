@@ -158,10 +158,12 @@ def download_tts_xling(
     """The recipe's sentences from the Living Audio Dataset into ``target_dir/text``.
 
     By default the copy shipped with speechtl (no network: ``make demo`` runs
-    offline); ``from_web`` downloads the recording scripts afresh.
+    offline), files already there kept; ``from_web`` downloads the recording scripts afresh, over
+    what is there (each file replaced whole once downloaded: a failed download keeps the old one).
     """
-    fetch = download_lad_text if from_web else shipped_lad_text
-    return fetch(langs, Path(target_dir) / "text")
+    if from_web:
+        return download_lad_text(langs, Path(target_dir) / "text", force=True)
+    return shipped_lad_text(langs, Path(target_dir) / "text")
 
 
 def prepare_tts_xling(

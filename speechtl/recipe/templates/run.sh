@@ -17,7 +17,7 @@
 #   whisper-zero-shot, hf-zero-shot),
 #   5 exp/results.tsv, exp/RESULTS.md, exp/plots/data_efficiency.png.
 set -euo pipefail
-invoked_from=$PWD
+invoked_from=${SPEECHTL_INVOKED_FROM:-$PWD}
 cd "$(dirname "$0")"
 
 stage=0
