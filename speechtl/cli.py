@@ -296,6 +296,7 @@ def cmd_train(a):
         from_dict(ENCODERS[model_cfg.encoder].Config, model_cfg.encoder_options, f"{a.config} [model.encoder_options]")
 
     train_options = {**(conf.get("train") or {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")}
+    warn_own_budget(a.config, a.method, conf.get("train") or {}, per_method.get("train") or {})
     for key, given in (("init_param", a.init_param), ("freeze_param", a.freeze_param)):
         if given:  # the flags add to the conf's list
             listed = train_options.get(key) or []
@@ -331,6 +332,28 @@ def cmd_train(a):
         if path is not None
     }
     trainer.fit(mark_cuts(train_cuts, spec), valid, aux)
+
+
+#: Train options that set how much a run computes: a method's conf entry that changes one trains at
+#: another budget than the conf's other methods, so its rows no longer compare at equal compute.
+BUDGET_KEYS = ("num_steps", "num_epochs", "step_budget", "max_duration", "accum_grad")
+
+
+def warn_own_budget(config: Path, method: str, base: dict, own: dict) -> None:
+    from speechtl.train import TrainConfig
+
+    default = TrainConfig()
+    changed = [
+        f"{k}={own[k]} (the conf's {base.get(k, getattr(default, k))})"
+        for k in BUDGET_KEYS
+        if k in own and own[k] != base.get(k, getattr(default, k))
+    ]
+    if changed:
+        logging.warning(
+            f"{config} [methods.{method}.train]: {', '.join(changed)}: {method} trains at another budget than the "
+            "conf's other methods, so its rows do not compare with theirs at equal compute. Fix: remove it from "
+            f"methods.{method}.train, or say in RESULTS.md that the budgets differ"
+        )
 
 
 def cmd_export_onnx(a):

@@ -9,6 +9,7 @@ import yaml
 from conftest import REPO
 
 from speechtl.adapt import METHODS, get_method
+from speechtl.cli import BUDGET_KEYS
 from speechtl.config import from_dict
 from speechtl.train import TrainConfig
 
@@ -34,6 +35,8 @@ def test_adapt_conf_methods_build(path: Path):
             options.setdefault("teacher", "exp/teacher/final.pt")  # a recipe fills it in
         get_method(name, options)
         from_dict(TrainConfig, {**(conf.get("train") or {}), **(entry.get("train") or {})}, f"{path} {name}")
+        # every method at the conf's budget: rows compare at equal compute
+        assert not set(entry.get("train") or {}) & set(BUDGET_KEYS), (path, name)
 
 
 @pytest.mark.parametrize("path", SWEEP, ids=lambda p: str(p.relative_to(REPO)))

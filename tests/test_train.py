@@ -350,3 +350,16 @@ def test_fair_threads_share_the_cpus():
     assert fair_threads(2, 2, 2) == 1  # the 2-core case that ran 6x slower
     assert fair_threads(1, 16, 4) == 1  # never raised above the request
     assert fair_threads(4, 2, 3) == 1  # more processes than CPUs: still one thread each
+
+
+def test_a_method_with_its_own_budget_is_said(tmp_path, caplog):
+    """methods.kd.train.num_steps: 600 under train.num_steps: 300 trained kd twice as long as the
+    methods it was compared with, silently."""
+    from speechtl.cli import warn_own_budget
+
+    conf = tmp_path / "adapt.yaml"
+    with caplog.at_level("WARNING"):
+        warn_own_budget(conf, "kd", {"num_steps": 300}, {"num_steps": 300, "lr": 0.1})
+        assert not caplog.text  # the same budget, another lr: fine
+        warn_own_budget(conf, "kd", {"num_steps": 300}, {"num_steps": 600, "accum_grad": 2})
+    assert "num_steps=600 (the conf's 300), accum_grad=2 (the conf's 1): kd trains at another budget" in caplog.text
