@@ -18,7 +18,7 @@ setup:
 	@VENV=$(VENV) bash utils/install.sh
 
 demo: setup
-	cd $(DEMO_RECIPE) && PATH=$(CURDIR)/$(VENV)/bin:$$PATH SPEECHTL_INVOKED_FROM=$(CURDIR) ./run.sh $(ARGS)
+	cd $(DEMO_RECIPE) && PATH=$(CURDIR)/$(VENV)/bin:$$PATH SPEECHTL_INVOKED_FROM="$(CURDIR)" ./run.sh $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check $(PY_DIRS)

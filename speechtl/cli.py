@@ -298,9 +298,9 @@ def cmd_train(a):
     train_options = {**(conf.get("train") or {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")}
     warn_own_budget(a.config, a.method, conf.get("train") or {}, per_method.get("train") or {})
     for key, given in (("init_param", a.init_param), ("freeze_param", a.freeze_param)):
-        if given:  # the flags add to the conf's list
-            listed = train_options.get(key) or []
-            train_options[key] = [*([listed] if isinstance(listed, str) else listed), *given]
+        listed = train_options.get(key) or []  # one spec alone (a conf's string, --set k=v) is a list of one
+        if isinstance(listed, str) or given:
+            train_options[key] = [*([listed] if isinstance(listed, str) else listed), *given]  # the flags add
     train_cfg = from_dict(
         TrainConfig, train_options, f"{a.config} [train] with methods.{a.method}.train, --set and --init/freeze-param"
     )

@@ -45,8 +45,10 @@ extra=()
 [ -n "$unlabelled_cuts" ] && extra+=(--unlabelled-cuts "$unlabelled_cuts")
 for kv in $options; do extra+=(--option "$kv"); done
 for kv in $sets; do extra+=(--set "$kv"); done
+set -f  # split at spaces, never globbed: a path may hold [ * ?
 for spec in $init_param; do extra+=(--init-param "$spec"); done
 for prefix in $freeze_param; do extra+=(--freeze-param "$prefix"); done
+set +f
 if [ "$num_procs" -gt 1 ] && [ "${cmd%% *}" = local ] && ! python -c "$loopback_check" 2>/dev/null; then
   # DDP's rendezvous and gloo talk TCP over 127.0.0.1; a network namespace made with
   # `unshare -n` has its loopback down. Train rather than fail (the run differs from N processes).

@@ -103,7 +103,7 @@ def test_mistakes_name_the_file_and_the_fix(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     report = init_from(model(2), InitParam(other, "encoder.layers", "encoder.layers"))
     assert 0 < len(report.copied) < len(report.skipped)  # the feed-forward biases (ffn_dim) fit by chance
-    assert "most of what it names does not fit this model" in caplog.text
+    assert "is it the architecture meant?" in caplog.text
     save_checkpoint(
         other, build_model(ModelConfig(**{**TINY.to_dict(), "encoder_options": {**options, "ffn_dim": 24}}), 5)
     )
@@ -155,6 +155,10 @@ def test_train_cli_inits_freezes_and_records_it(small_yesno, tmp_path, capfd):
     assert main([str(a) for a in args]) == 0
     log = (exp / "log" / "log-train.txt").read_text()
     assert f"init_param {source}:encoder:encoder: " in log and "freeze_param encoder.subsampling: " in log
+    listed = (exp / "init_param.tsv").read_text().splitlines()
+    assert listed[0] == "spec\ttensor\toutcome"
+    assert f"{source}:encoder:encoder\tencoder.layers.0.ff1.net.1.weight\tcopied" in listed
+    assert len(listed) == 1 + sum(k.startswith("encoder.") for k in src.state_dict())
     ckpt = load_checkpoint(exp / "final.pt")
     got, want = ckpt["model"], src.state_dict()
     front = [k for k in want if k.startswith("encoder.subsampling.")]
@@ -163,11 +167,78 @@ def test_train_cli_inits_freezes_and_records_it(small_yesno, tmp_path, capfd):
     assert not torch.equal(got["output.weight"], want["output.weight"])
     assert ckpt["train_config"]["init_param"] == [f"{source}:encoder:encoder"]
     assert ckpt["train_config"]["freeze_param"] == ["encoder.subsampling"]
-    # The same run without the options is another system in results.tsv
+    # The same run without the options is another system in results.tsv; its layers are further
+    # from the source's (the init of the unfrozen layers happened, then they trained)
     plain = tmp_path / "plain"
     assert main([str(a) for a in [*common, "--exp-dir", plain]]) == 0
-    assert config_digest(ckpt) != config_digest(load_checkpoint(plain / "final.pt"))
+    other = load_checkpoint(plain / "final.pt")
+    assert config_digest(ckpt) != config_digest(other)
+    k = "encoder.layers.1.ff2.net.1.weight"
+    assert (got[k] - want[k]).norm() < 0.7 * (other["model"][k] - want[k]).norm()
+    # Asked for afterwards in the same exp dir, the init would be skipped by the resume: refused
+    rc = main([str(a) for a in [*common, "--exp-dir", plain, "--set", f"init_param={source}:encoder:encoder"]])
+    assert rc == 1 and "was trained with train.init_param [], and this run asks for" in capfd.readouterr().err
+    # Freezing everything trains nothing: said before the first step, not as a traceback in backward()
+    rc = main(
+        [
+            str(a)
+            for a in [*common, "--exp-dir", tmp_path / "all", "--freeze-param", "encoder", "--freeze-param", "output"]
+        ]
+    )
+    assert rc == 1 and "nothing trains" in capfd.readouterr().err
     # A missing init file stops the run before any work, naming it
     assert main([str(a) for a in [*common, "--exp-dir", tmp_path / "x", "--init-param", tmp_path / "gone.pt"]]) != 0
     assert "gone.pt does not exist. Fix: the path of a checkpoint" in capfd.readouterr().err
     assert not (tmp_path / "x" / "log").exists()
+
+
+def test_lora_is_merged_other_units_and_exclude_typos(tmp_path, caplog):
+    """A LoRA-trained speechtl checkpoint names its adapted weights ...parametrizations.weight.original
+    (+ lora_a/lora_b): a plain model got none of them, and only an INFO line said so."""
+    seed_everything(1)
+    src = build_model(ModelConfig(**{**TINY.to_dict(), "peft": {"kind": "lora", "dim": 2, "alpha": 4.0}}), 5)
+    for name, p in src.named_parameters():
+        if name.endswith("lora_b"):
+            torch.nn.init.normal_(p)  # as after training: B @ A no longer zero
+    path = tmp_path / "lora.pt"
+    save_checkpoint(path, src, tokens={f"u{i}": i for i in range(5)})
+    key = next(n for n, _ in src.named_parameters() if n.endswith(".original")).replace(".parametrizations.", ".")
+    key = key.removesuffix(".original")  # e.g. encoder.layers.0.attn.in_proj_weight
+    owner, weight = key.rsplit(".", 1)
+    merged = getattr(src.get_submodule(owner), weight).detach()  # W + scale * B @ A
+    dst = model(2)
+    report = init_from(dst, InitParam(path, "encoder", "encoder"))
+    assert torch.allclose(dst.state_dict()[key], merged) and key in report.copied
+    assert not report.skipped
+    # other units: the output layer of a checkpoint whose units are not the run's is not copied
+    dst = model(2)
+    before = dst.state_dict()["output.weight"].clone()
+    caplog.set_level(logging.INFO)
+    report = init_from(dst, InitParam(path), tokens={f"v{i}": i for i in range(5)})
+    assert torch.equal(dst.state_dict()["output.weight"], before)
+    assert ("output.weight", "the file's units are not this run's") in report.skipped
+    report = init_from(model(2), InitParam(path), tokens={f"u{i}": i for i in range(5)})
+    assert "output.weight" in report.copied
+    # an EXCLUDE that names nothing is a typo: it would copy what it meant to leave out
+    with pytest.raises(SpeechtlError, match=r"EXCLUDE \['outptu'\] names no tensor"):
+        init_from(model(2), InitParam(path, exclude=("outptu",)))
+
+
+def test_one_spec_as_a_string_is_a_list_of_one(small_yesno, tmp_path, capfd):
+    d, cuts, _ = small_yesno
+    cuts_path = tmp_path / "cuts.jsonl.gz"
+    cuts.to_file(cuts_path)
+    conf = tmp_path / "train.yaml"
+    train = {
+        "num_steps": 1,
+        "max_duration": 400,
+        "num_buckets": 2,
+        "average_last": 1,
+        "freeze_param": "encoder.subsampling",
+    }
+    conf.write_text(yaml.safe_dump({"model": TINY.to_dict(), "train": train}))
+    args = ["train", "--config", conf, "--lang-dir", d / "lang", "--train-cuts", cuts_path, "--exp-dir", tmp_path / "e"]
+    assert main([str(a) for a in [*args, "--set", "init_param=nope.pt"]]) == 1
+    assert "nope.pt does not exist" in capfd.readouterr().err  # read as a spec, not refused as a str
+    assert main([str(a) for a in args]) == 0
+    assert load_checkpoint(tmp_path / "e" / "final.pt")["train_config"]["freeze_param"] == ["encoder.subsampling"]

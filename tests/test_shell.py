@@ -353,3 +353,15 @@ def test_steps_decode_labels_rows_by_the_checkpoint(small_yesno, tmp_path):
         ("finetune", "3min"),
         ("mine", "x"),
     }
+
+
+def test_a_marker_from_before_a_fingerprint_was_keyed_is_kept_and_upgraded(tmp_path):
+    """tts_xling's stage 1 keys on its sentences' checksum since 2026-12-07: a marker written before
+    (no text=) would otherwise redo synthesis, fbank, the source and every system once."""
+    marker = tmp_path / ".done"
+    marker.write_text("text_dir=/t 123 45")
+    script = f""". utils/common.sh
+if is_done {marker} "$1"; then echo skipped; else echo working; fi"""
+    assert bash(script, "text_dir=/t 123 45 text=99-7").stdout.strip() == "skipped"
+    assert marker.read_text() == "text_dir=/t 123 45 text=99-7"
+    assert bash(script, "text_dir=/t 123 45 text=11-7").stdout.strip().endswith("working")  # the text changed

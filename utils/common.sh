@@ -14,12 +14,14 @@ log() {
 }
 
 same_key() {
-  # same_key MARKER KEY: MARKER holds KEY, or KEY less its "weights=" fingerprints (a marker written
-  # before a pretrained folder's weights were part of the keys: rewritten with KEY, not redone).
+  # same_key MARKER KEY: MARKER holds KEY, or KEY less its "weights=" / "text=" fingerprints (a marker
+  # written before a pretrained folder's weights or tts_xling's sentences were part of the keys:
+  # rewritten with KEY, not redone).
   local stored
   stored=$(cat "$1")
   [ "$stored" = "$2" ] && return 0
-  if [[ "$2" == *" weights="* ]] && [ "$stored" = "$(printf '%s' "$2" | sed 's/ weights=[^ ]*//g')" ]; then
+  if [[ "$2" == *" weights="* || "$2" == *" text="* ]] \
+    && [ "$stored" = "$(printf '%s' "$2" | sed -E 's/ (weights|text)=[^ ]*//g')" ]; then
     printf '%s' "$2" > "$1"
     return 0
   fi
@@ -160,7 +162,7 @@ corpus_or_download() {
   # corpus_or_download VAR DEFAULT CORPUS KEY WHAT: a recipe's stage 0. An empty $VAR
   # (no --corpus-dir) becomes DEFAULT, which `speechtl download CORPUS` fetches into
   # $dl_dir once, when stage 0 is in --stage/--stop-stage ($dl_dir/.done holds KEY).
-  # $VAR ends as an absolute path when the directory exists. A relative path is the recipe
+  # $VAR ends as an absolute path when the directory exists. A relative path typed is the recipe
   # dir's, or else, if it exists there, $invoked_from's (where run.sh or make was started).
   local var=$1 default=$2 corpus=$3 key=$4 what=$5
   local dir=${!var}
@@ -172,7 +174,8 @@ corpus_or_download() {
       mark_done "$dl_dir/.done" "$key"
     fi
   fi
-  if [[ "$dir" != /* ]] && [ ! -e "$dir" ] && [ -n "${invoked_from:-}" ] && [ -e "$invoked_from/$dir" ]; then
+  if [ -n "${!var}" ] && [[ "$dir" != /* ]] && [ ! -e "$dir" ] && [ -n "${invoked_from:-}" ] \
+    && [ -e "$invoked_from/$dir" ]; then
     # typed relative to where the command was given (the repo root for `make demo ARGS=...`)
     log "--${var//_/-} $dir read from $invoked_from"
     dir=$invoked_from/$dir

@@ -9,8 +9,11 @@ name, and keep parts fixed, without a new method:
   where a tensor of that name and shape exists. EXCLUDE names prefixes of PATH's names to leave
   out. ``exp/src/final.pt:encoder:encoder`` takes a speechtl model's encoder only;
   ``model.pt:module.encoder:encoder`` one saved by a DDP wrapper; ``cls.pt:::output`` all but
-  the output layer. Mismatches are listed and skipped (another vocabulary, a wider layer); a
-  spec that copies nothing at all is an error, since it is a typo far more often than intended.
+  the output layer. Mismatches are skipped (a wider layer) and listed in the exp dir's
+  ``init_param.tsv``; a LoRA-trained speechtl checkpoint gives its weights with the low-rank
+  updates merged; the output layer of a checkpoint with other units is not copied (its rows
+  would land on other units). A spec that copies nothing at all, or names a prefix that is not
+  there, is an error, since it is a typo far more often than intended.
 - ``freeze_param``: name prefixes whose parameters do not train (``encoder.subsampling``,
   ``encoder.layers.0``). Parameters only: a BatchNorm inside still updates its running
   statistics on the target data, as with ESPnet's option and PyTorch's ``requires_grad``.
@@ -70,20 +73,59 @@ def renamed(name: str, src: str, dst: str) -> str:
     return ".".join(p for p in (dst, rest) if p)
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """The named tensors of ``path``: a speechtl checkpoint (its ``model``), a ``{"state_dict": ...}``
-    or ``{"model": ...}`` dict as Lightning, icefall and ESPnet save them, a plain state dict, or a
-    ``.safetensors`` file."""
+def _merged_lora(tensors: dict[str, torch.Tensor], peft: dict) -> dict[str, torch.Tensor]:
+    """A LoRA-trained speechtl model's tensors with each adapted weight merged (W + scale * B @ A)
+    under its plain name, as a model without LoRA names it; other tensors as they are."""
+    from speechtl.config import from_dict
+    from speechtl.models.peft import PeftConfig
+
+    cfg = from_dict(PeftConfig, dict(peft), "peft")
+    out = {}
+    for name, value in tensors.items():
+        owner, sep, rest = name.partition(".parametrizations.")
+        if not sep:
+            out[name] = value
+        elif rest.endswith(".original"):
+            weight = rest[: -len(".original")]
+            base = f"{owner}.parametrizations.{weight}.0"
+            delta = tensors[f"{base}.lora_b"].float() @ tensors[f"{base}.lora_a"].float()
+            out[f"{owner}.{weight}"] = (value.float() + cfg.alpha / cfg.dim * delta).to(value.dtype)
+    return out
+
+
+@dataclass
+class Tensors:
+    """What an init file holds: its named tensors, and the unit symbols of a speechtl checkpoint."""
+
+    named: dict[str, torch.Tensor]
+    tokens: dict[str, int] | None = None
+
+
+def _load(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a speechtl checkpoint holds more than tensors (its config, RNG states)
+        logging.info(f"init_param: {path} is read with pickle (only give files you trust)")
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_tensors(path: Path) -> Tensors:
+    """The named tensors of ``path``: a speechtl checkpoint (its ``model``; LoRA merged into the weights
+    it adapted), a ``{"state_dict": ...}`` or ``{"model": ...}`` dict as Lightning, icefall and ESPnet
+    save them, a plain state dict, or a ``.safetensors`` file."""
     if not path.is_file():
         raise SpeechtlError(f"init_param: {path} does not exist. Fix: give the path of a checkpoint file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+            return Tensors(load_file(str(path)))
+        obj = _load(path)
     except Exception as e:
         raise SpeechtlError(f"init_param: cannot read {path}: {e}") from e
+    tokens, peft = None, {}
+    if isinstance(obj, Mapping) and isinstance(obj.get("model_config"), Mapping):  # a speechtl checkpoint
+        tokens, peft = obj.get("tokens"), obj["model_config"].get("peft") or {}
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -97,7 +139,9 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
             + (f" with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, Mapping) else "")
             + "). Fix: give a checkpoint or state dict saved with torch.save"
         )
-    return tensors
+    if peft.get("kind") == "lora":
+        tensors = _merged_lora(tensors, peft)
+    return Tensors(tensors, tokens if isinstance(tokens, dict) else None)
 
 
 @dataclass
@@ -113,9 +157,18 @@ def _examples(names: Iterable[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
 
 
-def init_from(model: nn.Module, spec: InitParam) -> InitReport:
-    """Copy what ``spec`` names into ``model``, in place; see the module's docstring."""
-    tensors = read_tensors(spec.path)
+def init_from(model: nn.Module, spec: InitParam, tokens: dict[str, int] | None = None) -> InitReport:
+    """Copy what ``spec`` names into ``model``, in place; see the module's docstring. ``tokens``: the
+    run's units; the output layer of a checkpoint with other units is not copied (its rows would
+    land on other units: ``--source-checkpoint`` maps them by symbol)."""
+    read = read_tensors(spec.path)
+    tensors = read.named
+    unused = [e for e in spec.exclude if not any(under(k, e) for k in tensors)]
+    if unused:
+        raise SpeechtlError(
+            f"init_param {spec}: EXCLUDE {unused} names no tensor of {spec.path}; its names look like "
+            f"{_examples(tensors)}. Fix: an EXCLUDE prefix from those names"
+        )
     picked = {k: v for k, v in tensors.items() if under(k, spec.src) and not any(under(k, e) for e in spec.exclude)}
     if not picked:
         raise SpeechtlError(
@@ -129,6 +182,7 @@ def init_from(model: nn.Module, spec: InitParam) -> InitReport:
             f"init_param {spec}: the model has nothing under {spec.dst!r}; its names look like {_examples(own)}. "
             "Fix: a DST prefix from those names"
         )
+    other_units = tokens is not None and read.tokens is not None and read.tokens != tokens
     report = InitReport(spec)
     for name, value in picked.items():
         target = renamed(name, spec.src, spec.dst)
@@ -136,6 +190,8 @@ def init_from(model: nn.Module, spec: InitParam) -> InitReport:
             report.skipped.append((target, "not in the model"))
         elif own[target].shape != value.shape:
             report.skipped.append((target, f"shape {tuple(value.shape)}, the model's {tuple(own[target].shape)}"))
+        elif other_units and under(target, "output"):
+            report.skipped.append((target, "the file's units are not this run's"))
         else:
             own[target] = value.to(own[target].dtype)
             report.copied.append(target)
@@ -147,21 +203,35 @@ def init_from(model: nn.Module, spec: InitParam) -> InitReport:
         )
     model.load_state_dict(own)
     said = f"init_param {spec}: {len(report.copied)} tensors copied" + (
-        f", {len(report.skipped)} skipped (e.g. {report.skipped[0][0]}: {report.skipped[0][1]})"
-        if report.skipped
-        else ""
+        f", {len(report.skipped)} skipped" if report.skipped else ""
     )
-    if len(report.skipped) > len(report.copied):
-        # another architecture: a few tensors (a bias of a size both share) fit by chance
-        logging.warning(f"{said}: most of what it names does not fit this model; is it the architecture meant?")
+    absent = [t for t, why in report.skipped if why == "not in the model"]
+    if len(report.skipped) > len(report.copied) or absent:
+        # another architecture (a few tensors, a bias of a size both share, fit by chance), or parts the
+        # model lacks (a source's adapters): the user should know what did not come over
+        example = absent[0] if absent else report.skipped[0][0]
+        logging.warning(
+            f"{said} (e.g. {example}: {dict(report.skipped)[example]}"
+            + (f"; {len(absent)} are not in the model" if absent else "")
+            + "): is it the architecture meant?"
+        )
     else:
-        logging.info(said)
+        logging.info(said + (f" (e.g. {report.skipped[0][0]}: {report.skipped[0][1]})" if report.skipped else ""))
     return report
 
 
-def apply_init_params(model: nn.Module, specs: Sequence[str]) -> list[InitReport]:
+def apply_init_params(model: nn.Module, specs: Sequence[str], tokens: dict[str, int] | None = None) -> list[InitReport]:
     """Every ``init_param`` spec in order (a later one overwrites what an earlier one copied)."""
-    return [init_from(model, InitParam.parse(s)) for s in specs]
+    return [init_from(model, InitParam.parse(s), tokens) for s in specs]
+
+
+def write_init_report(reports: Sequence[InitReport], path: Path) -> None:
+    """Every tensor each spec named, copied or skipped and why: ``spec name outcome``, tab-separated."""
+    lines = ["spec\ttensor\toutcome"]
+    for r in reports:
+        lines += [f"{r.spec}\t{name}\tcopied" for name in r.copied]
+        lines += [f"{r.spec}\t{name}\tskipped: {why}" for name, why in r.skipped]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def freeze_params(model: nn.Module, prefixes: Sequence[str]) -> list[str]:

@@ -38,7 +38,7 @@ from lhotse import CutSet
 from tqdm import tqdm
 
 from speechtl.adapt import Method
-from speechtl.adapt.param_options import InitParam, apply_init_params, freeze_params
+from speechtl.adapt.param_options import InitParam, apply_init_params, freeze_params, write_init_report
 from speechtl.decode.longform import check_cuts_fit
 from speechtl.errors import SpeechtlError
 from speechtl.features.compute import pick_device
@@ -163,6 +163,21 @@ class TrainConfig:
     freeze_param: list[str] = field(default_factory=list)
 
 
+def check_same_init(found: tuple[Path, dict], cfg: TrainConfig) -> None:
+    """A run resumes from an epoch checkpoint whatever its settings; but one trained without (or with
+    other) ``init_param``/``freeze_param`` would continue without what they do, while its checkpoints
+    say they were applied."""
+    path, ckpt = found
+    saved = ckpt.get("resume_key") or ckpt.get("train_config") or {}
+    for name in ("init_param", "freeze_param"):
+        before, now = saved.get(name) or [], getattr(cfg, name)
+        if before != now:
+            raise SpeechtlError(
+                f"{path} was trained with train.{name} {before}, and this run asks for {now}: resuming from it "
+                f"would not apply them. Fix: train into a new --exp-dir, or delete {path.parent}'s checkpoints"
+            )
+
+
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
     def f(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -283,7 +298,8 @@ class Trainer:
                 raise SpeechtlError(f"train.{name} must be 1 or more, got {getattr(config, name)}")
         if config.save_every_n < 0:
             raise SpeechtlError(f"train.save_every_n must be 0 (off) or more, got {config.save_every_n}")
-        for spec in config.init_param:  # a typo'd path stops the run here, not after the data is read
+        resumable = (Path(exp_dir) / LAST).is_file() or bool(epoch_checkpoints(Path(exp_dir)))
+        for spec in config.init_param if not resumable else ():  # a typo'd path stops the run before any work
             if not (path := InitParam.parse(spec).path).is_file():
                 raise SpeechtlError(f"train.init_param {spec!r}: {path} does not exist. Fix: the path of a checkpoint")
         # Parsed here, so bad options stop the run before any work.
@@ -484,7 +500,11 @@ class Trainer:
             )
             found = find_resume(self.exp_dir, key, asdict(TrainConfig()))
             if found is None:  # a resumed run's checkpoint has the weights these gave, and more
-                apply_init_params(self.model, cfg.init_param)
+                reports = apply_init_params(self.model, cfg.init_param, self.lang.token2id if self.lang else None)
+                if reports and self.dist.rank == 0:
+                    write_init_report(reports, self.exp_dir / "init_param.tsv")
+            else:
+                check_same_init(found, cfg)
             self.method.prepare(self.model)
             if cfg.freeze_param:
                 names = freeze_params(self.model, cfg.freeze_param)
@@ -507,6 +527,12 @@ class Trainer:
             if extra is not None:
                 groups.append(
                     {"params": [p for p in extra.parameters() if p.requires_grad], "lr": cfg.lr, "name": "method"}
+                )
+            if not any(p.requires_grad for g in groups for p in g["params"]):
+                raise SpeechtlError(
+                    f"nothing trains: method {self.method.name}"
+                    + (f" with train.freeze_param {cfg.freeze_param}" if cfg.freeze_param else "")
+                    + " leaves no parameter with a gradient. Fix: freeze less (e.g. keep the output layer trainable)"
                 )
             optimizer = OPTIMIZERS[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             # max_duration is each rank's batch (scope rank) or the one-process batch every

@@ -81,7 +81,8 @@ corpus_or_download text_dir $dl_dir/text tts_xling lad-text-shipped "the Living 
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   # the sentences' checksum too: text fetched afresh or edited in --text-dir is synthesized again
-  key="text_dir=$text_dir $(cksum < conf/corpus.yaml) text=$(cat "$text_dir"/*.tsv 2>/dev/null | cksum)"
+  # (none there: stage 1 names what is missing)
+  key="text_dir=$text_dir $(cksum < conf/corpus.yaml) text=$({ cat "$text_dir"/*.tsv 2>/dev/null || true; } | cksum | tr ' ' -)"
   if ! is_done $manifests/.done "$key"; then
     log "Stage 1: synthesize source and target corpora (conf/corpus.yaml, nj=$nj)"
     speechtl prepare tts_xling --corpus-dir "$text_dir" --output-dir $manifests --config conf/corpus.yaml \
