@@ -1224,15 +1224,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (kill, a job runner stopping a step) ends the command as Ctrl-C does: its cleanup runs
+    (Slurm jobs cancelled, the interrupted line said) instead of a silent death. In a forked worker
+    (a pool's), the default: it dies."""
+    import os
+    import signal
+
+    me = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != me:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "log_file", None))
+    if argv is None:  # the console command (not a test calling main in its own process)
+        _terminate_as_interrupt()
     try:
         args.func(args)
     except SpeechtlError as e:
         logging.error(str(e))
         return 1
-    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; writes are atomic, so nothing half-written stays
+    except (
+        KeyboardInterrupt
+    ):  # Ctrl-C or SIGTERM: a line, not a traceback; writes are atomic, so nothing half-written stays
         logging.error(
             "interrupted: what was finished is kept. Run the same command again to go on (a training resumes "
             "from its last epoch checkpoint, a recipe skips the stages its .done markers say are done)"

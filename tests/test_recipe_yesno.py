@@ -102,6 +102,22 @@ def test_changed_argument_redoes_only_its_stage(recipe_run, yesno_dir):
     assert "Stage 5" in r.stdout and "Stage 4" not in r.stdout
 
 
+def test_a_rebuilt_graph_is_decoded_again(recipe_run, yesno_dir):
+    """`./run.sh --stage 3 --stop-stage 3` with another LM rebuilt HLG.fst, and stage 5 then skipped
+    every decode: the HLG rows stayed the old graph's, and nothing said so."""
+    import os
+    import time
+
+    recipe = recipe_run[0]
+    later = time.time() + 5
+    os.utime(recipe / "data" / "lang" / "HLG.fst", (later, later))  # as a rebuild leaves it
+    r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "5", "--stop-stage", "5")
+    assert r.returncode == 0, r.stderr
+    assert "decode/.done was made with other arguments; redoing it" in r.stdout + r.stderr
+    r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "5", "--stop-stage", "5")
+    assert "redoing" not in r.stdout + r.stderr  # and then skipped again
+
+
 def test_parallel_decoding_gives_identical_recogs(recipe_run):
     recipe = recipe_run[0]
     env = venv_env()

@@ -95,7 +95,8 @@ def test_source_key_changes_when_a_pretrained_folder_is_replaced(tmp_path):
     r = bash('set -e; . utils/common.sh; reset_if_changed "$1" "$2"; cat "$1/.done"', str(marker), new)
     assert r.returncode == 0 and r.stdout == new and (marker / ".done").exists()
     r = bash('set -e; . utils/common.sh; reset_if_changed "$1" "$2"; ls -A "$1"', str(marker), new + " other")
-    assert r.stdout.split() == [".started"]  # another key: started afresh
+    assert r.stdout.splitlines()[-1] == ".started"  # another key: started afresh, and said
+    assert "finished with other arguments (now other; was ): deleting it (its model, decodes and exports)" in r.stdout
 
 
 def interrupt_run_parallel(tmp_path, job: str, signal_it) -> tuple[int, str, bool]:
@@ -165,7 +166,8 @@ ls -A {exp} | tr '\\n' ' '"""
     (exp / "final.pt").write_text("done")
     (exp / ".done").write_text("lr=2")
     assert ".done" in bash(script, "lr=2").stdout.split()  # finished with these arguments: kept
-    assert bash(script, "lr=3").stdout.split() == [".started"]  # finished with others: removed
+    out = bash(script, "lr=3").stdout  # finished with others: removed, and said with what changed
+    assert out.split()[-1] == ".started" and "(now lr=3; was lr=2): deleting it" in out
 
 
 def test_run_parallel_shares_the_cores_among_the_jobs_it_has(tmp_path):
@@ -365,3 +367,11 @@ if is_done {marker} "$1"; then echo skipped; else echo working; fi"""
     assert bash(script, "text_dir=/t 123 45 text=99-7").stdout.strip() == "skipped"
     assert marker.read_text() == "text_dir=/t 123 45 text=99-7"
     assert bash(script, "text_dir=/t 123 45 text=11-7").stdout.strip().endswith("working")  # the text changed
+
+
+def test_a_stage_that_is_not_a_number_stops_the_recipe():
+    """`./run.sh --stage abc` printed "integer expression expected" at every gate, ran nothing, exited 0."""
+    r = bash("stage=abc stop_stage=100; . utils/common.sh; echo ran")
+    assert r.returncode == 1 and "--stage 'abc' is not a stage number" in r.stdout + r.stderr and "ran" not in r.stdout
+    r = bash("stage=5 stop_stage=4; . utils/common.sh; echo ran")
+    assert r.returncode == 0 and "no stage runs" in r.stdout + r.stderr

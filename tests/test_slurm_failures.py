@@ -119,3 +119,27 @@ def test_job_past_its_time_is_reported_not_waited_on(slurm, tmp_path):  # noqa: 
     # --signal), so the end comes 25-60 s in (24.6 s seen once, under load); the old bug ended it
     # at about 12 s, as soon as it started.
     assert 18 < elapsed < 180, f"reported after {elapsed:.0f} s"
+
+
+def test_ctrl_c_while_waiting_cancels_the_jobs(slurm, tmp_path):  # noqa: F811
+    """Ctrl-C of a step running under --cmd slurm said "interrupted" and left its jobs running: the
+    rerun it suggests started a second array over the same files (slurm.pl cancels on interrupt)."""
+    import signal
+    import sys
+
+    script = (
+        "import sys, time\nfrom pathlib import Path\nfrom speechtl.cluster import get_executor\n"
+        f"get_executor('{OPTS} --time 5', 1, Path(sys.argv[1]), 'ctrlc').map(time.sleep, [(120,)])\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "log")], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and not any(state == "RUNNING" for _, state in squeue("speechtl-ctrlc")):
+        time.sleep(0.5)
+    assert squeue("speechtl-ctrlc"), "the job was never seen running"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert "ctrlc) cancelled" in err, err
+    deadline = time.time() + 30
+    while time.time() < deadline and any(state in ("RUNNING", "PENDING") for _, state in squeue("speechtl-ctrlc")):
+        time.sleep(0.5)
+    assert not [j for j in squeue("speechtl-ctrlc") if j[1] in ("RUNNING", "PENDING")]

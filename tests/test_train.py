@@ -63,6 +63,30 @@ def test_resume_continues_after_last_epoch(small_yesno, tmp_path, caplog):
     assert "resuming from" in caplog.text and "at epoch 2" in caplog.text
     assert (tmp_path / "exp" / "epoch-1.pt").stat().st_mtime_ns == first
     assert load_checkpoint(tmp_path / "exp" / "epoch-2.pt")["epoch"] == 2
+    assert "written with other settings" not in caplog.text  # more epochs of the same run: no warning
+    # The same exp dir with an edited conf (another lr) continued the old run without a word
+    with caplog.at_level(logging.INFO):
+        make_trainer(lang, tmp_path / "exp", 3, lr=0.5).fit(cuts)
+    assert "epoch-2.pt was written with other settings (lr differ): this run continues that one" in caplog.text
+
+
+def test_a_second_training_of_one_exp_dir_stops_at_once(small_yesno, tmp_path):
+    """A training left running (its recipe killed around it, torchrun's workers in their own session)
+    and the same command again: the second resumed from checkpoints the first was still writing."""
+    import fcntl
+
+    _, cuts, lang = small_yesno
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    with open(exp / ".train.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        with pytest.raises(SpeechtlError, match=r"another training is running in .*exp \(pid 4242\).*kill 4242"):
+            make_trainer(lang, exp, 1).fit(cuts)
+        assert not list(exp.glob("epoch-*.pt"))
+    make_trainer(lang, exp, 1).fit(cuts)  # the holder gone (the kernel frees its lock): it trains
+    assert (exp / "epoch-1.pt").is_file()
 
 
 def test_num_steps_is_an_exact_budget_unless_rounded_to_epochs(small_yesno, tmp_path, caplog):
@@ -363,3 +387,32 @@ def test_a_method_with_its_own_budget_is_said(tmp_path, caplog):
         assert not caplog.text  # the same budget, another lr: fine
         warn_own_budget(conf, "kd", {"num_steps": 300}, {"num_steps": 600, "accum_grad": 2})
     assert "num_steps=600 (the conf's 300), accum_grad=2 (the conf's 1): kd trains at another budget" in caplog.text
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(small_yesno, tmp_path):
+    """kill (SIGTERM) of a speechtl command ended it without a word; it now says what Ctrl-C says and
+    runs the same cleanup (Slurm jobs cancelled), and the run resumes from what it wrote."""
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+
+    d, cuts, _ = small_yesno
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    conf = tmp_path / "train.yaml"
+    model = {"encoder": "tdnn", "num_features": 23}
+    conf.write_text(
+        yaml.safe_dump({"model": model, "train": {"num_epochs": 500, "max_duration": 20, "num_buckets": 2}})
+    )
+    exp = tmp_path / "exp"
+    args = ["speechtl", "train", "--config", conf, "--lang-dir", d / "lang", "--train-cuts", tmp_path / "cuts.jsonl.gz"]
+    p = subprocess.Popen(
+        [*map(str, args), "--exp-dir", str(exp)], env=venv_env(OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (exp / "epoch-1.pt").is_file():
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted: what was finished is kept" in err, err[-2000:]

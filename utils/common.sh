@@ -14,18 +14,29 @@ log() {
 }
 
 same_key() {
-  # same_key MARKER KEY: MARKER holds KEY, or KEY less its "weights=" / "text=" fingerprints (a marker
-  # written before a pretrained folder's weights or tts_xling's sentences were part of the keys:
-  # rewritten with KEY, not redone).
+  # same_key MARKER KEY: MARKER holds KEY, or KEY less its "weights=" / "text=" / "graph=" / "model="
+  # fingerprints (a marker written before a pretrained folder's weights, tts_xling's sentences, or the
+  # graph and model a decode used were part of the keys: rewritten with KEY, not redone).
   local stored
   stored=$(cat "$1")
   [ "$stored" = "$2" ] && return 0
-  if [[ "$2" == *" weights="* || "$2" == *" text="* ]] \
-    && [ "$stored" = "$(printf '%s' "$2" | sed -E 's/ (weights|text)=[^ ]*//g')" ]; then
+  if [[ "$2" =~ \ (weights|text|graph|model)= ]] \
+    && [ "$stored" = "$(printf '%s' "$2" | sed -E 's/ (weights|text|graph|model)=[^ ]*//g')" ]; then
     printf '%s' "$2" > "$1"
     return 0
   fi
   return 1
+}
+
+key_change() {
+  # key_change MARKER KEY: the words of KEY its marker lacks, and the ones it had instead (a few each)
+  local -a was now added=() gone=()
+  local w
+  read -ra was <<< "$(tr '\n' ' ' < "$1")"
+  read -ra now <<< "$(printf '%s' "$2" | tr '\n' ' ')"
+  for w in "${now[@]}"; do [[ " ${was[*]} " == *" $w "* ]] || added+=("$w"); done
+  for w in "${was[@]}"; do [[ " ${now[*]} " == *" $w "* ]] || gone+=("$w"); done
+  echo "now ${added[*]:0:3}${added[3]:+ ...}; was ${gone[*]:0:3}${gone[3]:+ ...}"
 }
 
 is_done() {
@@ -34,7 +45,7 @@ is_done() {
   local marker=$1 key=$2
   [ -f "$marker" ] || return 1
   if ! same_key "$marker" "$key"; then
-    log "$marker was made with other arguments; redoing it"
+    log "$marker was made with other arguments; redoing it ($(key_change "$marker" "$key"))"
     return 1
   fi
   return 0
@@ -149,7 +160,11 @@ reset_if_changed() {
   # checkpoints are another run's.
   local dir=$1 key=$2
   if [ -f "$dir/.done" ]; then
-    same_key "$dir/.done" "$key" || rm -rf "$dir"
+    if ! same_key "$dir/.done" "$key"; then
+      log "$dir: finished with other arguments ($(key_change "$dir/.done" "$key")): deleting it (its model," \
+        "decodes and exports) to train it afresh"
+      rm -rf "$dir"
+    fi
   elif [ -f "$dir/.started" ] && ! same_key "$dir/.started" "$key"; then
     log "$dir: an interrupted run started with other arguments; starting it afresh"
     rm -rf "$dir"
@@ -257,3 +272,15 @@ pretrained_source() {
   local loc=${pretrained#*:}
   if [ -e "$loc" ]; then pretrained=$pt_kind:$(cd "$(dirname "$loc")" && pwd)/$(basename "$loc"); fi
 }
+
+# A recipe's --stage/--stop-stage: numbers, in order (a typo ran nothing and exited 0).
+for _gate in stage stop_stage; do
+  if [ -n "${!_gate+x}" ] && ! [[ "${!_gate}" =~ ^-?[0-9]+$ ]]; then
+    log "ERROR: --${_gate//_/-} '${!_gate}' is not a stage number"; exit 1
+  fi
+done
+if [ -n "${stage+x}" ] && [ -n "${stop_stage+x}" ] && [ "$stage" -gt "$stop_stage" ]; then
+  log "WARNING: --stage $stage is after --stop-stage $stop_stage: no stage runs"
+fi
+unset _gate
+

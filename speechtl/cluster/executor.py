@@ -194,7 +194,13 @@ class SlurmExecutor(_Executor):
             f"submitted {len(jobs)} {self.name} job(s) to Slurm (array {jobs[0].job_id.split('_')[0]}, "
             f"{self.nj} at a time); logs: {self.log_dir}/{self.name}.*.log"
         )
-        wait_for(jobs, self.name, o.max_stuck)  # never forever: stuck jobs are cancelled and reported
+        try:
+            wait_for(jobs, self.name, o.max_stuck)  # never forever: stuck jobs are cancelled and reported
+        except BaseException:  # Ctrl-C or SIGTERM: the jobs must not go on writing without anyone waiting
+            for job in jobs:  # (a rerun would start a second array over the same files, as slurm.pl avoids)
+                job.cancel(check=False)
+            logging.error(f"Slurm array {jobs[0].job_id.split('_')[0]} ({self.name}) cancelled")
+            raise
         results = []
         for j, job in enumerate(jobs):
             try:

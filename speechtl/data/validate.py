@@ -186,7 +186,10 @@ class Report:
         other = {r: n for r, n in sorted(self.rates.items()) if r != target_rate}
         if other:
             listing = ", ".join(f"{n} at {r} Hz" for r, n in other.items())
-            logging.info(f"{listing}: resampled to {target_rate} Hz when features are computed")
+            logging.info(
+                f"{listing}, not {target_rate} Hz (--sampling-rate): fbank at another rate than a file's "
+                "resamples it (a recipe computes features at its source model's rate)"
+            )
         if self.multichannel:
             logging.info(f"{self.multichannel} multi-channel recording(s): down-mixed to mono (channels averaged)")
         if self.misnamed:

@@ -111,7 +111,9 @@ class SherpaOptions:
     num_threads: int = 1
     #: HLG search: most active states per frame (sherpa-onnx's beam is kaldi-decoder's default, 16).
     max_active: int = 3000
-    #: Streams per decode_streams call.
+    #: Streams per decode_streams call, for an fp32 model. An int8 model decodes one stream at a time,
+    #: as a deployment does: its dynamically quantized activations take their scale from the whole
+    #: batch, so a batch of 16 changed an utterance's words (yesno: one inserted YES) against one alone.
     batch_size: int = 16
 
 
@@ -173,6 +175,7 @@ class SherpaCtc:
             decoding_method="greedy_search",
         )
         self.hlg = hlg
+        self.int8 = int8
         self.recognizer = OfflineRecognizer(config)
 
     def _token_id(self, sym: str) -> int:
@@ -193,7 +196,7 @@ class SherpaCtc:
     def decode(self, waves: Sequence[np.ndarray]) -> list[list[str]]:
         """Words of each mono float32 wave at the model's sample rate, values in [-1, 1]."""
         out: list[list[str]] = []
-        step = max(1, self.options.batch_size)
+        step = 1 if self.int8 else max(1, self.options.batch_size)
         for start in range(0, len(waves), step):
             streams = []
             for wave in waves[start : start + step]:

@@ -12,6 +12,7 @@ cores. On a 2-core machine, tts_xling's source with 2 ranks and
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -58,12 +59,31 @@ def cap_threads(local_procs: int, local_rank: int) -> None:
             )
 
 
+def die_with_parent() -> None:
+    """Under torchrun, end this worker (SIGTERM: it stops as on Ctrl-C) when its agent dies. torchrun
+    starts workers in their own session, so a ``kill -9`` of the agent or of the recipe around it left
+    them training on, and a rerun resumed from checkpoints they were still writing. Linux only."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except OSError:
+        return
+    if os.getppid() == 1:  # the agent died before the call: prctl only covers a death after it
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def init_distributed() -> DistInfo:
     """Join the process group torchrun describes (once); one process otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    die_with_parent()
     cap_threads(int(os.environ.get("LOCAL_WORLD_SIZE", world)), info.local_rank)
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"

@@ -20,10 +20,12 @@ them; so the position is counted here, by the loop, and the loader skips that ma
 batches at the sampler (:func:`skip_batches`), before any features are read.
 """
 
+import contextlib
 import itertools
 import logging
 import random
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import torch
 from lhotse import CutSet
 from torch.utils.data import DataLoader
 
+from speechtl.errors import SpeechtlError
 from speechtl.train.checkpoint import epoch_checkpoints, load_checkpoint
 
 LAST = "checkpoint-last.pt"
@@ -116,6 +119,13 @@ def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple
     train options, for keys written before they existed)."""
     epochs = epoch_checkpoints(exp_dir)
     best = (epochs[-1], load_checkpoint(epochs[-1])) if epochs else None
+    if best is not None and (diff := mismatched(best[1].get("resume_key"), key, defaults)):
+        # resumed anyway (a longer run of the same training is num_epochs alone, which is not in the key),
+        # but said: the same command with an edited conf otherwise trained on top of the old run silently
+        logging.warning(
+            f"{best[0]} was written with other settings ({', '.join(diff)} differ): this run continues that "
+            f"one with the new settings. Fix, for a new run: a new --exp-dir, or delete {Path(exp_dir)}'s checkpoints"
+        )
     last = Path(exp_dir) / LAST
     if not last.is_file():
         return best
@@ -133,6 +143,36 @@ def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple
         )
         return best
     return last, ckpt
+
+
+@contextlib.contextmanager
+def exp_lock(exp_dir: Path) -> Iterator[None]:
+    """Hold ``exp_dir/.train.lock`` (an flock, freed by the kernel when its holder dies) while training:
+    a second training of one exp dir, started while the first still runs (its recipe killed around
+    it, two shells), stops at once instead of resuming from checkpoints the first is still writing."""
+    import fcntl
+    import os
+
+    path = Path(exp_dir) / ".train.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise SpeechtlError(
+                f"another training is running in {exp_dir} (pid {holder}). Fix: wait for it, or stop it "
+                f"(kill {holder}) and run this again: it resumes from what that one wrote"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
 
 
 class SkipFirst:

@@ -72,6 +72,7 @@ from speechtl.train.resume import (
     LAST,
     Position,
     data_id,
+    exp_lock,
     find_resume,
     position_of,
     quiet_iter,
@@ -488,7 +489,8 @@ class Trainer:
         check_cuts_fit(train_cuts, self.model, "training")  # a Whisper encoder stops at 30 s: say so before any work
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         (self.exp_dir / "log").mkdir(exist_ok=True)
-        with self._train_log():
+        lock = exp_lock(self.exp_dir) if self.dist.is_main else contextlib.nullcontext()
+        with lock, self._train_log():
             seed_everything(cfg.seed)
             opts = self.method.options
             key = resume_key(
