@@ -178,6 +178,8 @@ def test_train_cli_inits_freezes_and_records_it(small_yesno, tmp_path, capfd):
     # Asked for afterwards in the same exp dir, the init would be skipped by the resume: refused
     rc = main([str(a) for a in [*common, "--exp-dir", plain, "--set", f"init_param={source}:encoder:encoder"]])
     assert rc == 1 and "was trained with train.init_param [], and this run asks for" in capfd.readouterr().err
+    # Resumed without the init it was trained with: its weights have it already, nothing is lost
+    assert main([str(a) for a in [*common, "--exp-dir", exp, "--freeze-param", "encoder.subsampling"]]) == 0
     # Freezing everything trains nothing: said before the first step, not as a traceback in backward()
     rc = main(
         [

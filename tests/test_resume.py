@@ -152,7 +152,7 @@ def test_checkpoint_last_is_taken_only_with_the_settings_it_was_written_with(sma
     torch.save(ckpt, tmp_path / "exp" / "checkpoint-last.pt")
     with caplog.at_level(logging.INFO):
         trainer(2, 0.02).fit(cuts)
-    assert "checkpoint-last.pt was written with other settings (lr differ)" in caplog.text
+    assert "checkpoint-last.pt was written with other settings (lr differs)" in caplog.text
     assert re.search(r"resuming from \S*epoch-1\.pt at epoch 2$", caplog.text, re.M), caplog.text
 
     (tmp_path / "exp" / "epoch-2.pt").unlink()
@@ -186,7 +186,7 @@ def test_checkpoint_last_of_other_method_options_is_not_continued(small_yesno, t
     torch.save(ckpt, tmp_path / "exp" / "checkpoint-last.pt")
     with caplog.at_level(logging.INFO):
         trainer(0.5).fit(cuts)
-    assert "checkpoint-last.pt was written with other settings (options differ)" in caplog.text, caplog.text
+    assert "checkpoint-last.pt was written with other settings (options differs)" in caplog.text, caplog.text
     assert re.search(r"resuming from \S*epoch-1\.pt at epoch 2$", caplog.text, re.M), caplog.text
 
 

@@ -67,7 +67,7 @@ def test_resume_continues_after_last_epoch(small_yesno, tmp_path, caplog):
     # The same exp dir with an edited conf (another lr) continued the old run without a word
     with caplog.at_level(logging.INFO):
         make_trainer(lang, tmp_path / "exp", 3, lr=0.5).fit(cuts)
-    assert "epoch-2.pt was written with other settings (lr differ): this run continues that one" in caplog.text
+    assert "epoch-2.pt was written with other settings (lr differs): this run continues that one" in caplog.text
 
 
 def test_a_second_training_of_one_exp_dir_stops_at_once(small_yesno, tmp_path):

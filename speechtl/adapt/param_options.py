@@ -206,13 +206,16 @@ def init_from(model: nn.Module, spec: InitParam, tokens: dict[str, int] | None =
         f", {len(report.skipped)} skipped" if report.skipped else ""
     )
     absent = [t for t, why in report.skipped if why == "not in the model"]
-    if len(report.skipped) > len(report.copied) or absent:
+    # a layer whose weight was skipped but whose bias was copied is half the file's, half fresh
+    reshaped = [t for t, why in report.skipped if why.startswith("shape") and not under(t, "output")]
+    if len(report.skipped) > len(report.copied) or absent or reshaped:
         # another architecture (a few tensors, a bias of a size both share, fit by chance), or parts the
         # model lacks (a source's adapters): the user should know what did not come over
-        example = absent[0] if absent else report.skipped[0][0]
+        example = (absent or reshaped or [report.skipped[0][0]])[0]
         logging.warning(
             f"{said} (e.g. {example}: {dict(report.skipped)[example]}"
             + (f"; {len(absent)} are not in the model" if absent else "")
+            + (f"; {len(reshaped)} have another shape, so their layers start partly fresh" if reshaped else "")
             + "): is it the architecture meant?"
         )
     else:
@@ -249,6 +252,7 @@ def freeze_params(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     unused = [q for q in prefixes if not any(under(n, q) for n in frozen)]
     if unused:
         raise SpeechtlError(
-            f"freeze prefixes {unused} match no parameter; names look like {_examples(n for n, _ in model.named_parameters())}"
+            f"freeze prefixes {unused} match no parameter; names look like {_examples(n for n, _ in model.named_parameters())}. "
+            "Fix: prefixes from those names (train.freeze_param / --freeze-param, or the freeze method's prefixes)"
         )
     return frozen

@@ -123,7 +123,7 @@ def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple
         # resumed anyway (a longer run of the same training is num_epochs alone, which is not in the key),
         # but said: the same command with an edited conf otherwise trained on top of the old run silently
         logging.warning(
-            f"{best[0]} was written with other settings ({', '.join(diff)} differ): this run continues that "
+            f"{best[0]} was written with other settings ({', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}): this run continues that "
             f"one with the new settings. Fix, for a new run: a new --exp-dir, or delete {Path(exp_dir)}'s checkpoints"
         )
     last = Path(exp_dir) / LAST
@@ -137,7 +137,7 @@ def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple
     diff = mismatched(ckpt.get("resume_key"), key, defaults)
     if diff:
         logging.warning(
-            f"{last} was written with other settings ({', '.join(diff)} differ), so the run does not continue "
+            f"{last} was written with other settings ({', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}), so the run does not continue "
             f"from it mid-epoch; it resumes from {best[0].name if best else 'the start'}. "
             f"Fix: rerun with the settings it was written with, or delete {last}"
         )

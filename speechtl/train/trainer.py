@@ -172,7 +172,7 @@ def check_same_init(found: tuple[Path, dict], cfg: TrainConfig) -> None:
     saved = ckpt.get("resume_key") or ckpt.get("train_config") or {}
     for name in ("init_param", "freeze_param"):
         before, now = saved.get(name) or [], getattr(cfg, name)
-        if before != now:
+        if any(spec not in before for spec in now):  # one dropped on resume loses nothing: its weights are in
             raise SpeechtlError(
                 f"{path} was trained with train.{name} {before}, and this run asks for {now}: resuming from it "
                 f"would not apply them. Fix: train into a new --exp-dir, or delete {path.parent}'s checkpoints"
