@@ -2,6 +2,7 @@
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -135,3 +136,23 @@ def test_synthesize_command(tmp_path):
         text=True,
     )
     assert r.returncode == 1 and "unknown option" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_tts
+def test_an_interrupted_synthesis_keeps_what_it_made_from_the_same_plan(tmp_path, caplog):
+    """fsdd's stage 1 killed at wav 1252 of 3100 made all 3100 again."""
+    import logging
+
+    voices = VOICES[:2]
+    a = synthesize_corpus(ITEMS, voices, tmp_path / "c", seed=7, nj=2)
+    wavs = {r.id: r.sources[0].source for r in a[0]}
+    times = {uid: Path(w).stat().st_mtime_ns for uid, w in wavs.items()}
+    gone = sorted(wavs)[0]
+    Path(wavs[gone]).unlink()  # as if killed before it was written
+    with caplog.at_level(logging.INFO):
+        b = synthesize_corpus(ITEMS, voices, tmp_path / "c", seed=7, nj=1)
+    assert f"{len(wavs) - 1} of {len(wavs)} wavs kept from an earlier run of the same plan; 1 to make" in caplog.text
+    assert digest(b[0]) == digest(a[0]) and list(b[0]) == list(a[0])  # the same corpus, manifests included
+    assert all(Path(wavs[u]).stat().st_mtime_ns == t for u, t in times.items() if u != gone)
+    c = synthesize_corpus(ITEMS, voices, tmp_path / "c", seed=8, nj=1)  # another plan: nothing kept
+    assert all(Path(wavs[u]).stat().st_mtime_ns != t for u, t in times.items() if u in digest(c[0]))

@@ -7,6 +7,8 @@ same for a given seed whatever ``nj`` and job order. Audio is resampled to the
 corpus rate and written as 16-bit wav; manifests come back as lhotse sets.
 """
 
+import hashlib
+import json
 import logging
 import random
 import shutil
@@ -23,6 +25,7 @@ import torchaudio
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.audio import AudioSource
 
+from speechtl.atomic import atomic_path
 from speechtl.cluster import get_executor
 from speechtl.data.channel import band_limit, reverberate, trim_silence
 from speechtl.data.layout import write_split
@@ -198,7 +201,27 @@ def add_noise(wave: torch.Tensor, snr_db: float, color: float, seed: str) -> tor
     return (wave.double() + noise).float()
 
 
-def synthesize_job(jobs: list[dict], wav_dir: str, sampling_rate: int) -> list[dict]:
+#: Per-job index files of the wavs a synthesis wrote: ``id<TAB>plan key`` lines, appended as each wav is done.
+INDEX = ".synthesized.{n}.tsv"
+
+
+def plan_key(job: dict, sampling_rate: int) -> str:
+    """What made a wav: its planned text, voice, rate, pitch, speed, room, band, noise, and the rate."""
+    text = json.dumps({**job, "sampling_rate": sampling_rate}, sort_keys=True, default=repr)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _done_before(wav_dir: Path) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for index in sorted(wav_dir.glob(INDEX.format(n="*"))):
+        for line in index.read_text(encoding="utf-8").splitlines():
+            uid, sep, key = line.partition("\t")
+            if sep:
+                keys[uid] = key
+    return keys
+
+
+def synthesize_job(jobs: list[dict], wav_dir: str, sampling_rate: int, n: int = 0) -> list[dict]:
     """One job: synthesize, resample, apply the planned ``speed`` factor (a vocal tract
     length and tempo change, as speed perturbation), then, where planned, a silence trim
     (``trim``), a room (``rt60``), a microphone band (``band``: high-pass, low-pass Hz;
@@ -228,7 +251,10 @@ def synthesize_job(jobs: list[dict], wav_dir: str, sampling_rate: int) -> list[d
                 wave = add_noise(wave, j["snr"], j.get("color", 0.0), j["id"])
                 wave = wave * min(1.0, 0.95 / max(1e-6, float(wave.abs().max())))  # no clipping
             path = wav_dir / f"{j['id']}.wav"
-            sf.write(str(path), wave.clamp(-1, 1).numpy(), sampling_rate, subtype="PCM_16")
+            with atomic_path(path) as part:  # a kill leaves no half-written wav under the real name
+                sf.write(str(part), wave.clamp(-1, 1).numpy(), sampling_rate, subtype="PCM_16", format="WAV")
+            with open(wav_dir / INDEX.format(n=n), "a", encoding="utf-8") as index:
+                index.write(f"{j['id']}\t{plan_key(j, sampling_rate)}\n")
             done.append({**j, "path": str(path.resolve()), "num_samples": wave.numel(), "speaker": j["voice"].speaker})
     return done
 
@@ -236,18 +262,31 @@ def synthesize_job(jobs: list[dict], wav_dir: str, sampling_rate: int) -> list[d
 def synthesize(
     jobs: Sequence[dict], out_dir: Pathlike, sampling_rate: int = 16000, nj: int = 1, cmd: str = "local"
 ) -> list[dict]:
-    """Run planned ``jobs`` (see :func:`plan`) over ``nj`` jobs; wavs go to ``out_dir/wav``."""
+    """Run planned ``jobs`` (see :func:`plan`) over ``nj`` jobs; wavs go to ``out_dir/wav``. A wav an
+    interrupted run already made from the same plan (its index line, :func:`plan_key`) is kept."""
     check_engines({j["voice"] for j in jobs})
     out_dir = Path(out_dir)
     wav_dir = out_dir / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    n = max(1, min(nj, len(jobs)))
-    chunks = [list(jobs[i::n]) for i in range(n)]
-    ex = get_executor(cmd, n, out_dir / "log", "tts")
-    return sorted(
-        (d for part in ex.map(synthesize_job, [(c, str(wav_dir), sampling_rate) for c in chunks]) for d in part),
-        key=lambda d: d["id"],
-    )
+    before = _done_before(wav_dir)
+    kept, todo = [], []
+    for j in jobs:
+        path = wav_dir / f"{j['id']}.wav"
+        if before.get(j["id"]) == plan_key(j, sampling_rate) and path.is_file():
+            frames = sf.info(str(path)).frames
+            kept.append({**j, "path": str(path.resolve()), "num_samples": frames, "speaker": j["voice"].speaker})
+        else:
+            todo.append(j)
+    if kept:
+        logging.info(f"{len(kept)} of {len(jobs)} wavs kept from an earlier run of the same plan; {len(todo)} to make")
+    made = []
+    if todo:
+        n = max(1, min(nj, len(todo)))
+        chunks = [list(todo[i::n]) for i in range(n)]
+        ex = get_executor(cmd, n, out_dir / "log", "tts")
+        args = [(c, str(wav_dir), sampling_rate, i) for i, c in enumerate(chunks)]
+        made = [d for part in ex.map(synthesize_job, args) for d in part]
+    return sorted(kept + made, key=lambda d: d["id"])
 
 
 def to_manifests(
