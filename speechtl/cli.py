@@ -1252,9 +1252,8 @@ def main(argv: list[str] | None = None) -> int:
     except SpeechtlError as e:
         logging.error(str(e))
         return 1
-    except (
-        KeyboardInterrupt
-    ):  # Ctrl-C or SIGTERM: a line, not a traceback; writes are atomic, so nothing half-written stays
+    # Ctrl-C or SIGTERM: a line, not a traceback; writes are atomic, so nothing half-written stays
+    except KeyboardInterrupt:
         logging.error(
             "interrupted: what was finished is kept. Run the same command again to go on (a training resumes "
             "from its last epoch checkpoint, a recipe skips the stages its .done markers say are done)"

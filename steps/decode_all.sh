@@ -46,7 +46,6 @@ fi
 zero_shot_decoding=${zero_shot_decoding:-$decoding}
 
 decode_dir() { if [ "$1" = zero-shot ]; then echo "$source_dir/decode_zero_shot"; else echo "$exp_dir/$1/decode"; fi; }
-stamp() { stat -L -c %s-%Y "$1" 2>/dev/null || echo none; }  # size-mtime: a file rebuilt or re-pointed
 decode_key() {
   # The graph and the model decoded are part of it: a lang dir rebuilt (another LM) or a final.pt
   # re-averaged left the old rows in place, decoded with what was there before.

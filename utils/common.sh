@@ -28,6 +28,11 @@ same_key() {
   return 1
 }
 
+stamp() {
+  # stamp FILE: its size-mtime (through links), or "none": a key word for a file rebuilt or re-pointed
+  stat -L -c %s-%Y "$1" 2>/dev/null || echo none
+}
+
 key_change() {
   # key_change MARKER KEY: the words of KEY its marker lacks, and the ones it had instead (a few each)
   local -a was now added=() gone=()

@@ -113,6 +113,10 @@ def position_of(ckpt: dict, steps_per_epoch: int) -> Position:
     return Position(epoch=epoch + 1, step=epoch * steps_per_epoch)
 
 
+def _differ(keys: list[str]) -> str:
+    return f"{', '.join(keys)} {'differs' if len(keys) == 1 else 'differ'}"
+
+
 def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple[Path, dict] | None:
     """The checkpoint to continue from: ``checkpoint-last.pt`` when it is further along
     than the last ``epoch-N.pt`` and was written by a run with this ``key`` (``defaults``: of the
@@ -123,7 +127,7 @@ def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple
         # resumed anyway (a longer run of the same training is num_epochs alone, which is not in the key),
         # but said: the same command with an edited conf otherwise trained on top of the old run silently
         logging.warning(
-            f"{best[0]} was written with other settings ({', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}): this run continues that "
+            f"{best[0]} was written with other settings ({_differ(diff)}): this run continues that "
             f"one with the new settings. Fix, for a new run: a new --exp-dir, or delete {Path(exp_dir)}'s checkpoints"
         )
     last = Path(exp_dir) / LAST
@@ -137,7 +141,7 @@ def find_resume(exp_dir: Path, key: dict, defaults: dict | None = None) -> tuple
     diff = mismatched(ckpt.get("resume_key"), key, defaults)
     if diff:
         logging.warning(
-            f"{last} was written with other settings ({', '.join(diff)} {'differs' if len(diff) == 1 else 'differ'}), so the run does not continue "
+            f"{last} was written with other settings ({_differ(diff)}), so the run does not continue "
             f"from it mid-epoch; it resumes from {best[0].name if best else 'the start'}. "
             f"Fix: rerun with the settings it was written with, or delete {last}"
         )

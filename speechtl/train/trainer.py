@@ -503,7 +503,7 @@ class Trainer:
             found = find_resume(self.exp_dir, key, asdict(TrainConfig()))
             if found is None:  # a resumed run's checkpoint has the weights these gave, and more
                 reports = apply_init_params(self.model, cfg.init_param, self.lang.token2id if self.lang else None)
-                if reports and self.dist.rank == 0:
+                if reports and self.dist.is_main:
                     write_init_report(reports, self.exp_dir / "init_param.tsv")
             else:
                 check_same_init(found, cfg)

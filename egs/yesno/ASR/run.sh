@@ -162,7 +162,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   exp=exp/${systems[0]}
   [ -f "$exp/.done" ] || { log "Stage 6: $exp is not trained; run stage 4 first"; exit 1; }
   # the graph and model exported too (size-mtime): a rebuilt lang or a re-averaged model is exported again
-  key="$(cat "$exp/.done") graph=$(stat -L -c %s-%Y $lang/HLG.fst) model=$(stat -L -c %s-%Y "$exp/final.pt")"
+  key="$(cat "$exp/.done") graph=$(stamp $lang/HLG.fst) model=$(stamp "$exp/final.pt")"
   if ! is_done "$exp/onnx/.done" "$key"; then
     log "Stage 6: export $exp to ONNX, decode test with sherpa-onnx"
     steps/export_onnx.sh --test-set test --method "$sys_method" --data "$sys_data" --results exp/results.tsv \
