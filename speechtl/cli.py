@@ -210,9 +210,16 @@ def cmd_prepare_lang(a):
     from speechtl.lang.lexicon import read_lexicon
     from speechtl.lang.prepare import prepare_lang, prepare_lang_from_text
 
-    if a.extra_lm_text:
+    if a.extra_lm_text and a.lm_text is None:
+        raise SpeechtlError("--extra-lm-text adds to --lm-text; give --lm-text too")
+    if a.units in ("bpe", "char"):
         if a.lm_text is None:
-            raise SpeechtlError("--extra-lm-text adds to --lm-text; give --lm-text too")
+            raise SpeechtlError(f"--units {a.units} trains its units on --lm-text; give it")
+        prepare_lang_from_text(
+            a.lm_text, a.lang_dir, a.units, a.vocab_size, a.lm_order, a.lm_prune_threshold, a.extra_lm_text
+        )
+        return
+    if a.extra_lm_text:
         a.lang_dir.mkdir(parents=True, exist_ok=True)
         combined = a.lang_dir / "lm_train.txt"
         parts = []
@@ -220,11 +227,6 @@ def cmd_prepare_lang(a):
             parts.append(read_utf8(f, "LM text").rstrip("\n") + "\n")
         combined.write_text("".join(parts), encoding="utf-8")
         a.lm_text = combined
-    if a.units in ("bpe", "char"):
-        if a.lm_text is None:
-            raise SpeechtlError(f"--units {a.units} trains its units on --lm-text; give it")
-        prepare_lang_from_text(a.lm_text, a.lang_dir, a.units, a.vocab_size, a.lm_order, a.lm_prune_threshold)
-        return
     if a.lexicon is None:
         raise SpeechtlError("--units lexicon needs --lexicon (or choose --units bpe or char)")
     prepare_lang(
@@ -362,6 +364,34 @@ def cmd_export_onnx(a):
     export_onnx(a.checkpoint, a.lang_dir, a.out, ExportConfig(opset=a.opset, int8=a.int8, graph=a.graph))
 
 
+def cmd_average(a):
+    from speechtl.train.checkpoint import average_epochs
+
+    average_epochs(a.exp_dir, a.epoch, a.avg, a.out)
+    print(a.out)
+
+
+def decode_checkpoint(a) -> Path | None:
+    """The checkpoint ``speechtl decode`` decodes: ``--checkpoint``, or of ``--exp-dir`` the average
+    of ``--epoch N --avg K`` (made now, or reused: ``EXP/avg-epoch-N-K.pt``), or its ``final.pt``."""
+    from speechtl.train.checkpoint import ensure_epoch_average
+
+    if a.avg is not None and a.epoch is None:
+        raise SpeechtlError("--avg K needs --epoch N: the average of epoch-(N-K+1)..epoch-N")
+    if a.exp_dir is None:
+        if a.epoch is not None:
+            where = f"--exp-dir {a.checkpoint.parent}" if a.checkpoint is not None else "--exp-dir EXP"
+            raise SpeechtlError(
+                f"--epoch/--avg average the epoch-N.pt of an exp dir. Fix: {where} instead of --checkpoint"
+            )
+        return a.checkpoint
+    if a.checkpoint is not None:
+        raise SpeechtlError("decode takes --checkpoint FILE or --exp-dir DIR, not both")
+    if a.epoch is None:
+        return a.exp_dir / "final.pt"
+    return ensure_epoch_average(a.exp_dir, a.epoch, 1 if a.avg is None else a.avg)
+
+
 def cmd_decode(a):
     from speechtl.decode.labels import checkpoint_labels, export_labels
     from speechtl.decode.run import decode_test_set
@@ -369,16 +399,25 @@ def cmd_decode(a):
     if a.onnx is not None:
         from speechtl.export.sherpa import ONNX_DECODINGS, SherpaOptions, decode_onnx_test_set
 
+        if a.exp_dir is not None or a.epoch is not None or a.avg is not None:
+            raise SpeechtlError(
+                "--onnx decodes an exported model; --exp-dir/--epoch/--avg choose a torch checkpoint. Fix: export "
+                "the average first (speechtl average ... --out A.pt; speechtl export-onnx --checkpoint A.pt ...)"
+            )
+
         names = (a.decoding or ",".join(ONNX_DECODINGS)).split(",")
         options = SherpaOptions(num_threads=a.num_threads, max_active=a.max_active)
         method, data = export_labels(a.onnx, a.method, a.data)
         decode_onnx_test_set(a.onnx, a.cuts, a.test_set, a.out_dir, names, method, data, a.results, options, a.seed)
         return
-    if a.checkpoint is None or a.lang_dir is None:
-        raise SpeechtlError("decode needs --checkpoint and --lang-dir, or --onnx DIR (from speechtl export-onnx)")
-    method, data = checkpoint_labels(a.checkpoint, a.method, a.data) if a.results else (a.method, a.data)
+    if (a.checkpoint is None and a.exp_dir is None) or a.lang_dir is None:
+        raise SpeechtlError(
+            "decode needs --checkpoint (or --exp-dir) and --lang-dir, or --onnx DIR (from speechtl export-onnx)"
+        )
+    checkpoint = decode_checkpoint(a)
+    method, data = checkpoint_labels(checkpoint, a.method, a.data) if a.results else (a.method, a.data)
     decode_test_set(
-        a.checkpoint,
+        checkpoint,
         a.lang_dir,
         a.cuts,
         a.test_set,
@@ -468,9 +507,15 @@ def cmd_subset(a):
 
 
 def cmd_conf_key(a):
+    from speechtl.adapt.param_options import init_stamp
     from speechtl.config import load_yaml, method_digest
 
-    print(f"conf={method_digest(load_yaml(a.config), a.method)}")
+    conf = load_yaml(a.config)
+    own = ((conf.get("methods") or {}).get(a.method) or {}).get(
+        "train"
+    ) or {}  # replaces the train section's, as in train
+    init = init_stamp({**(conf.get("train") or {}), **own}.get("init_param"))
+    print(f"conf={method_digest(conf, a.method)}" + (f" init={init}" if init else ""))
 
 
 def cmd_tuned_conf(a):
@@ -776,7 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         default=[],
-        help="more normalized text, one sentence a line, for the LM (and, with bpe/char units, the lexicon)",
+        help="more normalized text, one sentence a line, for the LM (and, with bpe/char units, the lexicon; "
+        "the units are trained on --lm-text alone, so more LM text leaves the models trained on them valid)",
     )
     s.add_argument("--lm-order", type=int, default=3)
     s.add_argument("--lm-prune-threshold", type=float, default=0.0)
@@ -872,8 +918,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_export_onnx)
 
-    s = sub.add_parser("decode", help="decode a test set, write recogs/errs/wer-summary and results.tsv rows")
-    s.add_argument("--checkpoint", type=Path, default=None)
+    s = sub.add_parser(
+        "average",
+        help="icefall's --epoch N --avg K: the mean of an exp dir's epoch-(N-K+1).pt..epoch-N.pt, a checkpoint "
+        "that decode, transcribe and export-onnx take as they take final.pt",
+    )
+    s.add_argument("--exp-dir", type=Path, required=True, help="the training's dir, with its epoch-N.pt")
+    s.add_argument("--epoch", type=int, required=True, help="the last epoch averaged, N")
+    s.add_argument("--avg", type=int, required=True, help="how many epochs, K: epoch-(N-K+1)..epoch-N")
+    s.add_argument("--out", type=Path, required=True, help="the averaged checkpoint, e.g. EXP/avg-epoch-30-10.pt")
+    s.set_defaults(func=cmd_average)
+
+    s = sub.add_parser(
+        "decode",
+        help="decode a test set, write recogs/errs/wer-summary and results.tsv rows",
+        description="Decode a test set with --checkpoint FILE (e.g. exp/X/final.pt), or, as icefall's "
+        "decode.py, with --exp-dir exp/X --epoch 30 --avg 10: the average of epoch-21..30.pt (kept as "
+        "exp/X/avg-epoch-30-10.pt and reused while those files stay), whose files end in -epoch-30-avg-10 and "
+        "whose results.tsv rows (checkpoint epoch-30-avg-10) sit beside the final model's. --exp-dir alone "
+        "decodes its final.pt.",
+    )
+    s.add_argument("--checkpoint", type=Path, default=None, help="the checkpoint file (or --exp-dir)")
+    s.add_argument("--exp-dir", type=Path, default=None, help="the training's dir: its final.pt, or with --epoch")
+    s.add_argument(
+        "--epoch", type=int, default=None, help="with --exp-dir: decode the average of the epochs up to epoch-N.pt"
+    )
+    s.add_argument(
+        "--avg", type=int, default=None, help="with --epoch: how many epochs, K: epoch-(N-K+1)..epoch-N (default 1)"
+    )
     s.add_argument("--lang-dir", type=Path, default=None)
     s.add_argument("--onnx", type=Path, default=None, help="decode with sherpa-onnx from this export-onnx dir")
     s.add_argument("--num-threads", type=int, default=1, help="--onnx: onnxruntime threads")
@@ -1021,8 +1093,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "conf-key",
-        help="a digest of what METHOD reads from an adapt conf (every section but methods, and methods.METHOD): "
-        "the recipes' .done key, so editing one method's options retrains only it",
+        help="a digest of what METHOD reads from an adapt conf (every section but methods, and methods.METHOD), "
+        "and init=SIZE-MTIME of its train.init_param files: the recipes' .done key, so editing one method's options "
+        "(or retraining its init file) retrains only it",
     )
     s.add_argument("--config", type=Path, required=True)
     s.add_argument("--method", required=True)

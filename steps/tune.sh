@@ -57,10 +57,13 @@ for m in $methods; do
   grep -q "^$m:" "$space" || { log "ERROR: $space has no search space for $m. Fix: add a line '$m: {train.lr: [...]}'"; exit 1; }
 done
 
+# A choice by HLG's dev WER depends on the graph too (size-mtime: another LM sweeps again); greedy's does not.
+graph=
+[[ "$decoding" != *hlg* ]] || graph=" graph=$(stamp "$lang/HLG.fst")"
 method_key() {
   echo "${key:+$key }space=$(grep "^$1:" "$space") trials=$trials seeds=$train_seeds train=$train dev=$dev" \
     "unlabelled=$unlabelled_cuts src=$source_checkpoint decoding=$decoding tuned=$tuned" \
-    "$(speechtl conf-key --config "$config" --method "$1")"
+    "$(speechtl conf-key --config "$config" --method "$1")$graph"
 }
 # A choice is stale when its method's key changed: for --methods, any part of it (they are swept
 # again below); for the other tuned methods, what they read from <adapt-config> (their options then
@@ -70,8 +73,9 @@ if [ -f "$tuned" ]; then
   mapfile -t were_tuned < <(sed -n 's/^# sweep: \([^:]*\):.*/\1/p' "$tuned")
   for m in "${were_tuned[@]}"; do
     case " $methods " in
-      *" $m "*) [ "$(cat "$exp/$m/.done" 2>/dev/null)" = "$(method_key "$m")" ] || stale+=("$m") ;;  # said below
-      *) grep -qF "$(speechtl conf-key --config "$config" --method "$m")" "$exp/$m/.done" 2>/dev/null || stale+=("$m") ;;
+      *" $m "*) { [ -f "$exp/$m/.done" ] && same_key "$exp/$m/.done" "$(method_key "$m")"; } || stale+=("$m") ;;  # said below
+      *) grep -qF "$(speechtl conf-key --config "$config" --method "$m" | cut -d' ' -f1)" "$exp/$m/.done" 2>/dev/null \
+        || stale+=("$m") ;;  # its conf= digest (an init= stamp added since is no reason to drop the choice)
     esac
   done
 fi

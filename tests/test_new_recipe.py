@@ -125,7 +125,7 @@ def stage_seconds(stdout: str) -> dict[str, float]:
 def recipe_run(tiny_source, fsdd_dir, egs, tmp_path_factory):
     corpus = lay_out_folder(fsdd_dir, tmp_path_factory.mktemp("my_recordings"))
     lm_text = corpus.parent / "more_text.txt"
-    lm_text.write_text("Ten, eleven; TWELVE!\nzero one two\n")
+    lm_text.write_text("Ten, eleven; TWELVE!\nzero one two\nTen NINETEEN.\n")
     (corpus / "train" / "george" / "bad_take.wav").write_bytes(b"")  # an empty file, as a failed recording leaves
     with open(corpus / "transcripts.txt", "a") as f:
         f.write("bad_take\tNINE\n")
@@ -178,7 +178,12 @@ def test_generated_recipe_runs_to_results(recipe_run):
     assert "units: characters (< 50000 words" in r.stdout
     assert "bad_take" in (recipe / "data" / "manifests" / "bad_audio.txt").read_text()  # --skip-bad: left out, listed
     words = {line.split()[0] for line in (recipe / "data" / "lang" / "words.txt").read_text().splitlines()}
-    assert {"ten", "eleven", "twelve", "zero", "nine"} <= words  # --lm-text, normalized, joins the LM
+    assert {"ten", "nineteen", "zero", "nine"} <= words  # --lm-text, normalized, joins the LM
+    # but not a sentence the units (the transcripts' characters) cannot spell: no digit's name has an l
+    assert (
+        not {"eleven", "twelve"} & words
+        and "lm_extra.txt: 1 of 3 sentences have characters that no" in r.stdout + r.stderr
+    )
 
 
 def test_fbank_has_the_sources_rate_and_bins(recipe_run):
@@ -211,6 +216,27 @@ def test_rerun_does_nothing(recipe_run):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Stage" not in r.stdout, r.stdout
     assert (recipe / "exp" / "finetune_0.3min" / "final.pt").resolve().stat().st_mtime_ns == before
+
+
+def test_more_lm_text_rebuilds_the_graph_not_the_models(recipe_run, tmp_path):
+    """Another --lm-text (or --lm-order) retrained every adapted model: the units were trained on the
+    LM text and the training keys held the lang stage's whole key. Now the units are the transcripts'
+    and only HLG and the decodes are redone; the recipe's own LM text again puts the graph back."""
+    recipe = recipe_run[0]
+    models = sorted((recipe / "exp").glob("*_*min/final.pt"))
+    assert models
+    trained = [m.resolve().stat().st_mtime_ns for m in models]
+    graph = recipe / "data" / "lang" / "HLG.fst"
+    built = graph.read_bytes()
+    more = tmp_path / "more.txt"
+    more.write_text("nine nine ten\nten one\n")
+    for lm_text in (str(more), None):
+        r = run(recipe, "--stage", "2", "--stop-stage", "4", *(["--lm-text", lm_text] if lm_text else []))
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out[-3000:]
+        assert "Stage 2" in out and "decode/.done was made with other arguments" in out, out[-3000:]
+        assert [m.resolve().stat().st_mtime_ns for m in models] == trained
+        assert (graph.read_bytes() == built) == (lm_text is None)
 
 
 def test_options_tuned_on_the_dev_split_of_a_generated_recipe(recipe_run):

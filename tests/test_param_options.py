@@ -244,3 +244,28 @@ def test_one_spec_as_a_string_is_a_list_of_one(small_yesno, tmp_path, capfd):
     assert "nope.pt does not exist" in capfd.readouterr().err  # read as a spec, not refused as a str
     assert main([str(a) for a in args]) == 0
     assert load_checkpoint(tmp_path / "e" / "final.pt")["train_config"]["freeze_param"] == ["encoder.subsampling"]
+
+
+def test_the_conf_key_follows_the_init_file_not_only_its_name(tmp_path, capsys):
+    """A conf names its init_param file by path: retrained in place, it left every model started
+    from it as it was (speechtl conf-key, which the recipes' keys hold, saw the same text)."""
+    import os
+
+    init = tmp_path / "init.pt"
+    torch.save({"w": torch.zeros(2)}, init)
+    conf = tmp_path / "adapt.yaml"
+    conf.write_text(f"train: {{init_param: ['{init}:encoder']}}\nmethods: {{finetune: {{}}}}\n")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("train: {}\nmethods: {finetune: {}}\n")
+
+    def key(path: Path) -> str:
+        assert main(["conf-key", "--config", str(path), "--method", "finetune"]) == 0
+        return capsys.readouterr().out.strip()
+
+    first = key(conf)
+    assert first.startswith("conf=") and " init=" in first and key(conf) == first
+    os.utime(init, (os.stat(init).st_atime, os.stat(init).st_mtime + 10))  # retrained: a new mtime
+    assert key(conf) != first
+    init.unlink()
+    assert key(conf).endswith(" init=none")
+    assert " " not in key(plain)  # no init_param: the key is what it was before (conf=DIGEST)

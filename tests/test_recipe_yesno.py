@@ -118,6 +118,21 @@ def test_a_rebuilt_graph_is_decoded_again(recipe_run, yesno_dir):
     assert "redoing" not in r.stdout + r.stderr  # and then skipped again
 
 
+def test_another_lm_rebuilds_the_graph_and_decodes_not_the_model(recipe_run, yesno_dir):
+    """Training keys held the whole lang stage's key: `--lm-order 2` retrained the models it did not
+    change. Now it rebuilds HLG and redoes the decodes only; the default again puts the graph back."""
+    recipe = recipe_run[0]
+    model, graph = recipe / "exp" / "scratch_all" / "final.pt", recipe / "data" / "lang" / "HLG.fst"
+    trained, built = model.stat().st_mtime_ns, graph.read_bytes()
+    for order in ("2", "1"):
+        r = run(recipe, "--corpus-dir", str(yesno_dir), "--stage", "3", "--stop-stage", "5", "--lm-order", order)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out[-3000:]
+        assert "Stage 3" in out and "Stage 4" not in out and "decode/.done was made with other arguments" in out
+        assert model.stat().st_mtime_ns == trained
+        assert (graph.read_bytes() == built) == (order == "1")
+
+
 def test_parallel_decoding_gives_identical_recogs(recipe_run):
     recipe = recipe_run[0]
     env = venv_env()

@@ -43,8 +43,8 @@ def test_results_tsv_schema_and_upsert(tmp_path):
     assert text[0].split("\t") == HEADER
     assert HEADER[:7] == ["test_set", "method", "data", "decoding", "wer", "errors", "words"]  # new columns at the end
     assert text[1:] == [
-        "test\tscratch\tall\tgreedy\t4.00\t10\t240\t\t\t\t\t\t\t\t",
-        "test\tscratch\tall\thlg\t0.42\t1\t240\t\t\t\t\t\t\t\t",
+        "test\tscratch\tall\tgreedy\t4.00\t10\t240\t\t\t\t\t\t\t\t\t",
+        "test\tscratch\tall\thlg\t0.42\t1\t240\t\t\t\t\t\t\t\t\t",
     ]
     assert [r.decoding for r in read_results(path)] == ["greedy", "hlg"]
 
@@ -63,9 +63,14 @@ def test_decodes_write_the_character_error_rate(tmp_path):
     assert got.wer == round(100.0 * 2 / 3, 2) and got.cer == round(
         100.0 * 2 / 11, 2
     )  # 'casa mare' + 'om': 11 characters
-    assert tsv.read_text().splitlines()[0].split("\t")[-4:] == ["cer", "oov", "unit", "config"] and got.unit == "word"
+    header = tsv.read_text().splitlines()[0].split("\t")
+    assert header[-5:] == ["cer", "oov", "unit", "config", "checkpoint"] and got.unit == "word"
     old = tmp_path / "old.tsv"  # written before the cer column
-    old.write_text("\t".join(HEADER[:-4]) + "\n" + "test\tscratch\tall\tgreedy\t4.00\t10\t240\t1\t2.00\t6.00\tu.tsv\n")
+    old.write_text(
+        "\t".join(HEADER[: HEADER.index("cer")])
+        + "\n"
+        + "test\tscratch\tall\tgreedy\t4.00\t10\t240\t1\t2.00\t6.00\tu.tsv\n"
+    )
     assert read_results(old)[0].cer is None and read_results(old)[0].utt_errs == "u.tsv"
     assert read_results(old)[0].oov is None and read_results(old)[0].unit == "" and read_results(old)[0].config == ""
 

@@ -1,5 +1,6 @@
 """utils/parse_options.sh and the .done markers of utils/common.sh (Kaldi semantics)."""
 
+import os
 import subprocess
 
 from conftest import REPO, venv_env
@@ -375,3 +376,89 @@ def test_a_stage_that_is_not_a_number_stops_the_recipe():
     assert r.returncode == 1 and "--stage 'abc' is not a stage number" in r.stdout + r.stderr and "ran" not in r.stdout
     r = bash("stage=5 stop_stage=4; . utils/common.sh; echo ran")
     assert r.returncode == 0 and "no stage runs" in r.stdout + r.stderr
+
+
+def test_a_stage_past_the_recipes_last_is_said():
+    """`./run.sh --stage 7` in a recipe whose last stage is 6 ran nothing and said nothing."""
+    r = subprocess.run(
+        ["./run.sh", "--stage", "7"], capture_output=True, text=True, cwd=REPO / "egs" / "yesno" / "ASR", env=venv_env()
+    )
+    assert r.returncode == 0 and "--stage 7 is after this recipe's last stage, 6: no stage runs" in r.stdout
+    r = subprocess.run(
+        ["./run.sh", "--stage", "6", "--stop-stage", "5"],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "egs" / "yesno" / "ASR",
+        env=venv_env(),
+    )
+    assert "last stage" not in r.stdout and "--stage 6 is after --stop-stage 5" in r.stdout
+
+
+def _lang(d, lexicon: str, lm_key: str):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "tokens.txt").write_text("<blk> 0\ny 1\nn 2\n")
+    (d / "lexicon.txt").write_text(lexicon)
+    (d / "G.fst").write_text(lm_key)  # stands in for the LM's files: not part of the units
+    (d / ".done").write_text(f"corpus=/c {lm_key}")
+
+
+def test_units_key_follows_the_units_not_the_lm(tmp_path):
+    """Training's keys held the whole lang key, so another --lm-order retrained every model."""
+    units = '. utils/common.sh; units_key "$@"'
+    _lang(tmp_path / "a", "YES y\nNO n\n", "lm_order=1")
+    _lang(tmp_path / "b", "YES y\nNO n\n", "lm_order=3")
+    with open(tmp_path / "b" / "tokens.txt", "a") as f:
+        f.write("#0 3\n#1 4\n")  # disambiguation symbols follow the LM's words, not the units
+    _lang(tmp_path / "c", "YES y\nNO n n\n", "lm_order=1")
+    ka, kb, kc = (bash(units, str(tmp_path / x)).stdout.strip() for x in "abc")
+    assert ka.startswith("units=") and ka.endswith(f":{tmp_path}/a/.done")
+    assert ka.split(":")[0] == kb.split(":")[0] != kc.split(":")[0]
+    # sentencepiece units: their pieces (tokens.txt), not the lexicon (the LM's words) nor the model's
+    # bytes (older models hold a temporary path, other at every build)
+    (tmp_path / "a" / "bpe.model").write_bytes(b"pieces, /tmp/tmpabc/sp")
+    k_sp = bash(units, str(tmp_path / "a")).stdout.split(":")[0]
+    assert k_sp != ka.split(":")[0]
+    (tmp_path / "a" / "bpe.model").write_bytes(b"pieces, /tmp/tmpxyz/sp")
+    (tmp_path / "a" / "lexicon.txt").write_text("YES y\nNO n\nMORE y n\n")
+    assert bash(units, str(tmp_path / "a")).stdout.split(":")[0] == k_sp
+    assert bash(units, str(tmp_path / "a"), "data/.lang.done").stdout.strip().endswith(":data/.lang.done")
+    r = bash(units, str(tmp_path / "none"))
+    assert r.returncode == 1 and "tokens.txt is missing" in r.stderr and r.stdout == ""
+
+
+def test_a_training_marker_keyed_on_the_whole_lang_is_upgraded_not_redone(tmp_path):
+    """Markers written when training keys held the lang's whole key are rewritten with the units key
+    (nested too: a decode's key holds its model's); after an LM change they are not (the lang was rebuilt)."""
+    lang = tmp_path / "lang"
+    _lang(lang, "YES y\nNO n\n", "lm_order=1")
+    script = '. utils/common.sh; k="fb $(units_key $1) conf=2"; if is_done $2 "$3$k$4"; then echo skipped; else echo working; fi'
+    train = tmp_path / "train.done"
+    train.write_text("fb corpus=/c lm_order=1 conf=2")
+    assert bash(script, str(lang), str(train), "", "").stdout.strip() == "skipped"
+    assert train.read_text().startswith("fb units=") and train.read_text().endswith(f":{lang}/.done conf=2")
+    decode = tmp_path / "decode.done"  # an older decode marker: the old training key, and no graph= then
+    decode.write_text("dec fb corpus=/c lm_order=1 conf=2")
+    assert bash(script, str(lang), str(decode), "dec ", " graph=1-2").stdout.strip() == "skipped"
+    assert decode.read_text() == f"dec {train.read_text()} graph=1-2"
+    stale = tmp_path / "stale.done"
+    stale.write_text("fb corpus=/c lm_order=2 conf=2")  # trained before another LM was built
+    assert bash(script, str(lang), str(stale), "", "").stdout.strip().endswith("working")
+    assert stale.read_text() == "fb corpus=/c lm_order=2 conf=2"
+    # markers of the release before: a decode's with graph= and model= already, and an init= added since
+    head = tmp_path / "head.done"
+    head.write_text("dec fb corpus=/c lm_order=1 conf=2 graph=1-2")
+    assert bash(script, str(lang), str(head), "dec ", " graph=1-2").stdout.strip() == "skipped"
+    init = tmp_path / "init.done"
+    init.write_text("fb corpus=/c lm_order=1 conf=2 graph=1-2")
+    assert bash(script, str(lang), str(init), "", " init=5-6 graph=1-2").stdout.strip() == "skipped"
+    # a lang key holding a fingerprint itself (tts_xling's text=) is matched as it is, not stripped
+    nested = tmp_path / "nested"
+    _lang(nested, "YES y\nNO n\n", "text=9-1 lm_order=1")
+    old = tmp_path / "nested.done"
+    old.write_text("fb corpus=/c text=9-1 lm_order=1 conf=2")
+    assert bash(script, str(nested), str(old), "", "").stdout.strip() == "skipped"
+    # a lang rebuilt after the marker (deleted and made again: maybe other units) is not trusted
+    later = tmp_path / "later.done"
+    later.write_text("fb corpus=/c lm_order=1 conf=2")
+    os.utime(lang / ".done", (later.stat().st_mtime + 5, later.stat().st_mtime + 5))
+    assert bash(script, str(lang), str(later), "", "").stdout.strip().endswith("working")

@@ -122,7 +122,8 @@ def test_results_tsv_reads_old_rows_and_keeps_seeds_apart(tmp_path):
         [ResultRow("test", "scratch", "all", "hlg", 0.42, 1, 240, s, 0.0, 1.25, f"s{s}.tsv") for s in (42, 43)],
     )
     assert [r.seed for r in rows] == [42, 43], "seeded rows replace the unseeded one and sit side by side"
-    assert tsv.read_text().splitlines()[0].endswith("\tseed\tci_low\tci_high\tutt_errs\tcer\toov\tunit\tconfig")
+    header = tsv.read_text().splitlines()[0]
+    assert header.endswith("\tseed\tci_low\tci_high\tutt_errs\tcer\toov\tunit\tconfig\tcheckpoint")
     rows = update_results(tsv, [ResultRow("test", "scratch", "all", "hlg", 0.83, 2, 240, 43, 0.0, 2.1, "s43.tsv")])
     assert [(r.seed, r.wer) for r in rows] == [(42, 0.42), (43, 0.83)], "a re-run of a seed replaces its row"
 

@@ -1,6 +1,8 @@
 """Sentencepiece units (BPE, char) on real text: lang dirs, round trips, HLG."""
 
+import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,29 +60,32 @@ def test_sentencepiece_lang(irish_text, tmp_path, units):
     assert HlgDecoder(lang_dir / "HLG.fst", lang_dir / "words.txt").decode(lp) == sentence.split()
 
 
-def test_extra_lm_text_extends_lm_and_vocabulary(tmp_path):
+def test_extra_lm_text_extends_lm_and_vocabulary_not_the_units(tmp_path, caplog):
+    """--extra-lm-text adds sentences to G and words to the lexicon; the units stay the transcripts'
+    (byte for byte, so models trained on them stay valid: utils/common.sh units_key), and a sentence
+    with a character they lack is left out with a warning naming the file."""
     from speechtl.cli import main
 
     (tmp_path / "train.txt").write_text("tá sé go maith\ntá an lá go breá\n", encoding="utf-8")
-    (tmp_path / "extra.txt").write_text("bhí an oíche fuar\n", encoding="utf-8")
-    assert (
-        main(
-            [
-                "prepare-lang",
-                "--units",
-                "char",
-                "--lm-text",
-                str(tmp_path / "train.txt"),
-                "--extra-lm-text",
-                str(tmp_path / "extra.txt"),
-                "--lang-dir",
-                str(tmp_path / "lang"),
-                "--lm-order",
-                "2",
-            ]
+    (tmp_path / "extra.txt").write_text("tá an lá te\nbhí an oíche fuar\n", encoding="utf-8")
+
+    def prepare(lang: str, *extra: str, order: str = "2") -> Path:
+        args = ["prepare-lang", "--units", "char", "--lm-text", str(tmp_path / "train.txt"), *extra]
+        assert main([*args, "--lang-dir", str(tmp_path / lang), "--lm-order", order]) == 0
+        return tmp_path / lang
+
+    with caplog.at_level(logging.WARNING):  # the library call first: main's logging set-up removes caplog's handler
+        prepare_lang_from_text(
+            tmp_path / "train.txt", tmp_path / "lib", "char", lm_order=2, extra_lm_text=[tmp_path / "extra.txt"]
         )
-        == 0
-    )
-    lang = Lang(tmp_path / "lang")
-    assert {"oíche", "fuar", "maith"} <= set(lang.word2id)
-    assert "oíche" in (tmp_path / "lang" / "G.arpa").read_text(encoding="utf-8")
+    warned = [r.getMessage() for r in caplog.records if "extra.txt" in r.getMessage()]
+    plain = prepare("plain", order="1")
+    more = prepare("more", "--extra-lm-text", str(tmp_path / "extra.txt"))
+    assert (tmp_path / "lib" / "G.arpa").read_text() == (more / "G.arpa").read_text()
+    assert (plain / "bpe.model").read_bytes() == (more / "bpe.model").read_bytes()
+    assert (plain / "tokens.txt").read_text() == (more / "tokens.txt").read_text()
+    lang = Lang(more)
+    assert {"te", "maith"} <= set(lang.word2id) and "oíche" not in lang.word2id
+    arpa = (more / "G.arpa").read_text(encoding="utf-8")
+    assert " te" in arpa and "fuar" not in arpa
+    assert warned and "1 of 2 sentences" in warned[0] and "'í'" in warned[0]

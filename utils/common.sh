@@ -14,18 +14,51 @@ log() {
 }
 
 same_key() {
-  # same_key MARKER KEY: MARKER holds KEY, or KEY less its "weights=" / "text=" / "graph=" / "model="
-  # fingerprints (a marker written before a pretrained folder's weights, tts_xling's sentences, or the
-  # graph and model a decode used were part of the keys: rewritten with KEY, not redone).
-  local stored
+  # same_key MARKER KEY: MARKER holds KEY, or holds what KEY was before speechtl keyed more finely, and
+  # is then rewritten with KEY instead of being redone. KEY as it was:
+  # - with each "units=SUM:LANG_MARKER" word (units_key) as that lang marker's whole key, if that marker
+  #   is older than MARKER (training once depended on the whole lang dir, LM included);
+  # - and then as is, less its "init=" word (conf-key: an init_param file's stamp), or less every
+  #   fingerprint, "weights=" / "text=" / "graph=" / "model=" / "init=" (a pretrained folder's weights,
+  #   tts_xling's sentences, the graph and model a decode used were once not in the keys).
+  local stored was word lang_marker cand
   stored=$(cat "$1")
   [ "$stored" = "$2" ] && return 0
-  if [[ "$2" =~ \ (weights|text|graph|model)= ]] \
-    && [ "$stored" = "$(printf '%s' "$2" | sed -E 's/ (weights|text|graph|model)=[^ ]*//g')" ]; then
-    printf '%s' "$2" > "$1"
-    return 0
-  fi
+  was=$2
+  while read -r word; do
+    lang_marker=${word#*:}
+    if [ -f "$lang_marker" ] && [ "$1" -nt "$lang_marker" ]; then was=${was//"$word"/"$(cat "$lang_marker")"}; fi
+  done < <(printf '%s' "$2" | grep -oE '(^| )units=[^ :]*:[^ ]+' | sed 's/^ //' || true)
+  for cand in "$was" "$(printf '%s' "$was" | sed -E 's/ init=[^ ]*//g')" \
+    "$(printf '%s' "$was" | sed -E 's/ (weights|text|graph|model|init)=[^ ]*//g')"; do
+    if [ "$cand" != "$2" ] && [ "$stored" = "$cand" ]; then
+      printf '%s' "$2" > "$1"
+      return 0
+    fi
+  done
   return 1
+}
+
+units_key() {
+  # units_key LANG_DIR [LANG_MARKER]: "units=SUM:LANG_MARKER", SUM over what training reads from the
+  # lang dir, for the keys of training and tuning: the units (tokens.txt but its #N disambiguation
+  # symbols, which follow the LM's words), lexicon.txt where the units are not sentencepiece's,
+  # optional_silence.txt and spaceless.txt. Another LM (--lm-order, --lm-text) rebuilds HLG and redoes
+  # the decodes (their keys hold graph=), not the models. Of a bpe.model, tokens.txt lists the pieces;
+  # its bytes are not summed (a model written before speechtl 2026-12-08 holds a temporary path, other
+  # on every build), and what its merges were learnt from, the transcripts, the stages' keys hold.
+  # LANG_MARKER (default LANG_DIR/.done) names the lang stage's marker, for same_key to recognise a
+  # marker written when training keys held its whole key.
+  local dir=$1 marker=${2:-$1/.done} f files=()
+  for f in optional_silence.txt spaceless.txt; do
+    [ -f "$dir/$f" ] && files+=("$dir/$f")
+  done
+  [ -f "$dir/bpe.model" ] || [ ! -f "$dir/lexicon.txt" ] || files+=("$dir/lexicon.txt")
+  if [ ! -f "$dir/tokens.txt" ]; then
+    log "ERROR: $dir/tokens.txt is missing. Fix: run the lang stage first" 1>&2
+    return 1
+  fi
+  echo "units=$({ grep -v '^#' "$dir/tokens.txt"; [ ! -f "$dir/bpe.model" ] || echo sentencepiece; cat "${files[@]}" /dev/null; } | cksum | tr ' ' -):$marker"
 }
 
 stamp() {
@@ -286,6 +319,13 @@ for _gate in stage stop_stage; do
 done
 if [ -n "${stage+x}" ] && [ -n "${stop_stage+x}" ] && [ "$stage" -gt "$stop_stage" ]; then
   log "WARNING: --stage $stage is after --stop-stage $stop_stage: no stage runs"
+elif [ -n "${stage+x}" ] && [ -f "$0" ]; then
+  # the recipe's last stage: the highest of its gates ([ $stage -le N ]); past it nothing runs
+  # shellcheck disable=SC2016  # the pattern matches the text "$stage"
+  _last=$(grep -oE '\[ "?\$stage"? -le [0-9]+' "$0" | grep -oE '[0-9]+$' | sort -n | tail -n 1 || true)
+  if [ -n "$_last" ] && [ "$stage" -gt "$_last" ]; then
+    log "WARNING: --stage $stage is after this recipe's last stage, $_last: no stage runs"
+  fi
 fi
-unset _gate
+unset _gate _last
 

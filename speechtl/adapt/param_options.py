@@ -62,6 +62,19 @@ class InitParam:
         return ":".join([str(self.path), self.src, self.dst, ",".join(self.exclude)]).rstrip(":")
 
 
+def init_stamp(specs: str | Sequence[str] | None) -> str:
+    """What the ``init_param`` files are now (size and mtime of each, "none" when absent), for the
+    recipes' ``.done`` keys (``speechtl conf-key``): a conf names its init file by path, and a file
+    retrained in place must retrain what starts from it. Empty without ``init_param``."""
+    if not specs:
+        return ""
+    stamps = []
+    for spec in [specs] if isinstance(specs, str) else specs:
+        path = InitParam.parse(spec).path
+        stamps.append(f"{path.stat().st_size}-{int(path.stat().st_mtime)}" if path.is_file() else "none")
+    return ",".join(stamps)
+
+
 def under(name: str, prefix: str) -> bool:
     """``name`` is ``prefix`` or lies below it (whole name parts: ``encoder.layer`` is not under ``encoder.lay``)."""
     prefix = prefix.rstrip(".")

@@ -21,7 +21,7 @@ from speechtl.lang import Lang
 from speechtl.score.results import ResultRow, update_results
 from speechtl.score.stats import UttErrors, bootstrap_ci
 from speechtl.score.wer import Hyp, compute_wer, write_errs, write_recogs, write_utt_errs, write_wer_summary
-from speechtl.train.checkpoint import config_digest, load_checkpoint, model_from_checkpoint
+from speechtl.train.checkpoint import checkpoint_label, config_digest, load_checkpoint, model_from_checkpoint
 from speechtl.train.data import eval_dataloader, unpack
 
 #: greedy: batched CTC greedy search; beam: CTC prefix beam search (no LM);
@@ -68,13 +68,16 @@ def score_decoding(
     oov: float | None = None,
     spaceless: bool = False,
     config: str = "",
+    checkpoint: str = "",
 ) -> ResultRow:
     """recogs-/errs-/wer-summary-/utt-errs-<test_set>-<decoding> files and the results.tsv row of one
     decoding (shared by the torch decode and ``speechtl.export.sherpa``'s onnx decodings); ``oov``: the
     share of reference words outside words.txt (:func:`~speechtl.decode.checks.check_references`);
     ``spaceless``: the words are characters already (:mod:`speechtl.lang.spaceless`), so the CER
-    counts the code points of the text they make, without spaces."""
-    name = f"{test_set}-{decoding}"
+    counts the code points of the text they make, without spaces; ``checkpoint``: which model of the
+    training, empty for its final one, else (``epoch-30-avg-10``) icefall's suffix of every file name, so
+    the final model's files stay, and the row's ``checkpoint`` column."""
+    name = f"{test_set}-{decoding}" + (f"-{checkpoint}" if checkpoint else "")
     write_recogs(results, out_dir / f"recogs-{name}.txt")
     stats = write_errs(results, out_dir / f"errs-{name}.txt", decoding)
     write_wer_summary(summary or [(decoding, stats.wer)], out_dir / f"wer-summary-{name}.txt")
@@ -116,6 +119,7 @@ def score_decoding(
         oov,
         "char" if spaceless else "word",
         config,
+        checkpoint,
     )
 
 
@@ -144,6 +148,8 @@ def decode_test_set(
     Each decoding also keeps its per-utterance errors (utt-errs-<test_set>-<decoding>.tsv),
     and its row gets their 95% bootstrap interval and ``seed`` (by default the training
     seed the checkpoint records), so the report can pool seeds and test differences.
+    An epoch average (``speechtl decode --epoch N --avg K``) names itself: its files end in
+    ``-epoch-N-avg-K`` and its rows say so in ``checkpoint``, beside the final model's.
 
     The network runs once over the test set; HLG searches run in ``nj`` processes,
     or, with a ``cmd`` other than ``local`` (``slurm ...``), as ``nj`` jobs of that runner.
@@ -163,6 +169,7 @@ def decode_test_set(
     if seed is None:
         seed = (ckpt.get("train_config") or {}).get("seed")
     config = config_digest(ckpt)
+    label = checkpoint_label(ckpt)
     del ckpt  # compute_log_probs loads the model itself
     scores = compute_log_probs(checkpoint, cuts, device, cuts_path=Path(cuts_path))
     out_dir = Path(out_dir)
@@ -205,7 +212,8 @@ def decode_test_set(
                     hyps = {k: h[lm_scale] for k, h in per_scale.items()}
             results: list[Hyp] = [(k, refs[k], lang.regroup(hyps[k])) for k in sorted(refs)]
             row = score_decoding(
-                results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov, lang.spaceless, config
+                results, out_dir, test_set, decoding, method, data, results_tsv, seed, summary, oov, lang.spaceless,
+                config, checkpoint=label,
             )  # fmt: skip
             rows.append(row)
     finally:

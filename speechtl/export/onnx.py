@@ -63,7 +63,7 @@ from speechtl.features import FbankConfig
 from speechtl.features.inputs import level_dependent
 from speechtl.lang import Lang
 from speechtl.models.ctc import CtcModel
-from speechtl.train.checkpoint import config_digest, load_checkpoint, model_from_state
+from speechtl.train.checkpoint import checkpoint_label, config_digest, load_checkpoint, model_from_state
 
 #: Encoders whose graph traces to ONNX: fbank models, and models on the waveform: wav2vec2-family
 #: (hf-ssl, :mod:`speechtl.export.wave`) and Whisper encoders (the log-mel in the graph,
@@ -385,6 +385,8 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
         level = export_level(ckpt, checkpoint)
     meta = export_metadata(model, fbank, seed, level)
     meta["config"] = config_digest(ckpt)  # the decode rows of the exported model name their conf too
+    if checkpoint_label(ckpt):  # and an epoch average, so its rows do not replace the final model's
+        meta["checkpoint"] = checkpoint_label(ckpt)
     path = out_dir / "model.onnx"
     trace_to_onnx(model, path, config.opset, level)
     add_metadata(path, meta)

@@ -300,6 +300,7 @@ def decode_onnx_test_set(
                 oov=oov,
                 spaceless=lang.spaceless,
                 config=rec.meta.get("config", ""),
+                checkpoint=rec.meta.get("checkpoint", ""),
             )
         )
     if results_tsv is not None:

@@ -98,19 +98,25 @@ def prepare_lang_from_text(
     vocab_size: int = 500,
     lm_order: int = 3,
     lm_prune_threshold: float = 0.0,
+    extra_lm_text: Sequence[Path] = (),
 ) -> Path:
     """Lang dir with sentencepiece ``units`` ("bpe" or "char") trained on ``text``.
 
-    ``text`` holds one normalized sentence a line; its words make the lexicon
-    (each spelled by its pieces) and the LM's training text. In a script written without
-    spaces the words are characters (:mod:`speechtl.lang.spaceless`): each is spelled
-    without sentencepiece's word-start piece, which L takes as optional between them.
+    ``text`` holds one normalized sentence a line (the training transcripts); its words make the
+    lexicon (each spelled by its pieces) and the LM's training text. ``extra_lm_text`` adds
+    sentences to the LM and words to the lexicon but not to the units' training, as icefall trains
+    its BPE on the transcripts: more LM text then leaves the units, hence the acoustic models
+    trained on them, as they were. A sentence with a character the units lack cannot be spelled
+    and is left out (a warning names them). In a script written without spaces the words are
+    characters (:mod:`speechtl.lang.spaceless`): each is spelled without sentencepiece's
+    word-start piece, which L takes as optional between them.
     """
     from speechtl.lang.spaceless import MARKER, characters, is_spaceless
     from speechtl.lang.units import WORD_START, lexicon_from_sentencepiece, load, pieces, train_sentencepiece
 
     lang_dir = Path(lang_dir)
     content = read_words_text(Path(text), "LM text")  # checked before anything is written
+    extra = [read_words_text(Path(f), "extra LM text") for f in extra_lm_text]
     spaceless = is_spaceless([content])
     if spaceless and units == "bpe":
         logging.warning(
@@ -122,12 +128,17 @@ def prepare_lang_from_text(
     lang_dir.mkdir(parents=True, exist_ok=True)
     model = train_sentencepiece(Path(text), lang_dir / "bpe.model", units, vocab_size)
     sp = load(model)
+    lm_text = Path(text)
+    if extra:
+        content = content.rstrip("\n") + "\n" + spelled_lines(extra, set(content), extra_lm_text)
+        lm_text = lang_dir / "lm_train.txt"  # the transcripts and the extra sentences the units can spell
+        lm_text.write_text(content, encoding="utf-8")
     if not spaceless:
         (lang_dir / MARKER).unlink(missing_ok=True)
         return prepare_lang(
             lexicon_from_sentencepiece(set(content.split()), sp),
             lang_dir,
-            lm_text=Path(text),
+            lm_text=lm_text,
             lm_order=lm_order,
             lm_prune_threshold=lm_prune_threshold,
             extra_units=pieces(sp),
@@ -157,3 +168,32 @@ def prepare_lang_from_text(
         sil_token=WORD_START,
         extra_units=[p for p in pieces(sp) if p != WORD_START],
     )
+
+
+def spelled_lines(texts: Sequence[str], known: set[str], names: Sequence[Path]) -> str:
+    """The lines of ``texts`` (one file's content each) whose characters are all ``known`` (the
+    units' training text's, which sentencepiece at full character coverage spells); the others are
+    left out with a warning naming the file, how many and the characters missing."""
+    kept: list[str] = []
+    for text, name in zip(texts, names, strict=True):
+        lines = [line for line in text.splitlines() if line.strip()]
+        missing: dict[str, int] = {}
+        n_out = 0
+        for line in lines:
+            unknown = {c for c in line if not c.isspace() and c not in known}
+            if unknown:
+                n_out += 1
+                for c in unknown:
+                    missing[c] = missing.get(c, 0) + 1
+            else:
+                kept.append(line)
+        if n_out:
+            top = " ".join(f"{c!r}" for c, _ in sorted(missing.items(), key=lambda kv: -kv[1])[:10])
+            share = "all" if n_out == len(lines) else f"{n_out} of"
+            logging.warning(
+                f"{name}: {share} {len(lines)} sentences have characters that no transcript has, e.g. {top}, so "
+                "the units (trained on the transcripts) cannot spell them, nor the model say them: they are left "
+                "out of the LM. Fix: normalize the text as the transcripts are (speechtl recipe-info lm-text does "
+                "it with the import's settings); a letter the recordings never say needs transcripts that have it"
+            )
+    return "".join(line + "\n" for line in kept)

@@ -6,13 +6,14 @@ word; the lexicon maps each word of the training text to its pieces, which is
 what L and HLG need.
 """
 
+import io
 import logging
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 
+from speechtl.atomic import atomic_open
 from speechtl.errors import SpeechtlError
 from speechtl.lang.lexicon import Lexicon
 
@@ -25,31 +26,34 @@ def train_sentencepiece(text: Path, model_path: Path, units: str = "bpe", vocab_
     if units not in ("bpe", "char"):
         raise SpeechtlError(f"units must be 'bpe' or 'char', got {units!r}")
     model_path = Path(model_path)
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = Path(tmp) / "sp"
-        args = dict(
-            input=str(text),
-            model_prefix=str(prefix),
-            model_type=units,
-            character_coverage=1.0,
-            unk_id=0,
-            bos_id=1,
-            eos_id=2,
-            input_sentence_size=10_000_000,
-            minloglevel=2,
-            # The text is NFC already (speechtl.data.normalize). sentencepiece's default NFKC split
-            # letters such as Thai's ำ (SARA AM) into two, so decoded text never matched the references.
-            normalization_rule_name="identity",
-        )
-        if units == "bpe":
-            args["vocab_size"] = vocab_size
-        try:
-            spm.SentencePieceTrainer.train(**args)
-        except RuntimeError as e:
-            raise SpeechtlError(
-                f"sentencepiece could not train on {text}: {e}. Fix: lower --vocab-size or give more text."
-            ) from e
-        model_path.write_bytes((Path(str(prefix) + ".model")).read_bytes())
+    # Trained into memory, not to a temporary prefix: the model then records no path, so the same text
+    # makes the same bytes, and a lang dir rebuilt for another LM keeps its units' checksum
+    # (utils/common.sh units_key: training is not redone).
+    model = io.BytesIO()
+    args = dict(
+        input=str(text),
+        model_writer=model,
+        model_type=units,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        input_sentence_size=10_000_000,
+        minloglevel=2,
+        # The text is NFC already (speechtl.data.normalize). sentencepiece's default NFKC split
+        # letters such as Thai's ำ (SARA AM) into two, so decoded text never matched the references.
+        normalization_rule_name="identity",
+    )
+    if units == "bpe":
+        args["vocab_size"] = vocab_size
+    try:
+        spm.SentencePieceTrainer.train(**args)
+    except RuntimeError as e:
+        raise SpeechtlError(
+            f"sentencepiece could not train on {text}: {e}. Fix: lower --vocab-size or give more text."
+        ) from e
+    with atomic_open(model_path, "wb", encoding=None) as f:
+        f.write(model.getvalue())
     n = len(pieces(load(model_path)))  # without <unk>, <s>, </s>: the lang dir's tokens add <blk>
     logging.info(f"{units} units: {model_path} ({n} pieces, and sentencepiece's <unk> <s> </s>)")
     return model_path

@@ -158,7 +158,7 @@ def recipe_conf(cfg: RecipeConfig) -> str:
         (
             "lm_text",
             Path(cfg.lm_text).absolute() if cfg.lm_text else "",
-            "more text for the word LM, one sentence a line",
+            "more text for the word LM, one sentence a line (not for the units: another one rebuilds HLG, not the models)",
         ),
         (
             "minutes",

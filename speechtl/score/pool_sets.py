@@ -7,7 +7,7 @@ their utterances together (its per-utterance file is the concatenation of the
 speakers' files, so paired tests between pooled rows work like any other). With
 equally large test sets per speaker its WER is the mean of the speakers' WERs.
 A system gets a pooled row only when every named set has its row (same method,
-data, decoding and seed): a mean over some of the speakers would not compare.
+data, decoding, seed and checkpoint): a mean over some of the speakers would not compare.
 """
 
 import logging
@@ -24,7 +24,8 @@ from speechtl.score.wer import write_utt_counts
 
 def _name(row: ResultRow, pooled_set: str) -> str:
     seed = "" if row.seed is None else f"-s{row.seed}"
-    return f"utt-errs-{pooled_set}-{row.method}-{row.data}-{row.decoding}{seed}.tsv"
+    checkpoint = f"-{row.checkpoint}" if row.checkpoint else ""
+    return f"utt-errs-{pooled_set}-{row.method}-{row.data}-{row.decoding}{seed}{checkpoint}.tsv"
 
 
 def pool_sets(results_tsv: Path, sets: Sequence[str], pooled_set: str, out_dir: Path | None = None) -> list[ResultRow]:
@@ -40,18 +41,21 @@ def pool_sets(results_tsv: Path, sets: Sequence[str], pooled_set: str, out_dir: 
     by_system: dict[tuple, dict[str, ResultRow]] = defaultdict(dict)
     for r in rows:
         if r.test_set in sets:
-            by_system[(r.method, r.data, r.decoding, r.seed)][r.test_set] = r
+            by_system[(r.method, r.data, r.decoding, r.seed, r.checkpoint)][r.test_set] = r
     out_dir = Path(out_dir) if out_dir is not None else results_tsv.parent / "pooled"
     pooled, partial = [], []
-    for (method, data, decoding, seed), per_set in sorted(by_system.items(), key=lambda kv: str(kv[0])):
+    for (method, data, decoding, seed, checkpoint), per_set in sorted(by_system.items(), key=lambda kv: str(kv[0])):
         if len(per_set) < len(sets):
-            partial.append(f"{method}/{data}/{decoding}" + ("" if seed is None else f"/s{seed}"))
+            partial.append(
+                f"{method}/{data}/{decoding}"
+                + ("" if seed is None else f"/s{seed}")
+                + (f"/{checkpoint}" if checkpoint else "")
+            )
             continue
         parts = [per_set[s] for s in sets]
         errors, words = sum(r.errors for r in parts), sum(r.words for r in parts)
-        row = ResultRow(
-            pooled_set, method, data, decoding, 100.0 * errors / words if words else 0.0, errors, words, seed
-        )
+        wer = 100.0 * errors / words if words else 0.0
+        row = ResultRow(pooled_set, method, data, decoding, wer, errors, words, seed, checkpoint=checkpoint)
         row.unit = parts[0].unit if len({r.unit for r in parts}) == 1 else ""
         row.config = parts[0].config if len({r.config for r in parts}) == 1 else ""
         utts = [load_utt_errors(results_tsv, r) for r in parts]

@@ -7,6 +7,11 @@ scratch or finetune at the same data and decoding (:mod:`speechtl.score.stats`);
 then a table of those comparisons. ``data_efficiency.png`` plots WER against the
 amount of labelled target data (``5min``, ``30min``, ``5shots``...), one line per
 method; methods that use no target data (``zero-shot``) are a dashed level line.
+
+Rows of a model other than a training's final one (results.tsv's ``checkpoint``, e.g. the epoch
+average ``epoch-30-avg-10`` of ``speechtl decode --epoch 30 --avg 10``) are systems of their own in
+RESULTS.md, named with it (``finetune (epoch-30-avg-10)``, compared with the baselines like any row),
+never seeds of the final model's cell; the plot and the choice of its decoding are of final models only.
 """
 
 import logging
@@ -35,6 +40,22 @@ def parse_amount(data: str) -> tuple[float, str] | None:
     if unit == "h":
         return value * 60, "min"
     return value, "shots" if unit.startswith("shot") else "min"
+
+
+def checkpoints_apart(rows: Sequence[ResultRow]) -> list[ResultRow]:
+    """``rows`` with each one of another checkpoint than the final model's named by it (method
+    ``finetune (epoch-30-avg-10)``): the report groups rows by method, so otherwise an epoch average would
+    be averaged into its system's cell as if it were one more seed."""
+    return [replace(r, method=f"{r.method} ({r.checkpoint})") if r.checkpoint else r for r in rows]
+
+
+def final_models(rows: Sequence[ResultRow], what: str) -> list[ResultRow]:
+    """The rows of training's final models (results.tsv's ``checkpoint`` empty), the others' left out
+    of ``what`` with a line in the log: one line per method in the plot is its final model."""
+    other = sorted({f"{r.method} ({r.checkpoint})" for r in rows if r.checkpoint})
+    if other:
+        logging.info(f"{what}: final models only; left out: {', '.join(other)} (they are in RESULTS.md)")
+    return [r for r in rows if not r.checkpoint]
 
 
 def _sort_key(r: ResultRow):
@@ -184,7 +205,7 @@ def write_results_md(
     (scratch and finetune; add e.g. a teacher, ``whisper-lp-ft``, to test its students against it)."""
     if not Path(results_tsv).is_file():
         raise SpeechtlError(f"{results_tsv} does not exist. Fix: check --results, or run the decode stage first.")
-    rows = read_results(results_tsv)
+    rows = checkpoints_apart(read_results(results_tsv))
     if not rows:
         raise SpeechtlError(f"{results_tsv} has no results yet. Fix: run the decode stage first.")
     lines = [
@@ -329,7 +350,7 @@ def choose_decoding(results_tsv: Path, dev_set: str = "dev", fallback: str = "hl
     ``fallback`` when no dev rows are there."""
     rows = [
         r
-        for r in read_results(results_tsv)
+        for r in final_models(read_results(results_tsv), "the plot's decoding")
         if r.test_set == dev_set and "zero-shot" not in r.method and not r.decoding.startswith("onnx-")
     ]  # the recipe's own decodings: an export's onnx-* rows of one system would narrow the choice to it
     by_system: dict[tuple, dict[str, float]] = defaultdict(dict)
@@ -351,14 +372,15 @@ def choose_decoding(results_tsv: Path, dev_set: str = "dev", fallback: str = "hl
 
 
 def plot_data_efficiency(results_tsv: Path, out: Path, test_set: str, decoding: str) -> Path | None:
-    """WER against labelled target data, one line per method; None if nothing to plot."""
+    """WER against labelled target data, one line per method (its final models: :func:`final_models`);
+    None if nothing to plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     seeds: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
-    rows_all = read_results(results_tsv)
+    rows_all = final_models(read_results(results_tsv), "the plot")
     for r in rows_all:
         if r.test_set == test_set and r.decoding == decoding:
             seeds[(r.method, r.data)].append(r)

@@ -1,7 +1,8 @@
 """``exp/results.tsv``: the one table every recipe ends by writing.
 
 Columns ``test_set method data decoding wer errors words``, then (added later,
-appended so older readers and files keep working) ``seed ci_low ci_high utt_errs cer oov unit config``:
+appended so older readers and files keep working) ``seed ci_low ci_high utt_errs cer oov unit config
+checkpoint``:
 the training seed, the 95% bootstrap interval of the WER (see
 :mod:`speechtl.score.stats`), the per-utterance error file behind the row,
 relative to results.tsv's folder, and the character error rate (characters of the
@@ -12,9 +13,12 @@ avoid; empty where no words.txt was used), and what the WER counts: ``char`` whe
 characters (a script without spaces between words, :mod:`speechtl.lang.spaceless`), ``word`` (or empty,
 in older files) otherwise, and ``config``, a digest of the conf that trained the model, its seed left out
 (empty for zero-shot rows and older files): seeds of one system trained under two confs are two systems,
-and the report says so instead of averaging them. One row per decoded test set, system and seed:
-rows are keyed by (test_set, method, data, decoding, seed), so a re-run replaces its
-row, never duplicates it, and the seeds of a system sit side by side. Files written
+and the report says so instead of averaging them, and ``checkpoint``, which model of the training was
+decoded: empty for its final model (``final.pt``), ``epoch-30-avg-10`` for an average of other epochs
+(``speechtl decode --epoch 30 --avg 10``, :func:`speechtl.train.checkpoint.average_epochs`). One row per
+decoded test set, system, seed and checkpoint: rows are keyed by (test_set, method, data, decoding, seed,
+checkpoint), so a re-run replaces its row, never duplicates it, the seeds of a system sit side by side,
+and an epoch average's row sits beside the final model's instead of replacing it. Files written
 before the new columns are read as is (the new fields empty) and upgraded on the
 next write; a row without a seed is replaced by any seeded row of its system.
 Writes are locked and atomic, so parallel decode jobs can add rows to the same file.
@@ -32,7 +36,7 @@ from speechtl.errors import SpeechtlError
 
 #: The columns of the first files; every file starts with them.
 BASE_HEADER = ["test_set", "method", "data", "decoding", "wer", "errors", "words"]
-HEADER = [*BASE_HEADER, "seed", "ci_low", "ci_high", "utt_errs", "cer", "oov", "unit", "config"]
+HEADER = [*BASE_HEADER, "seed", "ci_low", "ci_high", "utt_errs", "cer", "oov", "unit", "config", "checkpoint"]
 
 
 @dataclass
@@ -52,10 +56,12 @@ class ResultRow:
     oov: float | None = None  # reference words outside words.txt, in %
     unit: str = ""  # what wer counts: "char" (a spaceless script's characters) or "word" ("" in older files)
     config: str = ""  # digest of what trained the model, its seed left out (speechtl.train.checkpoint.config_digest)
+    checkpoint: str = ""  # "" for the final model, "epoch-30-avg-10" for an epoch average (checkpoint_label)
 
     @property
     def key(self):
-        return (self.test_set, self.method, self.data, self.decoding, "" if self.seed is None else str(self.seed))
+        seed = "" if self.seed is None else str(self.seed)
+        return (self.test_set, self.method, self.data, self.decoding, seed, self.checkpoint)
 
 
 assert [f.name for f in fields(ResultRow)] == HEADER
@@ -122,7 +128,7 @@ def _parse(r: Sequence[str]) -> ResultRow:
 
     return ResultRow(
         r[0], r[1], r[2], r[3], float(r[4]), int(r[5]), int(r[6]), opt(r[7], int), opt(r[8], float), opt(r[9], float),
-        r[10], opt(r[11], float), opt(r[12], float), r[13], r[14],
+        r[10], opt(r[11], float), opt(r[12], float), r[13], r[14], r[15],
     )  # fmt: skip
 
 
@@ -138,30 +144,32 @@ def _format(r: ResultRow) -> list:
     return [
         r.test_set, r.method, r.data, r.decoding, f"{r.wer:.2f}", r.errors, r.words,
         opt(r.seed, "d"), opt(r.ci_low, ".2f"), opt(r.ci_high, ".2f"), r.utt_errs, opt(r.cer, ".2f"),
-        opt(r.oov, ".2f"), r.unit, r.config,
+        opt(r.oov, ".2f"), r.unit, r.config, r.checkpoint,
     ]  # fmt: skip
 
 
-#: The key's columns in HEADER: test_set, method, data, decoding, seed.
-_KEY = (0, 1, 2, 3, 7)
+#: The key's columns in HEADER (ResultRow.key's order).
+_KEY = tuple(HEADER.index(c) for c in ("test_set", "method", "data", "decoding", "seed", "checkpoint"))
 
 
 def update_results(path: Path, new_rows: Iterable[ResultRow]) -> list[ResultRow]:
     """Add or replace rows (by key) and rewrite the file atomically; returns all rows.
 
     A seeded row also replaces its system's unseeded row (one written before seeds were
-    recorded): the new measurement supersedes it rather than averaging with it."""
+    recorded) of the same checkpoint: the new measurement supersedes it rather than averaging with it."""
     new_rows = list(new_rows)
     _warn_relabelled(path, new_rows)
-    legacy = [(*r.key[:4], "") for r in new_rows if r.seed is not None]
+    legacy = [(*r.key[:4], "", r.checkpoint) for r in new_rows if r.seed is not None]
     table = upsert_table(path, HEADER, [_format(r) for r in new_rows], _KEY, len(BASE_HEADER), legacy)
     return [_parse(r) for r in table]
 
 
 def drop_results(path: Path, keys: Iterable[tuple[str, ...]]) -> None:
-    """Remove the rows of ``keys`` (``ResultRow.key``s), if the file and they exist."""
+    """Remove the rows of ``keys`` (``ResultRow.key``s), if the file and they exist. A key of the
+    five columns before ``checkpoint`` names the final model's row (its checkpoint empty)."""
     if Path(path).is_file():
-        upsert_table(path, HEADER, [], _KEY, len(BASE_HEADER), [tuple(k) for k in keys])
+        full = [(*k, *[""] * (len(_KEY) - len(k))) for k in keys]
+        upsert_table(path, HEADER, [], _KEY, len(BASE_HEADER), full)
 
 
 def _warn_relabelled(path: Path, new_rows: list[ResultRow]) -> None:

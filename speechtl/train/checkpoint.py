@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -135,3 +136,140 @@ def average_checkpoints(paths: Sequence[Path], out: Path | None = None) -> dict:
         with atomic_path(out) as tmp:
             torch.save(result, tmp)
     return result
+
+
+#: The key of an epoch average's own record (:func:`average_epochs`): which epochs, its label, its sources.
+EPOCH_AVERAGE = "epoch_average"
+
+
+def epoch_average_label(epoch: int, avg: int) -> str:
+    """icefall's name of the model of ``--epoch N --avg K``: ``epoch-N-avg-K`` (its decode files' suffix)."""
+    return f"epoch-{epoch}-avg-{avg}"
+
+
+def checkpoint_label(ckpt: dict) -> str:
+    """Which model of its training a loaded checkpoint is: ``epoch-N-avg-K`` for an epoch average
+    (:func:`average_epochs`), empty for the training's final model. Decoding writes it into
+    results.tsv's ``checkpoint`` column, so the two get a row each rather than one replacing the other."""
+    return (ckpt.get(EPOCH_AVERAGE) or {}).get("label", "")
+
+
+def _spans(numbers: Sequence[int]) -> str:
+    """``[1, 2, 3, 5, 7, 8]`` -> ``'1-3, 5, 7-8'``: an exp dir's epochs, short enough for one line."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def epoch_number(path: Path) -> int:
+    """N of ``epoch-N.pt`` (a name :func:`epoch_checkpoints` returns)."""
+    return int(Path(path).stem.removeprefix("epoch-"))
+
+
+def epochs_to_average(exp_dir: Path, epoch: int, avg: int) -> list[Path]:
+    """``epoch-(N-K+1).pt .. epoch-N.pt`` of ``exp_dir``, each there, or an error that says which epochs
+    the dir does have: training keeps only the newest ``train.keep_epochs`` (never fewer than
+    ``train.average_last``), so an average reaching further back needs a training that kept more."""
+    exp_dir = Path(exp_dir)
+    if avg < 1:
+        raise SpeechtlError(f"--avg must be at least 1 (the number of epochs averaged), got {avg}")
+    if epoch < 1:
+        raise SpeechtlError(f"--epoch must be at least 1 (the first epoch is epoch-1.pt), got {epoch}")
+    if avg > epoch:
+        raise SpeechtlError(
+            f"--epoch {epoch} --avg {avg} would average epoch-{epoch - avg + 1}..epoch-{epoch}, starting before "
+            f"epoch 1. Fix: --avg {epoch} or less"
+        )
+    if not exp_dir.is_dir():
+        raise SpeechtlError(f"exp dir {exp_dir} does not exist. Fix: pass the dir the training wrote epoch-N.pt into")
+    wanted = [exp_dir / f"epoch-{n}.pt" for n in range(epoch - avg + 1, epoch + 1)]
+    missing = [epoch_number(p) for p in wanted if not p.is_file()]
+    if missing:
+        have = [epoch_number(p) for p in epoch_checkpoints(exp_dir)]
+        there = f"{exp_dir} has epochs {_spans(have)}" if have else f"{exp_dir} has no epoch-N.pt"
+        run = epoch - missing[-1]  # the epochs there, counting back from N
+        instead = f" (e.g. --epoch {epoch} --avg {run})" if run else ""
+        raise SpeechtlError(
+            f"--epoch {epoch} --avg {avg} averages epoch-{epoch - avg + 1}..epoch-{epoch}.pt, but "
+            f"{exp_dir / f'epoch-{missing[0]}.pt'} is not there (missing: {_spans(missing)}; {there}). Fix: choose "
+            f"--epoch and --avg among those{instead}, or train again keeping more: train.keep_epochs: {avg} or more "
+            "(0 keeps all; a training keeps only its newest keep_epochs, default 10, never fewer than "
+            "train.average_last)"
+        )
+    return wanted
+
+
+def _sources(paths: Sequence[Path]) -> dict[str, list[int]]:
+    """Name -> [size, mtime_ns] of each averaged file: a retrained epoch (rewritten) no longer matches."""
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
+
+
+def average_epochs(exp_dir: Path, epoch: int, avg: int, out: Path) -> dict:
+    """icefall's ``--epoch N --avg K``: the mean of ``epoch-(N-K+1).pt .. epoch-N.pt`` written to
+    ``out``, laid out as ``final.pt`` is (:func:`average_checkpoints`: the model, its config, method,
+    features, seed), so decode, transcribe and export-onnx take it as they take ``final.pt``; it also
+    records which epochs it averages and from which files (``epoch_average``). Returns it."""
+    paths = epochs_to_average(exp_dir, epoch, avg)
+    sources = _sources(paths)
+    logging.info(f"averaging epochs {_spans([epoch_number(p) for p in paths])} of {exp_dir} -> {out}")
+    result = average_checkpoints(paths)
+    result[EPOCH_AVERAGE] = {
+        "epoch": epoch,
+        "avg": avg,
+        "epochs": [epoch_number(p) for p in paths],
+        "label": epoch_average_label(epoch, avg),
+        "sources": sources,
+    }
+    _warn_if_finalized(Path(exp_dir), result)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save(result, tmp)
+    return result
+
+
+def _warn_if_finalized(exp_dir: Path, averaged: dict) -> None:
+    """A method may change ``final.pt`` after averaging (vtln keeps a warp factor it chose then in the
+    model config): an epoch average has the trained epochs only, so it differs from ``final.pt`` by
+    more than its epochs. Said, with the fix."""
+    final = exp_dir / "final.pt"
+    if not final.is_file():
+        return
+    try:
+        config = torch.load(final, map_location="cpu", weights_only=False, mmap=True).get("model_config")
+    except Exception:  # an unreadable final.pt is not this average's business
+        return
+    if config is not None and config != averaged.get("model_config"):
+        changed = sorted(
+            k for k in {*config, *averaged["model_config"]} if config.get(k) != averaged["model_config"].get(k)
+        )
+        logging.warning(
+            f"{final}'s model config differs from its epochs' in {', '.join(changed)}: its method changed the model "
+            "after averaging (vtln sets the warp factor it chose then), and this average of the epochs has no such "
+            "change. Fix: do that step on the average too (vtln: speechtl vtln --checkpoint AVERAGE ...)"
+        )
+
+
+def epoch_average_path(exp_dir: Path, epoch: int, avg: int) -> Path:
+    """Where decode keeps the average of ``--epoch N --avg K``: ``EXP/avg-epoch-N-K.pt``."""
+    return Path(exp_dir) / f"avg-epoch-{epoch}-{avg}.pt"
+
+
+def ensure_epoch_average(exp_dir: Path, epoch: int, avg: int) -> Path:
+    """:func:`epoch_average_path`, averaged now unless it is there already from the same epoch files
+    (same names, sizes and times: a retraining rewrites them, and then it is averaged again)."""
+    out = epoch_average_path(exp_dir, epoch, avg)
+    paths = epochs_to_average(exp_dir, epoch, avg)
+    if out.is_file():
+        try:
+            made = torch.load(out, map_location="cpu", weights_only=False, mmap=True).get(EPOCH_AVERAGE) or {}
+        except Exception:  # unreadable: made again below
+            made = {}
+        if made.get("sources") == _sources(paths):
+            logging.info(f"{out}: the average of epochs {_spans(made['epochs'])}, made before; reused")
+            return out
+    average_epochs(exp_dir, epoch, avg, out)
+    return out

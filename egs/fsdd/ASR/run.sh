@@ -167,7 +167,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  key="$(cat $fbank/.source.done) $(cat data/.lang.done) $(cksum < conf/source.yaml) procs=$source_procs"
+  key="$(cat $fbank/.source.done) $(units_key $lang data/.lang.done) $(cksum < conf/source.yaml) procs=$source_procs"
   if ! is_done exp/source/.done "$key"; then
     reset_if_changed exp/source "$key"
     log "Stage 4: source pretraining on synthetic digit strings (conf/source.yaml, $source_procs process(es))"

@@ -118,7 +118,9 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  key="$(cat $fbank/.done) $(cat data/.lang.done) $(cksum < conf/source.yaml) procs=$source_procs"
+  # keyed on the source's units, not on the LMs: another --lm-order rebuilds HLG and redoes the decodes
+  # only (the target's units follow from the target text, which $fbank/.done holds)
+  key="$(cat $fbank/.done) $(units_key $src_lang data/.lang.done) $(cksum < conf/source.yaml) procs=$source_procs"
   if ! is_done exp/source/.done "$key"; then
     reset_if_changed exp/source "$key"
     log "Stage 4: source pretraining (conf/source.yaml, $source_procs DDP process(es)) into exp/source"

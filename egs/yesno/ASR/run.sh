@@ -91,7 +91,8 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  key="$(cat $fbank/.done) $(cat $lang/.done) $(cksum < conf/train.yaml) procs=$train_procs"
+  # keyed on the units, not the LM: another --lm-order rebuilds HLG and redoes the decodes only
+  key="$(cat $fbank/.done) $(units_key $lang) $(cksum < conf/train.yaml) procs=$train_procs"
   for system in "${systems[@]}"; do
     split_system "$system"
     exp=exp/$system
@@ -116,7 +117,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     tuned=$pt_exp/adapt_tuned.yaml
     # each point's dev errors summed over the folds; the choices -> $tuned (rebuilt from the base conf
     # on every run, so an edit there reaches every method); a method is swept again when its key changes
-    steps/tune.sh --nj "$nj" --methods "$tune" --log-prefix "Stage 4" --key "$(cat $folds/.done) $(cat $lang/.done)" \
+    steps/tune.sh --nj "$nj" --methods "$tune" --log-prefix "Stage 4" --key "$(cat $folds/.done) $(units_key $lang)" \
       --source-checkpoint "$pretrained" "$pretrained_config" "$tune_space" $lang "${trains[*]}" "${devs[*]}" \
       "$pt_exp/sweep" "$tuned"
     pretrained_config=$tuned
@@ -126,7 +127,7 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
     exp=$pt_exp/$system
     # keyed on what this method reads from the conf (speechtl conf-key), so adding or editing
     # another method's entry trains nothing again
-    key="$(cat $fbank/.done) $(cat $lang/.done) $(speechtl conf-key --config "$pretrained_config" --method "$sys_method") $(source_key "$pretrained")"
+    key="$(cat $fbank/.done) $(units_key $lang) $(speechtl conf-key --config "$pretrained_config" --method "$sys_method") $(source_key "$pretrained")"
     if ! is_done "$exp/.done" "$key"; then
       reset_if_changed "$exp" "$key"
       log "Stage 4: $sys_method from $pretrained ($pretrained_config${sys_seed:+, seed $sys_seed}) into $exp"

@@ -177,16 +177,17 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     choice=$(speechtl recipe-info units --text data/local/train_text.txt --units "$units" --vocab-size "$vocab_size" \
       --min-words "$bpe_min_words")
     read -r unit_kind unit_vocab unit_reason <<< "$choice"
-    lm=data/local/train_text.txt
+    extra=()  # --lm-text: LM sentences (and lexicon words), not units: the units are the transcripts', so
+    # another --lm-text or --lm-order rebuilds HLG and redoes the decodes, not the models (units_key)
     if [ -n "$lm_text" ]; then
       lm_norm=()  # the LM text normalized as the transcripts were at import (its --map-chars, ş/ș joined)
       [ ! -f "$manifests/${prefix}_text_norm.json" ] || lm_norm=(--text-norm-config "$manifests/${prefix}_text_norm.json")
       speechtl recipe-info lm-text --text "$lm_text" --output data/local/lm_extra.txt "${lm_norm[@]}"
-      cat data/local/train_text.txt data/local/lm_extra.txt > data/local/lm_text.txt
-      lm=data/local/lm_text.txt
+      extra=(--extra-lm-text data/local/lm_extra.txt)
     fi
     log "Stage 2: units: $unit_reason"
-    steps/prepare_lang.sh --units "$unit_kind" --vocab-size "$unit_vocab" --lm-order "$lm_order" $lm $lang
+    steps/prepare_lang.sh --units "$unit_kind" --vocab-size "$unit_vocab" --lm-order "$lm_order" "${extra[@]}" \
+      data/local/train_text.txt $lang
     echo "$unit_reason" > $lang/units_choice.txt
     mark_done $lang/.done "$key"
   fi
@@ -207,11 +208,11 @@ loso_args=(--nj "$nj" --minutes "$loso_minutes" --methods "${loso_methods:-$meth
 loso_pool="${cuts}_train.jsonl.gz"
 for t in $test_sets; do loso_pool="$loso_pool ${cuts}_$t.jsonl.gz"; done
 if $loso && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  steps/loso.sh "${loso_args[@]}" --part adapt --log-prefix "Stage 3" --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" \
+  steps/loso.sh "${loso_args[@]}" --part adapt --log-prefix "Stage 3" --key "$(cat $fbank/.done) $(units_key $lang) $source_key" \
     $adapt_base $lang "$loso_pool" data/loso exp/loso
 fi
 if $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  steps/loso.sh "${loso_args[@]}" --part decode --log-prefix "Stage 4" --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" \
+  steps/loso.sh "${loso_args[@]}" --part decode --log-prefix "Stage 4" --key "$(cat $fbank/.done) $(units_key $lang) $source_key" \
     $adapt_base $lang "$loso_pool" data/loso exp/loso
 fi
 
@@ -225,14 +226,14 @@ if ! $loso && [ -n "$tune" ] && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; t
   esac
   fewest=$(head -n 1 $fbank/amounts.txt | cut -d' ' -f1)
   steps/tune.sh --nj "$nj" --methods "$tune" --source-checkpoint "$source" --log-prefix "Stage 3" \
-    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" $adapt_base $sweep_space $lang \
+    --key "$(cat $fbank/.done) $(units_key $lang) $source_key" $adapt_base $sweep_space $lang \
     "${cuts}_train_$fewest.jsonl.gz" "${cuts}_dev.jsonl.gz" exp/sweep exp/adapt_tuned.yaml
 fi
 [ -z "$tune" ] || adapt_conf=exp/adapt_tuned.yaml
 
 if ! $loso && [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   steps/adapt_all.sh --nj "$nj" --log-prefix "Stage 3" --source-checkpoint "$source" \
-    --key "$(cat $fbank/.done) $(cat $lang/.done) $source_key" "$adapt_conf" $lang "${cuts}_train" "${systems[@]}"
+    --key "$(cat $fbank/.done) $(units_key $lang) $source_key" "$adapt_conf" $lang "${cuts}_train" "${systems[@]}"
 fi
 
 if ! $loso && [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
