@@ -507,8 +507,7 @@ def cmd_subset(a):
 
 
 def cmd_conf_key(a):
-    from speechtl.adapt.param_options import init_stamp
-    from speechtl.config import load_yaml, method_digest
+    from speechtl.config import init_stamp, load_yaml, method_digest  # no torch: recipes call this per system
 
     conf = load_yaml(a.config)
     own = ((conf.get("methods") or {}).get(a.method) or {}).get(

@@ -3,7 +3,8 @@
 import re
 import types
 from collections import abc
-from dataclasses import fields, is_dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -100,3 +101,44 @@ def method_digest(conf: dict[str, Any], method: str) -> str:
     mine["method"] = ((conf.get("methods") or {}).get(method)) or {}
     text = json.dumps(mine, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class InitParam:
+    """One ``PATH[:SRC[:DST[:EXCLUDE,...]]]``."""
+
+    path: Path
+    src: str = ""
+    dst: str = ""
+    exclude: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> "InitParam":
+        # A path that exists whole wins over the split: a folder name may hold a colon.
+        if Path(spec).is_file():
+            return cls(Path(spec))
+        parts = spec.split(":")
+        if len(parts) > 4 or not parts[0]:
+            raise SpeechtlError(
+                f"init_param {spec!r}: expected PATH[:SRC_PREFIX[:DST_PREFIX[:EXCLUDE,...]]], e.g. "
+                "exp/source/final.pt:encoder:encoder"
+            )
+        parts += [""] * (4 - len(parts))
+        exclude = tuple(e.strip() for e in parts[3].split(",") if e.strip())
+        return cls(Path(parts[0]), parts[1].strip().rstrip("."), parts[2].strip().rstrip("."), exclude)
+
+    def __str__(self) -> str:
+        return ":".join([str(self.path), self.src, self.dst, ",".join(self.exclude)]).rstrip(":")
+
+
+def init_stamp(specs: str | Sequence[str] | None) -> str:
+    """What the ``init_param`` files are now (size and mtime of each, "none" when absent), for the
+    recipes' ``.done`` keys (``speechtl conf-key``): a conf names its init file by path, and a file
+    retrained in place must retrain what starts from it. Empty without ``init_param``."""
+    if not specs:
+        return ""
+    stamps = []
+    for spec in [specs] if isinstance(specs, str) else specs:
+        path = InitParam.parse(spec).path
+        stamps.append(f"{path.stat().st_size}-{int(path.stat().st_mtime)}" if path.is_file() else "none")
+    return ",".join(stamps)

@@ -31,48 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from speechtl.config import InitParam  # parsed without torch (speechtl conf-key stamps its files)
 from speechtl.errors import SpeechtlError
-
-
-@dataclass(frozen=True)
-class InitParam:
-    """One ``PATH[:SRC[:DST[:EXCLUDE,...]]]``."""
-
-    path: Path
-    src: str = ""
-    dst: str = ""
-    exclude: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, spec: str) -> "InitParam":
-        # A path that exists whole wins over the split: a folder name may hold a colon.
-        if Path(spec).is_file():
-            return cls(Path(spec))
-        parts = spec.split(":")
-        if len(parts) > 4 or not parts[0]:
-            raise SpeechtlError(
-                f"init_param {spec!r}: expected PATH[:SRC_PREFIX[:DST_PREFIX[:EXCLUDE,...]]], e.g. "
-                "exp/source/final.pt:encoder:encoder"
-            )
-        parts += [""] * (4 - len(parts))
-        exclude = tuple(e.strip() for e in parts[3].split(",") if e.strip())
-        return cls(Path(parts[0]), parts[1].strip().rstrip("."), parts[2].strip().rstrip("."), exclude)
-
-    def __str__(self) -> str:
-        return ":".join([str(self.path), self.src, self.dst, ",".join(self.exclude)]).rstrip(":")
-
-
-def init_stamp(specs: str | Sequence[str] | None) -> str:
-    """What the ``init_param`` files are now (size and mtime of each, "none" when absent), for the
-    recipes' ``.done`` keys (``speechtl conf-key``): a conf names its init file by path, and a file
-    retrained in place must retrain what starts from it. Empty without ``init_param``."""
-    if not specs:
-        return ""
-    stamps = []
-    for spec in [specs] if isinstance(specs, str) else specs:
-        path = InitParam.parse(spec).path
-        stamps.append(f"{path.stat().st_size}-{int(path.stat().st_mtime)}" if path.is_file() else "none")
-    return ",".join(stamps)
 
 
 def under(name: str, prefix: str) -> bool:
