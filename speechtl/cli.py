@@ -247,7 +247,7 @@ def cmd_train(a):
     from speechtl.adapt import get_method
     from speechtl.adapt.transfer import build_model_for
     from speechtl.atomic import writable_dir
-    from speechtl.config import from_dict, load_yaml
+    from speechtl.config import from_dict, load_yaml, method_train
     from speechtl.decode.checks import check_features
     from speechtl.features.inputs import mark_cuts
     from speechtl.lang import Lang
@@ -297,7 +297,7 @@ def cmd_train(a):
             raise SpeechtlError(f"{model_where}: unknown encoder {model_cfg.encoder!r}; known: {sorted(ENCODERS)}")
         from_dict(ENCODERS[model_cfg.encoder].Config, model_cfg.encoder_options, f"{a.config} [model.encoder_options]")
 
-    train_options = {**(conf.get("train") or {}), **(per_method.get("train") or {}), **key_values(a.set, "--set")}
+    train_options = {**method_train(conf, a.method), **key_values(a.set, "--set")}
     warn_own_budget(a.config, a.method, conf.get("train") or {}, per_method.get("train") or {})
     for key, given in (("init_param", a.init_param), ("freeze_param", a.freeze_param)):
         listed = train_options.get(key) or []  # one spec alone (a conf's string, --set k=v) is a list of one
@@ -507,13 +507,10 @@ def cmd_subset(a):
 
 
 def cmd_conf_key(a):
-    from speechtl.config import init_stamp, load_yaml, method_digest  # no torch: recipes call this per system
+    from speechtl.config import init_stamp, load_yaml, method_digest, method_train  # no torch: called per system
 
     conf = load_yaml(a.config)
-    own = ((conf.get("methods") or {}).get(a.method) or {}).get(
-        "train"
-    ) or {}  # replaces the train section's, as in train
-    init = init_stamp({**(conf.get("train") or {}), **own}.get("init_param"))
+    init = init_stamp(method_train(conf, a.method).get("init_param"))
     print(f"conf={method_digest(conf, a.method)}" + (f" init={init}" if init else ""))
 
 

@@ -90,6 +90,12 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def method_train(conf: dict[str, Any], method: str) -> dict[str, Any]:
+    """A conf's ``train`` section as ``method`` trains with it: ``methods.<method>.train`` replaces its keys."""
+    own = ((conf.get("methods") or {}).get(method) or {}).get("train") or {}
+    return {**(conf.get("train") or {}), **own}
+
+
 def method_digest(conf: dict[str, Any], method: str) -> str:
     """A digest of what one method's run reads from an adapt conf: every section but
     ``methods``, and ``methods.<method>``. Recipes key a system's ``.done`` on it, so editing
@@ -140,5 +146,6 @@ def init_stamp(specs: str | Sequence[str] | None) -> str:
     stamps = []
     for spec in [specs] if isinstance(specs, str) else specs:
         path = InitParam.parse(spec).path
-        stamps.append(f"{path.stat().st_size}-{int(path.stat().st_mtime)}" if path.is_file() else "none")
+        st = path.stat() if path.is_file() else None
+        stamps.append(f"{st.st_size}-{int(st.st_mtime)}" if st else "none")
     return ",".join(stamps)

@@ -385,8 +385,9 @@ def export_onnx(checkpoint: Path, lang_dir: Path, out_dir: Path, config: ExportC
         level = export_level(ckpt, checkpoint)
     meta = export_metadata(model, fbank, seed, level)
     meta["config"] = config_digest(ckpt)  # the decode rows of the exported model name their conf too
-    if checkpoint_label(ckpt):  # and an epoch average, so its rows do not replace the final model's
-        meta["checkpoint"] = checkpoint_label(ckpt)
+    label = checkpoint_label(ckpt)
+    if label:  # and an epoch average, so its rows do not replace the final model's
+        meta["checkpoint"] = label
     path = out_dir / "model.onnx"
     trace_to_onnx(model, path, config.opset, level)
     add_metadata(path, meta)

@@ -1,6 +1,7 @@
 """Build a lang dir from a lexicon and LM text (icefall's prepare_lang + compile_hlg)."""
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -177,18 +178,17 @@ def spelled_lines(texts: Sequence[str], known: set[str], names: Sequence[Path]) 
     kept: list[str] = []
     for text, name in zip(texts, names, strict=True):
         lines = [line for line in text.splitlines() if line.strip()]
-        missing: dict[str, int] = {}
+        missing: Counter[str] = Counter()  # character -> sentences it is in
         n_out = 0
         for line in lines:
             unknown = {c for c in line if not c.isspace() and c not in known}
             if unknown:
                 n_out += 1
-                for c in unknown:
-                    missing[c] = missing.get(c, 0) + 1
+                missing.update(unknown)
             else:
                 kept.append(line)
         if n_out:
-            top = " ".join(f"{c!r}" for c, _ in sorted(missing.items(), key=lambda kv: -kv[1])[:10])
+            top = " ".join(f"{c!r}" for c, _ in missing.most_common(10))
             share = "all" if n_out == len(lines) else f"{n_out} of"
             logging.warning(
                 f"{name}: {share} {len(lines)} sentences have characters that no transcript has, e.g. {top}, so "
